@@ -1,0 +1,28 @@
+"""Lesson 02: the convolutional backbone shared by both images of a pair."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class CNNBackbone(nn.Module):
+    """Three conv → ReLU → max-pool blocks: ``[B, 1, 28, 28]`` → ``[B, 256, 3, 3]``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.layers = nn.Sequential(
+            nn.Conv2d(1, 64, kernel_size=5, stride=1, padding=2),  # 28 x 28, size kept by padding
+            nn.ReLU(),
+            nn.MaxPool2d(2, stride=2),  # → 14 x 14
+            nn.Conv2d(64, 128, kernel_size=5, padding=2),
+            nn.ReLU(),
+            nn.MaxPool2d(2, stride=2),  # → 7 x 7
+            nn.Conv2d(128, 256, kernel_size=3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2, stride=2),  # → 3 x 3 (the odd row and column are dropped)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Feature maps ``[B, 256, 3, 3]`` of a batch of images ``[B, 1, 28, 28]``."""
+        return self.layers(x)

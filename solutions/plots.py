@@ -1,0 +1,80 @@
+"""Figures of the reference run: loss history, test pairs with similarity scores, 2-D embedding map."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import torch
+from torch import nn
+
+from data_utils.fashion_mnist import CLASS_NAMES
+from data_utils.plotting import show_pairs
+
+from .evaluate import embed, similarity, to_float_images
+
+
+def plot_loss_history(loss_history: Sequence[float], steps_per_epoch: int, log_every: int = 10,
+                      path: str | Path | None = None) -> plt.Figure:
+    """The batch loss logged every ``log_every`` steps, with the epoch boundaries marked."""
+    fig, ax = plt.subplots(figsize=(8, 4))
+    steps = [k * log_every for k in range(len(loss_history))]
+    ax.plot(steps, loss_history, linewidth=1, label="batch loss")
+    last_step = steps[-1] if steps else 0
+    for epoch in range(1, last_step // max(steps_per_epoch, 1) + 1):
+        ax.axvline(epoch * steps_per_epoch, color="gray", linestyle=":", linewidth=1)
+        ax.text(epoch * steps_per_epoch, ax.get_ylim()[1], f" epoch {epoch + 1}", fontsize=8, va="top", color="gray")
+    ax.set_xlabel("training step (batch)")
+    ax.set_ylabel("contrastive loss")
+    ax.set_title(f"Loss history (logged every {log_every} steps)")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(path, dpi=120)
+    return fig
+
+
+def plot_similarity_pairs(net: nn.Module, images: torch.Tensor, labels: torch.Tensor, device: torch.device | str = "cpu",
+                          first_index: int = 0, num_pairs: int = 10, path: str | Path | None = None) -> plt.Figure:
+    """One fixed test image against the next ``num_pairs`` test images, titled with ``exp(-d)`` and class names."""
+    others = torch.arange(first_index + 1, first_index + 1 + num_pairs)
+    first = torch.full_like(others, first_index)
+    emb = embed(net, images[torch.cat([first[:1], others])], device)
+    distances = torch.linalg.vector_norm(emb[1:] - emb[:1], dim=1)
+    titles = [
+        f"sim {float(s):.2f}\n{CLASS_NAMES[int(labels[first_index])]}\nvs {CLASS_NAMES[int(labels[j])]}"
+        for s, j in zip(similarity(distances), others)
+    ]
+    fig = show_pairs(to_float_images(images[first]), to_float_images(images[others]), titles)
+    fig.suptitle("Test pairs: similarity = exp(-distance)", fontsize=10)
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(path, dpi=120)
+    return fig
+
+
+def pca_2d(embeddings: torch.Tensor) -> torch.Tensor:
+    """Project embeddings onto their two principal components."""
+    centred = embeddings.double() - embeddings.double().mean(dim=0)
+    _, _, v = torch.linalg.svd(centred, full_matrices=False)
+    return (centred @ v[:2].T).float()
+
+
+def plot_embeddings(embeddings: torch.Tensor, labels: torch.Tensor, path: str | Path | None = None) -> plt.Figure:
+    """Test embeddings projected to 2-D (PCA), coloured by class."""
+    points = pca_2d(embeddings)
+    fig, ax = plt.subplots(figsize=(7, 6))
+    cmap = plt.get_cmap("tab10")
+    for c, name in enumerate(CLASS_NAMES):
+        mask = labels == c
+        if mask.any():
+            ax.scatter(points[mask, 0], points[mask, 1], s=3, alpha=0.5, color=cmap(c), label=name)
+    ax.set_xlabel("principal component 1")
+    ax.set_ylabel("principal component 2")
+    ax.set_title("Test embeddings (PCA to 2-D)")
+    ax.legend(markerscale=4, fontsize=8, loc="best")
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(path, dpi=120)
+    return fig

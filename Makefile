@@ -45,6 +45,10 @@ reference: data
 smoke: data
 	$(PY) -m solutions.train --data-root $(DATA_ROOT) --epochs 1 --limit 2048 --out results/smoke
 
+# Rebuild the student notebooks from lessons/src and the solutions package.
+lessons: install
+	$(PY) -m autograder.build
+
 test: install debian-data
 	$(PY) -m pytest $(PYTEST_ARGS)
 

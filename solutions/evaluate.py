@@ -15,14 +15,14 @@ def to_float_images(images: torch.Tensor) -> torch.Tensor:
     return images.reshape(-1, 1, images.shape[-2], images.shape[-1])
 
 
-@torch.no_grad()
 def embed(net: nn.Module, images: torch.Tensor, device: torch.device | str = "cpu", batch_size: int = 1024) -> torch.Tensor:
     """Embeddings ``[N, D]`` (float32, on the CPU) of images, in eval mode and without gradients."""
-    net.eval()  # no layer here behaves differently, but a reader of the code should not have to check
+    net.eval()  # layers like dropout or batch norm behave differently at inference
     chunks = []
-    for start in range(0, len(images), batch_size):
-        batch = to_float_images(images[start:start + batch_size]).to(device)
-        chunks.append(net.forward_ind(batch).float().cpu())
+    with torch.no_grad():  # no graph to keep: faster and far less memory
+        for start in range(0, len(images), batch_size):
+            batch = to_float_images(images[start:start + batch_size]).to(device)
+            chunks.append(net.forward_ind(batch).float().cpu())
     return torch.cat(chunks)
 
 
@@ -105,8 +105,13 @@ def evaluate(net: nn.Module, train_images: torch.Tensor, train_labels: torch.Ten
              test_labels: torch.Tensor, device: torch.device | str = "cpu", num_pairs: int = 10_000,
              seed: int = 0) -> dict[str, float]:
     """Verification accuracy and ROC AUC on fixed balanced test pairs, the threshold chosen on training pairs."""
-    train_emb = embed(net, train_images, device)
-    test_emb = embed(net, test_images, device)
+    return evaluate_embeddings(embed(net, train_images, device), train_labels, embed(net, test_images, device),
+                               test_labels, num_pairs=num_pairs, seed=seed)
+
+
+def evaluate_embeddings(train_emb: torch.Tensor, train_labels: torch.Tensor, test_emb: torch.Tensor,
+                        test_labels: torch.Tensor, num_pairs: int = 10_000, seed: int = 0) -> dict[str, float]:
+    """``evaluate`` on embeddings computed already."""
     # Threshold pairs come from the training images, never from the test images.
     t_first, t_second, t_label = make_balanced_pairs(train_labels, num_pairs, seed=seed + 1)
     threshold = best_threshold(pair_distances(train_emb, t_first, t_second), t_label)

@@ -39,18 +39,23 @@ AMP_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 # ---------------------------------------------------------------- devices, seeds, precision
 
+def get_device() -> torch.device:
+    """The fastest device here: a CUDA GPU if present, else Apple's MPS, else the CPU."""
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
 def select_device(name: str = "auto") -> torch.device:
-    """``auto``: CUDA if present, else Apple MPS, else the CPU. Asking for a missing device raises ``ValueError``."""
+    """``auto`` means ``get_device()``; asking for a device that is not there raises ``ValueError``."""
     if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
+        return get_device()
     if name == "cuda" and not torch.cuda.is_available():
         raise ValueError("--device cuda was asked for but no CUDA GPU is visible; use --device auto or cpu "
                          "(in Colab: Runtime > Change runtime type > GPU).")
-    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+    if name == "mps" and not torch.backends.mps.is_available():
         raise ValueError("--device mps was asked for but Apple MPS is not available; use --device auto or cpu.")
     return torch.device(name)
 
@@ -291,13 +296,16 @@ def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return f"cuda ({torch.cuda.get_device_name(device)})"
     if device.type == "cpu":
-        return f"cpu ({torch.get_num_threads()} threads)"
+        threads = torch.get_num_threads()
+        return f"cpu ({threads} thread{'s' if threads != 1 else ''})"
     return device.type
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Train, evaluate and plot; write everything into ``args.out``; return the metrics."""
-    from .evaluate import embed, evaluate
+    import matplotlib.pyplot as plt
+
+    from .evaluate import embed, evaluate_embeddings
     from .plots import plot_embeddings, plot_loss_history, plot_similarity_pairs
 
     started = time.perf_counter()
@@ -378,11 +386,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     test_images, test_labels = test_set.data, torch.as_tensor(test_set.targets)
     eval_net = net.to(memory_format=torch.contiguous_format)
-    metrics = evaluate(eval_net, train_images, train_labels, test_images, test_labels, device,
-                       num_pairs=args.eval_pairs, seed=args.seed)
-    plot_loss_history(history["loss_history"], history["steps_per_epoch"], args.log_every, out / "loss_history.png")
-    plot_similarity_pairs(eval_net, test_images, test_labels, device, path=out / "similarity_pairs.png")
-    plot_embeddings(embed(eval_net, test_images, device), test_labels, path=out / "embeddings.png")
+    test_embeddings = embed(eval_net, test_images, device)
+    metrics = evaluate_embeddings(embed(eval_net, train_images, device), train_labels, test_embeddings, test_labels,
+                                  num_pairs=args.eval_pairs, seed=args.seed)
+    for figure in (
+        plot_loss_history(history["loss_history"], history["steps_per_epoch"], args.log_every, out / "loss_history.png"),
+        plot_similarity_pairs(eval_net, test_images, test_labels, device, path=out / "similarity_pairs.png"),
+        plot_embeddings(test_embeddings, test_labels, path=out / "embeddings.png"),
+    ):
+        plt.close(figure)  # written to disk; a notebook calling main() should not show them all again
 
     training_time = sum(history["epoch_time_s"])
     result = {

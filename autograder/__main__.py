@@ -1,0 +1,58 @@
+"""``python -m autograder``: the instructor's commands.
+
+    python -m autograder release OUT               nbgrader course with the student release in OUT/release
+    python -m autograder solutions OUT             the solved notebooks
+    python -m autograder grade SUBMISSIONS --out OUT [--jobs N]
+                                                   check, repair and autograde a folder or LMS zip;
+                                                   writes OUT/grades.csv and OUT/feedback/
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse the command line and run one command."""
+    parser = argparse.ArgumentParser(prog="python -m autograder", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    p_release = commands.add_parser("release", help="build the nbgrader course and the student release")
+    p_release.add_argument("out", type=Path)
+    p_release.add_argument("--db-url", default=None, help="gradebook URL (default: SQLite in OUT)")
+    p_solutions = commands.add_parser("solutions", help="write the solved notebooks")
+    p_solutions.add_argument("out", type=Path)
+    p_grade = commands.add_parser("grade", help="autograde a class's submissions")
+    p_grade.add_argument("submissions", type=Path, help="a folder (one sub-folder or file prefix per student) or a zip")
+    p_grade.add_argument("--out", type=Path, required=True, help="where grades.csv, feedback/ and the course go")
+    p_grade.add_argument("--jobs", type=int, default=1, help="students graded at once (default 1)")
+    p_grade.add_argument("--db-url", default=None, help="gradebook URL, e.g. postgresql://... (default: SQLite in OUT)")
+    args = parser.parse_args(argv)
+
+    from . import grading
+
+    try:
+        if args.command == "release":
+            folder = grading.release(args.out, args.db_url)
+            print(f"student release in {folder}; nbgrader course in {args.out}")
+        elif args.command == "solutions":
+            for path in grading.write_solutions(args.out):
+                print(f"wrote {path}")
+        else:
+            if args.jobs < 1:
+                parser.error(f"--jobs must be at least 1, got {args.jobs}")
+            results = grading.grade(args.submissions, args.out, jobs=args.jobs,
+                                    db_url=args.db_url)
+            not_graded = [r for r in results if r.status != "graded"]
+            for r in not_graded:
+                print(f"{r.student}: {r.status}")
+    except (FileNotFoundError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,382 @@
+"""Generate the lesson notebooks from one source: ``lessons/src/*.py`` plus the ``solutions`` package.
+
+Each lesson source is a "percent" script (see ``lessons/src/README.md``). Exercise cells name
+objects of ``solutions``; their code is pulled in here, so solution code exists only once.
+From a lesson source this module builds:
+
+* the nbgrader *source* notebook (solutions between ``### BEGIN/END SOLUTION``, hidden tests),
+* the student notebook ``lessons/NN_name.ipynb``: nbgrader's own release of that source, with
+  each stub naming its exercise,
+* the solved notebook (source without the markers), for instructors and tests.
+
+``python -m autograder.build`` rewrites ``lessons/*.ipynb``; ``--check`` fails when they are stale.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import importlib
+import inspect
+import re
+import sys
+import tempfile
+import textwrap
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nbformat
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+LESSONS_DIR = REPO_ROOT / "lessons"
+SOURCES_DIR = LESSONS_DIR / "src"
+
+# lesson → its checks module in ``autograder`` (and its module in ``solutions``)
+CHECK_MODULES: dict[str, str] = {
+    "01_pair_dataset": "data",
+    "02_cnn_backbone": "backbone",
+    "03_embedding_head": "model",
+    "04_contrastive_loss": "loss",
+    "05_training_loop": "train",
+    "06_evaluation": "evaluate",
+}
+LESSONS: tuple[str, ...] = tuple(CHECK_MODULES)
+
+BEGIN_SOLUTION, END_SOLUTION = "### BEGIN SOLUTION", "### END SOLUTION"
+BEGIN_HIDDEN, END_HIDDEN = "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"
+NBGRADER_STUB = "raise NotImplementedError()"
+HEADER = re.compile(r"^# %%(?:\s*\[(?P<tag>[^\]]*)\])?\s*(?P<rest>.*)$")
+
+
+@dataclass
+class Cell:
+    """One cell of a lesson source: its kind, header arguments and body lines."""
+
+    kind: str  # markdown, code, setup, exercise, given, check
+    args: list[str] = field(default_factory=list)
+    rest: str = ""
+    lines: list[str] = field(default_factory=list)
+
+    @property
+    def body(self) -> str:
+        """The body without blank lines at either end."""
+        return "\n".join(self.lines).strip("\n")
+
+
+def repository() -> str:
+    """The GitHub ``owner/name`` configured in ``pyproject.toml`` (one line for a fork to change)."""
+    with open(REPO_ROOT / "pyproject.toml", "rb") as f:
+        return tomllib.load(f)["tool"]["siamese-course"]["repository"]
+
+
+def parse_lesson(path: Path) -> list[Cell]:
+    """Split a lesson source into cells at ``# %%`` headers."""
+    cells: list[Cell] = []
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        match = HEADER.match(line)
+        if match:
+            tag = (match.group("tag") or "code").split()
+            kind = tag[0]
+            if kind not in {"markdown", "code", "setup", "exercise", "given", "check"}:
+                raise ValueError(f"{path}:{number}: unknown cell kind {kind!r}")
+            cells.append(Cell(kind, tag[1:], match.group("rest").strip()))
+        elif cells:
+            cells[-1].lines.append(line)
+        elif line.strip():
+            raise ValueError(f"{path}:{number}: text before the first '# %%' cell header")
+    return cells
+
+
+def markdown_text(cell: Cell) -> str:
+    """Markdown cell body with the leading ``# `` of every line removed."""
+    out = []
+    for line in cell.lines:
+        if line.startswith("# "):
+            out.append(line[2:])
+        elif line.strip() in ("#", ""):
+            out.append("")
+        else:
+            raise ValueError(f"markdown line does not start with '# ': {line!r}")
+    return "\n".join(out).strip("\n")
+
+
+def resolve(spec: str) -> list[tuple[str, object]]:
+    """``solutions.loss:contrastive_loss,ContrastiveLoss`` → ``[(name, object), ...]``."""
+    module_name, _, names = spec.partition(":")
+    module = importlib.import_module(module_name)
+    return [(name, getattr(module, name)) for name in names.split(",")]
+
+
+def _function_regions(tree: ast.AST) -> list[tuple[str, int, int]]:
+    """(qualified name, first body line, last body line) of every function to be solved, 1-based."""
+    regions = []
+
+    def body_start(node: ast.FunctionDef) -> int:
+        first = node.body[0]
+        if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str):
+            if len(node.body) == 1:
+                raise ValueError(f"{node.name} has only a docstring")
+            return first.end_lineno + 1
+        return first.lineno
+
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef):
+            regions.append((node.name, body_start(node), node.end_lineno))
+        elif isinstance(node, ast.ClassDef):
+            for item in node.body:
+                if isinstance(item, ast.FunctionDef):
+                    regions.append((f"{node.name}.{item.name}", body_start(item), item.end_lineno))
+    return regions
+
+
+def solution_source(obj: object) -> tuple[str, list[str]]:
+    """The object's source with every function body between solution markers, and the names of those bodies."""
+    source = textwrap.dedent(inspect.getsource(obj))
+    lines = source.splitlines()
+    regions = _function_regions(ast.parse(source))
+    names = []
+    for name, start, end in reversed(regions):  # from the bottom, so line numbers stay valid
+        indent = re.match(r"\s*", lines[start - 1]).group(0)
+        lines[start - 1:end] = [indent + BEGIN_SOLUTION, *lines[start - 1:end], indent + END_SOLUTION]
+        names.append(name)
+    return "\n".join(lines), list(reversed(names))
+
+
+def setup_source() -> str:
+    """The lessons' setup cell: safe to re-run, installs only in Colab, does nothing while grading."""
+    return SETUP_TEMPLATE.replace("{REPOSITORY}", repository())
+
+
+SETUP_TEMPLATE = '''\
+# Setup: safe to run again. In Colab it installs the course package (torch & co. are already
+# there and are not reinstalled); on your own machine it only checks; while grading it does nothing.
+import importlib, os, subprocess, sys
+
+COURSE_REPOSITORY = "{REPOSITORY}"
+GRADING = bool(os.environ.get("NBGRADER_EXECUTION"))
+if "google.colab" in sys.modules and not GRADING and importlib.util.find_spec("solutions") is None:
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet",
+                    f"git+https://github.com/{COURSE_REPOSITORY}"], check=True)
+    importlib.invalidate_caches()
+if importlib.util.find_spec("solutions") is None:
+    raise ModuleNotFoundError("The course package is not installed. On your machine run "
+                              "`pip install -e .` in the course repository, then restart the kernel.")
+
+import torch
+from data_utils.lessons import quick_mode
+
+QUICK = quick_mode()  # grading or tests: small synthetic data and tiny runs
+print(f"torch {torch.__version__}, GPU: {torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'none'}"
+      + (", quick mode (synthetic data)" if QUICK else ""))'''
+
+
+def badge_markdown(lesson: str) -> str:
+    """The "Open in Colab" badge for a lesson notebook."""
+    url = f"https://colab.research.google.com/github/{repository()}/blob/main/lessons/{lesson}.ipynb"
+    return f"[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]({url})"
+
+
+def _nbgrader(grade_id: str, *, solution: bool = False, grade: bool = False, locked: bool = False,
+              points: int | None = None) -> dict:
+    meta = {"grade": grade, "grade_id": grade_id, "locked": locked, "schema_version": 3, "solution": solution,
+            "task": False}
+    if points is not None:
+        meta["points"] = points
+    return {"nbgrader": meta}
+
+
+@dataclass
+class Lesson:
+    """A built lesson: the nbgrader source notebook and, per exercise cell, its stub messages."""
+
+    name: str
+    source: nbformat.NotebookNode
+    stubs: dict[str, list[str]]  # grade_id → one message per solution region, in order
+
+
+def build_source(lesson: str) -> Lesson:
+    """The nbgrader source notebook (solutions and hidden tests in) of one lesson."""
+    cells = parse_lesson(SOURCES_DIR / f"{lesson}.py")
+    nb = nbformat.v4.new_notebook()
+    nb.metadata = {
+        "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
+        "language_info": {"name": "python"},
+        "accelerator": "GPU",  # Colab opens the lesson on a GPU runtime when one is free
+        "colab": {"provenance": []},
+    }
+    nb.cells.append(nbformat.v4.new_markdown_cell(badge_markdown(lesson)))
+    stubs: dict[str, list[str]] = {}
+    seen_ids: set[str] = set()
+
+    def add_code(source: str, **meta) -> None:
+        cell = nbformat.v4.new_code_cell(source)
+        if meta:
+            grade_id = meta["grade_id"]
+            if grade_id in seen_ids:
+                raise ValueError(f"{lesson}: grade id {grade_id!r} used twice")
+            seen_ids.add(grade_id)
+            cell.metadata.update(_nbgrader(**meta))
+        nb.cells.append(cell)
+
+    for cell in cells:
+        if cell.kind == "markdown":
+            nb.cells.append(nbformat.v4.new_markdown_cell(markdown_text(cell)))
+        elif cell.kind == "code":
+            add_code(cell.body)
+        elif cell.kind == "setup":
+            add_code(setup_source(), grade_id="setup", locked=True)
+        elif cell.kind == "given":
+            objects = resolve(cell.rest)
+            add_code("\n\n\n".join(textwrap.dedent(inspect.getsource(obj)).rstrip() for _, obj in objects),
+                     grade_id="given_" + "_".join(name.lower() for name, _ in objects), locked=True)
+        elif cell.kind == "exercise":
+            number = cell.args[0]
+            grade_id = "exercise_" + number.replace(".", "_")
+            parts, messages = [], []
+            for _, obj in resolve(cell.rest):
+                code, names = solution_source(obj)
+                parts.append(code)
+                messages += [f"Exercise {number}: write the body of {name}" for name in names]
+            header = f"# Exercise {number}: replace each `raise NotImplementedError(...)` with your code.\n"
+            add_code(header + "\n\n\n".join(parts), grade_id=grade_id, solution=True)
+            stubs[grade_id] = messages
+        elif cell.kind == "check":
+            grade_id, points = cell.args[0], int(cell.args[1])
+            # The import lives in the graded cell itself, so it runs even if other cells were edited.
+            body = f"from autograder import {CHECK_MODULES[lesson]} as checks\n\n{cell.body}"
+            add_code(body, grade_id=grade_id, grade=True, locked=True, points=points)
+    return Lesson(lesson, nb, stubs)
+
+
+def solved_notebook(source: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """The source notebook without nbgrader's markers: what a perfect submission looks like."""
+    nb = nbformat.from_dict(source)
+    markers = (BEGIN_SOLUTION, END_SOLUTION, BEGIN_HIDDEN, END_HIDDEN)
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            cell.source = "\n".join(line for line in cell.source.split("\n") if line.strip() not in markers)
+    return nb
+
+
+def write_course(lessons: list[Lesson], course: Path, db_url: str | None = None) -> None:
+    """Lay out an nbgrader course folder with the config and every lesson's source notebook."""
+    from .course import write_config
+
+    write_config(course, db_url)
+    for lesson in lessons:
+        folder = course / "source" / lesson.name
+        folder.mkdir(parents=True, exist_ok=True)
+        nbformat.write(lesson.source, folder / f"{lesson.name}.ipynb")
+
+
+def generate_release(lessons: list[Lesson], course: Path, db_url: str | None = None) -> dict[str, nbformat.NotebookNode]:
+    """Run nbgrader's generate_assignment on every lesson; return the student notebooks with named stubs."""
+    from nbgrader.utils import compute_checksum
+
+    from .course import nbgrader_api
+
+    write_course(lessons, course, db_url)
+    api = nbgrader_api(course, db_url)
+    released = {}
+    for lesson in lessons:
+        result = api.generate_assignment(lesson.name, force=True)
+        if not result["success"]:
+            raise RuntimeError(f"nbgrader generate_assignment failed for {lesson.name}:\n{result['log']}\n{result.get('error')}")
+        nb = nbformat.read(course / "release" / lesson.name / f"{lesson.name}.ipynb", as_version=4)
+        for cell in nb.cells:
+            meta = cell.metadata.get("nbgrader", {})
+            messages = lesson.stubs.get(meta.get("grade_id"))
+            if not messages:
+                continue
+            lines, k = cell.source.split("\n"), 0
+            for i, line in enumerate(lines):
+                if line.strip() == NBGRADER_STUB:
+                    indent = line[: len(line) - len(line.lstrip())]
+                    lines[i] = f'{indent}raise NotImplementedError("{messages[k]}")'
+                    k += 1
+            if k != len(messages):
+                raise RuntimeError(f"{lesson.name}/{meta['grade_id']}: found {k} stubs, expected {len(messages)}")
+            cell.source = "\n".join(lines)
+            meta["checksum"] = compute_checksum(cell)
+        released[lesson.name] = nb
+    return released
+
+
+def build_all(lessons: list[str] | None = None) -> list[Lesson]:
+    """Build the source notebooks of the given lessons (default: all)."""
+    return [build_source(name) for name in (lessons or LESSONS)]
+
+
+def student_notebooks(lessons: list[str] | None = None) -> dict[str, str]:
+    """The student notebooks as JSON text, exactly as ``lessons/*.ipynb`` should hold them."""
+    built = build_all(lessons)
+    with tempfile.TemporaryDirectory() as tmp:
+        released = generate_release(built, Path(tmp) / "course")
+    return {name: nbformat.writes(nb) + "\n" for name, nb in released.items()}
+
+
+def execute_notebook(nb: nbformat.NotebookNode, cwd: Path, timeout: int = 120,
+                     quick: bool = True) -> nbformat.NotebookNode:
+    """Run a notebook top to bottom with nbclient (quick mode: synthetic data, tiny runs); raise on the first error."""
+    import os
+
+    from nbclient import NotebookClient
+
+    from .course import put_environment_on_path
+
+    put_environment_on_path()
+    previous = os.environ.get("SIAMESE_COURSE_QUICK")
+    if quick:
+        os.environ["SIAMESE_COURSE_QUICK"] = "1"  # the kernel inherits it
+    try:
+        client = NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(cwd)}})
+        client.execute()
+    finally:
+        if previous is None:
+            os.environ.pop("SIAMESE_COURSE_QUICK", None)
+        else:
+            os.environ["SIAMESE_COURSE_QUICK"] = previous
+    return nb
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Write (or, with ``--check``, verify) the student notebooks in ``lessons/``."""
+    parser = argparse.ArgumentParser(prog="python -m autograder.build", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--check", action="store_true", help="exit 1 if lessons/*.ipynb differ from a fresh build")
+    parser.add_argument("--solved", metavar="DIR", help="also write the solved notebooks into DIR")
+    parser.add_argument("--execute", action="store_true",
+                        help="with --solved: run each solved notebook in quick mode and save its outputs")
+    parser.add_argument("lessons", nargs="*", help=f"lesson names (default: all of {', '.join(LESSONS)})")
+    args = parser.parse_args(argv)
+    unknown = [name for name in args.lessons if name not in LESSONS]
+    if unknown:
+        parser.error(f"unknown lesson(s) {unknown}; choose from {list(LESSONS)}")
+    notebooks = student_notebooks(args.lessons)
+    stale = []
+    for name, text in notebooks.items():
+        path = LESSONS_DIR / f"{name}.ipynb"
+        if args.check:
+            if not path.is_file() or path.read_text() != text:
+                stale.append(path.name)
+        else:
+            path.write_text(text)
+            print(f"wrote {path.relative_to(REPO_ROOT)}")
+    if args.solved:
+        out = Path(args.solved)
+        out.mkdir(parents=True, exist_ok=True)
+        for lesson in build_all(args.lessons):
+            nb = solved_notebook(lesson.source)
+            if args.execute:
+                nb = execute_notebook(nb, out)
+            nbformat.write(nb, out / f"{lesson.name}.ipynb")
+            print(f"wrote {out / lesson.name}.ipynb (solved{', executed' if args.execute else ''})")
+    if stale:
+        print(f"stale: {', '.join(stale)}; run `make lessons` and commit the result", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,263 @@
+"""Checks for lesson 06: ``embed``, ``verification_accuracy``, ``best_threshold`` and ``roc_auc``.
+
+``embed(net, images, device)`` must run the network in eval mode without tracking gradients: the
+check's network contains Dropout and records the mode and the gradient switch on every call.
+``best_threshold`` is judged by the accuracy its threshold achieves (any threshold in the optimal
+interval is right), ``roc_auc`` against the reference and a brute-force pairwise count.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import torch
+from torch import nn
+
+from .report import check, close, describe, fail, images, max_error, passed, run_student, to_float, type_name
+
+EMBED_EXERCISE = "embed (exercise 6.1)"
+ACCURACY_EXERCISE = "verification_accuracy (exercise 6.2)"
+THRESHOLD_EXERCISE = "best_threshold (exercise 6.2)"
+AUC_EXERCISE = "roc_auc (exercise 6.3)"
+
+
+# ---------------------------------------------------------------- embed
+
+class DropoutNet(nn.Module):
+    """A small network with Dropout (so that a missing ``eval()`` changes the result) that records how it is called."""
+
+    def __init__(self, embedding_dim: int = 6) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Flatten(), nn.Linear(28 * 28, 24), nn.ReLU(), nn.Dropout(0.5),
+                                  nn.Linear(24, embedding_dim))
+        self.calls: list[tuple[bool, bool]] = []  # (gradients enabled, training mode) of each forward_ind
+
+    def forward_ind(self, x: torch.Tensor) -> torch.Tensor:
+        """Embeddings of a batch of images."""
+        self.calls.append((torch.is_grad_enabled() and not torch.is_inference_mode_enabled(), self.training))
+        return self.body(x)
+
+    def forward(self, img1: torch.Tensor, img2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Embeddings of both images of each pair."""
+        return self.forward_ind(img1), self.forward_ind(img2)
+
+
+def _embed_case(embed: Any, generator: torch.Generator, count: int, device: Any, train_mode: bool = True) -> None:
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(torch.randint(1 << 30, (1,), generator=generator)))
+        net = DropoutNet()
+    reference = copy.deepcopy(net).eval()
+    net.train(train_mode)
+    x = images(count, generator)
+    mode = "training" if train_mode else "eval"
+    where = f"{count} images {list(x.shape)}, device={device!r}, a network with Dropout in {mode} mode"
+    result = run_student(EMBED_EXERCISE, f"embed(net, images, {device!r})", embed, net, x, device)
+    grad_left_off = not torch.is_grad_enabled()
+    torch.set_grad_enabled(True)
+    if grad_left_off:
+        fail("embed leaves gradient tracking as it was", input=where, expected="torch.is_grad_enabled() still True afterwards",
+             got="gradients switched off globally",
+             hint="use `with torch.no_grad():` (a block), not torch.set_grad_enabled(False)")
+    if not isinstance(result, torch.Tensor):
+        fail("embed returns a tensor of embeddings", input=where, expected="a float32 tensor [N, D]", got=type_name(result),
+             hint="concatenate the batches with torch.cat" if isinstance(result, (list, tuple)) else None)
+    with torch.no_grad():
+        expected = reference.forward_ind(x)
+    if tuple(result.shape) != tuple(expected.shape):
+        fail("embed returns one embedding per image, [N, D]", input=where, expected=f"shape {list(expected.shape)}",
+             got=f"shape {list(result.shape)}")
+    if result.dtype != torch.float32:
+        fail("the embeddings are float32", input=where, expected="float32", got=str(result.dtype), hint="call .float()")
+    if result.device.type != "cpu":
+        fail("the embeddings are on the CPU", input=where, expected="cpu", got=str(result.device), hint="call .cpu()")
+    if any(training for _, training in net.calls):
+        fail("embed runs the network in eval mode", input=where, expected="net.eval() before the forward pass",
+             got="forward_ind called in training mode",
+             hint="forgetting eval(): model left in training mode, Dropout (and batch norm) change the embeddings")
+    if any(grad for grad, _ in net.calls) or result.requires_grad:
+        fail("embed does not track gradients", input=where, expected="forward_ind under torch.no_grad() (or inference_mode)",
+             got="gradients tracked" + (" (the result requires grad)" if result.requires_grad else ""),
+             hint="gradients tracked in embed: wrap the forward pass in `with torch.no_grad():` "
+                  "(it saves memory and time; .detach() afterwards is too late)")
+    if not net.calls and not close(result, expected):
+        fail("embed uses net.forward_ind", input=where, expected=describe(expected), got=describe(result))
+    if not close(result, expected):
+        fail("embed(net, images) equals net.forward_ind(images) in eval mode", input=where, expected=describe(expected),
+             got=describe(result) + f" (largest difference {max_error(result, expected):.3g})",
+             hint="embed every image once, in order, and concatenate the batches")
+
+
+@check
+def check_embed(embed: Any, hidden: bool = False) -> None:
+    """Shape ``[N, D]``, float32 on the CPU, eval mode, no gradients, equal to ``forward_ind`` in eval mode."""
+    generator = torch.Generator().manual_seed(15)
+    _embed_case(embed, generator, 10, torch.device("cpu"))
+    if hidden:
+        _embed_case(embed, generator, 1, "cpu")
+        _embed_case(embed, generator, 37, torch.device("cpu"), train_mode=False)
+        _embed_case(embed, generator, 130, "cpu")
+    passed("embed: float32 [N, D] embeddings on the CPU, in eval mode, without gradients, equal to forward_ind"
+           + (" [with hidden cases]" if hidden else ""))
+
+
+# ---------------------------------------------------------------- verification accuracy and threshold
+
+def _accuracy(distances: torch.Tensor, labels: torch.Tensor, threshold: float) -> float:
+    from solutions.evaluate import verification_accuracy
+
+    return verification_accuracy(distances, labels, threshold)
+
+
+def achievable(distances: torch.Tensor, labels: torch.Tensor) -> tuple[float, float]:
+    """The best and the worst accuracy over all thresholds (brute force over every cut between distinct distances)."""
+    values = torch.unique(distances.double())
+    cuts = [float(values[0]) - 1.0] + [float(v) for v in (values[1:] + values[:-1]) / 2] + [float(values[-1]) + 1.0]
+    accuracies = [_accuracy(distances, labels, t) for t in cuts]
+    return max(accuracies), min(accuracies)
+
+
+def _number(result: Any, what: str, where: str, exercise_hint: str) -> float:
+    if isinstance(result, torch.Tensor):
+        fail(f"{what} returns a Python float", input=where, expected="a float", got=describe(result),
+             hint=f"convert with .item() ({exercise_hint})")
+    value = to_float(result)
+    if value is None:
+        fail(f"{what} returns a Python float", input=where, expected="a float", got=type_name(result))
+    return value
+
+
+def _accuracy_case(verification_accuracy: Any, distances: torch.Tensor, labels: torch.Tensor, threshold: float,
+                   what: str) -> None:
+    where = f"distances = {describe(distances)}; pair_labels = {describe(labels)}; threshold = {threshold:g} ({what})"
+    result = run_student(ACCURACY_EXERCISE, f"verification_accuracy(distances, pair_labels, {threshold:g})",
+                         verification_accuracy, distances, labels, threshold)
+    value = _number(result, "verification_accuracy", where, "the accuracy of the calls")
+    expected = _accuracy(distances, labels, threshold)
+    if abs(value - expected) > 1e-6:
+        hint = None
+        flat = labels.reshape(-1)
+        reversed_ = float(((distances.reshape(-1) < threshold) == flat.bool()).double().mean())
+        at_threshold = bool((distances == threshold).any())
+        le = float(((distances.reshape(-1) > threshold) == flat.bool()).double().mean())
+        if abs(value - reversed_) <= 1e-6 and abs(reversed_ - expected) > 1e-6:
+            hint = ("threshold direction reversed: a pair is called 'same' (label 0) when its distance is SMALLER than "
+                    "the threshold")
+        elif at_threshold and abs(value - le) <= 1e-6:
+            hint = "a pair exactly at the threshold counts as 'different': same means distance < threshold (strictly)"
+        elif abs(value - 100 * expected) <= 1e-4:
+            hint = "return a fraction between 0 and 1, not a percentage"
+        fail("verification accuracy: the fraction of pairs called right, 'same' when distance < threshold", input=where,
+             expected=f"{expected:.6g}", got=f"{value:.6g}", hint=hint)
+
+
+def _threshold_case(best_threshold: Any, distances: torch.Tensor, labels: torch.Tensor, what: str) -> None:
+    where = f"distances = {describe(distances)}; pair_labels = {describe(labels)} ({what})"
+    result = run_student(THRESHOLD_EXERCISE, "best_threshold(distances, pair_labels)", best_threshold, distances, labels)
+    threshold = _number(result, "best_threshold", where, "the threshold")
+    best, worst = achievable(distances, labels)
+    got = _accuracy(distances, labels, threshold)
+    if got < best - 1e-9:
+        hint = None
+        if abs(got - worst) <= 1e-9 and worst < best:
+            hint = ("threshold direction reversed: 'same' means distance < threshold, so maximise the accuracy of that rule")
+        fail("best_threshold gives the highest verification accuracy achievable on these pairs", input=where,
+             expected=f"a threshold with accuracy {best:.6g}", got=f"threshold {threshold:.6g} with accuracy {got:.6g}",
+             hint=hint)
+
+
+@check
+def check_verification(verification_accuracy: Any, best_threshold: Any, hidden: bool = False) -> None:
+    """Known accuracies; ``best_threshold``'s threshold reaches the best achievable accuracy."""
+    generator = torch.Generator().manual_seed(16)
+    d = torch.tensor([0.1, 0.5, 0.9, 1.5])
+    y = torch.tensor([0.0, 0.0, 1.0, 1.0])
+    for t in (1.0, 0.3, 2.0, 0.05):
+        _accuracy_case(verification_accuracy, d, y, t, "hand-made")
+    _accuracy_case(verification_accuracy, d, y.reshape(-1, 1), 0.7, "labels of shape [N, 1]")
+    mixed = torch.tensor([0.2, 1.1, 0.4, 2.5, 0.8, 1.9])
+    _accuracy_case(verification_accuracy, mixed, torch.tensor([0.0, 0.0, 1.0, 1.0, 0.0, 1.0]), 1.0, "hand-made, mixed")
+    same = torch.rand(20, generator=generator)
+    different = 2 + torch.rand(20, generator=generator)
+    separable = torch.cat([same, different])
+    separable_labels = torch.cat([torch.zeros(20), torch.ones(20)])
+    order = torch.randperm(40, generator=generator)
+    _threshold_case(best_threshold, separable[order], separable_labels[order], "separable: same pairs closer")
+    noisy_labels = (torch.rand(40, generator=generator) < 0.5).float()
+    noisy = torch.rand(40, generator=generator) + 0.6 * noisy_labels
+    _threshold_case(best_threshold, noisy, noisy_labels, "random, overlapping")
+    if hidden:
+        _accuracy_case(verification_accuracy, d, y, 0.5, "a pair exactly at the threshold")
+        labels = (torch.rand(50, generator=generator) < 0.5).float()
+        distances = torch.rand(50, generator=generator, dtype=torch.float64) * 3
+        _accuracy_case(verification_accuracy, distances, labels.reshape(-1, 1), 1.3, "random, float64, labels [N, 1]")
+        _threshold_case(best_threshold, separable[order], separable_labels[order].reshape(-1, 1), "labels of shape [N, 1]")
+        tied = torch.round(torch.rand(60, generator=generator) * 5) / 5
+        tied_labels = ((tied + 0.3 * torch.randn(60, generator=generator)) > 0.5).float()
+        _threshold_case(best_threshold, tied, tied_labels, "many tied distances")
+        unbalanced_labels = (torch.rand(80, generator=generator) < 0.2).float()
+        unbalanced = torch.rand(80, generator=generator, dtype=torch.float64) + 0.4 * unbalanced_labels
+        _threshold_case(best_threshold, unbalanced, unbalanced_labels, "unbalanced, float64")
+    passed("verification_accuracy and best_threshold: right accuracies, and a threshold with the best achievable accuracy"
+           + (" [with hidden cases]" if hidden else ""))
+
+
+# ---------------------------------------------------------------- ROC AUC
+
+def pairwise_auc(distances: torch.Tensor, labels: torch.Tensor) -> float:
+    """P(d of a different pair > d of a same pair), ties counting 1/2, by comparing every pair of pairs."""
+    d = distances.double().reshape(-1)
+    different = labels.reshape(-1).bool()
+    diff, same = d[different], d[~different]
+    greater = (diff[:, None] > same[None, :]).double()
+    ties = (diff[:, None] == same[None, :]).double()
+    return float((greater + 0.5 * ties).mean())
+
+
+def _auc_case(roc_auc: Any, distances: torch.Tensor, labels: torch.Tensor, what: str, expected: float | None = None) -> None:
+    from solutions.evaluate import roc_auc as reference
+
+    where = f"distances = {describe(distances)}; pair_labels = {describe(labels)} ({what})"
+    result = run_student(AUC_EXERCISE, "roc_auc(distances, pair_labels)", roc_auc, distances, labels)
+    value = _number(result, "roc_auc", where, "the area")
+    want = reference(distances, labels) if expected is None else expected
+    if abs(value - want) > 1e-6:
+        hint = None
+        no_ties = pairwise_auc(distances, labels)
+        d = distances.double().reshape(-1)
+        different = labels.reshape(-1).bool()
+        strict = float((d[different][:, None] > d[~different][None, :]).double().mean())
+        ties_one = float((d[different][:, None] >= d[~different][None, :]).double().mean())
+        if abs(value - (1 - want)) <= 1e-6:
+            hint = ("inverted: the AUC is P(distance of a different pair > distance of a same pair); "
+                    "a small distance means 'same' (label 0)")
+        elif abs(value - strict) <= 1e-6 or abs(value - ties_one) <= 1e-6:
+            hint = "ties count 1/2: a different pair and a same pair at equal distance add 0.5"
+        fail("ROC AUC = P(d of a different pair > d of a same pair), ties counting 1/2", input=where,
+             expected=f"{want:.6g}" + (f" (brute force {no_ties:.6g})" if expected is None else ""), got=f"{value:.6g}",
+             hint=hint)
+
+
+@check
+def check_roc_auc(roc_auc: Any, hidden: bool = False) -> None:
+    """1.0 when separable, 0.0 inverted, 0.5 for all ties, the reference's value on random pairs."""
+    generator = torch.Generator().manual_seed(17)
+    d = torch.tensor([0.1, 0.4, 0.35, 1.2, 1.5, 2.0])
+    y = torch.tensor([0.0, 0.0, 0.0, 1.0, 1.0, 1.0])
+    _auc_case(roc_auc, d, y, "separable: every same pair closer", expected=1.0)
+    _auc_case(roc_auc, d, 1 - y, "inverted: every same pair farther", expected=0.0)
+    _auc_case(roc_auc, torch.full((6,), 0.7), y, "all distances tied", expected=0.5)
+    labels = (torch.rand(60, generator=generator) < 0.5).float()
+    distances = torch.rand(60, generator=generator) + 0.5 * labels
+    _auc_case(roc_auc, distances, labels, "random, overlapping")
+    _auc_case(roc_auc, distances, labels.reshape(-1, 1), "labels of shape [N, 1]")
+    if hidden:
+        tied = torch.round(torch.rand(80, generator=generator) * 4) / 4
+        tied_labels = (torch.rand(80, generator=generator) < 0.5).float()
+        _auc_case(roc_auc, tied, tied_labels, "many tied distances")
+        _auc_case(roc_auc, torch.tensor([0.3, 0.3]), torch.tensor([0.0, 1.0]), "one pair of each kind, tied", expected=0.5)
+        unbalanced_labels = (torch.rand(300, generator=generator) < 0.15).float()
+        unbalanced = torch.rand(300, generator=generator, dtype=torch.float64) + 0.3 * unbalanced_labels
+        _auc_case(roc_auc, unbalanced, unbalanced_labels, "unbalanced, float64")
+    passed("roc_auc: P(d different > d same) with ties counting 1/2 (1.0 separable, 0.0 inverted, 0.5 all tied)"
+           + (" [with hidden cases]" if hidden else ""))

@@ -1,0 +1,277 @@
+"""Checks for lesson 03: ``EmbeddingHead()`` and ``SiameseNetwork()`` (one backbone and one head for both images).
+
+The head maps features ``[B, 256, 3, 3]`` → flatten → Linear(2304, 1024) → ReLU → Linear(1024, 256)
+→ ReLU → ``[B, 256]``. The network has ``forward_ind(x)`` (one batch of images → embeddings) and
+``forward(img1, img2)`` → ``(forward_ind(img1), forward_ind(img2))``, 3,124,480 parameters in all.
+Outputs are compared with the reference after copying the student's weights into it by order and shape.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .report import (check, close, copy_parameters_by_order, count_parameters, describe, fail, images,
+                     max_error, parameter_shapes, passed, run_student, type_name)
+
+HEAD_EXERCISE = "EmbeddingHead (exercise 3.1)"
+NETWORK_EXERCISE = "SiameseNetwork (exercise 3.2)"
+BACKBONE_PARAMETERS = 501_760
+HEAD_PARAMETERS = 2_622_720
+NETWORK_PARAMETERS = 3_124_480
+
+
+def _make(cls: Any, exercise: str, name: str) -> nn.Module:
+    net = run_student(exercise, f"{name}()", cls)
+    if not isinstance(net, nn.Module):
+        fail(f"{name}() creates an nn.Module", expected="an nn.Module", got=type(net).__name__,
+             hint=f"write `class {name}(nn.Module):` and call super().__init__() first in __init__")
+    return net
+
+
+def _features(batch: int, generator: torch.Generator, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Backbone-like features: non-negative, ``[B, 256, 3, 3]``, contiguous."""
+    return F.relu(torch.randn(batch, 256, 3, 3, generator=generator, dtype=torch.float64)).to(dtype)
+
+
+def _same_shapes(net: nn.Module, reference: nn.Module) -> bool:
+    return sorted(parameter_shapes(net)) == sorted(parameter_shapes(reference))
+
+
+# ---------------------------------------------------------------- head
+
+def _head_forward(x: torch.Tensor, params: list[torch.Tensor], relu1: bool = True, relu2: bool = True,
+                  channels_last: bool = False) -> torch.Tensor:
+    w1, b1, w2, b2 = params
+    flat = x.permute(0, 2, 3, 1).flatten(1) if channels_last else x.flatten(1)
+    h = F.linear(flat, w1, b1)
+    if relu1:
+        h = F.relu(h)
+    h = F.linear(h, w2, b2)
+    return F.relu(h) if relu2 else h
+
+
+def _call_head(head: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    out = run_student(HEAD_EXERCISE, f"EmbeddingHead()(features) with features of shape {list(x.shape)}", head, x)
+    if not isinstance(out, torch.Tensor):
+        fail("EmbeddingHead returns one tensor", input=describe(x), expected="a tensor [B, 256]", got=type_name(out))
+    return out
+
+
+def _compare_head(head: nn.Module, batch: int, dtype: torch.dtype, generator: torch.Generator) -> None:
+    from solutions.model import EmbeddingHead as Reference
+
+    reference = Reference().to(dtype)
+    copy_parameters_by_order(head, reference)
+    x = _features(batch, generator, dtype)
+    head.eval()
+    with torch.no_grad():
+        out = _call_head(head, x)
+        expected = reference(x)
+    if tuple(out.shape) != (batch, 256):
+        hint = None
+        if out.dim() == 1:
+            hint = ("the batch dimension was lost (e.g. by squeeze() or view(-1)): "
+                    "flatten with x.flatten(1) or x.view(x.size(0), -1)")
+        elif out.dim() > 2:
+            hint = "flatten the features first: x.flatten(1), x.view(x.size(0), -1) or nn.Flatten()"
+        fail("EmbeddingHead maps [B, 256, 3, 3] features to [B, 256] embeddings", input=f"features of shape {list(x.shape)}",
+             expected=f"shape {[batch, 256]}", got=f"shape {list(out.shape)}", hint=hint)
+    if out.dtype != dtype:
+        fail("the embeddings have the features' dtype", input=f"features of dtype {dtype}", expected=str(dtype),
+             got=str(out.dtype))
+    if close(out, expected, dtype):
+        return
+    params = [p.detach() for p in reference.parameters()]
+    with torch.no_grad():
+        if close(out, _head_forward(x, params, channels_last=True), dtype):
+            return  # flattened in another (consistent) order: an equivalent network
+        hint = None
+        if bool((out < 0).any()):
+            hint = "forgot the last ReLU: embeddings should be non-negative (Linear(1024, 256) → ReLU)"
+        elif close(out, _head_forward(x, params, relu1=False), dtype):
+            hint = "missing ReLU between Linear(2304, 1024) and Linear(1024, 256)"
+    fail("EmbeddingHead computes flatten → Linear(2304, 1024) → ReLU → Linear(1024, 256) → ReLU",
+         input=f"random features {list(x.shape)} ({dtype}), your weights copied into the reference",
+         expected=describe(expected), got=describe(out) + f" (largest difference {max_error(out, expected):.3g})",
+         hint=hint or "compare the order of your layers with flatten → Linear → ReLU → Linear → ReLU")
+
+
+@check
+def check_head(EmbeddingHead: Any, hidden: bool = False) -> None:
+    """Shape ``[B, 256]``, 2,622,720 parameters, and the reference's output with the same weights."""
+    from solutions.model import EmbeddingHead as Reference
+
+    generator = torch.Generator().manual_seed(6)
+    head = _make(EmbeddingHead, HEAD_EXERCISE, "EmbeddingHead")
+    total = count_parameters(head)
+    if total != HEAD_PARAMETERS or not _same_shapes(head, Reference()):
+        hint = "no parameters are registered: keep the layers as attributes or in nn.Sequential" if total == 0 else \
+            "the layers are Linear(2304, 1024) and Linear(1024, 256), both with bias"
+        fail("EmbeddingHead has 2,622,720 parameters (2304·1024 + 1024 + 1024·256 + 256)",
+             expected=f"{HEAD_PARAMETERS:,} in shapes [[1024, 2304], [1024], [256, 1024], [256]]",
+             got=f"{total:,} in shapes {parameter_shapes(head)}", hint=hint)
+    _compare_head(head, 4, torch.float32, generator)
+    if hidden:
+        _compare_head(head, 1, torch.float32, generator)
+        _compare_head(copy.deepcopy(head).to(torch.float64), 6, torch.float64, generator)
+    passed("EmbeddingHead: [B, 256, 3, 3] → flatten → Linear(2304, 1024) → ReLU → Linear(1024, 256) → ReLU → "
+           "[B, 256]"
+           + (" [with hidden cases]" if hidden else ""))
+
+
+# ---------------------------------------------------------------- network
+
+def _count_hint(total: int) -> str | None:
+    if total == NETWORK_PARAMETERS + BACKBONE_PARAMETERS:
+        return "two separate backbones: create one CNNBackbone and use it for both images"
+    if total == NETWORK_PARAMETERS + HEAD_PARAMETERS:
+        return "two separate heads: create one EmbeddingHead and use it for both images"
+    if total == 2 * NETWORK_PARAMETERS:
+        return "two separate networks (one per image): one backbone and one head must embed both images"
+    if total == BACKBONE_PARAMETERS:
+        return "only the backbone is registered: add the EmbeddingHead as an attribute"
+    if total == HEAD_PARAMETERS:
+        return "only the head is registered: add the CNNBackbone as an attribute"
+    if total == 0:
+        return "no parameters are registered: keep the backbone and the head as attributes (self.backbone = ...)"
+    return None
+
+
+def _check_count(net: nn.Module) -> None:
+    total = count_parameters(net)
+    if total != NETWORK_PARAMETERS:
+        fail("SiameseNetwork has 3,124,480 parameters (backbone 501,760 + head 2,622,720)",
+             expected=f"{NETWORK_PARAMETERS:,}", got=f"{total:,}", hint=_count_hint(total))
+
+
+def _forward_ind(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    if not callable(getattr(net, "forward_ind", None)):
+        fail("SiameseNetwork has a method forward_ind(x)", expected="net.forward_ind(images) → embeddings",
+             got="no forward_ind method", hint="define `def forward_ind(self, x):` (backbone, then head)")
+    out = run_student(NETWORK_EXERCISE, f"net.forward_ind(x) with x of shape {list(x.shape)}", net.forward_ind, x)
+    if not isinstance(out, torch.Tensor):
+        fail("forward_ind returns one tensor", input=describe(x), expected="a tensor [B, 256]", got=type_name(out))
+    return out
+
+
+def _forward(net: nn.Module, a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    out = run_student(NETWORK_EXERCISE, f"net(img1, img2) with images of shape {list(a.shape)}", net, a, b)
+    if not isinstance(out, (tuple, list)) or len(out) != 2 or not all(isinstance(o, torch.Tensor) for o in out):
+        fail("forward(img1, img2) returns a tuple of two embedding tensors", input=f"two batches of shape {list(a.shape)}",
+             expected="(embeddings of img1, embeddings of img2)", got=type_name(out) if not isinstance(out, (tuple, list))
+             else f"{type(out).__name__} of {len(out)} items",
+             hint="return self.forward_ind(img1), self.forward_ind(img2)")
+    return out[0], out[1]
+
+
+def _network_case(net: nn.Module, batch: int, dtype: torch.dtype, generator: torch.Generator) -> None:
+    from solutions.model import SiameseNetwork as Reference
+
+    x = images(batch, generator, dtype)
+    net.eval()
+    with torch.no_grad():
+        out = _forward_ind(net, x)
+        if tuple(out.shape) != (batch, 256):
+            fail("forward_ind maps [B, 1, 28, 28] images to [B, 256] embeddings", input=f"images of shape {list(x.shape)}",
+                 expected=f"shape {[batch, 256]}", got=f"shape {list(out.shape)}",
+                 hint="forward_ind(x) should return self.head(self.backbone(x))")
+        pair = _forward(net, x, images(batch, generator, dtype))
+        for k, o in enumerate(pair, start=1):
+            if tuple(o.shape) != (batch, 256):
+                fail("forward(img1, img2) returns two [B, 256] embeddings", input=f"two batches of shape {list(x.shape)}",
+                     expected=f"shape {[batch, 256]}", got=f"output {k} of shape {list(o.shape)}")
+        reference = Reference().to(dtype)
+        if not _same_shapes(net, reference):
+            fail("SiameseNetwork holds a CNNBackbone and an EmbeddingHead",
+                 expected=f"parameter shapes {parameter_shapes(reference)}",
+                 got=f"parameter shapes {parameter_shapes(net)}")
+        copy_parameters_by_order(net, reference)
+        expected = reference.forward_ind(x)
+    if not close(out, expected, dtype):
+        hint = None
+        if bool((out < 0).any()):
+            hint = "negative embeddings: forgot the last ReLU (in the head or the backbone)"
+        fail("forward_ind(x) is head(backbone(x)) (compared with the reference, same weights)",
+             input=f"random images {list(x.shape)} ({dtype})", expected=describe(expected),
+             got=describe(out) + f" (largest difference {max_error(out, expected):.3g})",
+             hint=hint or "forward_ind should apply the backbone, then the head; check both with the lesson 02/03 checks")
+
+
+@check
+def check_siamese_network(SiameseNetwork: Any, hidden: bool = False) -> None:
+    """3,124,480 parameters; ``forward_ind`` gives ``[B, 256]``; ``forward`` returns two embedding tensors."""
+    generator = torch.Generator().manual_seed(7)
+    net = _make(SiameseNetwork, NETWORK_EXERCISE, "SiameseNetwork")
+    _check_count(net)
+    _network_case(net, 2, torch.float32, generator)
+    if hidden:
+        _network_case(net, 1, torch.float32, generator)
+        _network_case(copy.deepcopy(net).to(torch.float64), 3, torch.float64, generator)
+    passed("SiameseNetwork: 3,124,480 parameters, forward_ind(x) → [B, 256] (= head(backbone(x))), "
+           "forward(img1, img2) → two embeddings" + (" [with hidden cases]" if hidden else ""))
+
+
+# ---------------------------------------------------------------- shared weights
+
+def _grad_params(net: nn.Module, output: torch.Tensor, retain_graph: bool = False) -> set[int]:
+    """Indices of the parameters that receive a non-zero gradient from ``output.sum()``."""
+    net.zero_grad(set_to_none=True)
+    run_student(NETWORK_EXERCISE, "backward() through the embeddings", output.sum().backward, retain_graph=retain_graph)
+    touched = {k for k, p in enumerate(net.parameters()) if p.grad is not None and bool(p.grad.ne(0).any())}
+    net.zero_grad(set_to_none=True)
+    return touched
+
+
+def _shared_case(net: nn.Module, batch: int, generator: torch.Generator, dtype: torch.dtype = torch.float32) -> None:
+    a, b = images(batch, generator, dtype), images(batch, generator, dtype)
+    where = f"two batches of random images of shape {list(a.shape)}"
+    net.eval()
+    with torch.no_grad():
+        o1, o2 = _forward(net, a, b)
+        i1, i2 = _forward_ind(net, a), _forward_ind(net, b)
+        if close(o1, i2, dtype) and close(o2, i1, dtype) and not close(o1, i1, dtype):
+            fail("forward(img1, img2) returns (forward_ind(img1), forward_ind(img2)) in that order", input=where,
+                 hint="the two embeddings are swapped")
+        if not (close(o1, i1, dtype) and close(o2, i2, dtype)):
+            fail("forward(img1, img2) equals (forward_ind(img1), forward_ind(img2))", input=where,
+                 expected=f"forward_ind(img2) = {describe(i2)}", got=f"second output = {describe(o2)}",
+                 hint="compute both embeddings with forward_ind: two separate networks (or layers) give different results")
+        s1, s2 = _forward(net, a, a)
+        if not close(s1, s2, dtype):
+            fail("the same image gets the same embedding in both branches", input=f"net(x, x) with x of shape {list(a.shape)}",
+                 expected="two equal embeddings", got=f"largest difference {max_error(s1, s2):.3g}",
+                 hint="two separate networks: use one backbone and one head for both images")
+    o1, o2 = _forward(net, a, b)
+    from_first = _grad_params(net, o1, retain_graph=True)  # the two outputs may share a graph (one pass for both)
+    from_second = _grad_params(net, o2)
+    every = set(range(len(list(net.parameters()))))
+    if from_first != from_second or from_first != every:
+        only_first = len(from_first - from_second)
+        only_second = len(from_second - from_first)
+        fail("the gradients of both embeddings reach the same parameters (all of them)", input=where,
+             expected=f"all {len(every)} parameter tensors from both outputs",
+             got=f"{len(from_first)} from the first, {len(from_second)} from the second "
+                 f"({only_first} only from the first, {only_second} only from the second)",
+             hint="two separate networks: both images must go through the same backbone and head")
+
+
+@check
+def check_shared_weights(SiameseNetwork: Any, hidden: bool = False) -> None:
+    """``forward(a, b) == (forward_ind(a), forward_ind(b))``; identical inputs, identical embeddings; shared gradients."""
+    generator = torch.Generator().manual_seed(8)
+    net = _make(SiameseNetwork, NETWORK_EXERCISE, "SiameseNetwork")
+    total = count_parameters(net)
+    if total != NETWORK_PARAMETERS and _count_hint(total) and "separate" in (_count_hint(total) or ""):
+        fail("one backbone and one head embed both images (3,124,480 parameters)", expected=f"{NETWORK_PARAMETERS:,}",
+             got=f"{total:,}", hint=_count_hint(total))
+    _shared_case(net, 3, generator)
+    if hidden:
+        _shared_case(net, 1, generator)
+        _shared_case(copy.deepcopy(net).to(torch.float64), 2, generator, torch.float64)
+    passed("SiameseNetwork: both images go through the same weights (forward = forward_ind twice, "
+           "gradients of both outputs reach the same parameters)" + (" [with hidden cases]" if hidden else ""))

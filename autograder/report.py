@@ -1,0 +1,321 @@
+"""How checks report, and the helpers every checks module shares.
+
+A check prints ``[PASS] <what was checked>`` to **stdout** and returns ``None``, or raises
+``CheckFailure`` (an ``AssertionError``) whose message reads::
+
+    [FAIL] <the property that does not hold>
+      input: <what the student's code was given>
+      expected: <the right answer>
+      got: <what the student's code returned>
+      likely mistake: <the usual cause, when it can be told>
+
+nbgrader scores a test cell 0 if anything reaches stderr, so a check never writes there, never
+warns, and hides whatever the student's code writes to stderr (a tqdm bar, a warning) while it
+runs. Each check also runs under a time limit, with its own random seeds, and leaves the caller's
+random state, gradient mode and default dtype as it found them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import io
+import math
+import random
+import signal
+import threading
+import warnings
+from collections.abc import Callable, Iterator
+from typing import Any, NoReturn, TypeVar
+
+import numpy as np
+import torch
+from torch import nn
+
+#: Seconds a whole check may run before it fails with "an endless loop?" (nbgrader gives a cell 30 s).
+TIME_LIMIT_S = 20.0
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class CheckFailure(AssertionError):
+    """A check failed: the message names the property, the input, the expected and the actual result."""
+
+
+class CheckTimeout(BaseException):
+    """Raised by the time limit inside student code; a ``BaseException`` so that ``except Exception`` cannot swallow it."""
+
+
+# ---------------------------------------------------------------- messages
+
+def describe(value: Any, limit: int = 300) -> str:
+    """A short, readable description of a value for a message (tensors: shape, dtype, a few values)."""
+    if isinstance(value, torch.Tensor):
+        shape = list(value.shape)
+        text = f"tensor of shape {shape}, dtype {str(value.dtype).replace('torch.', '')}"
+        if value.numel() == 0:
+            return text
+        flat = value.detach().cpu().reshape(-1)
+        if value.dtype.is_floating_point or value.dtype.is_complex:
+            shown = [_number(float(v)) for v in flat[:12].double().tolist()]
+        else:
+            shown = [str(v) for v in flat[:12].tolist()]
+        more = ", ..." if value.numel() > 12 else ""
+        if value.dim() == 0:
+            return f"{text}, value {shown[0]}"
+        return f"{text}, values [{', '.join(shown)}{more}]"
+    if isinstance(value, bool):
+        return repr(value)
+    if isinstance(value, float):
+        return _number(value)
+    if isinstance(value, (list, tuple)) and len(value) <= 12 and all(isinstance(v, (int, float)) for v in value):
+        inner = ", ".join(_number(v) if isinstance(v, float) else str(v) for v in value)
+        return f"[{inner}]" if isinstance(value, list) else f"({inner}{',' if len(value) == 1 else ''})"
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _number(x: float) -> str:
+    if math.isnan(x) or math.isinf(x):
+        return str(x)
+    return f"{x:.6g}"
+
+
+def type_name(value: Any) -> str:
+    """``tensor of shape [..]`` for tensors, else the type's name."""
+    if isinstance(value, torch.Tensor):
+        return describe(value)
+    return type(value).__name__
+
+
+def passed(what: str) -> None:
+    """Report a passed check on stdout."""
+    print(f"[PASS] {what}", flush=True)
+
+
+def failure(prop: str, *, input: Any = None, expected: Any = None, got: Any = None,
+            hint: str | None = None) -> CheckFailure:
+    """A ``CheckFailure`` with the standard ``[FAIL]`` message (strings are shown as they are)."""
+    lines = [f"[FAIL] {prop}"]
+    for key, value in (("input", input), ("expected", expected), ("got", got)):
+        if value is not None:
+            lines.append(f"  {key}: {value if isinstance(value, str) else describe(value)}")
+    if hint:
+        lines.append(f"  likely mistake: {hint}")
+    return CheckFailure("\n".join(lines))
+
+
+def fail(prop: str, *, input: Any = None, expected: Any = None, got: Any = None, hint: str | None = None) -> NoReturn:
+    """Raise the standard ``CheckFailure``."""
+    raise failure(prop, input=input, expected=expected, got=got, hint=hint)
+
+
+def _error_hint(error: BaseException) -> str | None:
+    text = str(error)
+    if "Module.__init__() call" in text or "has no attribute '_modules'" in text or "has no attribute '_parameters'" in text:
+        return "call super().__init__() as the first line of __init__"
+    if "Expected all tensors to be on the same device" in text:
+        return "move every tensor to the same device (.to(device))"
+    if "mat1 and mat2 shapes cannot be multiplied" in text:
+        return "the input size of a Linear layer does not match the flattened features"
+    if "modified by an inplace operation" in text:
+        return ("optimizer.step() before loss.backward()? the update changes weights that backward() still needs: "
+                "zero_grad(), then backward(), then step()")
+    if "Trying to backward through the graph a second time" in text:
+        return "backward() called twice on the same loss, or a tensor of an earlier step reused: compute a fresh loss per batch"
+    if "view size is not compatible" in text:
+        return "use .reshape(...) or .flatten(1) instead of .view(...)"
+    return None
+
+
+def run_student(exercise: str, what: str, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Call the student's ``func``; turn an exception it raises into a ``CheckFailure`` chained to it.
+
+    ``exercise`` names the unfinished exercise for a ``NotImplementedError``; ``what`` says which call failed.
+    """
+    try:
+        return func(*args, **kwargs)
+    except CheckFailure:
+        raise
+    except CheckTimeout as error:
+        raise CheckFailure(
+            f"[FAIL] {what} did not finish within {TIME_LIMIT_S:g} s\n"
+            "  likely mistake: an endless loop (e.g. a `while` loop whose condition never becomes false)"
+        ) from error
+    except NotImplementedError as error:
+        detail = f" ({error})" if str(error) else ""
+        raise CheckFailure(
+            f"[FAIL] {exercise} is unfinished: {what} raised NotImplementedError{detail}\n"
+            "  Replace the `raise NotImplementedError(...)` line with your code, run that cell, then run this check again."
+        ) from error
+    except Exception as error:
+        hint = _error_hint(error)
+        message = f"[FAIL] {what} raised {type(error).__name__}: {error}"
+        if hint:
+            message += f"\n  likely mistake: {hint}"
+        raise CheckFailure(message) from error
+
+
+# ---------------------------------------------------------------- isolation
+
+@contextlib.contextmanager
+def _time_limit(seconds: float) -> Iterator[None]:
+    """Raise ``CheckTimeout`` after ``seconds`` (POSIX main thread only; a no-op elsewhere or when nested)."""
+    usable = (
+        seconds > 0
+        and hasattr(signal, "setitimer")
+        and threading.current_thread() is threading.main_thread()
+        and signal.getitimer(signal.ITIMER_REAL)[0] == 0  # someone else's alarm (an outer check, pytest-timeout)
+    )
+    if not usable:
+        yield
+        return
+
+    def on_alarm(signum: int, frame: Any) -> None:
+        raise CheckTimeout(f"the check ran longer than {seconds:g} s")
+
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    # Re-fire every second in case student code swallows the first one with a bare `except:`.
+    signal.setitimer(signal.ITIMER_REAL, seconds, 1.0)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous if previous is not None else signal.SIG_DFL)
+
+
+@contextlib.contextmanager
+def isolated(seed: int = 0) -> Iterator[None]:
+    """Run a check quietly and reproducibly, restoring the caller's global state afterwards.
+
+    Seeds Python's, NumPy's and PyTorch's global generators with ``seed`` (so that student code that
+    uses them is reproducible) and restores their previous states on exit; also restores the gradient
+    mode and the default dtype, hides stderr and ignores warnings. The check's small tensors run on one
+    CPU thread (fastest for them, and immune to a busy machine's thread contention).
+    """
+    threads = torch.get_num_threads()
+    py_state = random.getstate()
+    np_state = np.random.get_state()
+    grad_enabled = torch.is_grad_enabled()
+    default_dtype = torch.get_default_dtype()
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(torch.random.fork_rng(devices=[]))
+        stack.enter_context(warnings.catch_warnings())
+        warnings.simplefilter("ignore")
+        stack.enter_context(contextlib.redirect_stderr(io.StringIO()))
+        stack.enter_context(_time_limit(TIME_LIMIT_S))
+        try:
+            torch.set_num_threads(1)
+            random.seed(seed)
+            np.random.seed(seed)
+            torch.manual_seed(seed)
+            yield
+        finally:
+            random.setstate(py_state)
+            np.random.set_state(np_state)
+            torch.set_grad_enabled(grad_enabled)
+            torch.set_default_dtype(default_dtype)
+            torch.set_num_threads(threads)
+
+
+def check(func: F) -> F:
+    """Decorator for a check function: isolation, a time limit, and ``None`` as the result."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> None:
+        try:
+            with isolated():
+                func(*args, **kwargs)
+        except CheckTimeout as error:
+            raise CheckFailure(
+                f"[FAIL] {func.__name__} did not finish within {TIME_LIMIT_S:g} s\n"
+                "  likely mistake: an endless loop, or code that is far too slow"
+            ) from error
+        except CheckFailure:
+            raise
+        except Exception as error:  # a result so unexpected that the check itself stumbled on it
+            raise CheckFailure(
+                f"[FAIL] {func.__name__} could not evaluate what your code returned ({type(error).__name__}: {error})\n"
+                "  Compare the types and shapes your code returns with the exercise's description."
+            ) from error
+        return None
+
+    return wrapper  # type: ignore[return-value]
+
+
+# ---------------------------------------------------------------- numbers and tensors
+
+def tolerance(dtype: torch.dtype) -> tuple[float, float]:
+    """``(rtol, atol)`` for comparing results computed in ``dtype`` in different but correct ways."""
+    return {
+        torch.float64: (1e-7, 1e-9),
+        torch.float32: (1e-4, 1e-5),
+        torch.float16: (1e-2, 1e-3),
+        torch.bfloat16: (3e-2, 1e-2),
+    }.get(dtype, (1e-4, 1e-5))
+
+
+def max_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
+    """The largest absolute difference (as float64), ``inf`` if shapes differ or a value is not finite."""
+    if actual.shape != expected.shape:
+        return math.inf
+    diff = (actual.detach().double().cpu() - expected.detach().double().cpu()).abs()
+    if diff.numel() == 0:
+        return 0.0
+    if not bool(torch.isfinite(diff).all()):
+        return math.inf
+    return float(diff.max())
+
+
+def close(actual: torch.Tensor, expected: torch.Tensor, dtype: torch.dtype | None = None, scale: float = 1.0,
+          extra_atol: float = 0.0) -> bool:
+    """Whether ``actual`` matches ``expected`` within the dtype's tolerance, relative to the largest expected value."""
+    rtol, atol = tolerance(dtype or expected.dtype)
+    size = float(expected.detach().double().abs().max()) if expected.numel() else 0.0
+    return max_error(actual, expected) <= scale * (atol + rtol * size) + extra_atol
+
+
+def images(batch: int, generator: torch.Generator, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """A batch of random "images" ``[B, 1, 28, 28]`` with pixels in [0, 1]."""
+    return torch.rand(batch, 1, 28, 28, generator=generator, dtype=torch.float64).to(dtype)
+
+
+def count_parameters(net: nn.Module) -> int:
+    """All parameters of ``net`` (shared ones once)."""
+    return sum(p.numel() for p in net.parameters())
+
+
+def parameter_shapes(net: nn.Module) -> list[list[int]]:
+    """The shapes of ``net``'s parameters, in registration order."""
+    return [list(p.shape) for p in net.parameters()]
+
+
+def copy_parameters_by_order(source: nn.Module, target: nn.Module) -> None:
+    """Copy ``source``'s parameters into ``target``'s: each target parameter takes the first unused source one of its shape.
+
+    Attribute names and layer containers do not matter, only shapes and order. Raises ``ValueError``
+    when the two sets of shapes differ.
+    """
+    src = list(source.parameters())
+    tgt = list(target.parameters())
+    if sorted(parameter_shapes(source)) != sorted(parameter_shapes(target)):
+        raise ValueError(
+            f"parameter shapes differ from the reference: expected {parameter_shapes(target)}, got {parameter_shapes(source)}"
+        )
+    used: set[int] = set()
+    with torch.no_grad():
+        for p in tgt:
+            k = next(k for k, q in enumerate(src) if k not in used and q.shape == p.shape)
+            used.add(k)
+            p.copy_(src[k].detach().to(p.dtype))
+
+
+def to_float(value: Any) -> float | None:
+    """A Python float from a number or a one-element tensor/array, else ``None``."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float, np.floating, np.integer)):
+        return float(value)
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        return float(value.detach().cpu().reshape(-1)[0])
+    return None

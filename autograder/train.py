@@ -1,0 +1,380 @@
+"""Checks for lesson 05: ``get_device()`` and ``train_one_epoch(net, loader, optimizer, device, margin=2.0, log_every=10)``.
+
+The training checks use a tiny network with ``forward_ind``/``forward`` (an MLP, with batch norm so
+that a missing ``net.train()`` shows) and a loader that is a plain list of batches
+``(img1 [B, 1, 28, 28], img2, label [B, 1])``. The student's loop runs on one copy of the network
+and optimizer, the reference ``solutions.train.train_one_epoch`` on an identical copy, and the
+parameters afterwards must agree. When they do not, the usual mistakes are replayed to name the cause.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import math
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import torch
+from torch import nn
+
+from .report import check, describe, fail, passed, run_student, type_name
+
+DEVICE_EXERCISE = "get_device (exercise 5.1)"
+TRAIN_EXERCISE = "train_one_epoch (exercise 5.2)"
+CPU = torch.device("cpu")
+
+
+# ---------------------------------------------------------------- get_device
+
+@contextlib.contextmanager
+def simulated_devices(cuda: bool, mps: bool) -> Iterator[None]:
+    """Pretend that a CUDA GPU and/or Apple MPS is (or is not) available, for the checks of ``get_device``."""
+    accelerator = torch.device("cuda") if cuda else torch.device("mps") if mps else None
+    patches: list[tuple[Any, str, Any]] = [
+        (torch.cuda, "is_available", lambda: cuda),
+        (torch.cuda, "device_count", lambda: int(cuda)),
+        (torch.backends.mps, "is_available", lambda: mps),
+        (torch.backends.mps, "is_built", lambda: mps),
+    ]
+    if hasattr(torch, "accelerator"):
+        patches += [
+            (torch.accelerator, "is_available", lambda *a, **k: accelerator is not None),
+            (torch.accelerator, "current_accelerator", lambda *a, **k: accelerator),
+            (torch.accelerator, "device_count", lambda *a, **k: int(accelerator is not None)),
+        ]
+    saved = [(obj, name, getattr(obj, name)) for obj, name, _ in patches if hasattr(obj, name)]
+    try:
+        for obj, name, value in patches:
+            if hasattr(obj, name):
+                setattr(obj, name, value)
+        yield
+    finally:
+        for obj, name, value in saved:
+            setattr(obj, name, value)
+
+
+def _device_case(get_device: Any, cuda: bool, mps: bool, simulated: bool) -> None:
+    situation = ("CUDA " + ("available" if cuda else "not available") + ", MPS " + ("available" if mps else "not available")
+                 + (" (simulated)" if simulated else " (this machine)"))
+    if simulated:
+        with simulated_devices(cuda, mps):
+            device = run_student(DEVICE_EXERCISE, "get_device()", get_device)
+    else:
+        device = run_student(DEVICE_EXERCISE, "get_device()", get_device)
+    if not isinstance(device, torch.device):
+        fail("get_device() returns a torch.device", input=situation, expected="torch.device(...)", got=type_name(device),
+             hint="wrap the name: torch.device('cuda'), not the string 'cuda'" if isinstance(device, str) else None)
+    if cuda:
+        allowed = {"cuda"}
+        expected = "torch.device('cuda')"
+    elif mps:
+        allowed = {"mps", "cpu"}
+        expected = "torch.device('mps') (or 'cpu')"
+    else:
+        allowed = {"cpu"}
+        expected = "torch.device('cpu')"
+    if device.type not in allowed or (device.type == "cuda" and device.index not in (None, 0)):
+        hint = None
+        if device.type == "cuda" and not cuda:
+            hint = "never assume a GPU: check torch.cuda.is_available() first"
+        elif device.type == "cpu" and cuda:
+            hint = "use the GPU when torch.cuda.is_available() is True"
+        elif device.type == "mps" and cuda:
+            hint = "check CUDA before MPS"
+        fail("get_device() picks CUDA if available, else MPS, else the CPU", input=situation, expected=expected,
+             got=repr(device), hint=hint)
+
+
+@check
+def check_get_device(get_device: Any, hidden: bool = False) -> None:
+    """CUDA when available, else MPS (or the CPU), else the CPU; a ``torch.device``."""
+    cuda = torch.cuda.is_available()
+    mps = bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
+    _device_case(get_device, cuda, mps, simulated=False)
+    _device_case(get_device, True, False, simulated=True)
+    _device_case(get_device, False, False, simulated=True)
+    if hidden:
+        _device_case(get_device, False, True, simulated=True)
+        _device_case(get_device, True, True, simulated=True)
+    passed("get_device: a torch.device, CUDA when available, else MPS or the CPU" + (" [with hidden cases]" if hidden else ""))
+
+
+# ---------------------------------------------------------------- tiny problems
+
+class TinySiamese(nn.Module):
+    """A small stand-in for ``SiameseNetwork``: the same interface, a few thousand parameters."""
+
+    def __init__(self, hidden: int = 16, embedding_dim: int = 4, batch_norm: bool = False) -> None:
+        super().__init__()
+        layers: list[nn.Module] = [nn.Flatten(), nn.Linear(28 * 28, hidden)]
+        if batch_norm:
+            layers.append(nn.BatchNorm1d(hidden))
+        layers += [nn.ReLU(), nn.Linear(hidden, embedding_dim)]
+        self.body = nn.Sequential(*layers)
+
+    def forward_ind(self, x: torch.Tensor) -> torch.Tensor:
+        """Embeddings of one batch of images."""
+        return self.body(x)
+
+    def forward(self, img1: torch.Tensor, img2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Embeddings of both images of each pair, with the same weights."""
+        return self.forward_ind(img1), self.forward_ind(img2)
+
+
+def random_batches(generator: torch.Generator, sizes: list[int]) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """Batches ``(img1, img2, label [B, 1] float32)`` of random images, as a DataLoader over the pair dataset gives."""
+    batches = []
+    for size in sizes:
+        img1 = torch.rand(size, 1, 28, 28, generator=generator)
+        img2 = torch.rand(size, 1, 28, 28, generator=generator)
+        label = (torch.rand(size, 1, generator=generator) < 0.5).float()
+        if size >= 2:  # at least one pair of each kind
+            label[0, 0], label[1, 0] = 0.0, 1.0
+        batches.append((img1, img2, label))
+    return batches
+
+
+def _new_net(seed: int, batch_norm: bool = False, hidden: int = 16, embedding_dim: int = 4) -> TinySiamese:
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return TinySiamese(hidden, embedding_dim, batch_norm)
+
+
+def _call_train(train_one_epoch: Any, net: nn.Module, batches: list, optimizer: torch.optim.Optimizer,
+                margin: float | None, log_every: int | None) -> Any:
+    kwargs: dict[str, Any] = {}
+    args_text = "net, loader, optimizer, device"
+    if margin is not None:
+        kwargs["margin"] = margin
+        args_text += f", margin={margin:g}"
+    if log_every is not None:
+        kwargs["log_every"] = log_every
+        args_text += f", log_every={log_every}"
+    return run_student(TRAIN_EXERCISE, f"train_one_epoch({args_text}) on a tiny network and {len(batches)} batches",
+                       train_one_epoch, net, batches, optimizer, CPU, **kwargs)
+
+
+def _reference_loop(net: nn.Module, batches: list, optimizer: torch.optim.Optimizer, margin: float, log_every: int = 10,
+                    mistake: str | None = None) -> list[float]:
+    """The reference loop, or the same loop with one ``mistake`` (to name the student's)."""
+    from solutions.loss import contrastive_loss
+
+    if mistake != "no_train":
+        net.train()
+    history = []
+    for step, (img1, img2, label) in enumerate(batches):
+        out1, out2 = net(img1, img2)
+        loss = contrastive_loss(out1, out2, label, 2.0 if mistake == "margin" else margin)
+        if mistake != "no_zero_grad":
+            optimizer.zero_grad()
+        loss.backward()
+        if mistake != "no_step":
+            optimizer.step()
+        if step % log_every == 0:
+            history.append(loss.item())
+    return history
+
+
+MISTAKES = {
+    "no_zero_grad": "missing zero_grad: gradients accumulate over the steps "
+                    "(call optimizer.zero_grad() before loss.backward())",
+    "no_step": "the parameters never change: no optimizer.step(), or step() runs while the gradients are zero "
+               "(zero_grad() between backward() and step() erases them; step() right after zero_grad() comes "
+               "before backward())",
+    "margin": "the margin argument is ignored (2.0 used): pass `margin` to contrastive_loss",
+    "no_train": "net.train() is missing: put the network in training mode at the start of the epoch",
+}
+
+
+def _parameter_gap(a: nn.Module, b: nn.Module, start: nn.Module) -> float:
+    """Largest parameter difference between ``a`` and ``b``, relative to how far ``b`` moved from ``start``."""
+    gap = max(float((p - q).abs().max()) for p, q in zip(a.parameters(), b.parameters()))
+    moved = max(float((q - s).abs().max()) for q, s in zip(b.parameters(), start.parameters()))
+    return gap / max(moved, 1e-12)
+
+
+def _history(result: Any, expected_length: int, log_every: int, steps: int, where: str) -> list[float]:
+    if not isinstance(result, list):
+        hint = "return the list of logged losses (return loss_history)" if result is None else None
+        fail("train_one_epoch returns a list of floats", input=where, expected="a list", got=type_name(result), hint=hint)
+    for value in result:
+        if isinstance(value, torch.Tensor):
+            fail("the loss history holds Python floats", input=where, expected="floats (loss.item())", got=describe(value),
+                 hint="append loss.item(), not the tensor (a tensor keeps the whole graph alive)")
+        if not isinstance(value, float):
+            fail("the loss history holds Python floats", input=where, expected="floats (loss.item())", got=type_name(value))
+    if len(result) != expected_length:
+        hint = None
+        if len(result) == steps and log_every > 1:
+            hint = f"logged every step: append only when step % log_every == 0 (log_every={log_every})"
+        elif len(result) == steps // log_every:
+            hint = "log when step % log_every == 0, counting the steps from 0 (steps 0, log_every, 2·log_every, ...)"
+        elif len(result) == 0:
+            hint = "nothing was logged: append loss.item() when step % log_every == 0"
+        elif log_every != 10 and len(result) == math.ceil(steps / 10):
+            hint = "the log_every argument is ignored (10 used)"
+        fail(f"one logged loss every {log_every} steps (steps 0, {log_every}, ...)", input=where,
+             expected=f"{expected_length} values for {steps} steps", got=f"{len(result)} values", hint=hint)
+    return result
+
+
+def _first_loss(net: nn.Module, batches: list, margin: float) -> float:
+    from solutions.loss import contrastive_loss
+
+    with torch.no_grad():
+        out1, out2 = copy.deepcopy(net).train()(batches[0][0], batches[0][1])
+        return float(contrastive_loss(out1, out2, batches[0][2], margin))
+
+
+def _history_case(train_one_epoch: Any, generator: torch.Generator, steps: int, margin: float | None,
+                  log_every: int | None, compare_all: bool = False) -> None:
+    net = _new_net(int(torch.randint(1 << 30, (1,), generator=generator)))
+    batches = random_batches(generator, [4] * steps)
+    make = lambda model: torch.optim.SGD(model.parameters(), lr=0.05)  # noqa: E731
+    m = 2.0 if margin is None else margin
+    k = 10 if log_every is None else log_every
+    start = copy.deepcopy(net)
+    where = (f"{steps} batches of 4 pairs, margin={m:g}, log_every={k}"
+             + (" (defaults)" if margin is None and log_every is None else ""))
+    result = _call_train(train_one_epoch, net, batches, make(net), margin, log_every)
+    history = _history(result, math.ceil(steps / k), k, steps, where)
+    expected_first = _first_loss(start, batches, m)
+    if abs(history[0] - expected_first) > 1e-5 * max(1.0, abs(expected_first)):
+        hint = None
+        if margin is not None and abs(history[0] - _first_loss(start, batches, 2.0)) <= 1e-5 * max(1.0, abs(history[0])):
+            hint = MISTAKES["margin"]
+        fail("the first logged value is the loss of the first batch, before any update", input=where,
+             expected=f"{expected_first:.6g}", got=f"{history[0]:.6g}", hint=hint)
+    if compare_all:
+        reference_net = copy.deepcopy(start)
+        expected = _reference_loop(reference_net, batches, make(reference_net), m, k)
+        for step, (got, want) in enumerate(zip(history, expected)):
+            if abs(got - want) > 1e-4 * max(1.0, abs(want)):
+                fail("every logged value is the loss of its batch (steps 0, log_every, ...)", input=where,
+                     expected=describe(expected), got=describe(history))
+
+
+@check
+def check_train_history(train_one_epoch: Any, hidden: bool = False) -> None:
+    """A list of Python floats, ``ceil(steps / log_every)`` long, starting with the first batch's loss before any update."""
+    generator = torch.Generator().manual_seed(12)
+    _history_case(train_one_epoch, generator, 12, None, None)
+    _history_case(train_one_epoch, generator, 12, None, 3)
+    _history_case(train_one_epoch, generator, 4, None, 1)
+    if hidden:
+        _history_case(train_one_epoch, generator, 5, None, 1, compare_all=True)
+        _history_case(train_one_epoch, generator, 11, 1.0, 5, compare_all=True)
+        _history_case(train_one_epoch, generator, 1, 3.0, 10)
+    passed("train_one_epoch: returns the batch losses (Python floats) of steps 0, log_every, 2·log_every, ..."
+           + (" [with hidden cases]" if hidden else ""))
+
+
+# ---------------------------------------------------------------- one epoch = the reference's updates
+
+def _step_case(train_one_epoch: Any, generator: torch.Generator, sizes: list[int], margin: float,
+               make_optimizer: Callable[[nn.Module], torch.optim.Optimizer], optimizer_text: str) -> None:
+    start = _new_net(int(torch.randint(1 << 30, (1,), generator=generator)), batch_norm=True)
+    start.eval()  # the loop must switch to training mode itself
+    batches = random_batches(generator, sizes)
+    student_net, reference_net = copy.deepcopy(start), copy.deepcopy(start)
+    _call_train(train_one_epoch, student_net, batches, make_optimizer(student_net), margin, None)
+    _reference_loop(reference_net, batches, make_optimizer(reference_net), margin)
+    gap = _parameter_gap(student_net, reference_net, start)
+    if gap <= 1e-3:
+        return
+    hint = None
+    for mistake, message in MISTAKES.items():
+        variant = copy.deepcopy(start)
+        try:
+            _reference_loop(variant, batches, make_optimizer(variant), margin, mistake=mistake)
+        except Exception:  # a mistake that PyTorch itself rejects cannot be the student's silent one
+            continue
+        if _parameter_gap(student_net, variant, start) <= 1e-3 and _parameter_gap(variant, reference_net, start) > 1e-2:
+            hint = message
+            break
+    if hint is None and _parameter_gap(student_net, start, reference_net) == 0:
+        hint = MISTAKES["no_step"]
+    fail("after one epoch the parameters equal those of the reference loop (forward, loss, zero_grad, backward, step)",
+         input=f"a tiny network in eval mode, {len(batches)} batches of sizes {sizes}, {optimizer_text}, margin={margin:g}",
+         expected="the reference's parameters", got=f"parameters off by {gap:.3g} × the size of the reference's update",
+         hint=hint or "compare your loop with: net.train(); for each batch: move to device, out1, out2 = net(img1, img2), "
+                      "loss = contrastive_loss(out1, out2, label, margin), optimizer.zero_grad(), loss.backward(), "
+                      "optimizer.step()")
+
+
+@check
+def check_train_step(train_one_epoch: Any, hidden: bool = False) -> None:
+    """The parameters after one epoch equal those after the reference loop from identical copies."""
+    generator = torch.Generator().manual_seed(13)
+    sgd = lambda model: torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)  # noqa: E731
+    _step_case(train_one_epoch, generator, [8, 8, 6], 1.0, sgd, "SGD(lr=0.1, momentum=0.9)")
+    if hidden:
+        adam = lambda model: torch.optim.Adam(model.parameters(), lr=1e-2)  # noqa: E731
+        plain = lambda model: torch.optim.SGD(model.parameters(), lr=0.2)  # noqa: E731
+        _step_case(train_one_epoch, generator, [6, 6, 6], 3.0, adam, "Adam(lr=0.01)")
+        _step_case(train_one_epoch, generator, [5, 7], 2.0, plain, "SGD(lr=0.2)")
+    passed("train_one_epoch: the same updates as the reference loop (train mode, zero_grad, backward, step, margin)"
+           + (" [with hidden cases]" if hidden else ""))
+
+
+# ---------------------------------------------------------------- it learns
+
+def separable_pairs(generator: torch.Generator, num_batches: int, batch_size: int, num_classes: int = 4,
+                    noise: float = 0.2) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """Balanced pairs of noisy class templates (easy to separate), as batches."""
+    from data_utils.synthetic import class_templates
+
+    templates = class_templates()[:num_classes].unsqueeze(1)  # [C, 1, 28, 28]
+    batches = []
+    for _ in range(num_batches):
+        c1 = torch.randint(num_classes, (batch_size,), generator=generator)
+        different = torch.arange(batch_size) % 2 == 1
+        shift = torch.randint(1, num_classes, (batch_size,), generator=generator)
+        c2 = torch.where(different, (c1 + shift) % num_classes, c1)
+        img1 = templates[c1] + noise * torch.randn(batch_size, 1, 28, 28, generator=generator)
+        img2 = templates[c2] + noise * torch.randn(batch_size, 1, 28, 28, generator=generator)
+        batches.append((img1, img2, different.float().unsqueeze(1)))
+    return batches
+
+
+def _mean_loss(net: nn.Module, batches: list, margin: float) -> float:
+    from solutions.loss import contrastive_loss
+
+    net.eval()
+    with torch.no_grad():
+        return sum(float(contrastive_loss(*net(a, b), y, margin)) for a, b, y in batches) / len(batches)
+
+
+def _learns_case(train_one_epoch: Any, generator: torch.Generator, epochs: int, margin: float | None,
+                 make_optimizer: Callable[[nn.Module], torch.optim.Optimizer], optimizer_text: str) -> None:
+    m = 2.0 if margin is None else margin
+    net = _new_net(int(torch.randint(1 << 30, (1,), generator=generator)), hidden=32, embedding_dim=8)
+    batches = separable_pairs(generator, 8, 16)
+    optimizer = make_optimizer(net)
+    before = _mean_loss(net, batches, m)
+    for epoch in range(epochs):
+        history = _call_train(train_one_epoch, net, batches, optimizer, margin, None)
+        if isinstance(history, list) and not all(isinstance(v, float) and math.isfinite(v) for v in history):
+            fail("the logged losses are finite numbers", input=f"epoch {epoch + 1}", got=describe(history))
+    after = _mean_loss(net, batches, m)
+    if not after <= 0.5 * before:
+        fail("a few epochs on an easy problem lower the loss clearly (at least halve it)",
+             input=f"a tiny network, 8 batches of 16 pairs of noisy templates of 4 classes, {optimizer_text}, "
+                   f"{epochs} epochs, margin={m:g}",
+             expected=f"mean loss below {0.5 * before:.4g} (it was {before:.4g} before training)", got=f"{after:.4g}",
+             hint="is optimizer.step() called after loss.backward()? is zero_grad() called every step? "
+                  "is the loss computed on the network's outputs for this batch?")
+
+
+@check
+def check_train_learns(train_one_epoch: Any, hidden: bool = False) -> None:
+    """On a tiny separable problem a few epochs at least halve the loss."""
+    generator = torch.Generator().manual_seed(14)
+    adam = lambda model: torch.optim.Adam(model.parameters(), lr=3e-3)  # noqa: E731
+    _learns_case(train_one_epoch, generator, 3, None, adam, "Adam(lr=0.003)")
+    if hidden:
+        sgd = lambda model: torch.optim.SGD(model.parameters(), lr=0.02, momentum=0.9)  # noqa: E731
+        _learns_case(train_one_epoch, generator, 3, 1.0, sgd, "SGD(lr=0.02, momentum=0.9)")
+    passed("train_one_epoch: a few epochs on an easy problem clearly lower the loss"
+           + (" [with hidden cases]" if hidden else ""))

@@ -1,0 +1,225 @@
+# %% [markdown]
+# # Lesson 1: A dataset of image pairs
+#
+# In this course you build, step by step, a **Siamese network**: a network that learns to tell
+# whether two images show the same kind of thing. It never learns "this is a coat"; it learns a
+# *distance* between images, small for two coats and large for a coat and a sandal.
+# Everything starts with the data, and a Siamese network learns from **pairs** of images.
+#
+# **Learning goals**
+#
+# - know the Fashion-MNIST dataset: 28 × 28 grey images of 10 kinds of garment;
+# - understand why similarity learning trains on pairs, and what a pair label means;
+# - use the course's label convention: **0 = same class, 1 = different class**;
+# - write a PyTorch `Dataset` that makes balanced pairs on the fly (exercise 1.1).
+
+# %% [setup]
+
+# %% [markdown]
+# ## 1. Fashion-MNIST
+#
+# Fashion-MNIST (Zalando, 2017) has 60,000 training images and 10,000 test images of clothing and
+# accessories, each a 28 × 28 grey-scale picture with one of ten class labels. It has exactly the
+# format of the famous MNIST digits, but is harder: a shirt and a pullover can look very alike.
+#
+# `course_dataset` loads the training set the way torchvision does, with the `ToTensor()` transform:
+# every item is a pair `(image, label)`, the image a float tensor of shape `[1, 28, 28]` (one channel)
+# with pixels in [0, 1], the label an integer from 0 to 9. While the notebook is graded or tested it
+# gives a small synthetic stand-in with the same format instead, and says so.
+
+# %%
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from data_utils import CLASS_NAMES
+from data_utils.lessons import course_dataset
+from data_utils.plotting import class_name, show_images, show_pairs
+
+train_set = course_dataset(train=True)
+print(f"{len(train_set)} training images")
+
+image, label = train_set[0]
+print("image:", tuple(image.shape), image.dtype, f"pixels from {image.min():.2f} to {image.max():.2f}")
+print("label:", label, f"({class_name(label)})")
+
+# %% [markdown]
+# The ten classes, and two examples of each (the first ones of each class in the training set):
+
+# %%
+print(list(enumerate(CLASS_NAMES)))
+
+targets = torch.as_tensor(train_set.targets)
+examples, titles = [], []
+for copy in range(2):
+    for c in range(len(CLASS_NAMES)):
+        index = int(torch.nonzero(targets == c)[copy])
+        examples.append(train_set[index][0])
+        titles.append(f"{c}: {class_name(c)}")
+show_images(examples, titles, ncols=10)
+plt.show()
+
+# %% [markdown]
+# ## 2. Why pairs?
+#
+# An ordinary classifier answers "which of these 10 classes is this image?". It cannot say anything
+# about an 11th kind of garment it never saw. **Similarity learning** asks a different question:
+# *are these two images of the same kind?* A network that answers it well has learnt a notion of
+# "looking alike" that also works for new classes: the idea behind face verification (is this the
+# same person as on the passport photo?) and signature checking, where Siamese networks come from
+# (Bromley et al., 1993).
+#
+# So the training examples are **pairs** `(image1, image2)` with a label that says whether the two
+# show the same class. The network will map each image to a vector, its *embedding*, and a loss
+# function will pull the embeddings of a same-class pair together and push those of a
+# different-class pair apart.
+#
+# ### The label convention: 0 = same, 1 = different
+#
+# In this course (as in the original notebook and in the paper that introduced the loss we use,
+# Hadsell, Chopra & LeCun 2006):
+#
+# | pair | label |
+# | --- | --- |
+# | both images of the **same** class | **0** |
+# | images of **different** classes | **1** |
+#
+# This is the **opposite** of what many people expect ("1 = yes, they match"). Think of the label as
+# a *distance target*: 0 means "these should be at distance zero", 1 means "these should be far
+# apart". In lesson 4 the contrastive loss multiplies its "push apart" term by the label, so that
+# exactly the label-1 pairs are pushed apart. Swapping the convention would silently train the
+# network to do the opposite of what you want, so keep it in mind everywhere.
+#
+# ### Balanced pairs from a fair coin
+#
+# With 10 classes, a *random* second image has the same class only about 1 time in 10. A network
+# trained on such pairs could reach 90% accuracy by always answering "different". So for each pair
+# we first flip a **fair coin**: heads, the second image is drawn from the same class; tails, from
+# the other classes. About half of the pairs are then same-class pairs.
+
+# %%
+rng = np.random.default_rng(0)
+random_partner = rng.integers(len(targets), size=1000)
+print(f"random partners: {np.mean(targets.numpy()[random_partner] == targets[0].item()):.1%} of pairs are same-class")
+
+coin = rng.random(1000) < 0.5  # True = "same class"
+print(f"fair coin: {coin.mean():.1%} of pairs are same-class")
+
+# %% [markdown]
+# The original notebook drew the second image by *rejection sampling*: pick a random image, and try
+# again until its class fits the coin. That gives every fitting image the same chance, but loops
+# forever if no image fits. Drawing uniformly from a list of the fitting indices gives exactly the
+# same distribution without the loop:
+
+# %%
+c = int(targets[0])
+same_class = torch.nonzero(targets == c).flatten()   # indices of all images of class c
+other_class = torch.nonzero(targets != c).flatten()  # indices of all the others
+print(f"class {c} ({class_name(c)}): {len(same_class)} images of the same class, {len(other_class)} of other classes")
+
+u = torch.rand(1).item()                             # uniform in [0, 1)
+partner = int(same_class[int(u * len(same_class))])  # a uniformly drawn same-class partner
+print(f"a same-class partner of image 0: image {partner}, class {int(targets[partner])}")
+
+# %% [markdown]
+# ## 3. Exercise 1.1: `SiameseDataset`
+#
+# A PyTorch `Dataset` is any object with `__len__` (how many items) and `__getitem__(index)` (one
+# item). A `DataLoader` then batches the items for training. Write `SiameseDataset`, which wraps an
+# image dataset such as `train_set`:
+#
+# - `SiameseDataset(dataset, seed=None)`: keep the dataset; find every image's class with the given
+#   helper `dataset_labels(dataset)` (an int64 tensor of shape `[N]`); prepare, for each class, the
+#   indices of the images of that class and of all other classes. Raise a `ValueError` if the data
+#   holds fewer than two classes (no different-class pair could be drawn).
+# - `len(pairs)` is the length of the wrapped dataset: one pair per image, per epoch.
+# - `pairs[i]` returns `(image1, image2, label)`: `image1` is image `i` of the dataset; a fair coin
+#   decides "same class" or "different class"; `image2` is drawn uniformly from the images that fit;
+#   `label` is a **float32 tensor of shape `[1]`**: `0.` for the same class, `1.` for different classes.
+# - Reproducibility: with `seed=None` use PyTorch's global random generator (`torch.rand`), so every
+#   call draws a fresh pair. With an integer `seed`, item `i` must always give the same pair: draw the
+#   coin and the partner from a generator made for this item, e.g.
+#   `np.random.default_rng([seed, epoch, index]).random(2)`.
+# - `set_epoch(epoch)`: store the epoch number, so that a seeded dataset gives different pairs in
+#   each epoch (start at epoch 0).
+#
+# Hints: the label is `torch.tensor([1.0])` or `torch.tensor([0.0])` (float32 by default);
+# `int(label)` turns a dataset's label (an int or a 0-d tensor) into a Python int.
+
+# %% [given] solutions.data:dataset_labels
+
+# %% [exercise 1.1] solutions.data:SiameseDataset
+
+# %% [markdown]
+# ### Checks
+#
+# Each check cell below runs your class on small made-up datasets and prints `[PASS]`, or stops with
+# `[FAIL]`, the input it used, what it expected and what it got. The grader runs further, hidden
+# tests of the same kind.
+
+# %%
+from autograder import data as checks
+
+# %% [check pair_items 5]
+checks.check_pair_items(SiameseDataset)
+### BEGIN HIDDEN TESTS
+checks.check_pair_items(SiameseDataset, hidden=True)
+### END HIDDEN TESTS
+
+# %% [check pair_labels 5]
+checks.check_pair_labels(SiameseDataset)
+### BEGIN HIDDEN TESTS
+checks.check_pair_labels(SiameseDataset, hidden=True)
+### END HIDDEN TESTS
+
+# %% [check pair_balance 5]
+checks.check_pair_balance(SiameseDataset)
+### BEGIN HIDDEN TESTS
+checks.check_pair_balance(SiameseDataset, hidden=True)
+### END HIDDEN TESTS
+
+# %% [markdown]
+# ## 4. Your pairs
+#
+# Here are ten pairs from your dataset, the first image on top and its partner below, with the
+# label. Label-0 pairs should show the same kind of garment, label-1 pairs two different kinds.
+
+# %%
+pairs = SiameseDataset(train_set, seed=0)
+print(f"{len(pairs)} pairs per epoch")
+
+first, second, titles = [], [], []
+for i in range(10):
+    image1, image2, label = pairs[i]
+    first.append(image1)
+    second.append(image2)
+    titles.append(f"label {label.item():.0f}\n" + ("same" if label.item() == 0 else "different"))
+show_pairs(first, second, titles)
+plt.show()
+
+# %% [markdown]
+# And the balance over many pairs: about half of them should have label 1.
+
+# %%
+labels = torch.cat([pairs[i][2] for i in range(min(len(pairs), 2000))])
+print(f"{len(labels)} pairs: {(labels == 0).float().mean():.1%} same class (label 0), "
+      f"{(labels == 1).float().mean():.1%} different classes (label 1)")
+
+epoch0 = SiameseDataset(train_set, seed=0)
+epoch1 = SiameseDataset(train_set, seed=0)
+epoch1.set_epoch(1)
+print("same seed, same epoch, same pair:", torch.equal(epoch0[5][1], pairs[5][1]))
+changed = sum(not torch.equal(epoch0[i][1], epoch1[i][1]) for i in range(20))
+print(f"after set_epoch(1), {changed} of the first 20 pairs have a new partner")
+
+# %% [markdown]
+# ## Summary
+#
+# - A Siamese network learns from pairs of images, each labelled **0 (same class)** or **1 (different
+#   classes)**; label 1 marks the pairs the loss will push apart.
+# - A fair coin per pair keeps same and different pairs balanced, so "always different" is no shortcut.
+# - `SiameseDataset` makes a fresh pair for every image in every epoch; with a seed, the pairs are
+#   reproducible.
+#
+# Next lesson: the convolutional network that turns one image into features.

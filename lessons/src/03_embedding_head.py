@@ -1,0 +1,202 @@
+# %% [markdown]
+# # Lesson 3: The embedding head and the Siamese network
+#
+# The backbone of lesson 2 gives 256 feature maps of 3 × 3 per image. A fully connected **head**
+# turns them into one vector, the image's **embedding**. The Siamese network is the backbone plus the
+# head, applied with *the same weights* to both images of a pair.
+#
+# **Learning goals**
+#
+# - flatten feature maps into a vector (256 · 3 · 3 = 2,304 numbers);
+# - build the fully connected head of the original notebook, with its final ReLU (exercise 3.1);
+# - understand why a Siamese network uses one set of weights for both images;
+# - assemble the `SiameseNetwork` (exercise 3.2) and count its 3,124,480 parameters.
+
+# %% [setup]
+
+# %% [markdown]
+# This lesson uses the backbone of lesson 2. So that it does not depend on your own lesson-2 code,
+# it imports the **reference solution** of lesson 2, `solutions.backbone.CNNBackbone` (it is the same
+# network you wrote).
+
+# %%
+import matplotlib.pyplot as plt
+import torch
+from torch import nn
+
+from data_utils.lessons import course_dataset
+from data_utils.plotting import class_name, show_images
+from solutions.backbone import CNNBackbone  # the reference solution of lesson 2
+
+train_set = course_dataset(train=True)
+images = torch.stack([train_set[i][0] for i in range(8)])  # a batch of 8 images: [8, 1, 28, 28]
+backbone = CNNBackbone()
+with torch.no_grad():
+    features = backbone(images)
+print("images  ", tuple(images.shape))
+print("features", tuple(features.shape))
+
+# %% [markdown]
+# ## 1. Flatten
+#
+# A fully connected layer (`nn.Linear`) takes a vector per example. `nn.Flatten()` keeps the batch
+# dimension and joins all the others: `[B, 256, 3, 3]` → `[B, 2304]`. (`features.flatten(1)` or
+# `features.view(len(features), -1)` do the same.)
+
+# %%
+flat = nn.Flatten()(features)
+print(tuple(features.shape), "→", tuple(flat.shape), "  256 · 3 · 3 =", 256 * 3 * 3)
+print("same numbers in the same order:", torch.equal(flat[0], features[0].reshape(-1)))
+
+# %% [markdown]
+# ## 2. The fully connected head
+#
+# `nn.Linear(in_features, out_features)` computes $y = W x + b$ with a weight matrix $W$ of shape
+# `[out_features, in_features]` and a bias $b$: every output looks at every input. The head of the
+# original notebook is
+#
+# Flatten → `Linear(2304, 1024)` → ReLU → `Linear(1024, 256)` → ReLU
+#
+# and gives a **256-dimensional embedding** per image.
+#
+# Note the **last ReLU**. Many embedding networks end with a plain linear layer; the original
+# notebook ends with a ReLU, so every coordinate of an embedding is $\ge 0$ (the embeddings live in
+# one "corner" of the 256-d space). It still works well, and we keep it to reproduce the original.
+
+# %%
+linear = nn.Linear(2304, 1024)
+print("weight", tuple(linear.weight.shape), " bias", tuple(linear.bias.shape),
+      f" parameters: 2304 · 1024 + 1024 = {linear.weight.numel() + linear.bias.numel():,}")
+print("output of Linear(2304, 1024) on the flat features:", tuple(linear(flat).shape))
+
+# %% [markdown]
+# ## 3. Exercise 3.1: `EmbeddingHead`
+#
+# Write the head as an `nn.Module`:
+#
+# - `EmbeddingHead(in_features=2304, embedding_dim=256)`: the layers Flatten → `Linear(in_features, 1024)`
+#   → ReLU → `Linear(1024, embedding_dim)` → ReLU (the hidden size 1024 is fixed).
+# - `forward(features)` maps backbone features `[B, 256, 3, 3]` to embeddings `[B, embedding_dim]`.
+#
+# Hint: as in lesson 2, an `nn.Sequential` stored as an attribute registers all the layers at once.
+
+# %% [exercise 3.1] solutions.model:EmbeddingHead
+
+# %%
+from autograder import model as checks
+
+# %% [check head 5]
+checks.check_head(EmbeddingHead)
+### BEGIN HIDDEN TESTS
+checks.check_head(EmbeddingHead, hidden=True)
+### END HIDDEN TESTS
+
+# %% [markdown]
+# Your head on the features of the 8 images: every embedding has 256 coordinates, none negative.
+
+# %%
+head = EmbeddingHead()
+with torch.no_grad():
+    embeddings = head(features)
+print("embeddings", tuple(embeddings.shape), " smallest value:", embeddings.min().item())
+print(f"{(embeddings == 0).float().mean():.0%} of the coordinates are exactly 0 (cut by the last ReLU)")
+
+# %% [markdown]
+# ## 4. The Siamese idea: one network, two images
+#
+# To compare two images we embed both and measure the distance between the embeddings. The two
+# embeddings must come from **the same function**, i.e. the same weights:
+#
+# - then the distance is *symmetric*: comparing a with b gives the same as comparing b with a;
+# - an image compared with itself is at distance exactly 0;
+# - whatever the network learns about coats from the first image of a pair, it also uses for the
+#   second; and there are half as many parameters to learn.
+#
+# "Siamese" refers to the twins: two branches that are really one network. In code that is simply one
+# backbone and one head, called once per image:
+#
+# ```
+#           image 1 ──► backbone ──► head ──► embedding 1 ─┐
+#                        (same weights)                    ├──► distance
+#           image 2 ──► backbone ──► head ──► embedding 2 ─┘
+# ```
+#
+# The original notebook calls the one-image part `forward_ind` ("individual") and lets `forward(a, b)`
+# return both embeddings. We keep those names.
+
+# %% [markdown]
+# ## 5. Exercise 3.2: `SiameseNetwork`
+#
+# - `SiameseNetwork(embedding_dim=256)`: create **one** `CNNBackbone()` as `self.backbone` and **one**
+#   `EmbeddingHead(embedding_dim=embedding_dim)` as `self.head`.
+# - `forward_ind(x)`: embed one batch of images `[B, 1, 28, 28]` → `[B, embedding_dim]` (backbone, then head).
+# - `forward(img1, img2)`: return the tuple `(embeddings of img1, embeddings of img2)`, both computed with
+#   `forward_ind`.
+#
+# Do not create a second backbone or head for the second image: the check below tests that both images
+# go through the same weights.
+
+# %% [exercise 3.2] solutions.model:SiameseNetwork
+
+# %% [check siamese_network 5]
+checks.check_siamese_network(SiameseNetwork)
+### BEGIN HIDDEN TESTS
+checks.check_siamese_network(SiameseNetwork, hidden=True)
+### END HIDDEN TESTS
+
+# %% [check shared_weights 5]
+checks.check_shared_weights(SiameseNetwork)
+### BEGIN HIDDEN TESTS
+checks.check_shared_weights(SiameseNetwork, hidden=True)
+### END HIDDEN TESTS
+
+# %% [markdown]
+# ## 6. Your Siamese network
+#
+# ### Parameters
+#
+# The backbone has 501,760 parameters, the head 2,360,320 + 262,400 = 2,622,720: 3,124,480 in all,
+# exactly as the original. A second copy of the weights for the second image would double that.
+
+# %%
+net = SiameseNetwork()
+for name, part in net.named_children():
+    print(f"{name:<10} {sum(p.numel() for p in part.parameters()):>10,}")
+num_params = sum(p.numel() for p in net.parameters())
+print(f"{'total':<10} {num_params:>10,}")
+
+# %% [markdown]
+# ### Identical images, identical embeddings
+#
+# Feed the same batch as both images of a pair: the two embeddings are identical, so their distance
+# is exactly 0. Two different images give different embeddings and a positive distance, even before
+# any training (in the figure, each image on the top row is compared with the one below it).
+
+# %%
+torch.manual_seed(0)
+net = SiameseNetwork()
+with torch.no_grad():
+    out1, out2 = net(images, images)
+    print("embeddings of a pair:", tuple(out1.shape), tuple(out2.shape))
+    print("same images → identical embeddings:", torch.equal(out1, out2))
+    print("distances:", torch.linalg.vector_norm(out1 - out2, dim=1).tolist())
+
+    a, b = net(images[:4], images[4:])
+    distances = torch.linalg.vector_norm(a - b, dim=1)
+show_images(list(images[:4]) + list(images[4:]),
+            [class_name(train_set[i][1]) for i in range(8)], ncols=4)
+plt.show()
+for i in range(4):
+    print(f"{class_name(train_set[i][1]):>12} vs {class_name(train_set[i + 4][1]):<12} distance {distances[i]:.4f}")
+
+# %% [markdown]
+# These distances mean nothing yet: the network is untrained. The next lesson writes the loss that
+# teaches it to make same-class distances small and different-class distances large.
+#
+# ## Summary
+#
+# - Flatten turns `[B, 256, 3, 3]` into `[B, 2304]`; the head maps that to a 256-d embedding, non-negative
+#   because of its last ReLU.
+# - A Siamese network is one backbone and one head applied to both images: a symmetric comparison, and
+#   3,124,480 parameters instead of twice as many.
+# - `forward_ind(x)` embeds one batch; `forward(img1, img2)` embeds both images of each pair.

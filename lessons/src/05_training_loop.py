@@ -1,0 +1,285 @@
+# %% [markdown]
+# # Lesson 5: The training loop
+#
+# You have the pieces: pairs (lesson 1), the Siamese network (lessons 2 and 3) and the contrastive loss
+# (lesson 4). Training repeats one small recipe thousands of times: take a batch of pairs, compute the
+# loss, compute its gradient, and nudge every weight a little against it. This lesson writes that loop
+# and runs it, on a GPU when there is one.
+#
+# **Learning goals**
+#
+# - choose the device (a CUDA GPU if present, else the CPU) and move the network and the batches to it;
+# - know the three steps of every PyTorch update: `zero_grad()`, `backward()`, `step()`;
+# - write a function that trains for one epoch and logs the loss every 10 steps (exercises 5.1 and 5.2);
+# - train the Siamese network, plot its loss history and save the trained weights.
+
+# %% [setup]
+
+# %%
+import os
+import time
+from collections.abc import Iterable
+
+import matplotlib.pyplot as plt
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Subset
+
+from data_utils.lessons import course_dataset
+
+# %% [markdown]
+# ## 1. Devices
+#
+# A tensor lives on a **device**: the CPU, or a GPU (PyTorch calls NVIDIA GPUs `cuda`). An operation
+# needs all its tensors on the same device, and a GPU trains this network tens of times faster than
+# the two CPU cores of a free Colab machine.
+#
+# In Colab you get a GPU with **Runtime > Change runtime type > T4 GPU** (this restarts the runtime,
+# so run the notebook again from the top). Without one everything still works, only slower: good
+# code **never assumes** a GPU (no `assert torch.cuda.is_available()`, no hard-coded `"cuda"`), it
+# uses one when it is there.
+
+# %%
+print("CUDA GPU available:", torch.cuda.is_available())
+if torch.cuda.is_available():
+    print("GPU:", torch.cuda.get_device_name(0))
+else:
+    print("No GPU: this notebook runs on the CPU (in Colab: Runtime > Change runtime type > T4 GPU).")
+
+x = torch.ones(3)
+print("a new tensor lives on", x.device)
+
+# %% [markdown]
+# ## 2. Exercise 5.1: `get_device`
+#
+# Write `get_device()`, returning a `torch.device`:
+#
+# - `torch.device("cuda")` if a CUDA GPU is available (`torch.cuda.is_available()`);
+# - otherwise `torch.device("mps")` if Apple's GPU is available (`torch.backends.mps.is_available()`,
+#   for those who run the notebooks on a Mac);
+# - otherwise `torch.device("cpu")`.
+
+# %% [exercise 5.1] solutions.train:get_device
+
+# %%
+from autograder import train as checks
+
+# %% [check get_device 5]
+checks.check_get_device(get_device)
+### BEGIN HIDDEN TESTS
+checks.check_get_device(get_device, hidden=True)
+### END HIDDEN TESTS
+
+# %%
+device = get_device()
+print("training device:", device)
+
+# %% [markdown]
+# The network's weights go to the device once, with `net.to(device)`, which moves the module in place.
+# Each batch comes from the `DataLoader` on the CPU and must be moved too; for a tensor, `.to(device)`
+# returns a **copy** on the device, so keep the result: `img1 = img1.to(device)`.
+
+# %%
+layer = nn.Linear(2, 1).to(device)
+batch = torch.randn(4, 2)
+batch = batch.to(device)  # without this line: "Expected all tensors to be on the same device"
+print("output on", layer(batch).device)
+
+# %% [markdown]
+# ## 3. One update: `zero_grad`, `backward`, `step`
+#
+# An **optimizer** holds the network's parameters and updates them from their gradients. Every
+# training step does, in this order:
+#
+# 1. **forward**: compute the outputs and the loss of the batch;
+# 2. `optimizer.zero_grad()`: clear the gradients of the previous step;
+# 3. `loss.backward()`: compute the gradient of the loss with respect to every parameter (stored in `p.grad`);
+# 4. `optimizer.step()`: update every parameter with its gradient.
+#
+# Step 2 matters because `backward()` **adds** to `p.grad` instead of overwriting it:
+
+# %%
+w = torch.tensor(1.0, requires_grad=True)
+for step in range(3):
+    loss = (3 * w) ** 2  # d(loss)/dw = 18 w = 18 at w = 1
+    loss.backward()
+    print(f"after backward() number {step + 1}: w.grad = {w.grad.item()}  (without zero_grad it keeps growing)")
+
+# %% [markdown]
+# The whole recipe on a tiny problem, fitting $y = 2x + 1$ with one linear layer and plain gradient
+# descent (SGD). The loss falls step after step:
+
+# %%
+torch.manual_seed(0)
+X = torch.linspace(-1, 1, 32).reshape(-1, 1)
+y = 2 * X + 1
+model = nn.Linear(1, 1)
+optimizer = torch.optim.SGD(model.parameters(), lr=0.3)
+for step in range(31):
+    loss = ((model(X) - y) ** 2).mean()  # 1. forward
+    optimizer.zero_grad()                # 2. clear old gradients
+    loss.backward()                      # 3. new gradients
+    optimizer.step()                     # 4. update
+    if step % 10 == 0:                   # log every 10 steps
+        print(f"step {step:2d}: loss {loss.item():.5f}")
+print(f"learnt y = {model.weight.item():.3f} x + {model.bias.item():.3f}")
+
+# %% [markdown]
+# Two more habits:
+#
+# - `net.train()` at the start of training puts the network in training mode (layers such as dropout
+#   and batch normalisation behave differently in training and evaluation; our network has none, but
+#   the habit costs nothing and lesson 6 switches back with `net.eval()`);
+# - `loss.item()` turns a 0-d tensor into a Python float. Logging it every step would force the GPU to
+#   wait for each result; the original notebook logs the batch loss **every 10 steps**, and so do we.
+#
+# ## 4. Exercise 5.2: `train_one_epoch`
+#
+# Write `train_one_epoch(net, loader, optimizer, device, margin=2.0, log_every=10)`: one pass over
+# `loader`, which yields batches `(img1, img2, label)` as the `DataLoader` over the pair dataset of
+# lesson 1 does (images `[B, 1, 28, 28]`, labels `[B, 1]`).
+#
+# - put `net` in training mode;
+# - for every batch: move `img1`, `img2` and `label` to `device`; embed both images with
+#   `out1, out2 = net(img1, img2)`; compute `contrastive_loss(out1, out2, label, margin)`; then
+#   `zero_grad()`, `backward()`, `step()`;
+# - count the steps from 0, and at every step with `step % log_every == 0` (steps 0, 10, 20, ...)
+#   append the batch loss as a Python float to a list;
+# - return that list (the **loss history** of the epoch).
+#
+# `contrastive_loss` is imported below from the reference solution of lesson 4, `solutions.loss`, so this
+# lesson does not depend on your lesson-4 code. Hint: `for step, (img1, img2, label) in enumerate(loader):`.
+
+# %%
+from solutions.loss import contrastive_loss  # the reference solution of lesson 4
+
+# %% [exercise 5.2] solutions.train:train_one_epoch
+
+# %% [check train_history 5]
+checks.check_train_history(train_one_epoch)
+### BEGIN HIDDEN TESTS
+checks.check_train_history(train_one_epoch, hidden=True)
+### END HIDDEN TESTS
+
+# %% [check train_step 5]
+checks.check_train_step(train_one_epoch)
+### BEGIN HIDDEN TESTS
+checks.check_train_step(train_one_epoch, hidden=True)
+### END HIDDEN TESTS
+
+# %% [check train_learns 5]
+checks.check_train_learns(train_one_epoch)
+### BEGIN HIDDEN TESTS
+checks.check_train_learns(train_one_epoch, hidden=True)
+### END HIDDEN TESTS
+
+# %% [markdown]
+# ## 5. Training the Siamese network
+#
+# Now the real thing, with the settings of the original notebook: the network of lesson 3
+# (`solutions.model.SiameseNetwork`, the reference solution), the pair dataset of lesson 1
+# (`solutions.data.SiameseDataset`), Adam with learning rate `lr = 1e-5`, batches of 64 pairs,
+# shuffled, 5 epochs.
+#
+# **How long?** One epoch is 60,000 pairs (938 steps). On a Colab GPU 5 epochs take a few minutes.
+# On a CPU they take from about 20 minutes to more than an hour, so without a GPU the cell below
+# trains a **shortened run**: 1 epoch on the first 6,000 images. The network then learns less, and
+# lesson 6's figures land lower than the reference's. While the notebook is graded or tested it runs
+# a tiny check-sized run on the synthetic data instead.
+#
+# **Workers.** `DataLoader(..., num_workers=k)` prepares batches in `k` background processes. The
+# original notebook used 8, but a free Colab machine has only 2 CPU cores: 8 processes fight over 2
+# cores (PyTorch even warns about it) and each costs memory. We use at most 2 (and 0, i.e. the main
+# process, for the tiny runs, where starting workers would take longer than the work).
+#
+# **Progress bar.** `tqdm(loader)` wraps the loader and shows a progress bar while it is iterated. It
+# writes to stderr, which nbgrader scores as an error, so the tiny graded runs go without it.
+
+# %%
+from solutions.data import SiameseDataset
+from solutions.model import SiameseNetwork
+from solutions.plots import plot_loss_history
+from solutions.train import set_seed
+
+lr = 1e-5
+batch_size = 64
+log_every = 10
+CHECKPOINT_PATH = "siamese.pt"
+
+train_set = course_dataset(train=True)
+if QUICK:
+    num_epochs, num_images, num_workers = 1, min(len(train_set), 256), 0
+    log_every = 1  # a tiny run has only a few steps: log every one of them
+    print(f"QUICK run (grading or testing): {num_epochs} epoch on {num_images} synthetic images.")
+elif device.type != "cpu":
+    num_epochs, num_images, num_workers = 5, len(train_set), min(2, os.cpu_count() or 1)
+    print(f"Full run on {device}: {num_epochs} epochs on {num_images:,} images, as the original.")
+else:
+    num_epochs, num_images, num_workers = 1, min(len(train_set), 6_000), min(2, os.cpu_count() or 1)
+    print(f"SHORTENED run: no GPU, so {num_epochs} epoch on the first {num_images:,} images instead of "
+          f"5 epochs on {len(train_set):,} (which would take 20-60+ minutes on a CPU).\n"
+          "For the full run, switch to a GPU (Runtime > Change runtime type) and run the notebook again.")
+
+set_seed(0)
+pairs = SiameseDataset(Subset(train_set, range(num_images)))
+loader = DataLoader(pairs, batch_size=batch_size, shuffle=True, num_workers=num_workers)
+net = SiameseNetwork().to(device)
+optimizer = torch.optim.Adam(net.parameters(), lr=lr)
+print(f"{len(loader)} steps per epoch")
+
+# %% [markdown]
+# The training loop over epochs calls your `train_one_epoch` once per epoch and keeps the whole loss
+# history. (The `Subset` of the first images is itself a dataset; `SiameseDataset` draws partners
+# among those images only.)
+
+# %%
+use_progress_bar = not QUICK  # never while grading: tqdm writes to stderr
+if use_progress_bar:
+    from tqdm.auto import tqdm
+
+loss_history = []
+started = time.perf_counter()
+for epoch in range(num_epochs):
+    batches = tqdm(loader, desc=f"epoch {epoch + 1}/{num_epochs}", leave=False) if use_progress_bar else loader
+    logged = train_one_epoch(net, batches, optimizer, device, margin=2.0, log_every=log_every)
+    loss_history.extend(logged)
+    print(f"epoch {epoch + 1}/{num_epochs}: mean logged loss {sum(logged) / len(logged):.4f} "
+          f"({time.perf_counter() - started:.0f} s so far)")
+
+# %% [markdown]
+# ## 6. The loss history
+#
+# The loss of the original notebook starts near 2.1, drops below 0.6 within about 300 steps and ends
+# its 5th epoch around 0.32. The logged values jump around, because each is the loss of one batch of
+# 64 random pairs; the trend is what counts.
+
+# %%
+plot_loss_history(loss_history, steps_per_epoch=len(loader), log_every=log_every)
+plt.show()
+
+# %% [markdown]
+# ## 7. Saving the weights
+#
+# `net.state_dict()` is a dictionary of all the weights; `torch.save` writes it to a file, and
+# lesson 6 loads it back into a fresh `SiameseNetwork` to evaluate it. In Colab, files in the current
+# folder disappear when the runtime is recycled: download `siamese.pt` (folder icon on the left) if you
+# want to keep it, or run lesson 6 in the same session. (The tiny graded runs save nothing; lesson 6
+# trains its own network when it finds no file.)
+
+# %%
+if QUICK:
+    print(f"QUICK run: not saving {CHECKPOINT_PATH}.")
+else:
+    torch.save(net.state_dict(), CHECKPOINT_PATH)
+    print(f"saved the trained weights to {os.path.abspath(CHECKPOINT_PATH)}")
+
+# %% [markdown]
+# ## Summary
+#
+# - Pick the device with `get_device()`; move the network once with `net.to(device)` and every batch
+#   with `x = x.to(device)`.
+# - Each step: forward, `zero_grad()`, `backward()`, `step()`; log `loss.item()` only every few steps.
+# - `DataLoader(num_workers=...)` should not exceed the machine's cores (2 on Colab).
+# - Save the trained weights with `torch.save(net.state_dict(), path)`.
+#
+# Next lesson: how good is the trained network? Similarity scores, a decision threshold, and the ROC curve.

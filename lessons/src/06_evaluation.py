@@ -1,0 +1,350 @@
+# %% [markdown]
+# # Lesson 6: Evaluating the Siamese network
+#
+# The loss of lesson 5 went down, but what can the trained network actually do? A Siamese network
+# answers one question: *are these two images of the same kind?* This lesson turns distances into that
+# answer, measures how often it is right on test pairs the network never saw, and draws the ROC curve.
+#
+# **Learning goals**
+#
+# - compute embeddings for inference with `net.eval()` and `torch.no_grad()`, and know why (exercise 6.1);
+# - read the similarity score `exp(-d)` of the original notebook on test pairs;
+# - choose a decision threshold on **training** pairs and measure the verification accuracy on test
+#   pairs (exercise 6.2);
+# - draw the ROC curve and compute the area under it, the ROC AUC (exercise 6.3);
+# - compare your network with the reference run.
+
+# %% [setup]
+
+# %%
+import os
+
+import matplotlib.pyplot as plt
+import torch
+from torch import nn
+
+from data_utils.lessons import course_dataset
+from solutions.evaluate import make_balanced_pairs, nearest_neighbour_accuracy, pair_distances, similarity
+from solutions.model import SiameseNetwork
+from solutions.plots import plot_embeddings, plot_similarity_pairs
+from solutions.train import TensorPairLoader, fast_train_one_epoch, get_device, set_seed
+
+device = get_device()
+train_set = course_dataset(train=True)
+test_set = course_dataset(train=False)
+print(f"device {device}; {len(train_set):,} training and {len(test_set):,} test images")
+
+# %% [markdown]
+# ## 1. The trained network
+#
+# Lesson 5 saved its trained weights to `siamese.pt`. If that file is here (same Colab session, or
+# uploaded), the next cell loads it into a fresh `SiameseNetwork`. If not, it trains one now with the
+# reference's fast training loop: 5 epochs on a GPU (a minute or two), 1 epoch on 6,000 images on a CPU
+# (a few minutes), a tiny run while the notebook is graded or tested.
+
+# %%
+CHECKPOINT_PATH = "siamese.pt"
+set_seed(0)
+net = SiameseNetwork().to(device)
+
+if not QUICK and os.path.exists(CHECKPOINT_PATH):
+    net.load_state_dict(torch.load(CHECKPOINT_PATH, map_location=device, weights_only=True))
+    print(f"loaded the weights trained in lesson 5 from {CHECKPOINT_PATH}")
+else:
+    if QUICK:
+        num_epochs, num_images = 1, min(len(train_set), 256)
+        print(f"QUICK run (grading or testing): training {num_epochs} epoch on {num_images} synthetic images.")
+    elif device.type != "cpu":
+        num_epochs, num_images = 5, len(train_set)
+        print(f"no {CHECKPOINT_PATH}: training {num_epochs} epochs on {device} now.")
+    else:
+        num_epochs, num_images = 1, min(len(train_set), 6_000)
+        print(f"no {CHECKPOINT_PATH} and no GPU: a SHORTENED run of {num_epochs} epoch on {num_images:,} images "
+              "(a few minutes); the results will be below the reference's.")
+    loader = TensorPairLoader(train_set.data[:num_images], torch.as_tensor(train_set.targets)[:num_images],
+                              batch_size=64, device=device, seed=0, channels_last=False)
+    optimizer = torch.optim.Adam(net.parameters(), lr=1e-5)
+    for epoch in range(num_epochs):
+        loader.set_epoch(epoch)
+        logged = fast_train_one_epoch(net, loader, optimizer)
+        print(f"epoch {epoch + 1}/{num_epochs}: mean logged loss {sum(logged) / len(logged):.4f}")
+
+# %% [markdown]
+# ## 2. Inference mode: `eval()` and `no_grad()`
+#
+# Two switches matter whenever a network is *used* rather than trained:
+#
+# - `net.eval()` puts every layer in evaluation mode. Dropout stops dropping units and batch
+#   normalisation uses its stored statistics instead of the batch's. This network has neither layer, so
+#   nothing changes here, but code that embeds without `eval()` breaks the day someone adds one.
+#   (`net.train()` switches back.)
+# - `with torch.no_grad():` (or the decorator `@torch.no_grad()`) tells PyTorch not to record the
+#   operations for a later `backward()`. Without it every intermediate result of the forward pass is
+#   kept in memory for the gradient; with it, inference uses less memory and runs faster.
+#
+# The original notebook used neither.
+
+# %%
+x = torch.rand(256, 1, 28, 28, device=device)
+out = net.forward_ind(x)
+print("without no_grad: requires_grad =", out.requires_grad, ", grad_fn =", type(out.grad_fn).__name__)
+with torch.no_grad():
+    out = net.forward_ind(x)
+print("with no_grad:    requires_grad =", out.requires_grad, ", grad_fn =", out.grad_fn)
+print("training mode after net.eval():", net.eval().training, "; after net.train():", net.train().training)
+
+# %% [markdown]
+# ## 3. Similarity scores
+#
+# The distance $d$ between two embeddings is 0 for identical embeddings and grows without bound. The
+# original notebook turns it into a **similarity** in $(0, 1]$:
+#
+# $$ \text{similarity} = e^{-d}, $$
+#
+# 1 for identical embeddings, close to 0 for distant ones. Here is its gallery: the first test image
+# against the next ten, each pair titled with its similarity and the two class names. After the
+# 5-epoch reference run, pairs of the same kind of garment score about 0.7–0.9 and different ones about
+# 0.1–0.3 (an untrained or briefly trained network gives less clear-cut scores).
+
+# %%
+print("distance → similarity:", [(d, round(similarity(torch.tensor(d)).item(), 3)) for d in (0.0, 0.5, 1.0, 2.0)])
+plot_similarity_pairs(net, test_set.data, torch.as_tensor(test_set.targets), device)
+plt.show()
+
+# %% [markdown]
+# ## 4. Exercise 6.1: `embed`
+#
+# To evaluate on thousands of images we embed them all once, in batches. Write
+# `embed(net, images, device="cpu", batch_size=1024)`:
+#
+# - `images`: the dataset's raw tensor, uint8 of shape `[N, 28, 28]` (like `test_set.data`), or float
+#   images `[N, 1, 28, 28]`; the given helper `to_float_images` turns a batch of either into float32
+#   `[B, 1, 28, 28]` in [0, 1], as `ToTensor()` does;
+# - put the network in evaluation mode and compute **without gradients**;
+# - embed `batch_size` images at a time with `net.forward_ind`, on `device`;
+# - return all embeddings as one float32 tensor `[N, embedding_dim]` **on the CPU**, in the order of
+#   the images.
+#
+# Hints: `range(0, len(images), batch_size)` gives the start of each batch; `torch.cat` joins a list of
+# tensors; `.cpu()` brings a tensor back from the GPU.
+
+# %% [given] solutions.evaluate:to_float_images
+
+# %% [exercise 6.1] solutions.evaluate:embed
+
+# %%
+from autograder import evaluate as checks
+
+# %% [check embed 5]
+checks.check_embed(embed)
+### BEGIN HIDDEN TESTS
+checks.check_embed(embed, hidden=True)
+### END HIDDEN TESTS
+
+# %% [markdown]
+# Now embed the test set and the first 10,000 training images with your function. All the measurements
+# below use these embeddings, so the network runs only once per image.
+
+# %%
+num_train_eval = min(len(train_set), 10_000)
+train_images, train_labels = train_set.data[:num_train_eval], torch.as_tensor(train_set.targets)[:num_train_eval]
+test_images, test_labels = test_set.data, torch.as_tensor(test_set.targets)
+
+train_embeddings = embed(net, train_images, device)
+test_embeddings = embed(net, test_images, device)
+print("training embeddings", tuple(train_embeddings.shape), " test embeddings", tuple(test_embeddings.shape))
+
+# %% [markdown]
+# ## 5. From distances to decisions: the threshold
+#
+# A **verification** decision needs a threshold $t$: call a pair "same" when $d < t$ and "different"
+# when $d \ge t$. The verification accuracy is the fraction of pairs called right.
+#
+# We measure on fixed **balanced** pairs (exactly half same-class, as in training), so that always
+# answering "different" scores 50%, not 90%. The histogram shows the distances of same-class and
+# different-class training pairs: the better the network, the less the two overlap.
+
+# %%
+num_pairs = 10_000
+train_first, train_second, train_pair_labels = make_balanced_pairs(train_labels, num_pairs, seed=1)
+train_distances = pair_distances(train_embeddings, train_first, train_second)
+
+
+def plot_distance_histogram(distances, pair_labels, title, threshold=None):
+    """Histograms of the distances of same-class and different-class pairs (and a threshold, if given)."""
+    pair_labels = pair_labels.reshape(-1)
+    fig, ax = plt.subplots(figsize=(7, 3.8))
+    bins = torch.linspace(0, distances.max().item() * 1.02 + 1e-6, 60)
+    ax.hist(distances[pair_labels == 0], bins=bins, alpha=0.6, label="same class (label 0)")
+    ax.hist(distances[pair_labels == 1], bins=bins, alpha=0.6, label="different classes (label 1)")
+    if threshold is not None:
+        ax.axvline(threshold, color="black", linestyle="--", linewidth=1, label=f"threshold t = {threshold:.3f}")
+    ax.set_xlabel("distance between the embeddings")
+    ax.set_ylabel("number of pairs")
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+plot_distance_histogram(train_distances, train_pair_labels, f"{num_pairs:,} balanced training pairs")
+plt.show()
+
+# %% [markdown]
+# **Choose the threshold on training pairs, never on test pairs.** The threshold is a parameter of the
+# decision rule, learnt from data like the weights. If we picked the threshold that does best on the
+# test pairs and then reported the accuracy on those same pairs, the figure would be optimistic: it
+# would include the luck of fitting exactly these pairs, and would no longer predict how the system
+# does on pairs it has never seen. The test set is used once, at the end, to measure.
+#
+# ## 6. Exercise 6.2: `verification_accuracy` and `best_threshold`
+#
+# - `verification_accuracy(distances, pair_labels, threshold)`: `distances` of shape `[N]`,
+#   `pair_labels` of shape `[N]` or `[N, 1]` (0 = same, 1 = different). A pair is predicted "same" when
+#   `distance < threshold` and "different" otherwise. Return the fraction of correct predictions as a
+#   Python `float`.
+# - `best_threshold(distances, pair_labels)`: return a threshold (a Python `float`) with the **highest**
+#   verification accuracy on these pairs.
+#
+# Hints for `best_threshold`: the accuracy only changes when the threshold passes one of the distances,
+# so it is enough to try one threshold between each two neighbouring sorted distances (their midpoint),
+# plus one below the smallest and one above the largest. A loop over a few thousand candidates that
+# calls `verification_accuracy` is fast enough here; a vectorised version with `torch.cumsum` is the
+# bonus.
+
+# %% [exercise 6.2] solutions.evaluate:verification_accuracy,best_threshold
+
+# %% [check verification 5]
+checks.check_verification(verification_accuracy, best_threshold)
+### BEGIN HIDDEN TESTS
+checks.check_verification(verification_accuracy, best_threshold, hidden=True)
+### END HIDDEN TESTS
+
+# %% [markdown]
+# The threshold of your network, chosen on the training pairs. Pairs left of the dashed line are called
+# "same", pairs right of it "different"; the overlap of the two histograms is where the mistakes are.
+
+# %%
+threshold = best_threshold(train_distances, train_pair_labels)
+train_accuracy = verification_accuracy(train_distances, train_pair_labels, threshold)
+print(f"threshold t = {threshold:.4f} (similarity exp(-t) = {similarity(torch.tensor(threshold)).item():.3f})")
+print(f"verification accuracy on the training pairs: {train_accuracy:.1%}")
+plot_distance_histogram(train_distances, train_pair_labels, "Training pairs: left of t is called same, right of t different",
+                        threshold=threshold)
+plt.show()
+
+# %% [markdown]
+# ## 7. The ROC curve and its area
+#
+# The accuracy depends on one chosen threshold. The **ROC curve** (receiver operating characteristic)
+# shows all thresholds at once. Call "different" the positive answer; for each threshold $t$:
+#
+# - the **true positive rate** is the fraction of different-class pairs with $d \ge t$ (caught);
+# - the **false positive rate** is the fraction of same-class pairs with $d \ge t$ (wrongly called
+#   different).
+#
+# A huge threshold calls nothing different (the point (0, 0)), a threshold of 0 calls everything
+# different (1, 1). A perfect network passes through (0, 1); guessing gives the diagonal.
+#
+# The **area under the curve**, the ROC AUC, sums the curve up in one number without any threshold: it
+# equals the probability that a random different-class pair is farther apart than a random same-class
+# pair (ties counting half). 1.0 is perfect, 0.5 is guessing.
+#
+# Here are the test pairs and their ROC curve, drawn by sorting the distances (a plain helper, not an
+# exercise):
+
+# %%
+test_first, test_second, test_pair_labels = make_balanced_pairs(test_labels, num_pairs, seed=0)
+test_distances = pair_distances(test_embeddings, test_first, test_second)
+
+
+def roc_points(distances, pair_labels):
+    """False and true positive rates of "different = distance >= t", for t from +infinity down to 0."""
+    different = pair_labels.reshape(-1).bool()[torch.argsort(distances, descending=True)].double()
+    tpr = torch.cat([torch.zeros(1, dtype=torch.float64), torch.cumsum(different, 0) / different.sum()])
+    fpr = torch.cat([torch.zeros(1, dtype=torch.float64), torch.cumsum(1 - different, 0) / (1 - different).sum()])
+    return fpr, tpr
+
+
+fpr, tpr = roc_points(test_distances, test_pair_labels)
+is_different = test_pair_labels.reshape(-1) == 1
+fpr_at_t = (test_distances[~is_different] >= threshold).float().mean().item()
+tpr_at_t = (test_distances[is_different] >= threshold).float().mean().item()
+
+fig, ax = plt.subplots(figsize=(4.8, 4.6))
+ax.plot(fpr, tpr, label="your network")
+ax.plot([0, 1], [0, 1], color="gray", linestyle=":", label="guessing")
+ax.plot([fpr_at_t], [tpr_at_t], "o", color="C3", label=f"threshold t = {threshold:.2f}")
+ax.set_xlabel("false positive rate (same-class pairs called different)")
+ax.set_ylabel("true positive rate (different pairs caught)")
+ax.set_title("ROC curve on the test pairs")
+ax.legend(loc="lower right")
+ax.grid(alpha=0.3)
+fig.tight_layout()
+plt.show()
+print(f"area under the plotted curve: {torch.trapezoid(tpr, fpr).item():.4f}")
+
+# %% [markdown]
+# ## 8. Exercise 6.3: `roc_auc`
+#
+# Write `roc_auc(distances, pair_labels)`: the ROC AUC of "a larger distance means different", as a
+# Python `float`. Use the probability form: over all combinations of one different-class pair and one
+# same-class pair, the fraction where the different pair has the larger distance, ties counting ½.
+# Raise a `ValueError` if there are no same-class pairs or no different-class pairs (the AUC is then
+# undefined).
+#
+# Hints: with `diff = distances[labels == 1]` and `same = distances[labels == 0]`, the comparison
+# `diff[:, None] > same[None, :]` is a matrix of all combinations (fine for a few thousand pairs). For
+# large sets, the rank formula (Mann-Whitney U) needs only a sort.
+
+# %% [exercise 6.3] solutions.evaluate:roc_auc
+
+# %% [check roc_auc 5]
+checks.check_roc_auc(roc_auc)
+### BEGIN HIDDEN TESTS
+checks.check_roc_auc(roc_auc, hidden=True)
+### END HIDDEN TESTS
+
+# %% [markdown]
+# ## 9. Your results
+#
+# Everything together, on the 10,000 balanced **test** pairs, with the threshold chosen on the training
+# pairs. The **1-nearest-neighbour accuracy** is another view of the same embeddings: label every test
+# image with the class of its nearest training image (among the first 10,000) and count how often that
+# is its true class.
+#
+# The reference figures come from a 5-epoch run of the reference solution (`python -m solutions.train`).
+# A shortened CPU run lands lower, and a run on the synthetic data of grading or testing means nothing.
+
+# %%
+test_accuracy = verification_accuracy(test_distances, test_pair_labels, threshold)
+auc = roc_auc(test_distances, test_pair_labels)
+nn_accuracy = nearest_neighbour_accuracy(train_embeddings, train_labels, test_embeddings, test_labels)
+same = test_pair_labels.reshape(-1) == 0
+
+print(f"{'':34} {'yours':>8} {'reference (5 epochs)':>22}")
+print(f"{'verification accuracy (test pairs)':34} {test_accuracy:>8.1%} {'89.8%':>22}")
+print(f"{'ROC AUC (test pairs)':34} {auc:>8.3f} {'0.959':>22}")
+print(f"{'1-nearest-neighbour accuracy':34} {nn_accuracy:>8.1%} {'80.4%':>22}")
+print(f"mean similarity: same-class pairs {similarity(test_distances[same]).mean():.3f}, "
+      f"different-class pairs {similarity(test_distances[~same]).mean():.3f}")
+
+# %% [markdown]
+# Finally, a map of the test embeddings: their 256 coordinates projected onto the two directions of
+# largest variance (PCA). Classes the network separates well form their own clusters; the ones it
+# confuses (shirt, T-shirt, pullover, coat) overlap.
+
+# %%
+plot_embeddings(test_embeddings, test_labels)
+plt.show()
+
+# %% [markdown]
+# ## Summary
+#
+# - Embed for inference with `net.eval()` and `torch.no_grad()`, in batches, once per image.
+# - `exp(-d)` turns a distance into a similarity in (0, 1]; a threshold on $d$ turns it into a decision.
+# - Choose the threshold on training pairs and measure on test pairs, which are used only once.
+# - The ROC curve shows every threshold at once; its area is the probability that a different pair is
+#   farther apart than a same pair.
+#
+# That completes the course: you built, trained and evaluated a Siamese network from its parts.

@@ -1,0 +1,44 @@
+"""Helpers shared by the test modules (plain functions; fixtures live in conftest.py)."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+import data_utils.fashion_mnist as fm
+
+REPO = Path(__file__).resolve().parents[1]
+
+# Variables that would let a test find data (or write) outside its tmp folders.
+DATA_ENV_VARS = (fm.ENV_VAR, fm.ROOT_ENV_VAR)
+
+CUDA = torch.cuda.is_available()
+
+
+def subprocess_env(**extra):
+    """The current environment without the data variables, plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if k not in DATA_ENV_VARS}
+    env.setdefault("OMP_NUM_THREADS", "1")  # as in conftest.py: no thread oversubscription
+    # Subprocesses run in tmp folders: let them import the course even when it is not installed.
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
+    env.update({k: str(v) for k, v in extra.items()})
+    return env
+
+
+def run_module(module, *args, cwd, env=None, timeout=300):
+    """Run ``python -m module args`` in a fresh interpreter; return the CompletedProcess."""
+    return subprocess.run([sys.executable, "-m", module, *map(str, args)], cwd=cwd,
+                          env=env if env is not None else subprocess_env(),
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def has_debian_data():
+    """Whether Debian's dataset-fashion-mnist files are installed."""
+    return fm._has_all(fm.DEBIAN_DIR)
+
+
+def png_ok(path):
+    """Whether ``path`` is a PNG file of more than 1 kB."""
+    return path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 1024

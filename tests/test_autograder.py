@@ -1,0 +1,1142 @@
+"""The autograder's checks: the reference passes, other correct solutions pass, typical bugs fail with a useful message."""
+
+from __future__ import annotations
+
+import functools
+import math
+import random
+import sys
+import warnings
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import Dataset
+
+import autograder
+from autograder import backbone as backbone_checks
+from autograder import data as data_checks
+from autograder import evaluate as evaluate_checks
+from autograder import loss as loss_checks
+from autograder import model as model_checks
+from autograder import report
+from autograder import train as train_checks
+from autograder.report import CheckFailure
+from solutions import backbone as ref_backbone
+from solutions import data as ref_data
+from solutions import evaluate as ref_evaluate
+from solutions import loss as ref_loss
+from solutions import model as ref_model
+from solutions import train as ref_train
+
+# ---------------------------------------------------------------- every check, with the reference
+
+REFERENCE_CASES = [
+    (data_checks.check_pair_items, (ref_data.SiameseDataset,)),
+    (data_checks.check_pair_labels, (ref_data.SiameseDataset,)),
+    (data_checks.check_pair_balance, (ref_data.SiameseDataset,)),
+    (backbone_checks.check_backbone_shapes, (ref_backbone.CNNBackbone,)),
+    (backbone_checks.check_backbone_layers, (ref_backbone.CNNBackbone,)),
+    (backbone_checks.check_backbone_forward, (ref_backbone.CNNBackbone,)),
+    (model_checks.check_head, (ref_model.EmbeddingHead,)),
+    (model_checks.check_siamese_network, (ref_model.SiameseNetwork,)),
+    (model_checks.check_shared_weights, (ref_model.SiameseNetwork,)),
+    (loss_checks.check_loss_values, (ref_loss.contrastive_loss,)),
+    (loss_checks.check_loss_label_shapes, (ref_loss.contrastive_loss,)),
+    (loss_checks.check_loss_gradients, (ref_loss.contrastive_loss,)),
+    (train_checks.check_get_device, (ref_train.get_device,)),
+    (train_checks.check_train_history, (ref_train.train_one_epoch,)),
+    (train_checks.check_train_step, (ref_train.train_one_epoch,)),
+    (train_checks.check_train_learns, (ref_train.train_one_epoch,)),
+    (evaluate_checks.check_embed, (ref_evaluate.embed,)),
+    (evaluate_checks.check_verification, (ref_evaluate.verification_accuracy, ref_evaluate.best_threshold)),
+    (evaluate_checks.check_roc_auc, (ref_evaluate.roc_auc,)),
+]
+
+
+def _id(case):
+    return case[0].__name__
+
+
+@pytest.mark.parametrize("hidden", [False, True], ids=["visible", "hidden"])
+@pytest.mark.parametrize("case", REFERENCE_CASES, ids=_id)
+def test_reference_passes(case, hidden, capsys):
+    check, args = case
+    assert check(*args, hidden=hidden) is None
+    out, err = capsys.readouterr()
+    assert out.startswith("[PASS] ") and out.count("[PASS]") == 1
+    assert err == ""
+
+
+def test_package_exports_every_check():
+    names = {check.__name__ for check, _ in REFERENCE_CASES}
+    assert names | {"CheckFailure"} == set(autograder.__all__)
+    assert autograder.CheckFailure is CheckFailure and issubclass(CheckFailure, AssertionError)
+
+
+def test_checks_leave_global_random_state_alone():
+    torch.manual_seed(123)
+    random.seed(123)
+    np.random.seed(123)
+    before = (torch.get_rng_state(), random.getstate(), np.random.get_state()[1].copy())
+    threads = torch.get_num_threads()
+    data_checks.check_pair_balance(ref_data.SiameseDataset)
+    train_checks.check_train_step(ref_train.train_one_epoch)
+    assert torch.equal(torch.get_rng_state(), before[0])
+    assert random.getstate() == before[1]
+    assert np.array_equal(np.random.get_state()[1], before[2])
+    assert torch.get_num_threads() == threads
+    assert torch.is_grad_enabled()
+
+
+def test_a_check_is_reproducible():
+    """The same (random) student code gives the same outcome on every run: no luck in grading."""
+    outcomes = []
+    for _ in range(2):
+        try:
+            data_checks.check_pair_balance(Coin60Dataset, hidden=True)
+            outcomes.append("pass")
+        except CheckFailure as error:
+            outcomes.append(str(error))
+    assert outcomes[0] == outcomes[1]
+
+
+# ---------------------------------------------------------------- reporting
+
+def noisy_loss(out1, out2, label, margin=2.0):
+    """A correct loss that also warns and writes to stderr (as a tqdm bar would)."""
+    print("debugging to stderr", file=sys.stderr)
+    warnings.warn("a student's warning")
+    return ref_loss.contrastive_loss(out1, out2, label, margin)
+
+
+def test_nothing_reaches_stderr_even_from_student_code(capsys):
+    loss_checks.check_loss_values(noisy_loss, hidden=True)
+    out, err = capsys.readouterr()
+    assert "[PASS]" in out
+    assert err == ""
+
+
+def test_a_failing_check_writes_nothing_to_stderr(capsys):
+    with pytest.raises(CheckFailure):
+        loss_checks.check_loss_values(lambda a, b, y, margin=2.0: noisy_loss(a, b, y, margin) * 2)
+    out, err = capsys.readouterr()
+    assert err == "" and "[PASS]" not in out
+
+
+def stub(*args, **kwargs):
+    raise NotImplementedError("Exercise 4.1: contrastive_loss")
+
+
+class StubDataset(Dataset):
+    def __init__(self, dataset):
+        raise NotImplementedError("Exercise 1.1: SiameseDataset.__init__")
+
+
+class StubModule(nn.Module):
+    def __init__(self):
+        raise NotImplementedError("Exercise 2.1: __init__")
+
+
+@pytest.mark.parametrize("check, args", [
+    (data_checks.check_pair_items, (StubDataset,)),
+    (data_checks.check_pair_balance, (StubDataset,)),
+    (backbone_checks.check_backbone_layers, (StubModule,)),
+    (model_checks.check_shared_weights, (StubModule,)),
+    (loss_checks.check_loss_gradients, (stub,)),
+    (train_checks.check_get_device, (stub,)),
+    (train_checks.check_train_step, (stub,)),
+    (evaluate_checks.check_embed, (stub,)),
+    (evaluate_checks.check_verification, (stub, stub)),
+    (evaluate_checks.check_roc_auc, (stub,)),
+], ids=lambda v: getattr(v, "__name__", ""))
+def test_unfinished_stub_is_named(check, args, capsys):
+    with pytest.raises(CheckFailure) as info:
+        check(*args)
+    message = str(info.value)
+    assert message.startswith("[FAIL] ")
+    assert "unfinished" in message and "NotImplementedError" in message
+    assert isinstance(info.value.__cause__, NotImplementedError)
+    assert capsys.readouterr().err == ""
+
+
+def test_student_exception_is_reported_and_chained():
+    def broken(out1, out2, label, margin=2.0):
+        return out1 @ out2  # shapes do not fit
+
+    with pytest.raises(CheckFailure) as info:
+        loss_checks.check_loss_values(broken)
+    assert "raised RuntimeError" in str(info.value)
+    assert isinstance(info.value.__cause__, RuntimeError)
+
+
+def test_endless_loop_fails_within_the_time_limit(monkeypatch):
+    monkeypatch.setattr(report, "TIME_LIMIT_S", 0.5)
+
+    class Endless(ref_data.SiameseDataset):
+        def __getitem__(self, index):
+            while True:  # a rejection loop that never accepts
+                try:
+                    pass
+                except Exception:  # swallowing everything must not hide the time limit
+                    pass
+
+    with pytest.raises(CheckFailure, match="did not finish within"):
+        data_checks.check_pair_items(Endless)
+
+
+def test_a_check_that_stumbles_still_fails_cleanly():
+    @report.check
+    def check_something(student, hidden=False):
+        student().shape  # noqa: B018  (the student returned something without a shape)
+
+    with pytest.raises(CheckFailure, match=r"^\[FAIL\] check_something could not evaluate") as info:
+        check_something(lambda: 42)
+    assert isinstance(info.value.__cause__, AttributeError)
+
+
+def test_failure_message_format():
+    error = report.failure("a property", input="x", expected=1.0, got=torch.tensor([2.0, 3.0]), hint="a mistake")
+    lines = str(error).splitlines()
+    assert lines[0] == "[FAIL] a property"
+    assert lines[1] == "  input: x"
+    assert lines[2] == "  expected: 1"
+    assert lines[3].startswith("  got: tensor of shape [2], dtype float32, values [2, 3]")
+    assert lines[4] == "  likely mistake: a mistake"
+
+
+def _fails(check, *args, match: str, hidden: bool = False) -> str:
+    with pytest.raises(CheckFailure) as info:
+        check(*args, hidden=hidden)
+    message = str(info.value)
+    assert message.startswith("[FAIL] ")
+    assert match.lower() in message.lower(), message
+    return message
+
+
+# ---------------------------------------------------------------- lesson 01: SiameseDataset
+
+class OriginalRejection(Dataset):
+    """The original notebook: a coin, then random.randint until the class fits; only dataset[i] is used."""
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+
+    def __getitem__(self, index):
+        img1, label1 = self.dataset[index]
+        should_get_same_class = random.randint(0, 1)
+        while True:
+            img2, label2 = self.dataset[random.randint(0, len(self.dataset) - 1)]
+            if (label1 == label2) == bool(should_get_same_class):
+                break
+        return img1, img2, torch.from_numpy(np.array([int(label1 != label2)], dtype=np.float32))
+
+    def __len__(self):
+        return len(self.dataset)
+
+
+class TargetsIndexLists(Dataset):
+    """Class-index sampling from ``dataset.targets`` with NumPy's generator; excludes the image itself."""
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+        self.targets = np.asarray(dataset.targets)
+        self.rng = np.random.default_rng()
+
+    def __len__(self):
+        return len(self.targets)
+
+    def __getitem__(self, i):
+        c = self.targets[i]
+        if self.rng.random() < 0.5:
+            choices = np.flatnonzero((self.targets == c) & (np.arange(len(self.targets)) != i))
+        else:
+            choices = np.flatnonzero(self.targets != c)
+        j = int(self.rng.choice(choices))
+        return self.dataset[i][0], self.dataset[j][0], torch.tensor([float(self.targets[j] != c)])
+
+
+class PrecomputedPairs(Dataset):
+    """Draws all partners once in __init__ (fresh pairs per instance), class-uniform for different pairs."""
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+        labels = [int(dataset[i][1]) for i in range(len(dataset))]
+        by_class = {}
+        for i, c in enumerate(labels):
+            by_class.setdefault(c, []).append(i)
+        self.pairs = []
+        for i, c in enumerate(labels):
+            if torch.rand(1).item() < 0.5:
+                j = random.choice(by_class[c])
+            else:
+                other = random.choice([k for k in by_class if k != c])
+                j = random.choice(by_class[other])
+            self.pairs.append((j, float(labels[j] != c)))
+
+    def __len__(self):
+        return len(self.pairs)
+
+    def __getitem__(self, i):
+        j, label = self.pairs[i]
+        return self.dataset[i][0], self.dataset[j][0], torch.tensor([label], dtype=torch.float32)
+
+
+class OwnGenerator(ref_data.SiameseDataset):
+    """Draws with its own unseeded torch.Generator: every instance repeats the same sequence of pairs."""
+
+    def __init__(self, dataset):
+        super().__init__(dataset)
+        self.generator = torch.Generator()
+
+    def __getitem__(self, index):
+        image1, label1 = self.dataset[index]
+        coin, u = torch.rand(2, generator=self.generator).tolist()
+        pool = self.same_class[int(label1)] if coin < 0.5 else self.other_class[int(label1)]
+        image2, label2 = self.dataset[int(pool[int(u * len(pool))])]
+        return image1, image2, torch.tensor([float(int(label1) != int(label2))])
+
+
+@pytest.mark.parametrize("cls", [OriginalRejection, TargetsIndexLists, PrecomputedPairs, OwnGenerator],
+                         ids=lambda c: c.__name__)
+@pytest.mark.parametrize("check", [data_checks.check_pair_items, data_checks.check_pair_labels,
+                                   data_checks.check_pair_balance], ids=lambda c: c.__name__)
+def test_other_correct_datasets_pass(cls, check):
+    check(cls, hidden=False)
+    check(cls, hidden=True)
+
+
+class _Modified(ref_data.SiameseDataset):
+    def __init__(self, dataset):
+        super().__init__(dataset)
+
+
+class InvertedLabels(_Modified):
+    def __getitem__(self, index):
+        a, b, y = super().__getitem__(index)
+        return a, b, 1 - y
+
+
+class IntLabel(_Modified):
+    def __getitem__(self, index):
+        a, b, y = super().__getitem__(index)
+        return a, b, y.long()
+
+
+class ScalarLabel(_Modified):
+    def __getitem__(self, index):
+        a, b, y = super().__getitem__(index)
+        return a, b, y[0]
+
+
+class RandomFirstImage(_Modified):
+    def __getitem__(self, index):
+        return super().__getitem__(int(torch.randint(len(self), (1,))))
+
+
+class WrongLength(_Modified):
+    def __len__(self):
+        return 2 * len(self.dataset)
+
+
+class LabelFromCoin(_Modified):
+    """Label from the coin, but the 'different' partner may have the same class."""
+
+    def __getitem__(self, index):
+        image1, label1 = self.dataset[index]
+        if torch.rand(1).item() < 0.5:
+            j = int(self.same_class[int(label1)][int(torch.randint(len(self.same_class[int(label1)]), (1,)))])
+            return image1, self.dataset[j][0], torch.tensor([0.0])
+        j = int(torch.randint(len(self.dataset), (1,)))
+        return image1, self.dataset[j][0], torch.tensor([1.0])
+
+
+class NoCoin(_Modified):
+    """Partner uniform over all images: about 10% same-class pairs."""
+
+    def __getitem__(self, index):
+        image1, label1 = self.dataset[index]
+        image2, label2 = self.dataset[int(torch.randint(len(self.dataset), (1,)))]
+        return image1, image2, torch.tensor([float(label1 != label2)])
+
+
+class Coin70(_Modified):
+    def __getitem__(self, index):
+        image1, label1 = self.dataset[index]
+        pool = self.same_class[int(label1)] if torch.rand(1).item() < 0.7 else self.other_class[int(label1)]
+        image2, label2 = self.dataset[int(pool[int(torch.randint(len(pool), (1,)))])]
+        return image1, image2, torch.tensor([float(label1 != label2)])
+
+
+class Coin60Dataset(Coin70):
+    """A milder imbalance, only used to show that outcomes are reproducible."""
+
+    def __getitem__(self, index):
+        image1, label1 = self.dataset[index]
+        pool = self.same_class[int(label1)] if torch.rand(1).item() < 0.6 else self.other_class[int(label1)]
+        image2, label2 = self.dataset[int(pool[int(torch.randint(len(pool), (1,)))])]
+        return image1, image2, torch.tensor([float(label1 != label2)])
+
+
+class SelfAsPartner(_Modified):
+    def __getitem__(self, index):
+        image1, label1 = self.dataset[index]
+        if torch.rand(1).item() < 0.5:
+            return image1, image1, torch.tensor([0.0])
+        pool = self.other_class[int(label1)]
+        return image1, self.dataset[int(pool[int(torch.randint(len(pool), (1,)))])][0], torch.tensor([1.0])
+
+
+class NextClassOnly(_Modified):
+    """Different-class partners always from the next class."""
+
+    def __getitem__(self, index):
+        image1, label1 = self.dataset[index]
+        if torch.rand(1).item() < 0.5:
+            pool = self.same_class[int(label1)]
+        else:
+            c = (int(label1) + 1) % len(self.same_class)
+            pool = self.same_class[c]
+        image2, label2 = self.dataset[int(pool[int(torch.randint(len(pool), (1,)))])]
+        return image1, image2, torch.tensor([float(label1 != label2)])
+
+
+class PartnerFromAllWhenDifferent(_Modified):
+    """The coin says 'different' but the partner is drawn from all images (label still right)."""
+
+    def __getitem__(self, index):
+        image1, label1 = self.dataset[index]
+        if torch.rand(1).item() < 0.5:
+            pool = self.same_class[int(label1)]
+            image2, label2 = self.dataset[int(pool[int(torch.randint(len(pool), (1,)))])]
+        else:
+            image2, label2 = self.dataset[int(torch.randint(len(self.dataset), (1,)))]
+        return image1, image2, torch.tensor([float(label1 != label2)])
+
+
+@pytest.mark.parametrize("check, cls, match, hidden", [
+    (data_checks.check_pair_labels, InvertedLabels, "labels are inverted: 1 should mean different", False),
+    (data_checks.check_pair_items, IntLabel, "float32", False),
+    (data_checks.check_pair_items, ScalarLabel, "shape [1]", False),
+    (data_checks.check_pair_items, RandomFirstImage, "image1 must be dataset[index][0]", False),
+    (data_checks.check_pair_items, WrongLength, "len(self.dataset)", False),
+    (data_checks.check_pair_labels, LabelFromCoin, "compute the label from the classes", False),
+    (data_checks.check_pair_balance, NoCoin, "flip a fair coin first", False),
+    (data_checks.check_pair_balance, Coin70, "too many same-class pairs", False),
+    (data_checks.check_pair_balance, SelfAsPartner, "image2 is image1 itself", False),
+    (data_checks.check_pair_balance, NextClassOnly, "all images of other classes", False),
+    (data_checks.check_pair_balance, PartnerFromAllWhenDifferent, "same-class pairs", True),
+], ids=lambda v: getattr(v, "__name__", None) if isinstance(v, type) else None)
+def test_dataset_bugs_fail(check, cls, match, hidden):
+    _fails(check, cls, match=match, hidden=hidden)
+
+
+# ---------------------------------------------------------------- lesson 02: CNNBackbone
+
+class SeparateAttributesBackbone(nn.Module):
+    """Layers as separate attributes, ReLU and pooling functional, pooling before ReLU (equivalent)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 64, kernel_size=5, padding=2)
+        self.conv2 = nn.Conv2d(64, 128, kernel_size=(5, 5), padding="same")
+        self.conv3 = nn.Conv2d(128, 256, 3, 1, 1)
+
+    def forward(self, x):
+        x = F.max_pool2d(F.relu(self.conv1(x)), 2)
+        x = F.max_pool2d(F.relu(self.conv2(x)), kernel_size=2, stride=2)
+        return F.relu(F.max_pool2d(self.conv3(x), 2))
+
+
+class FunctionalBackbone(nn.Module):
+    """Weights as nn.Parameters, biases registered first, convolutions as F.conv2d."""
+
+    def __init__(self):
+        super().__init__()
+        self.b1, self.b2, self.b3 = (nn.Parameter(torch.zeros(c)) for c in (64, 128, 256))
+        self.w1 = nn.Parameter(torch.randn(64, 1, 5, 5) * 0.2)
+        self.w2 = nn.Parameter(torch.randn(128, 64, 5, 5) * 0.025)
+        self.w3 = nn.Parameter(torch.randn(256, 128, 3, 3) * 0.03)
+        with torch.no_grad():
+            for b in (self.b1, self.b2, self.b3):
+                b.uniform_(-0.1, 0.1)
+
+    def forward(self, x):
+        for w, b, p in ((self.w1, self.b1, 2), (self.w2, self.b2, 2), (self.w3, self.b3, 1)):
+            x = F.max_pool2d(torch.relu(F.conv2d(x, w, b, padding=p)), 2, 2)
+        return x
+
+
+class ModuleListBackbone(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.blocks = nn.ModuleList(
+            nn.Sequential(nn.Conv2d(i, o, k, padding=p), nn.ReLU(inplace=True), nn.MaxPool2d(2))
+            for i, o, k, p in [(1, 64, 5, 2), (64, 128, 5, 2), (128, 256, 3, 1)])
+
+    def forward(self, x):
+        for block in self.blocks:
+            x = block(x)
+        return x
+
+
+class SequentialSubclassBackbone(nn.Sequential):
+    def __init__(self):
+        super().__init__(
+            nn.Conv2d(1, 64, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(64, 128, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(128, 256, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2))
+
+
+class ConfigurableBackbone(nn.Module):
+    def __init__(self, relu=(True, True, True), pool=nn.MaxPool2d, padding=(2, 2, 1), kernels=(5, 5, 3), pools=3):
+        super().__init__()
+        layers = []
+        for k, (cin, cout) in enumerate([(1, 64), (64, 128), (128, 256)]):
+            layers.append(nn.Conv2d(cin, cout, kernels[k], padding=padding[k]))
+            if relu[k]:
+                layers.append(nn.ReLU())
+            if k < pools:
+                layers.append(pool(2, 2))
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, x):
+        return self.layers(x)
+
+
+class PlainListBackbone(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.layers = [nn.Conv2d(1, 64, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+                       nn.Conv2d(64, 128, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+                       nn.Conv2d(128, 256, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2)]
+
+    def forward(self, x):
+        for layer in self.layers:
+            x = layer(x)
+        return x
+
+
+class NoSuperInit(nn.Module):
+    def __init__(self):
+        self.conv = nn.Conv2d(1, 64, 5)
+
+
+BACKBONE_CHECKS = [backbone_checks.check_backbone_shapes, backbone_checks.check_backbone_layers,
+                   backbone_checks.check_backbone_forward]
+
+
+@pytest.mark.parametrize("cls", [SeparateAttributesBackbone, FunctionalBackbone, ModuleListBackbone,
+                                 SequentialSubclassBackbone],
+                         ids=lambda c: c.__name__)
+@pytest.mark.parametrize("check", BACKBONE_CHECKS, ids=lambda c: c.__name__)
+def test_other_correct_backbones_pass(cls, check):
+    check(cls, hidden=False)
+    check(cls, hidden=True)
+
+
+bug = functools.partial
+
+
+@pytest.mark.parametrize("check, cls, match", [
+    (backbone_checks.check_backbone_forward, bug(ConfigurableBackbone, relu=(True, False, True)),
+     "missing ReLU after the second convolution"),
+    (backbone_checks.check_backbone_forward, bug(ConfigurableBackbone, relu=(False, True, True)),
+     "missing ReLU after the first convolution"),
+    (backbone_checks.check_backbone_forward, bug(ConfigurableBackbone, relu=(True, True, False)), "forgot the last ReLU"),
+    (backbone_checks.check_backbone_forward, bug(ConfigurableBackbone, pool=nn.AvgPool2d), "avg pool instead of max pool"),
+    (backbone_checks.check_backbone_layers, bug(ConfigurableBackbone, pool=nn.AvgPool2d), "avg pool instead of max pool"),
+    (backbone_checks.check_backbone_layers, bug(ConfigurableBackbone, padding=(2, 1, 1)), "layer 2 differs"),
+    (backbone_checks.check_backbone_layers, bug(ConfigurableBackbone, kernels=(5, 5, 5), padding=(2, 2, 2)),
+     "layer 3 differs"),
+    (backbone_checks.check_backbone_shapes, bug(ConfigurableBackbone, pools=2), "a MaxPool2d(2, 2) is missing"),
+    (backbone_checks.check_backbone_shapes, bug(ConfigurableBackbone, padding=(0, 0, 0)), "check the padding"),
+    (backbone_checks.check_backbone_layers, PlainListBackbone, "a plain python list are not registered"),
+    (backbone_checks.check_backbone_shapes, NoSuperInit, "super().__init__()"),
+], ids=lambda v: v if isinstance(v, str) else None)
+def test_backbone_bugs_fail(check, cls, match):
+    _fails(check, cls, match=match)
+
+
+# ---------------------------------------------------------------- lesson 03: EmbeddingHead, SiameseNetwork
+
+class ViewHead(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc1 = nn.Linear(2304, 1024)
+        self.fc2 = nn.Linear(1024, 256)
+
+    def forward(self, x):
+        x = x.view(x.size(0), -1)
+        return F.relu(self.fc2(F.relu(self.fc1(x))))
+
+
+class ConfigurableHead(nn.Module):
+    def __init__(self, relu1=True, relu2=True):
+        super().__init__()
+        layers = [nn.Flatten(), nn.Linear(2304, 1024)] + ([nn.ReLU()] if relu1 else []) + [nn.Linear(1024, 256)]
+        self.layers = nn.Sequential(*layers, *([nn.ReLU()] if relu2 else []))
+
+    def forward(self, x):
+        return self.layers(x)
+
+
+class SqueezeHead(ConfigurableHead):
+    def forward(self, x):
+        return self.layers[1:](x.reshape(-1, 2304).squeeze())
+
+
+class OriginalSiamese(nn.Module):
+    """The original notebook's attribute names and style."""
+
+    def __init__(self):
+        super().__init__()
+        self.cnn1 = nn.Sequential(
+            nn.Conv2d(1, 64, kernel_size=5, stride=1, padding=2), nn.ReLU(inplace=True), nn.MaxPool2d(2, stride=2),
+            nn.Conv2d(64, 128, kernel_size=5, padding=2), nn.ReLU(inplace=True), nn.MaxPool2d(2, stride=2),
+            nn.Conv2d(128, 256, kernel_size=3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2, stride=2))
+        self.fc1 = nn.Sequential(nn.Linear(2304, 1024), nn.ReLU(inplace=True), nn.Linear(1024, 256), nn.ReLU(inplace=True))
+
+    def forward_ind(self, x):
+        output = self.cnn1(x)
+        output = output.view(output.size()[0], -1)
+        return self.fc1(output)
+
+    def forward(self, input1, input2):
+        return self.forward_ind(input1), self.forward_ind(input2)
+
+
+class ConcatSiamese(ref_model.SiameseNetwork):
+    """Both images in one pass through the same weights (equivalent)."""
+
+    def forward(self, img1, img2):
+        out = self.forward_ind(torch.cat([img1, img2]))
+        return out[: len(img1)], out[len(img1):]
+
+
+class TwoNetworks(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.net1 = ref_model.SiameseNetwork()
+        self.net2 = ref_model.SiameseNetwork()
+
+    def forward_ind(self, x):
+        return self.net1.forward_ind(x)
+
+    def forward(self, a, b):
+        return self.net1.forward_ind(a), self.net2.forward_ind(b)
+
+
+class TwoBackbones(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.backbone1, self.backbone2 = ref_backbone.CNNBackbone(), ref_backbone.CNNBackbone()
+        self.head = ref_model.EmbeddingHead()
+
+    def forward_ind(self, x):
+        return self.head(self.backbone1(x))
+
+    def forward(self, a, b):
+        return self.head(self.backbone1(a)), self.head(self.backbone2(b))
+
+
+class FirstTwice(ref_model.SiameseNetwork):
+    def forward(self, img1, img2):
+        return self.forward_ind(img1), self.forward_ind(img1)
+
+
+class NoForwardInd(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.backbone, self.head = ref_backbone.CNNBackbone(), ref_model.EmbeddingHead()
+
+    def forward(self, a, b):
+        return self.head(self.backbone(a)), self.head(self.backbone(b))
+
+
+class NoHeadReLU(ref_model.SiameseNetwork):
+    def __init__(self):
+        super().__init__()
+        self.head = ConfigurableHead(relu2=False)
+
+
+@pytest.mark.parametrize("cls", [ViewHead, bug(ConfigurableHead)], ids=["view", "sequential"])
+def test_other_correct_heads_pass(cls):
+    model_checks.check_head(cls)
+    model_checks.check_head(cls, hidden=True)
+
+
+@pytest.mark.parametrize("cls", [OriginalSiamese, ConcatSiamese], ids=lambda c: c.__name__)
+@pytest.mark.parametrize("check", [model_checks.check_siamese_network, model_checks.check_shared_weights],
+                         ids=lambda c: c.__name__)
+def test_other_correct_networks_pass(cls, check):
+    check(cls)
+    check(cls, hidden=True)
+
+
+@pytest.mark.parametrize("check, cls, match, hidden", [
+    (model_checks.check_head, bug(ConfigurableHead, relu2=False), "forgot the last ReLU", False),
+    (model_checks.check_head, bug(ConfigurableHead, relu1=False), "missing ReLU between", False),
+    (model_checks.check_head, SqueezeHead, "batch dimension was lost", True),
+    (model_checks.check_siamese_network, TwoNetworks, "two separate networks", False),
+    (model_checks.check_shared_weights, TwoNetworks, "two separate networks", False),
+    (model_checks.check_siamese_network, TwoBackbones, "two separate backbones", False),
+    (model_checks.check_shared_weights, TwoBackbones, "two separate backbones", False),
+    (model_checks.check_shared_weights, FirstTwice, "forward_ind", False),
+    (model_checks.check_siamese_network, NoHeadReLU, "forgot the last ReLU", False),
+    (model_checks.check_siamese_network, ref_backbone.CNNBackbone, "only the backbone is registered", False),
+    (model_checks.check_siamese_network, NoForwardInd, "define `def forward_ind(self, x):`", False),
+], ids=lambda v: v if isinstance(v, str) else None)
+def test_model_bugs_fail(check, cls, match, hidden):
+    _fails(check, cls, match=match, hidden=hidden)
+
+
+def test_separate_networks_with_the_right_count_are_caught():
+    """A second branch that differs without extra parameters cannot be told by the count; its outputs can."""
+
+    class Split(ref_model.SiameseNetwork):
+        def forward(self, a, b):
+            return self.forward_ind(a), self.head(self.backbone(b) * 1.5)
+
+    _fails(model_checks.check_shared_weights, Split, match="forward_ind")
+
+
+# ---------------------------------------------------------------- lesson 04: contrastive_loss
+
+def loss_norm_relu(out1, out2, label, margin=2.0):
+    d = torch.norm(out1 - out2, dim=1)
+    y = label.view(-1)
+    return ((1 - y) * d ** 2 + y * F.relu(margin - d) ** 2).mean()
+
+
+def loss_manual_sqrt(out1, out2, label, margin=2.0):
+    d = (out1 - out2).pow(2).sum(1).sqrt()
+    y = label.reshape(-1).to(out1.dtype)
+    hinge = torch.maximum(margin - d, torch.zeros_like(d))
+    return torch.mean((1 - y) * d.pow(2) + y * hinge.pow(2))
+
+
+def loss_original(out1, out2, label, margin=2.0):
+    """The original's keepdim distance [B, 1], with the label brought to [B, 1]."""
+    d = F.pairwise_distance(out1, out2, keepdim=True)
+    y = label.view(-1, 1)
+    return torch.mean((1 - y) * torch.pow(d, 2) + y * torch.pow(torch.clamp(margin - d, min=0.0), 2))
+
+
+def loss_cdist(out1, out2, label, margin=2.0):
+    d = torch.cdist(out1, out2).diagonal()
+    y = label.flatten().float()
+    per_pair = torch.where(y == 0, d ** 2, torch.clamp(margin - d, min=0) ** 2)
+    return per_pair.sum() / len(per_pair)
+
+
+def loss_linalg(out1, out2, label, margin=2.0):
+    d = torch.linalg.vector_norm(out1 - out2, dim=-1)
+    y = label.squeeze(-1) if label.dim() == 2 else label
+    return torch.mean((1 - y) * d.square() + y * (margin - d).clamp_min(0).square())
+
+
+CORRECT_LOSSES = [loss_norm_relu, loss_manual_sqrt, loss_original, loss_cdist, loss_linalg]
+LOSS_CHECKS = [loss_checks.check_loss_values, loss_checks.check_loss_label_shapes, loss_checks.check_loss_gradients]
+
+
+@pytest.mark.parametrize("loss", CORRECT_LOSSES, ids=lambda f: f.__name__)
+@pytest.mark.parametrize("check", LOSS_CHECKS, ids=lambda c: c.__name__)
+def test_other_correct_losses_pass(loss, check):
+    check(loss)
+    check(loss, hidden=True)
+
+
+def _d(out1, out2):
+    return F.pairwise_distance(out1, out2)
+
+
+def loss_inverted(out1, out2, label, margin=2.0):
+    d, y = _d(out1, out2), label.view(-1)
+    return (y * d ** 2 + (1 - y) * torch.clamp(margin - d, min=0) ** 2).mean()
+
+
+def loss_margin_not_squared(out1, out2, label, margin=2.0):
+    d, y = _d(out1, out2), label.view(-1)
+    return ((1 - y) * d ** 2 + y * torch.clamp(margin - d, min=0)).mean()
+
+
+def loss_no_squares(out1, out2, label, margin=2.0):
+    d, y = _d(out1, out2), label.view(-1)
+    return ((1 - y) * d + y * torch.clamp(margin - d, min=0)).mean()
+
+
+def loss_sum(out1, out2, label, margin=2.0):
+    d, y = _d(out1, out2), label.view(-1)
+    return ((1 - y) * d ** 2 + y * torch.clamp(margin - d, min=0) ** 2).sum()
+
+
+def loss_broadcast(out1, out2, label, margin=2.0):
+    d = _d(out1, out2)  # [B], label [B, 1] → [B, B]
+    return torch.mean((1 - label) * d ** 2 + label * torch.clamp(margin - d, min=0) ** 2)
+
+
+def loss_squared_hinge(out1, out2, label, margin=2.0):
+    d2, y = (out1 - out2).pow(2).sum(1), label.view(-1)
+    return ((1 - y) * d2 + y * torch.clamp(margin - d2, min=0) ** 2).mean()
+
+
+def loss_fixed_margin(out1, out2, label, margin=2.0):
+    return ref_loss.contrastive_loss(out1, out2, label, 2.0)
+
+
+def loss_item(out1, out2, label, margin=2.0):
+    return ref_loss.contrastive_loss(out1, out2, label, margin).item()
+
+
+def loss_detached(out1, out2, label, margin=2.0):
+    return ref_loss.contrastive_loss(out1.detach(), out2.detach(), label, margin)
+
+
+def loss_half(out1, out2, label, margin=2.0):
+    return 0.5 * ref_loss.contrastive_loss(out1, out2, label, margin)
+
+
+def loss_keepdim_mean(out1, out2, label, margin=2.0):
+    d, y = F.pairwise_distance(out1, out2, keepdim=True), label.view(-1, 1)
+    return torch.mean((1 - y) * d ** 2 + y * torch.clamp(margin - d, min=0) ** 2, dim=0)  # shape [1]
+
+
+@pytest.mark.parametrize("check, loss, match", [
+    (loss_checks.check_loss_values, loss_inverted, "labels are inverted: 1 should mean different"),
+    (loss_checks.check_loss_values, loss_margin_not_squared, "margin term not squared"),
+    (loss_checks.check_loss_values, loss_no_squares, "missing square"),
+    (loss_checks.check_loss_values, loss_sum, "sum instead of mean"),
+    (loss_checks.check_loss_values, loss_broadcast, "[B,1] label broadcast against [B] distances gives a [B,B] matrix"),
+    (loss_checks.check_loss_label_shapes, loss_broadcast, "[B,B] matrix"),
+    (loss_checks.check_loss_values, loss_squared_hinge, "squared distance used in the hinge"),
+    (loss_checks.check_loss_values, loss_half, "1/2"),
+    (loss_checks.check_loss_gradients, loss_fixed_margin, "the margin argument is ignored"),
+    (loss_checks.check_loss_values, loss_item, "returns a tensor"),
+    (loss_checks.check_loss_gradients, loss_detached, "not connected"),
+    (loss_checks.check_loss_label_shapes, loss_keepdim_mean, "0-d tensor"),
+], ids=lambda v: getattr(v, "__name__", None))
+def test_loss_bugs_fail(check, loss, match):
+    _fails(check, loss, match=match)
+
+
+def test_loss_fixed_margin_fails_hidden_values():
+    _fails(loss_checks.check_loss_values, loss_fixed_margin, match="the margin argument is ignored", hidden=True)
+
+
+# ---------------------------------------------------------------- lesson 05: get_device, train_one_epoch
+
+def device_simple():
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def device_index():
+    if torch.cuda.is_available():
+        return torch.device("cuda:0")
+    if torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def device_accelerator():
+    accelerator = torch.accelerator.current_accelerator() if torch.accelerator.is_available() else None
+    return accelerator if accelerator is not None else torch.device("cpu")
+
+
+@pytest.mark.parametrize("get_device", [device_simple, device_index, device_accelerator], ids=lambda f: f.__name__)
+def test_other_correct_get_device_pass(get_device):
+    train_checks.check_get_device(get_device)
+    train_checks.check_get_device(get_device, hidden=True)
+
+
+@pytest.mark.parametrize("get_device, match", [
+    (lambda: torch.device("cuda"), "never assume a GPU"),
+    (lambda: torch.device("cpu"), "use the GPU when"),
+    (lambda: "cuda" if torch.cuda.is_available() else "cpu", "torch.device('cuda'), not the string"),
+])
+def test_get_device_bugs_fail(get_device, match):
+    _fails(train_checks.check_get_device, get_device, match=match)
+
+
+def test_get_device_mps_before_cuda_fails_hidden():
+    def mps_first():
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+
+    train_checks.check_get_device(mps_first)  # the visible cases never offer both
+    _fails(train_checks.check_get_device, mps_first, match="check CUDA before MPS", hidden=True)
+
+
+def test_simulated_devices_are_restored():
+    available = torch.cuda.is_available
+    with train_checks.simulated_devices(cuda=True, mps=True):
+        assert torch.cuda.is_available() and torch.backends.mps.is_available()
+    assert torch.cuda.is_available is available
+
+
+def _loop(net, loader, optimizer, device, margin=2.0, log_every=10, *, mistake=None):
+    """train_one_epoch with switches; ``mistake=None`` is correct."""
+    if mistake != "no_train":
+        net.train()
+    history = []
+    for step, (img1, img2, label) in enumerate(loader):
+        img1, img2, label = img1.to(device), img2.to(device), label.to(device)
+        out1, out2 = net(img1, img2)
+        loss = ref_loss.contrastive_loss(out1, out2, label, 2.0 if mistake == "margin" else margin)
+        if mistake == "step_before_backward":
+            optimizer.step()
+            optimizer.zero_grad()
+            loss.backward()
+        elif mistake == "zero_grad_step_backward":
+            optimizer.zero_grad()
+            optimizer.step()
+            loss.backward()
+        else:
+            if mistake != "no_zero_grad":
+                optimizer.zero_grad()
+            loss.backward()
+            if mistake != "no_step":
+                optimizer.step()
+        if mistake == "every_step" or step % log_every == 0:
+            history.append(loss if mistake == "tensor" else loss.item())
+    return history
+
+
+def train_zero_grad_first(net, loader, optimizer, device, margin=2.0, log_every=10):
+    net.train()
+    loss_history = []
+    for step, (img1, img2, label) in enumerate(loader):
+        optimizer.zero_grad(set_to_none=True)
+        out1 = net.forward_ind(img1.to(device))
+        out2 = net.forward_ind(img2.to(device))
+        loss = ref_loss.contrastive_loss(out1, out2, label.to(device).squeeze(1), margin=margin)
+        loss.backward()
+        optimizer.step()
+        if not step % log_every:
+            loss_history.append(float(loss))
+    return loss_history
+
+
+def train_zero_grad_after_step(net, loader, optimizer, device, margin=2.0, log_every=10):
+    """zero_grad at the end of each iteration, i.e. before the next backward (the net starts without grads)."""
+    net.train()
+    optimizer.zero_grad()
+    history = []
+    step = 0
+    for img1, img2, label in loader:
+        out1, out2 = net(img1.to(device), img2.to(device))
+        loss = ref_loss.contrastive_loss(out1, out2, label.to(device), margin)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=False)
+        if step % log_every == 0:
+            history.append(loss.detach().cpu().item())
+        step += 1
+    return history
+
+
+def train_with_tqdm(net, loader, optimizer, device, margin=2.0, log_every=10):
+    """A correct loop with a progress bar (on stderr, which the checks hide)."""
+    from tqdm.auto import tqdm
+
+    return _loop(net, tqdm(loader), optimizer, device, margin, log_every)
+
+
+TRAIN_CHECKS = [train_checks.check_train_history, train_checks.check_train_step, train_checks.check_train_learns]
+
+
+@pytest.mark.parametrize("train", [train_zero_grad_first, train_zero_grad_after_step, train_with_tqdm, _loop],
+                         ids=lambda f: f.__name__)
+@pytest.mark.parametrize("check", TRAIN_CHECKS, ids=lambda c: c.__name__)
+def test_other_correct_training_loops_pass(train, check, capsys):
+    check(train)
+    check(train, hidden=True)
+    assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("check, mistake, match", [
+    (train_checks.check_train_step, "no_zero_grad", "missing zero_grad: gradients accumulate"),
+    (train_checks.check_train_step, "no_step", "no optimizer.step()"),
+    (train_checks.check_train_step, "zero_grad_step_backward", "step() right after zero_grad() comes before backward()"),
+    (train_checks.check_train_step, "step_before_backward", "step() before loss.backward()"),
+    (train_checks.check_train_step, "margin", "the margin argument is ignored"),
+    (train_checks.check_train_step, "no_train", "net.train() is missing"),
+    (train_checks.check_train_learns, "no_step", "optimizer.step()"),
+    (train_checks.check_train_history, "every_step", "logged every step"),
+    (train_checks.check_train_history, "tensor", "append loss.item(), not the tensor"),
+], ids=lambda v: v if isinstance(v, str) else None)
+def test_training_bugs_fail(check, mistake, match):
+    _fails(check, functools.partial(_loop, mistake=mistake), match=match)
+
+
+def test_training_zero_grad_between_backward_and_step_fails():
+    def loop(net, loader, optimizer, device, margin=2.0, log_every=10):
+        net.train()
+        history = []
+        for step, (img1, img2, label) in enumerate(loader):
+            out1, out2 = net(img1, img2)
+            loss = ref_loss.contrastive_loss(out1, out2, label, margin)
+            loss.backward()
+            optimizer.zero_grad()
+            optimizer.step()
+            if step % log_every == 0:
+                history.append(loss.item())
+        return history
+
+    _fails(train_checks.check_train_step, loop, match="zero_grad() between backward() and step() erases them")
+
+
+def test_training_log_from_step_one_fails():
+    def loop(net, loader, optimizer, device, margin=2.0, log_every=10):
+        history = _loop(net, loader, optimizer, device, margin, log_every=1)
+        return [v for step, v in enumerate(history, start=1) if step % log_every == 0]
+
+    _fails(train_checks.check_train_history, loop, match="counting the steps from 0")
+
+
+def test_training_without_return_fails():
+    def loop(net, loader, optimizer, device, margin=2.0, log_every=10):
+        _loop(net, loader, optimizer, device, margin, log_every)
+
+    _fails(train_checks.check_train_history, loop, match="return the list")
+
+
+# ---------------------------------------------------------------- lesson 06: embed, verification, ROC AUC
+
+def embed_inference_mode(net, images, device):
+    net.eval()
+    with torch.inference_mode():
+        return torch.cat([net.forward_ind(chunk.to(device)).float().cpu() for chunk in images.split(7)])
+
+
+def embed_no_eval(net, images, device):
+    with torch.no_grad():
+        return net.forward_ind(images.to(device)).cpu()
+
+
+def embed_detach(net, images, device):
+    net.eval()
+    return net.forward_ind(images.to(device)).detach().cpu()
+
+
+def embed_grad_off_globally(net, images, device):
+    net.eval()
+    torch.set_grad_enabled(False)
+    return net.forward_ind(images.to(device)).cpu()
+
+
+def embed_list(net, images, device):
+    net.eval()
+    with torch.no_grad():
+        return [net.forward_ind(images[i:i + 1]) for i in range(len(images))]
+
+
+def test_other_correct_embed_passes():
+    evaluate_checks.check_embed(embed_inference_mode)
+    evaluate_checks.check_embed(embed_inference_mode, hidden=True)
+
+
+@pytest.mark.parametrize("embed, match", [
+    (embed_no_eval, "forgetting eval()"),
+    (embed_detach, "gradients tracked in embed"),
+    (embed_grad_off_globally, "torch.no_grad()"),
+    (embed_list, "torch.cat"),
+], ids=lambda v: getattr(v, "__name__", None))
+def test_embed_bugs_fail(embed, match):
+    _fails(evaluate_checks.check_embed, embed, match=match)
+
+
+def accuracy_numpy(distances, pair_labels, threshold):
+    d = np.asarray(distances, dtype=np.float64).reshape(-1)
+    y = np.asarray(pair_labels).reshape(-1)
+    return float(np.mean(np.where(d < threshold, 0, 1) == y))
+
+
+def threshold_loop(distances, pair_labels):
+    """Try every distance (and one beyond the largest) as the threshold; keep the best."""
+    d = distances.reshape(-1).tolist()
+    candidates = sorted(set(d)) + [max(d) + 1.0]
+    best_t, best_acc = candidates[0], -1.0
+    for t in candidates:
+        acc = accuracy_numpy(distances, pair_labels, t)
+        if acc > best_acc:
+            best_t, best_acc = t, acc
+    return best_t
+
+
+def auc_brute_force(distances, pair_labels):
+    d = distances.reshape(-1).tolist()
+    y = pair_labels.reshape(-1).tolist()
+    total = count = 0
+    for di, yi in zip(d, y):
+        if yi != 1:
+            continue
+        for dj, yj in zip(d, y):
+            if yj == 0:
+                total += 1.0 if di > dj else 0.5 if di == dj else 0.0
+                count += 1
+    return total / count
+
+
+def test_other_correct_verification_and_auc_pass():
+    evaluate_checks.check_verification(accuracy_numpy, threshold_loop)
+    evaluate_checks.check_verification(accuracy_numpy, threshold_loop, hidden=True)
+    evaluate_checks.check_roc_auc(auc_brute_force)
+    evaluate_checks.check_roc_auc(auc_brute_force, hidden=True)
+
+
+def accuracy_reversed(distances, pair_labels, threshold):
+    """Calls a pair 'same' when its distance is LARGER than the threshold."""
+    return float(((distances.reshape(-1) < threshold) == pair_labels.reshape(-1).bool()).float().mean())
+
+
+def accuracy_le(distances, pair_labels, threshold):
+    return float(((distances.reshape(-1) > threshold) == pair_labels.reshape(-1).bool()).float().mean())
+
+
+def accuracy_tensor(distances, pair_labels, threshold):
+    return ((distances.reshape(-1) >= threshold) == pair_labels.reshape(-1).bool()).float().mean()
+
+
+def threshold_reversed(distances, pair_labels):
+    """Maximises the accuracy of the reversed rule ('same' when d > t)."""
+    d = distances.reshape(-1).tolist()
+    candidates = sorted(set(d)) + [max(d) + 1.0]
+    return max(candidates, key=lambda t: accuracy_reversed(distances, pair_labels, t))
+
+
+def auc_inverted(distances, pair_labels):
+    return 1 - auc_brute_force(distances, pair_labels)
+
+
+def auc_strict(distances, pair_labels):
+    d, y = distances.reshape(-1), pair_labels.reshape(-1).bool()
+    return float((d[y][:, None] > d[~y][None, :]).double().mean())
+
+
+@pytest.mark.parametrize("accuracy, threshold, match, hidden", [
+    (accuracy_reversed, ref_evaluate.best_threshold, "threshold direction reversed", False),
+    (ref_evaluate.verification_accuracy, threshold_reversed, "threshold direction reversed", False),
+    (accuracy_tensor, ref_evaluate.best_threshold, ".item()", False),
+    (accuracy_le, ref_evaluate.best_threshold, "exactly at the threshold", True),
+], ids=lambda v: getattr(v, "__name__", None))
+def test_verification_bugs_fail(accuracy, threshold, match, hidden):
+    _fails(evaluate_checks.check_verification, accuracy, threshold, match=match, hidden=hidden)
+
+
+@pytest.mark.parametrize("auc, match, hidden", [
+    (auc_inverted, "inverted", False),
+    (auc_strict, "ties count 1/2", False),
+], ids=lambda v: getattr(v, "__name__", None))
+def test_roc_auc_bugs_fail(auc, match, hidden):
+    _fails(evaluate_checks.check_roc_auc, auc, match=match, hidden=hidden)
+
+
+def test_pairwise_auc_matches_reference():
+    generator = torch.Generator().manual_seed(0)
+    d = torch.round(torch.rand(50, generator=generator) * 5) / 5
+    y = (torch.rand(50, generator=generator) < 0.4).float()
+    assert math.isclose(evaluate_checks.pairwise_auc(d, y), ref_evaluate.roc_auc(d, y), abs_tol=1e-12)

@@ -1,0 +1,104 @@
+"""The lesson generator: one source for solutions, fresh student notebooks, sane nbgrader metadata."""
+
+import json
+import textwrap
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from autograder import build
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def fresh_notebooks() -> dict[str, str]:
+    """The student notebooks as a fresh build makes them (runs nbgrader's generate_assignment)."""
+    return build.student_notebooks()
+
+
+def test_committed_student_notebooks_are_fresh(fresh_notebooks):
+    """lessons/*.ipynb equal a fresh build: run `make lessons` after changing lessons/src or solutions."""
+    stale = [name for name, text in fresh_notebooks.items()
+             if (REPO / "lessons" / f"{name}.ipynb").read_text() != text]
+    assert not stale, f"stale student notebooks {stale}: run `make lessons` and commit them"
+
+
+def test_every_lesson_has_a_source_and_a_notebook():
+    """Six lessons, each with its source, its notebook and its checks module."""
+    for lesson, module in build.CHECK_MODULES.items():
+        assert (REPO / "lessons" / "src" / f"{lesson}.py").is_file()
+        assert (REPO / "lessons" / f"{lesson}.ipynb").is_file()
+        assert (REPO / "autograder" / f"{module}.py").is_file()
+        assert (REPO / "solutions" / f"{module}.py").is_file()
+
+
+def test_points_add_up_to_100_and_grade_ids_are_unique():
+    """The course is out of 100; no grade id repeats inside a lesson (nbgrader would abort)."""
+    total = 0
+    for lesson in build.build_all():
+        ids = [c.metadata["nbgrader"]["grade_id"] for c in lesson.source.cells if "nbgrader" in c.metadata]
+        assert len(ids) == len(set(ids)), f"{lesson.name}: duplicated grade ids"
+        total += sum(c.metadata["nbgrader"].get("points", 0) for c in lesson.source.cells if "nbgrader" in c.metadata)
+    assert total == 100
+
+
+def test_student_stubs_name_their_exercise(fresh_notebooks):
+    """Every exercise cell of the student version raises NotImplementedError naming the exercise, with no solution left."""
+    for name, text in fresh_notebooks.items():
+        nb = nbformat.reads(text, as_version=4)
+        exercises = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("solution")]
+        assert exercises, f"{name} has no exercise"
+        for cell in exercises:
+            number = cell.metadata["nbgrader"]["grade_id"].removeprefix("exercise_").replace("_", ".")
+            assert f'raise NotImplementedError("Exercise {number}:' in cell.source
+            assert "BEGIN SOLUTION" not in cell.source
+            compile(cell.source, name, "exec")  # valid Python, not `x = # TODO`
+
+
+def test_hidden_tests_only_in_the_instructor_version(fresh_notebooks):
+    """Hidden tests are in the source notebook, never in the student notebook."""
+    for lesson in build.build_all():
+        graded = [c for c in lesson.source.cells if c.metadata.get("nbgrader", {}).get("grade")]
+        assert all(build.BEGIN_HIDDEN in c.source for c in graded), lesson.name
+        assert "hidden=True" not in fresh_notebooks[lesson.name]
+
+
+def test_solution_source_wraps_every_function_body():
+    """A class gets one solution region per method, after the docstring."""
+    from solutions.loss import ContrastiveLoss
+
+    code, names = build.solution_source(ContrastiveLoss)
+    assert names == ["ContrastiveLoss.__init__", "ContrastiveLoss.forward"]
+    assert code.count(build.BEGIN_SOLUTION) == 2 and code.count(build.END_SOLUTION) == 2
+    docstring_line = code.splitlines().index('        """The mean contrastive loss of a batch of embedding pairs."""')
+    assert code.splitlines()[docstring_line + 1].strip() == build.BEGIN_SOLUTION
+
+
+def test_parse_lesson_rejects_unknown_cells(tmp_path):
+    """A typo in a cell header is an error, not a silently dropped cell."""
+    source = tmp_path / "x.py"
+    source.write_text("# %% [exercize 1.1] solutions.loss:contrastive_loss\n")
+    with pytest.raises(ValueError, match="unknown cell kind"):
+        build.parse_lesson(source)
+
+
+def test_markdown_cells_strip_the_comment_prefix(tmp_path):
+    """`# ` prefixes go, lone `#` lines become blank lines."""
+    source = tmp_path / "x.py"
+    source.write_text(textwrap.dedent("""\
+        # %% [markdown]
+        # # Title
+        #
+        # text
+        """))
+    (cell,) = build.parse_lesson(source)
+    assert build.markdown_text(cell) == "# Title\n\ntext"
+
+
+def test_badges_point_at_the_configured_repository(fresh_notebooks):
+    """The Colab badge URL comes from the one configured repository name."""
+    for name, text in fresh_notebooks.items():
+        first = json.loads(text)["cells"][0]
+        assert f"github/{build.repository()}/blob/main/lessons/{name}.ipynb" in "".join(first["source"])

@@ -1,0 +1,137 @@
+"""``python -m solutions.train``: the reference run's command line, its outputs and its error messages."""
+
+import json
+import math
+
+import pytest
+
+import data_utils.fashion_mnist as fm
+import solutions.train as train
+from helpers import CUDA, has_debian_data, png_ok, run_module, subprocess_env
+
+METRIC_KEYS = {"epoch_mean_loss", "loss_history", "test_accuracy", "roc_auc", "threshold", "wall_time_s",
+               "train_pairs_per_s", "device", "versions", "seed", "args"}
+OUTPUT_FILES = ("metrics.json", "loss_history.png", "similarity_pairs.png", "embeddings.png", "checkpoint.pt")
+
+
+def assert_complete_run(out):
+    """All output files are there, the figures are PNGs, and metrics.json has every key; return the metrics."""
+    for name in OUTPUT_FILES:
+        assert (out / name).is_file(), f"{name} missing"
+    for name in OUTPUT_FILES[1:4]:
+        assert png_ok(out / name), f"{name} is not a PNG"
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert METRIC_KEYS <= set(metrics), METRIC_KEYS - set(metrics)
+    assert metrics["loss_history"] and all(math.isfinite(x) for x in metrics["loss_history"])
+    assert len(metrics["epoch_mean_loss"]) == metrics["args"]["epochs"]
+    return metrics
+
+
+def assert_clean_error(result, code, *phrases):
+    """The command exited with ``code``, its stderr names every phrase, and there is no traceback."""
+    assert result.returncode == code, (result.stdout, result.stderr)
+    for phrase in phrases:
+        assert phrase in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.slow
+def test_synthetic_run_writes_everything(tmp_path):
+    """A 1-epoch synthetic run exits 0 and writes metrics, three figures and a checkpoint."""
+    out = tmp_path / "out"
+    result = run_module("solutions.train", "--synthetic", 300, "--epochs", 1, "--out", out, "--no-progress",
+                        cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    metrics = assert_complete_run(out)
+    assert metrics["seed"] == 0 and metrics["args"]["synthetic"] == 300
+    assert "metrics.json" in result.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--epochs", "0"], "--epochs must be at least 1"),
+    (["--lr", "-1"], "--lr must be a positive number"),
+    (["--batch-size", "abc"], "invalid int value"),
+])
+def test_bad_arguments_subprocess(tmp_path, args, message):
+    """Impossible arguments exit 2 with argparse's usage and a clear message, no traceback."""
+    result = run_module("solutions.train", *args, "--out", tmp_path / "out", cwd=tmp_path)
+    assert_clean_error(result, 2, "usage:", message)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--margin", "0"], "--margin must be a positive number"),
+    (["--lr", "nan"], "--lr must be a positive number"),
+    (["--lr", "inf"], "--lr must be a positive number"),
+    (["--batch-size", "0"], "--batch-size must be at least 1"),
+    (["--log-every", "0"], "--log-every must be at least 1"),
+    (["--eval-pairs", "0"], "--eval-pairs must be at least 1"),
+    (["--limit", "1"], "--limit must be at least 2"),
+    (["--synthetic", "5"], "--synthetic must be at least 20"),
+    (["--no-fast", "--precision", "bf16"], "--no-fast"),
+    (["--device", "tpu"], "invalid choice"),
+])
+def test_bad_arguments_in_process(tmp_path, capsys, args, message):
+    """More impossible arguments: exit code 2 and a message naming the option."""
+    with pytest.raises(SystemExit) as info:
+        train.main([*args, "--out", str(tmp_path / "out")])
+    assert info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.skipif(CUDA, reason="a CUDA GPU is present")
+def test_missing_cuda_exits_1(tmp_path):
+    """--device cuda without a GPU exits 1 with advice, no traceback."""
+    result = run_module("solutions.train", "--device", "cuda", "--synthetic", 20, "--out", tmp_path / "out",
+                        "--no-progress", cwd=tmp_path)
+    assert_clean_error(result, 1, "error:", "CUDA", "--device auto or cpu")
+
+
+def test_missing_data_in_process(tmp_path, capsys, offline):
+    """No data anywhere and no network: exit code 1 and the offline options on stderr."""
+    empty = tmp_path / "empty-root"
+    code = train.main(["--data-root", str(empty), "--out", str(tmp_path / "out"), "--epochs", "1", "--no-progress"])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error:")
+    assert fm.ENV_VAR in err and "apt-get install dataset-fashion-mnist" in err and "internet" in err
+
+
+def test_bad_data_folder_exits_1(tmp_path):
+    """FASHION_MNIST_DIR naming an empty folder: exit 1 with the reason, no traceback."""
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = run_module("solutions.train", "--data-root", tmp_path / "data", "--out", tmp_path / "out",
+                        "--epochs", 1, "--no-progress", cwd=tmp_path, env=subprocess_env(**{fm.ENV_VAR: empty}))
+    assert_clean_error(result, 1, "error:", fm.ENV_VAR, "train-images-idx3-ubyte")
+
+
+@pytest.mark.skipif(has_debian_data(), reason="Debian's dataset-fashion-mnist is installed, so data is found "
+                                              "(test_missing_data_in_process covers this case)")
+def test_missing_data_subprocess(tmp_path):
+    """No data and no source: exit 1 with the offline options, no traceback."""
+    result = run_module("solutions.train", "--data-root", tmp_path / "data", "--out", tmp_path / "out",
+                        "--epochs", 1, "--no-progress", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr and fm.ENV_VAR in result.stderr
+
+
+def test_resume_without_checkpoint_exits_1(tmp_path):
+    """--resume with no checkpoint in --out exits 1 saying so, no traceback."""
+    result = run_module("solutions.train", "--synthetic", 20, "--resume", "--out", tmp_path / "out",
+                        "--no-progress", cwd=tmp_path)
+    assert_clean_error(result, 1, "error:", "no checkpoint", "checkpoint.pt")
+
+
+@pytest.mark.real_data
+@pytest.mark.slow
+def test_real_data_smoke_run(tmp_path, real_data_root):
+    """One epoch on 2048 real images: all outputs, finite losses, and better-than-chance verification."""
+    out = tmp_path / "out"
+    result = run_module("solutions.train", "--epochs", 1, "--limit", 2048, "--data-root", real_data_root,
+                        "--out", out, "--no-progress", "--eval-pairs", 2000, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    metrics = assert_complete_run(out)
+    assert metrics["args"]["limit"] == 2048
+    assert metrics["test_accuracy"] > 0.6, metrics["test_accuracy"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -22,7 +23,8 @@ def plot_loss_history(loss_history: Sequence[float], steps_per_epoch: int, log_e
     steps = [k * log_every for k in range(len(loss_history))]
     ax.plot(steps, loss_history, linewidth=1, label="batch loss")
     last_step = steps[-1] if steps else 0
-    for epoch in range(1, last_step // max(steps_per_epoch, 1) + 1):
+    # A dotted line where each epoch after the first begins (none after the last logged step).
+    for epoch in range(1, math.ceil((last_step + 1) / max(steps_per_epoch, 1))):
         ax.axvline(epoch * steps_per_epoch, color="gray", linestyle=":", linewidth=1)
         ax.text(epoch * steps_per_epoch, ax.get_ylim()[1], f" epoch {epoch + 1}", fontsize=8, va="top", color="gray")
     ax.set_xlabel("training step (batch)")
@@ -35,10 +37,18 @@ def plot_loss_history(loss_history: Sequence[float], steps_per_epoch: int, log_e
     return fig
 
 
+def gallery_partners(labels: torch.Tensor, first_index: int = 0, num_pairs: int = 10) -> torch.Tensor:
+    """The first images after ``first_index`` of its own class (half the pairs) and of other classes (the rest)."""
+    after = torch.arange(first_index + 1, len(labels))
+    same = after[labels[after] == labels[first_index]][: num_pairs // 2]
+    other = after[labels[after] != labels[first_index]][: num_pairs - len(same)]
+    return torch.cat([same, other])
+
+
 def plot_similarity_pairs(net: nn.Module, images: torch.Tensor, labels: torch.Tensor, device: torch.device | str = "cpu",
                           first_index: int = 0, num_pairs: int = 10, path: str | Path | None = None) -> plt.Figure:
-    """One fixed test image against the next ``num_pairs`` test images, titled with ``exp(-d)`` and class names."""
-    others = torch.arange(first_index + 1, first_index + 1 + num_pairs)
+    """One fixed test image against ``num_pairs`` others (half of its class), titled with ``exp(-d)`` and class names."""
+    others = gallery_partners(labels, first_index, num_pairs)
     first = torch.full_like(others, first_index)
     emb = embed(net, images[torch.cat([first[:1], others])], device)
     distances = torch.linalg.vector_norm(emb[1:] - emb[:1], dim=1)

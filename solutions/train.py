@@ -160,29 +160,57 @@ def epoch_seed(seed: int, epoch: int) -> int:
     return seed * 1_000_003 + epoch
 
 
+def prepare_model(net: nn.Module, device: torch.device, compile_model: bool = False) -> nn.Module:
+    """Move the network to the device, channels_last where that helps (convolutions read NHWC faster)."""
+    net = net.to(device)
+    if device.type in ("cpu", "cuda"):
+        net = net.to(memory_format=torch.channels_last)
+    if compile_model:
+        net.forward_ind = torch.compile(net.forward_ind)
+    return net
+
+
+def make_optimizer(net: nn.Module, lr: float, device: torch.device) -> torch.optim.Optimizer:
+    """Adam, as in the original; the fused kernel (same update, one pass over the parameters) where it exists."""
+    fused = device.type in ("cpu", "cuda")
+    return torch.optim.Adam(net.parameters(), lr=lr, fused=fused)
+
+
+def make_scaler(device: torch.device, precision: str) -> torch.amp.GradScaler:
+    """A gradient scaler, active only for fp16 (whose small gradients would otherwise underflow)."""
+    return torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+
+
+def train_step(net: nn.Module, optimizer: torch.optim.Optimizer, img1: torch.Tensor, img2: torch.Tensor,
+               label: torch.Tensor, margin: float = 2.0, amp_dtype: torch.dtype | None = None,
+               scaler: torch.amp.GradScaler | None = None) -> torch.Tensor:
+    """One optimisation step of the fast path; returns the batch loss (still on the device)."""
+    with torch.autocast(img1.device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+        # One pass over 2B images: the same weights, the same result, bigger (faster) matrix products.
+        out1, out2 = net.forward_ind(torch.cat([img1, img2])).chunk(2)
+    loss = contrastive_loss(out1.float(), out2.float(), label, margin)  # the loss itself in fp32
+    optimizer.zero_grad(set_to_none=True)
+    if scaler is not None and scaler.is_enabled():
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        loss.backward()
+        optimizer.step()
+    return loss.detach()
+
+
 def fast_train_one_epoch(net: nn.Module, loader: TensorPairLoader, optimizer: torch.optim.Optimizer,
                          margin: float = 2.0, log_every: int = 10, amp_dtype: torch.dtype | None = None,
                          scaler: torch.amp.GradScaler | None = None, progress: Any = None) -> list[float]:
-    """``train_one_epoch`` for the fast path: one forward pass for both images, autocast, no per-step sync."""
+    """``train_one_epoch`` for the fast path: device-resident pairs, ``train_step``, no per-step sync."""
     net.train()
-    device_type = loader.device.type
     logged = []
     pairs_done, started = 0, time.perf_counter()
     for step, (img1, img2, label) in enumerate(loader):
-        # One pass over 2B images: the same weights, the same result, bigger (faster) matrix products.
-        with torch.autocast(device_type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
-            out1, out2 = net.forward_ind(torch.cat([img1, img2])).chunk(2)
-        loss = contrastive_loss(out1.float(), out2.float(), label, margin)
-        optimizer.zero_grad(set_to_none=True)
-        if scaler is not None and scaler.is_enabled():
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            loss.backward()
-            optimizer.step()
+        loss = train_step(net, optimizer, img1, img2, label, margin, amp_dtype, scaler)
         if step % log_every == 0:
-            logged.append(loss.detach())  # kept on the device: reading it now would stall a GPU
+            logged.append(loss)  # kept on the device: reading it now would stall a GPU
         pairs_done += len(label)
         if progress is not None:
             progress.update(1)
@@ -218,7 +246,7 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
 
 # ---------------------------------------------------------------- the reference run
 
-RESUME_MUST_MATCH = ("batch_size", "lr", "margin", "seed", "limit", "fast", "precision", "synthetic")
+RESUME_MUST_MATCH = ("batch_size", "lr", "margin", "seed", "limit", "fast", "precision", "synthetic")  # not --compile
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -243,6 +271,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="fast path (default) or --no-fast: the original's pipeline, fp32")
     parser.add_argument("--precision", default="auto", choices=PRECISIONS,
                         help="fast path only: auto = bf16/fp16 where the hardware has it, else fp32")
+    parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=False,
+                        help="fast path only: torch.compile the network (off by default: see the README)")
     parser.add_argument("--log-every", type=int, default=10, help="log the batch loss every N steps (default 10)")
     parser.add_argument("--eval-pairs", type=int, default=10_000, help="balanced test pairs for the metrics")
     parser.add_argument("--synthetic", type=int, default=None, metavar="N",
@@ -264,8 +294,8 @@ def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Non
         parser.error(f"--limit must be at least 2 images, got {args.limit}")
     if args.synthetic is not None and args.synthetic < 20:
         parser.error(f"--synthetic must be at least 20 images, got {args.synthetic}")
-    if not args.fast and args.precision not in ("auto", "fp32"):
-        parser.error("--no-fast is the original fp32 pipeline; drop --precision or use the fast path")
+    if not args.fast and (args.precision not in ("auto", "fp32") or args.compile):
+        parser.error("--no-fast is the original fp32 pipeline; drop --precision/--compile or use the fast path")
 
 
 def load_data(args: argparse.Namespace):
@@ -325,11 +355,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         train_images, train_labels = train_set.data, train_set.targets
     train_labels = torch.as_tensor(train_labels)
 
-    net = SiameseNetwork().to(device)
-    if args.fast and device.type != "mps":
-        net = net.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.Adam(net.parameters(), lr=args.lr)
-    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16") if args.fast else None
+    if args.fast:
+        net = prepare_model(SiameseNetwork(), device, compile_model=args.compile)
+        optimizer = make_optimizer(net, args.lr, device)
+        scaler = make_scaler(device, precision)
+    else:  # the original: plain Adam, fp32, default memory layout
+        net = SiameseNetwork().to(device)
+        optimizer = torch.optim.Adam(net.parameters(), lr=args.lr)
+        scaler = None
 
     if args.fast:
         loader = TensorPairLoader(train_images, train_labels, args.batch_size, device, seed=args.seed,

@@ -1,0 +1,521 @@
+"""The instructor's grading from the command line: one class of made-up submissions through the real nbgrader pipeline."""
+
+import csv
+import json
+import shutil
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from autograder import build, grading
+from helpers import REPO, run_module
+
+LESSONS = build.LESSONS
+CLASS_TIMEOUT_S = 3600
+
+
+# ---------------------------------------------------------------- notebook helpers
+
+def nbgrader_meta(cell) -> dict:
+    """The cell's nbgrader metadata ({} if none)."""
+    return cell.metadata.get("nbgrader", {})
+
+
+def release_notebook(lesson: str) -> nbformat.NotebookNode:
+    """The committed student notebook of a lesson."""
+    return nbformat.read(REPO / "lessons" / f"{lesson}.ipynb", as_version=4)
+
+
+def graded_points(lesson: str) -> dict[str, int]:
+    """grade_id → points of a lesson's graded cells, in notebook order."""
+    return {nbgrader_meta(c)["grade_id"]: nbgrader_meta(c)["points"] for c in release_notebook(lesson).cells
+            if nbgrader_meta(c).get("grade")}
+
+
+MAX_POINTS = {lesson: sum(graded_points(lesson).values()) for lesson in LESSONS}
+
+
+def cell_with_id(nb, grade_id: str):
+    """The cell of ``nb`` whose nbgrader grade_id is ``grade_id``."""
+    return next(c for c in nb.cells if nbgrader_meta(c).get("grade_id") == grade_id)
+
+
+def replace_once(nb, grade_id: str, old: str, new: str) -> None:
+    """Replace ``old`` by ``new`` in one cell; fail if ``old`` is not there exactly once (no silent no-op)."""
+    cell = cell_with_id(nb, grade_id)
+    assert cell.source.count(old) == 1, f"{grade_id}: {old!r} found {cell.source.count(old)} times"
+    cell.source = cell.source.replace(old, new)
+
+
+def rewrite_exercise(nb, grade_id: str, code: str) -> None:
+    """Replace an exercise cell's code, keeping its first line (the "# Exercise N.M" comment) and its metadata."""
+    cell = cell_with_id(nb, grade_id)
+    first = cell.source.split("\n", 1)[0]
+    assert first.startswith("# Exercise "), first
+    cell.source = first + "\n" + code.strip("\n")
+
+
+def colab_json(nb: nbformat.NotebookNode, name: str) -> str:
+    """``nb`` as Colab saves it: nbformat 4.0, no cell ids, Colab's metadata, cell ids in metadata, outputs."""
+    data = json.loads(nbformat.writes(nb))
+    data["nbformat"], data["nbformat_minor"] = 4, 0
+    data["metadata"] = {
+        "colab": {"provenance": [], "name": name},
+        "accelerator": "GPU",
+        "kernelspec": {"name": "python3", "display_name": "Python 3"},
+        "language_info": {"name": "python"},
+    }
+    for k, cell in enumerate(data["cells"]):
+        cell.pop("id", None)
+        cell["metadata"]["id"] = f"c0LaB{k:03d}xYz"
+        if cell["cell_type"] == "code":
+            cell["metadata"]["outputId"] = f"0ut{k:03d}-4b1e"
+            cell["metadata"]["colab"] = {"base_uri": "https://localhost:8080/"}
+            cell["execution_count"] = k + 1
+            cell["outputs"] = [{"output_type": "stream", "name": "stdout", "text": [f"output of cell {k}\n"]}]
+    return json.dumps(data, indent=2)
+
+
+# ---------------------------------------------------------------- the class
+
+# One typical bug per lesson: (lesson, exercise cell, exact text, replacement).
+BUGS = {
+    "bug_01": ("01_pair_dataset", "exercise_1_1",  # labels inverted
+               "float(int(label1) != int(label2))", "float(int(label1) == int(label2))"),
+    "bug_02": ("02_cnn_backbone", "exercise_2_1",  # average instead of max pooling in the first block
+               "nn.MaxPool2d(2, stride=2),  # → 14 x 14", "nn.AvgPool2d(2, stride=2),  # → 14 x 14"),
+    "bug_03": ("03_embedding_head", "exercise_3_1",  # the final ReLU of the head missing
+               "            nn.ReLU(),  # as in the original: embeddings are non-negative\n", ""),
+    "bug_04": ("04_contrastive_loss", "exercise_4_1",  # the margin term not squared
+               "torch.clamp(margin - d, min=0).pow(2)", "torch.clamp(margin - d, min=0)"),
+    "bug_05": ("05_training_loop", "exercise_5_2",  # gradients never reset
+               "        optimizer.zero_grad()\n", ""),
+    "bug_06": ("06_evaluation", "exercise_6_3",  # ROC AUC of the wrong direction (1 - AUC)
+               "d = distances.double()", "d = -distances.double()"),
+}
+
+# The graded cells each bug fails (observed; the checks are seeded, so this is deterministic).
+BUG_FAILS = {
+    "bug_01": {"pair_labels"},
+    "bug_02": {"backbone_layers", "backbone_forward"},
+    "bug_03": {"head", "siamese_network"},
+    "bug_04": {"loss_values", "loss_label_shapes", "loss_gradients"},
+    "bug_05": {"train_step", "train_learns"},
+    "bug_06": {"roc_auc"},
+}
+
+# The graded cells that test each exercise (a bug may fail only these).
+EXERCISE_CELLS = {
+    "exercise_1_1": {"pair_items", "pair_labels", "pair_balance"},
+    "exercise_2_1": {"backbone_shapes", "backbone_layers", "backbone_forward"},
+    "exercise_3_1": {"head", "siamese_network", "shared_weights"},  # the network is built from the student's head
+    "exercise_4_1": {"loss_values", "loss_label_shapes", "loss_gradients"},
+    "exercise_5_2": {"train_history", "train_step", "train_learns"},
+    "exercise_6_3": {"roc_auc"},
+}
+
+# Correct implementations that differ from the reference, as students write them.
+ALTERNATIVES = {
+    ("01_pair_dataset", "exercise_1_1"): '''
+import random
+
+
+class SiameseDataset(Dataset):
+    """Pairs by rejection sampling, as in the original notebook."""
+
+    def __init__(self, dataset, seed=None):
+        self.dataset = dataset
+        self.seed = seed
+        self.epoch = 0
+        self.labels = dataset_labels(dataset).tolist()
+        if len(set(self.labels)) < 2:
+            raise ValueError("SiameseDataset needs at least two classes")
+
+    def set_epoch(self, epoch):
+        self.epoch = epoch
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def __getitem__(self, index):
+        rng = random if self.seed is None else random.Random(f"{self.seed}-{self.epoch}-{index}")
+        img0, label0 = self.dataset[index]
+        should_get_same_class = rng.randint(0, 1)
+        while True:
+            j = rng.randint(0, len(self.dataset) - 1)
+            if (self.labels[j] == int(label0)) == bool(should_get_same_class):
+                break
+        img1, label1 = self.dataset[j]
+        return img0, img1, torch.tensor([int(label0) != int(label1)], dtype=torch.float32)
+''',
+    ("02_cnn_backbone", "exercise_2_1"): '''
+import torch.nn.functional as F
+
+
+class CNNBackbone(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 64, kernel_size=5, padding=2)
+        self.conv2 = nn.Conv2d(64, 128, kernel_size=5, padding=2)
+        self.conv3 = nn.Conv2d(128, 256, kernel_size=3, padding=1)
+
+    def forward(self, x):
+        x = F.max_pool2d(F.relu(self.conv1(x)), 2)
+        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
+        x = F.max_pool2d(F.relu(self.conv3(x)), 2)
+        return x
+''',
+    ("03_embedding_head", "exercise_3_1"): '''
+class EmbeddingHead(nn.Module):
+    def __init__(self, in_features=256 * 3 * 3, embedding_dim=256):
+        super().__init__()
+        self.fc_a = nn.Linear(in_features, 1024)
+        self.fc_b = nn.Linear(1024, embedding_dim)
+
+    def forward(self, x):
+        x = x.view(x.size(0), -1)
+        x = torch.relu(self.fc_a(x))
+        return torch.relu(self.fc_b(x))
+''',
+    ("03_embedding_head", "exercise_3_2"): '''
+class SiameseNetwork(nn.Module):
+    def __init__(self, embedding_dim=256):
+        super().__init__()
+        self.cnn1 = CNNBackbone()
+        self.fc1 = EmbeddingHead(embedding_dim=embedding_dim)
+
+    def forward_ind(self, x):
+        output = self.cnn1(x)
+        output = output.view(output.size()[0], -1)
+        output = self.fc1(output)
+        return output
+
+    def forward(self, input1, input2):
+        output1 = self.forward_ind(input1)
+        output2 = self.forward_ind(input2)
+        return output1, output2
+''',
+    ("04_contrastive_loss", "exercise_4_1"): '''
+def contrastive_loss(out1, out2, label, margin=2.0):
+    label = label.view(-1)
+    d = torch.norm(out1 - out2, dim=1)
+    return torch.mean((1 - label) * d ** 2 + label * torch.relu(margin - d) ** 2)
+''',
+    ("05_training_loop", "exercise_5_1"): '''
+def get_device():
+    return torch.device("cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu")
+''',
+    ("05_training_loop", "exercise_5_2"): '''
+def train_one_epoch(net, loader, optimizer, device, margin=2.0, log_every=10):
+    net.train()
+    history = []
+    for i, (img0, img1, label) in enumerate(loader):
+        optimizer.zero_grad(set_to_none=True)
+        img0, img1, label = img0.to(device), img1.to(device), label.to(device)
+        output1, output2 = net(img0, img1)
+        loss_contrastive = contrastive_loss(output1, output2, label, margin=margin)
+        loss_contrastive.backward()
+        optimizer.step()
+        if i % log_every == 0:
+            history.append(loss_contrastive.item())
+    return history
+''',
+    ("06_evaluation", "exercise_6_1"): '''
+@torch.no_grad()
+def embed(net, images, device="cpu", batch_size=1024):
+    net.eval()
+    outputs = []
+    for i in range(0, len(images), batch_size):
+        x = to_float_images(images[i:i + batch_size]).to(device)
+        outputs.append(net.forward_ind(x).float().cpu())
+    return torch.cat(outputs)
+''',
+    ("06_evaluation", "exercise_6_2"): '''
+def verification_accuracy(distances, pair_labels, threshold):
+    predicted = (distances >= threshold).float()
+    return (predicted == pair_labels.flatten().float()).float().mean().item()
+
+
+def best_threshold(distances, pair_labels):
+    d = sorted(distances.tolist())
+    candidates = [d[0] - 1.0] + [(a + b) / 2 for a, b in zip(d, d[1:])] + [d[-1] + 1.0]
+    best, best_accuracy = candidates[0], -1.0
+    for t in candidates:
+        accuracy = verification_accuracy(distances, pair_labels, t)
+        if accuracy > best_accuracy:
+            best, best_accuracy = t, accuracy
+    return float(best)
+''',
+    ("06_evaluation", "exercise_6_3"): '''
+def roc_auc(distances, pair_labels):
+    labels = pair_labels.flatten()
+    diff = distances[labels == 1].double()
+    same = distances[labels == 0].double()
+    if len(diff) == 0 or len(same) == 0:
+        raise ValueError("need same-class and different-class pairs")
+    wins = (diff[:, None] > same[None, :]).double().sum() + 0.5 * (diff[:, None] == same[None, :]).double().sum()
+    return float(wins / (len(diff) * len(same)))
+''',
+}
+
+
+def make_class(root: Path, solved: Path) -> Path:
+    """Write the class's submissions (one folder per student, plus flat LMS-style files) under ``root``; return it."""
+    subs = root / "submissions"
+
+    def solved_nb(lesson):
+        return nbformat.read(solved / f"{lesson}.ipynb", as_version=4)
+
+    def put(student, lesson, nb, name=None):
+        path = subs / student / (name or f"{lesson}.ipynb")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        nbformat.write(nb, path)
+
+    for lesson in LESSONS:
+        put("solved", lesson, solved_nb(lesson))
+        put("blank", lesson, release_notebook(lesson))
+        (subs / "colab").mkdir(parents=True, exist_ok=True)
+        name = f"Copy of {lesson}.ipynb"
+        (subs / "colab" / name).write_text(colab_json(solved_nb(lesson), name))
+    for student, (bug_lesson, grade_id, old, new) in BUGS.items():
+        for lesson in LESSONS:
+            nb = solved_nb(lesson)
+            if lesson == bug_lesson:
+                replace_once(nb, grade_id, old, new)
+            put(student, lesson, nb)
+    alternative = {lesson: solved_nb(lesson) for lesson in LESSONS}
+    for (lesson, grade_id), code in ALTERNATIVES.items():
+        rewrite_exercise(alternative[lesson], grade_id, code)
+    for lesson, nb in alternative.items():
+        put("alternative", lesson, nb)
+
+    shutil.copy(solved / "01_pair_dataset.ipynb", subs / "dora_01_pair_dataset.ipynb")
+    shutil.copy(solved / "04_contrastive_loss.ipynb", subs / "dora_Copy of 04_contrastive_loss (1).ipynb")
+
+    broken = subs / "broken"
+    broken.mkdir()
+    (broken / "01_pair_dataset.ipynb").write_text("")
+    (broken / "02_cnn_backbone.ipynb").write_text((solved / "02_cnn_backbone.ipynb").read_text()[:5000])
+    nb = solved_nb("03_embedding_head")
+    original = cell_with_id(nb, "head")
+    copy = nbformat.from_dict(json.loads(json.dumps(original)))
+    copy["id"] = "copied-head-cell"
+    nb.cells.insert(nb.cells.index(original) + 1, copy)
+    put("broken", "03_embedding_head", nb)
+    nb = solved_nb("04_contrastive_loss")
+    nb.cells.remove(cell_with_id(nb, "loss_gradients"))
+    put("broken", "04_contrastive_loss", nb)
+    nb = solved_nb("05_training_loop")
+    for cell in nb.cells:
+        cell.metadata.pop("nbgrader", None)
+    put("broken", "05_training_loop", nb)
+    put("broken", "06_evaluation", solved_nb("06_evaluation"))
+    return subs
+
+
+def read_grades(path: Path) -> dict[str, dict[str, str]]:
+    """grades.csv as student → row."""
+    with open(path, newline="") as f:
+        return {row["student"]: row for row in csv.DictReader(f)}
+
+
+def grade_cli(submissions: Path, out: Path, jobs: int, cwd: Path):
+    """Run ``python -m autograder grade`` and return the finished process."""
+    return run_module("autograder", "grade", submissions, "--out", out, "--jobs", jobs, cwd=cwd, timeout=CLASS_TIMEOUT_S)
+
+
+@pytest.fixture(scope="module")
+def solved_dir(tmp_path_factory) -> Path:
+    """The solved notebooks, written by ``python -m autograder solutions``."""
+    root = tmp_path_factory.mktemp("solutions")
+    result = run_module("autograder", "solutions", root / "solved", cwd=root)
+    assert result.returncode == 0, result.stderr
+    return root / "solved"
+
+
+@pytest.fixture(scope="module")
+def graded_class(tmp_path_factory, solved_dir):
+    """Grade one student alone (timed), then the whole class in one run with --jobs 2; return (rows, out folder)."""
+    root = tmp_path_factory.mktemp("grading")
+    alone = root / "one-student"
+    shutil.copytree(solved_dir, alone / "solved")
+    started = time.perf_counter()
+    result = grade_cli(alone, root / "one-out", jobs=1, cwd=root)
+    seconds = time.perf_counter() - started
+    assert result.returncode == 0, result.stderr
+    timing = f"grading one student's whole course (6 lessons, --jobs 1, fresh course): {seconds:.1f} s wall; " \
+             f"autograder says: {result.stdout.strip().splitlines()[-1]}"
+    print(f"\n{timing}")
+    (root / "one-student-time.txt").write_text(timing + "\n")
+    assert read_grades(root / "one-out" / "grades.csv")["solved"]["total"] == "100"
+
+    subs = make_class(root, solved_dir)
+    out = root / "out"
+    started = time.perf_counter()
+    result = grade_cli(subs, out, jobs=2, cwd=root)
+    print(f"grading the class ({len(list(subs.iterdir()))} entries, --jobs 2): {time.perf_counter() - started:.1f} s wall")
+    assert result.returncode == 0, (result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr, result.stderr
+    return read_grades(out / "grades.csv"), out
+
+
+def cell_scores(out: Path, student: str, lesson: str) -> dict[str, float]:
+    """grade_id → score of one student's graded cells in one lesson, from the gradebook."""
+    from nbgrader.api import Gradebook
+
+    with Gradebook(f"sqlite:///{out / 'course' / 'gradebook.db'}") as gradebook:
+        notebook = gradebook.find_submission_notebook(lesson, lesson, student)
+        return {g.name: g.score for g in notebook.grades}
+
+
+def scores(row: dict[str, str]) -> dict[str, float | None]:
+    """A row's lesson scores (None where empty)."""
+    return {lesson: float(row[lesson]) if row[lesson] else None for lesson in LESSONS}
+
+
+# ---------------------------------------------------------------- the class's grades
+
+@pytest.mark.slow
+def test_grades_csv_has_the_documented_columns(graded_class):
+    """grades.csv: student, one column per lesson, total, status, notes; one row per student."""
+    rows, out = graded_class
+    with open(out / "grades.csv", newline="") as f:
+        assert next(csv.reader(f)) == ["student", *LESSONS, "total", "status", "notes"]
+    expected = {"solved", "blank", "colab", "alternative", "dora", "broken", *BUGS}
+    assert set(rows) == expected
+
+
+@pytest.mark.slow
+def test_solved_scores_100(graded_class):
+    """The solved notebooks get every point."""
+    row = graded_class[0]["solved"]
+    assert scores(row) == {lesson: MAX_POINTS[lesson] for lesson in LESSONS}
+    assert (row["total"], row["status"]) == ("100", "graded")
+
+
+@pytest.mark.slow
+def test_blank_release_scores_0_and_is_graded(graded_class):
+    """The unchanged release notebooks score 0 in every lesson, graded (not aborted, not flagged)."""
+    row = graded_class[0]["blank"]
+    assert scores(row) == {lesson: 0.0 for lesson in LESSONS}
+    assert (row["total"], row["status"]) == ("0", "graded")
+
+
+@pytest.mark.slow
+def test_colab_saved_notebooks_score_like_the_originals(graded_class):
+    """Colab's save (nbformat 4.0, its metadata, "Copy of " names) grades exactly like the solved notebooks."""
+    rows = graded_class[0]
+    assert scores(rows["colab"]) == scores(rows["solved"])
+    assert (rows["colab"]["total"], rows["colab"]["status"]) == ("100", "graded")
+
+
+@pytest.mark.slow
+def test_alternative_correct_implementations_score_100(graded_class):
+    """Other correct ways of writing every exercise get every point."""
+    rows, out = graded_class
+    row = rows["alternative"]
+    failed = {lesson: {k: v for k, v in cell_scores(out, "alternative", lesson).items() if v < graded_points(lesson)[k]}
+              for lesson in LESSONS}
+    assert not any(failed.values()), failed
+    assert (row["total"], row["status"]) == ("100", "graded")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("student", sorted(BUGS))
+def test_a_bug_loses_only_its_exercise_points(graded_class, student):
+    """One bug in one exercise fails exactly the graded cells listed for it; every other lesson scores full marks."""
+    rows, out = graded_class
+    lesson, exercise, _, _ = BUGS[student]
+    row = rows[student]
+    points = graded_points(lesson)
+    cells = cell_scores(out, student, lesson)
+    failed = {gid for gid, score in cells.items() if score < points[gid]}
+    print(f"{student}: {lesson} {row[lesson]}/{MAX_POINTS[lesson]}, failed cells {sorted(failed)}")
+    assert failed <= EXERCISE_CELLS[exercise], failed
+    assert failed == BUG_FAILS[student]
+    assert all(cells[gid] == 0 for gid in failed), cells
+    assert float(row[lesson]) == MAX_POINTS[lesson] - sum(points[gid] for gid in failed)
+    assert float(row[lesson]) < MAX_POINTS[lesson]
+    others = {name: score for name, score in scores(row).items() if name != lesson}
+    assert others == {name: MAX_POINTS[name] for name in others}
+    assert row["status"] == "graded"
+
+
+@pytest.mark.slow
+def test_flat_lms_files_are_assigned_to_their_student(graded_class):
+    """dora_01_... and "dora_Copy of 04_... (1)" belong to dora; the other four lessons are reported missing."""
+    row = graded_class[0]["dora"]
+    got = scores(row)
+    assert (got["01_pair_dataset"], got["04_contrastive_loss"]) == (15, 20)
+    missing = [lesson for lesson in LESSONS if lesson not in ("01_pair_dataset", "04_contrastive_loss")]
+    assert all(got[lesson] is None for lesson in missing), got
+    assert row["total"] == "35"
+    assert "no notebook for" in row["status"] and all(lesson in row["status"] for lesson in missing), row["status"]
+
+
+@pytest.mark.slow
+def test_broken_notebooks_are_reported_repaired_or_graded(graded_class):
+    """Empty, invalid and metadata-less files are reported; a duplicated or deleted test cell is repaired and graded."""
+    row = graded_class[0]["broken"]
+    got = scores(row)
+    status, notes = row["status"], row["notes"]
+    assert got["01_pair_dataset"] is None and "01_pair_dataset not graded" in status
+    assert got["02_cnn_backbone"] is None and "02_cnn_backbone not graded" in status
+    assert status.count("is not a readable notebook") == 2, status
+    assert got["05_training_loop"] is None and "05_training_loop not graded" in status
+    assert "has no nbgrader cell metadata" in status, status
+    assert got["03_embedding_head"] == 15 and "03_embedding_head: removed duplicated cells head" in notes, notes
+    assert got["04_contrastive_loss"] == 20
+    assert "04_contrastive_loss: re-added deleted test cells loss_gradients" in notes, notes
+    assert got["06_evaluation"] == 15
+    assert row["total"] == "50"
+
+
+@pytest.mark.slow
+def test_feedback_written_for_graded_students(graded_class):
+    """Every graded student's lessons have an HTML feedback file."""
+    rows, out = graded_class
+    for lesson in LESSONS:
+        assert (out / "feedback" / "solved" / f"{lesson}.html").is_file()
+        assert (out / "feedback" / "colab" / f"{lesson}.html").is_file()
+
+
+# ---------------------------------------------------------------- release, errors, file names
+
+@pytest.mark.slow
+def test_release_matches_the_committed_lessons(tmp_path):
+    """`python -m autograder release OUT` writes all six student notebooks, equal cell by cell to lessons/*.ipynb."""
+    result = run_module("autograder", "release", tmp_path / "course", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    for lesson in LESSONS:
+        path = tmp_path / "course" / "release" / lesson / f"{lesson}.ipynb"
+        assert path.is_file(), path
+        released, committed = nbformat.read(path, as_version=4), release_notebook(lesson)
+        assert [c.source for c in released.cells] == [c.source for c in committed.cells], lesson
+        assert [c.cell_type for c in released.cells] == [c.cell_type for c in committed.cells], lesson
+
+
+def test_grade_missing_path_exits_1_cleanly(tmp_path):
+    """Grading a path that does not exist exits 1 with a message naming it, and no traceback."""
+    missing = tmp_path / "no-such-submissions"
+    result = run_module("autograder", "grade", missing, "--out", tmp_path / "out", cwd=tmp_path)
+    assert result.returncode == 1, (result.stdout, result.stderr)
+    assert "error:" in result.stderr and str(missing) in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("filename, lesson, student", [
+    ("Copy of 01_pair_dataset (2).ipynb", "01_pair_dataset", ""),
+    ("alice_smith_04_contrastive_loss.ipynb", "04_contrastive_loss", "alice_smith"),
+    ("pair_dataset.ipynb", "01_pair_dataset", ""),
+    ("dora_Copy of 04_contrastive_loss (1).ipynb", "04_contrastive_loss", "dora"),
+    ("bob-training_loop(1).ipynb", "05_training_loop", "bob"),
+    ("notes.ipynb", None, None),
+])
+def test_file_names_identify_lesson_and_student(filename, lesson, student):
+    """Lesson and student prefix are read from file names with Colab's and browsers' decorations."""
+    assert grading.identify_lesson(filename) == lesson
+    if lesson is not None:
+        assert grading.student_prefix(filename, lesson) == student

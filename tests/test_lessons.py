@@ -1,0 +1,72 @@
+"""The lessons run: solved, every cell works and every graded check passes; as released, the first failure is an exercise."""
+
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient.exceptions import CellExecutionError
+
+from autograder import build
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def sources() -> dict[str, build.Lesson]:
+    """Every lesson's nbgrader source notebook, built once for the module."""
+    return {lesson.name: lesson for lesson in build.build_all()}
+
+
+def nbgrader_meta(cell) -> dict:
+    """The cell's nbgrader metadata ({} if none)."""
+    return cell.metadata.get("nbgrader", {})
+
+
+def errors(cell) -> list:
+    """The error outputs of a cell."""
+    return [o for o in cell.get("outputs", []) if o.output_type == "error"]
+
+
+def stderr(cell) -> str:
+    """Everything a cell wrote to stderr."""
+    return "".join(o.text for o in cell.get("outputs", []) if o.output_type == "stream" and o.name == "stderr")
+
+
+def stdout(cell) -> str:
+    """Everything a cell wrote to stdout."""
+    return "".join(o.text for o in cell.get("outputs", []) if o.output_type == "stream" and o.name == "stdout")
+
+
+def error_text(cell) -> str:
+    """A cell's errors as one string: names, values and tracebacks."""
+    return "\n".join(f"{e.ename}: {e.evalue}\n" + "\n".join(e.traceback) for e in errors(cell))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("lesson", build.LESSONS)
+def test_solved_lesson_runs_clean(lesson, sources, tmp_path):
+    """The solved lesson runs top to bottom: no error, nothing on stderr, every graded check prints [PASS]."""
+    nb = build.execute_notebook(build.solved_notebook(sources[lesson].source), cwd=tmp_path)
+    code = [(i, c) for i, c in enumerate(nb.cells) if c.cell_type == "code"]
+    assert all(not errors(c) for _, c in code), [(i, error_text(c)) for i, c in code if errors(c)]
+    assert all(not stderr(c) for _, c in code), [(i, stderr(c)) for i, c in code if stderr(c)]
+    graded = [(nbgrader_meta(c)["grade_id"], c) for _, c in code if nbgrader_meta(c).get("grade")]
+    assert graded, f"{lesson} has no graded cell"
+    assert not [gid for gid, c in graded if "[PASS]" not in stdout(c)], \
+        {gid: stdout(c) for gid, c in graded if "[PASS]" not in stdout(c)}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("lesson", build.LESSONS)
+def test_student_lesson_first_error_is_an_exercise(lesson, tmp_path):
+    """The released lesson runs cleanly up to its first exercise; the first failure after it names the unfinished exercise."""
+    nb = nbformat.read(REPO / "lessons" / f"{lesson}.ipynb", as_version=4)
+    with pytest.raises(CellExecutionError):  # execute_notebook stops at the first error, as a student's run-all does
+        build.execute_notebook(nb, cwd=tmp_path)
+    first_exercise = next(i for i, c in enumerate(nb.cells) if nbgrader_meta(c).get("solution"))
+    first_error = next(i for i, c in enumerate(nb.cells) if c.cell_type == "code" and errors(c))
+    assert first_error > first_exercise, (first_error, error_text(nb.cells[first_error]))
+    text = error_text(nb.cells[first_error])
+    assert "NotImplementedError" in text or "Exercise" in text or "unfinished" in text, text
+    ran = [c for c in nb.cells[:first_exercise] if c.cell_type == "code"]
+    assert all(c.get("execution_count") for c in ran), "a cell before the first exercise did not run"

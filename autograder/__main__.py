@@ -29,6 +29,11 @@ def main(argv: list[str] | None = None) -> int:
     p_grade.add_argument("--out", type=Path, required=True, help="where grades.csv, feedback/ and the course go")
     p_grade.add_argument("--jobs", type=int, default=1, help="students graded at once (default 1)")
     p_grade.add_argument("--db-url", default=None, help="gradebook URL, e.g. postgresql://... (default: SQLite in OUT)")
+    p_grade.add_argument("--notebook-timeout", type=int, default=None, metavar="S",
+                         help="seconds one notebook may run in all (default 300)")
+    p_grade.add_argument("--cell-timeout", type=int, default=None, metavar="S", help="seconds one cell may run (default 30)")
+    p_grade.add_argument("--memory-mb", type=int, default=None, metavar="MB",
+                         help="address-space limit of each grading process and its kernel (default 8192; 0 = none)")
     args = parser.parse_args(argv)
 
     from . import grading
@@ -43,8 +48,10 @@ def main(argv: list[str] | None = None) -> int:
         else:
             if args.jobs < 1:
                 parser.error(f"--jobs must be at least 1, got {args.jobs}")
-            results = grading.grade(args.submissions, args.out, jobs=args.jobs,
-                                    db_url=args.db_url)
+            limits = {name: value for name, value in (("notebook_timeout", args.notebook_timeout),
+                                                      ("cell_timeout", args.cell_timeout),
+                                                      ("memory_mb", args.memory_mb)) if value is not None}
+            results = grading.grade(args.submissions, args.out, jobs=args.jobs, db_url=args.db_url, **limits)
             not_graded = [r for r in results if r.status != "graded"]
             for r in not_graded:
                 print(f"{r.student}: {r.status}")

@@ -171,6 +171,18 @@ print(f"torch {torch.__version__}, GPU: {torch.cuda.get_device_name(0) if torch.
       + (", quick mode (synthetic data)" if QUICK else ""))'''
 
 
+# Every graded cell imports the checks afresh, so that nothing another cell did to the course's modules
+# (or a file named autograder.py next to the notebook) changes how it is graded.
+CHECK_PREAMBLE = """\
+import os, sys
+for _name in [m for m in sys.modules if m.split(".")[0] in ("autograder", "solutions", "data_utils")]:
+    del sys.modules[_name]
+sys.path[:] = [p for p in sys.path if p not in ("", ".", os.getcwd())]
+from autograder import {module} as checks
+
+"""
+
+
 def badge_markdown(lesson: str) -> str:
     """The "Open in Colab" badge for a lesson notebook."""
     url = f"https://colab.research.google.com/github/{repository()}/blob/main/lessons/{lesson}.ipynb"
@@ -243,9 +255,10 @@ def build_source(lesson: str) -> Lesson:
             stubs[grade_id] = messages
         elif cell.kind == "check":
             grade_id, points = cell.args[0], int(cell.args[1])
-            # The import lives in the graded cell itself, so it runs even if other cells were edited.
-            body = f"from autograder import {CHECK_MODULES[lesson]} as checks\n\n{cell.body}"
+            body = CHECK_PREAMBLE.format(module=CHECK_MODULES[lesson]) + cell.body
             add_code(body, grade_id=grade_id, grade=True, locked=True, points=points)
+    for index, cell in enumerate(nb.cells):
+        cell.id = f"{lesson[:2]}-{index:03d}"  # stable ids: a rebuild changes nothing that did not change
     return Lesson(lesson, nb, stubs)
 
 

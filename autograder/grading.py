@@ -1,20 +1,33 @@
 """The instructor's workflow: release, solutions, and grading a class's submissions with nbgrader.
 
-Grading never lets one submission stop the others: every notebook is checked (and repaired
-where that is safe) before nbgrader sees it, every student is graded in a process of their
-own, and every student gets a row in ``grades.csv`` saying what happened.
+Grading never lets one submission stop the others, and never loses a grade:
+
+* every notebook is checked before nbgrader sees it, repaired where that is safe (duplicated or
+  deleted test cells, stripped metadata, changed cell types, old nbformat) and the repair noted;
+* every student runs in a sandbox: a throwaway copy of the course with its own gradebook, in a
+  process of its own with a memory limit and a time limit per notebook, so a crash, an endless
+  loop or a hostile cell stays theirs;
+* only the executed notebooks come back; their scores are written into the real gradebook by
+  nbgrader's own scoring, one student at a time, after checks that the grader was not tampered with;
+* a manifest remembers what was graded, so a second run grades only new or changed notebooks and
+  says so whenever it replaces an earlier submission.
 """
 
 from __future__ import annotations
 
 import csv
+import datetime as dt
+import hashlib
 import json
 import os
+import queue
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
@@ -24,17 +37,19 @@ from pathlib import Path
 import nbformat
 
 from .build import LESSONS, build_all, generate_release, solved_notebook
-from .course import db_url_for, nbgrader_api, put_environment_on_path
+from .course import CELL_TIMEOUT_S, db_url_for, nbgrader_api, nbgrader_config, put_environment_on_path
 
-STUDENT_TIMEOUT_S = 600  # a whole student's course; each cell also has nbgrader's own limit
+NOTEBOOK_TIMEOUT_S = 300  # one lesson, all cells together
+MEMORY_LIMIT_MB = 8192  # address space per grading process and its kernel (torch with its threads maps several GB)
+MANIFEST = "grading-manifest.json"
+PACKAGE_DIR = Path(__file__).resolve().parent  # autograder/
 
 
 # ---------------------------------------------------------------- release and solutions
 
 def release(out: Path, db_url: str | None = None) -> Path:
     """Build the nbgrader course in ``out``: config, source and release notebooks, gradebook."""
-    lessons = build_all()
-    released = generate_release(lessons, out, db_url)
+    released = generate_release(build_all(), out, db_url)
     for name, nb in released.items():  # the release with exercise-named stubs, as in lessons/
         nbformat.write(nb, out / "release" / name / f"{name}.ipynb")
     return out / "release"
@@ -55,6 +70,7 @@ def write_solutions(out: Path) -> list[Path]:
 
 BROWSER_SUFFIX = re.compile(r"\s*\(\d+\)$")  # "name (1).ipynb" from repeated downloads
 COPY_PREFIX = re.compile(r"copy of\s+", re.IGNORECASE)  # Colab's "Copy of name.ipynb"
+IGNORED = (".", "__MACOSX")
 
 
 def identify_lesson(filename: str) -> str | None:
@@ -94,24 +110,36 @@ class StudentWork:
     unusable: dict[str, str] = field(default_factory=dict)  # lesson → why it cannot be graded
 
 
-def collect(submissions: Path, workdir: Path) -> tuple[dict[str, StudentWork], list[str]]:
-    """Find every student's notebooks in a folder or an LMS zip; return them and the files nobody owns."""
+def _visible(path: Path, root: Path) -> bool:
+    return not any(part.startswith(IGNORED) for part in path.relative_to(root).parts)
+
+
+def unpack(submissions: Path, workdir: Path) -> Path:
+    """The folder to read submissions from: ``submissions`` itself, or a zip safely extracted into ``workdir``."""
     if submissions.is_file() and zipfile.is_zipfile(submissions):
-        root = workdir / "unzipped"
+        root = (workdir / "unzipped").resolve()
         with zipfile.ZipFile(submissions) as archive:
             for member in archive.infolist():
                 target = (root / member.filename).resolve()
-                if root.resolve() not in target.parents and target != root.resolve():
+                if target != root and root not in target.parents:
                     raise ValueError(f"{submissions}: unsafe path in zip: {member.filename}")
             archive.extractall(root)
-        submissions = root
+            for member in archive.infolist():  # extractall does not restore times; "the newest file" needs them
+                stamp = dt.datetime(*member.date_time).timestamp()
+                os.utime(root / member.filename, (stamp, stamp))
+        return root
     if not submissions.is_dir():
         raise FileNotFoundError(f"{submissions} is neither a folder nor a zip file of submissions")
-    entries = [p for p in submissions.iterdir() if not p.name.startswith((".", "__MACOSX"))]
+    return submissions
+
+
+def collect(submissions: Path, workdir: Path) -> tuple[dict[str, StudentWork], list[str]]:
+    """Find every student's notebooks in a folder or an LMS zip; return them and the files nobody owns."""
+    submissions = unpack(submissions, workdir)
+    entries = [p for p in submissions.iterdir() if not p.name.startswith(IGNORED)]
     while len(entries) == 1 and entries[0].is_dir() and not any(identify_lesson(p.name) for p in entries[0].iterdir()):
-        # an archive wrapped in one top folder ("submissions/alice/...")
-        submissions = entries[0]
-        entries = [p for p in submissions.iterdir() if not p.name.startswith((".", "__MACOSX"))]
+        submissions = entries[0]  # an archive wrapped in one top folder ("submissions/alice/...")
+        entries = [p for p in submissions.iterdir() if not p.name.startswith(IGNORED)]
 
     students: dict[str, StudentWork] = {}
     stray: list[str] = []
@@ -119,7 +147,7 @@ def collect(submissions: Path, workdir: Path) -> tuple[dict[str, StudentWork], l
     def add(student: str, lesson: str | None, path: Path) -> None:
         work = students.setdefault(student, StudentWork(student))
         if lesson is None:
-            work.notes.append(f"ignored {path.name} (not one of the lessons)")
+            work.notes.append(f"ignored {path.name} (not a lesson notebook)")
         else:
             work.files.setdefault(lesson, []).append(path)
 
@@ -128,9 +156,8 @@ def collect(submissions: Path, workdir: Path) -> tuple[dict[str, StudentWork], l
             student = safe_id(entry.name)
             students.setdefault(student, StudentWork(student))
             for path in sorted(entry.rglob("*")):
-                if path.is_file() and not any(part.startswith((".", "__MACOSX")) for part in path.relative_to(entry).parts):
-                    lesson = identify_lesson(path.name) if path.suffix == ".ipynb" else None
-                    add(student, lesson, path)
+                if path.is_file() and _visible(path, entry):
+                    add(student, identify_lesson(path.name) if path.suffix == ".ipynb" else None, path)
         elif entry.suffix == ".ipynb":
             lesson = identify_lesson(entry.name)
             prefix = student_prefix(entry.name, lesson) if lesson else ""
@@ -143,44 +170,166 @@ def collect(submissions: Path, workdir: Path) -> tuple[dict[str, StudentWork], l
     return students, stray
 
 
-# ---------------------------------------------------------------- checking notebooks
+# ---------------------------------------------------------------- checking and repairing notebooks
 
-def graded_ids(release_nb: nbformat.NotebookNode) -> list[str]:
-    """The grade ids of the graded (test) cells of a released notebook."""
-    return [c.metadata["nbgrader"]["grade_id"] for c in release_nb.cells
-            if c.metadata.get("nbgrader", {}).get("grade")]
+# Code in a solution cell that a correct answer never needs; its presence is noted for a human to look at.
+SUSPICIOUS = re.compile(r"get_ipython|sys\.modules|__import__|importlib|builtins|showtraceback|gradebook|"
+                        r"os\._exit|sys\.exit|signal\.|ctypes|autograder|NBGRADER|subprocess|shutil\.|open\(")
+
+
+def _meta(cell) -> dict:
+    return cell.get("metadata", {}).get("nbgrader", {})
+
+
+def _exercise_header(cell) -> str | None:
+    first = cell.source.lstrip().split("\n", 1)[0] if cell.source else ""
+    return first if first.startswith("# Exercise ") else None
+
+
+def restore_metadata(nb: nbformat.NotebookNode, release_nb: nbformat.NotebookNode) -> tuple[int, list[str]]:
+    """Give cells that lost their nbgrader metadata their release metadata back; return (restored, unmatched ids).
+
+    Locked cells are matched by identical source, exercise cells by their "# Exercise N.M" first line;
+    anything ambiguous is left alone.
+    """
+    present = {_meta(c).get("grade_id") for c in nb.cells if _meta(c).get("grade_id")}
+    restored, unmatched = 0, []
+    for ref in release_nb.cells:
+        meta = _meta(ref)
+        if not meta.get("grade_id") or meta["grade_id"] in present:
+            continue
+        if meta.get("solution"):
+            header = _exercise_header(ref)
+            matches = [c for c in nb.cells if not _meta(c) and header and _exercise_header(c) == header]
+        else:
+            matches = [c for c in nb.cells if not _meta(c) and c.source.strip() == ref.source.strip()]
+        if len(matches) == 1:
+            matches[0].metadata["nbgrader"] = dict(meta)
+            restored += 1
+        elif meta.get("solution"):
+            unmatched.append(meta["grade_id"])
+    return restored, unmatched
 
 
 def read_notebook(path: Path) -> nbformat.NotebookNode:
-    """Read any nbformat 4.x notebook (Colab saves 4.0) as the current minor version."""
+    """Read any nbformat 3 or 4.x notebook (Colab saves 4.0) as the current version."""
     return nbformat.read(path, as_version=4)
 
 
 def check_notebook(path: Path, release_nb: nbformat.NotebookNode) -> tuple[nbformat.NotebookNode | None, list[str], str | None]:
     """Check one submitted notebook; return (repaired notebook, notes, reason it cannot be graded)."""
     notes: list[str] = []
+    if path.stat().st_size == 0:
+        return None, notes, f"{path.name} is an empty file"
     try:
         nb = read_notebook(path)
     except Exception as error:  # invalid JSON, not a notebook, unreadable
         return None, notes, f"{path.name} is not a readable notebook ({type(error).__name__})"
-    cells_by_id: dict[str, list[int]] = {}
-    for index, cell in enumerate(nb.cells):
-        grade_id = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+    if not isinstance(nb.get("cells"), list) or not nb.cells:
+        return None, notes, f"{path.name} has no cells"
+
+    restored, unmatched = restore_metadata(nb, release_nb)
+    if restored:
+        notes.append(f"restored stripped nbgrader metadata of {restored} cells")
+    if unmatched:
+        return None, notes, (f"{path.name} lost its nbgrader metadata and exercise cells {', '.join(unmatched)} "
+                             "cannot be recognised")
+
+    reference = {_meta(c)["grade_id"]: c for c in release_nb.cells if _meta(c).get("grade_id")}
+    seen: set[str] = set()
+    kept, duplicates, retyped = [], set(), []
+    for cell in nb.cells:
+        grade_id = _meta(cell).get("grade_id")
+        if grade_id in seen:
+            duplicates.add(grade_id)  # nbgrader aborts the whole batch on a duplicated grade id
+            if _meta(reference.get(grade_id, {})).get("solution"):
+                # A copied exercise cell: keep every copy, as the student ran them; the last one stays graded.
+                for earlier in kept:
+                    if _meta(earlier).get("grade_id") == grade_id:
+                        earlier.metadata.pop("nbgrader")
+                kept.append(cell)
+            continue
         if grade_id:
-            cells_by_id.setdefault(grade_id, []).append(index)
-    if not cells_by_id:
-        return None, notes, f"{path.name} has no nbgrader cell metadata (saved by an editor that strips it)"
-    duplicates = {gid: idx for gid, idx in cells_by_id.items() if len(idx) > 1}
+            seen.add(grade_id)
+            if grade_id not in reference:
+                cell.metadata.pop("nbgrader")  # a grade id nbgrader does not know: a plain cell now
+                notes.append(f"unknown grade id {grade_id} treated as a plain cell")
+            elif cell.cell_type != reference[grade_id].cell_type:
+                retyped.append(grade_id)
+                cell = nbformat.v4.new_code_cell(cell.source, metadata=cell.metadata)
+        kept.append(cell)
+    nb.cells = kept
     if duplicates:
-        # nbgrader aborts the whole batch on a duplicated grade id: keep the first copy only.
-        drop = {i for idx in duplicates.values() for i in idx[1:]}
-        nb.cells = [c for i, c in enumerate(nb.cells) if i not in drop]
-        notes.append(f"removed duplicated cells {', '.join(sorted(duplicates))}")
-    missing = [gid for gid in graded_ids(release_nb) if gid not in cells_by_id]
-    if missing:
-        notes.append(f"re-added deleted test cells {', '.join(missing)}")
-    nb.nbformat, nb.nbformat_minor = 4, max(nb.get("nbformat_minor", 0), 4)
+        notes.append(f"duplicated cells {', '.join(sorted(duplicates))}: kept the last copy of an exercise, "
+                     "the first of a test")
+    if retyped:
+        notes.append(f"turned cells {', '.join(retyped)} back into code cells")
+    missing_tests = [gid for gid, c in reference.items() if _meta(c).get("grade") and gid not in seen]
+    if missing_tests:
+        notes.append(f"re-added deleted test cells {', '.join(missing_tests)}")
+    missing_exercises = [gid for gid, c in reference.items() if _meta(c).get("solution") and gid not in seen]
+    if missing_exercises:
+        notes.append(f"exercise cells {', '.join(missing_exercises)} were deleted (their tests will fail)")
+    suspicious = sorted({m.group(0) for c in nb.cells if _meta(c).get("solution") for m in SUSPICIOUS.finditer(c.source)})
+    if suspicious:
+        notes.append(f"review: exercise code uses {', '.join(suspicious)}")
+    nb.nbformat, nb.nbformat_minor = 4, 5
+    for cell in nb.cells:  # ids are required from nbformat 4.5 on; Colab's 4.0 files have none
+        cell.setdefault("id", hashlib.sha1(cell.source.encode() + str(id(cell)).encode()).hexdigest()[:12])
     return nb, notes, None
+
+
+# ---------------------------------------------------------------- the manifest of what was graded
+
+def sha256(data: bytes) -> str:
+    """Hex SHA-256 of bytes."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def load_manifest(course: Path) -> dict:
+    """What earlier runs graded: ``{student: {lesson: {sha256, score, error, graded_at}}}``."""
+    path = course / MANIFEST
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def save_manifest(course: Path, manifest: dict) -> None:
+    """Write the manifest atomically."""
+    partial = course / (MANIFEST + ".partial")
+    partial.write_text(json.dumps(manifest, indent=1, sort_keys=True))
+    partial.replace(course / MANIFEST)
+
+
+# ---------------------------------------------------------------- integrity of the grader
+
+def grader_snapshot(folders: list[Path]) -> dict[Path, bytes]:
+    """The bytes of every file the grading trusts: the packages' code, the course and template notebooks."""
+    files = {}
+    for folder in folders:
+        for path in folder.rglob("*"):
+            if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".db":
+                files[path] = path.read_bytes()
+    return files
+
+
+def restore_grader(snapshot: dict[Path, bytes], folders: list[Path]) -> list[str]:
+    """Put back any trusted file a notebook changed, deleted or added; return their names."""
+    changed = []
+    for path, data in snapshot.items():
+        if not path.is_file() or path.read_bytes() != data:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+            changed.append(path.name)
+    for folder in folders:
+        for path in folder.rglob("*"):
+            if path.is_file() and path not in snapshot and "__pycache__" not in path.parts and path.suffix != ".db":
+                path.unlink()
+                changed.append(path.name)
+    return changed
+
+
+def file_digest(path: Path) -> str | None:
+    """SHA-256 of a file, ``None`` if it does not exist."""
+    return sha256(path.read_bytes()) if path.is_file() else None
 
 
 # ---------------------------------------------------------------- grading
@@ -195,124 +344,285 @@ class StudentResult:
     notes: list[str]
 
 
-def prepare_course(out: Path, db_url: str | None = None) -> tuple[Path, dict[str, nbformat.NotebookNode]]:
-    """The nbgrader course folder used for grading, with its release notebooks."""
-    course = out / "course"
-    if (course / "release").is_dir() and all((course / "release" / n / f"{n}.ipynb").is_file() for n in LESSONS):
-        pass  # reuse: the gradebook keeps earlier grades
-    else:
-        release(course, db_url)
+def prepare_course(out: Path, db_url: str | None) -> tuple[Path, Path, dict[str, nbformat.NotebookNode]]:
+    """The real course (gradebook of record) and a template for sandboxes; both built once and kept."""
+    course, template = out / "course", out / "sandbox-template"
+    for folder, url in ((course, db_url), (template, None)):
+        if not all((folder / "release" / n / f"{n}.ipynb").is_file() for n in LESSONS):
+            release(folder, url)
     released = {n: read_notebook(course / "release" / n / f"{n}.ipynb") for n in LESSONS}
-    return course, released
+    return course, template, released
 
 
-def grade_student(course: Path, student: str, lessons: list[str], db_url: str | None, timeout_s: int) -> dict:
-    """Autograde one student's lessons in a separate process, so a crash or a hang stays theirs."""
-    command = [sys.executable, "-m", "autograder.worker", str(course), student, *lessons]
-    if db_url:
-        command += ["--db-url", db_url]
-    env = dict(os.environ)
-    env.pop("SIAMESE_COURSE_QUICK", None)  # nbgrader sets NBGRADER_EXECUTION, which implies quick mode
-    # Checks are small: one thread each avoids OpenMP threads of parallel graders waiting on each other.
-    env.setdefault("OMP_NUM_THREADS", "1")
+def make_sandbox(template: Path, root: Path, student: str) -> Path:
+    """A fresh course folder for one student: the template's notebooks and gradebook, nothing of anyone else."""
+    sandbox = root / student
+    if sandbox.exists():
+        shutil.rmtree(sandbox)
+    shutil.copytree(template, sandbox, ignore=shutil.ignore_patterns("submitted", "autograded", "feedback"))
+    from .course import write_config
+
+    write_config(sandbox)  # its own root and gradebook path
+    return sandbox
+
+
+def run_worker(sandbox: Path, student: str, lessons: list[str], notebook_timeout: int, cell_timeout: int,
+               memory_mb: int) -> dict[str, dict]:
+    """Grade ``lessons`` in the sandbox in a child process; a lesson that hangs or crashes the worker is reported and the rest go on."""
+    results: dict[str, dict] = {}
+    remaining = list(lessons)
+    while remaining:
+        command = [sys.executable, "-m", "autograder.worker", str(sandbox), student, *remaining,
+                   "--cell-timeout", str(cell_timeout), "--memory-mb", str(memory_mb)]
+        env = {k: v for k, v in os.environ.items() if k not in ("SIAMESE_COURSE_QUICK",)}
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env,
+                                   cwd=sandbox, start_new_session=True)
+        lines: queue.Queue = queue.Queue()
+        threading.Thread(target=lambda: [lines.put(l) for l in process.stdout] + [lines.put(None)], daemon=True).start()
+        current, deadline = None, time.monotonic() + notebook_timeout + 60
+        while True:
+            try:
+                line = lines.get(timeout=max(0.1, deadline - time.monotonic()))
+            except queue.Empty:
+                line = "timeout"
+            if line == "timeout" or line is None:
+                _kill_group(process)
+                lesson = current or remaining[0]
+                results[lesson] = {"error": (f"ran past the limit of {notebook_timeout} s for one notebook"
+                                             if line == "timeout" else "the grading process died (out of memory?)")}
+                remaining.remove(lesson)
+                break
+            if not line.startswith("{"):
+                continue
+            message = json.loads(line)
+            if "start" in message:
+                current, deadline = message["start"], time.monotonic() + notebook_timeout
+                continue
+            results[message["lesson"]] = message
+            remaining.remove(message["lesson"])
+            if not remaining:
+                process.wait()
+                break
+    return results
+
+
+def _kill_group(process: subprocess.Popen) -> None:
+    """Stop the worker and every kernel it started."""
     try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s, env=env)
-    except subprocess.TimeoutExpired:
-        return {"error": f"grading took longer than {timeout_s} s (an endless loop?)"}
-    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
-    if done.returncode != 0 or not lines:
-        tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
-        return {"error": f"grading process failed ({tail[0][:200]})"}
-    return json.loads(lines[-1])
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    process.wait()
+
+
+def count_checks(source: str) -> int:
+    """How many check calls a graded cell makes (each prints one [PASS] line when it passes)."""
+    return len(re.findall(r"^\s*checks\.check_\w+\(", source, flags=re.MULTILINE))
+
+
+def verify_outputs(executed: nbformat.NotebookNode, source_nb: nbformat.NotebookNode) -> list[str]:
+    """Zero any graded cell that shows neither an error nor one [PASS] per check (its output was suppressed)."""
+    expected = {_meta(c)["grade_id"]: count_checks(c.source) for c in source_nb.cells if _meta(c).get("grade")}
+    suspicious = []
+    for cell in executed.cells:
+        grade_id = _meta(cell).get("grade_id")
+        if grade_id not in expected or any(o.output_type == "error" for o in cell.get("outputs", [])):
+            continue
+        text = "".join(o.get("text", "") for o in cell.get("outputs", []) if o.output_type == "stream")
+        if text.count("[PASS]") < expected[grade_id]:
+            cell.outputs.append(nbformat.v4.new_output(
+                "error", ename="GradingError", evalue="the checks did not report success (outputs suppressed?)",
+                traceback=["GradingError: the checks did not report success (outputs suppressed?)"]))
+            suspicious.append(grade_id)
+    return suspicious
+
+
+def record_scores(course: Path, db_url: str | None, student: str, lesson: str, executed: Path) -> dict:
+    """Score an executed notebook in the real gradebook with nbgrader's own rules, without running it again."""
+    from nbgrader.api import Gradebook
+    from nbgrader.apps import NbGraderAPI
+    from nbgrader.coursedir import CourseDirectory
+    from nbgrader.preprocessors import AssignLatePenalties, CheckCellMetadata, SaveAutoGrades
+
+    target = course / "executed" / student / lesson / f"{lesson}.ipynb"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(executed, target)
+    config = nbgrader_config(course, db_url)
+    config.CourseDirectory.submitted_directory = "executed"
+    config.Autograde.sanitize_preprocessors = [CheckCellMetadata]
+    config.Autograde.autograde_preprocessors = [SaveAutoGrades, AssignLatePenalties, CheckCellMetadata]
+    api = NbGraderAPI(coursedir=CourseDirectory(config=config), config=config)
+    outcome = api.autograde(lesson, student, force=True, create=True)
+    if not outcome["success"]:
+        return {"error": f"could not record the scores ({(outcome.get('error') or '').strip().splitlines()[-1:]})"}
+    with Gradebook(db_url_for(course, db_url)) as gradebook:
+        notebook = gradebook.find_submission_notebook(lesson, lesson, student)
+        return {"score": notebook.score, "max_score": notebook.max_score,
+                "needs_manual_grade": bool(notebook.needs_manual_grade)}
 
 
 def grade(submissions: Path, out: Path, jobs: int = 1, db_url: str | None = None,
-          timeout_s: int = STUDENT_TIMEOUT_S) -> list[StudentResult]:
+          notebook_timeout: int = NOTEBOOK_TIMEOUT_S, cell_timeout: int = CELL_TIMEOUT_S,
+          memory_mb: int = MEMORY_LIMIT_MB) -> list[StudentResult]:
     """Check, repair and autograde every student's notebooks; write ``grades.csv`` and feedback into ``out``."""
     put_environment_on_path()
+    if not submissions.exists():
+        raise FileNotFoundError(f"{submissions} does not exist: give the folder or zip of submissions")
     out.mkdir(parents=True, exist_ok=True)
-    course, released = prepare_course(out, db_url)
-    with tempfile.TemporaryDirectory() as tmp:
+    course, template, released = prepare_course(out, db_url)
+    sources = {lesson.name: lesson.source for lesson in build_all()}
+    manifest = load_manifest(course)
+    now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    started = time.perf_counter()
+
+    with tempfile.TemporaryDirectory(prefix="siamese-grading-") as tmp:
         students, stray = collect(submissions, Path(tmp))
         for line in stray:
             print(f"warning: {line}")
-        plans: dict[str, list[str]] = {}
+        plans: dict[str, dict[str, nbformat.NotebookNode]] = {}
         for work in students.values():
-            plans[work.student] = []
+            plans[work.student] = {}
+            earlier = manifest.setdefault(work.student, {})
             for lesson in LESSONS:
                 candidates = work.files.get(lesson, [])
                 if not candidates:
                     continue
                 if len(candidates) > 1:
-                    candidates.sort(key=lambda p: p.stat().st_mtime)
+                    candidates.sort(key=lambda p: (p.stat().st_mtime, p.name))
                     work.notes.append(f"{len(candidates)} files for {lesson}; graded the newest, {candidates[-1].name}")
+                data = candidates[-1].read_bytes()
+                digest = sha256(data)
+                previous = earlier.get(lesson)
+                if previous and previous.get("sha256") == digest:
+                    continue  # graded before, unchanged: keep that result
                 nb, notes, reason = check_notebook(candidates[-1], released[lesson])
                 work.notes += [f"{lesson}: {note}" for note in notes]
+                if previous:
+                    backup = course / "history" / work.student / lesson / f"{previous['graded_at'].replace(':', '-')}.ipynb"
+                    old = course / "submitted" / work.student / lesson / f"{lesson}.ipynb"
+                    if old.is_file():
+                        backup.parent.mkdir(parents=True, exist_ok=True)
+                        shutil.copyfile(old, backup)
+                    work.notes.append(f"{lesson}: a new submission replaced the one graded at {previous['graded_at']} "
+                                      f"(score then: {previous.get('score', 'none')}; kept in {backup.relative_to(out)})")
                 if reason:
                     work.unusable[lesson] = reason
+                    earlier[lesson] = {"sha256": digest, "error": reason, "graded_at": now}
                     continue
-                target = course / "submitted" / work.student / lesson / f"{lesson}.ipynb"
+                submitted = course / "submitted" / work.student / lesson / f"{lesson}.ipynb"
+                submitted.parent.mkdir(parents=True, exist_ok=True)
+                nbformat.write(nb, submitted)
+                plans[work.student][lesson] = nb
+
+        trusted = [PACKAGE_DIR, PACKAGE_DIR.parent / "solutions", PACKAGE_DIR.parent / "data_utils",
+                   template / "source", template / "release", course / "source", course / "release"]
+        snapshot = grader_snapshot(trusted)
+        record_lock = threading.Lock()
+        gradebook_path = Path(db_url_for(course, db_url).removeprefix("sqlite:///")) if not db_url else None
+        gradebook_digest = [file_digest(gradebook_path) if gradebook_path else None]
+        sandboxes = Path(tmp) / "sandboxes"
+
+        running: set[str] = set()
+        discard: set[str] = set()  # graded while the grader was tampered with: graded again, alone
+
+        def run_one(student: str, alone: bool = False) -> None:
+            lessons = list(plans[student])
+            work = students[student]
+            sandbox = make_sandbox(template, sandboxes, student)
+            for lesson, nb in plans[student].items():
+                target = sandbox / "submitted" / student / lesson / f"{lesson}.ipynb"
                 target.parent.mkdir(parents=True, exist_ok=True)
-                if target.is_file():
-                    work.notes.append(f"{lesson}: replaced an earlier submission")
                 nbformat.write(nb, target)
-                plans[work.student].append(lesson)
+            with record_lock:
+                running.add(student)
+            outcomes = run_worker(sandbox, student, lessons, notebook_timeout, cell_timeout, memory_mb)
+            with record_lock:  # one writer for the gradebook of record
+                running.discard(student)
+                touched = restore_grader(snapshot, trusted)
+                if gradebook_path and file_digest(gradebook_path) != gradebook_digest[0]:
+                    shutil.copyfile(course / "gradebook.backup.db", gradebook_path)
+                    touched.append(gradebook_path.name)
+                if touched and not alone:
+                    # Someone among the notebooks running now did it: grade each of them again, alone.
+                    discard.update(running | {student})
+                if student in discard and not alone:
+                    shutil.rmtree(sandbox, ignore_errors=True)
+                    return
+                for lesson in lessons:
+                    outcome = outcomes.get(lesson, {"error": "not graded (no result)"})
+                    entry = {"sha256": sha256((course / "submitted" / student / lesson / f"{lesson}.ipynb").read_bytes()),
+                             "graded_at": now}
+                    if touched:
+                        outcome = {"error": f"the notebook changed the grader's own files ({', '.join(sorted(set(touched)))}); "
+                                            "they were restored"}
+                    if "error" in outcome:
+                        entry["error"] = outcome["error"]
+                    else:
+                        executed = nbformat.read(outcome["executed"], as_version=4)
+                        faked = verify_outputs(executed, sources[lesson])
+                        if faked:
+                            work.notes.append(f"{lesson}: cells {', '.join(faked)} passed without the checks "
+                                              "reporting success; scored 0")
+                        nbformat.write(executed, outcome["executed"])
+                        entry.update(record_scores(course, db_url, student, lesson, Path(outcome["executed"])))
+                        feedback = Path(outcome["executed"]).parents[3] / "feedback" / student / lesson / f"{lesson}.html"
+                        if feedback.is_file():
+                            (out / "feedback" / student).mkdir(parents=True, exist_ok=True)
+                            shutil.copyfile(feedback, out / "feedback" / student / f"{lesson}.html")
+                    manifest[student][lesson] = entry
+                save_manifest(course, manifest)
+                if gradebook_path and gradebook_path.is_file():
+                    shutil.copyfile(gradebook_path, course / "gradebook.backup.db")
+                    gradebook_digest[0] = file_digest(gradebook_path)
+            shutil.rmtree(sandbox, ignore_errors=True)
 
-    def run_one(student: str) -> tuple[str, dict]:
-        if not plans[student]:
-            return student, {"lessons": {}}
-        return student, grade_student(course, student, plans[student], db_url, timeout_s)
+        if gradebook_path and gradebook_path.is_file():
+            shutil.copyfile(gradebook_path, course / "gradebook.backup.db")
+        to_grade = sorted(s for s in plans if plans[s])
+        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+            list(pool.map(run_one, to_grade))
+        for student in sorted(discard):
+            run_one(student, alone=True)
 
-    started = time.perf_counter()
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        outcomes = dict(pool.map(run_one, sorted(plans)))
-    results = [summarise(students[s], outcomes[s]) for s in sorted(students)]
+    for student in manifest:  # earlier students absent from this batch keep their rows
+        students.setdefault(student, StudentWork(student, notes=["not in this batch; earlier grades kept"]))
+    results = [summarise(students[s], manifest.get(s, {})) for s in sorted(students)]
     write_grades(out / "grades.csv", results)
-    collect_feedback(course, out / "feedback")
-    print(f"graded {len(results)} students in {time.perf_counter() - started:.1f} s → {out / 'grades.csv'}")
+    elapsed = time.perf_counter() - started
+    graded = len([s for s in plans if plans[s]])
+    print(f"graded {graded} students ({len(results)} in grades.csv) in {elapsed:.1f} s"
+          + (f", {elapsed / graded:.1f} s per student" if graded else "") + f" → {out / 'grades.csv'}")
     return results
 
 
-def summarise(work: StudentWork, outcome: dict) -> StudentResult:
-    """Turn a worker's outcome into a row: scores per lesson and one status."""
+def summarise(work: StudentWork, entries: dict) -> StudentResult:
+    """One row: a score per lesson and one status."""
     scores: dict[str, float | None] = {lesson: None for lesson in LESSONS}
     problems: list[str] = []
-    if "error" in outcome:
-        problems.append(f"not graded: {outcome['error']}")
-    for lesson, result in outcome.get("lessons", {}).items():
-        if result.get("error"):
-            problems.append(f"{lesson} not graded: {result['error']}")
+    for lesson in LESSONS:
+        entry = entries.get(lesson)
+        if entry is None:
+            continue
+        if "error" in entry:
+            problems.append(f"{lesson} not graded: {entry['error']}")
         else:
-            scores[lesson] = result["score"]
-            if result.get("needs_manual_grade"):
+            scores[lesson] = entry["score"]
+            if entry.get("needs_manual_grade"):
                 problems.append(f"{lesson} needs manual grading")
-    for lesson, reason in work.unusable.items():
-        problems.append(f"{lesson} not graded: {reason}")
-    missing = [lesson for lesson in LESSONS if lesson not in work.files and lesson not in work.unusable]
+    missing = [lesson for lesson in LESSONS if lesson not in entries]
     if missing:
         problems.append(f"no notebook for {', '.join(missing)}")
-    status = "graded" if not problems else "; ".join(problems)
-    return StudentResult(work.student, scores, status, work.notes)
+    return StudentResult(work.student, scores, "graded" if not problems else "; ".join(problems), work.notes)
 
 
 def write_grades(path: Path, results: list[StudentResult]) -> None:
-    """One row per student: a score per lesson (empty if not graded), the total out of 100, the status."""
-    with open(path, "w", newline="") as f:
+    """One row per student: a score per lesson (empty if not graded), the total out of 100, the status, the notes."""
+    partial = path.with_suffix(".partial")
+    with open(partial, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["student", *LESSONS, "total", "status", "notes"])
         for r in results:
             total = sum(s for s in r.scores.values() if s is not None)
             writer.writerow([r.student, *("" if r.scores[l] is None else f"{r.scores[l]:g}" for l in LESSONS),
                              f"{total:g}", r.status, "; ".join(r.notes)])
-
-
-def collect_feedback(course: Path, out: Path) -> None:
-    """Copy nbgrader's per-student feedback HTML into ``out/<student>/``."""
-    feedback = course / "feedback"
-    if not feedback.is_dir():
-        return
-    for html in feedback.glob("*/*/*.html"):
-        student = html.parts[-3]
-        target = out / student / html.name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(html, target)
+    partial.replace(path)

@@ -3,12 +3,17 @@
 The head maps features ``[B, 256, 3, 3]`` → flatten → Linear(2304, 1024) → ReLU → Linear(1024, 256)
 → ReLU → ``[B, 256]``. The network has ``forward_ind(x)`` (one batch of images → embeddings) and
 ``forward(img1, img2)`` → ``(forward_ind(img1), forward_ind(img2))``, 3,124,480 parameters in all.
-Outputs are compared with the reference after copying the student's weights into it by order and shape.
+The head is compared with the reference after copying the student's weights into it by order and shape.
+The network is compared with its own parts: ``forward_ind(x)`` must equal ``head(backbone(x))`` computed
+with the student's ``EmbeddingHead`` and ``CNNBackbone`` found inside it, so that a bug in the head costs
+exercise 3.1 only. A part the network builds some other way (an inline ``nn.Sequential``, raw parameters)
+is not checked anywhere else, so it is compared with the reference instead.
 """
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -23,6 +28,8 @@ NETWORK_EXERCISE = "SiameseNetwork (exercise 3.2)"
 BACKBONE_PARAMETERS = 501_760
 HEAD_PARAMETERS = 2_622_720
 NETWORK_PARAMETERS = 3_124_480
+BACKBONE_SHAPES = sorted([[64, 1, 5, 5], [64], [128, 64, 5, 5], [128], [256, 128, 3, 3], [256]])
+HEAD_SHAPES = sorted([[1024, 2304], [1024], [256, 1024], [256]])
 
 
 def _make(cls: Any, exercise: str, name: str) -> nn.Module:
@@ -169,7 +176,103 @@ def _forward(net: nn.Module, a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Te
     return out[0], out[1]
 
 
-def _network_case(net: nn.Module, batch: int, dtype: torch.dtype, generator: torch.Generator) -> None:
+def _student_classes(SiameseNetwork: Any, name: str) -> tuple[type, ...]:
+    """The module classes called ``name`` where the student's SiameseNetwork was written (the notebook's globals).
+
+    Read from the globals of the class's own methods (and of its base classes' methods), so they are the
+    classes the network's ``__init__`` really instantiates, even after the checks re-imported ``solutions``.
+    """
+    found: list[type] = []
+    cls = getattr(SiameseNetwork, "func", SiameseNetwork)  # functools.partial
+    for klass in getattr(cls, "__mro__", ()):
+        if klass in (nn.Module, object):
+            continue
+        for attribute in vars(klass).values():
+            namespace = getattr(getattr(attribute, "__func__", attribute), "__globals__", None)
+            candidate = namespace.get(name) if isinstance(namespace, dict) else None
+            if isinstance(candidate, type) and issubclass(candidate, nn.Module) and candidate not in found:
+                found.append(candidate)
+    return tuple(found)
+
+
+def _find_part(net: nn.Module, shapes: list[list[int]], classes: tuple[type, ...],
+               name: str) -> tuple[nn.Module | None, bool]:
+    """The submodule of ``net`` with exactly ``shapes`` as parameters; ``(module, True)`` if it is an instance of the
+    student's class ``name`` (whose own check tests it), ``(module, False)`` if only its shapes fit, ``(None, False)``."""
+    by_shape = None
+    for module in net.modules():
+        if module is net or sorted(parameter_shapes(module)) != shapes:
+            continue
+        if isinstance(module, classes) or type(module).__name__ == name:
+            return module, True
+        if by_shape is None:
+            by_shape = module
+    return by_shape, False
+
+
+def _as_reference(module: nn.Module, Reference: type, dtype: torch.dtype) -> nn.Module:
+    reference = Reference().to(dtype)
+    copy_parameters_by_order(module, reference)
+    return reference
+
+
+def _composed(backbone: Callable[[torch.Tensor], Any], heads: list[Callable[[torch.Tensor], Any]], x: torch.Tensor,
+              batch: int) -> list[torch.Tensor]:
+    """``head(backbone(x))`` for each head, with the features as they are and flattened (as the original's
+    ``forward_ind`` passes them); only the results of embedding shape. Empty if the parts cannot be called."""
+    try:
+        features = backbone(x)
+    except Exception:
+        return []
+    if not isinstance(features, torch.Tensor) or features.dim() < 2 or len(features) != batch:
+        return []
+    inputs = [features, features.flatten(1)] if features.dim() > 2 else [features]
+    results = []
+    for head in heads:
+        for f in inputs:
+            try:
+                out = head(f)
+            except Exception:
+                continue
+            if isinstance(out, torch.Tensor) and tuple(out.shape) == (batch, 256):
+                results.append(out)
+    return results
+
+
+def _expected_embeddings(net: nn.Module, SiameseNetwork: Any, x: torch.Tensor,
+                         dtype: torch.dtype) -> tuple[list[torch.Tensor], str]:
+    """What ``forward_ind(x)`` may equal, and where that comes from.
+
+    The student's own backbone and head when the network holds them (so that a bug in exercise 3.1 is
+    not counted again here); the reference, with the student's weights, for any part built another way.
+    """
+    from solutions.backbone import CNNBackbone as ReferenceBackbone
+    from solutions.model import EmbeddingHead as ReferenceHead
+    from solutions.model import SiameseNetwork as Reference
+
+    backbone_classes = (ReferenceBackbone, *_student_classes(SiameseNetwork, "CNNBackbone"))
+    head_classes = (ReferenceHead, *_student_classes(SiameseNetwork, "EmbeddingHead"))
+    backbone, own_backbone = _find_part(net, BACKBONE_SHAPES, backbone_classes, "CNNBackbone")
+    head, own_head = _find_part(net, HEAD_SHAPES, head_classes, "EmbeddingHead")
+    if backbone is not None and head is not None:
+        backbone_fn = backbone if own_backbone else _as_reference(backbone, ReferenceBackbone, dtype)
+        heads: list[Callable[[torch.Tensor], Any]] = [head]
+        if not own_head:
+            reference_head = _as_reference(head, ReferenceHead, dtype)
+            params = [p.detach() for p in reference_head.parameters()]
+            heads = [reference_head, lambda f: _head_forward(f, params, channels_last=True)]  # both flatten orders
+        expected = _composed(backbone_fn, heads, x, len(x))
+        if expected:
+            parts = [("your " if own else "the reference ") + part
+                     for part, own in (("backbone", own_backbone), ("head", own_head))]
+            return expected, f"head(backbone(x)) with {parts[0]} and {parts[1]} (your weights)"
+    reference = Reference().to(dtype)
+    copy_parameters_by_order(net, reference)
+    return [reference.forward_ind(x)], "the reference's head(backbone(x)) with your weights"
+
+
+def _network_case(net: nn.Module, SiameseNetwork: Any, batch: int, dtype: torch.dtype,
+                  generator: torch.Generator) -> None:
     from solutions.model import SiameseNetwork as Reference
 
     x = images(batch, generator, dtype)
@@ -185,21 +288,22 @@ def _network_case(net: nn.Module, batch: int, dtype: torch.dtype, generator: tor
             if tuple(o.shape) != (batch, 256):
                 fail("forward(img1, img2) returns two [B, 256] embeddings", input=f"two batches of shape {list(x.shape)}",
                      expected=f"shape {[batch, 256]}", got=f"output {k} of shape {list(o.shape)}")
-        reference = Reference().to(dtype)
+        reference = Reference()
         if not _same_shapes(net, reference):
             fail("SiameseNetwork holds a CNNBackbone and an EmbeddingHead",
                  expected=f"parameter shapes {parameter_shapes(reference)}",
                  got=f"parameter shapes {parameter_shapes(net)}")
-        copy_parameters_by_order(net, reference)
-        expected = reference.forward_ind(x)
-    if not close(out, expected, dtype):
-        hint = None
-        if bool((out < 0).any()):
-            hint = "negative embeddings: forgot the last ReLU (in the head or the backbone)"
-        fail("forward_ind(x) is head(backbone(x)) (compared with the reference, same weights)",
-             input=f"random images {list(x.shape)} ({dtype})", expected=describe(expected),
-             got=describe(out) + f" (largest difference {max_error(out, expected):.3g})",
-             hint=hint or "forward_ind should apply the backbone, then the head; check both with the lesson 02/03 checks")
+        expected, source = _expected_embeddings(net, SiameseNetwork, x, dtype)
+    if any(close(out, e, dtype) for e in expected):
+        return
+    hint = None
+    if bool((out < 0).any()) and not bool((expected[0] < 0).any()):
+        hint = "negative embeddings: forgot the last ReLU (in the head or the backbone)"
+    fail("forward_ind(x) is head(backbone(x))",
+         input=f"random images {list(x.shape)} ({dtype})", expected=f"{source}: {describe(expected[0])}",
+         got=describe(out) + f" (largest difference {max_error(out, expected[0]):.3g})",
+         hint=hint or "forward_ind should apply the backbone, then the head, and nothing else; "
+                      "check both with the lesson 02/03 checks")
 
 
 @check
@@ -208,10 +312,10 @@ def check_siamese_network(SiameseNetwork: Any, hidden: bool = False) -> None:
     generator = torch.Generator().manual_seed(7)
     net = _make(SiameseNetwork, NETWORK_EXERCISE, "SiameseNetwork")
     _check_count(net)
-    _network_case(net, 2, torch.float32, generator)
+    _network_case(net, SiameseNetwork, 2, torch.float32, generator)
     if hidden:
-        _network_case(net, 1, torch.float32, generator)
-        _network_case(copy.deepcopy(net).to(torch.float64), 3, torch.float64, generator)
+        _network_case(net, SiameseNetwork, 1, torch.float32, generator)
+        _network_case(copy.deepcopy(net).to(torch.float64), SiameseNetwork, 3, torch.float64, generator)
     passed("SiameseNetwork: 3,124,480 parameters, forward_ind(x) → [B, 256] (= head(backbone(x))), "
            "forward(img1, img2) → two embeddings" + (" [with hidden cases]" if hidden else ""))
 

@@ -266,7 +266,7 @@ def check_notebook(path: Path, release_nb: nbformat.NotebookNode) -> tuple[nbfor
         notes.append(f"turned cells {', '.join(retyped)} back into code cells")
     missing_tests = [gid for gid, c in reference.items() if _meta(c).get("grade") and gid not in seen]
     if missing_tests:
-        notes.append(f"re-added deleted test cells {', '.join(missing_tests)}")
+        notes.append(f"test cells {', '.join(missing_tests)} deleted or not recognised: nbgrader's copies added")
     missing_exercises = [gid for gid, c in reference.items() if _meta(c).get("solution") and gid not in seen]
     if missing_exercises:
         notes.append(f"exercise cells {', '.join(missing_exercises)} were deleted (their tests will fail)")
@@ -590,7 +590,7 @@ def grade(submissions: Path, out: Path, jobs: int = 1, db_url: str | None = None
     write_grades(out / "grades.csv", results)
     elapsed = time.perf_counter() - started
     graded = len([s for s in plans if plans[s]])
-    print(f"graded {graded} students ({len(results)} in grades.csv) in {elapsed:.1f} s"
+    print(f"graded {graded} student{'' if graded == 1 else 's'} ({len(results)} in grades.csv) in {elapsed:.1f} s"
           + (f", {elapsed / graded:.1f} s per student" if graded else "") + f" → {out / 'grades.csv'}")
     return results
 

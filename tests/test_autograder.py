@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import inspect
 import math
 import random
 import sys
@@ -656,7 +657,16 @@ class NoForwardInd(nn.Module):
         return self.head(self.backbone(a)), self.head(self.backbone(b))
 
 
+class PermutedFlattenSiamese(OriginalSiamese):
+    """Flattens the features channels last before its own fully connected layers (an equivalent network)."""
+
+    def forward_ind(self, x):
+        return self.fc1(self.cnn1(x).permute(0, 2, 3, 1).flatten(1))
+
+
 class NoHeadReLU(ref_model.SiameseNetwork):
+    """A head built in the network, not the student's EmbeddingHead: no other check tests it, so this one does."""
+
     def __init__(self):
         super().__init__()
         self.head = ConfigurableHead(relu2=False)
@@ -668,7 +678,7 @@ def test_other_correct_heads_pass(cls):
     model_checks.check_head(cls, hidden=True)
 
 
-@pytest.mark.parametrize("cls", [OriginalSiamese, ConcatSiamese], ids=lambda c: c.__name__)
+@pytest.mark.parametrize("cls", [OriginalSiamese, ConcatSiamese, PermutedFlattenSiamese], ids=lambda c: c.__name__)
 @pytest.mark.parametrize("check", [model_checks.check_siamese_network, model_checks.check_shared_weights],
                          ids=lambda c: c.__name__)
 def test_other_correct_networks_pass(cls, check):
@@ -691,6 +701,96 @@ def test_other_correct_networks_pass(cls, check):
 ], ids=lambda v: v if isinstance(v, str) else None)
 def test_model_bugs_fail(check, cls, match, hidden):
     _fails(check, cls, match=match, hidden=hidden)
+
+
+FINAL_HEAD_RELU = "            nn.ReLU(),  # as in the original: embeddings are non-negative\n"
+
+
+def lesson_03_classes(head_source: str | None = None, network_source: str | None = None, own_backbone: bool = False):
+    """``(EmbeddingHead, SiameseNetwork)`` as a lesson-03 notebook defines them: the exercise cells' code run in one
+    namespace, with ``CNNBackbone`` imported from the reference, or (``own_backbone``) a copy of it, another class
+    object, as the graded cells' fresh import of ``solutions`` makes the reference's classes differ from the notebook's.
+    """
+    namespace = {"__name__": "__main__", "torch": torch, "nn": nn}
+    if own_backbone:
+        exec(inspect.getsource(ref_backbone.CNNBackbone), namespace)
+    else:
+        namespace["CNNBackbone"] = ref_backbone.CNNBackbone
+    exec(head_source or inspect.getsource(ref_model.EmbeddingHead), namespace)
+    exec(network_source or inspect.getsource(ref_model.SiameseNetwork), namespace)
+    return namespace["EmbeddingHead"], namespace["SiameseNetwork"]
+
+
+def head_without_final_relu() -> str:
+    """The reference head's code (the solution of exercise 3.1) without its final ReLU."""
+    source = inspect.getsource(ref_model.EmbeddingHead)
+    assert source.count(FINAL_HEAD_RELU) == 1
+    return source.replace(FINAL_HEAD_RELU, "")
+
+
+@pytest.mark.parametrize("own_backbone", [False, True], ids=["imported_backbone", "copied_backbone"])
+def test_lesson_03_solution_passes(own_backbone, capsys):
+    EmbeddingHead, SiameseNetwork = lesson_03_classes(own_backbone=own_backbone)
+    for check, cls in ((model_checks.check_head, EmbeddingHead), (model_checks.check_siamese_network, SiameseNetwork),
+                       (model_checks.check_shared_weights, SiameseNetwork)):
+        check(cls)
+        check(cls, hidden=True)
+    assert capsys.readouterr().out.count("[PASS]") == 6
+
+
+@pytest.mark.parametrize("own_backbone", [False, True], ids=["imported_backbone", "copied_backbone"])
+def test_a_head_bug_costs_only_the_head_exercise(own_backbone, capsys):
+    """A head without its final ReLU (exercise 3.1) in an otherwise correct SiameseNetwork (3.2): only check_head fails."""
+    EmbeddingHead, SiameseNetwork = lesson_03_classes(head_without_final_relu(), own_backbone=own_backbone)
+    _fails(model_checks.check_head, EmbeddingHead, match="forgot the last ReLU")
+    _fails(model_checks.check_head, EmbeddingHead, match="forgot the last ReLU", hidden=True)
+    for check in (model_checks.check_siamese_network, model_checks.check_shared_weights):
+        check(SiameseNetwork)
+        check(SiameseNetwork, hidden=True)
+    assert capsys.readouterr().out.count("[PASS]") == 4
+
+
+def network_source(forward_ind: str, backbone: str = "CNNBackbone()") -> str:
+    """A lesson-03 SiameseNetwork with the given backbone and forward_ind body; EmbeddingHead as the exercise says."""
+    return f"""
+class SiameseNetwork(nn.Module):
+    def __init__(self, embedding_dim=256):
+        super().__init__()
+        self.backbone = {backbone}
+        self.head = EmbeddingHead(embedding_dim=embedding_dim)
+
+    def forward_ind(self, x):
+        return {forward_ind}
+
+    def forward(self, img1, img2):
+        return self.forward_ind(img1), self.forward_ind(img2)
+"""
+
+
+NORMALISED_EMBEDDINGS = network_source("nn.functional.normalize(self.head(self.backbone(x)))")
+BACKBONE_WITHOUT_LAST_RELU = network_source("self.head(self.backbone(x))", backbone="""nn.Sequential(
+            nn.Conv2d(1, 64, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(64, 128, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(128, 256, 3, padding=1), nn.MaxPool2d(2))""")
+SKIPS_HEAD_RELU = network_source("self.head.layers[:-1](self.backbone(x))")
+
+
+@pytest.mark.parametrize("head_source", [None, "no_final_relu"], ids=["correct_head", "head_without_final_relu"])
+@pytest.mark.parametrize("source, match", [
+    (NORMALISED_EMBEDDINGS, "with your backbone and your head"),
+    (BACKBONE_WITHOUT_LAST_RELU, "with the reference backbone and your head"),
+], ids=["normalised_embeddings", "inline_backbone_without_last_relu"])
+def test_network_bugs_fail_against_the_students_own_parts(head_source, source, match):
+    """The network is compared with its own head, right or wrong; a part it builds itself, with the reference."""
+    EmbeddingHead, SiameseNetwork = lesson_03_classes(head_without_final_relu() if head_source else None, source)
+    message = _fails(model_checks.check_siamese_network, SiameseNetwork, match="forward_ind(x) is head(backbone(x))")
+    assert match in message, message
+
+
+def test_network_skipping_the_heads_last_relu_fails():
+    EmbeddingHead, SiameseNetwork = lesson_03_classes(network_source=SKIPS_HEAD_RELU)
+    model_checks.check_head(EmbeddingHead, hidden=True)
+    _fails(model_checks.check_siamese_network, SiameseNetwork, match="forgot the last ReLU")
 
 
 def test_separate_networks_with_the_right_count_are_caught():

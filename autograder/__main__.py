@@ -2,7 +2,7 @@
 
     python -m autograder release OUT               nbgrader course with the student release in OUT/release
     python -m autograder solutions OUT             the solved notebooks
-    python -m autograder grade SUBMISSIONS --out OUT [--jobs N]
+    python -m autograder grade SUBMISSIONS --out OUT [--jobs N] [--isolation auto|on|off]
                                                    check, repair and autograde a folder or LMS zip;
                                                    writes OUT/grades.csv and OUT/feedback/
 """
@@ -34,6 +34,9 @@ def main(argv: list[str] | None = None) -> int:
     p_grade.add_argument("--cell-timeout", type=int, default=None, metavar="S", help="seconds one cell may run (default 30)")
     p_grade.add_argument("--memory-mb", type=int, default=None, metavar="MB",
                          help="address-space limit of each grading process and its kernel (default 8192; 0 = none)")
+    p_grade.add_argument("--isolation", choices=("auto", "on", "off"), default="auto",
+                         help="run notebooks in Linux namespaces of their own: auto (where possible, with a warning "
+                              "where not), on (refuse to grade without), off")
     args = parser.parse_args(argv)
 
     from . import grading
@@ -51,11 +54,13 @@ def main(argv: list[str] | None = None) -> int:
             limits = {name: value for name, value in (("notebook_timeout", args.notebook_timeout),
                                                       ("cell_timeout", args.cell_timeout),
                                                       ("memory_mb", args.memory_mb)) if value is not None}
-            results = grading.grade(args.submissions, args.out, jobs=args.jobs, db_url=args.db_url, **limits)
+            isolate = {"auto": None, "on": True, "off": False}[args.isolation]
+            results = grading.grade(args.submissions, args.out, jobs=args.jobs, db_url=args.db_url, isolate=isolate,
+                                    **limits)
             not_graded = [r for r in results if r.status != "graded"]
             for r in not_graded:
                 print(f"{r.student}: {r.status}")
-    except (FileNotFoundError, ValueError) as error:
+    except (FileNotFoundError, ValueError, RuntimeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     return 0

@@ -172,12 +172,18 @@ print(f"torch {torch.__version__}, GPU: {torch.cuda.get_device_name(0) if torch.
 
 
 # Every graded cell imports the checks afresh, so that nothing another cell did to the course's modules
-# (or a file named autograder.py next to the notebook) changes how it is graded.
+# (or a package a notebook wrote next to itself or into its grading sandbox and put on sys.path)
+# changes how it is graded. Code that patches the running Python itself is beyond its reach; the
+# grader flags such code for review.
 CHECK_PREAMBLE = """\
 import os, sys
+_here = [os.path.realpath(p) for p in (os.getcwd(), os.environ.get("SIAMESE_GRADING_SANDBOX") or os.getcwd())]
 for _name in [m for m in sys.modules if m.split(".")[0] in ("autograder", "solutions", "data_utils")]:
     del sys.modules[_name]
-sys.path[:] = [p for p in sys.path if p not in ("", ".", os.getcwd())]
+sys.path[:] = [p for p in sys.path if p not in ("", ".") and not any(
+    os.path.realpath(p) == h or os.path.realpath(p).startswith(h + os.sep) for h in _here)]
+sys.path_importer_cache.clear()
+sys.meta_path[:] = [f for f in sys.meta_path if getattr(f, "__module__", None) != "__main__"]
 from autograder import {module} as checks
 
 """

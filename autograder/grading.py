@@ -4,13 +4,15 @@ Grading never lets one submission stop the others, and never loses a grade:
 
 * every notebook is checked before nbgrader sees it, repaired where that is safe (duplicated or
   deleted test cells, stripped metadata, changed cell types, old nbformat) and the repair noted;
-* every student runs in a sandbox: a throwaway copy of the course with its own gradebook, in a
-  process of its own with a memory limit and a time limit per notebook, so a crash, an endless
-  loop or a hostile cell stays theirs;
-* only the executed notebooks come back; their scores are written into the real gradebook by
-  nbgrader's own scoring, one student at a time, after checks that the grader was not tampered with;
-* a manifest remembers what was graded, so a second run grades only new or changed notebooks and
-  says so whenever it replaces an earlier submission.
+* every student runs in a sandbox: a throwaway copy of the course, made from bytes read when
+  grading began, in a process of its own with a memory limit and a time limit per notebook; where
+  Linux allows it, walled in by namespaces (``autograder.isolation``): nothing but the sandbox is
+  writable, the grader's folders are hidden, and no process outlives the worker;
+* the sandbox only executes; the executed notebooks come back, their test cells are compared with
+  the originals, and their scores and feedback are made in the real gradebook by nbgrader's own
+  scoring, one student at a time, after checks that the grader was not tampered with;
+* a manifest remembers what was graded (the uploaded file's SHA-256, the score, the notes), so a
+  second run grades only new or changed notebooks and says so whenever it replaces a submission.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import sys
 import tempfile
 import threading
 import time
+import warnings
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -36,6 +39,7 @@ from pathlib import Path
 
 import nbformat
 
+from . import isolation
 from .build import LESSONS, build_all, generate_release, solved_notebook
 from .course import CELL_TIMEOUT_S, db_url_for, nbgrader_api, nbgrader_config, put_environment_on_path
 
@@ -107,7 +111,6 @@ class StudentWork:
     student: str
     files: dict[str, list[Path]] = field(default_factory=dict)  # lesson → candidate files
     notes: list[str] = field(default_factory=list)  # problems found and repairs made
-    unusable: dict[str, str] = field(default_factory=dict)  # lesson → why it cannot be graded
 
 
 def _visible(path: Path, root: Path) -> bool:
@@ -172,9 +175,12 @@ def collect(submissions: Path, workdir: Path) -> tuple[dict[str, StudentWork], l
 
 # ---------------------------------------------------------------- checking and repairing notebooks
 
-# Code in a solution cell that a correct answer never needs; its presence is noted for a human to look at.
-SUSPICIOUS = re.compile(r"get_ipython|sys\.modules|__import__|importlib|builtins|showtraceback|gradebook|"
-                        r"os\._exit|sys\.exit|signal\.|ctypes|autograder|NBGRADER|subprocess|shutil\.|open\(")
+# Code that a correct answer never needs, in an exercise cell or a cell the student added: noted for a human
+# to look at, because code that patches the Python process the tests run in is beyond any check's reach.
+SUSPICIOUS = re.compile(r"get_ipython|sys\.modules|sys\.path|meta_path|path_importer_cache|__import__|importlib|"
+                        r"builtins|showtraceback|gradebook|sqlite3|/proc|os\._exit|sys\.exit|signal\.|ctypes|"
+                        r"autograder|NBGRADER|subprocess|Popen|os\.system|shutil\.|open\(|setattr\(|"
+                        r"torch\.[\w.]+\s*=(?!=)")  # the last: replacing a torch function the checks rely on
 
 
 def _meta(cell) -> dict:
@@ -216,8 +222,12 @@ def read_notebook(path: Path) -> nbformat.NotebookNode:
     return nbformat.read(path, as_version=4)
 
 
-def check_notebook(path: Path, release_nb: nbformat.NotebookNode) -> tuple[nbformat.NotebookNode | None, list[str], str | None]:
-    """Check one submitted notebook; return (repaired notebook, notes, reason it cannot be graded)."""
+def check_notebook(path: Path, release_nb: nbformat.NotebookNode, source_nb: nbformat.NotebookNode | None = None,
+                   ) -> tuple[nbformat.NotebookNode | None, list[str], str | None]:
+    """Check one submitted notebook against the release (and the source, for the test cells' full text).
+
+    Returns (repaired notebook, notes, reason it cannot be graded).
+    """
     notes: list[str] = []
     if path.stat().st_size == 0:
         return None, notes, f"{path.name} is an empty file"
@@ -270,9 +280,14 @@ def check_notebook(path: Path, release_nb: nbformat.NotebookNode) -> tuple[nbfor
     missing_exercises = [gid for gid, c in reference.items() if _meta(c).get("solution") and gid not in seen]
     if missing_exercises:
         notes.append(f"exercise cells {', '.join(missing_exercises)} were deleted (their tests will fail)")
-    suspicious = sorted({m.group(0) for c in nb.cells if _meta(c).get("solution") for m in SUSPICIOUS.finditer(c.source)})
-    if suspicious:
-        notes.append(f"review: exercise code uses {', '.join(suspicious)}")
+    given = {c.source.strip() for nb_ in (release_nb, source_nb, source_nb and solved_notebook(source_nb)) if nb_
+             for c in nb_.cells if c.cell_type == "code"}  # cells as handed out or solved: not the student's code
+    for label, cells in (("exercise code uses", [c for c in nb.cells if _meta(c).get("solution")]),
+                         ("other cells use", [c for c in nb.cells if c.cell_type == "code" and not _meta(c)
+                                              and c.source.strip() not in given])):
+        suspicious = sorted({m.group(0) for c in cells for m in SUSPICIOUS.finditer(c.source)})
+        if suspicious:
+            notes.append(f"review: {label} {', '.join(suspicious)}")
     nb.nbformat, nb.nbformat_minor = 4, 5
     for cell in nb.cells:  # ids are required from nbformat 4.5 on; Colab's 4.0 files have none
         cell.setdefault("id", hashlib.sha1(cell.source.encode() + str(id(cell)).encode()).hexdigest()[:12])
@@ -287,7 +302,7 @@ def sha256(data: bytes) -> str:
 
 
 def load_manifest(course: Path) -> dict:
-    """What earlier runs graded: ``{student: {lesson: {sha256, score, error, graded_at}}}``."""
+    """What earlier runs graded: ``{student: {lesson: {sha256 (of the upload), score or error, notes, graded_at}}}``."""
     path = course / MANIFEST
     return json.loads(path.read_text()) if path.is_file() else {}
 
@@ -301,17 +316,17 @@ def save_manifest(course: Path, manifest: dict) -> None:
 
 # ---------------------------------------------------------------- integrity of the grader
 
-def grader_snapshot(folders: list[Path]) -> dict[Path, bytes]:
-    """The bytes of every file the grading trusts: the packages' code, the course and template notebooks."""
-    files = {}
-    for folder in folders:
-        for path in folder.rglob("*"):
-            if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".db":
-                files[path] = path.read_bytes()
-    return files
+def _trusted_files(folders: list[Path], with_db: bool) -> list[Path]:
+    return [path for folder in folders for path in folder.rglob("*")
+            if path.is_file() and (with_db or path.suffix != ".db")]
 
 
-def restore_grader(snapshot: dict[Path, bytes], folders: list[Path]) -> list[str]:
+def grader_snapshot(folders: list[Path], with_db: bool = False) -> dict[Path, bytes]:
+    """The bytes of every file the grading trusts (compiled ``.pyc`` included; gradebooks only if ``with_db``)."""
+    return {path: path.read_bytes() for path in _trusted_files(folders, with_db)}
+
+
+def restore_grader(snapshot: dict[Path, bytes], folders: list[Path], with_db: bool = False) -> list[str]:
     """Put back any trusted file a notebook changed, deleted or added; return their names."""
     changed = []
     for path, data in snapshot.items():
@@ -319,11 +334,10 @@ def restore_grader(snapshot: dict[Path, bytes], folders: list[Path]) -> list[str
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(data)
             changed.append(path.name)
-    for folder in folders:
-        for path in folder.rglob("*"):
-            if path.is_file() and path not in snapshot and "__pycache__" not in path.parts and path.suffix != ".db":
-                path.unlink()
-                changed.append(path.name)
+    for path in _trusted_files(folders, with_db):
+        if path not in snapshot:
+            path.unlink()
+            changed.append(path.name)
     return changed
 
 
@@ -354,12 +368,17 @@ def prepare_course(out: Path, db_url: str | None) -> tuple[Path, Path, dict[str,
     return course, template, released
 
 
-def make_sandbox(template: Path, root: Path, student: str) -> Path:
-    """A fresh course folder for one student: the template's notebooks and gradebook, nothing of anyone else."""
+def make_sandbox(template: dict[Path, bytes], template_root: Path, root: Path, student: str) -> Path:
+    """A fresh course folder for one student, written from the template's bytes read when grading began."""
     sandbox = root / student
     if sandbox.exists():
         shutil.rmtree(sandbox)
-    shutil.copytree(template, sandbox, ignore=shutil.ignore_patterns("submitted", "autograded", "feedback"))
+    for path, data in template.items():
+        relative = path.relative_to(template_root)
+        if relative.parts[0] in ("submitted", "autograded", "feedback", "executed"):
+            continue
+        (sandbox / relative).parent.mkdir(parents=True, exist_ok=True)
+        (sandbox / relative).write_bytes(data)
     from .course import write_config
 
     write_config(sandbox)  # its own root and gradebook path
@@ -367,14 +386,21 @@ def make_sandbox(template: Path, root: Path, student: str) -> Path:
 
 
 def run_worker(sandbox: Path, student: str, lessons: list[str], notebook_timeout: int, cell_timeout: int,
-               memory_mb: int) -> dict[str, dict]:
-    """Grade ``lessons`` in the sandbox in a child process; a lesson that hangs or crashes the worker is reported and the rest go on."""
+               memory_mb: int, walls: list[str] | None = None, hide: list[Path] = ()) -> dict[str, dict]:
+    """Execute ``lessons`` in the sandbox in a child process; a lesson that hangs or crashes it is reported and the rest go on.
+
+    ``walls`` is the command that starts the worker in namespaces of its own (``isolation.command_prefix``),
+    ``None`` to run it as a plain process; ``hide`` the folders its notebooks must not see.
+    """
     results: dict[str, dict] = {}
     remaining = list(lessons)
     while remaining:
         command = [sys.executable, "-m", "autograder.worker", str(sandbox), student, *remaining,
                    "--cell-timeout", str(cell_timeout), "--memory-mb", str(memory_mb)]
+        if walls is not None:
+            command = [*walls, *command, "--isolate", *(f"--hide={folder}" for folder in hide)]
         env = {k: v for k, v in os.environ.items() if k not in ("SIAMESE_COURSE_QUICK",)}
+        env["PYTHONDONTWRITEBYTECODE"] = "1"  # the grader's packages stay byte for byte as snapshotted
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env,
                                    cwd=sandbox, start_new_session=True)
         lines: queue.Queue = queue.Queue()
@@ -407,7 +433,7 @@ def run_worker(sandbox: Path, student: str, lessons: list[str], notebook_timeout
 
 
 def _kill_group(process: subprocess.Popen) -> None:
-    """Stop the worker and every kernel it started."""
+    """Stop the worker and every kernel it started (in namespaces, the kernel stops all that is left)."""
     try:
         os.killpg(process.pid, signal.SIGKILL)
     except ProcessLookupError:
@@ -415,34 +441,70 @@ def _kill_group(process: subprocess.Popen) -> None:
     process.wait()
 
 
+def hidden_folders(out: Path, submissions: Path, workdir: Path) -> list[Path]:
+    """What notebooks must not see (grades, other students' work); never a folder holding the packages or Python."""
+    needed = [PACKAGE_DIR, Path(sys.prefix).resolve(), Path(sys.executable).resolve()]
+    folders = [folder.resolve() for folder in (out, submissions if submissions.is_dir() else submissions.parent, workdir)]
+    return [folder for folder in folders if not any(n == folder or folder in n.parents for n in needed)]
+
+
 def count_checks(source: str) -> int:
     """How many check calls a graded cell makes (each prints one [PASS] line when it passes)."""
     return len(re.findall(r"^\s*checks\.check_\w+\(", source, flags=re.MULTILINE))
 
 
-def verify_outputs(executed: nbformat.NotebookNode, source_nb: nbformat.NotebookNode) -> list[str]:
-    """Zero any graded cell that shows neither an error nor one [PASS] per check (its output was suppressed)."""
-    expected = {_meta(c)["grade_id"]: count_checks(c.source) for c in source_nb.cells if _meta(c).get("grade")}
-    suspicious = []
-    for cell in executed.cells:
-        grade_id = _meta(cell).get("grade_id")
-        if grade_id not in expected or any(o.output_type == "error" for o in cell.get("outputs", [])):
-            continue
-        text = "".join(o.get("text", "") for o in cell.get("outputs", []) if o.output_type == "stream")
-        if text.count("[PASS]") < expected[grade_id]:
-            cell.outputs.append(nbformat.v4.new_output(
-                "error", ename="GradingError", evalue="the checks did not report success (outputs suppressed?)",
-                traceback=["GradingError: the checks did not report success (outputs suppressed?)"]))
-            suspicious.append(grade_id)
-    return suspicious
+def _fail_cell(cell, why: str) -> None:
+    """Give a graded cell an error output, so that nbgrader scores it 0 and the feedback says why."""
+    cell.outputs.append(nbformat.v4.new_output("error", ename="GradingError", evalue=why,
+                                               traceback=[f"GradingError: {why}"]))
+
+
+# The line nbgrader puts above a test cell that it added back (OverwriteCells.add_missing_cells)
+ADDED_BACK = re.compile(r"\A# This cell \(id:[^)]+\) was missing from the submission\. It was added back by nbgrader\.\n\n")
+
+
+def verify_executed(executed: nbformat.NotebookNode, source_nb: nbformat.NotebookNode) -> tuple[list[str], str | None]:
+    """Check an executed notebook before it is scored; return (notes, reason it cannot be scored).
+
+    Every test cell must be the original (nbgrader restores them from a gradebook the notebook could
+    reach) and must show an error or one [PASS] line per check (else its output was suppressed).
+    Cells that fail either check are scored 0; cells stopped at the cell time limit are noted.
+    """
+    originals = {_meta(c)["grade_id"]: c for c in source_nb.cells if _meta(c).get("grade")}
+    cells = {_meta(c).get("grade_id"): c for c in executed.cells if _meta(c).get("grade")}
+    missing = sorted(set(originals) - set(cells))
+    if missing:
+        return [], f"test cells {', '.join(missing)} are missing from the executed notebook"
+    changed, silent = [], []
+    for grade_id, original in originals.items():
+        cell = cells[grade_id]
+        if ADDED_BACK.sub("", cell.source) != original.source:
+            _fail_cell(cell, "this test cell is not the original one")
+            changed.append(grade_id)
+        elif not any(o.output_type == "error" for o in cell.get("outputs", [])):
+            text = "".join(o.get("text", "") for o in cell.get("outputs", []) if o.output_type == "stream")
+            if text.count("[PASS]") < count_checks(original.source):
+                _fail_cell(cell, "the checks did not report success (outputs suppressed?)")
+                silent.append(grade_id)
+    timed_out = [grade_id for grade_id, cell in cells.items()
+                 if any(o.get("ename") == "CellTimeoutError" for o in cell.get("outputs", []))]
+    notes = []
+    if timed_out:
+        notes.append(f"test cells {', '.join(timed_out)} were stopped at the time limit for one cell; scored 0")
+    if changed:
+        notes.append(f"test cells {', '.join(changed)} ran in an edited form; scored 0")
+    if silent:
+        notes.append(f"cells {', '.join(silent)} passed without the checks reporting success; scored 0")
+    return notes, None
 
 
 def record_scores(course: Path, db_url: str | None, student: str, lesson: str, executed: Path) -> dict:
-    """Score an executed notebook in the real gradebook with nbgrader's own rules, without running it again."""
+    """Score an executed notebook in the real gradebook with nbgrader's own rules, and write its feedback."""
     from nbgrader.api import Gradebook
     from nbgrader.apps import NbGraderAPI
     from nbgrader.coursedir import CourseDirectory
     from nbgrader.preprocessors import AssignLatePenalties, CheckCellMetadata, SaveAutoGrades
+    from sqlalchemy.exc import SAWarning
 
     target = course / "executed" / student / lesson / f"{lesson}.ipynb"
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -455,21 +517,48 @@ def record_scores(course: Path, db_url: str | None, student: str, lesson: str, e
     outcome = api.autograde(lesson, student, force=True, create=True)
     if not outcome["success"]:
         return {"error": f"could not record the scores ({(outcome.get('error') or '').strip().splitlines()[-1:]})"}
+    with warnings.catch_warnings():  # SQLAlchemy's notes on nbgrader's session use, not the instructor's concern
+        warnings.simplefilter("ignore", SAWarning)
+        feedback = api.generate_feedback(lesson, student, force=True)  # from the gradebook of record
     with Gradebook(db_url_for(course, db_url)) as gradebook:
         notebook = gradebook.find_submission_notebook(lesson, lesson, student)
         return {"score": notebook.score, "max_score": notebook.max_score,
-                "needs_manual_grade": bool(notebook.needs_manual_grade)}
+                "needs_manual_grade": bool(notebook.needs_manual_grade), "feedback_ok": bool(feedback["success"])}
+
+
+@dataclass
+class Planned:
+    """A notebook to grade: the repaired copy, the SHA-256 of the file handed in, what checking it found."""
+
+    nb: nbformat.NotebookNode
+    digest: str
+    notes: list[str]
 
 
 def grade(submissions: Path, out: Path, jobs: int = 1, db_url: str | None = None,
           notebook_timeout: int = NOTEBOOK_TIMEOUT_S, cell_timeout: int = CELL_TIMEOUT_S,
-          memory_mb: int = MEMORY_LIMIT_MB) -> list[StudentResult]:
-    """Check, repair and autograde every student's notebooks; write ``grades.csv`` and feedback into ``out``."""
+          memory_mb: int = MEMORY_LIMIT_MB, isolate: bool | None = None) -> list[StudentResult]:
+    """Check, repair and autograde every student's notebooks; write ``grades.csv`` and feedback into ``out``.
+
+    ``isolate``: run notebooks in namespaces of their own (``autograder.isolation``); ``None`` does so
+    where the machine allows it and warns where it does not, ``True`` refuses to grade without.
+    """
     put_environment_on_path()
     if not submissions.exists():
         raise FileNotFoundError(f"{submissions} does not exist: give the folder or zip of submissions")
+    walls = None
+    if isolate is not False:
+        available, why_not = isolation.availability()
+        if available:
+            walls = isolation.command_prefix()
+        elif isolate:
+            raise RuntimeError(f"cannot isolate the notebooks: {why_not}")
+        else:
+            print(f"warning: notebooks run without isolation ({why_not}); the grader still restores its files and "
+                  "checks every test cell, but a hostile notebook can read other students' work and leave processes "
+                  "behind (README: 'Isolation')")
     out.mkdir(parents=True, exist_ok=True)
-    course, template, released = prepare_course(out, db_url)
+    course, template_root, released = prepare_course(out, db_url)
     sources = {lesson.name: lesson.source for lesson in build_all()}
     manifest = load_manifest(course)
     now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
@@ -479,7 +568,7 @@ def grade(submissions: Path, out: Path, jobs: int = 1, db_url: str | None = None
         students, stray = collect(submissions, Path(tmp))
         for line in stray:
             print(f"warning: {line}")
-        plans: dict[str, dict[str, nbformat.NotebookNode]] = {}
+        plans: dict[str, dict[str, Planned]] = {}
         for work in students.values():
             plans[work.student] = {}
             earlier = manifest.setdefault(work.student, {})
@@ -490,55 +579,54 @@ def grade(submissions: Path, out: Path, jobs: int = 1, db_url: str | None = None
                 if len(candidates) > 1:
                     candidates.sort(key=lambda p: (p.stat().st_mtime, p.name))
                     work.notes.append(f"{len(candidates)} files for {lesson}; graded the newest, {candidates[-1].name}")
-                data = candidates[-1].read_bytes()
-                digest = sha256(data)
+                digest = sha256(candidates[-1].read_bytes())
                 previous = earlier.get(lesson)
                 if previous and previous.get("sha256") == digest:
-                    continue  # graded before, unchanged: keep that result
-                nb, notes, reason = check_notebook(candidates[-1], released[lesson])
-                work.notes += [f"{lesson}: {note}" for note in notes]
+                    continue  # graded before, unchanged: keep that result and its notes
+                nb, notes, reason = check_notebook(candidates[-1], released[lesson], sources[lesson])
                 if previous:
                     backup = course / "history" / work.student / lesson / f"{previous['graded_at'].replace(':', '-')}.ipynb"
                     old = course / "submitted" / work.student / lesson / f"{lesson}.ipynb"
                     if old.is_file():
                         backup.parent.mkdir(parents=True, exist_ok=True)
                         shutil.copyfile(old, backup)
-                    work.notes.append(f"{lesson}: a new submission replaced the one graded at {previous['graded_at']} "
-                                      f"(score then: {previous.get('score', 'none')}; kept in {backup.relative_to(out)})")
+                    notes.insert(0, f"a new submission replaced the one graded at {previous['graded_at']} "
+                                    f"(score then: {previous.get('score', 'none')}; kept in {backup.relative_to(out)})")
                 if reason:
-                    work.unusable[lesson] = reason
-                    earlier[lesson] = {"sha256": digest, "error": reason, "graded_at": now}
+                    earlier[lesson] = {"sha256": digest, "error": reason, "notes": notes, "graded_at": now}
                     continue
                 submitted = course / "submitted" / work.student / lesson / f"{lesson}.ipynb"
                 submitted.parent.mkdir(parents=True, exist_ok=True)
                 nbformat.write(nb, submitted)
-                plans[work.student][lesson] = nb
+                plans[work.student][lesson] = Planned(nb, digest, notes)
+        save_manifest(course, manifest)  # the notebooks that cannot be graded, already
 
         trusted = [PACKAGE_DIR, PACKAGE_DIR.parent / "solutions", PACKAGE_DIR.parent / "data_utils",
-                   template / "source", template / "release", course / "source", course / "release"]
+                   course / "source", course / "release"]
         snapshot = grader_snapshot(trusted)
+        template = grader_snapshot([template_root], with_db=True)  # sandboxes are made from these bytes
         record_lock = threading.Lock()
         gradebook_path = Path(db_url_for(course, db_url).removeprefix("sqlite:///")) if not db_url else None
         gradebook_digest = [file_digest(gradebook_path) if gradebook_path else None]
         sandboxes = Path(tmp) / "sandboxes"
+        hide = hidden_folders(out, submissions, Path(tmp))
 
         running: set[str] = set()
         discard: set[str] = set()  # graded while the grader was tampered with: graded again, alone
 
         def run_one(student: str, alone: bool = False) -> None:
             lessons = list(plans[student])
-            work = students[student]
-            sandbox = make_sandbox(template, sandboxes, student)
-            for lesson, nb in plans[student].items():
+            sandbox = make_sandbox(template, template_root, sandboxes, student)
+            for lesson, planned in plans[student].items():
                 target = sandbox / "submitted" / student / lesson / f"{lesson}.ipynb"
                 target.parent.mkdir(parents=True, exist_ok=True)
-                nbformat.write(nb, target)
+                nbformat.write(planned.nb, target)
             with record_lock:
                 running.add(student)
-            outcomes = run_worker(sandbox, student, lessons, notebook_timeout, cell_timeout, memory_mb)
+            outcomes = run_worker(sandbox, student, lessons, notebook_timeout, cell_timeout, memory_mb, walls, hide)
             with record_lock:  # one writer for the gradebook of record
                 running.discard(student)
-                touched = restore_grader(snapshot, trusted)
+                touched = restore_grader(snapshot, trusted) + restore_grader(template, [template_root], with_db=True)
                 if gradebook_path and file_digest(gradebook_path) != gradebook_digest[0]:
                     shutil.copyfile(course / "gradebook.backup.db", gradebook_path)
                     touched.append(gradebook_path.name)
@@ -549,26 +637,27 @@ def grade(submissions: Path, out: Path, jobs: int = 1, db_url: str | None = None
                     shutil.rmtree(sandbox, ignore_errors=True)
                     return
                 for lesson in lessons:
+                    planned = plans[student][lesson]
                     outcome = outcomes.get(lesson, {"error": "not graded (no result)"})
-                    entry = {"sha256": sha256((course / "submitted" / student / lesson / f"{lesson}.ipynb").read_bytes()),
-                             "graded_at": now}
+                    entry = {"sha256": planned.digest, "graded_at": now, "notes": planned.notes + outcome.get("notes", [])}
                     if touched:
                         outcome = {"error": f"the notebook changed the grader's own files ({', '.join(sorted(set(touched)))}); "
                                             "they were restored"}
-                    if "error" in outcome:
-                        entry["error"] = outcome["error"]
-                    else:
+                    if "error" not in outcome:
                         executed = nbformat.read(outcome["executed"], as_version=4)
-                        faked = verify_outputs(executed, sources[lesson])
-                        if faked:
-                            work.notes.append(f"{lesson}: cells {', '.join(faked)} passed without the checks "
-                                              "reporting success; scored 0")
-                        nbformat.write(executed, outcome["executed"])
-                        entry.update(record_scores(course, db_url, student, lesson, Path(outcome["executed"])))
-                        feedback = Path(outcome["executed"]).parents[3] / "feedback" / student / lesson / f"{lesson}.html"
-                        if feedback.is_file():
-                            (out / "feedback" / student).mkdir(parents=True, exist_ok=True)
-                            shutil.copyfile(feedback, out / "feedback" / student / f"{lesson}.html")
+                        found, reason = verify_executed(executed, sources[lesson])
+                        entry["notes"] += found
+                        if reason:
+                            outcome = {"error": reason}
+                        else:
+                            nbformat.write(executed, outcome["executed"])
+                            outcome = record_scores(course, db_url, student, lesson, Path(outcome["executed"]))
+                            feedback = course / "feedback" / student / lesson / f"{lesson}.html"
+                            if feedback.is_file():
+                                (out / "feedback" / student).mkdir(parents=True, exist_ok=True)
+                                shutil.copyfile(feedback, out / "feedback" / student / f"{lesson}.html")
+                    entry.update({k: v for k, v in outcome.items() if k in ("error", "score", "max_score",
+                                                                            "needs_manual_grade")})
                     manifest[student][lesson] = entry
                 save_manifest(course, manifest)
                 if gradebook_path and gradebook_path.is_file():
@@ -596,13 +685,15 @@ def grade(submissions: Path, out: Path, jobs: int = 1, db_url: str | None = None
 
 
 def summarise(work: StudentWork, entries: dict) -> StudentResult:
-    """One row: a score per lesson and one status."""
+    """One row: a score per lesson, one status, and the notes of the run and of each lesson's grading."""
     scores: dict[str, float | None] = {lesson: None for lesson in LESSONS}
     problems: list[str] = []
+    notes = list(work.notes)
     for lesson in LESSONS:
         entry = entries.get(lesson)
         if entry is None:
             continue
+        notes += [f"{lesson}: {note}" for note in entry.get("notes", [])]
         if "error" in entry:
             problems.append(f"{lesson} not graded: {entry['error']}")
         else:
@@ -612,7 +703,7 @@ def summarise(work: StudentWork, entries: dict) -> StudentResult:
     missing = [lesson for lesson in LESSONS if lesson not in entries]
     if missing:
         problems.append(f"no notebook for {', '.join(missing)}")
-    return StudentResult(work.student, scores, "graded" if not problems else "; ".join(problems), work.notes)
+    return StudentResult(work.student, scores, "graded" if not problems else "; ".join(problems), notes)
 
 
 def write_grades(path: Path, results: list[StudentResult]) -> None:

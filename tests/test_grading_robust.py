@@ -10,9 +10,10 @@ notebooks overwrite files of the installed ``autograder`` package, and the grade
 them back. Run against the working tree, that repair would also undo the edits of anyone working on
 ``autograder/`` while the test runs.
 
-Two more runs: students exploiting holes found while writing this test (each test marked xfail with
-the hole it shows, strict, so that a fix makes it fail until the mark is removed), and a small class
-graded into a PostgreSQL gradebook (``--db-url``; the server comes from ``make postgres``, see
+Where Linux namespaces are available (``autograder.isolation``), notebooks run walled in and the
+expectations say so; a smaller class is graded with ``--isolation off`` so that the grader's own
+defences are tested on their own. Two more runs: students exploiting holes of the sandbox found
+while this test was first written, and a small class graded into a PostgreSQL gradebook (``--db-url``; the server comes from ``make postgres``, see
 ``SIAMESE_TEST_PG_URL``; skipped, saying why, without one).
 """
 
@@ -33,6 +34,7 @@ import nbformat
 import pytest
 
 from autograder.build import LESSONS
+from autograder.isolation import availability
 from helpers import REPO, subprocess_env
 
 LESSON = "04_contrastive_loss"  # the cheapest lesson to grade (no data, no network): most cases use it alone
@@ -41,6 +43,8 @@ MISSING = f"no notebook for {', '.join(OTHERS)}"  # the status part of a student
 LIMITS = ["--notebook-timeout", "90", "--cell-timeout", "10", "--memory-mb", "8192"]
 RUN_TIMEOUT_S = 1800
 PACKAGES = ("autograder", "solutions", "data_utils")
+ISOLATED, WHY_NOT_ISOLATED = availability()  # the grader walls notebooks in where Linux namespaces allow it
+needs_isolation = pytest.mark.skipif(not ISOLATED, reason=f"no namespaces on this machine: {WHY_NOT_ISOLATED}")
 
 
 # ---------------------------------------------------------------- notebooks
@@ -202,7 +206,6 @@ class Case:
     status: str | re.Pattern = MISSING  # exact status, or a pattern it must match
     notes: list[str] = field(default_factory=list)  # substrings the notes must contain
     total: float | None = None  # for students with several lessons
-    xfail: str | None = None  # a known bug of the grader that makes this row wrong
 
 
 CASES: dict[str, Case] = {
@@ -216,7 +219,9 @@ CASES: dict[str, Case] = {
     "raising_exercise": Case("exercise cell that raises after the definition", FULL_SCORE),
     # time
     "endless_loop": Case("`while True: pass` in contrastive_loss: every graded cell is interrupted at the cell "
-                         "timeout (CellTimeoutError), nothing in status or notes says so", 0.0),
+                         "timeout (CellTimeoutError in the feedback)", 0.0,
+                         notes=[f"{LESSON}: test cells loss_values, loss_label_shapes, loss_gradients were stopped at "
+                                "the time limit for one cell; scored 0"]),
     "slow_cell": Case("a plain cell sleeping past the cell timeout", FULL_SCORE),
     # kernel death
     "os_exit": Case("os._exit(1) in the exercise cell", None,
@@ -239,14 +244,14 @@ CASES: dict[str, Case] = {
     "patched_report": Case("exercise cell monkey-patches autograder.report", BUGGY_SCORE,
                            notes=["review: exercise code uses autograder"]),
     "gradebook_editor": Case("exercise cell edits the gradebook.db it finds above its folder (its sandbox's)",
-                             BUGGY_SCORE, notes=["review: exercise code uses", "gradebook"],
-                             xfail="DELETE FROM comment in the sandbox gradebook makes the sandbox's SaveAutoGrades "
-                                   "fail: 'not graded: nbgrader.converters.base.NbGraderException: Please see the "
-                                   "the above traceback...' instead of the bug's score"),
-    "package_overwriter": Case("exercise cell appends a fake check to autograder/loss.py", None,
-                               re.compile(rf"{LESSON} not graded: the notebook changed the grader's own files "
-                                          rf"\(loss\.py\); they were restored; {MISSING}"),
-                               notes=["review: exercise code uses", "autograder"]),
+                             BUGGY_SCORE, notes=["review: exercise code uses", "gradebook"]),
+    "package_overwriter": (
+        Case("exercise cell appends a fake check to autograder/loss.py (read-only in the namespace: OSError)",
+             BUGGY_SCORE, notes=["review: exercise code uses", "autograder"]) if ISOLATED else
+        Case("exercise cell appends a fake check to autograder/loss.py", None,
+             re.compile(rf"{LESSON} not graded: the notebook changed the grader's own files "
+                        rf"\(loss\.py\); they were restored; {MISSING}"),
+             notes=["review: exercise code uses", "autograder"])),
     "hidden_tracebacks": Case("showtraceback silenced, with the bug (nbgrader records the error of the reply)",
                               BUGGY_SCORE, notes=["review: exercise code uses get_ipython, showtraceback"]),
     # structural damage
@@ -492,9 +497,7 @@ def test_the_run_completes_with_a_row_per_student(hostile_class):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("student", [
-    pytest.param(s, marks=pytest.mark.xfail(strict=True, reason=CASES[s].xfail)) if CASES[s].xfail else s
-    for s in sorted(CASES)])
+@pytest.mark.parametrize("student", sorted(CASES))
 def test_each_student_gets_the_expected_row(hostile_class, student):
     """Score, status and notes of every student as CASES says."""
     case = CASES[student]
@@ -548,11 +551,15 @@ def test_the_gradebook_of_record_agrees_with_grades_csv(hostile_class):
 
 
 @pytest.mark.slow
-def test_the_grader_restores_its_own_files(hostile_class):
-    """A notebook that edits autograder/loss.py is reported, and the package is back as it was (git status clean)."""
+def test_the_grader_keeps_its_own_files(hostile_class):
+    """A notebook that edits autograder/loss.py cannot (read-only) or is reported; the package is as it was."""
     run, _, _, code = hostile_class
     assert git(code, "status", "--porcelain", "--untracked-files=all", *PACKAGES) == ""
-    assert "the notebook changed the grader's own files (loss.py)" in run.rows["package_overwriter"]["status"]
+    row = run.rows["package_overwriter"]
+    if ISOLATED:
+        assert lesson_score(row) == BUGGY_SCORE, row
+    else:
+        assert "the notebook changed the grader's own files (loss.py)" in row["status"], row
 
 
 @pytest.mark.slow
@@ -562,6 +569,47 @@ def test_feedback_is_written_for_graded_troublemakers(hostile_class, student):
     """Students whose cells failed still get their feedback HTML."""
     out = hostile_class[1]
     assert (out / "feedback" / student / f"{LESSON}.html").is_file()
+
+
+# ---------------------------------------------------------------- without namespaces
+
+UNWALLED = ["buggy", "edited_test", "gradebook_editor", "package_overwriter", "c_planted_pyc"]
+
+
+@pytest.fixture(scope="module")
+def unwalled_class(hostile_class, workspace):
+    """A few tampering students of the corpus graded with --isolation off: the grader's own defences alone."""
+    _, _, subs, code = hostile_class
+    root, _, solved = workspace
+    few = root / "unwalled-submissions"
+    for student in UNWALLED[:-1]:
+        shutil.copytree(subs / student, few / student)
+    nb = nbformat.read(solved / f"{LESSON}.ipynb", as_version=4)
+    replace_once(cell_with_id(nb, "exercise_4_1"), BUG_OLD, BUG_NEW)
+    insert_plain_cells(nb, EXPLOIT_PYC.replace("'c_pyc'", "'c_planted_pyc'"))
+    (few / "c_planted_pyc").mkdir()
+    nbformat.write(nb, few / "c_planted_pyc" / f"{LESSON}.ipynb")
+    out = root / "unwalled-out"
+    run = grade(code, few, out, "--isolation", "off")
+    print(f"\ngrading {len(UNWALLED)} tampering students without isolation: {run.seconds:.1f} s wall")
+    return run, code
+
+
+@pytest.mark.slow
+def test_without_namespaces_tampering_still_cannot_raise_a_grade(unwalled_class):
+    """--isolation off: edited tests and gradebooks keep the bug's score; changed grader files are restored."""
+    run, code = unwalled_class
+    assert run.process.returncode == 0, (run.process.stdout[-3000:], run.process.stderr[-3000:])
+    assert "warning" not in run.process.stdout  # off was asked for: nothing to warn about
+    scores = {student: lesson_score(row) for student, row in run.rows.items()}
+    assert scores == {"buggy": BUGGY_SCORE, "edited_test": BUGGY_SCORE, "gradebook_editor": BUGGY_SCORE,
+                      "package_overwriter": None, "c_planted_pyc": None}, run.rows
+    for student in ("package_overwriter", "c_planted_pyc"):
+        assert run.rows[student]["status"].startswith(
+            f"{LESSON} not graded: the notebook changed the grader's own files"), run.rows[student]
+    assert git(code, "status", "--porcelain", "--untracked-files=all", *PACKAGES) == ""
+    planted = [p for p in code.rglob("*.pyc") if b"c_planted_pyc" in p.read_bytes()]  # git ignores __pycache__
+    assert not planted, planted
 
 
 # ---------------------------------------------------------------- late submissions
@@ -590,10 +638,6 @@ def test_a_second_run_is_quick(late_run):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="grading.grade compares the submitted file's SHA-256 with the manifest's, but "
-                                       "run_one records the SHA-256 of the repaired copy in course/submitted/: every "
-                                       "repaired notebook (Colab's 4.0, stripped, duplicated, retyped) is graded again "
-                                       "on every run, noted as 'a new submission replaced ...'")
 def test_a_second_run_grades_only_what_changed(late_run):
     """Only the new student and the changed notebook are graded again; no unchanged notebook is noted as replaced."""
     first, run, _ = late_run
@@ -628,8 +672,6 @@ def test_a_replaced_submission_is_noted_and_kept(late_run):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="the manifest keeps no notes: a notebook graded in an earlier run loses its "
-                                       "notes (repairs, 'review: ...') from grades.csv in the next run")
 def test_a_second_run_keeps_the_earlier_notes(late_run):
     """The repairs noted for notebooks graded in the first run are still in the notes of the second."""
     first, run, _ = late_run
@@ -707,52 +749,36 @@ def test_grading_into_a_postgresql_gradebook(postgres_url, workspace, tmp_path):
     assert not (out / "course" / "gradebook.db").exists()  # PostgreSQL is the gradebook of record
 
 
-# ---------------------------------------------------------------- holes found while writing this test
+# ---------------------------------------------------------------- exploits of the sandbox
 
-# Each exploit sits in a plain cell (the "review: ..." scan only reads exercise cells) and keeps the bug.
-# The class is graded with --jobs 1, in the order of the names, so that "f_template" runs before "g_victim".
+# Holes found while this test was first written, each closed since; the test keeps them closed. Each
+# exploit sits in a plain cell, keeps the bug, and is given the grader's --out folder (the worst case:
+# a notebook that knows where everything is). The class is graded with --jobs 1, in the order of the
+# names, so that "f_template" runs before "g_victim".
 
-FIND_GRADER = '''
-import os
-
-
-def find_grader():
-    """(pid, OUT folder) of the `python -m autograder grade` process above this kernel."""
-    pid = os.getpid()
-    while pid > 1:
-        try:
-            args = open(f"/proc/{pid}/cmdline", "rb").read().decode().split("\\0")
-            if "grade" in args and "--out" in args:
-                return pid, os.path.join(os.readlink(f"/proc/{pid}/cwd"), args[args.index("--out") + 1])
-            pid = int(open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[1])
-        except (OSError, ValueError, IndexError):
-            break
-    return None, None
-'''
-
-EXPLOIT_UNLOCK = '''
+EXPLOIT_UNLOCK = """
 import os, sqlite3
 here = os.getcwd()  # the sandbox's gradebook is a few folders up; the student's next lesson is graded with it
 while not os.path.isfile(os.path.join(here, "gradebook.db")) and os.path.dirname(here) != here:
     here = os.path.dirname(here)
 db = sqlite3.connect(os.path.join(here, "gradebook.db"))
-db.execute("UPDATE source_cell SET locked = 0")  # nbgrader no longer restores edited test cells
+db.execute("UPDATE source_cell SET locked = 0")  # nbgrader would no longer restore edited test cells
 db.commit()
 db.close()
-'''
+"""
 
-EXPLOIT_SHADOW = '''
+EXPLOIT_SHADOW = """
 import os, sys
-shadow = os.path.join(os.getcwd(), "shadow")  # the checks' preamble removes "", "." and the cwd, not this
+shadow = os.path.join(os.getcwd(), "..", "..", "..", "shadow")  # the sandbox's root: writable, not the cwd
 os.makedirs(os.path.join(shadow, "autograder"), exist_ok=True)
 open(os.path.join(shadow, "autograder", "__init__.py"), "w").close()
 with open(os.path.join(shadow, "autograder", "loss.py"), "w") as f:
     f.write("def _passed(*args, **kwargs):\\n    print('[PASS] shadowed')\\n\\n"
             "check_loss_values = check_loss_label_shapes = check_loss_gradients = _passed\\n")
 sys.path.insert(0, shadow)
-'''
+"""
 
-EXPLOIT_PYC = '''
+EXPLOIT_PYC = """
 import importlib.util, os
 from importlib._bootstrap_external import _code_to_timestamp_pyc
 import autograder.loss as real
@@ -766,61 +792,64 @@ pyc = importlib.util.cache_from_source(real.__file__)
 os.makedirs(os.path.dirname(pyc), exist_ok=True)
 with open(pyc, "wb") as f:
     f.write(_code_to_timestamp_pyc(compile(source, real.__file__, "exec"), int(stat.st_mtime), stat.st_size))
-'''
+"""
 
-EXPLOIT_DAEMON = '''
+# A process that leaves the kernel's process group, beats a heart the test can hear (/dev/shm is
+# writable everywhere), and, once the grader has exited, rewrites two students' scores in the manifest.
+EXPLOIT_DAEMON = """
 import json, os, sys, time
-grader, out, pidfile, donefile = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
-open(pidfile, "w").write(str(os.getpid()))
-deadline = time.time() + 900
-while time.time() < deadline:
-    try:
-        os.kill(grader, 0)
-    except ProcessLookupError:
-        break
-    time.sleep(0.2)
-time.sleep(0.5)
+out, heartbeat = sys.argv[1], sys.argv[2]
 path = os.path.join(out, "course", "grading-manifest.json")
-manifest = json.load(open(path))
-for student, score in (("d_daemon", 20.0), ("g_victim", 0.0)):
-    manifest[student]["04_contrastive_loss"].pop("error", None)
-    manifest[student]["04_contrastive_loss"]["score"] = score
-json.dump(manifest, open(path, "w"))
-open(donefile, "w").write("done")
-'''
+deadline = time.time() + 300
+while time.time() < deadline and not os.path.exists(heartbeat + ".stop"):  # the test's way to end it
+    with open(heartbeat, "w") as beat:
+        beat.write(str(time.time()))
+    try:
+        manifest = json.load(open(path))
+        if manifest.get("g_victim", {}).get("04_contrastive_loss", {}).get("score") is not None:
+            for student, score in (("d_daemon", 20.0), ("g_victim", 0.0)):
+                manifest[student]["04_contrastive_loss"].pop("error", None)
+                manifest[student]["04_contrastive_loss"]["score"] = score
+            json.dump(manifest, open(path, "w"))
+    except (OSError, ValueError, KeyError):
+        pass
+    time.sleep(0.2)
+"""
 
-EXPLOIT_TEMPLATE = FIND_GRADER + '''
-import sqlite3
-grader, out = find_grader()  # the sandbox template every later student's sandbox is copied from
-db = sqlite3.connect(os.path.join(out, "sandbox-template", "gradebook.db"))
+EXPLOIT_TEMPLATE = """
+import os, sqlite3
+db = sqlite3.connect(os.path.join(OUT, "sandbox-template", "gradebook.db"))  # every later sandbox's origin
 db.execute("UPDATE grade_cells SET max_score = 50 WHERE id IN (SELECT b.id FROM base_cell b "
            "JOIN notebook n ON b.notebook_id = n.id WHERE n.name = '04_contrastive_loss')")
 db.commit()
 db.close()
-'''
+"""
 
-EXPLOIT_HUNTER = FIND_GRADER + '''
-import sqlite3
-grader, out = find_grader()  # the gradebook of record
-db = sqlite3.connect(os.path.join(out, "course", "gradebook.db"))
+EXPLOIT_HUNTER = """
+import os, sqlite3
+db = sqlite3.connect(os.path.join(OUT, "course", "gradebook.db"))  # the gradebook of record
 db.execute("UPDATE grade SET manual_score = 0")
 db.commit()
 db.close()
-'''
+"""
 
 
-def daemon_cell(pidfile: Path, donefile: Path) -> str:
-    """A plain cell that leaves a process behind to rewrite the grading manifest once the grader has exited."""
-    return FIND_GRADER + f'''
+def knowing(out: Path, code: str) -> str:
+    """``code`` preceded by the grader's --out folder, as if the notebook had found it."""
+    return f"OUT = {str(out)!r}\n" + code
+
+
+def daemon_cell(out: Path, heartbeat: Path) -> str:
+    """A plain cell that starts EXPLOIT_DAEMON in a session of its own."""
+    return f"""
 import subprocess, sys
-grader, out = find_grader()
-subprocess.Popen([sys.executable, "-c", {EXPLOIT_DAEMON!r}, str(grader), out, {str(pidfile)!r}, {str(donefile)!r}],
+subprocess.Popen([sys.executable, "-c", {EXPLOIT_DAEMON!r}, {str(out)!r}, {str(heartbeat)!r}],
                  start_new_session=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                  stderr=subprocess.DEVNULL)
-'''
+"""
 
 
-def make_exploits(subs: Path, solved: Path, code: Path, pidfile: Path, donefile: Path) -> None:
+def make_exploits(subs: Path, solved: Path, code: Path, out: Path, heartbeat: Path) -> None:
     """Write the exploiting students under ``subs``."""
 
     def buggy_with(student: str, plain_cell: str) -> None:
@@ -843,43 +872,45 @@ def make_exploits(subs: Path, solved: Path, code: Path, pidfile: Path, donefile:
     carrier("a_unlock", EXPLOIT_UNLOCK)
     buggy_with("b_shadow", EXPLOIT_SHADOW)
     buggy_with("c_pyc", EXPLOIT_PYC)
-    buggy_with("d_daemon", daemon_cell(pidfile, donefile))
-    carrier("e_hunter", EXPLOIT_HUNTER)  # lesson 2: it is graded again, alone, after f_template's attack on lesson 4
-    buggy_with("f_template", EXPLOIT_TEMPLATE)
+    buggy_with("d_daemon", daemon_cell(out, heartbeat))
+    carrier("e_hunter", knowing(out, EXPLOIT_HUNTER))
+    buggy_with("f_template", knowing(out, EXPLOIT_TEMPLATE))
     (subs / "g_victim").mkdir()
     shutil.copy(solved / f"{LESSON}.ipynb", subs / "g_victim" / f"{LESSON}.ipynb")
 
 
+def heart_beats(heartbeat: Path, within_s: float = 3.0) -> tuple[bool, bool]:
+    """(whether the daemon ever ran, whether it wrote its heartbeat less than ``within_s`` seconds ago)."""
+    time.sleep(within_s)
+    if not heartbeat.is_file():
+        return False, False
+    return True, time.time() - float(heartbeat.read_text() or 0) < within_s
+
+
 @pytest.fixture(scope="module")
 def exploit_class(workspace, tmp_path_factory):
-    """Students exploiting holes of the sandbox, graded in one run (--jobs 1), then graded again unchanged."""
+    """Students exploiting the sandbox, graded in one run (--jobs 1), then graded again unchanged.
+
+    Returns (first run, second run, (whether the daemon ran, whether it still ran after the first run), OUT).
+    """
     _, _, solved = workspace
     root = tmp_path_factory.mktemp("exploits")
     code = copy_course(root / "course-code")  # its own copy: a planted .pyc stays there
     subs = root / "submissions"
-    pidfile, donefile = root / "daemon.pid", root / "daemon.done"
-    make_exploits(subs, solved, code, pidfile, donefile)
     out = root / "out"
+    heartbeat = Path("/dev/shm") / f"siamese-test-daemon-{os.getpid()}-{int(time.time())}"
+    make_exploits(subs, solved, code, out, heartbeat)
     try:
         first = grade(code, subs, out, jobs=1)
         print(f"\ngrading the exploits (--jobs 1): {first.seconds:.1f} s wall")
-        daemon_alive = pidfile.is_file() and Path(f"/proc/{pidfile.read_text().strip()}").exists()
-        deadline = time.monotonic() + 60
-        while daemon_alive and not donefile.exists() and time.monotonic() < deadline:
-            time.sleep(0.5)
+        alive = heart_beats(heartbeat)
         again = grade(code, subs, out, jobs=1)
-        yield first, again, daemon_alive, out
+        yield first, again, alive, out
     finally:
-        if pidfile.is_file():  # the process the notebook left behind (started by this test, indirectly)
-            try:
-                os.kill(int(pidfile.read_text().strip()), 9)
-            except (ProcessLookupError, ValueError):
-                pass
-
-
-def exploit_xfail(reason: str):
-    """Mark a test of a hole in the grader: expected to fail until the hole is closed."""
-    return pytest.mark.xfail(strict=True, reason=reason)
+        Path(f"{heartbeat}.stop").write_text("stop")  # ends the daemon where nothing else did (no namespaces)
+        time.sleep(0.5)
+        heartbeat.unlink(missing_ok=True)
+        Path(f"{heartbeat}.stop").unlink()
 
 
 @pytest.mark.slow
@@ -892,11 +923,17 @@ def test_the_exploit_run_completes(exploit_class):
 
 
 @pytest.mark.slow
-def test_a_notebook_that_edits_the_real_gradebook_is_caught(exploit_class):
-    """A cell that zeroes every grade in OUT/course/gradebook.db is reported; the gradebook is restored."""
+def test_a_notebook_cannot_change_the_gradebook_of_record(exploit_class):
+    """A cell that zeroes every grade in OUT/course/gradebook.db cannot (hidden) or is caught and undone."""
     first, _, _, out = exploit_class
-    assert first.rows["e_hunter"]["status"].startswith(
-        "02_cnn_backbone not graded: the notebook changed the grader's own files (gradebook.db)"), first.rows["e_hunter"]
+    row = first.rows["e_hunter"]
+    if ISOLATED:
+        others = ", ".join(lesson for lesson in LESSONS if lesson != "02_cnn_backbone")
+        assert (lesson_score(row, "02_cnn_backbone"), row["status"]) == (0.0, f"no notebook for {others}"), row
+    else:
+        assert row["status"].startswith(
+            "02_cnn_backbone not graded: the notebook changed the grader's own files (gradebook.db)"), row
+    assert "review: other cells use" in row["notes"] and "sqlite3" in row["notes"], row
     earlier = ["b_shadow", "c_pyc", "d_daemon"]  # graded (and recorded) before e_hunter ran
     held = gradebook_scores(f"sqlite:///{out / 'course' / 'gradebook.db'}", earlier)
     assert {s: held[s].get(LESSON) for s in earlier} == {s: lesson_score(first.rows[s]) for s in earlier}
@@ -904,49 +941,47 @@ def test_a_notebook_that_edits_the_real_gradebook_is_caught(exploit_class):
 
 
 @pytest.mark.slow
-@exploit_xfail("the sandbox's gradebook is shared by a student's lessons: a cell of lesson 2 sets "
-               "source_cell.locked = 0 there, so nbgrader's OverwriteCells no longer restores lesson 4's edited "
-               "test cell, and verify_outputs only counts [PASS] lines (the edited cell prints five)")
 def test_an_earlier_lesson_cannot_unlock_the_tests_of_a_later_one(exploit_class):
+    """Lesson 2 unlocks the test cells in the sandbox's gradebook; lesson 4's edited test cell still scores 0."""
     row = exploit_class[0].rows["a_unlock"]
     assert lesson_score(row) == BUGGY_SCORE or f"{LESSON} not graded" in row["status"], row
 
 
 @pytest.mark.slow
-@exploit_xfail("CHECK_PREAMBLE removes only '', '.' and the cwd from sys.path: a package named autograder in a "
-               "sub-folder put first on sys.path replaces the checks (the 'review' scan skips plain cells)")
 def test_a_shadow_package_cannot_replace_the_checks(exploit_class):
+    """A fake autograder package written into the sandbox and put first on sys.path is not imported."""
     row = exploit_class[0].rows["b_shadow"]
     assert lesson_score(row) == BUGGY_SCORE or "not graded" in row["status"], row
+    assert "review: other cells use" in row["notes"] and "sys.path" in row["notes"], row
 
 
 @pytest.mark.slow
-@exploit_xfail("grader_snapshot/restore_grader skip __pycache__: a .pyc planted next to autograder/loss.py with "
-               "the source's mtime and size is imported by the checks, undetected")
 def test_a_planted_pyc_cannot_replace_the_checks(exploit_class):
+    """A .pyc written next to autograder/loss.py cannot be (read-only) or is found and removed."""
     row = exploit_class[0].rows["c_pyc"]
     assert lesson_score(row) == BUGGY_SCORE or "not graded" in row["status"], row
 
 
 @pytest.mark.slow
-@exploit_xfail("OUT/sandbox-template/gradebook.db is neither snapshotted nor checked: a notebook that finds it "
-               "(the grader's --out is in its parent's /proc cmdline) and sets max_score = 50 there makes every "
-               "later student's lesson fail ('Inconsistent checksums' → 'not graded: NbGraderException ...')")
 def test_a_notebook_cannot_touch_the_grading_of_later_students(exploit_class):
+    """Editing OUT/sandbox-template/gradebook.db changes nothing for the next student."""
     row = exploit_class[0].rows["g_victim"]
     assert (lesson_score(row), row["status"]) == (FULL_SCORE, MISSING), row
 
 
 @pytest.mark.slow
-@exploit_xfail("kernels run as the grader's user: a process started with start_new_session=True escapes the "
-               "worker's process group and outlives the grading")
+@needs_isolation
 def test_no_process_of_a_notebook_outlives_the_grading(exploit_class):
-    assert not exploit_class[2]
+    """The process started with start_new_session=True is stopped when its lesson is done, and the notes say so."""
+    first, _, (ran, still_running), _ = exploit_class
+    assert ran, "the daemon never started: the exploit is broken, not the grader"
+    assert not still_running
+    assert f"{LESSON}: stopped 1 process the notebook left running" in first.rows["d_daemon"]["notes"], first.rows["d_daemon"]
 
 
 @pytest.mark.slow
-@exploit_xfail("grades.csv is rebuilt from OUT/course/grading-manifest.json, which nothing protects once the run "
-               "is over: the process left behind rewrote two students' scores")
+@needs_isolation
 def test_grades_survive_a_process_left_behind(exploit_class):
+    """Nothing rewrites the manifest once the run is over: the second run reports the first run's scores."""
     first, again, _, _ = exploit_class
     assert ({s: lesson_score(r) for s, r in again.rows.items()} == {s: lesson_score(r) for s, r in first.rows.items()})

@@ -1,5 +1,8 @@
 """``python -m autograder.demo_class OUT --students N``: a made-up class of submissions, for trying the grader.
 
+``python -m autograder.demo_class OUT --check GRADES_CSV`` then says whether the grader gave every
+student of that class the row their submissions call for.
+
 A fixed mix, the same for the same ``--seed``: about half correct (some saved the way Colab saves
 them, as "Copy of ..." files), a quarter with one typical bug in one lesson, and the rest blank,
 incomplete or broken (an empty file, invalid JSON, stripped metadata, a duplicated test cell).
@@ -9,6 +12,7 @@ Used to measure grading speed (``--jobs``) on classes of any size.
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import random
 import sys
@@ -109,14 +113,63 @@ def make_class(out: Path, students: int, seed: int = 0) -> dict[str, str]:
     return kinds
 
 
+def lesson_points() -> dict[str, float]:
+    """The points each lesson's tests are worth."""
+    return {lesson.name: float(sum(c.metadata["nbgrader"].get("points", 0) for c in lesson.source.cells
+                                   if c.metadata.get("nbgrader", {}).get("grade"))) for lesson in build_all()}
+
+
+def check_grades(kinds: dict[str, str], rows: dict[str, dict[str, str]], points: dict[str, float]) -> list[str]:
+    """What is wrong in ``rows`` (grades.csv as student → row) for a class of ``kinds``; empty if nothing."""
+    problems = []
+    for student, kind in kinds.items():
+        row = rows.get(student)
+        if row is None:
+            problems.append(f"{student} ({kind}): no row")
+            continue
+        scores = {name: float(row[name]) if row[name] else None for name in LESSONS}
+        if kind.startswith("correct"):
+            expected, status = dict(points), "graded"
+        elif kind.startswith("bug in "):
+            lesson = kind.removeprefix("bug in ")
+            expected, status = dict(points), "graded"
+            expected[lesson] = None  # fewer points than the lesson is worth; checked below
+        elif kind == "blank release":
+            expected, status = {name: 0.0 for name in LESSONS}, "graded"
+        else:
+            expected = {name: (None if name in LESSONS[:2] else points[name]) for name in LESSONS}
+            status = (f"{LESSONS[0]} not graded: {LESSONS[0]}.ipynb is an empty file; "
+                      f"{LESSONS[1]} not graded: {LESSONS[1]}.ipynb is not a readable notebook (")
+        if not row["status"].startswith(status):
+            problems.append(f"{student} ({kind}): status {row['status']!r}")
+        for name in LESSONS:
+            if kind.startswith("bug in ") and name == kind.removeprefix("bug in "):
+                if scores[name] is None or not 0 <= scores[name] < points[name]:
+                    problems.append(f"{student} ({kind}): {name} scored {scores[name]} of {points[name]}")
+            elif scores[name] != expected[name]:
+                problems.append(f"{student} ({kind}): {name} scored {scores[name]}, expected {expected[name]}")
+    return problems
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Write the class and print what each student handed in."""
+    """Write the class and print what each student handed in, or check a grades.csv of it."""
     parser = argparse.ArgumentParser(prog="python -m autograder.demo_class", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("out", type=Path)
     parser.add_argument("--students", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--check", type=Path, metavar="GRADES_CSV",
+                        help="check the grades.csv of the class written in OUT earlier, instead of writing one")
     args = parser.parse_args(argv)
+    if args.check:
+        kinds = json.loads((args.out / "CLASS.json").read_text())
+        with open(args.check, newline="") as f:
+            rows = {row["student"]: row for row in csv.DictReader(f)}
+        problems = check_grades(kinds, rows, lesson_points())
+        for line in problems:
+            print(line)
+        print(f"{len(kinds) - len({p.split(' ')[0] for p in problems})} of {len(kinds)} students graded as expected")
+        return 1 if problems else 0
     if args.students < 1:
         parser.error("--students must be at least 1")
     kinds = make_class(args.out, args.students, args.seed)

@@ -26,6 +26,32 @@ def db_url_for(course: Path, db_url: str | None = None) -> str:
     return db_url or f"sqlite:///{(course / 'gradebook.db').resolve()}"
 
 
+def check_database(db_url: str) -> None:
+    """Connect once to an instructor-given gradebook URL; raise ``ValueError`` saying what to do if that fails."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+
+    try:
+        url = make_url(db_url)
+    except ArgumentError as error:
+        raise ValueError(f"--db-url {db_url!r} is not a database URL ({error}); "
+                         "e.g. postgresql://user:password@host/database") from None
+    shown = url.render_as_string(hide_password=True)
+    try:
+        engine = create_engine(url, connect_args={"connect_timeout": 10} if url.get_backend_name() == "postgresql" else {})
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+        engine.dispose()
+    except ModuleNotFoundError as error:
+        raise ValueError(f"--db-url {shown}: the database driver {error.name!r} is not installed "
+                         "(for PostgreSQL: pip install 'psycopg[binary]', part of the instructor extra)") from None
+    except SQLAlchemyError as error:
+        reason = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
+        raise ValueError(f"cannot open the gradebook at {shown}: {reason}; check the URL, that the server is "
+                         "running and that the database exists (e.g. createdb)") from None
+
+
 def nbgrader_config(course: Path, db_url: str | None = None, timeout: int = CELL_TIMEOUT_S):
     """A traitlets ``Config`` for nbgrader rooted at ``course``."""
     from traitlets.config import Config

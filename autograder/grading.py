@@ -41,7 +41,7 @@ import nbformat
 
 from . import isolation
 from .build import LESSONS, build_all, generate_release, solved_notebook
-from .course import CELL_TIMEOUT_S, db_url_for, nbgrader_api, nbgrader_config, put_environment_on_path
+from .course import CELL_TIMEOUT_S, check_database, db_url_for, nbgrader_api, nbgrader_config, put_environment_on_path
 
 NOTEBOOK_TIMEOUT_S = 300  # one lesson, all cells together
 MEMORY_LIMIT_MB = 8192  # address space per grading process and its kernel (torch with its threads maps several GB)
@@ -53,6 +53,8 @@ PACKAGE_DIR = Path(__file__).resolve().parent  # autograder/
 
 def release(out: Path, db_url: str | None = None) -> Path:
     """Build the nbgrader course in ``out``: config, source and release notebooks, gradebook."""
+    if db_url:
+        check_database(db_url)
     released = generate_release(build_all(), out, db_url)
     for name, nb in released.items():  # the release with exercise-named stubs, as in lessons/
         nbformat.write(nb, out / "release" / name / f"{name}.ipynb")
@@ -546,6 +548,8 @@ def grade(submissions: Path, out: Path, jobs: int = 1, db_url: str | None = None
     put_environment_on_path()
     if not submissions.exists():
         raise FileNotFoundError(f"{submissions} does not exist: give the folder or zip of submissions")
+    if db_url:
+        check_database(db_url)
     walls = None
     if isolate is not False:
         available, why_not = isolation.availability()

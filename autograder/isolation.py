@@ -48,7 +48,8 @@ def availability() -> tuple[bool, str]:
         return False, "the `unshare` command (util-linux) is not installed"
     with tempfile.TemporaryDirectory(prefix="siamese-isolation-probe-") as folder:
         try:
-            probe = subprocess.run([*command_prefix(), sys.executable, "-m", "autograder.isolation", folder],
+            # This file run as a script: it needs only the standard library, so the probe takes a moment.
+            probe = subprocess.run([*command_prefix(), sys.executable, "-I", __file__, folder],
                                    capture_output=True, text=True, timeout=60)
         except (OSError, subprocess.TimeoutExpired) as error:
             return False, f"unshare could not be run ({error})"
@@ -131,7 +132,7 @@ def _probe(folder: Path) -> int:
     """Lock down with ``folder`` as the sandbox and check that only it can be written to."""
     lock_down(folder, [])
     (folder / "written").write_text("the sandbox is writable")
-    outside = Path(__file__).resolve().parent / ".isolation-probe"
+    outside = Path(__file__).resolve().parent / ".isolation-probe"  # the grader's own package folder
     try:
         outside.write_text("must not be possible")
     except OSError:

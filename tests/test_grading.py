@@ -554,6 +554,21 @@ def test_grade_missing_path_exits_1_cleanly(tmp_path):
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize("db_url, says", [
+    ("not a url", "is not a database URL"),
+    ("postgresql://nobody@127.0.0.1:9/gradebook", "cannot open the gradebook at postgresql://nobody@127.0.0.1:9/gradebook"),
+    ("mysql://nobody@127.0.0.1/gradebook", "the database driver 'MySQLdb' is not installed"),
+])
+def test_an_unusable_db_url_exits_1_cleanly(tmp_path, db_url, says):
+    """A --db-url that cannot be opened is named with what to do, before anything is written."""
+    (tmp_path / "subs").mkdir()
+    result = run_module("autograder", "grade", tmp_path / "subs", "--out", tmp_path / "out", "--db-url", db_url,
+                        cwd=tmp_path)
+    assert result.returncode == 1, (result.stdout, result.stderr)
+    assert says in result.stderr and "Traceback" not in result.stderr, result.stderr
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.parametrize("filename, lesson, student", [
     ("Copy of 01_pair_dataset (2).ipynb", "01_pair_dataset", ""),
     ("alice_smith_04_contrastive_loss.ipynb", "04_contrastive_loss", "alice_smith"),

@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import nbformat
+from tqdm import tqdm
 
 from . import isolation
 from .build import LESSONS, build_all, generate_release, solved_notebook
@@ -516,16 +517,16 @@ def record_scores(course: Path, db_url: str | None, student: str, lesson: str, e
     config.Autograde.sanitize_preprocessors = [CheckCellMetadata]
     config.Autograde.autograde_preprocessors = [SaveAutoGrades, AssignLatePenalties, CheckCellMetadata]
     api = NbGraderAPI(coursedir=CourseDirectory(config=config), config=config)
-    outcome = api.autograde(lesson, student, force=True, create=True)
-    if not outcome["success"]:
-        return {"error": f"could not record the scores ({(outcome.get('error') or '').strip().splitlines()[-1:]})"}
     with warnings.catch_warnings():  # SQLAlchemy's notes on nbgrader's session use, not the instructor's concern
         warnings.simplefilter("ignore", SAWarning)
+        outcome = api.autograde(lesson, student, force=True, create=True)
+        if not outcome["success"]:
+            return {"error": f"could not record the scores ({(outcome.get('error') or '').strip().splitlines()[-1:]})"}
         feedback = api.generate_feedback(lesson, student, force=True)  # from the gradebook of record
-    with Gradebook(db_url_for(course, db_url)) as gradebook:
-        notebook = gradebook.find_submission_notebook(lesson, lesson, student)
-        return {"score": notebook.score, "max_score": notebook.max_score,
-                "needs_manual_grade": bool(notebook.needs_manual_grade), "feedback_ok": bool(feedback["success"])}
+        with Gradebook(db_url_for(course, db_url)) as gradebook:
+            notebook = gradebook.find_submission_notebook(lesson, lesson, student)
+            return {"score": notebook.score, "max_score": notebook.max_score,
+                    "needs_manual_grade": bool(notebook.needs_manual_grade), "feedback_ok": bool(feedback["success"])}
 
 
 @dataclass
@@ -631,7 +632,14 @@ def grade(submissions: Path, out: Path, jobs: int = 1, db_url: str | None = None
             with record_lock:  # one writer for the gradebook of record
                 running.discard(student)
                 touched = restore_grader(snapshot, trusted) + restore_grader(template, [template_root], with_db=True)
-                if gradebook_path and file_digest(gradebook_path) != gradebook_digest[0]:
+                if walls is not None:
+                    # Walled-in notebooks cannot write there: another program did (an editor, a second grader).
+                    if touched:
+                        tqdm.write(f"warning: {', '.join(sorted(set(touched)))} changed while {student} was graded; "
+                                   "notebooks cannot write there, so another program did: restored to the version "
+                                   "grading began with", file=sys.stdout)
+                    touched = []
+                elif gradebook_path and file_digest(gradebook_path) != gradebook_digest[0]:
                     shutil.copyfile(course / "gradebook.backup.db", gradebook_path)
                     touched.append(gradebook_path.name)
                 if touched and not alone:
@@ -672,10 +680,21 @@ def grade(submissions: Path, out: Path, jobs: int = 1, db_url: str | None = None
         if gradebook_path and gradebook_path.is_file():
             shutil.copyfile(gradebook_path, course / "gradebook.backup.db")
         to_grade = sorted(s for s in plans if plans[s])
-        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-            list(pool.map(run_one, to_grade))
-        for student in sorted(discard):
-            run_one(student, alone=True)
+        # Progress on stdout, and only on a terminal: nbgrader's own messages are on stderr.
+        with tqdm(total=len(to_grade), unit="student", desc="grading", file=sys.stdout, disable=None) as progress:
+
+            def run_and_count(student: str) -> None:
+                run_one(student)
+                progress.update()
+
+            with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+                list(pool.map(run_and_count, to_grade))
+            if discard:
+                progress.total += len(discard)
+                progress.set_description("grading again, one at a time")
+            for student in sorted(discard):
+                run_one(student, alone=True)
+                progress.update()
 
     for student in manifest:  # earlier students absent from this batch keep their rows
         students.setdefault(student, StudentWork(student, notes=["not in this batch; earlier grades kept"]))

@@ -32,6 +32,9 @@ KERNEL_ONLY = ("/proc", "/sys", "/dev")  # the kernel's own file systems: left a
 
 # mount(2) flags from <sys/mount.h>
 MS_RDONLY, MS_REMOUNT, MS_BIND = 1, 32, 4096
+# Flags a user namespace may not clear on a mount it inherited: a remount must repeat them.
+KEPT_FLAGS = {"nosuid": 2, "nodev": 4, "noexec": 8, "noatime": 1024, "nodiratime": 2048, "relatime": 1 << 21,
+              "strictatime": 1 << 24}
 
 
 def command_prefix() -> list[str]:
@@ -67,14 +70,15 @@ def _mount(source: str | None, target: Path, fstype: str | None, flags: int, opt
         raise OSError(error, f"mount {target}: {os.strerror(error)}")
 
 
-def _mount_points() -> list[tuple[Path, bool]]:
-    """Every mount point of this namespace and whether it is read-only already."""
+def _mount_points() -> list[tuple[Path, bool, int]]:
+    """Every mount point of this namespace: (path, whether it is read-only already, its flags to keep)."""
     points = []
     with open("/proc/self/mountinfo") as table:
         for line in table:
             fields = line.split()
             point = fields[4].encode().decode("unicode_escape")  # spaces come as \040
-            points.append((Path(point), "ro" in fields[5].split(",")))
+            options = fields[5].split(",")
+            points.append((Path(point), "ro" in options, sum(KEPT_FLAGS.get(option, 0) for option in options)))
     return points
 
 
@@ -94,11 +98,11 @@ def lock_down(sandbox: Path, hide: list[Path]) -> None:
     sandbox.mkdir(parents=True, exist_ok=True)  # inside an empty folder, if one now covers the sandbox
     _mount(f"/proc/self/fd/{handle}", sandbox, None, MS_BIND)
     os.close(handle)
-    for point, read_only in _mount_points():
+    for point, read_only, kept in _mount_points():
         if read_only or point == sandbox or any(_inside(point, Path(k)) for k in KERNEL_ONLY):
             continue
-        _mount(None, point, None, MS_REMOUNT | MS_BIND | MS_RDONLY)
-    for point, read_only in _mount_points():  # fail closed: never grade in a sandbox that leaks
+        _mount(None, point, None, MS_REMOUNT | MS_BIND | MS_RDONLY | kept)
+    for point, read_only, _ in _mount_points():  # fail closed: never grade in a sandbox that leaks
         if not read_only and point != sandbox and not any(_inside(point, Path(k)) for k in KERNEL_ONLY):
             raise OSError(f"{point} is still writable")
 

@@ -4,7 +4,7 @@
     python -m autograder solutions OUT             the solved notebooks
     python -m autograder grade SUBMISSIONS --out OUT [--jobs N] [--isolation auto|on|off]
                                                    check, repair and autograde a folder or LMS zip;
-                                                   writes OUT/grades.csv and OUT/feedback/
+                                                   writes OUT/grades.csv, OUT/intake.csv and OUT/feedback/
 """
 
 from __future__ import annotations
@@ -34,12 +34,19 @@ def main(argv: list[str] | None = None) -> int:
     p_grade.add_argument("--cell-timeout", type=int, default=None, metavar="S", help="seconds one cell may run (default 30)")
     p_grade.add_argument("--memory-mb", type=int, default=None, metavar="MB",
                          help="address-space limit of each grading process and its kernel (default 8192; 0 = none)")
+    p_grade.add_argument("--max-notebook-mb", type=int, default=None, metavar="MB",
+                         help="largest notebook file read (default 20); a larger one is that student's 'file too large'")
+    p_grade.add_argument("--max-student-mb", type=int, default=None, metavar="MB",
+                         help="one student's notebooks together (default 100)")
+    p_grade.add_argument("--max-archive-mb", type=int, default=None, metavar="MB",
+                         help="largest zip file accepted (default 4096); a larger one is refused before it is read")
     p_grade.add_argument("--isolation", choices=("auto", "on", "off"), default="auto",
                          help="run notebooks in Linux namespaces of their own: auto (where possible, with a warning "
                               "where not), on (refuse to grade without), off")
     args = parser.parse_args(argv)
 
     from . import grading
+    from .intake import printable
 
     try:
         if args.command == "release":
@@ -51,15 +58,16 @@ def main(argv: list[str] | None = None) -> int:
         else:
             if args.jobs < 1:
                 parser.error(f"--jobs must be at least 1, got {args.jobs}")
-            limits = {name: value for name, value in (("notebook_timeout", args.notebook_timeout),
-                                                      ("cell_timeout", args.cell_timeout),
-                                                      ("memory_mb", args.memory_mb)) if value is not None}
+            given = {"notebook_timeout": args.notebook_timeout, "cell_timeout": args.cell_timeout,
+                     "memory_mb": args.memory_mb, "notebook_mb": args.max_notebook_mb,
+                     "student_mb": args.max_student_mb, "archive_mb": args.max_archive_mb}
+            limits = grading.Limits(**{name: value for name, value in given.items() if value is not None})
             isolate = {"auto": None, "on": True, "off": False}[args.isolation]
             results = grading.grade(args.submissions, args.out, jobs=args.jobs, db_url=args.db_url, isolate=isolate,
-                                    **limits)
+                                    limits=limits)
             not_graded = [r for r in results if r.status != "graded"]
             for r in not_graded:
-                print(f"{r.student}: {r.status}")
+                print(f"{printable(r.student)} ({r.student_id}): {r.status}")
     except (FileNotFoundError, ValueError, RuntimeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

@@ -17,7 +17,6 @@ Grading never lets one submission stop the others, and never loses a grade:
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import hashlib
 import json
@@ -33,6 +32,7 @@ import threading
 import time
 import warnings
 import zipfile
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,13 +40,13 @@ from pathlib import Path
 import nbformat
 from tqdm import tqdm
 
-from . import isolation
+from . import intake, isolation, records
 from .build import LESSONS, build_all, generate_release, solved_notebook
-from .course import CELL_TIMEOUT_S, check_database, db_url_for, nbgrader_api, nbgrader_config, put_environment_on_path
+from .course import CELL_TIMEOUT_S, check_database, db_url_for, nbgrader_config, put_environment_on_path
 
 NOTEBOOK_TIMEOUT_S = 300  # one lesson, all cells together
 MEMORY_LIMIT_MB = 8192  # address space per grading process and its kernel (torch with its threads maps several GB)
-MANIFEST = "grading-manifest.json"
+EXECUTED_LIMIT_MB = 64  # an executed notebook coming back from the sandbox (nbgrader limits each output)
 PACKAGE_DIR = Path(__file__).resolve().parent  # autograder/
 
 
@@ -71,109 +71,6 @@ def write_solutions(out: Path) -> list[Path]:
         nbformat.write(solved_notebook(lesson.source), path)
         paths.append(path)
     return paths
-
-
-# ---------------------------------------------------------------- collecting submissions
-
-BROWSER_SUFFIX = re.compile(r"\s*\(\d+\)$")  # "name (1).ipynb" from repeated downloads
-COPY_PREFIX = re.compile(r"copy of\s+", re.IGNORECASE)  # Colab's "Copy of name.ipynb"
-IGNORED = (".", "__MACOSX")
-
-
-def identify_lesson(filename: str) -> str | None:
-    """The lesson a file name refers to, tolerating "Copy of " and " (1)"; ``None`` if none."""
-    stem = BROWSER_SUFFIX.sub("", Path(filename).stem).lower()
-    for lesson in LESSONS:
-        if lesson in stem:
-            return lesson
-    for lesson in LESSONS:  # "pair_dataset.ipynb" without the number
-        if lesson[3:] in stem:
-            return lesson
-    return None
-
-
-def student_prefix(filename: str, lesson: str) -> str:
-    """The student part of a flat file name like ``alice_Copy of 01_pair_dataset (1).ipynb``."""
-    stem = BROWSER_SUFFIX.sub("", Path(filename).stem)
-    at = stem.lower().find(lesson)
-    if at < 0:
-        at = stem.lower().find(lesson[3:])
-    prefix = COPY_PREFIX.sub("", stem[:at]) if at >= 0 else stem
-    return prefix.strip(" _-.")
-
-
-def safe_id(name: str) -> str:
-    """A student id nbgrader and file systems accept."""
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_.") or "unknown"
-
-
-@dataclass
-class StudentWork:
-    """What one student handed in, and what the checks found."""
-
-    student: str
-    files: dict[str, list[Path]] = field(default_factory=dict)  # lesson → candidate files
-    notes: list[str] = field(default_factory=list)  # problems found and repairs made
-
-
-def _visible(path: Path, root: Path) -> bool:
-    return not any(part.startswith(IGNORED) for part in path.relative_to(root).parts)
-
-
-def unpack(submissions: Path, workdir: Path) -> Path:
-    """The folder to read submissions from: ``submissions`` itself, or a zip safely extracted into ``workdir``."""
-    if submissions.is_file() and zipfile.is_zipfile(submissions):
-        root = (workdir / "unzipped").resolve()
-        with zipfile.ZipFile(submissions) as archive:
-            for member in archive.infolist():
-                target = (root / member.filename).resolve()
-                if target != root and root not in target.parents:
-                    raise ValueError(f"{submissions}: unsafe path in zip: {member.filename}")
-            archive.extractall(root)
-            for member in archive.infolist():  # extractall does not restore times; "the newest file" needs them
-                stamp = dt.datetime(*member.date_time).timestamp()
-                os.utime(root / member.filename, (stamp, stamp))
-        return root
-    if not submissions.is_dir():
-        raise FileNotFoundError(f"{submissions} is neither a folder nor a zip file of submissions")
-    return submissions
-
-
-def collect(submissions: Path, workdir: Path) -> tuple[dict[str, StudentWork], list[str]]:
-    """Find every student's notebooks in a folder or an LMS zip; return them and the files nobody owns."""
-    submissions = unpack(submissions, workdir)
-    entries = [p for p in submissions.iterdir() if not p.name.startswith(IGNORED)]
-    while len(entries) == 1 and entries[0].is_dir() and not any(identify_lesson(p.name) for p in entries[0].iterdir()):
-        submissions = entries[0]  # an archive wrapped in one top folder ("submissions/alice/...")
-        entries = [p for p in submissions.iterdir() if not p.name.startswith(IGNORED)]
-
-    students: dict[str, StudentWork] = {}
-    stray: list[str] = []
-
-    def add(student: str, lesson: str | None, path: Path) -> None:
-        work = students.setdefault(student, StudentWork(student))
-        if lesson is None:
-            work.notes.append(f"ignored {path.name} (not a lesson notebook)")
-        else:
-            work.files.setdefault(lesson, []).append(path)
-
-    for entry in sorted(entries):
-        if entry.is_dir():
-            student = safe_id(entry.name)
-            students.setdefault(student, StudentWork(student))
-            for path in sorted(entry.rglob("*")):
-                if path.is_file() and _visible(path, entry):
-                    add(student, identify_lesson(path.name) if path.suffix == ".ipynb" else None, path)
-        elif entry.suffix == ".ipynb":
-            lesson = identify_lesson(entry.name)
-            prefix = student_prefix(entry.name, lesson) if lesson else ""
-            if not lesson or not prefix:
-                stray.append(f"{entry.name}: cannot tell the {'student' if lesson else 'lesson'} from the file name")
-                continue
-            add(safe_id(prefix), lesson, entry)
-        else:
-            stray.append(f"{entry.name}: not a notebook")
-    return students, stray
 
 
 # ---------------------------------------------------------------- checking and repairing notebooks
@@ -220,32 +117,28 @@ def restore_metadata(nb: nbformat.NotebookNode, release_nb: nbformat.NotebookNod
     return restored, unmatched
 
 
-def read_notebook(path: Path) -> nbformat.NotebookNode:
-    """Read any nbformat 3 or 4.x notebook (Colab saves 4.0) as the current version."""
-    return nbformat.read(path, as_version=4)
-
-
-def check_notebook(path: Path, release_nb: nbformat.NotebookNode, source_nb: nbformat.NotebookNode | None = None,
+def check_notebook(data: bytes, name: str, release_nb: nbformat.NotebookNode,
+                   source_nb: nbformat.NotebookNode | None = None,
                    ) -> tuple[nbformat.NotebookNode | None, list[str], str | None]:
-    """Check one submitted notebook against the release (and the source, for the test cells' full text).
+    """Check one submitted notebook (its bytes, and the file name to mention) against the release and the source.
 
     Returns (repaired notebook, notes, reason it cannot be graded).
     """
     notes: list[str] = []
-    if path.stat().st_size == 0:
-        return None, notes, f"{path.name} is an empty file"
+    if not data:
+        return None, notes, f"{name} is an empty file"
     try:
-        nb = read_notebook(path)
-    except Exception as error:  # invalid JSON, not a notebook, unreadable
-        return None, notes, f"{path.name} is not a readable notebook ({type(error).__name__})"
+        nb = nbformat.reads(data.decode("utf-8"), as_version=4)  # any nbformat 3 or 4.x (Colab saves 4.0)
+    except Exception as error:  # invalid JSON or UTF-8, not a notebook
+        return None, notes, f"{name} is not a readable notebook ({type(error).__name__})"
     if not isinstance(nb.get("cells"), list) or not nb.cells:
-        return None, notes, f"{path.name} has no cells"
+        return None, notes, f"{name} has no cells"
 
     restored, unmatched = restore_metadata(nb, release_nb)
     if restored:
         notes.append(f"restored stripped nbgrader metadata of {restored} cells")
     if unmatched:
-        return None, notes, (f"{path.name} lost its nbgrader metadata and exercise cells {', '.join(unmatched)} "
+        return None, notes, (f"{name} lost its nbgrader metadata and exercise cells {', '.join(unmatched)} "
                              "cannot be recognised")
 
     reference = {_meta(c)["grade_id"]: c for c in release_nb.cells if _meta(c).get("grade_id")}
@@ -297,26 +190,6 @@ def check_notebook(path: Path, release_nb: nbformat.NotebookNode, source_nb: nbf
     return nb, notes, None
 
 
-# ---------------------------------------------------------------- the manifest of what was graded
-
-def sha256(data: bytes) -> str:
-    """Hex SHA-256 of bytes."""
-    return hashlib.sha256(data).hexdigest()
-
-
-def load_manifest(course: Path) -> dict:
-    """What earlier runs graded: ``{student: {lesson: {sha256 (of the upload), score or error, notes, graded_at}}}``."""
-    path = course / MANIFEST
-    return json.loads(path.read_text()) if path.is_file() else {}
-
-
-def save_manifest(course: Path, manifest: dict) -> None:
-    """Write the manifest atomically."""
-    partial = course / (MANIFEST + ".partial")
-    partial.write_text(json.dumps(manifest, indent=1, sort_keys=True))
-    partial.replace(course / MANIFEST)
-
-
 # ---------------------------------------------------------------- integrity of the grader
 
 def _trusted_files(folders: list[Path], with_db: bool) -> list[Path]:
@@ -346,29 +219,37 @@ def restore_grader(snapshot: dict[Path, bytes], folders: list[Path], with_db: bo
 
 def file_digest(path: Path) -> str | None:
     """SHA-256 of a file, ``None`` if it does not exist."""
-    return sha256(path.read_bytes()) if path.is_file() else None
+    return records.sha256(path.read_bytes()) if path.is_file() else None
 
 
 # ---------------------------------------------------------------- grading
 
-@dataclass
-class StudentResult:
-    """One row of ``grades.csv``."""
+@dataclass(frozen=True)
+class Course:
+    """The course folders a run grades into, and the notebooks every submission is checked against."""
 
-    student: str
-    scores: dict[str, float | None]
-    status: str
-    notes: list[str]
+    course: Path  # the gradebook of record, submitted/, feedback/
+    template: Path  # what each student's sandbox is made from
+    released: dict[str, nbformat.NotebookNode]  # lesson → the student notebook handed out
+    sources: dict[str, nbformat.NotebookNode]  # lesson → the instructor's notebook (hidden tests included)
 
 
-def prepare_course(out: Path, db_url: str | None) -> tuple[Path, Path, dict[str, nbformat.NotebookNode]]:
-    """The real course (gradebook of record) and a template for sandboxes; both built once and kept."""
+def prepare_course(out: Path, db_url: str | None) -> Course:
+    """The real course and the sandbox template, each built once (in a child process) and kept."""
     course, template = out / "course", out / "sandbox-template"
     for folder, url in ((course, db_url), (template, None)):
         if not all((folder / "release" / n / f"{n}.ipynb").is_file() for n in LESSONS):
-            release(folder, url)
-    released = {n: read_notebook(course / "release" / n / f"{n}.ipynb") for n in LESSONS}
-    return course, template, released
+            # Building imports the solutions and torch: a child process keeps the grader itself small.
+            command = [sys.executable, "-m", "autograder", "release", str(folder), *(["--db-url", url] if url else [])]
+            built = subprocess.run(command, capture_output=True, text=True)
+            if built.returncode != 0:
+                raise RuntimeError(f"could not build the nbgrader course in {folder}: "
+                                   f"{(built.stderr or built.stdout).strip()[-2000:]}")
+
+    def read(kind: str, lesson: str) -> nbformat.NotebookNode:
+        return nbformat.read(course / kind / lesson / f"{lesson}.ipynb", as_version=4)
+
+    return Course(course, template, {n: read("release", n) for n in LESSONS}, {n: read("source", n) for n in LESSONS})
 
 
 def make_sandbox(template: dict[Path, bytes], template_root: Path, root: Path, student: str) -> Path:
@@ -398,10 +279,12 @@ def run_worker(sandbox: Path, student: str, lessons: list[str], notebook_timeout
     results: dict[str, dict] = {}
     remaining = list(lessons)
     while remaining:
-        command = [sys.executable, "-m", "autograder.worker", str(sandbox), student, *remaining,
-                   "--cell-timeout", str(cell_timeout), "--memory-mb", str(memory_mb)]
+        options = ["--cell-timeout", str(cell_timeout), "--memory-mb", str(memory_mb)]
         if walls is not None:
-            command = [*walls, *command, "--isolate", *(f"--hide={folder}" for folder in hide)]
+            options += ["--isolate", *(f"--hide={folder}" for folder in hide)]
+        # Options first, then "--": nothing after it is read as an option, whatever a name looks like.
+        command = [*(walls or []), sys.executable, "-m", "autograder.worker", *options, "--", str(sandbox), student,
+                   *remaining]
         env = {k: v for k, v in os.environ.items() if k not in ("SIAMESE_COURSE_QUICK",)}
         env["PYTHONDONTWRITEBYTECODE"] = "1"  # the grader's packages stay byte for byte as snapshotted
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env,
@@ -417,13 +300,16 @@ def run_worker(sandbox: Path, student: str, lessons: list[str], notebook_timeout
             if line == "timeout" or line is None:
                 _kill_group(process)
                 lesson = current or remaining[0]
-                results[lesson] = {"error": (f"ran past the limit of {notebook_timeout} s for one notebook"
-                                             if line == "timeout" else "the grading process died (out of memory?)")}
+                if line == "timeout":
+                    results[lesson] = {"error": f"ran past the limit of {notebook_timeout} s for one notebook"}
+                else:  # the worker itself was killed (out of memory?): not a verdict on the notebook
+                    results[lesson] = {"error": "the grading process died (out of memory?); it is graded again on the "
+                                                "next run", "retry": True}
                 remaining.remove(lesson)
                 break
-            if not line.startswith("{"):
+            message = worker_message(line, remaining)
+            if message is None:
                 continue
-            message = json.loads(line)
             if "start" in message:
                 current, deadline = message["start"], time.monotonic() + notebook_timeout
                 continue
@@ -433,6 +319,28 @@ def run_worker(sandbox: Path, student: str, lessons: list[str], notebook_timeout
                 process.wait()
                 break
     return results
+
+
+def worker_message(line: str, remaining: list[str]) -> dict | None:
+    """A worker's JSON line about one of ``remaining``, reduced to the fields the grader uses; ``None`` if not one.
+
+    The executed notebook's path is never taken from the line: the grader knows where it is.
+    """
+    try:
+        message = json.loads(line) if line.startswith("{") and len(line) < 100_000 else None
+    except ValueError:
+        return None
+    if not isinstance(message, dict):
+        return None
+    if message.get("start") in remaining:
+        return {"start": message["start"]}
+    if message.get("lesson") not in remaining:
+        return None
+    notes = message.get("notes", [])
+    kept = {"lesson": message["lesson"], "notes": [str(n)[:500] for n in notes[:10]] if isinstance(notes, list) else []}
+    if "error" in message:
+        kept["error"] = str(message["error"])[:500]
+    return kept
 
 
 def _kill_group(process: subprocess.Popen) -> None:
@@ -521,7 +429,8 @@ def record_scores(course: Path, db_url: str | None, student: str, lesson: str, e
         warnings.simplefilter("ignore", SAWarning)
         outcome = api.autograde(lesson, student, force=True, create=True)
         if not outcome["success"]:
-            return {"error": f"could not record the scores ({(outcome.get('error') or '').strip().splitlines()[-1:]})"}
+            return {"error": f"could not record the scores ({(outcome.get('error') or '').strip().splitlines()[-1:]}); "
+                             "it is graded again on the next run", "retry": True}
         feedback = api.generate_feedback(lesson, student, force=True)  # from the gradebook of record
         with Gradebook(db_url_for(course, db_url)) as gradebook:
             notebook = gradebook.find_submission_notebook(lesson, lesson, student)
@@ -529,214 +438,330 @@ def record_scores(course: Path, db_url: str | None, student: str, lesson: str, e
                     "needs_manual_grade": bool(notebook.needs_manual_grade), "feedback_ok": bool(feedback["success"])}
 
 
+# ---------------------------------------------------------------- one grading run, stage by stage
+
+@dataclass
+class Limits:
+    """What one student may hand in and use."""
+
+    notebook_timeout: int = NOTEBOOK_TIMEOUT_S
+    cell_timeout: int = CELL_TIMEOUT_S
+    memory_mb: int = MEMORY_LIMIT_MB
+    notebook_mb: int = intake.NOTEBOOK_LIMIT_MB
+    student_mb: int = intake.STUDENT_LIMIT_MB
+    archive_mb: int = intake.ARCHIVE_LIMIT_MB
+
+
 @dataclass
 class Planned:
-    """A notebook to grade: the repaired copy, the SHA-256 of the file handed in, what checking it found."""
+    """A notebook to grade: the repaired copy, the version of the file handed in, what checking it found."""
 
     nb: nbformat.NotebookNode
-    digest: str
+    version: str
     notes: list[str]
 
 
-def grade(submissions: Path, out: Path, jobs: int = 1, db_url: str | None = None,
-          notebook_timeout: int = NOTEBOOK_TIMEOUT_S, cell_timeout: int = CELL_TIMEOUT_S,
-          memory_mb: int = MEMORY_LIMIT_MB, isolate: bool | None = None) -> list[StudentResult]:
-    """Check, repair and autograde every student's notebooks; write ``grades.csv`` and feedback into ``out``.
+@dataclass
+class Enrolled:
+    """One student of this run: who, their id, and what intake and checking found."""
+
+    student: intake.Student
+    sid: str
+    late: list[str] = field(default_factory=list)
+    planned: dict[str, Planned] = field(default_factory=dict)  # lesson → notebook to execute
+
+
+def internal_error(stage: str, error: BaseException) -> dict:
+    """A manifest entry for a lesson the grader itself failed on: reported, and graded again on the next run."""
+    return {"error": f"internal error while {stage} ({type(error).__name__}: {str(error)[:200]}); "
+                     "it is graded again on the next run", "retry": True}
+
+
+class GradingRun:
+    """One run of ``grade``: intake, checking, execution and recording, each student apart from the others."""
+
+    def __init__(self, out: Path, db_url: str | None, limits: Limits, walls: list[str] | None, workdir: Path):
+        self.out, self.db_url, self.limits, self.walls, self.workdir = out, db_url, limits, walls, workdir
+        self.course = prepare_course(out, db_url)
+        self.manifest = records.load_manifest(self.course.course)
+        self.now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+        self.enrolled: dict[str, Enrolled] = {}  # student id → this run's student
+        self.unowned: list[tuple[str, str]] = []
+        self.lock = threading.Lock()  # one writer for the gradebook of record, the manifest and grades.csv
+
+    # -- stage 1: intake
+    def take_in(self, submissions: intake.Submissions) -> None:
+        """Sort the uploads into students and give each their id (kept from earlier runs)."""
+        found = intake.gather(submissions)
+        self.unowned = found.unowned
+        ids = intake.assign_ids(list(found.students), self.manifest["ids"])
+        for key, student in found.students.items():
+            sid = ids[key]
+            self.enrolled[sid] = Enrolled(student, sid)
+            record = self.manifest["students"].setdefault(sid, {"lessons": {}})
+            record["name"] = student.name
+        for name, why in self.unowned:
+            print(f"warning: {name}: {why} (listed in intake.csv)")
+
+    # -- stage 2: reading and checking each notebook
+    def check_all(self, submissions: intake.Submissions) -> None:
+        """Read, check and repair every student's notebooks; what cannot be graded is recorded at once."""
+        for sid, enrolled in sorted(self.enrolled.items()):
+            for lesson in LESSONS:
+                if lesson not in enrolled.student.files:
+                    continue
+                try:
+                    self.check_lesson(submissions, enrolled, lesson)
+                except Exception as error:  # a bug of the grader's, met on this notebook: this lesson only
+                    self.lessons(sid)[lesson] = {"file": "", "graded_at": self.now, "notes": [],
+                                                 **internal_error("reading and checking the notebook", error)}
+        records.save_manifest(self.course.course, self.manifest)
+
+    def lessons(self, sid: str) -> dict:
+        """The manifest's entries of one student's lessons."""
+        return self.manifest["students"][sid]["lessons"]
+
+    def check_lesson(self, submissions: intake.Submissions, enrolled: Enrolled, lesson: str) -> None:
+        """Read one lesson's file through the size limits, and check it unless this version was graded before."""
+        chosen = intake.choose(enrolled.student, lesson)
+        if chosen.owner.late:
+            enrolled.late.append(lesson)
+        entries = self.lessons(enrolled.sid)
+        notebook_limit = self.limits.notebook_mb * intake.MB
+        sizes = [intake.newest(enrolled.student, l).upload.size for l in enrolled.student.files]
+        together = sum(size for size in sizes if size <= notebook_limit)  # a file over its own limit is never read
+        data, version, verdict = None, chosen.upload.fingerprint, None
+        if chosen.upload.size <= notebook_limit and together > self.limits.student_mb * intake.MB:
+            verdict = (f"files too large ({together / intake.MB:.0f} MB together; limit {self.limits.student_mb} MB "
+                       "for one student)")
+        else:
+            try:
+                data = submissions.read(chosen.upload, notebook_limit)
+                version = records.file_version(data)
+            except intake.TooLarge as error:
+                verdict = (f"file too large ({error.args[0] / intake.MB:.0f} MB; "
+                           f"limit {self.limits.notebook_mb} MB): {chosen.upload.shown}")
+            except (OSError, EOFError, RuntimeError, zipfile.BadZipFile, zlib.error) as error:
+                verdict = f"{chosen.upload.shown} could not be read from the submissions ({type(error).__name__})"
+        previous = entries.get(lesson)
+        if previous and previous.get("file") == version and not previous.get("retry"):
+            return  # this very file was judged before: keep that result and its notes
+        notes = self.replaced(enrolled.sid, lesson, previous, version)
+        if verdict is None:
+            nb, found, verdict = check_notebook(data, chosen.upload.parts[-1], self.course.released[lesson],
+                                                self.course.sources[lesson])
+            notes += found
+        entry = {"file": version, "graded_at": self.now, "notes": notes}
+        if verdict:
+            entries[lesson] = {**entry, "error": verdict}
+            return
+        submitted = self.course.course / "submitted" / enrolled.sid / lesson / f"{lesson}.ipynb"
+        submitted.parent.mkdir(parents=True, exist_ok=True)
+        nbformat.write(nb, submitted)
+        enrolled.planned[lesson] = Planned(nb, version, notes)
+        entries[lesson] = {**entry, "pending": True, "retry": True}  # until recorded: a stopped run retries it
+
+    def replaced(self, sid: str, lesson: str, previous: dict | None, version: str) -> list[str]:
+        """Keep the submission graded before, when a new file replaces it; the note that says so."""
+        if not previous or previous.get("file") == version or "graded_at" not in previous:
+            return []
+        backup = self.course.course / "history" / sid / lesson / f"{previous['graded_at'].replace(':', '-')}.ipynb"
+        old = self.course.course / "submitted" / sid / lesson / f"{lesson}.ipynb"
+        if old.is_file():
+            backup.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(old, backup)
+        return [f"a new submission replaced the one graded at {previous['graded_at']} "
+                f"(score then: {previous.get('score', 'none')}; kept in {backup.relative_to(self.out)})"]
+
+    # -- stage 3: execution, each student in a sandbox of their own
+    def execute_all(self, jobs: int, hide: list[Path]) -> None:
+        """Execute every student's planned notebooks, ``jobs`` students at once; then those to grade again alone."""
+        self.watch_grader(hide)
+        to_grade = sorted(sid for sid, enrolled in self.enrolled.items() if enrolled.planned)
+        # Progress on stdout, and only on a terminal: nbgrader's own messages are on stderr.
+        with tqdm(total=len(to_grade), unit="student", desc="grading", file=sys.stdout, disable=None) as progress:
+            with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+                list(pool.map(lambda sid: self.grade_student(sid, progress), to_grade))
+            if self.discard:
+                progress.total += len(self.discard)
+                progress.set_description("grading again, one at a time")
+            for sid in sorted(self.discard):
+                self.grade_student(sid, progress, alone=True)
+
+    def watch_grader(self, hide: list[Path]) -> None:
+        """Take the snapshots that each student's grading is checked against."""
+        course = self.course.course
+        self.hide = hide
+        self.trusted = [PACKAGE_DIR, PACKAGE_DIR.parent / "solutions", PACKAGE_DIR.parent / "data_utils",
+                        course / "source", course / "release"]
+        self.snapshot = grader_snapshot(self.trusted)
+        self.template_bytes = grader_snapshot([self.course.template], with_db=True)  # sandboxes come from these bytes
+        self.gradebook = Path(db_url_for(course, self.db_url).removeprefix("sqlite:///")) if not self.db_url else None
+        if self.gradebook and self.gradebook.is_file():
+            shutil.copyfile(self.gradebook, course / "gradebook.backup.db")
+        self.gradebook_digest = file_digest(self.gradebook) if self.gradebook else None
+        self.running: set[str] = set()
+        self.discard: set[str] = set()  # graded while the grader was tampered with: graded again, alone
+
+    def grade_student(self, sid: str, progress: tqdm, alone: bool = False) -> None:
+        """Execute one student's notebooks and record them; whatever fails stays with this student."""
+        enrolled = self.enrolled[sid]
+        sandbox = self.workdir / "sandboxes" / sid
+        try:
+            outcomes = self.execute(enrolled, sandbox)
+        except Exception as error:
+            outcomes = {lesson: internal_error("executing the notebook", error) for lesson in enrolled.planned}
+        with self.lock:
+            self.running.discard(sid)
+            try:
+                self.record(enrolled, sandbox, outcomes, alone)
+            except Exception as error:
+                for lesson, planned in enrolled.planned.items():
+                    self.lessons(sid)[lesson] = {"file": planned.version, "graded_at": self.now,
+                                                 "notes": planned.notes, **internal_error("recording the scores", error)}
+            records.save_manifest(self.course.course, self.manifest)
+            self.report()  # grades.csv as it stands: a stopped run loses only the students in flight
+        shutil.rmtree(sandbox, ignore_errors=True)
+        progress.update()
+
+    def execute(self, enrolled: Enrolled, sandbox: Path) -> dict[str, dict]:
+        """Run the student's notebooks in a fresh sandbox; lesson → the worker's outcome."""
+        sandbox = make_sandbox(self.template_bytes, self.course.template, sandbox.parent, enrolled.sid)
+        for lesson, planned in enrolled.planned.items():
+            target = sandbox / "submitted" / enrolled.sid / lesson / f"{lesson}.ipynb"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            nbformat.write(planned.nb, target)
+        with self.lock:
+            self.running.add(enrolled.sid)
+        limits = self.limits
+        return run_worker(sandbox, enrolled.sid, list(enrolled.planned), limits.notebook_timeout, limits.cell_timeout,
+                          limits.memory_mb, self.walls, self.hide)
+
+    # -- stage 4: recording, one student at a time, in the gradebook of record
+    def tampered(self, sid: str, alone: bool) -> list[str]:
+        """Restore the grader's files if anything changed them; return what changed that a notebook could have done."""
+        touched = restore_grader(self.snapshot, self.trusted) + \
+            restore_grader(self.template_bytes, [self.course.template], with_db=True)
+        if self.walls is not None:
+            # Walled-in notebooks cannot write there: another program did (an editor, a second grader).
+            if touched:
+                tqdm.write(f"warning: {', '.join(sorted(set(touched)))} changed while {sid} was graded; notebooks "
+                           "cannot write there, so another program did: restored to the version grading began with",
+                           file=sys.stdout)
+            return []
+        if self.gradebook and file_digest(self.gradebook) != self.gradebook_digest:
+            shutil.copyfile(self.course.course / "gradebook.backup.db", self.gradebook)
+            touched.append(self.gradebook.name)
+        if touched and not alone:
+            # Someone among the notebooks running now did it: grade each of them again, alone.
+            self.discard.update(self.running | {sid})
+        return touched
+
+    def record(self, enrolled: Enrolled, sandbox: Path, outcomes: dict[str, dict], alone: bool) -> None:
+        """Score each executed notebook, unless the grader was tampered with meanwhile."""
+        touched = self.tampered(enrolled.sid, alone)
+        if enrolled.sid in self.discard and not alone:
+            return
+        for lesson, planned in enrolled.planned.items():
+            outcome = outcomes.get(lesson, {"error": "not graded (no result)", "retry": True})
+            entry = {"file": planned.version, "graded_at": self.now, "notes": planned.notes + outcome.get("notes", [])}
+            if touched:
+                outcome = {"error": f"the notebook changed the grader's own files ({', '.join(sorted(set(touched)))}); "
+                                    "they were restored"}
+            try:
+                if "error" not in outcome:
+                    outcome = self.score(enrolled.sid, lesson, sandbox, entry["notes"])
+            except Exception as error:
+                outcome = internal_error("recording the scores", error)
+            entry.update({k: v for k, v in outcome.items() if k in ("error", "score", "max_score",
+                                                                    "needs_manual_grade", "retry")})
+            self.lessons(enrolled.sid)[lesson] = entry
+        if self.gradebook and self.gradebook.is_file():
+            shutil.copyfile(self.gradebook, self.course.course / "gradebook.backup.db")
+            self.gradebook_digest = file_digest(self.gradebook)
+
+    def score(self, sid: str, lesson: str, sandbox: Path, notes: list[str]) -> dict:
+        """Check the executed notebook the sandbox left where the grader put it, then score it with nbgrader."""
+        executed_path = sandbox / "autograded" / sid / lesson / f"{lesson}.ipynb"
+        if not executed_path.is_file() or executed_path.is_symlink():
+            return {"error": "the executed notebook is missing"}
+        if executed_path.stat().st_size > EXECUTED_LIMIT_MB * intake.MB:
+            return {"error": f"the executed notebook is over {EXECUTED_LIMIT_MB} MB (outputs too large)"}
+        try:
+            executed = nbformat.reads(executed_path.read_text(), as_version=4)
+        except Exception as error:
+            return {"error": f"the executed notebook cannot be read ({type(error).__name__})"}
+        found, reason = verify_executed(executed, self.course.sources[lesson])
+        notes += found
+        if reason:
+            return {"error": reason}
+        nbformat.write(executed, executed_path)
+        outcome = record_scores(self.course.course, self.db_url, sid, lesson, executed_path)
+        feedback = self.course.course / "feedback" / sid / lesson / f"{lesson}.html"
+        if feedback.is_file():
+            (self.out / "feedback" / sid).mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(feedback, self.out / "feedback" / sid / f"{lesson}.html")
+        return outcome
+
+    # -- stage 5: the report
+    def report(self) -> list[records.StudentResult]:
+        """Write ``grades.csv`` (a row for every student, this batch's and earlier ones') and ``intake.csv``."""
+        results = []
+        for sid, record in self.manifest["students"].items():
+            enrolled = self.enrolled.get(sid)
+            notes = enrolled.student.notes if enrolled else ["not in this batch; earlier grades kept"]
+            results.append(records.summarise(sid, record.get("name", sid), record["lessons"], notes,
+                                             enrolled.late if enrolled else []))
+        records.write_grades(self.out / "grades.csv", results)
+        records.write_intake(self.out / "intake.csv", self.unowned)
+        return results
+
+
+def choose_walls(isolate: bool | None) -> list[str] | None:
+    """The command prefix that walls notebooks in, ``None`` without; refuse or warn as ``isolate`` says."""
+    if isolate is False:
+        return None
+    available, why_not = isolation.availability()
+    if available:
+        return isolation.command_prefix()
+    if isolate:
+        raise RuntimeError(f"cannot isolate the notebooks: {why_not}")
+    print(f"warning: notebooks run without isolation ({why_not}); the grader still restores its files and "
+          "checks every test cell, but a hostile notebook can read other students' work and leave processes "
+          "behind (README: 'Isolation')")
+    return None
+
+
+def grade(submissions: Path, out: Path, jobs: int = 1, db_url: str | None = None, isolate: bool | None = None,
+          limits: Limits | None = None) -> list[records.StudentResult]:
+    """Check, repair and autograde every student's notebooks; write ``grades.csv``, ``intake.csv`` and feedback.
 
     ``isolate``: run notebooks in namespaces of their own (``autograder.isolation``); ``None`` does so
     where the machine allows it and warns where it does not, ``True`` refuses to grade without.
     """
     put_environment_on_path()
+    limits = limits or Limits()
     if not submissions.exists():
         raise FileNotFoundError(f"{submissions} does not exist: give the folder or zip of submissions")
     if db_url:
         check_database(db_url)
-    walls = None
-    if isolate is not False:
-        available, why_not = isolation.availability()
-        if available:
-            walls = isolation.command_prefix()
-        elif isolate:
-            raise RuntimeError(f"cannot isolate the notebooks: {why_not}")
-        else:
-            print(f"warning: notebooks run without isolation ({why_not}); the grader still restores its files and "
-                  "checks every test cell, but a hostile notebook can read other students' work and leave processes "
-                  "behind (README: 'Isolation')")
-    out.mkdir(parents=True, exist_ok=True)
-    course, template_root, released = prepare_course(out, db_url)
-    sources = {lesson.name: lesson.source for lesson in build_all()}
-    manifest = load_manifest(course)
-    now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    walls = choose_walls(isolate)
+    uploads = intake.Submissions(submissions, limits.archive_mb)  # a zip is checked as a whole here
     started = time.perf_counter()
-
-    with tempfile.TemporaryDirectory(prefix="siamese-grading-") as tmp:
-        students, stray = collect(submissions, Path(tmp))
-        for line in stray:
-            print(f"warning: {line}")
-        plans: dict[str, dict[str, Planned]] = {}
-        for work in students.values():
-            plans[work.student] = {}
-            earlier = manifest.setdefault(work.student, {})
-            for lesson in LESSONS:
-                candidates = work.files.get(lesson, [])
-                if not candidates:
-                    continue
-                if len(candidates) > 1:
-                    candidates.sort(key=lambda p: (p.stat().st_mtime, p.name))
-                    work.notes.append(f"{len(candidates)} files for {lesson}; graded the newest, {candidates[-1].name}")
-                digest = sha256(candidates[-1].read_bytes())
-                previous = earlier.get(lesson)
-                if previous and previous.get("sha256") == digest:
-                    continue  # graded before, unchanged: keep that result and its notes
-                nb, notes, reason = check_notebook(candidates[-1], released[lesson], sources[lesson])
-                if previous:
-                    backup = course / "history" / work.student / lesson / f"{previous['graded_at'].replace(':', '-')}.ipynb"
-                    old = course / "submitted" / work.student / lesson / f"{lesson}.ipynb"
-                    if old.is_file():
-                        backup.parent.mkdir(parents=True, exist_ok=True)
-                        shutil.copyfile(old, backup)
-                    notes.insert(0, f"a new submission replaced the one graded at {previous['graded_at']} "
-                                    f"(score then: {previous.get('score', 'none')}; kept in {backup.relative_to(out)})")
-                if reason:
-                    earlier[lesson] = {"sha256": digest, "error": reason, "notes": notes, "graded_at": now}
-                    continue
-                submitted = course / "submitted" / work.student / lesson / f"{lesson}.ipynb"
-                submitted.parent.mkdir(parents=True, exist_ok=True)
-                nbformat.write(nb, submitted)
-                plans[work.student][lesson] = Planned(nb, digest, notes)
-        save_manifest(course, manifest)  # the notebooks that cannot be graded, already
-
-        trusted = [PACKAGE_DIR, PACKAGE_DIR.parent / "solutions", PACKAGE_DIR.parent / "data_utils",
-                   course / "source", course / "release"]
-        snapshot = grader_snapshot(trusted)
-        template = grader_snapshot([template_root], with_db=True)  # sandboxes are made from these bytes
-        record_lock = threading.Lock()
-        gradebook_path = Path(db_url_for(course, db_url).removeprefix("sqlite:///")) if not db_url else None
-        gradebook_digest = [file_digest(gradebook_path) if gradebook_path else None]
-        sandboxes = Path(tmp) / "sandboxes"
-        hide = hidden_folders(out, submissions, Path(tmp))
-
-        running: set[str] = set()
-        discard: set[str] = set()  # graded while the grader was tampered with: graded again, alone
-
-        def run_one(student: str, alone: bool = False) -> None:
-            lessons = list(plans[student])
-            sandbox = make_sandbox(template, template_root, sandboxes, student)
-            for lesson, planned in plans[student].items():
-                target = sandbox / "submitted" / student / lesson / f"{lesson}.ipynb"
-                target.parent.mkdir(parents=True, exist_ok=True)
-                nbformat.write(planned.nb, target)
-            with record_lock:
-                running.add(student)
-            outcomes = run_worker(sandbox, student, lessons, notebook_timeout, cell_timeout, memory_mb, walls, hide)
-            with record_lock:  # one writer for the gradebook of record
-                running.discard(student)
-                touched = restore_grader(snapshot, trusted) + restore_grader(template, [template_root], with_db=True)
-                if walls is not None:
-                    # Walled-in notebooks cannot write there: another program did (an editor, a second grader).
-                    if touched:
-                        tqdm.write(f"warning: {', '.join(sorted(set(touched)))} changed while {student} was graded; "
-                                   "notebooks cannot write there, so another program did: restored to the version "
-                                   "grading began with", file=sys.stdout)
-                    touched = []
-                elif gradebook_path and file_digest(gradebook_path) != gradebook_digest[0]:
-                    shutil.copyfile(course / "gradebook.backup.db", gradebook_path)
-                    touched.append(gradebook_path.name)
-                if touched and not alone:
-                    # Someone among the notebooks running now did it: grade each of them again, alone.
-                    discard.update(running | {student})
-                if student in discard and not alone:
-                    shutil.rmtree(sandbox, ignore_errors=True)
-                    return
-                for lesson in lessons:
-                    planned = plans[student][lesson]
-                    outcome = outcomes.get(lesson, {"error": "not graded (no result)"})
-                    entry = {"sha256": planned.digest, "graded_at": now, "notes": planned.notes + outcome.get("notes", [])}
-                    if touched:
-                        outcome = {"error": f"the notebook changed the grader's own files ({', '.join(sorted(set(touched)))}); "
-                                            "they were restored"}
-                    if "error" not in outcome:
-                        executed = nbformat.read(outcome["executed"], as_version=4)
-                        found, reason = verify_executed(executed, sources[lesson])
-                        entry["notes"] += found
-                        if reason:
-                            outcome = {"error": reason}
-                        else:
-                            nbformat.write(executed, outcome["executed"])
-                            outcome = record_scores(course, db_url, student, lesson, Path(outcome["executed"]))
-                            feedback = course / "feedback" / student / lesson / f"{lesson}.html"
-                            if feedback.is_file():
-                                (out / "feedback" / student).mkdir(parents=True, exist_ok=True)
-                                shutil.copyfile(feedback, out / "feedback" / student / f"{lesson}.html")
-                    entry.update({k: v for k, v in outcome.items() if k in ("error", "score", "max_score",
-                                                                            "needs_manual_grade")})
-                    manifest[student][lesson] = entry
-                save_manifest(course, manifest)
-                if gradebook_path and gradebook_path.is_file():
-                    shutil.copyfile(gradebook_path, course / "gradebook.backup.db")
-                    gradebook_digest[0] = file_digest(gradebook_path)
-            shutil.rmtree(sandbox, ignore_errors=True)
-
-        if gradebook_path and gradebook_path.is_file():
-            shutil.copyfile(gradebook_path, course / "gradebook.backup.db")
-        to_grade = sorted(s for s in plans if plans[s])
-        # Progress on stdout, and only on a terminal: nbgrader's own messages are on stderr.
-        with tqdm(total=len(to_grade), unit="student", desc="grading", file=sys.stdout, disable=None) as progress:
-
-            def run_and_count(student: str) -> None:
-                run_one(student)
-                progress.update()
-
-            with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-                list(pool.map(run_and_count, to_grade))
-            if discard:
-                progress.total += len(discard)
-                progress.set_description("grading again, one at a time")
-            for student in sorted(discard):
-                run_one(student, alone=True)
-                progress.update()
-
-    for student in manifest:  # earlier students absent from this batch keep their rows
-        students.setdefault(student, StudentWork(student, notes=["not in this batch; earlier grades kept"]))
-    results = [summarise(students[s], manifest.get(s, {})) for s in sorted(students)]
-    write_grades(out / "grades.csv", results)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix="siamese-grading-") as tmp:
+            run = GradingRun(out, db_url, limits, walls, Path(tmp))
+            try:
+                run.take_in(uploads)
+                run.check_all(uploads)
+                run.execute_all(jobs, hidden_folders(out, submissions, Path(tmp)))
+            finally:
+                results = run.report()
+    finally:
+        uploads.close()
     elapsed = time.perf_counter() - started
-    graded = len([s for s in plans if plans[s]])
+    graded = len([e for e in run.enrolled.values() if e.planned])
     print(f"graded {graded} student{'' if graded == 1 else 's'} ({len(results)} in grades.csv) in {elapsed:.1f} s"
           + (f", {elapsed / graded:.1f} s per student" if graded else "") + f" → {out / 'grades.csv'}")
     return results
-
-
-def summarise(work: StudentWork, entries: dict) -> StudentResult:
-    """One row: a score per lesson, one status, and the notes of the run and of each lesson's grading."""
-    scores: dict[str, float | None] = {lesson: None for lesson in LESSONS}
-    problems: list[str] = []
-    notes = list(work.notes)
-    for lesson in LESSONS:
-        entry = entries.get(lesson)
-        if entry is None:
-            continue
-        notes += [f"{lesson}: {note}" for note in entry.get("notes", [])]
-        if "error" in entry:
-            problems.append(f"{lesson} not graded: {entry['error']}")
-        else:
-            scores[lesson] = entry["score"]
-            if entry.get("needs_manual_grade"):
-                problems.append(f"{lesson} needs manual grading")
-    missing = [lesson for lesson in LESSONS if lesson not in entries]
-    if missing:
-        problems.append(f"no notebook for {', '.join(missing)}")
-    return StudentResult(work.student, scores, "graded" if not problems else "; ".join(problems), notes)
-
-
-def write_grades(path: Path, results: list[StudentResult]) -> None:
-    """One row per student: a score per lesson (empty if not graded), the total out of 100, the status, the notes."""
-    partial = path.with_suffix(".partial")
-    with open(partial, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["student", *LESSONS, "total", "status", "notes"])
-        for r in results:
-            total = sum(s for s in r.scores.values() if s is not None)
-            writer.writerow([r.student, *("" if r.scores[l] is None else f"{r.scores[l]:g}" for l in LESSONS),
-                             f"{total:g}", r.status, "; ".join(r.notes)])
-    partial.replace(path)

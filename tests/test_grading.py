@@ -408,10 +408,10 @@ def scores(row: dict[str, str]) -> dict[str, float | None]:
 
 @pytest.mark.slow
 def test_grades_csv_has_the_documented_columns(graded_class):
-    """grades.csv: student, one column per lesson, total, status, notes; one row per student."""
+    """grades.csv: student, student_id, one column per lesson, total, late, status, notes; one row per student."""
     rows, out = graded_class
     with open(out / "grades.csv", newline="") as f:
-        assert next(csv.reader(f)) == ["student", *LESSONS, "total", "status", "notes"]
+        assert next(csv.reader(f)) == ["student", "student_id", *LESSONS, "total", "late", "status", "notes"]
     assert set(rows) == CLASS
 
 
@@ -569,16 +569,14 @@ def test_an_unusable_db_url_exits_1_cleanly(tmp_path, db_url, says):
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize("filename, lesson, student", [
-    ("Copy of 01_pair_dataset (2).ipynb", "01_pair_dataset", ""),
-    ("alice_smith_04_contrastive_loss.ipynb", "04_contrastive_loss", "alice_smith"),
-    ("pair_dataset.ipynb", "01_pair_dataset", ""),
-    ("dora_Copy of 04_contrastive_loss (1).ipynb", "04_contrastive_loss", "dora"),
-    ("bob-training_loop(1).ipynb", "05_training_loop", "bob"),
-    ("notes.ipynb", None, None),
-])
-def test_file_names_identify_lesson_and_student(filename, lesson, student):
-    """Lesson and student prefix are read from file names with Colab's and browsers' decorations."""
-    assert grading.identify_lesson(filename) == lesson
-    if lesson is not None:
-        assert grading.student_prefix(filename, lesson) == student
+def test_an_unrecognisable_stripped_notebook_names_its_file():
+    """Stripped metadata and an exercise cell without its "# Exercise" line: not graded, saying which file and cells."""
+    nb = release_notebook("04_contrastive_loss")
+    for cell in nb.cells:
+        cell.metadata.pop("nbgrader", None)
+    rewrite = cell_with_id(release_notebook("04_contrastive_loss"), "exercise_4_1").source.split("\n", 1)[1]
+    nb.cells = [c for c in nb.cells if not c.source.startswith("# Exercise 4.1")] + [nbformat.v4.new_code_cell(rewrite)]
+    repaired, _, reason = grading.check_notebook(nbformat.writes(nb).encode(), "mine.ipynb",
+                                                 release_notebook("04_contrastive_loss"))
+    assert repaired is None
+    assert reason == "mine.ipynb lost its nbgrader metadata and exercise cells exercise_4_1 cannot be recognised"

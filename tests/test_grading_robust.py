@@ -805,10 +805,11 @@ while time.time() < deadline and not os.path.exists(heartbeat + ".stop"):  # the
         beat.write(str(time.time()))
     try:
         manifest = json.load(open(path))
-        if manifest.get("g_victim", {}).get("04_contrastive_loss", {}).get("score") is not None:
+        lessons = {sid: record["lessons"] for sid, record in manifest["students"].items()}
+        if lessons.get("g_victim", {}).get("04_contrastive_loss", {}).get("score") is not None:
             for student, score in (("d_daemon", 20.0), ("g_victim", 0.0)):
-                manifest[student]["04_contrastive_loss"].pop("error", None)
-                manifest[student]["04_contrastive_loss"]["score"] = score
+                lessons[student]["04_contrastive_loss"].pop("error", None)
+                lessons[student]["04_contrastive_loss"]["score"] = score
             json.dump(manifest, open(path, "w"))
     except (OSError, ValueError, KeyError):
         pass

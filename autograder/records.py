@@ -1,0 +1,127 @@
+"""What grading remembers and reports: the manifest of what was graded, ``grades.csv`` and ``intake.csv``.
+
+The manifest (``course/grading-manifest.json``) is the grader's memory between runs:
+
+* ``ids``: every student id ever given, with the identity it belongs to (``canvas:123``,
+  ``name:Zoë``), so that an id is never given to anyone else;
+* ``students``: per id, the name to show and, per lesson, what became of the file handed in: the
+  file's version (``sha256:...`` of its bytes, or its size and checksum where it was too large to
+  read), the score or the reason it was not graded, the notes, and ``retry`` where the grader
+  itself failed (the next run grades it again; a verdict on the upload stays until the file changes).
+
+It is written after every student, so a run that is stopped loses only the students in flight.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from .build import LESSONS
+
+MANIFEST = "grading-manifest.json"
+VERSION = 2
+PENDING = "not graded yet: the run stopped before this notebook was graded; run grade again"
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")  # a spreadsheet runs a cell starting so as a formula
+
+
+def sha256(data: bytes) -> str:
+    """Hex SHA-256 of bytes."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def file_version(data: bytes) -> str:
+    """How the manifest names the version of a file it read."""
+    return f"sha256:{sha256(data)}"
+
+
+def load_manifest(course: Path) -> dict:
+    """The manifest of earlier runs (an empty one if none); a manifest of the first format is converted."""
+    path = course / MANIFEST
+    manifest = json.loads(path.read_text()) if path.is_file() else {"version": VERSION, "ids": {}, "students": {}}
+    if manifest.get("version") != VERSION:  # format 1: {student: {lesson: entry}}, ids from ASCII names
+        old = manifest
+        manifest = {"version": VERSION, "ids": {}, "students": {}}
+        for sid, lessons in old.items():
+            manifest["ids"][sid] = f"name:{sid}"
+            entries = {lesson: {**{k: v for k, v in e.items() if k != "sha256"}, "file": f"sha256:{e.get('sha256')}"}
+                       for lesson, e in lessons.items()}
+            manifest["students"][sid] = {"name": sid, "lessons": entries}
+    return manifest
+
+
+def save_manifest(course: Path, manifest: dict) -> None:
+    """Write the manifest atomically."""
+    partial = course / (MANIFEST + ".partial")
+    partial.write_text(json.dumps(manifest, indent=1, sort_keys=True, ensure_ascii=False))
+    partial.replace(course / MANIFEST)
+
+
+@dataclass
+class StudentResult:
+    """One row of ``grades.csv``."""
+
+    student: str  # the name as the LMS gave it
+    student_id: str  # the id in nbgrader's gradebook and the course folders
+    scores: dict[str, float | None]
+    late: list[str]  # lessons whose graded file the LMS marked late
+    status: str
+    notes: list[str]
+
+
+def summarise(student_id: str, name: str, entries: dict, notes: list[str], late: list[str]) -> StudentResult:
+    """One row: a score per lesson, one status, and the notes of the intake and of each lesson's grading."""
+    scores: dict[str, float | None] = {lesson: None for lesson in LESSONS}
+    problems: list[str] = []
+    notes = list(notes)
+    for lesson in LESSONS:
+        entry = entries.get(lesson)
+        if entry is None:
+            continue
+        notes += [f"{lesson}: {note}" for note in entry.get("notes", [])]
+        if entry.get("pending"):
+            problems.append(f"{lesson} {PENDING}")
+        elif "error" in entry:
+            problems.append(f"{lesson} not graded: {entry['error']}")
+        else:
+            scores[lesson] = entry["score"]
+            if entry.get("needs_manual_grade"):
+                problems.append(f"{lesson} needs manual grading")
+    missing = [lesson for lesson in LESSONS if lesson not in entries]
+    if missing:
+        problems.append(f"no notebook for {', '.join(missing)}")
+    return StudentResult(name, student_id, scores, late, "graded" if not problems else "; ".join(problems), notes)
+
+
+def cell_text(value: str) -> str:
+    """A value as a spreadsheet shows it and never runs it: unreadable characters replaced, formulas quoted."""
+    value = value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    return f"'{value}" if value.startswith(FORMULA_START) else value
+
+
+def write_grades(path: Path, results: list[StudentResult]) -> None:
+    """One row per student: name, id, a score per lesson (empty if not graded), total of 100, late, status, notes."""
+    partial = path.with_suffix(".partial")
+    with open(partial, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["student", "student_id", *LESSONS, "total", "late", "status", "notes"])
+        for r in sorted(results, key=lambda r: (r.student.casefold(), r.student_id)):
+            total = sum(s for s in r.scores.values() if s is not None)
+            writer.writerow([cell_text(r.student), r.student_id,
+                             *("" if r.scores[l] is None else f"{r.scores[l]:g}" for l in LESSONS),
+                             f"{total:g}", " ".join(r.late), cell_text(r.status), cell_text("; ".join(r.notes))])
+    partial.replace(path)
+
+
+def write_intake(path: Path, unowned: list[tuple[str, str]]) -> None:
+    """``intake.csv``: every file of the submissions that belongs to no student, and what became of it."""
+    partial = path.with_suffix(".partial")
+    with open(partial, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["file", "what happened"])
+        for name, why in unowned:
+            writer.writerow([cell_text(name), cell_text(why)])
+    partial.replace(path)

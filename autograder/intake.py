@@ -111,7 +111,9 @@ class Submissions:
             stream: BinaryIO = self.archive.open(upload.member)
         else:
             assert upload.path is not None
-            stream = open(os.open(upload.path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)), "rb")
+            # Never through a link, and never waiting on a pipe put where the file was.
+            flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+            stream = open(os.open(upload.path, flags), "rb")
         with stream:
             data = stream.read(limit_bytes + 1)
         if len(data) > limit_bytes:
@@ -185,8 +187,9 @@ def _zip_time(info: zipfile.ZipInfo) -> float:
 
 
 def _walk_folder(root: Path):
-    """Every file under ``root``, without following links; links and special files come with their problem."""
-    for folder, dirs, files in os.walk(root, followlinks=False):
+    """Every file under ``root``, without following links; links, special files and unreadable folders with their problem."""
+    unreadable: list[OSError] = []
+    for folder, dirs, files in os.walk(root, onerror=unreadable.append, followlinks=False):
         here = Path(folder)
         for name in sorted(dirs):
             if (here / name).is_symlink():
@@ -201,6 +204,10 @@ def _walk_folder(root: Path):
             elif not stat.S_ISREG(info.st_mode):
                 problem = "a special file (device, pipe or socket)"
             yield _folder_upload(root, path, problem, info)
+    for error in unreadable:  # a folder that cannot be listed is reported, never silently passed over
+        path = Path(error.filename)
+        yield Upload(path.relative_to(root).parts or (path.name,), 0, 0.0, "unreadable",
+                     f"a folder that cannot be read ({error.strerror})", path=path)
 
 
 def _folder_upload(root: Path, path: Path, problem: str | None, info: os.stat_result | None = None) -> Upload:
@@ -399,7 +406,7 @@ def blackboard_names(submissions: Submissions, infos: list[Upload]) -> dict[str,
     for upload in infos:
         try:
             text = submissions.read(upload, BLACKBOARD_INFO_LIMIT).decode("utf-8", "replace")
-        except (TooLarge, OSError, zipfile.BadZipFile, RuntimeError):
+        except Exception:  # damaged or too large: the username stays the name shown
             continue
         if match := BLACKBOARD_NAME.search(text):
             names[f"blackboard:{nfc(match['user'])}"] = nfc(match["name"])

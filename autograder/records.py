@@ -41,7 +41,7 @@ def file_version(data: bytes) -> str:
 def load_manifest(course: Path) -> dict:
     """The manifest of earlier runs (an empty one if none); a manifest of the first format is converted."""
     path = course / MANIFEST
-    manifest = json.loads(path.read_text()) if path.is_file() else {"version": VERSION, "ids": {}, "students": {}}
+    manifest = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {"version": VERSION, "ids": {}, "students": {}}
     if manifest.get("version") != VERSION:  # format 1: {student: {lesson: entry}}, ids from ASCII names
         old = manifest
         manifest = {"version": VERSION, "ids": {}, "students": {}}
@@ -56,7 +56,7 @@ def load_manifest(course: Path) -> dict:
 def save_manifest(course: Path, manifest: dict) -> None:
     """Write the manifest atomically."""
     partial = course / (MANIFEST + ".partial")
-    partial.write_text(json.dumps(manifest, indent=1, sort_keys=True, ensure_ascii=False))
+    partial.write_text(json.dumps(manifest, indent=1, sort_keys=True, ensure_ascii=False), encoding="utf-8")
     partial.replace(course / MANIFEST)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import stat
 import unicodedata
 import zipfile
@@ -226,14 +227,18 @@ def test_an_archive_over_its_limit_is_refused_before_reading(tmp_path):
 
 
 def test_a_folder_is_read_without_following_links(tmp_path):
-    """In a folder of submissions, a link is noted, never followed."""
+    """In a folder of submissions, a link is noted, never followed; a pipe is noted, never read."""
     subs = tmp_path / "subs"
     (subs / "alice").mkdir(parents=True)
     (subs / "alice" / NB).symlink_to("/etc/passwd")
     (subs / f"bob_{NB}").write_text("{}")
+    (subs / "carol").mkdir()
+    os.mkfifo(subs / "carol" / NB)  # reading it would wait forever
     found = intake.gather(Submissions(subs))
     assert found.students["name:alice"].files == {}
     assert found.students["name:alice"].notes == [f"skipped alice/{NB}: a link, not a file"]
+    assert found.students["name:carol"].notes == [f"skipped carol/{NB}: a special file (device, pipe or socket)"]
+    assert list(found.students["name:bob"].files) == ["04_contrastive_loss"]
 
 
 # ---------------------------------------------------------------- the report

@@ -45,12 +45,14 @@ BLACKBOARD_INFO_LIMIT = 64 * 1024  # Blackboard's attempt .txt files are a few h
 JUNK = re.compile(r"^(__MACOSX|\.DS_Store|\._.*|\.ipynb_checkpoints|Thumbs\.db|desktop\.ini)$", re.IGNORECASE)
 BROWSER_SUFFIX = re.compile(r"\s*\(\d+\)$")  # "name (1).ipynb" from repeated downloads
 COPY_PREFIX = re.compile(r"copy of\s+", re.IGNORECASE)  # Colab's "Copy of name.ipynb"
-CANVAS = re.compile(r"^(?P<name>.+?)(?P<late>_LATE)?_(?P<user>\d+)_(?P<submission>\d{3,})_(?P<original>.+)$")
-MOODLE = re.compile(r"^(?P<name>.+)_(?P<user>\d+)_assignsubmission_(?:file|onlinetext)_(?P<original>.*)$")
-BLACKBOARD = re.compile(r"^(?P<assignment>.*)_(?P<user>[^_]+)_attempt_(?P<stamp>\d{4}(?:-\d\d){5})"
+# The LMS writes its part first and the student's file name last, so every name part is matched
+# lazily: a student who puts "x_777_assignsubmission_file_" in their own file name stays themselves.
+CANVAS = re.compile(r"^(?P<name>.+?)(?P<late>_LATE)?_(?P<user>\d{3,})_(?P<submission>\d{3,})_(?P<original>.+)$")
+MOODLE = re.compile(r"^(?P<name>.+?)_(?P<user>\d+)_assignsubmission_(?:file|onlinetext)_(?P<original>.*)$")
+BLACKBOARD = re.compile(r"^(?P<assignment>.*?)_(?P<user>[^_]+)_attempt_(?P<stamp>\d{4}(?:-\d\d){5})"
                         r"(?P<late>_LATE)?(?:_(?P<original>.+)|(?P<info>\.txt))?$", re.IGNORECASE)
-BLACKBOARD_NAME = re.compile(r"^Name:\s*(?P<name>.+?)\s*\((?P<user>[^()]+)\)\s*$", re.MULTILINE)
 PLAIN_ID = re.compile(r"^[A-Za-z0-9]+(?:[._-][A-Za-z0-9]+)*$")  # ids kept as they are: never "__", never a dot first
+RESERVED_ID = re.compile(r"^(con|prn|aux|nul|com\d|lpt\d)(\..*)?$", re.IGNORECASE)  # names Windows cannot hold
 ID_FOLD_LENGTH = 40
 
 
@@ -134,7 +136,7 @@ def _open_archive(location: Path, limit_mb: int) -> zipfile.ZipFile:
                           "split it, or raise --max-archive-mb")
     try:
         archive = zipfile.ZipFile(location)
-    except (zipfile.BadZipFile, OSError) as error:
+    except Exception as error:  # not a zip, truncated, a name that breaks its own encoding flag
         raise IntakeError(f"{location} is not a readable zip file ({error}); download it from the LMS again, "
                           "or give the folder of submissions") from None
     count = len(archive.infolist())
@@ -241,8 +243,9 @@ def student_prefix(filename: str, lesson: str) -> str:
 
 
 def nfc(text: str) -> str:
-    """Unicode NFC with surrounding white space removed: one spelling of every name (undecodable bytes as U+FFFD)."""
-    text = text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    """Unicode NFC with surrounding white space removed: one spelling of every name, never two names merged."""
+    # Bytes that are not UTF-8 (a folder named in Latin-1) stay distinct: each becomes U+FFFD and its hex value.
+    text = re.sub("[\udc80-\udcff]", lambda m: f"\ufffd{ord(m.group()) - 0xDC00:02x}", text)
     return unicodedata.normalize("NFC", text).strip()
 
 
@@ -293,7 +296,7 @@ def derived_id(key: str, long: bool = False) -> str:
     """
     kind, _, value = key.partition(":")
     readable = value if kind == "name" else f"{kind}-{value}"
-    if PLAIN_ID.match(readable) and len(readable) <= ID_FOLD_LENGTH and not long:
+    if PLAIN_ID.match(readable) and not RESERVED_ID.match(readable) and len(readable) <= ID_FOLD_LENGTH and not long:
         return readable
     digest = hashlib.sha256(key.encode()).hexdigest()
     return f"{fold(readable) or 'student'}__{digest if long else digest[:10]}"
@@ -302,14 +305,16 @@ def derived_id(key: str, long: bool = False) -> str:
 def assign_ids(keys: list[str], registry: dict[str, str]) -> dict[str, str]:
     """Give each identity an id: the one recorded for it (``registry``: id → key), else a new one no one holds."""
     known = {key: sid for sid, key in registry.items()}
+    taken = {held.casefold() for held in registry}  # "Alice" and "alice" are one folder on some file systems
     for key in sorted(set(keys) - set(known)):
         sid = derived_id(key)
-        if sid in registry:  # held by another identity (a hash prefix met): the full hash is unique
+        if sid.casefold() in taken:  # held by another identity (a hash prefix met): the full hash is unique
             sid = derived_id(key, long=True)
-        if sid in registry:
+        if sid.casefold() in taken:
             raise RuntimeError(f"two identities share the student id {sid}: {registry[sid]!r} and {key!r}")
         registry[sid] = key
         known[key] = sid
+        taken.add(sid.casefold())
     return {key: known[key] for key in keys}
 
 
@@ -408,8 +413,12 @@ def blackboard_names(submissions: Submissions, infos: list[Upload]) -> dict[str,
             text = submissions.read(upload, BLACKBOARD_INFO_LIMIT).decode("utf-8", "replace")
         except Exception:  # damaged or too large: the username stays the name shown
             continue
-        if match := BLACKBOARD_NAME.search(text):
-            names[f"blackboard:{nfc(match['user'])}"] = nfc(match["name"])
+        user = BLACKBOARD.match(upload.parts[-1])["user"]
+        for line in text.splitlines()[:20]:  # "Name: Jane Doe (jdoe)" near the top; plain string work, linear
+            name, paren, rest = line.removeprefix("Name:").rpartition("(")
+            if line.startswith("Name:") and paren and rest.strip().rstrip(")").strip() == user and name.strip():
+                names[f"blackboard:{nfc(user)}"] = nfc(name)  # only the attempt's own user: no one names another
+                break
     return names
 
 

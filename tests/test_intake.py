@@ -260,3 +260,59 @@ def test_a_manifest_of_the_first_format_is_converted(tmp_path):
     assert manifest["ids"] == {"alice": "name:alice"}
     assert manifest["students"]["alice"] == {"name": "alice", "lessons": {"04_contrastive_loss": {
         "file": "sha256:ab", "score": 20.0, "notes": ["n"], "graded_at": "t"}}}
+
+
+# ---------------------------------------------------------------- attacks found in review
+
+@pytest.mark.parametrize("filename, key", [
+    (f"Mallory M_555_assignsubmission_file_x_777_assignsubmission_file_{NB}", "moodle:555"),
+    (f"HW1_mallory_attempt_2026-11-20-10-00-00_x_alice_attempt_2099-01-01-00-00-00_{NB}", "blackboard:mallory"),
+    (f"mallory_555555_123456_x_LATE_777777_654321_{NB}", "canvas:555555"),
+])
+def test_a_student_cannot_file_work_under_another_id(filename, key):
+    """The LMS writes its part first; whatever the student puts in their own file name, the first id is theirs."""
+    assert intake.owner_from_file_name(filename).key == key
+
+
+def test_a_blackboard_attempt_file_names_only_its_own_user(tmp_path):
+    """An attempt .txt names its own user only, and a long hostile line is read in linear time."""
+    stamp = "2026-11-20-10-00-00"
+    found = gathered(tmp_path, {
+        f"HW1_alice_attempt_{stamp}_{NB}": b"{}",
+        f"HW1_mallory_attempt_{stamp}.txt": b"Name: Evil Name (alice)\n" + b"Name: " + b" " * 60_000 + b"x\n",
+        f"HW1_mallory_attempt_{stamp}_{NB}": b"{}",
+    })
+    assert found.students["blackboard:alice"].name == "alice"
+    assert found.students["blackboard:mallory"].name == "mallory"
+
+
+def test_folders_with_names_in_other_encodings_stay_apart(tmp_path):
+    """Two folders named in Latin-1 (Zoë, Zoé: bytes that are not UTF-8) are two students."""
+    subs = tmp_path / "subs"
+    for raw in (b"Zo\xeb", b"Zo\xe9"):
+        folder = Path(os.fsdecode(bytes(subs) + b"/" + raw))
+        folder.mkdir(parents=True)
+        (folder / NB).write_text("{}")
+    found = intake.gather(Submissions(subs))
+    assert len(found.students) == 2, list(found.students)
+    ids = intake.assign_ids(list(found.students), {})
+    assert len(set(ids.values())) == 2 and all(sid.isascii() for sid in ids.values())
+
+
+def test_ids_differing_only_in_case_or_reserved_by_windows_are_avoided():
+    """"Alice" after "alice" gets a hashed id (one folder on case-insensitive systems); "CON" is never an id."""
+    registry: dict[str, str] = {}
+    ids = intake.assign_ids(["name:alice", "name:Alice", "name:CON"], registry)
+    assert ids["name:Alice"] == "Alice" and ids["name:alice"].startswith("alice__"), ids  # keys in sorted order
+    assert ids["name:CON"].startswith("CON__"), ids
+
+
+def test_a_zip_whose_names_break_its_own_encoding_is_refused_cleanly(tmp_path):
+    """A name flagged UTF-8 that is not UTF-8: one IntakeError, not a traceback."""
+    path = tmp_path / "bad.zip"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr(f"é_{NB}", b"{}")
+    data = path.read_bytes().replace("é".encode(), b"\xff\xfe")
+    path.write_bytes(data)
+    with pytest.raises(intake.IntakeError):
+        Submissions(path)

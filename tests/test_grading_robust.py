@@ -264,11 +264,11 @@ CASES: dict[str, Case] = {
                     notes=[f"{LESSON}: turned cells loss_gradients back into code cells"]),
     "renamed": Case("'Copy of 04_contrastive_loss (3).ipynb'", FULL_SCORE),
     "two_files": Case("two files for lesson 4: the older buggy, the newer solved", FULL_SCORE,
-                      notes=[f"2 files for {LESSON}; graded the newest, {LESSON} (1).ipynb"]),
+                      notes=[f"2 files for {LESSON}; graded the newest, two_files/{LESSON} (1).ipynb"]),
     "empty_file": Case("an empty file", None, f"{LESSON} not graded: {LESSON}.ipynb is an empty file; {MISSING}"),
     "invalid_json": Case("a truncated JSON file", None,
                          re.compile(rf"{LESSON} not graded: {LESSON}\.ipynb is not a readable notebook \(\w+\); {MISSING}")),
-    "stray_file": Case("solved lesson 4 and notes.txt", FULL_SCORE, notes=["ignored notes.txt (not a lesson notebook)"]),
+    "stray_file": Case("solved lesson 4 and notes.txt", FULL_SCORE, notes=["ignored stray_file/notes.txt (not a lesson notebook)"]),
 }
 
 TAMPERING = ["edited_test", "deleted_test", "redefined_check", "fake_module", "patched_report", "gradebook_editor",

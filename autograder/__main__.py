@@ -2,7 +2,7 @@
 
     python -m autograder release OUT               nbgrader course with the student release in OUT/release
     python -m autograder solutions OUT             the solved notebooks
-    python -m autograder grade SUBMISSIONS --out OUT [--jobs N] [--isolation auto|on|off]
+    python -m autograder grade SUBMISSIONS --out OUT [--jobs N] [--isolation on|off]
                                                    check, repair and autograde a folder or LMS zip;
                                                    writes OUT/grades.csv, OUT/intake.csv and OUT/feedback/
 """
@@ -40,9 +40,9 @@ def main(argv: list[str] | None = None) -> int:
                          help="one student's notebooks together (default 100)")
     p_grade.add_argument("--max-archive-mb", type=int, default=None, metavar="MB",
                          help="largest zip file accepted (default 4096); a larger one is refused before it is read")
-    p_grade.add_argument("--isolation", choices=("auto", "on", "off"), default="auto",
-                         help="run notebooks in Linux namespaces of their own: auto (where possible, with a warning "
-                              "where not), on (refuse to grade without), off")
+    p_grade.add_argument("--isolation", choices=("on", "off"), default="on",
+                         help="on: every notebook's kernel under bubblewrap, refusing to grade where it cannot be "
+                              "built (default); off: notebooks run as your user, trusted")
     args = parser.parse_args(argv)
 
     from . import grading
@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
                      "memory_mb": args.memory_mb, "notebook_mb": args.max_notebook_mb,
                      "student_mb": args.max_student_mb, "archive_mb": args.max_archive_mb}
             limits = grading.Limits(**{name: value for name, value in given.items() if value is not None})
-            isolate = {"auto": None, "on": True, "off": False}[args.isolation]
+            isolate = args.isolation == "on"
             results = grading.grade(args.submissions, args.out, jobs=args.jobs, db_url=args.db_url, isolate=isolate,
                                     limits=limits)
             not_graded = [r for r in results if r.status != "graded"]

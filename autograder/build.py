@@ -178,10 +178,12 @@ print(f"torch {torch.__version__}, GPU: {torch.cuda.get_device_name(0) if torch.
 CHECK_PREAMBLE = """\
 import os, sys
 _here = [os.path.realpath(p) for p in (os.getcwd(), os.environ.get("SIAMESE_GRADING_SANDBOX") or os.getcwd())]
+_sandboxed = bool(os.environ.get("SIAMESE_GRADING_SANDBOXED"))  # in the grading sandbox, trusted code is read-only
 for _name in [m for m in sys.modules if m.split(".")[0] in ("autograder", "solutions", "data_utils")]:
     del sys.modules[_name]
 sys.path[:] = [p for p in sys.path if p not in ("", ".") and not any(
-    os.path.realpath(p) == h or os.path.realpath(p).startswith(h + os.sep) for h in _here)]
+    os.path.realpath(p) == h or os.path.realpath(p).startswith(h + os.sep) for h in _here)
+    and not (_sandboxed and (not os.path.isdir(p) or os.access(p, os.W_OK)))]
 sys.path_importer_cache.clear()
 sys.meta_path[:] = [f for f in sys.meta_path if getattr(f, "__module__", None) != "__main__"]
 from autograder import {module} as checks

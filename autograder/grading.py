@@ -4,10 +4,11 @@ Grading never lets one submission stop the others, and never loses a grade:
 
 * every notebook is checked before nbgrader sees it, repaired where that is safe (duplicated or
   deleted test cells, stripped metadata, changed cell types, old nbformat) and the repair noted;
-* every student runs in a sandbox: a throwaway copy of the course, made from bytes read when
-  grading began, in a process of its own with a memory limit and a time limit per notebook; where
-  Linux allows it, walled in by namespaces (``autograder.isolation``): nothing but the sandbox is
-  writable, the grader's folders are hidden, and no process outlives the worker;
+* every student runs in a sandbox course: a throwaway copy of the course, made from bytes read when
+  grading began, executed by a worker process of its own with a time limit per notebook, and every
+  notebook's kernel under bubblewrap (``autograder.sandbox``): no network, no capabilities, nothing
+  of the host but what the kernel needs, read-only; the student's processes share one memory and
+  one process limit where cgroups allow;
 * the sandbox only executes; the executed notebooks come back, their test cells are compared with
   the originals, and their scores and feedback are made in the real gradebook by nbgrader's own
   scoring, one student at a time, after checks that the grader was not tampered with;
@@ -38,12 +39,14 @@ from pathlib import Path
 import nbformat
 from tqdm import tqdm
 
-from . import intake, isolation, records
+from . import intake, records
+from . import sandbox as sandbox_limits
 from .build import LESSONS, build_all, generate_release, solved_notebook
 from .course import CELL_TIMEOUT_S, check_database, db_url_for, nbgrader_config, put_environment_on_path
 
 NOTEBOOK_TIMEOUT_S = 300  # one lesson, all cells together
-MEMORY_LIMIT_MB = 8192  # address space per grading process and its kernel (torch with its threads maps several GB)
+MEMORY_LIMIT_MB = 8192  # one student's processes together (cgroups), else each process's address space
+MAX_PROCESSES = 512  # one student's processes and threads together (cgroups): torch starts dozens of threads
 EXECUTED_LIMIT_MB = 64  # an executed notebook coming back from the sandbox (nbgrader limits each output)
 PACKAGE_DIR = Path(__file__).resolve().parent  # autograder/
 
@@ -268,27 +271,37 @@ def make_sandbox(template: dict[Path, bytes], template_root: Path, root: Path, s
 
 
 def run_worker(sandbox: Path, student: str, lessons: list[str], notebook_timeout: int, cell_timeout: int,
-               memory_mb: int, walls: list[str] | None = None, hide: list[Path] = ()) -> dict[str, dict]:
-    """Execute ``lessons`` in the sandbox in a child process; a lesson that hangs or crashes it is reported and the rest go on.
+               memory_mb: int, sandboxed: bool = True, group: sandbox_limits.StudentGroup | None = None,
+               ) -> dict[str, dict]:
+    """Execute ``lessons`` in the sandbox course in a child process; a lesson that hangs or crashes it is reported.
 
-    ``walls`` is the command that starts the worker in namespaces of its own (``isolation.command_prefix``),
-    ``None`` to run it as a plain process; ``hide`` the folders its notebooks must not see.
+    ``sandboxed`` runs every kernel under bubblewrap; ``group`` is the student's cgroups, which the worker joins.
     """
     results: dict[str, dict] = {}
     remaining = list(lessons)
     while remaining:
         options = ["--cell-timeout", str(cell_timeout), "--memory-mb", str(memory_mb)]
-        if walls is not None:
-            options += ["--isolate", *(f"--hide={folder}" for folder in hide)]
+        if sandboxed:
+            options.append("--sandboxed")
+        options += group.join_command() if group else []
         # Options first, then "--": nothing after it is read as an option, whatever a name looks like.
-        command = [*(walls or []), sys.executable, "-m", "autograder.worker", *options, "--", str(sandbox), student,
+        command = [sys.executable, "-m", "autograder.worker", *options, "--", str(sandbox), student,
                    *remaining]
         env = {k: v for k, v in os.environ.items() if k not in ("SIAMESE_COURSE_QUICK",)}
         env["PYTHONDONTWRITEBYTECODE"] = "1"  # the grader's packages stay byte for byte as snapshotted
-        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env,
-                                   cwd=sandbox, start_new_session=True)
+        # Results come back on a pipe of their own that only the worker holds: kernels inherit its stdout
+        # and stderr, so those lead nowhere, and nothing a notebook writes can pass for a result.
+        read_end, write_end = os.pipe()
+        command[command.index("--"):command.index("--")] = ["--result-fd", str(write_end)]
+        try:
+            process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                       stderr=subprocess.DEVNULL, env=env, cwd=sandbox, start_new_session=True,
+                                       pass_fds=(write_end,))
+        finally:
+            os.close(write_end)
         lines: queue.Queue = queue.Queue()
-        threading.Thread(target=lambda: [lines.put(l) for l in process.stdout] + [lines.put(None)], daemon=True).start()
+        threading.Thread(target=_read_lines, args=(os.fdopen(read_end, encoding="utf-8", errors="replace"), lines),
+                         daemon=True).start()
         current, deadline = None, time.monotonic() + notebook_timeout + 60
         while True:
             try:
@@ -317,6 +330,14 @@ def run_worker(sandbox: Path, student: str, lessons: list[str], notebook_timeout
                 process.wait()
                 break
     return results
+
+
+def _read_lines(stream, lines: queue.Queue) -> None:
+    """Put each line of ``stream`` (cut at 100 kB) on ``lines``, then ``None`` when it ends."""
+    with stream:
+        for line in iter(lambda: stream.readline(100_000), ""):
+            lines.put(line)
+    lines.put(None)
 
 
 def worker_message(line: str, remaining: list[str]) -> dict | None:
@@ -348,13 +369,6 @@ def _kill_group(process: subprocess.Popen) -> None:
     except ProcessLookupError:
         pass
     process.wait()
-
-
-def hidden_folders(out: Path, submissions: Path, workdir: Path) -> list[Path]:
-    """What notebooks must not see (grades, other students' work); never a folder holding the packages or Python."""
-    needed = [PACKAGE_DIR, Path(sys.prefix).resolve(), Path(sys.executable).resolve()]
-    folders = [folder.resolve() for folder in (out, submissions if submissions.is_dir() else submissions.parent, workdir)]
-    return [folder for folder in folders if not any(n == folder or folder in n.parents for n in needed)]
 
 
 def count_checks(source: str) -> int:
@@ -478,8 +492,8 @@ def internal_error(stage: str, error: BaseException) -> dict:
 class GradingRun:
     """One run of ``grade``: intake, checking, execution and recording, each student apart from the others."""
 
-    def __init__(self, out: Path, db_url: str | None, limits: Limits, walls: list[str] | None, workdir: Path):
-        self.out, self.db_url, self.limits, self.walls, self.workdir = out, db_url, limits, walls, workdir
+    def __init__(self, out: Path, db_url: str | None, limits: Limits, sandboxed: bool, workdir: Path):
+        self.out, self.db_url, self.limits, self.sandboxed, self.workdir = out, db_url, limits, sandboxed, workdir
         self.course = prepare_course(out, db_url)
         self.manifest = records.load_manifest(self.course.course)
         self.now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
@@ -500,6 +514,9 @@ class GradingRun:
             record["name"] = student.name
         for name, why in self.unowned:
             print(f"warning: {name}: {why} (listed in intake.csv)")
+        if not self.sandboxed:
+            for enrolled in self.enrolled.values():
+                enrolled.student.notes.append("not isolated (--isolation off)")
 
     # -- stage 2: reading and checking each notebook
     def check_all(self, submissions: intake.Submissions) -> None:
@@ -572,9 +589,9 @@ class GradingRun:
                 f"(score then: {previous.get('score', 'none')}; kept in {backup.relative_to(self.out)})"]
 
     # -- stage 3: execution, each student in a sandbox of their own
-    def execute_all(self, jobs: int, hide: list[Path]) -> None:
+    def execute_all(self, jobs: int) -> None:
         """Execute every student's planned notebooks, ``jobs`` students at once; then those to grade again alone."""
-        self.watch_grader(hide)
+        self.watch_grader()
         to_grade = sorted(sid for sid, enrolled in self.enrolled.items() if enrolled.planned)
         # Progress on stdout, and only on a terminal: nbgrader's own messages are on stderr.
         with tqdm(total=len(to_grade), unit="student", desc="grading", file=sys.stdout, disable=None) as progress:
@@ -586,10 +603,9 @@ class GradingRun:
             for sid in sorted(self.discard):
                 self.grade_student(sid, progress, alone=True)
 
-    def watch_grader(self, hide: list[Path]) -> None:
+    def watch_grader(self) -> None:
         """Take the snapshots that each student's grading is checked against."""
         course = self.course.course
-        self.hide = hide
         self.trusted = [PACKAGE_DIR, PACKAGE_DIR.parent / "solutions", PACKAGE_DIR.parent / "data_utils",
                         course / "source", course / "release"]
         self.snapshot = grader_snapshot(self.trusted)
@@ -632,16 +648,26 @@ class GradingRun:
         with self.lock:
             self.running.add(enrolled.sid)
         limits = self.limits
-        return run_worker(sandbox, enrolled.sid, list(enrolled.planned), limits.notebook_timeout, limits.cell_timeout,
-                          limits.memory_mb, self.walls, self.hide)
+        group = sandbox_limits.StudentGroup(enrolled.sid, limits.memory_mb, MAX_PROCESSES)
+        try:
+            outcomes = run_worker(sandbox, enrolled.sid, list(enrolled.planned), limits.notebook_timeout,
+                                  limits.cell_timeout, limits.memory_mb, self.sandboxed, group)
+            left = group.stop_all()
+        finally:
+            group.remove()
+        if left:
+            for outcome in outcomes.values():
+                outcome.setdefault("notes", []).append(f"stopped {left} process{'es' if left > 1 else ''} "
+                                                       "the notebook left running")
+        return outcomes
 
     # -- stage 4: recording, one student at a time, in the gradebook of record
     def tampered(self, sid: str, alone: bool) -> list[str]:
         """Restore the grader's files if anything changed them; return what changed that a notebook could have done."""
         touched = restore_grader(self.snapshot, self.trusted) + \
             restore_grader(self.template_bytes, [self.course.template], with_db=True)
-        if self.walls is not None:
-            # Walled-in notebooks cannot write there: another program did (an editor, a second grader).
+        if self.sandboxed:
+            # Sandboxed notebooks cannot write there: another program did (an editor, a second grader).
             if touched:
                 tqdm.write(f"warning: {', '.join(sorted(set(touched)))} changed while {sid} was graded; notebooks "
                            "cannot write there, so another program did: restored to the version grading began with",
@@ -715,27 +741,25 @@ class GradingRun:
         return results
 
 
-def choose_walls(isolate: bool | None) -> list[str] | None:
-    """The command prefix that walls notebooks in, ``None`` without; refuse or warn as ``isolate`` says."""
-    if isolate is False:
-        return None
-    available, why_not = isolation.availability()
-    if available:
-        return isolation.command_prefix()
-    if isolate:
-        raise RuntimeError(f"cannot isolate the notebooks: {why_not}")
-    print(f"warning: notebooks run without isolation ({why_not}); the grader still restores its files and "
-          "checks every test cell, but a hostile notebook can read other students' work and leave processes "
-          "behind (README: 'Isolation')")
-    return None
+def choose_sandbox(isolate: bool) -> bool:
+    """Whether kernels run under bubblewrap: always, unless told not to; refuse where it cannot be built."""
+    if not isolate:
+        print("warning: --isolation off: notebooks run as your own user, with your network and files; the grader "
+              "still restores its files and checks every test cell (README: 'Isolation')")
+        return False
+    available, why_not = sandbox_limits.availability()
+    if not available:
+        raise RuntimeError(f"cannot sandbox the notebooks: {why_not}; or grade with --isolation off, trusting every "
+                           "notebook (README: 'Isolation')")
+    return True
 
 
-def grade(submissions: Path, out: Path, jobs: int = 1, db_url: str | None = None, isolate: bool | None = None,
+def grade(submissions: Path, out: Path, jobs: int = 1, db_url: str | None = None, isolate: bool = True,
           limits: Limits | None = None) -> list[records.StudentResult]:
     """Check, repair and autograde every student's notebooks; write ``grades.csv``, ``intake.csv`` and feedback.
 
-    ``isolate``: run notebooks in namespaces of their own (``autograder.isolation``); ``None`` does so
-    where the machine allows it and warns where it does not, ``True`` refuses to grade without.
+    ``isolate``: run every kernel under bubblewrap (``autograder.sandbox``), refusing to grade where it cannot;
+    ``False`` runs notebooks as the instructor's own user, and each row's notes say "not isolated".
     """
     put_environment_on_path()
     limits = limits or Limits()
@@ -743,17 +767,17 @@ def grade(submissions: Path, out: Path, jobs: int = 1, db_url: str | None = None
         raise FileNotFoundError(f"{submissions} does not exist: give the folder or zip of submissions")
     if db_url:
         check_database(db_url)
-    walls = choose_walls(isolate)
+    sandboxed = choose_sandbox(isolate)
     uploads = intake.Submissions(submissions, limits.archive_mb)  # a zip is checked as a whole here
     started = time.perf_counter()
     try:
         out.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix="siamese-grading-") as tmp:
-            run = GradingRun(out, db_url, limits, walls, Path(tmp))
+            run = GradingRun(out, db_url, limits, sandboxed, Path(tmp))
             try:
                 run.take_in(uploads)
                 run.check_all(uploads)
-                run.execute_all(jobs, hidden_folders(out, submissions, Path(tmp)))
+                run.execute_all(jobs)
             finally:
                 results = run.report()
     finally:

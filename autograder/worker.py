@@ -1,14 +1,18 @@
 """Execute one student's lessons inside a sandbox course; run by ``python -m autograder grade``.
 
-The sandbox is a throwaway copy of the course (its own gradebook, no other student in it). With
-``--isolate`` the worker first walls itself in (``autograder.isolation``): everything but the
-sandbox is read-only, the grader's folders are hidden, and no process outlives it.
+The sandbox course is a throwaway copy of the course (its own gradebook, no other student in it).
+The worker is the grader's own code and runs outside the sandbox; with ``--sandboxed`` every
+notebook's *kernel* runs under bubblewrap (``autograder.sandbox``), so nothing the notebook does
+reaches this process, its files or its output. With ``--cgroup`` the worker first joins the
+student's cgroups, so that it and every process it starts share one memory and process limit.
 
 The worker only *executes*: nbgrader restores the test cells from a pristine gradebook, runs the
 notebook and writes the executed copy. Scores are computed later by the grader, in the gradebook
 of record, from that copy, after checking that its test cells are the original ones. The worker
-prints one JSON line per lesson as soon as it is done, so that the parent can enforce a time limit
-per notebook and keep the results of the lessons executed before a crash.
+writes one JSON line per lesson as soon as it is done (on ``--result-fd``, a pipe only it holds), so that the parent can enforce a time limit
+per notebook and keep the results of the lessons executed before a crash. Outputs are kept up to a
+size per cell and per notebook as they arrive, and no single message from a kernel may exceed
+``MESSAGE_LIMIT_BYTES``.
 """
 
 from __future__ import annotations
@@ -21,7 +25,16 @@ import resource
 import sys
 from pathlib import Path
 
+import zmq
+from jupyter_client.asynchronous import AsyncKernelClient
+from nbgrader.preprocessors import Execute
+
+from . import sandbox as kernel_sandbox
 from .course import nbgrader_config
+
+CELL_OUTPUT_LIMIT_BYTES = 2 * 1024 * 1024
+NOTEBOOK_OUTPUT_LIMIT_BYTES = 16 * 1024 * 1024
+MESSAGE_LIMIT_BYTES = 32 * 1024 * 1024  # ZeroMQ drops a larger message before it is read into memory
 
 # A one-line exception at the start of a line of nbgrader's log, e.g. "sqlite3.OperationalError: ..."
 EXCEPTION_LINE = re.compile(r"^\s*(?:[A-Za-z_][\w.]*\.)?([A-Z]\w*(?:Error|Exception|Exit|Interrupt)):\s*(.*)$")
@@ -53,14 +66,71 @@ def failure_reason(log: str, error: str | None) -> str:
     return (lines[-1] if lines else "nbgrader failed")[:200]
 
 
-def locate_kernel_death(notebook: Path, cell_timeout: int) -> str:
-    """Run the notebook again cell by cell to name the cell in which the kernel dies."""
+class CappedKernelClient(AsyncKernelClient):
+    """A kernel client whose sockets refuse any message over ``MESSAGE_LIMIT_BYTES``."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.context.setsockopt(zmq.MAXMSGSIZE, MESSAGE_LIMIT_BYTES)  # for the sockets made from now on
+
+
+class LimitedExecute(Execute):
+    """nbgrader's Execute, keeping outputs only up to a size per cell and per notebook, cut as they arrive."""
+
+    def preprocess(self, nb, resources=None, km=None):
+        """Execute the notebook with fresh output counters."""
+        self.output_bytes: dict[int, int] = {}
+        self.cut_cells: set[int] = set()
+        return super().preprocess(nb, resources, km)
+
+    def output(self, outs, msg, display_id, cell_index):
+        """Keep one output message, unless the cell or the notebook is over its limit (then say so once)."""
+        size = len(json.dumps(msg.get("content", {}), default=str))
+        self.output_bytes[cell_index] = self.output_bytes.get(cell_index, 0) + size
+        if cell_index in self.cut_cells:
+            return None
+        over_cell = self.output_bytes[cell_index] > CELL_OUTPUT_LIMIT_BYTES
+        if over_cell or sum(self.output_bytes.values()) > NOTEBOOK_OUTPUT_LIMIT_BYTES:
+            self.cut_cells.add(cell_index)
+            limit = CELL_OUTPUT_LIMIT_BYTES if over_cell else NOTEBOOK_OUTPUT_LIMIT_BYTES
+            outs.append(_note(f"[grading: output cut here, over {limit // 2**20} MB "
+                              f"{'for one cell' if over_cell else 'for the notebook'}]"))
+            return None
+        return super().output(outs, msg, display_id, cell_index)
+
+
+def _note(text: str):
+    """A plain-text output of the grader's own (display data: never merged into the cell's stream)."""
+    import nbformat
+
+    return nbformat.v4.new_output("display_data", data={"text/plain": text})
+
+
+def kernel_config(config, sandbox: Path, lesson: str, student: str, sandboxed: bool):
+    """Point nbgrader's executor at the lesson's sandboxed kernel (or at a plain one, unsandboxed)."""
+    config.ExecutePreprocessor.kernel_name = kernel_sandbox.KERNEL_NAME if sandboxed else "python3"
+    config.KernelManager.client_class = f"{__name__}.CappedKernelClient"
+    if sandboxed:
+        run_dir = sandbox / "run" / lesson  # the kernel's sockets and connection file: nothing else
+        run_dir.mkdir(parents=True, exist_ok=True)
+        work_dir = sandbox / "autograded" / student / lesson
+        kernel_sandbox.write_kernelspec(sandbox / "kernelspec", work_dir, run_dir)
+        os.environ["JUPYTER_PATH"] = str(sandbox / "kernelspec")
+        config.KernelManager.connection_file = str(run_dir / "kernel.json")  # the kernel reads it there
+        config.KernelManager.transport = "ipc"
+        config.KernelManager.ip = str(run_dir / "kernel")
+    return config
+
+
+def locate_kernel_death(notebook: Path, config) -> str:
+    """Run the notebook again cell by cell, in the same kind of kernel, to name the cell in which the kernel dies."""
     import nbformat
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 
     nb = nbformat.read(notebook, as_version=4)
-    client = NotebookClient(nb, timeout=cell_timeout, kernel_name="python3", allow_errors=True,
+    client = NotebookClient(nb, config=config, timeout=config.ExecutePreprocessor.timeout, allow_errors=True,
+                            kernel_name=config.ExecutePreprocessor.kernel_name,
                             resources={"metadata": {"path": str(notebook.parent)}})
     try:
         with client.setup_kernel():
@@ -80,28 +150,28 @@ def locate_kernel_death(notebook: Path, cell_timeout: int) -> str:
     return "an unknown cell"
 
 
-def execute_only_api(sandbox: Path, cell_timeout: int):
+def execute_only_api(sandbox: Path, config):
     """nbgrader's API for the sandbox, with autograde restoring test cells and executing, but scoring nothing."""
     from nbconvert.preprocessors import ClearMetadataPreprocessor
     from nbgrader.apps import NbGraderAPI
     from nbgrader.coursedir import CourseDirectory
-    from nbgrader.preprocessors import CheckCellMetadata, Execute, IgnorePattern, LimitOutput
+    from nbgrader.preprocessors import CheckCellMetadata, IgnorePattern, LimitOutput
 
-    config = nbgrader_config(sandbox, timeout=cell_timeout)
     # No SaveAutoGrades: nothing a notebook does to this gradebook while it runs can reach a score.
-    config.Autograde.autograde_preprocessors = [Execute, IgnorePattern, ClearMetadataPreprocessor, LimitOutput,
+    config.Autograde.autograde_preprocessors = [LimitedExecute, IgnorePattern, ClearMetadataPreprocessor, LimitOutput,
                                                 CheckCellMetadata]
     return NbGraderAPI(coursedir=CourseDirectory(config=config), config=config)
 
 
-def execute_lesson(api, sandbox: Path, student: str, lesson: str, cell_timeout: int) -> dict:
+def execute_lesson(sandbox: Path, student: str, lesson: str, cell_timeout: int, sandboxed: bool) -> dict:
     """Restore the test cells of one lesson and execute it; never raise."""
-    outcome = api.autograde(lesson, student, force=True, create=True)
+    config = kernel_config(nbgrader_config(sandbox, timeout=cell_timeout), sandbox, lesson, student, sandboxed)
+    outcome = execute_only_api(sandbox, config).autograde(lesson, student, force=True, create=True)
     if not outcome["success"]:
         reason = failure_reason(outcome.get("log", ""), outcome.get("error"))
         if reason == "kernel died":
             submitted = sandbox / "submitted" / student / lesson / f"{lesson}.ipynb"
-            reason = f"kernel died in {locate_kernel_death(submitted, cell_timeout)}"
+            reason = f"kernel died in {locate_kernel_death(submitted, config)}"
         return {"error": reason}
     return {"executed": str(sandbox / "autograded" / student / lesson / f"{lesson}.ipynb")}
 
@@ -129,30 +199,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("lessons", nargs="+")
     parser.add_argument("--cell-timeout", type=int, default=30)
     parser.add_argument("--memory-mb", type=int, default=0)
-    parser.add_argument("--isolate", action="store_true", help="wall this worker in (run under unshare)")
-    parser.add_argument("--hide", type=Path, action="append", default=[], help="a folder the notebooks must not see")
+    parser.add_argument("--sandboxed", action="store_true", help="run every kernel under bubblewrap")
+    parser.add_argument("--cgroup", type=Path, action="append", default=[], help="a cgroup to join first")
+    parser.add_argument("--result-fd", type=int, default=1, help="the file descriptor the JSON lines go to")
     args = parser.parse_args(argv)
+    kernel_sandbox.join_groups(args.cgroup)
+    if args.result_fd != 1:
+        os.set_inheritable(args.result_fd, False)  # never passed on to a kernel
+    results = os.fdopen(args.result_fd, "w", buffering=1, closefd=args.result_fd != 1)
     sandbox = args.sandbox.resolve()
-    if args.isolate:
-        from .isolation import lock_down, stop_other_processes
-
-        lock_down(sandbox, args.hide)
     kernel_environment(sandbox)
     limit_memory(args.memory_mb)
     pristine = (sandbox / "gradebook.db").read_bytes()  # read before any notebook runs
-    api = execute_only_api(sandbox, args.cell_timeout)
     for lesson in args.lessons:
         # Each lesson starts from the pristine gradebook, so an earlier lesson cannot unlock its tests.
         for leftover in ("gradebook.db-journal", "gradebook.db-wal", "gradebook.db-shm"):
             (sandbox / leftover).unlink(missing_ok=True)  # SQLite would replay them into the pristine copy
         (sandbox / "gradebook.db").write_bytes(pristine)
-        print(json.dumps({"start": lesson}), flush=True)
-        result = execute_lesson(api, sandbox, args.student, lesson, args.cell_timeout)
-        if args.isolate:
-            stopped = stop_other_processes()
-            if stopped:
-                result["notes"] = [f"stopped {stopped} process{'es' if stopped > 1 else ''} the notebook left running"]
-        print(json.dumps({"lesson": lesson, **result}), flush=True)
+        print(json.dumps({"start": lesson}), file=results, flush=True)
+        result = execute_lesson(sandbox, args.student, lesson, args.cell_timeout, args.sandboxed)
+        print(json.dumps({"lesson": lesson, **result}), file=results, flush=True)
     return 0
 
 

@@ -11,7 +11,7 @@ import nbformat
 import pytest
 
 from autograder import build, grading
-from helpers import REPO, run_module
+from helpers import REPO, isolation_args, run_module
 
 LESSONS = build.LESSONS
 CLASS_TIMEOUT_S = 3600
@@ -339,7 +339,8 @@ def read_grades(path: Path) -> dict[str, dict[str, str]]:
 
 def grade_cli(submissions: Path, out: Path, jobs: int, cwd: Path):
     """Run ``python -m autograder grade`` and return the finished process."""
-    return run_module("autograder", "grade", submissions, "--out", out, "--jobs", jobs, cwd=cwd, timeout=CLASS_TIMEOUT_S)
+    return run_module("autograder", "grade", submissions, "--out", out, "--jobs", jobs, *isolation_args(), cwd=cwd,
+                      timeout=CLASS_TIMEOUT_S)
 
 
 SUMMARY = re.compile(r"^graded (\d+) students? \((\d+) in grades\.csv\) in [\d.]+ s, [\d.]+ s per student → .*grades\.csv$")

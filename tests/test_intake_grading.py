@@ -26,7 +26,7 @@ import pytest
 
 from autograder import grading, intake
 from autograder.build import LESSONS
-from helpers import run_module, subprocess_env
+from helpers import isolation_args, run_module, subprocess_env
 
 LESSON = "04_contrastive_loss"
 NB = f"{LESSON}.ipynb"
@@ -134,7 +134,7 @@ def make_class_zip(path: Path, solved: Path, canary: Path) -> None:
 def grade_watched(zip_path: Path, out: Path, tmpdir: Path) -> tuple[subprocess.CompletedProcess, int]:
     """Run the grader on the zip with TMPDIR=tmpdir; return the process and its own peak resident memory (kB)."""
     command = [sys.executable, "-m", "autograder", "grade", str(zip_path), "--out", str(out), "--jobs", "2",
-               "--notebook-timeout", "120", "--cell-timeout", "20", "--max-student-mb", "25"]
+               "--notebook-timeout", "120", "--cell-timeout", "20", "--max-student-mb", "25", *isolation_args()]
     env = subprocess_env(TMPDIR=tmpdir)
     peak = 0
     with subprocess.Popen(command, cwd=out.parent, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -263,9 +263,9 @@ def injected_runs(tmp_path_factory, solved):
     limits = grading.Limits(notebook_timeout=120, cell_timeout=20)
     with pytest.MonkeyPatch.context() as patch:
         inject(patch)
-        grading.grade(subs, out, jobs=2, limits=limits)
+        grading.grade(subs, out, jobs=2, limits=limits, isolate=not isolation_args())
     first = read_rows(out / "grades.csv")
-    grading.grade(subs, out, jobs=2, limits=limits)
+    grading.grade(subs, out, jobs=2, limits=limits, isolate=not isolation_args())
     return first, read_rows(out / "grades.csv")
 
 

@@ -1,0 +1,290 @@
+"""The grading sandbox, piece by piece: bubblewrap around a kernel, cgroups per student, the checks' preamble,
+the grader's checks of an executed notebook.
+
+Fast tests on synthetic inputs; the hostile and exploit classes of test_grading_robust.py attack them
+together through the real grader. ``make test`` sets SIAMESE_REQUIRE_SANDBOX when it runs as root on
+Debian, where it installs bubblewrap: there a sandbox that cannot be built fails these tests.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+from traitlets.config import Config
+
+from autograder import sandbox
+from autograder.build import CHECK_PREAMBLE, build_all
+from autograder.grading import count_checks, verify_executed
+from autograder.worker import failure_reason, kernel_config
+from helpers import REPO, subprocess_env
+
+AVAILABLE, WHY_NOT = sandbox.availability()
+REQUIRED = bool(os.environ.get("SIAMESE_REQUIRE_SANDBOX"))
+
+
+@pytest.fixture
+def needs_sandbox():
+    """Skip without bubblewrap, saying why; fail instead where ``make test`` installed it (root on Debian)."""
+    if not AVAILABLE:
+        (pytest.fail if REQUIRED else pytest.skip)(f"no grading sandbox on this machine: {WHY_NOT}")
+
+
+def test_availability_explains_itself():
+    """Either the sandbox can be built, or the reason says why not and what to do."""
+    assert AVAILABLE == (WHY_NOT == ""), WHY_NOT
+    if REQUIRED:
+        assert AVAILABLE, WHY_NOT
+
+
+# ---------------------------------------------------------------- bubblewrap around one program
+
+INSIDE = """
+import json, os, socket, sys
+report = {"uid": os.getuid(), "caps": open("/proc/self/status").read().split("CapEff:")[1].split()[0],
+          "interfaces": [name for _, name in socket.if_nameindex()],
+          "routes": open("/proc/net/route").read().strip().splitlines()[1:],
+          "env": sorted(os.environ), "cwd": os.getcwd(), "seen": [p for p in sys.argv[1:] if os.path.exists(p)],
+          "processes": sorted(int(p) for p in os.listdir("/proc") if p.isdigit())}
+written = []
+for path in (sys.argv[1], os.path.dirname(sys.argv[1]), os.path.dirname(os.__file__), "/usr", "/", "/tmp"):
+    try:
+        open(os.path.join(path, "planted"), "w").write("x")
+        written.append(path)
+    except OSError:
+        pass
+report["written"] = written
+open("mine", "w").write("the working folder is writable")
+try:
+    socket.create_connection(("127.0.0.1", int(sys.argv[2])), timeout=2)
+    report["connected"] = True
+except OSError:
+    report["connected"] = False
+print(json.dumps(report))
+"""
+
+
+def test_a_sandboxed_program_sees_and_reaches_nothing_of_the_host(needs_sandbox, tmp_path):
+    """uid 65534, no capabilities, only lo and no route, no host folder but the bound ones, nothing written
+    outside its own tmpfs (not even beside a bound folder), the grader's environment gone, no connection to the
+    host's loopback."""
+    import json
+
+    secret = tmp_path / "grading-out"
+    secret.mkdir()
+    (secret / "grades.csv").write_text("secret")
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    server = socket.create_server(("127.0.0.1", 0))
+    try:
+        command = [*sandbox.bwrap_command(tmp_path / "work", run_dir), sys.executable, "-c", INSIDE, str(secret),
+                   str(server.getsockname()[1])]
+        result = subprocess.run(command, capture_output=True, text=True, timeout=120,
+                                env={**os.environ, "SIAMESE_SECRET_TOKEN": "s3cret"})
+    finally:
+        server.close()
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert (report["uid"], report["caps"]) == (65534, "0000000000000000"), report
+    assert (report["interfaces"], report["routes"], report["connected"]) == (["lo"], [], False), report
+    assert report["seen"] == [] and report["written"] == [], report
+    assert "SIAMESE_SECRET_TOKEN" not in report["env"] and report["cwd"] == str(tmp_path / "work"), report
+    assert report["processes"] == [1, 2], report  # bubblewrap's init and the program: nothing of the host
+    assert not (tmp_path / "work").exists() and list(run_dir.iterdir()) == []  # its tmpfs vanished with it
+    assert not (secret / "planted").exists()
+
+
+def test_the_repository_is_not_visible_only_its_packages(needs_sandbox, tmp_path):
+    """The course packages are readable; the repository's .git, lessons and tests are not there at all."""
+    (tmp_path / "run").mkdir()
+    probe = ("import os, sys; print([os.path.exists(os.path.join(sys.argv[1], name)) "
+             "for name in ('autograder', 'solutions', 'data_utils', '.git', 'lessons', 'tests', 'README.md')])")
+    result = subprocess.run([*sandbox.bwrap_command(tmp_path / "work", tmp_path / "run"), sys.executable, "-c", probe,
+                             str(REPO)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == str([True, True, True, False, False, False, False])
+
+
+def test_nothing_a_sandboxed_program_starts_outlives_it(needs_sandbox, tmp_path):
+    """A process started in a new session inside the sandbox ends when the sandboxed program ends."""
+    (tmp_path / "run").mkdir()
+    marker = f"siamese-survivor-{os.getpid()}"
+    script = (f"import subprocess, sys\nsubprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)', "
+              f"{marker!r}], start_new_session=True)\nprint('started')")
+    result = subprocess.run([*sandbox.bwrap_command(tmp_path / "work", tmp_path / "run"), sys.executable, "-c", script],
+                            capture_output=True, text=True, timeout=120)
+    assert result.stdout.strip() == "started", result.stderr
+    time.sleep(1)
+    survivors = [p for p in Path("/proc").iterdir() if p.name.isdigit() and marker.encode() in _cmdline(p)]
+    assert survivors == []
+
+
+def _cmdline(process: Path) -> bytes:
+    try:
+        return (process / "cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
+def test_a_sandboxed_kernel_executes_a_notebook(needs_sandbox, tmp_path):
+    """The worker's kernelspec: nbclient drives a kernel under bubblewrap over Unix sockets."""
+    from nbclient import NotebookClient
+
+    work = tmp_path / "sandbox" / "autograded" / "alice" / "04_contrastive_loss"
+    work.mkdir(parents=True)
+    config = kernel_config(Config(), tmp_path / "sandbox", "04_contrastive_loss", "alice", sandboxed=True)
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
+        "import os, socket\nprint(os.getuid(), [n for _, n in socket.if_nameindex()], os.environ['NBGRADER_EXECUTION'])")])
+    NotebookClient(nb, config=config, kernel_name=config.ExecutePreprocessor.kernel_name, timeout=60,
+                   resources={"metadata": {"path": str(work)}}).execute()
+    assert nb.cells[0].outputs[0]["text"] == "65534 ['lo'] autograde\n", nb.cells[0].outputs
+
+
+# ---------------------------------------------------------------- limits per student
+
+def test_a_student_group_limits_processes_together(tmp_path):
+    """In a student's cgroups, a fork loop stops at the process limit; the group is gone afterwards."""
+    if sandbox.cgroup_controllers() is None:
+        (pytest.fail if REQUIRED else pytest.skip)("no cgroups this user can create (memory and pids)")
+    group = sandbox.StudentGroup("test-alice", memory_mb=1024, max_processes=30)
+    script = ("import os, sys, time\nfrom autograder.sandbox import join_groups\n"
+              "join_groups([__import__('pathlib').Path(p) for p in sys.argv[1:]])\nstarted = 0\n"
+              "try:\n    for _ in range(200):\n        if os.fork() == 0:\n            os.closerange(0, 3)\n            time.sleep(20)\n"
+              "            os._exit(0)\n        started += 1\nexcept OSError:\n    pass\nprint(started)")
+    try:
+        result = subprocess.run([sys.executable, "-c", script, *map(str, group.folders)], capture_output=True,
+                                text=True, timeout=120, env=subprocess_env())
+        assert result.returncode == 0, result.stderr
+        assert 0 < int(result.stdout) < 30, result.stdout
+        assert group.stop_all() >= int(result.stdout)  # the sleeping children, stopped at once
+    finally:
+        group.remove()
+    assert not any(folder.exists() for folder in group.folders)
+
+
+# ---------------------------------------------------------------- the checks' preamble
+
+def test_the_preamble_ignores_a_shadow_package_in_the_sandbox(tmp_path):
+    """A fake ``autograder`` written into the grading sandbox and put first on sys.path is not imported."""
+    sandbox = tmp_path / "sandbox"
+    shadow = sandbox / "shadow" / "autograder"
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text("")
+    (shadow / "loss.py").write_text("FAKE = True\n")
+    cwd = sandbox / "autograded" / "alice" / "04_contrastive_loss"
+    cwd.mkdir(parents=True)
+    script = (f"import sys\nsys.path.insert(0, {str(shadow.parent)!r})\nimport autograder.loss\n"
+              "assert hasattr(autograder.loss, 'FAKE')  # the shadow wins before the preamble\n"
+              + CHECK_PREAMBLE.format(module="loss") + "print(checks.__file__)\n")
+    result = subprocess.run([sys.executable, "-c", script], cwd=cwd, capture_output=True, text=True, timeout=120,
+                            env=subprocess_env(SIAMESE_GRADING_SANDBOX=sandbox))
+    assert result.returncode == 0, result.stderr
+    assert Path(result.stdout.strip()) == REPO / "autograder" / "loss.py"
+
+
+# ---------------------------------------------------------------- the grader's checks of an executed notebook
+
+@pytest.fixture(scope="module")
+def lesson_4():
+    """The nbgrader source notebook of lesson 4."""
+    return next(lesson.source for lesson in build_all() if lesson.name == "04_contrastive_loss")
+
+
+def executed_copy(source: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """``source`` as if executed with every check passing: one [PASS] line per check in each test cell."""
+    nb = nbformat.from_dict(source)
+    for cell in nb.cells:
+        if cell.get("metadata", {}).get("nbgrader", {}).get("grade"):
+            text = "".join(f"[PASS] check {k}\n" for k in range(count_checks(cell.source)))
+            cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text=text)]
+    return nb
+
+
+def test_an_honest_executed_notebook_passes_verification(lesson_4):
+    """Original test cells, one [PASS] per check: no note, nothing scored 0."""
+    nb = executed_copy(lesson_4)
+    assert verify_executed(nb, lesson_4) == ([], None)
+    assert not any(o.output_type == "error" for c in nb.cells for o in c.get("outputs", []))
+
+
+def test_an_edited_test_cell_is_scored_0(lesson_4):
+    """A test cell that is not the original (nbgrader did not restore it) gets an error output and a note."""
+    nb = executed_copy(lesson_4)
+    cell = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "loss_gradients")
+    cell.source = 'print("[PASS] the loss can be differentiated\\n" * 5)'
+    notes, reason = verify_executed(nb, lesson_4)
+    assert reason is None
+    assert notes == ["test cells loss_gradients ran in an edited form; scored 0"]
+    assert cell.outputs[-1].output_type == "error" and "not the original" in cell.outputs[-1].evalue
+
+
+def test_a_test_cell_nbgrader_added_back_is_the_original(lesson_4):
+    """nbgrader's own header above a test cell it put back (the student deleted it) is not an edit."""
+    nb = executed_copy(lesson_4)
+    cell = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "loss_values")
+    cell.source = ("# This cell (id:loss_values) was missing from the submission. It was added back by nbgrader.\n\n"
+                   + cell.source)
+    assert verify_executed(nb, lesson_4) == ([], None)
+    cell.source = "# added back, says the student\n\n" + cell.source.split("\n\n", 1)[1]
+    assert verify_executed(nb, lesson_4)[0] == ["test cells loss_values ran in an edited form; scored 0"]
+
+
+def test_suppressed_check_output_is_scored_0(lesson_4):
+    """A test cell without an error and without its [PASS] lines (outputs hidden) is scored 0."""
+    nb = executed_copy(lesson_4)
+    cell = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "loss_values")
+    cell.outputs = []
+    notes, _ = verify_executed(nb, lesson_4)
+    assert notes == ["cells loss_values passed without the checks reporting success; scored 0"]
+
+
+def test_a_cell_stopped_at_the_time_limit_is_noted(lesson_4):
+    """A test cell interrupted by nbgrader's cell timeout scores 0 (its error) and the notes say why."""
+    nb = executed_copy(lesson_4)
+    cell = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "loss_values")
+    cell.outputs = [nbformat.v4.new_output("error", ename=name, evalue="", traceback=[])
+                    for name in ("KeyboardInterrupt", "CellTimeoutError")]
+    assert verify_executed(nb, lesson_4) == (
+        ["test cells loss_values were stopped at the time limit for one cell; scored 0"], None)
+
+
+def test_a_missing_test_cell_stops_the_scoring(lesson_4):
+    """A test cell absent after execution cannot be scored: the lesson is reported, not silently scored."""
+    nb = executed_copy(lesson_4)
+    nb.cells = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") != "loss_values"]
+    assert verify_executed(nb, lesson_4) == ([], "test cells loss_values are missing from the executed notebook")
+
+
+# ---------------------------------------------------------------- reasons
+
+def test_failure_reason_names_the_innermost_exception():
+    """nbgrader's wrapper ("Please see the above traceback") is not the reason; the exception under it is."""
+    log = ("[INFO] Autograding\nTraceback (most recent call last):\n  File \"x.py\", line 1\n"
+           "sqlite3.OperationalError: no such table: comment\n"
+           "nbgrader.converters.base.NbGraderException: Please see the the above traceback for details.")
+    assert failure_reason(log, None) == "OperationalError: no such table: comment"
+    assert failure_reason("[INFO] x\nnbgrader.converters.base.NbGraderException: Please see the above", None) == (
+        "NbGraderException: Please see the above")
+    assert failure_reason("DeadKernelError: Kernel died", None) == "kernel died"
+    assert failure_reason("", None) == "nbgrader failed"
+
+
+def test_a_sandboxed_kernel_can_be_interrupted(needs_sandbox, tmp_path):
+    """A cell in an endless loop is interrupted at the cell time limit, and the next cell still runs."""
+    from nbclient import NotebookClient
+
+    work = tmp_path / "sandbox" / "autograded" / "alice" / "04_contrastive_loss"
+    work.mkdir(parents=True)
+    config = kernel_config(Config(), tmp_path / "sandbox", "04_contrastive_loss", "alice", sandboxed=True)
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("while True:\n    pass"),
+                                         nbformat.v4.new_code_cell("print('still here')")])
+    NotebookClient(nb, config=config, kernel_name=config.ExecutePreprocessor.kernel_name, timeout=5,
+                   interrupt_on_timeout=True, allow_errors=True, resources={"metadata": {"path": str(work)}}).execute()
+    assert nb.cells[0].outputs[-1]["ename"] == "KeyboardInterrupt", nb.cells[0].outputs
+    assert nb.cells[1].outputs[0]["text"] == "still here\n", nb.cells[1].outputs

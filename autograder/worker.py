@@ -22,7 +22,9 @@ import json
 import os
 import re
 import resource
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import zmq
@@ -106,13 +108,17 @@ def _note(text: str):
     return nbformat.v4.new_output("display_data", data={"text/plain": text})
 
 
-def kernel_config(config, sandbox: Path, lesson: str, student: str, sandboxed: bool):
-    """Point nbgrader's executor at the lesson's sandboxed kernel (or at a plain one, unsandboxed)."""
-    config.ExecutePreprocessor.kernel_name = kernel_sandbox.KERNEL_NAME if sandboxed else "python3"
+def kernel_run_dir() -> Path:
+    """A new, short folder for one kernel's sockets (a Unix socket's path may not exceed 107 bytes)."""
+    base = tempfile.gettempdir() if len(tempfile.gettempdir()) < 40 else "/tmp"
+    return Path(tempfile.mkdtemp(prefix="siamese-kernel-", dir=base))
+
+
+def kernel_config(config, sandbox: Path, lesson: str, student: str, run_dir: Path | None):
+    """Point nbgrader's executor at the lesson's kernel: sandboxed, with its sockets in ``run_dir``, or plain (None)."""
+    config.ExecutePreprocessor.kernel_name = kernel_sandbox.KERNEL_NAME if run_dir else "python3"
     config.KernelManager.client_class = f"{__name__}.CappedKernelClient"
-    if sandboxed:
-        run_dir = sandbox / "run" / lesson  # the kernel's sockets and connection file: nothing else
-        run_dir.mkdir(parents=True, exist_ok=True)
+    if run_dir:
         work_dir = sandbox / "autograded" / student / lesson
         kernel_sandbox.write_kernelspec(sandbox / "kernelspec", work_dir, run_dir)
         os.environ["JUPYTER_PATH"] = str(sandbox / "kernelspec")
@@ -165,15 +171,20 @@ def execute_only_api(sandbox: Path, config):
 
 def execute_lesson(sandbox: Path, student: str, lesson: str, cell_timeout: int, sandboxed: bool) -> dict:
     """Restore the test cells of one lesson and execute it; never raise."""
-    config = kernel_config(nbgrader_config(sandbox, timeout=cell_timeout), sandbox, lesson, student, sandboxed)
-    outcome = execute_only_api(sandbox, config).autograde(lesson, student, force=True, create=True)
-    if not outcome["success"]:
-        reason = failure_reason(outcome.get("log", ""), outcome.get("error"))
-        if reason == "kernel died":
-            submitted = sandbox / "submitted" / student / lesson / f"{lesson}.ipynb"
-            reason = f"kernel died in {locate_kernel_death(submitted, config)}"
-        return {"error": reason}
-    return {"executed": str(sandbox / "autograded" / student / lesson / f"{lesson}.ipynb")}
+    run_dir = kernel_run_dir() if sandboxed else None  # the kernel's sockets and connection file: nothing else
+    try:
+        config = kernel_config(nbgrader_config(sandbox, timeout=cell_timeout), sandbox, lesson, student, run_dir)
+        outcome = execute_only_api(sandbox, config).autograde(lesson, student, force=True, create=True)
+        if not outcome["success"]:
+            reason = failure_reason(outcome.get("log", ""), outcome.get("error"))
+            if reason == "kernel died":
+                submitted = sandbox / "submitted" / student / lesson / f"{lesson}.ipynb"
+                reason = f"kernel died in {locate_kernel_death(submitted, config)}"
+            return {"error": reason}
+        return {"executed": str(sandbox / "autograded" / student / lesson / f"{lesson}.ipynb")}
+    finally:
+        if run_dir:
+            shutil.rmtree(run_dir, ignore_errors=True)
 
 
 def kernel_environment(sandbox: Path) -> None:

@@ -138,7 +138,8 @@ def test_a_sandboxed_kernel_executes_a_notebook(needs_sandbox, tmp_path):
 
     work = tmp_path / "sandbox" / "autograded" / "alice" / "04_contrastive_loss"
     work.mkdir(parents=True)
-    config = kernel_config(Config(), tmp_path / "sandbox", "04_contrastive_loss", "alice", sandboxed=True)
+    (tmp_path / "run").mkdir()
+    config = kernel_config(Config(), tmp_path / "sandbox", "04_contrastive_loss", "alice", tmp_path / "run")
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
         "import os, socket\nprint(os.getuid(), [n for _, n in socket.if_nameindex()], os.environ['NBGRADER_EXECUTION'])")])
     NotebookClient(nb, config=config, kernel_name=config.ExecutePreprocessor.kernel_name, timeout=60,
@@ -281,7 +282,8 @@ def test_a_sandboxed_kernel_can_be_interrupted(needs_sandbox, tmp_path):
 
     work = tmp_path / "sandbox" / "autograded" / "alice" / "04_contrastive_loss"
     work.mkdir(parents=True)
-    config = kernel_config(Config(), tmp_path / "sandbox", "04_contrastive_loss", "alice", sandboxed=True)
+    (tmp_path / "run").mkdir()
+    config = kernel_config(Config(), tmp_path / "sandbox", "04_contrastive_loss", "alice", tmp_path / "run")
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("while True:\n    pass"),
                                          nbformat.v4.new_code_cell("print('still here')")])
     NotebookClient(nb, config=config, kernel_name=config.ExecutePreprocessor.kernel_name, timeout=5,

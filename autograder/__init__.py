@@ -1,13 +1,20 @@
-"""Checks for every student-implemented component of the Siamese course, one module per lesson.
+"""The Siamese course's autograder, in two parts kept apart:
 
-| lesson               | checks module            | reference              |
-| -------------------- | ------------------------ | ---------------------- |
-| 01_pair_dataset      | ``autograder.data``      | ``solutions.data``     |
-| 02_cnn_backbone      | ``autograder.backbone``  | ``solutions.backbone`` |
-| 03_embedding_head    | ``autograder.model``     | ``solutions.model``    |
-| 04_contrastive_loss  | ``autograder.loss``      | ``solutions.loss``     |
-| 05_training_loop     | ``autograder.train``     | ``solutions.train``    |
-| 06_evaluation        | ``autograder.evaluate``  | ``solutions.evaluate`` |
+* ``autograder.checks``: the checks of every student-implemented component, one module per lesson;
+  they run in the student's kernel (in Colab, and in the grading sandbox);
+* ``autograder.grading``: the instructor's trusted pipeline (collect, repair, execute in a sandbox,
+  record, report), which never runs a student's code in its own process;
+
+and ``autograder.build``, which generates the lesson notebooks from one source.
+
+| lesson               | checks module                   | reference              |
+| -------------------- | ------------------------------- | ---------------------- |
+| 01_pair_dataset      | ``autograder.checks.data``      | ``solutions.data``     |
+| 02_cnn_backbone      | ``autograder.checks.backbone``  | ``solutions.backbone`` |
+| 03_embedding_head    | ``autograder.checks.model``     | ``solutions.model``    |
+| 04_contrastive_loss  | ``autograder.checks.loss``      | ``solutions.loss``     |
+| 05_training_loop     | ``autograder.checks.train``     | ``solutions.train``    |
+| 06_evaluation        | ``autograder.checks.evaluate``  | ``solutions.evaluate`` |
 
 Every check is ``check_xxx(student_obj, hidden=False)``: it prints ``[PASS] ...`` to stdout and
 returns ``None``, or raises ``CheckFailure`` (an ``AssertionError``) with a ``[FAIL]`` message naming
@@ -24,7 +31,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-# public name → the module of ``autograder`` that defines it
+# public name → the module of ``autograder.checks`` that defines it
 _DEFINED_IN = {
     "CheckFailure": "report",
     "check_pair_items": "data", "check_pair_labels": "data", "check_pair_balance": "data",
@@ -43,4 +50,4 @@ def __getattr__(name: str) -> Any:
     """Import a check's module the first time one of its names is used."""
     if name not in _DEFINED_IN:
         raise AttributeError(f"module 'autograder' has no attribute {name!r}")
-    return getattr(importlib.import_module(f".{_DEFINED_IN[name]}", __name__), name)
+    return getattr(importlib.import_module(f".checks.{_DEFINED_IN[name]}", __name__), name)

@@ -45,8 +45,8 @@ def main(argv: list[str] | None = None) -> int:
                               "built (default); off: notebooks run as your user, trusted")
     args = parser.parse_args(argv)
 
-    from . import grading
-    from .intake import printable
+    from .grading import run as grading
+    from .grading.collect import printable
 
     try:
         if args.command == "release":

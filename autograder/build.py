@@ -186,7 +186,7 @@ sys.path[:] = [p for p in sys.path if p not in ("", ".") and not any(
     and not (_sandboxed and (not os.path.isdir(p) or os.access(p, os.W_OK)))]
 sys.path_importer_cache.clear()
 sys.meta_path[:] = [f for f in sys.meta_path if getattr(f, "__module__", None) != "__main__"]
-from autograder import {module} as checks
+from autograder.checks import {module} as checks
 
 """
 
@@ -282,7 +282,7 @@ def solved_notebook(source: nbformat.NotebookNode) -> nbformat.NotebookNode:
 
 def write_course(lessons: list[Lesson], course: Path, db_url: str | None = None) -> None:
     """Lay out an nbgrader course folder with the config and every lesson's source notebook."""
-    from .course import write_config
+    from .grading.course import write_config
 
     write_config(course, db_url)
     for lesson in lessons:
@@ -295,7 +295,7 @@ def generate_release(lessons: list[Lesson], course: Path, db_url: str | None = N
     """Run nbgrader's generate_assignment on every lesson; return the student notebooks with named stubs."""
     from nbgrader.utils import compute_checksum
 
-    from .course import nbgrader_api
+    from .grading.course import nbgrader_api
 
     write_course(lessons, course, db_url)
     api = nbgrader_api(course, db_url)
@@ -344,7 +344,7 @@ def execute_notebook(nb: nbformat.NotebookNode, cwd: Path, timeout: int = 120,
 
     from nbclient import NotebookClient
 
-    from .course import put_environment_on_path
+    from .grading.course import put_environment_on_path
 
     put_environment_on_path()
     previous = os.environ.get("SIAMESE_COURSE_QUICK")

@@ -47,8 +47,23 @@ def png_ok(path):
 def isolation_args() -> list[str]:
     """``grade``'s isolation option for this machine: the sandbox where it can be built (or must be: ``make test``
     as root on Debian), else ``--isolation off``, so that the grading tests still run on a laptop without it."""
-    from autograder.sandbox import availability
+    from autograder.grading.sandbox import availability
 
     if availability()[0] or os.environ.get("SIAMESE_REQUIRE_SANDBOX"):
         return []
     return ["--isolation", "off"]
+
+
+def write_solved_notebooks(root):
+    """The solved notebooks, written into ``root / "solved"`` by ``python -m autograder solutions``; that folder."""
+    result = run_module("autograder", "solutions", root / "solved", cwd=root)
+    assert result.returncode == 0, result.stderr
+    return root / "solved"
+
+
+def read_grades(path):
+    """grades.csv as student (the name shown) → row."""
+    import csv
+
+    with open(path, newline="", encoding="utf-8") as f:
+        return {row["student"]: row for row in csv.DictReader(f)}

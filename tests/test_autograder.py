@@ -17,14 +17,14 @@ from torch import nn
 from torch.utils.data import Dataset
 
 import autograder
-from autograder import backbone as backbone_checks
-from autograder import data as data_checks
-from autograder import evaluate as evaluate_checks
-from autograder import loss as loss_checks
-from autograder import model as model_checks
-from autograder import report
-from autograder import train as train_checks
-from autograder.report import CheckFailure
+from autograder.checks import backbone as backbone_checks
+from autograder.checks import data as data_checks
+from autograder.checks import evaluate as evaluate_checks
+from autograder.checks import loss as loss_checks
+from autograder.checks import model as model_checks
+from autograder.checks import report
+from autograder.checks import train as train_checks
+from autograder.checks.report import CheckFailure
 from solutions import backbone as ref_backbone
 from solutions import data as ref_data
 from solutions import evaluate as ref_evaluate

@@ -30,7 +30,7 @@ def test_every_lesson_has_a_source_and_a_notebook():
     for lesson, module in build.CHECK_MODULES.items():
         assert (REPO / "lessons" / "src" / f"{lesson}.py").is_file()
         assert (REPO / "lessons" / f"{lesson}.ipynb").is_file()
-        assert (REPO / "autograder" / f"{module}.py").is_file()
+        assert (REPO / "autograder" / "checks" / f"{module}.py").is_file()
         assert (REPO / "solutions" / f"{module}.py").is_file()
 
 

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from autograder.build import LESSONS
-from autograder.demo_class import check_grades, lesson_points, main, make_class
+from autograder.grading.demo_class import check_grades, lesson_points, main, make_class
 
 
 @pytest.fixture(scope="module")

@@ -10,8 +10,9 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from autograder import build, grading
-from helpers import REPO, isolation_args, run_module
+from autograder import build
+from autograder.grading import repair
+from helpers import REPO, isolation_args, read_grades, run_module, write_solved_notebooks
 
 LESSONS = build.LESSONS
 CLASS_TIMEOUT_S = 3600
@@ -331,12 +332,6 @@ def make_class(root: Path, solved: Path) -> Path:
     return subs
 
 
-def read_grades(path: Path) -> dict[str, dict[str, str]]:
-    """grades.csv as student → row."""
-    with open(path, newline="") as f:
-        return {row["student"]: row for row in csv.DictReader(f)}
-
-
 def grade_cli(submissions: Path, out: Path, jobs: int, cwd: Path):
     """Run ``python -m autograder grade`` and return the finished process."""
     return run_module("autograder", "grade", submissions, "--out", out, "--jobs", jobs, *isolation_args(), cwd=cwd,
@@ -358,10 +353,7 @@ def summary_line(stdout: str, students: int) -> str:
 @pytest.fixture(scope="module")
 def solved_dir(tmp_path_factory) -> Path:
     """The solved notebooks, written by ``python -m autograder solutions``."""
-    root = tmp_path_factory.mktemp("solutions")
-    result = run_module("autograder", "solutions", root / "solved", cwd=root)
-    assert result.returncode == 0, result.stderr
-    return root / "solved"
+    return write_solved_notebooks(tmp_path_factory.mktemp("solutions"))
 
 
 @pytest.fixture(scope="module")
@@ -577,7 +569,7 @@ def test_an_unrecognisable_stripped_notebook_names_its_file():
         cell.metadata.pop("nbgrader", None)
     rewrite = cell_with_id(release_notebook("04_contrastive_loss"), "exercise_4_1").source.split("\n", 1)[1]
     nb.cells = [c for c in nb.cells if not c.source.startswith("# Exercise 4.1")] + [nbformat.v4.new_code_cell(rewrite)]
-    repaired, _, reason = grading.check_notebook(nbformat.writes(nb).encode(), "mine.ipynb",
+    repaired, _, reason = repair.check_notebook(nbformat.writes(nb).encode(), "mine.ipynb",
                                                  release_notebook("04_contrastive_loss"))
     assert repaired is None
     assert reason == "mine.ipynb lost its nbgrader metadata and exercise cells exercise_4_1 cannot be recognised"

@@ -10,7 +10,7 @@ notebooks overwrite files of the installed ``autograder`` package, and the grade
 them back. Run against the working tree, that repair would also undo the edits of anyone working on
 ``autograder/`` while the test runs.
 
-Kernels run under bubblewrap (``autograder.sandbox``); a smaller class is graded with
+Kernels run under bubblewrap (``autograder.grading.sandbox``); a smaller class is graded with
 ``--isolation off`` so that the grader's own defences are tested on their own. The exploit class
 attacks the sandbox itself: mounts, the network, forged results, other students' files, memory
 through forks, many processes, huge outputs, a process left running. Two more runs: students exploiting holes of the sandbox found
@@ -36,7 +36,7 @@ import nbformat
 import pytest
 
 from autograder.build import LESSONS
-from autograder.sandbox import availability
+from autograder.grading.sandbox import availability
 from helpers import REPO, isolation_args, subprocess_env
 
 LESSON = "04_contrastive_loss"  # the cheapest lesson to grade (no data, no network): most cases use it alone
@@ -148,7 +148,7 @@ def contrastive_loss(out1, out2, label, margin=2.0):
 '''
 
 REDEFINE_CHECKS = '''
-import autograder.loss as L
+import autograder.checks.loss as L
 L.check_loss_gradients = lambda *args, **kwargs: print("[PASS] the loss can be differentiated")
 L.check_loss_values = L.check_loss_label_shapes = L.check_loss_gradients
 '''
@@ -165,7 +165,7 @@ sys.path.insert(0, os.getcwd())
 '''
 
 PATCH_REPORT = '''
-import autograder.report as R
+import autograder.checks.report as R
 R.failure = lambda *args, **kwargs: AssertionError("never raised")
 R.fail = lambda *args, **kwargs: None
 R.close = lambda *args, **kwargs: True
@@ -190,7 +190,7 @@ while True:
 '''
 
 OVERWRITE_PACKAGE = '''
-import autograder.loss as L
+import autograder.checks.loss as L
 with open(L.__file__, "a") as f:
     f.write("\\n\\ndef check_loss_gradients(*args, **kwargs):\\n    print('[PASS] faked by a student')\\n")
 '''
@@ -244,7 +244,7 @@ CASES: dict[str, Case] = {
                             notes=["review: exercise code uses autograder"]),
     "fake_module": Case("exercise cell writes autograder.py next to the notebook", BUGGY_SCORE,
                         notes=["review: exercise code uses", "autograder", "open("]),
-    "patched_report": Case("exercise cell monkey-patches autograder.report", BUGGY_SCORE,
+    "patched_report": Case("exercise cell monkey-patches autograder.checks.report", BUGGY_SCORE,
                            notes=["review: exercise code uses autograder"]),
     "gradebook_editor": Case("exercise cell edits the gradebook.db it finds above its folder (its sandbox's)",
                              BUGGY_SCORE, notes=["review: exercise code uses", "gradebook"]),
@@ -472,13 +472,13 @@ def hostile_class(workspace):
     subs = root / "submissions"
     make_corpus(subs, solved)
     out = root / "out"
-    loss_py = (code / "autograder" / "loss.py").read_bytes()
+    loss_py = (code / "autograder" / "checks" / "loss.py").read_bytes()
     try:
         run = grade(code, subs, out)
     finally:
-        repaired_by_test = (code / "autograder" / "loss.py").read_bytes() != loss_py
+        repaired_by_test = (code / "autograder" / "checks" / "loss.py").read_bytes() != loss_py
         if repaired_by_test:  # never leave a poisoned check behind for the tests that follow
-            (code / "autograder" / "loss.py").write_bytes(loss_py)
+            (code / "autograder" / "checks" / "loss.py").write_bytes(loss_py)
     print(f"\ngrading the hostile class ({len(CASES)} students, --jobs 2): {run.seconds:.1f} s wall; "
           f"autograder says: {run.process.stdout.strip().splitlines()[:1]}")
     (root / "first-run.txt").write_text(f"{run.seconds:.1f} s\n{run.process.stdout}\n{run.process.stderr}")
@@ -773,9 +773,10 @@ db.close()
 EXPLOIT_SHADOW = """
 import os, sys
 shadow = os.path.join(os.getcwd(), "..", "..", "..", "shadow")  # the sandbox's root: writable, not the cwd
-os.makedirs(os.path.join(shadow, "autograder"), exist_ok=True)
+os.makedirs(os.path.join(shadow, "autograder", "checks"), exist_ok=True)
 open(os.path.join(shadow, "autograder", "__init__.py"), "w").close()
-with open(os.path.join(shadow, "autograder", "loss.py"), "w") as f:
+open(os.path.join(shadow, "autograder", "checks", "__init__.py"), "w").close()
+with open(os.path.join(shadow, "autograder", "checks", "loss.py"), "w") as f:
     f.write("def _passed(*args, **kwargs):\\n    print('[PASS] shadowed')\\n\\n"
             "check_loss_values = check_loss_label_shapes = check_loss_gradients = _passed\\n")
 sys.path.insert(0, shadow)
@@ -784,7 +785,7 @@ sys.path.insert(0, shadow)
 EXPLOIT_PYC = """
 import importlib.util, os
 from importlib._bootstrap_external import _code_to_timestamp_pyc
-import autograder.loss as real
+import autograder.checks.loss as real
 source = open(real.__file__).read() + (
     "\\nimport os as _os\\n"
     "if 'c_pyc' in _os.getcwd():  # only for me: nobody else notices\\n"
@@ -931,7 +932,7 @@ for pid in children:  # then the notebook goes on as if nothing happened
 ATTACK_OUTPUT = """
 import sys
 line = "x" * (2**20 - 1) + "\\n"
-for _ in range(300):  # 300 MB of output, one megabyte at a time, each sent at once
+for _ in range(64):  # 64 MB of output (32 times a cell's limit), one megabyte at a time, each sent at once
     sys.stdout.write(line)
     sys.stdout.flush()
 print("ATTACK done")
@@ -1223,7 +1224,7 @@ def test_memory_and_processes_are_limited_per_student(exploit_class):
 @pytest.mark.slow
 @needs_isolation
 def test_huge_outputs_are_cut_as_they_arrive(exploit_class):
-    """300 MB printed by one cell: the executed notebook keeps a few MB and says where it was cut."""
+    """64 MB printed by one cell: the executed notebook keeps a few MB and says where it was cut."""
     _, _, _, out, *_ = exploit_class
     executed = out / "course" / "autograded" / "m_output" / LESSON / f"{LESSON}.ipynb"
     assert executed.stat().st_size < 20 * 2**20, executed.stat().st_size

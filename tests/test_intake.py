@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from autograder import intake, records
-from autograder.intake import Submissions, TooLarge
+from autograder.grading import collect as intake
+from autograder.grading import report as records
+from autograder.grading.collect import Submissions, TooLarge
 
 NB = "04_contrastive_loss.ipynb"
 

@@ -24,9 +24,10 @@ from pathlib import Path
 
 import pytest
 
-from autograder import grading, intake
+from autograder.grading import collect as intake
+from autograder.grading import run as grading
 from autograder.build import LESSONS
-from helpers import isolation_args, run_module, subprocess_env
+from helpers import isolation_args, read_grades as read_rows, run_module, subprocess_env, write_solved_notebooks
 
 LESSON = "04_contrastive_loss"
 NB = f"{LESSON}.ipynb"
@@ -36,19 +37,10 @@ BOMB_BYTES = 1024 ** 3
 MEMORY_LIMIT_KB = 500 * 1024
 
 
-def read_rows(path: Path) -> dict[str, dict[str, str]]:
-    """grades.csv as student (the name shown) → row."""
-    with open(path, newline="", encoding="utf-8") as f:
-        return {row["student"]: row for row in csv.DictReader(f)}
-
-
 @pytest.fixture(scope="module")
 def solved(tmp_path_factory) -> Path:
     """The solved notebooks (``python -m autograder solutions``)."""
-    root = tmp_path_factory.mktemp("intake-solved")
-    result = run_module("autograder", "solutions", root / "solved", cwd=root)
-    assert result.returncode == 0, result.stderr
-    return root / "solved"
+    return write_solved_notebooks(tmp_path_factory.mktemp("intake-solved"))
 
 
 def notebook_bytes(solved: Path, lesson: str = LESSON, buggy: bool = False) -> bytes:
@@ -297,7 +289,7 @@ def inject(patch: pytest.MonkeyPatch) -> None:
 
     class Popen(real_popen):
         def __init__(self, command, *args, **kwargs):
-            if "autograder.worker" in command and "killed_victim" in command:
+            if "autograder.grading.worker" in command and "killed_victim" in command:
                 command = ["sh", "-c", "kill -KILL $$"]  # the worker dies the way the OOM killer ends it
             super().__init__(command, *args, **kwargs)
 

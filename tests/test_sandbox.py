@@ -19,10 +19,10 @@ import nbformat
 import pytest
 from traitlets.config import Config
 
-from autograder import sandbox
+from autograder.grading import sandbox
 from autograder.build import CHECK_PREAMBLE, build_all
-from autograder.grading import count_checks, verify_executed
-from autograder.worker import failure_reason, kernel_config
+from autograder.grading.record import count_checks, verify_executed
+from autograder.grading.worker import failure_reason, kernel_config
 from helpers import REPO, subprocess_env
 
 AVAILABLE, WHY_NOT = sandbox.availability()
@@ -154,7 +154,7 @@ def test_a_student_group_limits_processes_together(tmp_path):
     if sandbox.cgroup_controllers() is None:
         (pytest.fail if REQUIRED else pytest.skip)("no cgroups this user can create (memory and pids)")
     group = sandbox.StudentGroup("test-alice", memory_mb=1024, max_processes=30)
-    script = ("import os, sys, time\nfrom autograder.sandbox import join_groups\n"
+    script = ("import os, sys, time\nfrom autograder.grading.sandbox import join_groups\n"
               "join_groups([__import__('pathlib').Path(p) for p in sys.argv[1:]])\nstarted = 0\n"
               "try:\n    for _ in range(200):\n        if os.fork() == 0:\n            os.closerange(0, 3)\n            time.sleep(20)\n"
               "            os._exit(0)\n        started += 1\nexcept OSError:\n    pass\nprint(started)")
@@ -175,18 +175,19 @@ def test_the_preamble_ignores_a_shadow_package_in_the_sandbox(tmp_path):
     """A fake ``autograder`` written into the grading sandbox and put first on sys.path is not imported."""
     sandbox = tmp_path / "sandbox"
     shadow = sandbox / "shadow" / "autograder"
-    shadow.mkdir(parents=True)
+    (shadow / "checks").mkdir(parents=True)
     (shadow / "__init__.py").write_text("")
-    (shadow / "loss.py").write_text("FAKE = True\n")
+    (shadow / "checks" / "__init__.py").write_text("")
+    (shadow / "checks" / "loss.py").write_text("FAKE = True\n")
     cwd = sandbox / "autograded" / "alice" / "04_contrastive_loss"
     cwd.mkdir(parents=True)
-    script = (f"import sys\nsys.path.insert(0, {str(shadow.parent)!r})\nimport autograder.loss\n"
-              "assert hasattr(autograder.loss, 'FAKE')  # the shadow wins before the preamble\n"
+    script = (f"import sys\nsys.path.insert(0, {str(shadow.parent)!r})\nimport autograder.checks.loss\n"
+              "assert hasattr(autograder.checks.loss, 'FAKE')  # the shadow wins before the preamble\n"
               + CHECK_PREAMBLE.format(module="loss") + "print(checks.__file__)\n")
     result = subprocess.run([sys.executable, "-c", script], cwd=cwd, capture_output=True, text=True, timeout=120,
                             env=subprocess_env(SIAMESE_GRADING_SANDBOX=sandbox))
     assert result.returncode == 0, result.stderr
-    assert Path(result.stdout.strip()) == REPO / "autograder" / "loss.py"
+    assert Path(result.stdout.strip()) == REPO / "autograder" / "checks" / "loss.py"
 
 
 # ---------------------------------------------------------------- the grader's checks of an executed notebook
@@ -290,3 +291,26 @@ def test_a_sandboxed_kernel_can_be_interrupted(needs_sandbox, tmp_path):
                    interrupt_on_timeout=True, allow_errors=True, resources={"metadata": {"path": str(work)}}).execute()
     assert nb.cells[0].outputs[-1]["ename"] == "KeyboardInterrupt", nb.cells[0].outputs
     assert nb.cells[1].outputs[0]["text"] == "still here\n", nb.cells[1].outputs
+
+
+def test_outputs_are_cut_as_they_arrive_and_only_kept_bytes_count():
+    """5 MB into one cell: 2 MB kept and a note; what was dropped does not count against the next cell."""
+    from autograder.grading.worker import CELL_OUTPUT_LIMIT_BYTES, LimitedExecute
+
+    executor = LimitedExecute()
+    executor.output_bytes, executor.cut_cells = {}, set()
+    executor.reset_execution_trackers()  # what executing a notebook and a cell set up first
+    executor.clear_before_next_output = False
+
+    def message(size: int) -> dict:
+        return {"msg_type": "stream", "header": {"msg_type": "stream"}, "parent_header": {"msg_id": "m"},
+                "content": {"name": "stdout", "text": "x" * size}}
+
+    flooded, next_cell = [], []
+    for _ in range(5):
+        executor.output(flooded, message(2**20), None, 0)
+    executor.output(next_cell, message(1000), None, 1)
+    assert [o.output_type for o in flooded] == ["stream", "display_data"], flooded
+    assert flooded[-1]["data"]["text/plain"] == "[grading: output cut here, over 2 MB for one cell]"
+    assert executor.output_bytes[0] <= CELL_OUTPUT_LIMIT_BYTES
+    assert [o.output_type for o in next_cell] == ["stream"]

@@ -159,7 +159,7 @@ print(f"a same-class partner of image 0: image {partner}, class {int(targets[par
 # tests of the same kind.
 
 # %%
-from autograder import data as checks
+from autograder.checks import data as checks
 
 # %% [check pair_items 5]
 checks.check_pair_items(SiameseDataset)

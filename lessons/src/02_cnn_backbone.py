@@ -129,7 +129,7 @@ for size in (28, 14, 7):
 # %% [exercise 2.1] solutions.backbone:CNNBackbone
 
 # %%
-from autograder import backbone as checks
+from autograder.checks import backbone as checks
 
 # %% [check backbone_shapes 5]
 checks.check_backbone_shapes(CNNBackbone)

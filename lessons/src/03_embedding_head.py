@@ -83,7 +83,7 @@ print("output of Linear(2304, 1024) on the flat features:", tuple(linear(flat).s
 # %% [exercise 3.1] solutions.model:EmbeddingHead
 
 # %%
-from autograder import model as checks
+from autograder.checks import model as checks
 
 # %% [check head 5]
 checks.check_head(EmbeddingHead)

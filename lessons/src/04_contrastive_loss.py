@@ -107,7 +107,7 @@ print(f"wrong loss {wrong.mean():.4f}   right loss {per_pair.mean():.4f}")
 # %% [exercise 4.1] solutions.loss:contrastive_loss
 
 # %%
-from autograder import loss as checks
+from autograder.checks import loss as checks
 
 # %% [check loss_values 10]
 checks.check_loss_values(contrastive_loss)

@@ -62,7 +62,7 @@ print("a new tensor lives on", x.device)
 # %% [exercise 5.1] solutions.train:get_device
 
 # %%
-from autograder import train as checks
+from autograder.checks import train as checks
 
 # %% [check get_device 5]
 checks.check_get_device(get_device)

@@ -133,7 +133,7 @@ plt.show()
 # %% [exercise 6.1] solutions.evaluate:embed
 
 # %%
-from autograder import evaluate as checks
+from autograder.checks import evaluate as checks
 
 # %% [check embed 5]
 checks.check_embed(embed)

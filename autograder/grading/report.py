@@ -20,7 +20,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from .build import LESSONS
+from ..build import LESSONS
 
 MANIFEST = "grading-manifest.json"
 VERSION = 2

@@ -2,7 +2,7 @@
 
 The sandbox course is a throwaway copy of the course (its own gradebook, no other student in it).
 The worker is the grader's own code and runs outside the sandbox; with ``--sandboxed`` every
-notebook's *kernel* runs under bubblewrap (``autograder.sandbox``), so nothing the notebook does
+notebook's *kernel* runs under bubblewrap (``autograder.grading.sandbox``), so nothing the notebook does
 reaches this process, its files or its output. With ``--cgroup`` the worker first joins the
 student's cgroups, so that it and every process it starts share one memory and process limit.
 
@@ -86,18 +86,18 @@ class LimitedExecute(Execute):
         return super().preprocess(nb, resources, km)
 
     def output(self, outs, msg, display_id, cell_index):
-        """Keep one output message, unless the cell or the notebook is over its limit (then say so once)."""
-        size = len(json.dumps(msg.get("content", {}), default=str))
-        self.output_bytes[cell_index] = self.output_bytes.get(cell_index, 0) + size
+        """Keep one output message, unless it would take the cell or the notebook over its limit (then say so once)."""
         if cell_index in self.cut_cells:
             return None
-        over_cell = self.output_bytes[cell_index] > CELL_OUTPUT_LIMIT_BYTES
-        if over_cell or sum(self.output_bytes.values()) > NOTEBOOK_OUTPUT_LIMIT_BYTES:
+        size = len(json.dumps(msg.get("content", {}), default=str))
+        over_cell = self.output_bytes.get(cell_index, 0) + size > CELL_OUTPUT_LIMIT_BYTES
+        if over_cell or sum(self.output_bytes.values()) + size > NOTEBOOK_OUTPUT_LIMIT_BYTES:
             self.cut_cells.add(cell_index)
             limit = CELL_OUTPUT_LIMIT_BYTES if over_cell else NOTEBOOK_OUTPUT_LIMIT_BYTES
             outs.append(_note(f"[grading: output cut here, over {limit // 2**20} MB "
                               f"{'for one cell' if over_cell else 'for the notebook'}]"))
             return None
+        self.output_bytes[cell_index] = self.output_bytes.get(cell_index, 0) + size  # only what is kept counts
         return super().output(outs, msg, display_id, cell_index)
 
 
@@ -204,7 +204,7 @@ def kernel_environment(sandbox: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Execute the lessons named on the command line, one JSON line each."""
-    parser = argparse.ArgumentParser(prog="python -m autograder.worker")
+    parser = argparse.ArgumentParser(prog="python -m autograder.grading.worker")
     parser.add_argument("sandbox", type=Path)
     parser.add_argument("student")
     parser.add_argument("lessons", nargs="+")

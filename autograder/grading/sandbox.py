@@ -9,7 +9,7 @@ whose command is ``bwrap ... python -m ipykernel_launcher``:
   kernel talks to the grader over Unix sockets (ZeroMQ's ``ipc`` transport) in one folder;
 * nothing of the host but what the kernel needs, read-only: ``/usr``, the Python installation and
   environment, the course packages (each package folder alone: never the repository's ``.git``),
-  the loader cache and the user database; a private ``/var/tmp`` (``TMPDIR``), ``/dev/shm`` and
+  the loader cache, the user database and the font configuration; a private ``/var/tmp`` (``TMPDIR``), ``/dev/shm`` and
   working folder, all of them tmpfs that vanish with the kernel; ``/`` and ``/tmp`` read-only; the
   only host folder it can write to is the one holding its sockets;
 * ``--die-with-parent`` and a PID namespace: when the kernel ends, every process it started ends.
@@ -38,7 +38,7 @@ SANDBOX_UID = 65534  # "nobody"
 KERNEL_NAME = "siamese-sandbox"
 PACKAGES = ("autograder", "solutions", "data_utils")
 TMPFS_BYTES = 512 * 1024 * 1024  # each of /tmp, /dev/shm and the working folder
-ETC_FILES = ("/etc/ld.so.cache", "/etc/passwd", "/etc/group", "/etc/localtime", "/etc/nsswitch.conf")
+ETC_FILES = ("/etc/ld.so.cache", "/etc/passwd", "/etc/group", "/etc/localtime", "/etc/nsswitch.conf", "/etc/fonts")
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 
 
@@ -54,8 +54,9 @@ def package_folders() -> list[Path]:
 
 def readable_paths() -> list[Path]:
     """Host folders the kernel may read: the Python installation and environment, the course packages."""
-    wanted = [Path(sys.base_prefix).resolve(), Path(sys.prefix).resolve(), Path(sys.executable).resolve().parent,
-              *package_folders()]
+    # Both the paths as Python names them and where their links lead: the kernel starts from the same names.
+    named = [Path(sys.base_prefix), Path(sys.prefix), Path(sys.executable).parent]
+    wanted = [*(p.absolute() for p in named), *(p.resolve() for p in named), *package_folders()]
     kept: list[Path] = []
     for path in sorted(set(wanted), key=lambda p: len(p.parts)):
         if not any(path == k or k in path.parents for k in kept) and not str(path).startswith("/usr/"):

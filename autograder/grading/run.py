@@ -1,37 +1,32 @@
-"""The instructor's workflow: release, solutions, and grading a class's submissions with nbgrader.
+"""The instructor's grading run, as a list of named stages; and the release and solutions commands.
 
-Grading never lets one submission stop the others, and never loses a grade:
+Grading never lets one submission stop the others, and never loses a grade or a student:
 
-* every notebook is checked before nbgrader sees it, repaired where that is safe (duplicated or
-  deleted test cells, stripped metadata, changed cell types, old nbformat) and the repair noted;
-* every student runs in a sandbox course: a throwaway copy of the course, made from bytes read when
-  grading began, executed by a worker process of its own with a time limit per notebook, and every
-  notebook's kernel under bubblewrap (``autograder.sandbox``): no network, no capabilities, nothing
-  of the host but what the kernel needs, read-only; the student's processes share one memory and
-  one process limit where cgroups allow;
-* the sandbox only executes; the executed notebooks come back, their test cells are compared with
-  the originals, and their scores and feedback are made in the real gradebook by nbgrader's own
-  scoring, one student at a time, after checks that the grader was not tampered with;
-* a manifest remembers what was graded (the uploaded file's SHA-256, the score, the notes), so a
-  second run grades only new or changed notebooks and says so whenever it replaces a submission.
+1. **collect** (``collect.py``): every upload, from a folder or an LMS zip, read file by file with
+   size limits, sorted into students with ids that never collide;
+2. **repair** (``repair.py``): every notebook checked before nbgrader sees it, repaired where that is
+   safe, and the repair noted;
+3. **execute** (``execute.py``, ``worker.py``, ``sandbox.py``): every student in a throwaway sandbox
+   course, executed by a worker of their own, each kernel under bubblewrap, with time, memory,
+   process and output limits;
+4. **record** (``record.py``): each executed notebook checked and scored in the gradebook of record
+   by nbgrader's own scoring, one student at a time, after checks that the grader was not tampered with;
+5. **report** (``report.py``): the manifest, ``grades.csv`` (a row for every student, rewritten after
+   each one) and ``intake.csv``.
+
+A failure at any stage of one student's grading becomes that student's status; what failed because
+of the grader itself is graded again by the next run.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import json
-import os
-import queue
-import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,19 +34,21 @@ from pathlib import Path
 import nbformat
 from tqdm import tqdm
 
-from . import intake, records
+from . import collect as intake
+from . import report as records
 from . import sandbox as sandbox_limits
-from .build import LESSONS, build_all, generate_release, solved_notebook
-from .course import CELL_TIMEOUT_S, check_database, db_url_for, nbgrader_config, put_environment_on_path
+from ..build import LESSONS, build_all, generate_release, solved_notebook
+from .course import CELL_TIMEOUT_S, check_database, db_url_for, put_environment_on_path
+from .execute import make_sandbox, run_worker
+from .record import file_digest, grader_snapshot, record_scores, restore_grader, verify_executed
+from .repair import check_notebook
 
 NOTEBOOK_TIMEOUT_S = 300  # one lesson, all cells together
 MEMORY_LIMIT_MB = 8192  # one student's processes together (cgroups), else each process's address space
 MAX_PROCESSES = 512  # one student's processes and threads together (cgroups): torch starts dozens of threads
 EXECUTED_LIMIT_MB = 64  # an executed notebook coming back from the sandbox (nbgrader limits each output)
-PACKAGE_DIR = Path(__file__).resolve().parent  # autograder/
+PACKAGE_DIR = Path(__file__).resolve().parents[1]  # autograder/
 
-
-# ---------------------------------------------------------------- release and solutions
 
 def release(out: Path, db_url: str | None = None) -> Path:
     """Build the nbgrader course in ``out``: config, source and release notebooks, gradebook."""
@@ -73,157 +70,6 @@ def write_solutions(out: Path) -> list[Path]:
         paths.append(path)
     return paths
 
-
-# ---------------------------------------------------------------- checking and repairing notebooks
-
-# Code that a correct answer never needs, in an exercise cell or a cell the student added: noted for a human
-# to look at, because code that patches the Python process the tests run in is beyond any check's reach.
-SUSPICIOUS = re.compile(r"get_ipython|sys\.modules|sys\.path|meta_path|path_importer_cache|__import__|importlib|"
-                        r"builtins|showtraceback|gradebook|sqlite3|/proc|os\._exit|sys\.exit|signal\.|ctypes|"
-                        r"autograder|NBGRADER|subprocess|Popen|os\.system|shutil\.|open\(|setattr\(|"
-                        r"torch\.[\w.]+\s*=(?!=)")  # the last: replacing a torch function the checks rely on
-
-
-def _meta(cell) -> dict:
-    return cell.get("metadata", {}).get("nbgrader", {})
-
-
-def _exercise_header(cell) -> str | None:
-    first = cell.source.lstrip().split("\n", 1)[0] if cell.source else ""
-    return first if first.startswith("# Exercise ") else None
-
-
-def restore_metadata(nb: nbformat.NotebookNode, release_nb: nbformat.NotebookNode) -> tuple[int, list[str]]:
-    """Give cells that lost their nbgrader metadata their release metadata back; return (restored, unmatched ids).
-
-    Locked cells are matched by identical source, exercise cells by their "# Exercise N.M" first line;
-    anything ambiguous is left alone.
-    """
-    present = {_meta(c).get("grade_id") for c in nb.cells if _meta(c).get("grade_id")}
-    restored, unmatched = 0, []
-    for ref in release_nb.cells:
-        meta = _meta(ref)
-        if not meta.get("grade_id") or meta["grade_id"] in present:
-            continue
-        if meta.get("solution"):
-            header = _exercise_header(ref)
-            matches = [c for c in nb.cells if not _meta(c) and header and _exercise_header(c) == header]
-        else:
-            matches = [c for c in nb.cells if not _meta(c) and c.source.strip() == ref.source.strip()]
-        if len(matches) == 1:
-            matches[0].metadata["nbgrader"] = dict(meta)
-            restored += 1
-        elif meta.get("solution"):
-            unmatched.append(meta["grade_id"])
-    return restored, unmatched
-
-
-def check_notebook(data: bytes, name: str, release_nb: nbformat.NotebookNode,
-                   source_nb: nbformat.NotebookNode | None = None,
-                   ) -> tuple[nbformat.NotebookNode | None, list[str], str | None]:
-    """Check one submitted notebook (its bytes, and the file name to mention) against the release and the source.
-
-    Returns (repaired notebook, notes, reason it cannot be graded).
-    """
-    notes: list[str] = []
-    if not data:
-        return None, notes, f"{name} is an empty file"
-    try:
-        nb = nbformat.reads(data.decode("utf-8"), as_version=4)  # any nbformat 3 or 4.x (Colab saves 4.0)
-    except Exception as error:  # invalid JSON or UTF-8, not a notebook
-        return None, notes, f"{name} is not a readable notebook ({type(error).__name__})"
-    if not isinstance(nb.get("cells"), list) or not nb.cells:
-        return None, notes, f"{name} has no cells"
-
-    restored, unmatched = restore_metadata(nb, release_nb)
-    if restored:
-        notes.append(f"restored stripped nbgrader metadata of {restored} cells")
-    if unmatched:
-        return None, notes, (f"{name} lost its nbgrader metadata and exercise cells {', '.join(unmatched)} "
-                             "cannot be recognised")
-
-    reference = {_meta(c)["grade_id"]: c for c in release_nb.cells if _meta(c).get("grade_id")}
-    seen: set[str] = set()
-    kept, duplicates, retyped = [], set(), []
-    for cell in nb.cells:
-        grade_id = _meta(cell).get("grade_id")
-        if grade_id in seen:
-            duplicates.add(grade_id)  # nbgrader aborts the whole batch on a duplicated grade id
-            if _meta(reference.get(grade_id, {})).get("solution"):
-                # A copied exercise cell: keep every copy, as the student ran them; the last one stays graded.
-                for earlier in kept:
-                    if _meta(earlier).get("grade_id") == grade_id:
-                        earlier.metadata.pop("nbgrader")
-                kept.append(cell)
-            continue
-        if grade_id:
-            seen.add(grade_id)
-            if grade_id not in reference:
-                cell.metadata.pop("nbgrader")  # a grade id nbgrader does not know: a plain cell now
-                notes.append(f"unknown grade id {grade_id} treated as a plain cell")
-            elif cell.cell_type != reference[grade_id].cell_type:
-                retyped.append(grade_id)
-                cell = nbformat.v4.new_code_cell(cell.source, metadata=cell.metadata)
-        kept.append(cell)
-    nb.cells = kept
-    if duplicates:
-        notes.append(f"duplicated cells {', '.join(sorted(duplicates))}: kept the last copy of an exercise, "
-                     "the first of a test")
-    if retyped:
-        notes.append(f"turned cells {', '.join(retyped)} back into code cells")
-    missing_tests = [gid for gid, c in reference.items() if _meta(c).get("grade") and gid not in seen]
-    if missing_tests:
-        notes.append(f"test cells {', '.join(missing_tests)} deleted or not recognised: nbgrader's copies added")
-    missing_exercises = [gid for gid, c in reference.items() if _meta(c).get("solution") and gid not in seen]
-    if missing_exercises:
-        notes.append(f"exercise cells {', '.join(missing_exercises)} were deleted (their tests will fail)")
-    given = {c.source.strip() for nb_ in (release_nb, source_nb, source_nb and solved_notebook(source_nb)) if nb_
-             for c in nb_.cells if c.cell_type == "code"}  # cells as handed out or solved: not the student's code
-    for label, cells in (("exercise code uses", [c for c in nb.cells if _meta(c).get("solution")]),
-                         ("other cells use", [c for c in nb.cells if c.cell_type == "code" and not _meta(c)
-                                              and c.source.strip() not in given])):
-        suspicious = sorted({m.group(0) for c in cells for m in SUSPICIOUS.finditer(c.source)})
-        if suspicious:
-            notes.append(f"review: {label} {', '.join(suspicious)}")
-    nb.nbformat, nb.nbformat_minor = 4, 5
-    for cell in nb.cells:  # ids are required from nbformat 4.5 on; Colab's 4.0 files have none
-        cell.setdefault("id", hashlib.sha1(cell.source.encode() + str(id(cell)).encode()).hexdigest()[:12])
-    return nb, notes, None
-
-
-# ---------------------------------------------------------------- integrity of the grader
-
-def _trusted_files(folders: list[Path], with_db: bool) -> list[Path]:
-    return [path for folder in folders for path in folder.rglob("*")
-            if path.is_file() and (with_db or path.suffix != ".db")]
-
-
-def grader_snapshot(folders: list[Path], with_db: bool = False) -> dict[Path, bytes]:
-    """The bytes of every file the grading trusts (compiled ``.pyc`` included; gradebooks only if ``with_db``)."""
-    return {path: path.read_bytes() for path in _trusted_files(folders, with_db)}
-
-
-def restore_grader(snapshot: dict[Path, bytes], folders: list[Path], with_db: bool = False) -> list[str]:
-    """Put back any trusted file a notebook changed, deleted or added; return their names."""
-    changed = []
-    for path, data in snapshot.items():
-        if not path.is_file() or path.read_bytes() != data:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(data)
-            changed.append(path.name)
-    for path in _trusted_files(folders, with_db):
-        if path not in snapshot:
-            path.unlink()
-            changed.append(path.name)
-    return changed
-
-
-def file_digest(path: Path) -> str | None:
-    """SHA-256 of a file, ``None`` if it does not exist."""
-    return records.sha256(path.read_bytes()) if path.is_file() else None
-
-
-# ---------------------------------------------------------------- grading
 
 @dataclass(frozen=True)
 class Course:
@@ -252,205 +98,6 @@ def prepare_course(out: Path, db_url: str | None) -> Course:
 
     return Course(course, template, {n: read("release", n) for n in LESSONS}, {n: read("source", n) for n in LESSONS})
 
-
-def make_sandbox(template: dict[Path, bytes], template_root: Path, root: Path, student: str) -> Path:
-    """A fresh course folder for one student, written from the template's bytes read when grading began."""
-    sandbox = root / student
-    if sandbox.exists():
-        shutil.rmtree(sandbox)
-    for path, data in template.items():
-        relative = path.relative_to(template_root)
-        if relative.parts[0] in ("submitted", "autograded", "feedback", "executed"):
-            continue
-        (sandbox / relative).parent.mkdir(parents=True, exist_ok=True)
-        (sandbox / relative).write_bytes(data)
-    from .course import write_config
-
-    write_config(sandbox)  # its own root and gradebook path
-    return sandbox
-
-
-def run_worker(sandbox: Path, student: str, lessons: list[str], notebook_timeout: int, cell_timeout: int,
-               memory_mb: int, sandboxed: bool = True, group: sandbox_limits.StudentGroup | None = None,
-               ) -> dict[str, dict]:
-    """Execute ``lessons`` in the sandbox course in a child process; a lesson that hangs or crashes it is reported.
-
-    ``sandboxed`` runs every kernel under bubblewrap; ``group`` is the student's cgroups, which the worker joins.
-    """
-    results: dict[str, dict] = {}
-    remaining = list(lessons)
-    while remaining:
-        options = ["--cell-timeout", str(cell_timeout), "--memory-mb", str(memory_mb)]
-        if sandboxed:
-            options.append("--sandboxed")
-        options += group.join_command() if group else []
-        # Options first, then "--": nothing after it is read as an option, whatever a name looks like.
-        command = [sys.executable, "-m", "autograder.worker", *options, "--", str(sandbox), student,
-                   *remaining]
-        env = {k: v for k, v in os.environ.items() if k not in ("SIAMESE_COURSE_QUICK",)}
-        env["PYTHONDONTWRITEBYTECODE"] = "1"  # the grader's packages stay byte for byte as snapshotted
-        # Results come back on a pipe of their own that only the worker holds: kernels inherit its stdout
-        # and stderr, so those lead nowhere, and nothing a notebook writes can pass for a result.
-        read_end, write_end = os.pipe()
-        command[command.index("--"):command.index("--")] = ["--result-fd", str(write_end)]
-        try:
-            process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                       stderr=subprocess.DEVNULL, env=env, cwd=sandbox, start_new_session=True,
-                                       pass_fds=(write_end,))
-        finally:
-            os.close(write_end)
-        lines: queue.Queue = queue.Queue()
-        threading.Thread(target=_read_lines, args=(os.fdopen(read_end, encoding="utf-8", errors="replace"), lines),
-                         daemon=True).start()
-        current, deadline = None, time.monotonic() + notebook_timeout + 60
-        while True:
-            try:
-                line = lines.get(timeout=max(0.1, deadline - time.monotonic()))
-            except queue.Empty:
-                line = "timeout"
-            if line == "timeout" or line is None:
-                _kill_group(process)
-                lesson = current or remaining[0]
-                if line == "timeout":
-                    results[lesson] = {"error": f"ran past the limit of {notebook_timeout} s for one notebook"}
-                else:  # the worker itself was killed (out of memory?): not a verdict on the notebook
-                    results[lesson] = {"error": "the grading process died (out of memory?); it is graded again on the "
-                                                "next run", "retry": True}
-                remaining.remove(lesson)
-                break
-            message = worker_message(line, remaining)
-            if message is None:
-                continue
-            if "start" in message:
-                current, deadline = message["start"], time.monotonic() + notebook_timeout
-                continue
-            results[message["lesson"]] = message
-            remaining.remove(message["lesson"])
-            if not remaining:
-                process.wait()
-                break
-    return results
-
-
-def _read_lines(stream, lines: queue.Queue) -> None:
-    """Put each line of ``stream`` (cut at 100 kB) on ``lines``, then ``None`` when it ends."""
-    with stream:
-        for line in iter(lambda: stream.readline(100_000), ""):
-            lines.put(line)
-    lines.put(None)
-
-
-def worker_message(line: str, remaining: list[str]) -> dict | None:
-    """A worker's JSON line about one of ``remaining``, reduced to the fields the grader uses; ``None`` if not one.
-
-    The executed notebook's path is never taken from the line: the grader knows where it is.
-    """
-    try:
-        message = json.loads(line) if line.startswith("{") and len(line) < 100_000 else None
-    except ValueError:
-        return None
-    if not isinstance(message, dict):
-        return None
-    if message.get("start") in remaining:
-        return {"start": message["start"]}
-    if message.get("lesson") not in remaining:
-        return None
-    notes = message.get("notes", [])
-    kept = {"lesson": message["lesson"], "notes": [str(n)[:500] for n in notes[:10]] if isinstance(notes, list) else []}
-    if "error" in message:
-        kept["error"] = str(message["error"])[:500]
-    return kept
-
-
-def _kill_group(process: subprocess.Popen) -> None:
-    """Stop the worker and every kernel it started (in namespaces, the kernel stops all that is left)."""
-    try:
-        os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    process.wait()
-
-
-def count_checks(source: str) -> int:
-    """How many check calls a graded cell makes (each prints one [PASS] line when it passes)."""
-    return len(re.findall(r"^\s*checks\.check_\w+\(", source, flags=re.MULTILINE))
-
-
-def _fail_cell(cell, why: str) -> None:
-    """Give a graded cell an error output, so that nbgrader scores it 0 and the feedback says why."""
-    cell.outputs.append(nbformat.v4.new_output("error", ename="GradingError", evalue=why,
-                                               traceback=[f"GradingError: {why}"]))
-
-
-# The line nbgrader puts above a test cell that it added back (OverwriteCells.add_missing_cells)
-ADDED_BACK = re.compile(r"\A# This cell \(id:[^)]+\) was missing from the submission\. It was added back by nbgrader\.\n\n")
-
-
-def verify_executed(executed: nbformat.NotebookNode, source_nb: nbformat.NotebookNode) -> tuple[list[str], str | None]:
-    """Check an executed notebook before it is scored; return (notes, reason it cannot be scored).
-
-    Every test cell must be the original (nbgrader restores them from a gradebook the notebook could
-    reach) and must show an error or one [PASS] line per check (else its output was suppressed).
-    Cells that fail either check are scored 0; cells stopped at the cell time limit are noted.
-    """
-    originals = {_meta(c)["grade_id"]: c for c in source_nb.cells if _meta(c).get("grade")}
-    cells = {_meta(c).get("grade_id"): c for c in executed.cells if _meta(c).get("grade")}
-    missing = sorted(set(originals) - set(cells))
-    if missing:
-        return [], f"test cells {', '.join(missing)} are missing from the executed notebook"
-    changed, silent = [], []
-    for grade_id, original in originals.items():
-        cell = cells[grade_id]
-        if ADDED_BACK.sub("", cell.source) != original.source:
-            _fail_cell(cell, "this test cell is not the original one")
-            changed.append(grade_id)
-        elif not any(o.output_type == "error" for o in cell.get("outputs", [])):
-            text = "".join(o.get("text", "") for o in cell.get("outputs", []) if o.output_type == "stream")
-            if text.count("[PASS]") < count_checks(original.source):
-                _fail_cell(cell, "the checks did not report success (outputs suppressed?)")
-                silent.append(grade_id)
-    timed_out = [grade_id for grade_id, cell in cells.items()
-                 if any(o.get("ename") == "CellTimeoutError" for o in cell.get("outputs", []))]
-    notes = []
-    if timed_out:
-        notes.append(f"test cells {', '.join(timed_out)} were stopped at the time limit for one cell; scored 0")
-    if changed:
-        notes.append(f"test cells {', '.join(changed)} ran in an edited form; scored 0")
-    if silent:
-        notes.append(f"cells {', '.join(silent)} passed without the checks reporting success; scored 0")
-    return notes, None
-
-
-def record_scores(course: Path, db_url: str | None, student: str, lesson: str, executed: Path) -> dict:
-    """Score an executed notebook in the real gradebook with nbgrader's own rules, and write its feedback."""
-    from nbgrader.api import Gradebook
-    from nbgrader.apps import NbGraderAPI
-    from nbgrader.coursedir import CourseDirectory
-    from nbgrader.preprocessors import AssignLatePenalties, CheckCellMetadata, SaveAutoGrades
-    from sqlalchemy.exc import SAWarning
-
-    target = course / "executed" / student / lesson / f"{lesson}.ipynb"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(executed, target)
-    config = nbgrader_config(course, db_url)
-    config.CourseDirectory.submitted_directory = "executed"
-    config.Autograde.sanitize_preprocessors = [CheckCellMetadata]
-    config.Autograde.autograde_preprocessors = [SaveAutoGrades, AssignLatePenalties, CheckCellMetadata]
-    api = NbGraderAPI(coursedir=CourseDirectory(config=config), config=config)
-    with warnings.catch_warnings():  # SQLAlchemy's notes on nbgrader's session use, not the instructor's concern
-        warnings.simplefilter("ignore", SAWarning)
-        outcome = api.autograde(lesson, student, force=True, create=True)
-        if not outcome["success"]:
-            return {"error": f"could not record the scores ({(outcome.get('error') or '').strip().splitlines()[-1:]}); "
-                             "it is graded again on the next run", "retry": True}
-        feedback = api.generate_feedback(lesson, student, force=True)  # from the gradebook of record
-        with Gradebook(db_url_for(course, db_url)) as gradebook:
-            notebook = gradebook.find_submission_notebook(lesson, lesson, student)
-            return {"score": notebook.score, "max_score": notebook.max_score,
-                    "needs_manual_grade": bool(notebook.needs_manual_grade), "feedback_ok": bool(feedback["success"])}
-
-
-# ---------------------------------------------------------------- one grading run, stage by stage
 
 @dataclass
 class Limits:
@@ -758,7 +405,7 @@ def grade(submissions: Path, out: Path, jobs: int = 1, db_url: str | None = None
           limits: Limits | None = None) -> list[records.StudentResult]:
     """Check, repair and autograde every student's notebooks; write ``grades.csv``, ``intake.csv`` and feedback.
 
-    ``isolate``: run every kernel under bubblewrap (``autograder.sandbox``), refusing to grade where it cannot;
+    ``isolate``: run every kernel under bubblewrap (``autograder.grading.sandbox``), refusing to grade where it cannot;
     ``False`` runs notebooks as the instructor's own user, and each row's notes say "not isolated".
     """
     put_environment_on_path()

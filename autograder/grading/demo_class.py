@@ -1,6 +1,6 @@
-"""``python -m autograder.demo_class OUT --students N``: a made-up class of submissions, for trying the grader.
+"""``python -m autograder.grading.demo_class OUT --students N``: a made-up class of submissions, for trying the grader.
 
-``python -m autograder.demo_class OUT --check GRADES_CSV`` then says whether the grader gave every
+``python -m autograder.grading.demo_class OUT --check GRADES_CSV`` then says whether the grader gave every
 student of that class the row their submissions call for.
 
 A fixed mix, the same for the same ``--seed``: about half correct (some saved the way Colab saves
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import nbformat
 
-from .build import LESSONS, build_all, solved_notebook
+from ..build import LESSONS, LESSONS_DIR, build_all, solved_notebook
 
 # lesson → (exercise cell, text in the reference solution, the same text with a typical mistake)
 BUGS: dict[str, tuple[str, str, str]] = {
@@ -67,7 +67,7 @@ def make_class(out: Path, students: int, seed: int = 0) -> dict[str, str]:
     rng = random.Random(seed)
     built = build_all()
     solved = {lesson.name: solved_notebook(lesson.source) for lesson in built}
-    blank = {name: nbformat.read(Path(__file__).resolve().parents[1] / "lessons" / f"{name}.ipynb", as_version=4)
+    blank = {name: nbformat.read(LESSONS_DIR / f"{name}.ipynb", as_version=4)
              for name in LESSONS}
     kinds = {}
     for k in range(students):
@@ -153,7 +153,7 @@ def check_grades(kinds: dict[str, str], rows: dict[str, dict[str, str]], points:
 
 def main(argv: list[str] | None = None) -> int:
     """Write the class and print what each student handed in, or check a grades.csv of it."""
-    parser = argparse.ArgumentParser(prog="python -m autograder.demo_class", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m autograder.grading.demo_class", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("out", type=Path)
     parser.add_argument("--students", type=int, default=10)

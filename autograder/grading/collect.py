@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
-from .build import LESSONS
+from ..build import LESSONS
 
 MB = 1024 * 1024
 NOTEBOOK_LIMIT_MB = 20  # a lesson notebook with its outputs is well under 1 MB

@@ -1,0 +1,14 @@
+"""The instructor's trusted grading pipeline, one module per stage (see ``autograder.grading.run``).
+
+| stage    | module                                   | what it does                                          |
+| -------- | ---------------------------------------- | ----------------------------------------------------- |
+| collect  | ``collect``                              | uploads read file by file, students and their ids     |
+| repair   | ``repair``                               | each notebook checked and repaired before nbgrader    |
+| execute  | ``execute``, ``worker``, ``sandbox``     | a sandbox course per student, kernels under bubblewrap |
+| record   | ``record``                               | executed notebooks checked and scored by nbgrader     |
+| report   | ``report``                               | manifest, grades.csv, intake.csv                      |
+
+``run`` strings the stages together (``grade``); ``course`` holds the nbgrader configuration and
+``demo_class`` writes a made-up class to try the grader on. Nothing here runs a student's code in
+the grader's own process.
+"""

@@ -1,0 +1,128 @@
+"""Stage 2 of grading, repair: check one submitted notebook against the release, and repair what is safe to repair.
+
+Duplicated or deleted test cells, stripped metadata, changed cell types and Colab's nbformat 4.0 are
+repaired and noted; code a correct answer never needs is flagged for review.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+import nbformat
+
+from ..build import solved_notebook
+
+# Code that a correct answer never needs, in an exercise cell or a cell the student added: noted for a human
+# to look at, because code that patches the Python process the tests run in is beyond any check's reach.
+SUSPICIOUS = re.compile(r"get_ipython|sys\.modules|sys\.path|meta_path|path_importer_cache|__import__|importlib|"
+                        r"builtins|showtraceback|gradebook|sqlite3|/proc|os\._exit|sys\.exit|signal\.|ctypes|"
+                        r"autograder|NBGRADER|subprocess|Popen|os\.system|shutil\.|open\(|setattr\(|"
+                        r"torch\.[\w.]+\s*=(?!=)")  # the last: replacing a torch function the checks rely on
+
+
+def _meta(cell) -> dict:
+    return cell.get("metadata", {}).get("nbgrader", {})
+
+
+def _exercise_header(cell) -> str | None:
+    first = cell.source.lstrip().split("\n", 1)[0] if cell.source else ""
+    return first if first.startswith("# Exercise ") else None
+
+
+def restore_metadata(nb: nbformat.NotebookNode, release_nb: nbformat.NotebookNode) -> tuple[int, list[str]]:
+    """Give cells that lost their nbgrader metadata their release metadata back; return (restored, unmatched ids).
+
+    Locked cells are matched by identical source, exercise cells by their "# Exercise N.M" first line;
+    anything ambiguous is left alone.
+    """
+    present = {_meta(c).get("grade_id") for c in nb.cells if _meta(c).get("grade_id")}
+    restored, unmatched = 0, []
+    for ref in release_nb.cells:
+        meta = _meta(ref)
+        if not meta.get("grade_id") or meta["grade_id"] in present:
+            continue
+        if meta.get("solution"):
+            header = _exercise_header(ref)
+            matches = [c for c in nb.cells if not _meta(c) and header and _exercise_header(c) == header]
+        else:
+            matches = [c for c in nb.cells if not _meta(c) and c.source.strip() == ref.source.strip()]
+        if len(matches) == 1:
+            matches[0].metadata["nbgrader"] = dict(meta)
+            restored += 1
+        elif meta.get("solution"):
+            unmatched.append(meta["grade_id"])
+    return restored, unmatched
+
+
+def check_notebook(data: bytes, name: str, release_nb: nbformat.NotebookNode,
+                   source_nb: nbformat.NotebookNode | None = None,
+                   ) -> tuple[nbformat.NotebookNode | None, list[str], str | None]:
+    """Check one submitted notebook (its bytes, and the file name to mention) against the release and the source.
+
+    Returns (repaired notebook, notes, reason it cannot be graded).
+    """
+    notes: list[str] = []
+    if not data:
+        return None, notes, f"{name} is an empty file"
+    try:
+        nb = nbformat.reads(data.decode("utf-8"), as_version=4)  # any nbformat 3 or 4.x (Colab saves 4.0)
+    except Exception as error:  # invalid JSON or UTF-8, not a notebook
+        return None, notes, f"{name} is not a readable notebook ({type(error).__name__})"
+    if not isinstance(nb.get("cells"), list) or not nb.cells:
+        return None, notes, f"{name} has no cells"
+
+    restored, unmatched = restore_metadata(nb, release_nb)
+    if restored:
+        notes.append(f"restored stripped nbgrader metadata of {restored} cells")
+    if unmatched:
+        return None, notes, (f"{name} lost its nbgrader metadata and exercise cells {', '.join(unmatched)} "
+                             "cannot be recognised")
+
+    reference = {_meta(c)["grade_id"]: c for c in release_nb.cells if _meta(c).get("grade_id")}
+    seen: set[str] = set()
+    kept, duplicates, retyped = [], set(), []
+    for cell in nb.cells:
+        grade_id = _meta(cell).get("grade_id")
+        if grade_id in seen:
+            duplicates.add(grade_id)  # nbgrader aborts the whole batch on a duplicated grade id
+            if _meta(reference.get(grade_id, {})).get("solution"):
+                # A copied exercise cell: keep every copy, as the student ran them; the last one stays graded.
+                for earlier in kept:
+                    if _meta(earlier).get("grade_id") == grade_id:
+                        earlier.metadata.pop("nbgrader")
+                kept.append(cell)
+            continue
+        if grade_id:
+            seen.add(grade_id)
+            if grade_id not in reference:
+                cell.metadata.pop("nbgrader")  # a grade id nbgrader does not know: a plain cell now
+                notes.append(f"unknown grade id {grade_id} treated as a plain cell")
+            elif cell.cell_type != reference[grade_id].cell_type:
+                retyped.append(grade_id)
+                cell = nbformat.v4.new_code_cell(cell.source, metadata=cell.metadata)
+        kept.append(cell)
+    nb.cells = kept
+    if duplicates:
+        notes.append(f"duplicated cells {', '.join(sorted(duplicates))}: kept the last copy of an exercise, "
+                     "the first of a test")
+    if retyped:
+        notes.append(f"turned cells {', '.join(retyped)} back into code cells")
+    missing_tests = [gid for gid, c in reference.items() if _meta(c).get("grade") and gid not in seen]
+    if missing_tests:
+        notes.append(f"test cells {', '.join(missing_tests)} deleted or not recognised: nbgrader's copies added")
+    missing_exercises = [gid for gid, c in reference.items() if _meta(c).get("solution") and gid not in seen]
+    if missing_exercises:
+        notes.append(f"exercise cells {', '.join(missing_exercises)} were deleted (their tests will fail)")
+    given = {c.source.strip() for nb_ in (release_nb, source_nb, source_nb and solved_notebook(source_nb)) if nb_
+             for c in nb_.cells if c.cell_type == "code"}  # cells as handed out or solved: not the student's code
+    for label, cells in (("exercise code uses", [c for c in nb.cells if _meta(c).get("solution")]),
+                         ("other cells use", [c for c in nb.cells if c.cell_type == "code" and not _meta(c)
+                                              and c.source.strip() not in given])):
+        suspicious = sorted({m.group(0) for c in cells for m in SUSPICIOUS.finditer(c.source)})
+        if suspicious:
+            notes.append(f"review: {label} {', '.join(suspicious)}")
+    nb.nbformat, nb.nbformat_minor = 4, 5
+    for cell in nb.cells:  # ids are required from nbformat 4.5 on; Colab's 4.0 files have none
+        cell.setdefault("id", hashlib.sha1(cell.source.encode() + str(id(cell)).encode()).hexdigest()[:12])
+    return nb, notes, None

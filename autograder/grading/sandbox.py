@@ -9,9 +9,11 @@ whose command is ``bwrap ... python -m ipykernel_launcher``:
   kernel talks to the grader over Unix sockets (ZeroMQ's ``ipc`` transport) in one folder;
 * nothing of the host but what the kernel needs, read-only: ``/usr``, the Python installation and
   environment, the course packages (each package folder alone: never the repository's ``.git``),
-  the loader cache, the user database and the font configuration; a private ``/var/tmp`` (``TMPDIR``), ``/dev/shm`` and
-  working folder, all of them tmpfs that vanish with the kernel; ``/`` and ``/tmp`` read-only; the
-  only host folder it can write to is the one holding its sockets;
+  the loader cache, the user database and the font configuration; a private ``/var/tmp``
+  (``TMPDIR``), ``/dev/shm`` and working folder, all of them tmpfs that vanish with the kernel;
+  ``/`` and ``/tmp`` read-only; the only host folder it can write to is the one holding its
+  sockets, on ``/dev/shm`` (memory) where there is one, so that what it writes there counts
+  against the student's memory limit;
 * ``--die-with-parent`` and a PID namespace: when the kernel ends, every process it started ends.
 
 The worker that drives the kernel (nbgrader, nbclient) runs outside, as the instructor's user: the

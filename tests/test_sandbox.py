@@ -21,7 +21,8 @@ from traitlets.config import Config
 
 from autograder.grading import sandbox
 from autograder.build import CHECK_PREAMBLE, build_all
-from autograder.grading.record import count_checks, verify_executed
+from autograder.grading.judge import judge_cell, verdict_outputs
+from autograder.grading.record import verify_executed
 from autograder.grading.worker import failure_reason, kernel_config
 from helpers import REPO, subprocess_env
 
@@ -199,12 +200,12 @@ def lesson_4():
 
 
 def executed_copy(source: nbformat.NotebookNode) -> nbformat.NotebookNode:
-    """``source`` as if executed with every check passing: one [PASS] line per check in each test cell."""
+    """``source`` as if executed and judged with every check passing: the judge's mark and [PASS] lines."""
     nb = nbformat.from_dict(source)
     for cell in nb.cells:
         if cell.get("metadata", {}).get("nbgrader", {}).get("grade"):
-            text = "".join(f"[PASS] check {k}\n" for k in range(count_checks(cell.source)))
-            cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text=text)]
+            cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text="[PASS] a check\n")]
+            cell.metadata["siamese"] = {"judged": True}
     return nb
 
 
@@ -237,21 +238,24 @@ def test_a_test_cell_nbgrader_added_back_is_the_original(lesson_4):
     assert verify_executed(nb, lesson_4)[0] == ["test cells loss_values ran in an edited form; scored 0"]
 
 
-def test_suppressed_check_output_is_scored_0(lesson_4):
-    """A test cell without an error and without its [PASS] lines (outputs hidden) is scored 0."""
+def test_a_test_cell_without_the_judges_verdict_is_scored_0(lesson_4):
+    """A test cell the judge did not decide keeps none of the kernel's outputs and is scored 0."""
     nb = executed_copy(lesson_4)
     cell = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "loss_values")
-    cell.outputs = []
+    del cell.metadata["siamese"]
     notes, _ = verify_executed(nb, lesson_4)
-    assert notes == ["cells loss_values passed without the checks reporting success; scored 0"]
+    assert notes == ["cells loss_values have no verdict of the judge; scored 0"]
+    assert [o.output_type for o in cell.outputs] == ["error"]
 
 
 def test_a_cell_stopped_at_the_time_limit_is_noted(lesson_4):
     """A test cell interrupted by nbgrader's cell timeout scores 0 (its error) and the notes say why."""
     nb = executed_copy(lesson_4)
     cell = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "loss_values")
-    cell.outputs = [nbformat.v4.new_output("error", ename=name, evalue="", traceback=[])
-                    for name in ("KeyboardInterrupt", "CellTimeoutError")]
+    outputs = [nbformat.v4.new_output("error", ename=name, evalue="", traceback=[])
+               for name in ("KeyboardInterrupt", "CellTimeoutError")]
+    cell.outputs = verdict_outputs(*judge_cell("04_contrastive_loss", cell.source, outputs, seed=1))
+    assert "stopped at the time limit" in cell.outputs[-1].evalue
     assert verify_executed(nb, lesson_4) == (
         ["test cells loss_values were stopped at the time limit for one cell; scored 0"], None)
 

@@ -1,9 +1,9 @@
 """Checks for lesson 02: ``CNNBackbone()``, images ``[B, 1, 28, 28]`` → features ``[B, 256, 3, 3]``.
 
 Three blocks Conv2d → ReLU → MaxPool2d(2, 2): Conv2d(1, 64, 5, padding 2), Conv2d(64, 128, 5,
-padding 2), Conv2d(128, 256, 3, padding 1); 501,760 parameters. The forward check copies the
-student's weights into the reference (by order and shape, whatever the attribute names) and
-compares the outputs on the same images.
+padding 2), Conv2d(128, 256, 3, padding 1); 501,760 parameters. The forward check gives the
+student's network and the reference the same random weights (by order and shape, whatever the
+attribute names) and compares the outputs on the same images.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .report import (check, close, copy_parameters_by_order, count_parameters, describe, fail, images,
-                     max_error, parameter_shapes, passed, run_student, type_name)
+                     max_error, parameter_shapes, passed, run_student, seed_parameters, type_name)
+from .transcript import generator_for, probing
 
 EXERCISE = "CNNBackbone (exercise 2.1)"
 NUM_PARAMETERS = 501_760
@@ -76,7 +77,7 @@ def _check_shape(net: nn.Module, batch: int, dtype: torch.dtype, generator: torc
 @check
 def check_backbone_shapes(CNNBackbone: Any, hidden: bool = False) -> None:
     """The output of a batch ``[B, 1, 28, 28]`` has shape ``[B, 256, 3, 3]``."""
-    generator = torch.Generator().manual_seed(2)
+    generator = generator_for(2)
     net = make_backbone(CNNBackbone)
     _check_shape(net, 2, torch.float32, generator)
     if hidden:
@@ -131,7 +132,7 @@ def check_backbone_layers(CNNBackbone: Any, hidden: bool = False) -> None:
                  expected=f"convolution weights of shapes {expected_weights}", got=f"{weights}",
                  hint="no convolution weights are registered: layers kept in a plain Python list are not registered "
                       "(use nn.Sequential, nn.ModuleList or attributes)" if not weights else None)
-        _check_shape(net, 2, torch.float32, torch.Generator().manual_seed(3))
+        _check_shape(net, 2, torch.float32, generator_for(3))
     avg = [type(m).__name__ for m in net.modules() if isinstance(m, (nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.LPPool2d))]
     if avg:
         fail("CNNBackbone pools with MaxPool2d(2, stride=2)", expected="MaxPool2d", got=", ".join(avg),
@@ -162,7 +163,7 @@ def check_backbone_layers(CNNBackbone: Any, hidden: bool = False) -> None:
         # from this one's state_dict computes the same features.
         twin = make_backbone(CNNBackbone)
         run_student(EXERCISE, "CNNBackbone().load_state_dict(net.state_dict())", twin.load_state_dict, net.state_dict())
-        x = images(2, torch.Generator().manual_seed(4))
+        x = images(2, generator_for(4))
         net.eval()
         twin.eval()
         with torch.no_grad():
@@ -210,6 +211,13 @@ def diagnose_forward(x: torch.Tensor, params: list[torch.Tensor], out: torch.Ten
 
 
 def _compare(net: nn.Module, batch: int, dtype: torch.dtype, generator: torch.Generator, scale: float = 1.0) -> None:
+    seed_parameters(net, generator)
+    x = images(batch, generator, dtype) * scale
+    net.eval()
+    with torch.no_grad():
+        out = forward_student(net, x)
+    if probing():
+        return  # the reference's features are the judge's to compute
     from solutions.backbone import CNNBackbone as Reference
 
     reference = Reference().to(dtype)
@@ -218,10 +226,7 @@ def _compare(net: nn.Module, batch: int, dtype: torch.dtype, generator: torch.Ge
              expected=f"parameter shapes {parameter_shapes(reference)}", got=f"parameter shapes {parameter_shapes(net)}",
              hint="run check_backbone_layers: it names the layer that differs")
     copy_parameters_by_order(net, reference)
-    x = images(batch, generator, dtype) * scale
-    net.eval()
     with torch.no_grad():
-        out = forward_student(net, x)
         expected = reference(x)
     if out.shape != expected.shape:
         fail("CNNBackbone maps [B, 1, 28, 28] to [B, 256, 3, 3]", input=f"images of shape {list(x.shape)}",
@@ -229,7 +234,7 @@ def _compare(net: nn.Module, batch: int, dtype: torch.dtype, generator: torch.Ge
     if not close(out, expected, dtype):
         params = [p.detach() for p in reference.parameters()]
         fail("CNNBackbone computes conv → ReLU → max-pool three times (same weights as the reference)",
-             input=f"random images {list(x.shape)} ({dtype}), your weights copied into the reference",
+             input=f"random images {list(x.shape)} ({dtype}), random weights in your network and the reference",
              expected=describe(expected), got=describe(out) + f" (largest difference {max_error(out, expected):.3g})",
              hint=diagnose_forward(x, params, out)
              or "compare your layer order with conv → ReLU → MaxPool2d(2, 2), three times")
@@ -238,7 +243,7 @@ def _compare(net: nn.Module, batch: int, dtype: torch.dtype, generator: torch.Ge
 @check
 def check_backbone_forward(CNNBackbone: Any, hidden: bool = False) -> None:
     """With the student's weights copied into the reference, both compute the same features."""
-    generator = torch.Generator().manual_seed(5)
+    generator = generator_for(5)
     net = make_backbone(CNNBackbone)
     _compare(net, 3, torch.float32, generator)
     if hidden:

@@ -16,6 +16,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from .report import CheckFailure, check, describe, fail, passed, run_student, to_float, type_name
+from . import transcript
+from .transcript import derive
 
 EXERCISE = "SiameseDataset (exercise 1.1)"
 SIGMAS = 5.0  # binomial tolerance of the balance checks
@@ -72,6 +74,9 @@ class _Lookup:
             self.images.append(image)
             self.labels.append(int(label))
             self.by_bytes.setdefault(_key(image), []).append(i)
+        record = transcript.current()
+        if record is not None:  # an answer that is one of these images is recorded as its index
+            record.remember([image.detach() for image in self.images if isinstance(image, torch.Tensor)])
 
     def find(self, image: Any) -> int | None:
         if not isinstance(image, torch.Tensor):
@@ -187,8 +192,8 @@ def _check_items_on(SiameseDataset: Any, dataset: Dataset, description: str, ind
 
 def _check_loader(SiameseDataset: Any, dataset: Dataset, description: str, batch_size: int) -> None:
     pairs = _make_pairs(SiameseDataset, dataset, description)
-    loader = DataLoader(pairs, batch_size=batch_size, shuffle=False, num_workers=0)
-    batches = run_student(EXERCISE, f"iterating a DataLoader(pairs, batch_size={batch_size}) on {description}", list, loader)
+    batches = run_student(EXERCISE, f"iterating a DataLoader(pairs, batch_size={batch_size}) on {description}",
+                          lambda: list(DataLoader(pairs, batch_size=batch_size, shuffle=False, num_workers=0)))
     n = len(dataset)
     expected_batches = math.ceil(n / batch_size)
     if len(batches) != expected_batches:
@@ -207,17 +212,17 @@ def _check_loader(SiameseDataset: Any, dataset: Dataset, description: str, batch
 @check
 def check_pair_items(SiameseDataset: Any, hidden: bool = False) -> None:
     """``len(pairs) == len(dataset)``; ``pairs[i]`` is ``(image i, a dataset image, float32 label of shape [1])``."""
-    synthetic = _synthetic(60, seed=11)
+    synthetic = _synthetic(60, seed=derive(11))
     _check_items_on(SiameseDataset, synthetic, "a synthetic Fashion-MNIST of 60 images", [0, 1, 17, 42, 59])
-    indexed = IndexedImages(class_counts_labels([3] * 10, seed=1))
+    indexed = IndexedImages(class_counts_labels([3] * 10, seed=derive(1)))
     _check_items_on(SiameseDataset, indexed, "30 images of 10 classes", [0, 5, 29])
     if hidden:
-        _check_items_on(SiameseDataset, _synthetic(40, seed=12), "a synthetic Fashion-MNIST of 40 images", list(range(40)))
-        odd = IndexedImages(class_counts_labels([2, 9, 3, 3, 2, 2, 2, 2, 2, 4], seed=2))
+        _check_items_on(SiameseDataset, _synthetic(40, seed=derive(12)), "a synthetic Fashion-MNIST of 40 images", list(range(40)))
+        odd = IndexedImages(class_counts_labels([2, 9, 3, 3, 2, 2, 2, 2, 2, 4], seed=derive(2)))
         _check_items_on(SiameseDataset, odd, "31 images, unequal classes", list(range(31)))
         _check_loader(SiameseDataset, odd, "31 images, unequal classes", batch_size=4)
         try:  # without `.targets`; code that reads `.targets` (fine for torchvision's datasets) is not penalised
-            _check_items_on(SiameseDataset, IndexedImages(class_counts_labels([2] * 10, seed=7), with_targets=False),
+            _check_items_on(SiameseDataset, IndexedImages(class_counts_labels([2] * 10, seed=derive(7)), with_targets=False),
                             "20 images of 10 classes, a dataset without .targets", list(range(20)))
         except CheckFailure as error:
             if not _missing_targets(error):
@@ -267,15 +272,15 @@ def _missing_targets(error: CheckFailure) -> bool:
 @check
 def check_pair_labels(SiameseDataset: Any, hidden: bool = False) -> None:
     """Over many pairs, the label is 0 exactly when both images have the same class."""
-    _labels_on(SiameseDataset, _synthetic(60, seed=21), "a synthetic Fashion-MNIST of 60 images", rounds=4)
+    _labels_on(SiameseDataset, _synthetic(60, seed=derive(21)), "a synthetic Fashion-MNIST of 60 images", rounds=4)
     if hidden:
-        _labels_on(SiameseDataset, _synthetic(90, seed=22), "a synthetic Fashion-MNIST of 90 images", rounds=4)
+        _labels_on(SiameseDataset, _synthetic(90, seed=derive(22)), "a synthetic Fashion-MNIST of 90 images", rounds=4)
         counts = [2, 20, 4, 4, 4, 4, 4, 4, 4, 4]
-        _labels_on(SiameseDataset, IndexedImages(class_counts_labels(counts, seed=3)), "54 images, unequal classes", rounds=4)
+        _labels_on(SiameseDataset, IndexedImages(class_counts_labels(counts, seed=derive(3))), "54 images, unequal classes", rounds=4)
         # A dataset without `.targets`: classes only from the items. Code that reads `.targets`
         # (fine for torchvision's FashionMNIST) is not penalised here.
         try:
-            _labels_on(SiameseDataset, IndexedImages(class_counts_labels([3] * 10, seed=4), with_targets=False),
+            _labels_on(SiameseDataset, IndexedImages(class_counts_labels([3] * 10, seed=derive(4)), with_targets=False),
                        "30 images of 10 classes, a dataset without .targets", rounds=4)
         except CheckFailure as error:
             if not _missing_targets(error):
@@ -386,7 +391,7 @@ def _check_balance_on(SiameseDataset: Any, dataset: Dataset, description: str, r
 
 
 def _check_unbalanced(SiameseDataset: Any, counts: list[int], seed: int, rounds: int, rare_rounds: int) -> None:
-    labels = class_counts_labels(counts, seed=seed)
+    labels = class_counts_labels(counts, seed=derive(seed))
     dataset = IndexedImages(labels)
     description = f"{len(labels)} images, class sizes {counts}"
     sampler, draws = _check_balance_on(SiameseDataset, dataset, description, rounds)
@@ -404,10 +409,10 @@ def _check_unbalanced(SiameseDataset: Any, counts: list[int], seed: int, rounds:
 @check
 def check_pair_balance(SiameseDataset: Any, hidden: bool = False) -> None:
     """About half the pairs are same-class (5 sigma), partners are spread over classes, small classes work."""
-    _check_balance_on(SiameseDataset, _synthetic(200, seed=31), "a synthetic Fashion-MNIST of 200 images", rounds=3)
+    _check_balance_on(SiameseDataset, _synthetic(200, seed=derive(31)), "a synthetic Fashion-MNIST of 200 images", rounds=3)
     _check_unbalanced(SiameseDataset, [2, 30, 4, 4, 4, 4, 4, 4, 4, 4], seed=5, rounds=2, rare_rounds=40)
     if hidden:
-        _check_balance_on(SiameseDataset, _synthetic(300, seed=32), "a synthetic Fashion-MNIST of 300 images", rounds=3)
+        _check_balance_on(SiameseDataset, _synthetic(300, seed=derive(32)), "a synthetic Fashion-MNIST of 300 images", rounds=3)
         _check_unbalanced(SiameseDataset, [4, 50, 4, 4, 2, 4, 4, 4, 4, 4], seed=6, rounds=6, rare_rounds=60)
     passed("SiameseDataset: about half of the pairs are same-class, partners are drawn at random from "
            "the fitting images, and a class of 2 images works" + (" [with hidden cases]" if hidden else ""))

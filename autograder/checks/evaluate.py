@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from .report import check, close, describe, fail, images, max_error, passed, run_student, to_float, type_name
+from .transcript import derive, generator_for, probing
 
 EMBED_EXERCISE = "embed (exercise 6.1)"
 ACCURACY_EXERCISE = "verification_accuracy (exercise 6.2)"
@@ -43,6 +44,16 @@ class DropoutNet(nn.Module):
         return self.forward_ind(img1), self.forward_ind(img2)
 
 
+def _observed_embed(embed: Any, net: DropoutNet, x: torch.Tensor, device: Any) -> tuple[Any, list, bool]:
+    """``embed(net, x, device)``, how it called the network, and whether it left gradients switched off."""
+    try:
+        result = embed(net, x, device)
+    finally:
+        grad_left_off = not torch.is_grad_enabled()
+        torch.set_grad_enabled(True)
+    return result, list(net.calls), grad_left_off
+
+
 def _embed_case(embed: Any, generator: torch.Generator, count: int, device: Any, train_mode: bool = True) -> None:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(torch.randint(1 << 30, (1,), generator=generator)))
@@ -52,9 +63,8 @@ def _embed_case(embed: Any, generator: torch.Generator, count: int, device: Any,
     x = images(count, generator)
     mode = "training" if train_mode else "eval"
     where = f"{count} images {list(x.shape)}, device={device!r}, a network with Dropout in {mode} mode"
-    result = run_student(EMBED_EXERCISE, f"embed(net, images, {device!r})", embed, net, x, device)
-    grad_left_off = not torch.is_grad_enabled()
-    torch.set_grad_enabled(True)
+    result, calls, grad_left_off = run_student(EMBED_EXERCISE, f"embed(net, images, {device!r})", _observed_embed,
+                                               embed, net, x, device)
     if grad_left_off:
         fail("embed leaves gradient tracking as it was", input=where, expected="torch.is_grad_enabled() still True afterwards",
              got="gradients switched off globally",
@@ -71,16 +81,16 @@ def _embed_case(embed: Any, generator: torch.Generator, count: int, device: Any,
         fail("the embeddings are float32", input=where, expected="float32", got=str(result.dtype), hint="call .float()")
     if result.device.type != "cpu":
         fail("the embeddings are on the CPU", input=where, expected="cpu", got=str(result.device), hint="call .cpu()")
-    if any(training for _, training in net.calls):
+    if any(training for _, training in calls):
         fail("embed runs the network in eval mode", input=where, expected="net.eval() before the forward pass",
              got="forward_ind called in training mode",
              hint="forgetting eval(): model left in training mode, Dropout (and batch norm) change the embeddings")
-    if any(grad for grad, _ in net.calls) or result.requires_grad:
+    if any(grad for grad, _ in calls) or result.requires_grad:
         fail("embed does not track gradients", input=where, expected="forward_ind under torch.no_grad() (or inference_mode)",
              got="gradients tracked" + (" (the result requires grad)" if result.requires_grad else ""),
              hint="gradients tracked in embed: wrap the forward pass in `with torch.no_grad():` "
                   "(it saves memory and time; .detach() afterwards is too late)")
-    if not net.calls and not close(result, expected):
+    if not calls and not close(result, expected):
         fail("embed uses net.forward_ind", input=where, expected=describe(expected), got=describe(result))
     if not close(result, expected):
         fail("embed(net, images) equals net.forward_ind(images) in eval mode", input=where, expected=describe(expected),
@@ -91,7 +101,7 @@ def _embed_case(embed: Any, generator: torch.Generator, count: int, device: Any,
 @check
 def check_embed(embed: Any, hidden: bool = False) -> None:
     """Shape ``[N, D]``, float32 on the CPU, eval mode, no gradients, equal to ``forward_ind`` in eval mode."""
-    generator = torch.Generator().manual_seed(15)
+    generator = generator_for(15)
     _embed_case(embed, generator, 10, torch.device("cpu"))
     if hidden:
         _embed_case(embed, generator, 1, "cpu")
@@ -133,6 +143,8 @@ def _accuracy_case(verification_accuracy: Any, distances: torch.Tensor, labels: 
     result = run_student(ACCURACY_EXERCISE, f"verification_accuracy(distances, pair_labels, {threshold:g})",
                          verification_accuracy, distances, labels, threshold)
     value = _number(result, "verification_accuracy", where, "the accuracy of the calls")
+    if probing():
+        return  # the reference's accuracy is the judge's to compute
     expected = _accuracy(distances, labels, threshold)
     if abs(value - expected) > 1e-6:
         hint = None
@@ -155,6 +167,8 @@ def _threshold_case(best_threshold: Any, distances: torch.Tensor, labels: torch.
     where = f"distances = {describe(distances)}; pair_labels = {describe(labels)} ({what})"
     result = run_student(THRESHOLD_EXERCISE, "best_threshold(distances, pair_labels)", best_threshold, distances, labels)
     threshold = _number(result, "best_threshold", where, "the threshold")
+    if probing():
+        return
     best, worst = achievable(distances, labels)
     got = _accuracy(distances, labels, threshold)
     if got < best - 1e-9:
@@ -169,7 +183,7 @@ def _threshold_case(best_threshold: Any, distances: torch.Tensor, labels: torch.
 @check
 def check_verification(verification_accuracy: Any, best_threshold: Any, hidden: bool = False) -> None:
     """Known accuracies; ``best_threshold``'s threshold reaches the best achievable accuracy."""
-    generator = torch.Generator().manual_seed(16)
+    generator = generator_for(16)
     d = torch.tensor([0.1, 0.5, 0.9, 1.5])
     y = torch.tensor([0.0, 0.0, 1.0, 1.0])
     for t in (1.0, 0.3, 2.0, 0.05):
@@ -215,11 +229,13 @@ def pairwise_auc(distances: torch.Tensor, labels: torch.Tensor) -> float:
 
 
 def _auc_case(roc_auc: Any, distances: torch.Tensor, labels: torch.Tensor, what: str, expected: float | None = None) -> None:
-    from solutions.evaluate import roc_auc as reference
-
     where = f"distances = {describe(distances)}; pair_labels = {describe(labels)} ({what})"
     result = run_student(AUC_EXERCISE, "roc_auc(distances, pair_labels)", roc_auc, distances, labels)
     value = _number(result, "roc_auc", where, "the area")
+    if probing():
+        return
+    from solutions.evaluate import roc_auc as reference
+
     want = reference(distances, labels) if expected is None else expected
     if abs(value - want) > 1e-6:
         hint = None
@@ -241,7 +257,7 @@ def _auc_case(roc_auc: Any, distances: torch.Tensor, labels: torch.Tensor, what:
 @check
 def check_roc_auc(roc_auc: Any, hidden: bool = False) -> None:
     """1.0 when separable, 0.0 inverted, 0.5 for all ties, the reference's value on random pairs."""
-    generator = torch.Generator().manual_seed(17)
+    generator = generator_for(17)
     d = torch.tensor([0.1, 0.4, 0.35, 1.2, 1.5, 2.0])
     y = torch.tensor([0.0, 0.0, 0.0, 1.0, 1.0, 1.0])
     _auc_case(roc_auc, d, y, "separable: every same pair closer", expected=1.0)

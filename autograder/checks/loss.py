@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from .report import check, describe, fail, passed, run_student, tolerance, type_name
+from .transcript import derive, generator_for, probing
 
 EXERCISE = "contrastive_loss (exercise 4.1)"
 PAIRWISE_EPS = 1e-6  # F.pairwise_distance adds it to the difference
@@ -137,7 +138,7 @@ def _random_case(generator: torch.Generator, batch: int, dim: int, dtype: torch.
 @check
 def check_loss_values(contrastive_loss: Any, hidden: bool = False) -> None:
     """Values against a plain loop on hand-built and random embeddings; names the usual mistakes."""
-    generator = torch.Generator().manual_seed(9)
+    generator = generator_for(9)
     # Hand-built 2-D pairs: same at d = 0, same at d = √2, different at d = 0.5 (inside the margin), different at d = 3.
     out1 = _t([[0.0, 0.0], [1.0, 0.0], [0.0, 0.0], [2.0, 2.0]])
     out2 = _t([[0.0, 0.0], [0.0, 1.0], [0.5, 0.0], [2.0, 5.0]])
@@ -212,7 +213,7 @@ def _check_shapes_case(loss_fn: Any, out1: torch.Tensor, out2: torch.Tensor, lab
 @check
 def check_loss_label_shapes(contrastive_loss: Any, hidden: bool = False) -> None:
     """Labels ``[B]`` and ``[B, 1]`` give the same scalar; the result is a 0-d tensor; a batch of one works."""
-    generator = torch.Generator().manual_seed(10)
+    generator = generator_for(10)
     a, b, y = _random_case(generator, 4, 3, torch.float32)
     _check_shapes_case(contrastive_loss, a, b, y.float(), "a batch of 4")
     a, b, _ = _random_case(generator, 1, 3, torch.float32, spread=0.3)
@@ -227,10 +228,14 @@ def check_loss_label_shapes(contrastive_loss: Any, hidden: bool = False) -> None
            + (" [with hidden cases]" if hidden else ""))
 
 
+def _backward(loss: torch.Tensor, out1: torch.Tensor, out2: torch.Tensor) -> tuple[Any, Any]:
+    """``loss.backward()``, then the gradients it left on both embeddings."""
+    loss.backward()
+    return out1.grad, out2.grad
+
+
 def _gradient_case(loss_fn: Any, generator: torch.Generator, batch: int, dim: int, margin: float | None,
                    dtype: torch.dtype = torch.float64) -> None:
-    from solutions.loss import contrastive_loss as reference
-
     m = 2.0 if margin is None else margin
     # Keep d away from 0 (where the square root's gradient is undefined) and from the margin (the hinge's kink).
     for _ in range(1000):
@@ -258,10 +263,14 @@ def _gradient_case(loss_fn: Any, generator: torch.Generator, batch: int, dim: in
         fail("the loss can be differentiated with respect to the embeddings", input=where,
              expected="a tensor with requires_grad=True", got="a tensor without gradient",
              hint="the loss is not connected to out1/out2: no .item(), .detach(), torch.tensor(...) or NumPy inside")
-    run_student(EXERCISE, "loss.backward()", result.backward)
+    grads = run_student(EXERCISE, "loss.backward()", _backward, result, a1, b1)
+    if probing():
+        return  # the reference's gradients are the judge's to compute
+    from solutions.loss import contrastive_loss as reference
+
     reference(a2, b2, label, m).backward()
     rtol, atol = tolerance(dtype)
-    for name, got, want in (("out1", a1.grad, a2.grad), ("out2", b1.grad, b2.grad)):
+    for name, got, want in (("out1", grads[0], a2.grad), ("out2", grads[1], b2.grad)):
         if got is None:
             fail(f"the gradient reaches {name}", input=where, expected=describe(want), got="None",
                  hint="the loss is not connected to the embeddings: no .item(), .detach() or NumPy inside")
@@ -275,7 +284,7 @@ def _gradient_case(loss_fn: Any, generator: torch.Generator, batch: int, dim: in
 @check
 def check_loss_gradients(contrastive_loss: Any, hidden: bool = False) -> None:
     """float64 gradients w.r.t. both embeddings match the reference's, for the default margin and margins 1 and 3."""
-    generator = torch.Generator().manual_seed(11)
+    generator = generator_for(11)
     _gradient_case(contrastive_loss, generator, 6, 4, None)
     _gradient_case(contrastive_loss, generator, 6, 4, 1.0)
     _gradient_case(contrastive_loss, generator, 6, 4, 3.0)

@@ -13,6 +13,7 @@ is not checked anywhere else, so it is compared with the reference instead.
 from __future__ import annotations
 
 import copy
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -21,7 +22,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .report import (check, close, copy_parameters_by_order, count_parameters, describe, fail, images,
-                     max_error, parameter_shapes, passed, run_student, type_name)
+                     max_error, parameter_shapes, passed, run_student, seed_parameters, type_name)
+from .transcript import generator_for, probing
 
 HEAD_EXERCISE = "EmbeddingHead (exercise 3.1)"
 NETWORK_EXERCISE = "SiameseNetwork (exercise 3.2)"
@@ -30,6 +32,8 @@ HEAD_PARAMETERS = 2_622_720
 NETWORK_PARAMETERS = 3_124_480
 BACKBONE_SHAPES = sorted([[64, 1, 5, 5], [64], [128, 64, 5, 5], [128], [256, 128, 3, 3], [256]])
 HEAD_SHAPES = sorted([[1024, 2304], [1024], [256, 1024], [256]])
+NETWORK_SHAPES = [[64, 1, 5, 5], [64], [128, 64, 5, 5], [128], [256, 128, 3, 3], [256],
+                  [1024, 2304], [1024], [256, 1024], [256]]  # in the reference's order
 
 
 def _make(cls: Any, exercise: str, name: str) -> nn.Module:
@@ -43,10 +47,6 @@ def _make(cls: Any, exercise: str, name: str) -> nn.Module:
 def _features(batch: int, generator: torch.Generator, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """Backbone-like features: non-negative, ``[B, 256, 3, 3]``, contiguous."""
     return F.relu(torch.randn(batch, 256, 3, 3, generator=generator, dtype=torch.float64)).to(dtype)
-
-
-def _same_shapes(net: nn.Module, reference: nn.Module) -> bool:
-    return sorted(parameter_shapes(net)) == sorted(parameter_shapes(reference))
 
 
 # ---------------------------------------------------------------- head
@@ -70,14 +70,18 @@ def _call_head(head: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 
 def _compare_head(head: nn.Module, batch: int, dtype: torch.dtype, generator: torch.Generator) -> None:
-    from solutions.model import EmbeddingHead as Reference
-
-    reference = Reference().to(dtype)
-    copy_parameters_by_order(head, reference)
+    seed_parameters(head, generator)
     x = _features(batch, generator, dtype)
     head.eval()
     with torch.no_grad():
         out = _call_head(head, x)
+    if probing():
+        return  # the reference's embeddings are the judge's to compute
+    from solutions.model import EmbeddingHead as Reference
+
+    reference = Reference().to(dtype)
+    copy_parameters_by_order(head, reference)
+    with torch.no_grad():
         expected = reference(x)
     if tuple(out.shape) != (batch, 256):
         hint = None
@@ -103,7 +107,7 @@ def _compare_head(head: nn.Module, batch: int, dtype: torch.dtype, generator: to
         elif close(out, _head_forward(x, params, relu1=False), dtype):
             hint = "missing ReLU between Linear(2304, 1024) and Linear(1024, 256)"
     fail("EmbeddingHead computes flatten → Linear(2304, 1024) → ReLU → Linear(1024, 256) → ReLU",
-         input=f"random features {list(x.shape)} ({dtype}), your weights copied into the reference",
+         input=f"random features {list(x.shape)} ({dtype}), random weights in your head and the reference",
          expected=describe(expected), got=describe(out) + f" (largest difference {max_error(out, expected):.3g})",
          hint=hint or "compare the order of your layers with flatten → Linear → ReLU → Linear → ReLU")
 
@@ -111,12 +115,10 @@ def _compare_head(head: nn.Module, batch: int, dtype: torch.dtype, generator: to
 @check
 def check_head(EmbeddingHead: Any, hidden: bool = False) -> None:
     """Shape ``[B, 256]``, 2,622,720 parameters, and the reference's output with the same weights."""
-    from solutions.model import EmbeddingHead as Reference
-
-    generator = torch.Generator().manual_seed(6)
+    generator = generator_for(6)
     head = _make(EmbeddingHead, HEAD_EXERCISE, "EmbeddingHead")
     total = count_parameters(head)
-    if total != HEAD_PARAMETERS or not _same_shapes(head, Reference()):
+    if total != HEAD_PARAMETERS or sorted(parameter_shapes(head)) != HEAD_SHAPES:
         hint = "no parameters are registered: keep the layers as attributes or in nn.Sequential" if total == 0 else \
             "the layers are Linear(2304, 1024) and Linear(1024, 256), both with bias"
         fail("EmbeddingHead has 2,622,720 parameters (2304·1024 + 1024 + 1024·256 + 256)",
@@ -156,11 +158,15 @@ def _check_count(net: nn.Module) -> None:
              expected=f"{NETWORK_PARAMETERS:,}", got=f"{total:,}", hint=_count_hint(total))
 
 
-def _forward_ind(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
+def _call_forward_ind(net: nn.Module, x: torch.Tensor) -> Any:
     if not callable(getattr(net, "forward_ind", None)):
         fail("SiameseNetwork has a method forward_ind(x)", expected="net.forward_ind(images) → embeddings",
              got="no forward_ind method", hint="define `def forward_ind(self, x):` (backbone, then head)")
-    out = run_student(NETWORK_EXERCISE, f"net.forward_ind(x) with x of shape {list(x.shape)}", net.forward_ind, x)
+    return net.forward_ind(x)
+
+
+def _forward_ind(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    out = run_student(NETWORK_EXERCISE, f"net.forward_ind(x) with x of shape {list(x.shape)}", _call_forward_ind, net, x)
     if not isinstance(out, torch.Tensor):
         fail("forward_ind returns one tensor", input=describe(x), expected="a tensor [B, 256]", got=type_name(out))
     return out
@@ -195,19 +201,39 @@ def _student_classes(SiameseNetwork: Any, name: str) -> tuple[type, ...]:
     return tuple(found)
 
 
-def _find_part(net: nn.Module, shapes: list[list[int]], classes: tuple[type, ...],
-               name: str) -> tuple[nn.Module | None, bool]:
-    """The submodule of ``net`` with exactly ``shapes`` as parameters; ``(module, True)`` if it is an instance of the
-    student's class ``name`` (whose own check tests it), ``(module, False)`` if only its shapes fit, ``(None, False)``."""
+def _find_part(net: nn.Module, shapes: list[list[int]], classes: tuple[type, ...], name: str) -> tuple[int | None, bool]:
+    """The position in ``net.modules()`` of the submodule with exactly ``shapes`` as parameters; ``(k, True)`` if it is
+    an instance of the student's class ``name`` (whose own check tests it), ``(k, False)`` if only its shapes fit."""
     by_shape = None
-    for module in net.modules():
+    for k, module in enumerate(net.modules()):
         if module is net or sorted(parameter_shapes(module)) != shapes:
             continue
         if isinstance(module, classes) or type(module).__name__ == name:
-            return module, True
+            return k, True
         if by_shape is None:
-            by_shape = module
+            by_shape = k
     return by_shape, False
+
+
+def _locate_parts(net: nn.Module, SiameseNetwork: Any) -> list:
+    """Where the backbone and the head are inside ``net``, and whether they are the student's own classes."""
+    return [_find_part(net, BACKBONE_SHAPES, _student_classes(SiameseNetwork, "CNNBackbone"), "CNNBackbone"),
+            _find_part(net, HEAD_SHAPES, _student_classes(SiameseNetwork, "EmbeddingHead"), "EmbeddingHead")]
+
+
+def _part(modules: list[nn.Module], found: Any) -> tuple[nn.Module | None, bool]:
+    if (isinstance(found, (list, tuple)) and len(found) == 2 and isinstance(found[1], bool)
+            and isinstance(found[0], int) and 0 < found[0] < len(modules)):
+        return modules[found[0]], found[1]
+    return None, False
+
+
+def _quietly(part: Callable[[torch.Tensor], Any], x: torch.Tensor) -> Any:
+    """``part(x)``, or ``None`` if it raises (a part that cannot be called alone is compared another way)."""
+    try:
+        return part(x)
+    except Exception:
+        return None
 
 
 def _as_reference(module: nn.Module, Reference: type, dtype: torch.dtype) -> nn.Module:
@@ -216,65 +242,67 @@ def _as_reference(module: nn.Module, Reference: type, dtype: torch.dtype) -> nn.
     return reference
 
 
-def _composed(backbone: Callable[[torch.Tensor], Any], heads: list[Callable[[torch.Tensor], Any]], x: torch.Tensor,
-              batch: int) -> list[torch.Tensor]:
-    """``head(backbone(x))`` for each head, with the features as they are and flattened (as the original's
-    ``forward_ind`` passes them); only the results of embedding shape. Empty if the parts cannot be called."""
-    try:
-        features = backbone(x)
-    except Exception:
-        return []
-    if not isinstance(features, torch.Tensor) or features.dim() < 2 or len(features) != batch:
-        return []
-    inputs = [features, features.flatten(1)] if features.dim() > 2 else [features]
-    results = []
-    for head in heads:
-        for f in inputs:
-            try:
-                out = head(f)
-            except Exception:
-                continue
-            if isinstance(out, torch.Tensor) and tuple(out.shape) == (batch, 256):
-                results.append(out)
-    return results
-
-
 def _expected_embeddings(net: nn.Module, SiameseNetwork: Any, x: torch.Tensor,
-                         dtype: torch.dtype) -> tuple[list[torch.Tensor], str]:
-    """What ``forward_ind(x)`` may equal, and where that comes from.
+                         dtype: torch.dtype) -> tuple[list[torch.Tensor], str] | None:
+    """What ``forward_ind(x)`` may equal, and where that comes from (``None`` while probing).
 
     The student's own backbone and head when the network holds them (so that a bug in exercise 3.1 is
-    not counted again here); the reference, with the student's weights, for any part built another way.
+    not counted again here); the reference, with the same weights, for any part built another way.
     """
     from solutions.backbone import CNNBackbone as ReferenceBackbone
-    from solutions.model import EmbeddingHead as ReferenceHead
-    from solutions.model import SiameseNetwork as Reference
 
-    backbone_classes = (ReferenceBackbone, *_student_classes(SiameseNetwork, "CNNBackbone"))
-    head_classes = (ReferenceHead, *_student_classes(SiameseNetwork, "EmbeddingHead"))
-    backbone, own_backbone = _find_part(net, BACKBONE_SHAPES, backbone_classes, "CNNBackbone")
-    head, own_head = _find_part(net, HEAD_SHAPES, head_classes, "EmbeddingHead")
+    modules = list(net.modules())
+    found = run_student(NETWORK_EXERCISE, "finding the CNNBackbone and the EmbeddingHead inside the network",
+                        _locate_parts, net, SiameseNetwork)
+    (backbone, own_backbone), (head, own_head) = _part(modules, found[0]), _part(modules, found[1])
+    expected: list[torch.Tensor] = []
     if backbone is not None and head is not None:
-        backbone_fn = backbone if own_backbone else _as_reference(backbone, ReferenceBackbone, dtype)
-        heads: list[Callable[[torch.Tensor], Any]] = [head]
-        if not own_head:
-            reference_head = _as_reference(head, ReferenceHead, dtype)
-            params = [p.detach() for p in reference_head.parameters()]
-            heads = [reference_head, lambda f: _head_forward(f, params, channels_last=True)]  # both flatten orders
-        expected = _composed(backbone_fn, heads, x, len(x))
-        if expected:
+        if own_backbone:
+            features = run_student(NETWORK_EXERCISE, "your backbone alone", _quietly, backbone, x)
+        else:
+            features = _as_reference(backbone, ReferenceBackbone, dtype)(x)
+        inputs = []
+        if isinstance(features, torch.Tensor) and features.dim() >= 2 and len(features) == len(x):
+            inputs = [features, features.flatten(1)] if features.dim() > 2 else [features]
+        if own_head:
+            expected = [run_student(NETWORK_EXERCISE, f"your head alone on features of shape {list(f.shape)}",
+                                    _quietly, head, f) for f in inputs]
+        elif not probing():
+            expected = [_quietly(functools.partial(reference_head, head, dtype), f)
+                        for f in inputs for reference_head in _REFERENCE_HEADS]
+        expected = [e for e in expected if isinstance(e, torch.Tensor) and tuple(e.shape) == (len(x), 256)]
+        if expected and not probing():
             parts = [("your " if own else "the reference ") + part
                      for part, own in (("backbone", own_backbone), ("head", own_head))]
-            return expected, f"head(backbone(x)) with {parts[0]} and {parts[1]} (your weights)"
+            return expected, f"head(backbone(x)) with {parts[0]} and {parts[1]} (the same weights)"
+    if probing():
+        return None
+    from solutions.model import SiameseNetwork as Reference
+
     reference = Reference().to(dtype)
     copy_parameters_by_order(net, reference)
-    return [reference.forward_ind(x)], "the reference's head(backbone(x)) with your weights"
+    return [reference.forward_ind(x)], "the reference's head(backbone(x)) with the same weights"
+
+
+def _head_as_reference(head: nn.Module, dtype: torch.dtype, features: torch.Tensor) -> torch.Tensor:
+    from solutions.model import EmbeddingHead as ReferenceHead
+
+    return _as_reference(head, ReferenceHead, dtype)(features)
+
+
+def _head_channels_last(head: nn.Module, dtype: torch.dtype, features: torch.Tensor) -> torch.Tensor:
+    from solutions.model import EmbeddingHead as ReferenceHead
+
+    params = [p.detach() for p in _as_reference(head, ReferenceHead, dtype).parameters()]
+    return _head_forward(features, params, channels_last=True)
+
+
+_REFERENCE_HEADS = (_head_as_reference, _head_channels_last)  # both flatten orders are right
 
 
 def _network_case(net: nn.Module, SiameseNetwork: Any, batch: int, dtype: torch.dtype,
                   generator: torch.Generator) -> None:
-    from solutions.model import SiameseNetwork as Reference
-
+    seed_parameters(net, generator)
     x = images(batch, generator, dtype)
     net.eval()
     with torch.no_grad():
@@ -288,19 +316,20 @@ def _network_case(net: nn.Module, SiameseNetwork: Any, batch: int, dtype: torch.
             if tuple(o.shape) != (batch, 256):
                 fail("forward(img1, img2) returns two [B, 256] embeddings", input=f"two batches of shape {list(x.shape)}",
                      expected=f"shape {[batch, 256]}", got=f"output {k} of shape {list(o.shape)}")
-        reference = Reference()
-        if not _same_shapes(net, reference):
+        if sorted(parameter_shapes(net)) != sorted(NETWORK_SHAPES):
             fail("SiameseNetwork holds a CNNBackbone and an EmbeddingHead",
-                 expected=f"parameter shapes {parameter_shapes(reference)}",
-                 got=f"parameter shapes {parameter_shapes(net)}")
-        expected, source = _expected_embeddings(net, SiameseNetwork, x, dtype)
+                 expected=f"parameter shapes {NETWORK_SHAPES}", got=f"parameter shapes {parameter_shapes(net)}")
+        found = _expected_embeddings(net, SiameseNetwork, x, dtype)
+    if found is None:
+        return
+    expected, source = found
     if any(close(out, e, dtype) for e in expected):
         return
     hint = None
     if bool((out < 0).any()) and not bool((expected[0] < 0).any()):
         hint = "negative embeddings: forgot the last ReLU (in the head or the backbone)"
     fail("forward_ind(x) is head(backbone(x))",
-         input=f"random images {list(x.shape)} ({dtype})", expected=f"{source}: {describe(expected[0])}",
+         input=f"random images {list(x.shape)} ({dtype}), random weights", expected=f"{source}: {describe(expected[0])}",
          got=describe(out) + f" (largest difference {max_error(out, expected[0]):.3g})",
          hint=hint or "forward_ind should apply the backbone, then the head, and nothing else; "
                       "check both with the lesson 02/03 checks")
@@ -309,7 +338,7 @@ def _network_case(net: nn.Module, SiameseNetwork: Any, batch: int, dtype: torch.
 @check
 def check_siamese_network(SiameseNetwork: Any, hidden: bool = False) -> None:
     """3,124,480 parameters; ``forward_ind`` gives ``[B, 256]``; ``forward`` returns two embedding tensors."""
-    generator = torch.Generator().manual_seed(7)
+    generator = generator_for(7)
     net = _make(SiameseNetwork, NETWORK_EXERCISE, "SiameseNetwork")
     _check_count(net)
     _network_case(net, SiameseNetwork, 2, torch.float32, generator)
@@ -322,13 +351,20 @@ def check_siamese_network(SiameseNetwork: Any, hidden: bool = False) -> None:
 
 # ---------------------------------------------------------------- shared weights
 
-def _grad_params(net: nn.Module, output: torch.Tensor, retain_graph: bool = False) -> set[int]:
-    """Indices of the parameters that receive a non-zero gradient from ``output.sum()``."""
+def _touched(net: nn.Module, output: torch.Tensor, retain_graph: bool) -> list[int]:
     net.zero_grad(set_to_none=True)
-    run_student(NETWORK_EXERCISE, "backward() through the embeddings", output.sum().backward, retain_graph=retain_graph)
-    touched = {k for k, p in enumerate(net.parameters()) if p.grad is not None and bool(p.grad.ne(0).any())}
+    output.sum().backward(retain_graph=retain_graph)
+    touched = [k for k, p in enumerate(net.parameters()) if p.grad is not None and bool(p.grad.ne(0).any())]
     net.zero_grad(set_to_none=True)
     return touched
+
+
+def _grad_params(net: nn.Module, output: torch.Tensor, retain_graph: bool = False) -> set[int]:
+    """Indices of the parameters that receive a non-zero gradient from ``output.sum()``."""
+    touched = run_student(NETWORK_EXERCISE, "backward() through the embeddings", _touched, net, output, retain_graph)
+    if not isinstance(touched, list) or not all(isinstance(k, int) for k in touched):
+        fail("the gradients of the embeddings reach the network's parameters", got=type_name(touched))
+    return set(touched)
 
 
 def _shared_case(net: nn.Module, batch: int, generator: torch.Generator, dtype: torch.dtype = torch.float32) -> None:
@@ -367,7 +403,7 @@ def _shared_case(net: nn.Module, batch: int, generator: torch.Generator, dtype: 
 @check
 def check_shared_weights(SiameseNetwork: Any, hidden: bool = False) -> None:
     """``forward(a, b) == (forward_ind(a), forward_ind(b))``; identical inputs, identical embeddings; shared gradients."""
-    generator = torch.Generator().manual_seed(8)
+    generator = generator_for(8)
     net = _make(SiameseNetwork, NETWORK_EXERCISE, "SiameseNetwork")
     total = count_parameters(net)
     if total != NETWORK_PARAMETERS and _count_hint(total) and "separate" in (_count_hint(total) or ""):

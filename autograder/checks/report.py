@@ -17,9 +17,13 @@ random state, gradient mode and default dtype as it found them.
 
 from __future__ import annotations
 
+import builtins
 import contextlib
+import dataclasses
 import functools
+import inspect
 import io
+import json
 import math
 import random
 import signal
@@ -31,6 +35,8 @@ from typing import Any, NoReturn, TypeVar
 import numpy as np
 import torch
 from torch import nn
+
+from . import transcript
 
 #: Seconds a whole check may run before it fails with "an endless loop?" (nbgrader gives a cell 30 s).
 TIME_LIMIT_S = 20.0
@@ -89,8 +95,9 @@ def type_name(value: Any) -> str:
 
 
 def passed(what: str) -> None:
-    """Report a passed check on stdout."""
-    print(f"[PASS] {what}", flush=True)
+    """Report a passed check on stdout (a probe reports nothing: the grader's judge decides)."""
+    if not transcript.probing():
+        print(f"[PASS] {what}", flush=True)
 
 
 def failure(prop: str, *, input: Any = None, expected: Any = None, got: Any = None,
@@ -132,7 +139,42 @@ def run_student(exercise: str, what: str, func: Callable[..., Any], *args: Any, 
     """Call the student's ``func``; turn an exception it raises into a ``CheckFailure`` chained to it.
 
     ``exercise`` names the unfinished exercise for a ``NotImplementedError``; ``what`` says which call failed.
+    While probing, the answer (or the failure) is recorded; while judging, the recorded one comes back
+    and the student's code is not called (see ``transcript``).
     """
+    record = transcript.current()
+    if record is not None and record.replaying:
+        return _replay(record, what)
+    try:
+        result = _call_student(exercise, what, func, *args, **kwargs)
+    except CheckFailure as error:
+        if record is not None:
+            record.record(what, error=error)
+        raise
+    if record is not None:
+        record.record(what, result)
+    return result
+
+
+def _replay(record: transcript.Transcript, what: str) -> Any:
+    """The recorded answer to the call ``what``: its value, or the recorded failure raised again."""
+    try:
+        answer = record.next_answer(what)
+        if "error" not in answer:
+            return record.value(answer)
+    except transcript.TranscriptError as error:
+        raise CheckFailure(f"[FAIL] the answers recorded while your notebook ran do not fit this check ({error})\n"
+                           "  likely mistake: code that changes the checks or their inputs while they run") from error
+    failure_text = str(answer.get("error"))[:4000]
+    cause_type = getattr(builtins, str(answer.get("cause")), None)
+    cause = None
+    if isinstance(cause_type, type) and issubclass(cause_type, Exception):
+        with contextlib.suppress(Exception):  # some exceptions need more than a message to be made
+            cause = cause_type(str(answer.get("cause_text")))
+    raise CheckFailure(failure_text) from cause
+
+
+def _call_student(exercise: str, what: str, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     try:
         return func(*args, **kwargs)
     except CheckFailure:
@@ -219,28 +261,110 @@ def isolated(seed: int = 0) -> Iterator[None]:
 
 
 def check(func: F) -> F:
-    """Decorator for a check function: isolation, a time limit, and ``None`` as the result."""
+    """Decorator for a check function: isolation, a time limit, ``None`` as the result, and the probe/judge split.
+
+    While grading (``SIAMESE_CHECK_SEED`` set) the check only probes: the grader's judge decides. As a
+    self-check it probes and then judges in the same kernel, so that it decides exactly as the grader.
+    """
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> None:
-        try:
-            with isolated():
-                func(*args, **kwargs)
-        except CheckTimeout as error:
-            raise CheckFailure(
-                f"[FAIL] {func.__name__} did not finish within {TIME_LIMIT_S:g} s\n"
-                "  likely mistake: an endless loop, or code that is far too slow"
-            ) from error
-        except CheckFailure:
-            raise
-        except Exception as error:  # a result so unexpected that the check itself stumbled on it
-            raise CheckFailure(
-                f"[FAIL] {func.__name__} could not evaluate what your code returned ({type(error).__name__}: {error})\n"
-                "  Compare the types and shapes your code returns with the exercise's description."
-            ) from error
+        if transcript.current() is not None:  # inside a probe or a judge
+            _decide(func, args, kwargs)
+            return None
+        seed = transcript.grading_seed()
+        answers, cause = _probe(func, seed or 0, args, kwargs, show=seed is not None)
+        if seed is None:
+            verdict = judge(wrapper, bool(kwargs.get("hidden", False)), answers, 0)
+            if verdict.error is not None:
+                if cause is not None and type(verdict.error.__cause__) is type(cause):
+                    verdict.error.__cause__ = cause  # the student's own exception, with its traceback
+                raise verdict.error
+            print(verdict.text, flush=True)
         return None
 
     return wrapper  # type: ignore[return-value]
+
+
+def _decide(func: Callable[..., Any], args: tuple, kwargs: dict) -> None:
+    """Run one check to its verdict: ``[PASS]`` on stdout, or a ``CheckFailure``."""
+    try:
+        with isolated():
+            func(*args, **kwargs)
+    except CheckTimeout as error:
+        raise CheckFailure(
+            f"[FAIL] {func.__name__} did not finish within {TIME_LIMIT_S:g} s\n"
+            "  likely mistake: an endless loop, or code that is far too slow"
+        ) from error
+    except CheckFailure:
+        raise
+    except Exception as error:  # a result so unexpected that the check itself stumbled on it
+        raise CheckFailure(
+            f"[FAIL] {func.__name__} could not evaluate what your code returned ({type(error).__name__}: {error})\n"
+            "  Compare the types and shapes your code returns with the exercise's description."
+        ) from error
+
+
+def _probe(func: Callable[..., Any], seed: int, args: tuple, kwargs: dict,
+           show: bool) -> tuple[list, BaseException | None]:
+    """Run the check on the student's code, recording every answer; show the record when the grader asked for it.
+
+    Returns the answers as the judge reads them (through JSON), and what the student's code raised, if anything.
+    """
+    record = transcript.Transcript(seed)
+    cause = None
+    try:
+        with transcript.running(record):
+            _decide(func, args, kwargs)
+    except CheckFailure as error:
+        if show:
+            raise
+        cause = error.__cause__
+    finally:
+        if show:
+            _show(func.__name__, bool(kwargs.get("hidden", False)), seed, record.answers)
+    return json.loads(json.dumps(record.answers)), cause  # exactly what the grader's judge would read
+
+
+def _show(name: str, hidden: bool, seed: int, answers: list) -> None:
+    """Show the record as one output of the running cell, where the grader's worker finds it."""
+    try:
+        from IPython.display import display
+    except ImportError:  # not in a kernel: nobody to show it to
+        return
+    payload = {"check": name, "hidden": hidden, "seed": seed, "answers": answers}
+    display({transcript.TRANSCRIPT_MIME: payload, "text/plain": f"[{name}: answers recorded for the grader]"}, raw=True)
+
+
+@dataclasses.dataclass
+class Verdict:
+    """A judge's decision on one check: its ``[PASS]`` line or ``[FAIL]`` message, and the failure itself."""
+
+    passed: bool
+    text: str
+    error: CheckFailure | None = None
+
+
+def judge(func: Callable[..., Any], hidden: bool, answers: list, seed: int) -> Verdict:
+    """Decide a check from the answers a probe recorded.
+
+    Runs in the grader's worker (or, for a self-check, right after the probe): the student's code
+    is not called, every expected value is computed here.
+    """
+    students = [transcript.Opaque() for name, parameter in inspect.signature(func).parameters.items()
+                if parameter.default is inspect.Parameter.empty]
+    record = transcript.Transcript(seed, answers)
+    printed = io.StringIO()
+    try:
+        with transcript.running(record), contextlib.redirect_stdout(printed):
+            func(*students, hidden=hidden)
+    except CheckFailure as error:
+        return Verdict(False, str(error), error)
+    if record.unused():
+        error = CheckFailure(f"[FAIL] {func.__name__}: your notebook recorded {record.unused()} answers more than the "
+                             "check asked for\n  likely mistake: code that changes the checks or their inputs while they run")
+        return Verdict(False, str(error), error)
+    return Verdict(True, printed.getvalue().strip())
 
 
 # ---------------------------------------------------------------- numbers and tensors
@@ -308,6 +432,22 @@ def copy_parameters_by_order(source: nn.Module, target: nn.Module) -> None:
             k = next(k for k, q in enumerate(src) if k not in used and q.shape == p.shape)
             used.add(k)
             p.copy_(src[k].detach().to(p.dtype))
+
+
+def seed_parameters(net: nn.Module, generator: torch.Generator) -> None:
+    """Give every parameter of ``net`` values drawn from ``generator`` (PyTorch's default range, ±1/√fan-in).
+
+    The checks that compare a forward pass with the reference use these weights, not the student's own:
+    the judge draws the same ones, so it never needs the values from the student's kernel.
+    """
+    fan_in = 1
+    with torch.no_grad():
+        for parameter in net.parameters():
+            if parameter.dim() > 1:
+                fan_in = math.prod(parameter.shape[1:])
+            bound = 1.0 / math.sqrt(max(fan_in, 1))
+            values = (torch.rand(tuple(parameter.shape), generator=generator, dtype=torch.float64) * 2 - 1) * bound
+            parameter.copy_(values.to(parameter.dtype))
 
 
 def to_float(value: Any) -> float | None:

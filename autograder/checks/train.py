@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from .report import check, describe, fail, passed, run_student, type_name
+from .transcript import derive, generator_for, probing
 
 DEVICE_EXERCISE = "get_device (exercise 5.1)"
 TRAIN_EXERCISE = "train_one_epoch (exercise 5.2)"
@@ -141,8 +142,16 @@ def _new_net(seed: int, batch_norm: bool = False, hidden: int = 16, embedding_di
         return TinySiamese(hidden, embedding_dim, batch_norm)
 
 
+def _trained(train_one_epoch: Any, net: nn.Module, batches: list, optimizer: torch.optim.Optimizer,
+             kwargs: dict[str, Any], keep_parameters: bool) -> tuple[Any, list[torch.Tensor] | None]:
+    """The student's epoch on ``net``, and (if asked) the parameters it left: the judge needs them as an answer."""
+    result = train_one_epoch(net, batches, optimizer, CPU, **kwargs)
+    return result, [p.detach().clone() for p in net.parameters()] if keep_parameters else None
+
+
 def _call_train(train_one_epoch: Any, net: nn.Module, batches: list, optimizer: torch.optim.Optimizer,
-                margin: float | None, log_every: int | None) -> Any:
+                margin: float | None, log_every: int | None, keep_parameters: bool = False) -> Any:
+    """``train_one_epoch`` on ``net``; with ``keep_parameters``, ``net`` holds the parameters it left afterwards."""
     kwargs: dict[str, Any] = {}
     args_text = "net, loader, optimizer, device"
     if margin is not None:
@@ -151,8 +160,23 @@ def _call_train(train_one_epoch: Any, net: nn.Module, batches: list, optimizer: 
     if log_every is not None:
         kwargs["log_every"] = log_every
         args_text += f", log_every={log_every}"
-    return run_student(TRAIN_EXERCISE, f"train_one_epoch({args_text}) on a tiny network and {len(batches)} batches",
-                       train_one_epoch, net, batches, optimizer, CPU, **kwargs)
+    result, parameters = run_student(
+        TRAIN_EXERCISE, f"train_one_epoch({args_text}) on a tiny network and {len(batches)} batches",
+        _trained, train_one_epoch, net, batches, optimizer, kwargs, keep_parameters)
+    if keep_parameters:  # while judging, the recorded parameters take the place of the student's updates
+        _set_parameters(net, parameters)
+    return result
+
+
+def _set_parameters(net: nn.Module, values: Any) -> None:
+    mine = list(net.parameters())
+    if not isinstance(values, list) or len(values) != len(mine) or not all(
+            isinstance(v, torch.Tensor) and v.shape == p.shape for v, p in zip(values, mine)):
+        fail("train_one_epoch keeps the network's parameters (same number and shapes)",
+             expected=f"{len(mine)} parameter tensors", got=type_name(values))
+    with torch.no_grad():
+        for p, v in zip(mine, values):
+            p.copy_(v)
 
 
 def _reference_loop(net: nn.Module, batches: list, optimizer: torch.optim.Optimizer, margin: float, log_every: int = 10,
@@ -239,6 +263,8 @@ def _history_case(train_one_epoch: Any, generator: torch.Generator, steps: int, 
              + (" (defaults)" if margin is None and log_every is None else ""))
     result = _call_train(train_one_epoch, net, batches, make(net), margin, log_every)
     history = _history(result, math.ceil(steps / k), k, steps, where)
+    if probing():
+        return  # the reference's losses are the judge's to compute
     expected_first = _first_loss(start, batches, m)
     if abs(history[0] - expected_first) > 1e-5 * max(1.0, abs(expected_first)):
         hint = None
@@ -258,7 +284,7 @@ def _history_case(train_one_epoch: Any, generator: torch.Generator, steps: int, 
 @check
 def check_train_history(train_one_epoch: Any, hidden: bool = False) -> None:
     """A list of Python floats, ``ceil(steps / log_every)`` long, starting with the first batch's loss before any update."""
-    generator = torch.Generator().manual_seed(12)
+    generator = generator_for(12)
     _history_case(train_one_epoch, generator, 12, None, None)
     _history_case(train_one_epoch, generator, 12, None, 3)
     _history_case(train_one_epoch, generator, 4, None, 1)
@@ -278,7 +304,9 @@ def _step_case(train_one_epoch: Any, generator: torch.Generator, sizes: list[int
     start.eval()  # the loop must switch to training mode itself
     batches = random_batches(generator, sizes)
     student_net, reference_net = copy.deepcopy(start), copy.deepcopy(start)
-    _call_train(train_one_epoch, student_net, batches, make_optimizer(student_net), margin, None)
+    _call_train(train_one_epoch, student_net, batches, make_optimizer(student_net), margin, None, keep_parameters=True)
+    if probing():
+        return
     _reference_loop(reference_net, batches, make_optimizer(reference_net), margin)
     gap = _parameter_gap(student_net, reference_net, start)
     if gap <= 1e-3:
@@ -306,7 +334,7 @@ def _step_case(train_one_epoch: Any, generator: torch.Generator, sizes: list[int
 @check
 def check_train_step(train_one_epoch: Any, hidden: bool = False) -> None:
     """The parameters after one epoch equal those after the reference loop from identical copies."""
-    generator = torch.Generator().manual_seed(13)
+    generator = generator_for(13)
     sgd = lambda model: torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)  # noqa: E731
     _step_case(train_one_epoch, generator, [8, 8, 6], 1.0, sgd, "SGD(lr=0.1, momentum=0.9)")
     if hidden:
@@ -352,11 +380,14 @@ def _learns_case(train_one_epoch: Any, generator: torch.Generator, epochs: int, 
     net = _new_net(int(torch.randint(1 << 30, (1,), generator=generator)), hidden=32, embedding_dim=8)
     batches = separable_pairs(generator, 8, 16)
     optimizer = make_optimizer(net)
-    before = _mean_loss(net, batches, m)
+    net.eval()  # as measuring the loss leaves it: the loop must switch to training mode itself
+    before = None if probing() else _mean_loss(net, batches, m)
     for epoch in range(epochs):
-        history = _call_train(train_one_epoch, net, batches, optimizer, margin, None)
+        history = _call_train(train_one_epoch, net, batches, optimizer, margin, None, keep_parameters=epoch == epochs - 1)
         if isinstance(history, list) and not all(isinstance(v, float) and math.isfinite(v) for v in history):
             fail("the logged losses are finite numbers", input=f"epoch {epoch + 1}", got=describe(history))
+    if before is None:
+        return
     after = _mean_loss(net, batches, m)
     if not after <= 0.5 * before:
         fail("a few epochs on an easy problem lower the loss clearly (at least halve it)",
@@ -370,7 +401,7 @@ def _learns_case(train_one_epoch: Any, generator: torch.Generator, epochs: int, 
 @check
 def check_train_learns(train_one_epoch: Any, hidden: bool = False) -> None:
     """On a tiny separable problem a few epochs at least halve the loss."""
-    generator = torch.Generator().manual_seed(14)
+    generator = generator_for(14)
     adam = lambda model: torch.optim.Adam(model.parameters(), lr=3e-3)  # noqa: E731
     _learns_case(train_one_epoch, generator, 3, None, adam, "Adam(lr=0.003)")
     if hidden:

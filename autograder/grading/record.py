@@ -1,7 +1,7 @@
 """Stage 4 of grading, record: check each executed notebook, score it in the gradebook of record, guard the grader.
 
-Every test cell must be the original and must show an error or one [PASS] line per check; scores
-and feedback then come from nbgrader's own scoring in the real gradebook. The grader's own files
+Every test cell must be the original and must carry the judge's verdict (``grading.judge``); scores
+and feedback then come from nbgrader's own scoring of those verdicts in the real gradebook. The grader's own files
 and gradebook are snapshotted and restored if anything changed them.
 """
 
@@ -18,11 +18,6 @@ from .course import db_url_for, nbgrader_config
 from .repair import _meta
 from . import report as records
 
-def count_checks(source: str) -> int:
-    """How many check calls a graded cell makes (each prints one [PASS] line when it passes)."""
-    return len(re.findall(r"^\s*checks\.check_\w+\(", source, flags=re.MULTILINE))
-
-
 def _fail_cell(cell, why: str) -> None:
     """Give a graded cell an error output, so that nbgrader scores it 0 and the feedback says why."""
     cell.outputs.append(nbformat.v4.new_output("error", ename="GradingError", evalue=why,
@@ -37,7 +32,7 @@ def verify_executed(executed: nbformat.NotebookNode, source_nb: nbformat.Noteboo
     """Check an executed notebook before it is scored; return (notes, reason it cannot be scored).
 
     Every test cell must be the original (nbgrader restores them from a gradebook the notebook could
-    reach) and must show an error or one [PASS] line per check (else its output was suppressed).
+    reach) and must carry the judge's verdict (its outputs are then the judge's, not the kernel's).
     Cells that fail either check are scored 0; cells stopped at the cell time limit are noted.
     """
     originals = {_meta(c)["grade_id"]: c for c in source_nb.cells if _meta(c).get("grade")}
@@ -51,20 +46,19 @@ def verify_executed(executed: nbformat.NotebookNode, source_nb: nbformat.Noteboo
         if ADDED_BACK.sub("", cell.source) != original.source:
             _fail_cell(cell, "this test cell is not the original one")
             changed.append(grade_id)
-        elif not any(o.output_type == "error" for o in cell.get("outputs", [])):
-            text = "".join(o.get("text", "") for o in cell.get("outputs", []) if o.output_type == "stream")
-            if text.count("[PASS]") < count_checks(original.source):
-                _fail_cell(cell, "the checks did not report success (outputs suppressed?)")
-                silent.append(grade_id)
+        elif not cell.metadata.get("siamese", {}).get("judged"):
+            cell.outputs = []
+            _fail_cell(cell, "the judge gave no verdict on this cell")
+            silent.append(grade_id)
     timed_out = [grade_id for grade_id, cell in cells.items()
-                 if any(o.get("ename") == "CellTimeoutError" for o in cell.get("outputs", []))]
+                 if any("stopped at the time limit" in str(o.get("evalue", "")) for o in cell.get("outputs", []))]
     notes = []
     if timed_out:
         notes.append(f"test cells {', '.join(timed_out)} were stopped at the time limit for one cell; scored 0")
     if changed:
         notes.append(f"test cells {', '.join(changed)} ran in an edited form; scored 0")
     if silent:
-        notes.append(f"cells {', '.join(silent)} passed without the checks reporting success; scored 0")
+        notes.append(f"cells {', '.join(silent)} have no verdict of the judge; scored 0")
     return notes, None
 
 

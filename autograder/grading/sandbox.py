@@ -79,8 +79,8 @@ def _system_binds() -> list[str]:
     return args
 
 
-def kernel_environment(work_dir: Path) -> dict[str, str]:
-    """The whole environment of a sandboxed kernel: nothing of the grader's (no tokens, no database URLs)."""
+def kernel_environment(work_dir: Path, extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The whole environment of a sandboxed kernel: nothing of the grader's (no tokens, no database URLs), and ``extra``."""
     env = {
         "PATH": os.pathsep.join([str(Path(sys.executable).parent), "/usr/local/bin", "/usr/bin", "/bin"]),
         "HOME": str(work_dir), "TMPDIR": "/var/tmp", "LANG": "C.UTF-8", "MPLCONFIGDIR": "/var/tmp/matplotlib",
@@ -90,15 +90,20 @@ def kernel_environment(work_dir: Path) -> dict[str, str]:
     }
     if os.environ.get("PYTHONPATH"):  # a course imported from a copy (tests, an instructor's checkout)
         env["PYTHONPATH"] = os.environ["PYTHONPATH"]
-    return env
+    return {**env, **(extra or {})}
 
 
-def bwrap_command(work_dir: Path, run_dir: Path) -> list[str]:
-    """The bubblewrap command line that runs a program in the sandbox (the program's argv follows it)."""
+def bwrap_command(work_dir: Path, run_dir: Path, env: dict[str, str] | None = None,
+                  overlays: dict[Path, Path] | None = None) -> list[str]:
+    """The bubblewrap command line that runs a program in the sandbox (the program's argv follows it).
+
+    ``env`` adds to the kernel's environment; ``overlays`` maps a host folder to the course folder it
+    replaces, read-only (a copy of ``solutions`` without the lesson's reference, say).
+    """
     args = [shutil.which("bwrap") or "bwrap", "--unshare-all", "--unshare-user", "--die-with-parent", "--new-session",
             "--cap-drop", "ALL", "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID), "--disable-userns",
             "--clearenv"]
-    for name, value in kernel_environment(work_dir).items():
+    for name, value in kernel_environment(work_dir, env).items():
         args += ["--setenv", name, value]
     # Order matters: a later mount covers what an earlier one put at or below its place.
     args += ["--proc", "/proc", "--dev", "/dev", *_system_binds()]
@@ -106,6 +111,8 @@ def bwrap_command(work_dir: Path, run_dir: Path) -> list[str]:
         args += ["--size", str(TMPFS_BYTES), "--tmpfs", folder]
     for path in readable_paths():
         args += ["--ro-bind", str(path), str(path)]
+    for source, target in (overlays or {}).items():
+        args += ["--ro-bind", str(source), str(target)]
     args += ["--bind", str(run_dir), str(run_dir), "--size", str(TMPFS_BYTES), "--tmpfs", str(work_dir),
              "--chdir", str(work_dir)]
     # The folders made to hold the mounts (under / and /tmp, where grading folders often are) stay read-only:
@@ -113,11 +120,12 @@ def bwrap_command(work_dir: Path, run_dir: Path) -> list[str]:
     return args + ["--remount-ro", "/tmp", "--remount-ro", "/"]
 
 
-def write_kernelspec(folder: Path, work_dir: Path, run_dir: Path) -> Path:
+def write_kernelspec(folder: Path, work_dir: Path, run_dir: Path, env: dict[str, str] | None = None,
+                     overlays: dict[Path, Path] | None = None) -> Path:
     """A kernelspec named ``siamese-sandbox`` in ``folder/kernels`` (put ``folder`` on ``JUPYTER_PATH``)."""
     spec = folder / "kernels" / KERNEL_NAME
     spec.mkdir(parents=True, exist_ok=True)
-    argv = [*bwrap_command(work_dir, run_dir), sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+    argv = [*bwrap_command(work_dir, run_dir, env, overlays), sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
     # Interrupts go as a message on the control channel: a signal would reach bubblewrap, not the kernel.
     (spec / "kernel.json").write_text(json.dumps({"argv": argv, "display_name": "Python 3 (grading sandbox)",
                                                   "language": "python", "interrupt_mode": "message"}, indent=1))

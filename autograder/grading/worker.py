@@ -22,21 +22,25 @@ import json
 import os
 import re
 import resource
+import secrets
 import shutil
 import sys
 import tempfile
 from pathlib import Path
 
+import nbformat
 import zmq
 from jupyter_client.asynchronous import AsyncKernelClient
 from nbgrader.preprocessors import Execute
 
+from . import reference
 from . import sandbox as kernel_sandbox
 from .course import nbgrader_config
 
 CELL_OUTPUT_LIMIT_BYTES = 2 * 1024 * 1024
 NOTEBOOK_OUTPUT_LIMIT_BYTES = 16 * 1024 * 1024
 MESSAGE_LIMIT_BYTES = 32 * 1024 * 1024  # ZeroMQ drops a larger message before it is read into memory
+CHECK_SEED_VARIABLE = "SIAMESE_CHECK_SEED"  # autograder.checks.transcript.SEED_VARIABLE
 
 # A one-line exception at the start of a line of nbgrader's log, e.g. "sqlite3.OperationalError: ..."
 EXCEPTION_LINE = re.compile(r"^\s*(?:[A-Za-z_][\w.]*\.)?([A-Z]\w*(?:Error|Exception|Exit|Interrupt)):\s*(.*)$")
@@ -118,13 +122,19 @@ def kernel_run_dir() -> Path:
     return Path(tempfile.mkdtemp(prefix="siamese-kernel-", dir=base))
 
 
-def kernel_config(config, sandbox: Path, lesson: str, student: str, run_dir: Path | None):
-    """Point nbgrader's executor at the lesson's kernel: sandboxed, with its sockets in ``run_dir``, or plain (None)."""
+def kernel_config(config, sandbox: Path, lesson: str, student: str, run_dir: Path | None, seed: int = 0):
+    """Point nbgrader's executor at the lesson's kernel: sandboxed, with its sockets in ``run_dir``, or plain (None).
+
+    ``seed`` is this run's seed for the checks' inputs (given to the sandboxed kernel's environment).
+    """
     config.ExecutePreprocessor.kernel_name = kernel_sandbox.KERNEL_NAME if run_dir else "python3"
     config.KernelManager.client_class = f"{__name__}.CappedKernelClient"
     if run_dir:
         work_dir = sandbox / "autograded" / student / lesson
-        kernel_sandbox.write_kernelspec(sandbox / "kernelspec", work_dir, run_dir)
+        solutions = next(p for p in kernel_sandbox.package_folders() if p.name == "solutions")
+        hidden = reference.write_hidden_copy(lesson, solutions, sandbox / "hidden")  # the lesson's answers: stand-ins
+        kernel_sandbox.write_kernelspec(sandbox / "kernelspec", work_dir, run_dir, {CHECK_SEED_VARIABLE: str(seed)},
+                                        {hidden: solutions})
         os.environ["JUPYTER_PATH"] = str(sandbox / "kernelspec")
         config.KernelManager.connection_file = str(run_dir / "kernel.json")  # the kernel reads it there
         config.KernelManager.transport = "ipc"
@@ -174,10 +184,12 @@ def execute_only_api(sandbox: Path, config):
 
 
 def execute_lesson(sandbox: Path, student: str, lesson: str, cell_timeout: int, sandboxed: bool) -> dict:
-    """Restore the test cells of one lesson and execute it; never raise."""
+    """Restore the test cells of one lesson, execute it, and judge its test cells; never raise."""
     run_dir = kernel_run_dir() if sandboxed else None  # the kernel's sockets and connection file: nothing else
+    seed = secrets.randbits(62) | 1  # this run's inputs for the checks: drawn now, so no answer exists in advance
+    os.environ[CHECK_SEED_VARIABLE] = str(seed)  # a kernel started without the sandbox inherits it
     try:
-        config = kernel_config(nbgrader_config(sandbox, timeout=cell_timeout), sandbox, lesson, student, run_dir)
+        config = kernel_config(nbgrader_config(sandbox, timeout=cell_timeout), sandbox, lesson, student, run_dir, seed)
         outcome = execute_only_api(sandbox, config).autograde(lesson, student, force=True, create=True)
         if not outcome["success"]:
             reason = failure_reason(outcome.get("log", ""), outcome.get("error"))
@@ -185,8 +197,14 @@ def execute_lesson(sandbox: Path, student: str, lesson: str, cell_timeout: int, 
                 submitted = sandbox / "submitted" / student / lesson / f"{lesson}.ipynb"
                 reason = f"kernel died in {locate_kernel_death(submitted, config)}"
             return {"error": reason}
-        return {"executed": str(sandbox / "autograded" / student / lesson / f"{lesson}.ipynb")}
+        executed = sandbox / "autograded" / student / lesson / f"{lesson}.ipynb"
+        from .judge import judge_notebook
+
+        source = nbformat.read(sandbox / "source" / lesson / f"{lesson}.ipynb", as_version=4)
+        notes = judge_notebook(executed, source, lesson, seed)
+        return {"executed": str(executed), "notes": notes}
     finally:
+        os.environ.pop(CHECK_SEED_VARIABLE, None)
         if run_dir:
             shutil.rmtree(run_dir, ignore_errors=True)
 

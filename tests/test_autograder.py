@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import json
 import math
 import random
 import sys
@@ -22,7 +23,7 @@ from autograder.checks import data as data_checks
 from autograder.checks import evaluate as evaluate_checks
 from autograder.checks import loss as loss_checks
 from autograder.checks import model as model_checks
-from autograder.checks import report
+from autograder.checks import report, transcript
 from autograder.checks import train as train_checks
 from autograder.checks.report import CheckFailure
 from solutions import backbone as ref_backbone
@@ -69,6 +70,18 @@ def test_reference_passes(case, hidden, capsys):
     out, err = capsys.readouterr()
     assert out.startswith("[PASS] ") and out.count("[PASS]") == 1
     assert err == ""
+
+
+@pytest.mark.parametrize("seed", [1, 987_654_321_987], ids=["seed_1", "seed_large"])
+@pytest.mark.parametrize("case", REFERENCE_CASES, ids=_id)
+def test_reference_passes_on_a_grading_runs_fresh_inputs(case, seed):
+    """The graded path: the probe records on inputs drawn from the run's seed, the judge replays and decides."""
+    check, args = case
+    record = transcript.Transcript(seed)
+    with transcript.running(record):
+        check(*args, hidden=True)
+    verdict = report.judge(check, True, json.loads(json.dumps(record.answers)), seed)
+    assert verdict.passed, verdict.text
 
 
 def test_package_exports_every_check():

@@ -83,6 +83,8 @@ def judge_cell(lesson: str, source: str, outputs: list, seed: int) -> tuple[list
         if not isinstance(answers, list):
             return passes, f"[FAIL] {label}: its record is malformed"
         verdict = report.judge(getattr(module, call.name), call.hidden, answers, seed)
+        if not verdict.passed and any(output.get("ename") == "CellTimeoutError" for output in outputs):
+            return passes, f"[FAIL] {label} did not run to the end: {_why_missing(outputs)}"  # its record stops there
         if not verdict.passed:
             return passes, verdict.text
         passes.append(verdict.text)
@@ -118,15 +120,16 @@ def reference_uses(nb: nbformat.NotebookNode, lesson: str) -> dict[str, list[str
     used: dict[str, list[str]] = {}
     texts = []
     for cell in nb.cells:
-        if str(_meta(cell).get("grade_id", "")).startswith("exercise_"):
-            for name in reference.static_uses(cell.source, hidden):
-                used.setdefault(hidden[name], []).append(name)
+        grade_id = str(_meta(cell).get("grade_id", ""))
+        if grade_id.startswith("exercise_"):
+            exercise = grade_id.removeprefix("exercise_").replace("_", ".")
+            used.setdefault(exercise, []).extend(reference.static_uses(cell.source, hidden))
         for output in cell.get("outputs", []):
             texts += [str(output.get("evalue", "")), str(output.get("text", ""))]
     for name in reference.runtime_uses("\n".join(texts)):
         if name in hidden and name not in used.get(hidden[name], []):
             used.setdefault(hidden[name], []).append(name)
-    return used
+    return {exercise: names for exercise, names in used.items() if names}
 
 
 def judge_notebook(executed: Path, source: nbformat.NotebookNode, lesson: str, seed: int) -> list[str]:
@@ -149,12 +152,11 @@ def judge_notebook(executed: Path, source: nbformat.NotebookNode, lesson: str, s
             continue
         used = uses.get(owners.get(grade_id, ""), [])
         if used:
-            passes, failure = [], (f"[FAIL] exercise {owners[grade_id]} uses the reference solution ({', '.join(used)})\n"
+            passes, failure = [], (f"[FAIL] exercise {owners[grade_id]} {reference.describe(used)}\n"
                                    "  The exercise is yours to write: the reference is not an answer.")
         else:
             passes, failure = judge_cell(lesson, originals[grade_id], cell.get("outputs", []), seed)
         cell.outputs = verdict_outputs(passes, failure)
         cell.metadata.setdefault("siamese", {})["judged"] = True
     nbformat.write(nb, executed)
-    return [f"exercise {exercise} uses the reference solution ({', '.join(names)}); its checks score 0"
-            for exercise, names in sorted(uses.items())]
+    return [f"exercise {exercise} {reference.describe(names)}; its checks score 0" for exercise, names in sorted(uses.items())]

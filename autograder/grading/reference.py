@@ -107,45 +107,56 @@ def _without(text: str, names: list[str], module: str) -> str:
         lines[first - 1:node.end_lineno] = [f'{node.name} = _StandIn("{module}.{node.name}")']
     imports = [n for n in tree.body if isinstance(n, ast.ImportFrom) and n.module == "__future__"]
     at = imports[-1].end_lineno if imports else 0
-    lines.insert(at, "from ._hidden import StandIn as _StandIn")
+    lines.insert(at, "from solutions._hidden import StandIn as _StandIn")  # absolute: works in an exec'd copy too
     return "\n".join(lines) + "\n"
 
 
 # ---------------------------------------------------------------- finding a use
 
+COURSE_CHECKS = "autograder"  # the checks compute expected values: they are no answer either
+
+
 def static_uses(source: str, hidden: dict[str, str]) -> list[str]:
-    """Hidden objects an exercise cell refers to: imported, named through a module (or its alias), or a module
-    named in a string given to a call (``importlib.import_module("solutions.loss")``, ``open(".../loss.py")``)."""
+    """What an exercise cell uses of the reference: hidden objects imported or named through their module (or
+    an alias of it), a hidden module itself (its ``__file__``, ``inspect.getsource(module)``), a hidden module
+    named in a string given to a call (``importlib.import_module("solutions.loss")``), and anything of
+    ``autograder`` it imports or names (a string naming it is only flagged for review, by ``repair``)."""
     try:
         tree = ast.parse(source)
     except SyntaxError:
         return []
     modules = {name.rpartition(".")[0] for name in hidden}
-    aliases: dict[str, str] = {}  # local name → module it stands for
-    mentioned: list[str] = []
+    aliases: dict[str, str] = {}  # local name → the module or object it stands for
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             for alias in node.names:
                 aliases[alias.asname or alias.name.split(".")[0]] = alias.name if alias.asname else alias.name.split(".")[0]
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             for alias in node.names:
-                full = f"{node.module}.{alias.name}"
-                mentioned += [n for n in hidden if n.startswith(node.module + ".")] if alias.name == "*" else [full]
-                aliases[alias.asname or alias.name] = full
-        elif isinstance(node, ast.Attribute):
-            dotted = _dotted(node)
-            head, _, rest = dotted.partition(".")
-            mentioned.append(f"{aliases.get(head, head)}.{rest}" if rest else dotted)
+                aliases[alias.asname or alias.name] = f"{node.module}.{alias.name}"
+    imported = [f"{n.module}.{a.name}" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module
+                and n.level == 0 for a in n.names]
+    mentioned = [n for n in imported if n in hidden or n.startswith(COURSE_CHECKS + ".")
+                 or n.endswith(".*") and n[:-2] in modules]  # importing a module alone is no use of it yet
+    inner = {id(node.value) for node in ast.walk(tree) if isinstance(node, ast.Attribute)}
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Attribute, ast.Name)) and id(node) not in inner:  # whole dotted names only
+            head, _, rest = _dotted(node).partition(".")
+            mentioned.append(".".join(filter(None, [aliases.get(head, head), rest])))
         elif isinstance(node, ast.Call):
             for argument in node.args:
                 if isinstance(argument, ast.Constant) and isinstance(argument.value, str):
                     text = argument.value.replace("/", ".").removesuffix(".py")
-                    mentioned += [n for m in modules if m in text for n in hidden if n.startswith(m + ".")]
-    used = []
+                    mentioned += [m for m in modules if m in text]
+    used: list[str] = []
     for dotted in mentioned:
-        for name in hidden:
-            if (dotted == name or dotted.startswith(name + ".")) and name not in used:
-                used.append(name)
+        module_of = dotted.rsplit(".*", 1)[0]
+        found = [n for n in hidden if dotted == n or dotted.startswith(n + ".")]
+        if not found and (module_of in modules or any(dotted.startswith(m + ".__") for m in modules)):
+            found = [n for n in hidden if n.startswith(module_of.split(".__")[0] + ".")]  # the module itself, whole
+        if dotted == COURSE_CHECKS or dotted.startswith(COURSE_CHECKS + "."):
+            found = [dotted]
+        used += [name for name in found if name not in used]
     return used
 
 
@@ -162,3 +173,15 @@ def _dotted(node: ast.AST) -> str:
 def runtime_uses(text: str) -> list[str]:
     """Hidden objects a notebook's outputs say were used (the stand-ins' error message)."""
     return sorted(set(MARKER.findall(text)))
+
+
+def describe(names: list[str]) -> str:
+    """``uses the reference solution (solutions.loss.contrastive_loss)``, or the course's checks, or both."""
+    parts = []
+    reference = [n for n in names if not n.startswith(COURSE_CHECKS)]
+    checks = [n for n in names if n.startswith(COURSE_CHECKS)]
+    if reference:
+        parts.append(f"uses the reference solution ({', '.join(reference)})")
+    if checks:
+        parts.append(f"uses the course's checks ({', '.join(checks)})")
+    return " and ".join(parts)

@@ -1,0 +1,328 @@
+"""Probe and judge: records are plain data, the judge decides from its own computation, the reference is hidden.
+
+Fast tests on synthetic inputs; the whole pipeline is in ``test_judge_attacks.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+
+import nbformat
+import pytest
+import torch
+from torch import nn
+
+from autograder.checks import loss as loss_checks
+from autograder.checks import report, transcript
+from autograder.checks.report import CheckFailure
+from autograder.grading import judge as judging
+from autograder.grading import reference
+from solutions.loss import contrastive_loss as reference_loss
+from solutions.model import SiameseNetwork
+
+SEED = 123_456_789
+
+
+def probe(check, *students, hidden=False, seed=SEED) -> list:
+    """What a graded kernel records for ``check`` (the probe alone), as the worker reads it (through JSON)."""
+    record = transcript.Transcript(seed)
+    try:
+        with transcript.running(record):
+            check(*students, hidden=hidden)
+    except CheckFailure:
+        pass
+    return json.loads(json.dumps(record.answers))
+
+
+def wrong_margin_loss(out1, out2, label, margin=2.0):
+    """Ignores ``margin``: right for the default only."""
+    return reference_loss(out1, out2, label, 2.0)
+
+
+# ---------------------------------------------------------------- plain data
+
+@pytest.mark.parametrize("dtype", sorted(transcript.DTYPES.values(), key=str), ids=str)
+def test_tensors_of_every_kept_dtype_travel_exactly(dtype):
+    value = (torch.arange(12, dtype=torch.float64).reshape(3, 4) - 5).to(dtype)
+    back = transcript.decode(json.loads(json.dumps(transcript.encode(value, transcript.KnownTensors()))),
+                             transcript.KnownTensors())
+    assert back.dtype == dtype and back.shape == value.shape and torch.equal(back, value)
+
+
+def test_plain_values_travel_as_they_are():
+    value = {"a": [1, 2.5, float("nan"), float("-inf"), None, True, "text"], "b": (torch.device("cpu"), torch.float32)}
+    back = transcript.decode(json.loads(json.dumps(transcript.encode(value, transcript.KnownTensors()))),
+                             transcript.KnownTensors())
+    assert back["a"][:2] == [1, 2.5] and math.isnan(back["a"][2]) and back["a"][3] == -math.inf
+    assert back["a"][4:] == [None, True, "text"] and back["b"] == (torch.device("cpu"), torch.float32)
+
+
+def test_gradient_tracking_survives_but_no_graph():
+    value = torch.ones(2, requires_grad=True) * 3
+    back = transcript.decode(transcript.encode(value, transcript.KnownTensors()), transcript.KnownTensors())
+    assert back.requires_grad and back.grad_fn is None and torch.equal(back.detach(), value.detach())
+
+
+def test_anything_else_is_only_its_type_name():
+    back = transcript.decode(transcript.encode(object(), transcript.KnownTensors()), transcript.KnownTensors())
+    assert type(back).__name__ == "object" and isinstance(back, transcript.Opaque)
+
+
+def test_known_tensors_are_named_not_sent():
+    known = transcript.KnownTensors()
+    image = torch.rand(1, 28, 28)
+    known.add([torch.zeros(1, 28, 28), image])
+    encoded = transcript.encode((image.clone(), image + 1), known)
+    assert encoded["items"][0] == {"k": "known", "i": 1} and encoded["items"][1]["k"] == "tensor"
+    assert transcript.decode(encoded, known)[0] is image
+
+
+def test_a_module_is_its_structure():
+    """Classes, attributes and parameter shapes (shared ones once), never the values."""
+    net = SiameseNetwork()
+    encoded = json.loads(json.dumps(transcript.encode(net, transcript.KnownTensors())))
+    assert len(json.dumps(encoded)) < 20_000  # 3.1 M parameters, none of them sent
+    back = transcript.decode(encoded, transcript.KnownTensors())
+    assert [type(m).__name__ for m in back.modules()] == [type(m).__name__ for m in net.modules()]
+    assert report.parameter_shapes(back) == report.parameter_shapes(net)
+    conv = next(m for m in back.modules() if isinstance(m, nn.Conv2d))
+    assert (conv.in_channels, conv.out_channels, tuple(conv.kernel_size), tuple(conv.padding)) == (1, 64, (5, 5), (2, 2))
+
+    shared = nn.Linear(3, 3)
+    twice = nn.Sequential(shared, nn.ReLU(), shared)
+    again = transcript.decode(transcript.encode(twice, transcript.KnownTensors()), transcript.KnownTensors())
+    assert report.count_parameters(again) == report.count_parameters(twice) == 12
+
+
+@pytest.mark.parametrize("data, why", [
+    ({"k": "pickle", "v": "gASV"}, "kind"),
+    ({"k": "tensor", "dtype": "float32", "shape": [4], "data": "eJxLTEoGAAJNASc="}, "does not hold"),  # b"abc"
+    ({"k": "tensor", "dtype": "float32", "shape": [1 << 30], "data": ""}, "too large"),
+    ({"k": "tensor", "dtype": "object", "shape": [1], "data": ""}, "malformed"),
+    ({"k": "tensor", "dtype": "float32", "shape": [1], "data": "not base64!"}, "malformed"),
+    ({"k": "list", "items": [{"k": "list", "items": [{"k": "list", "items": [{"k": "list", "items": [
+        {"k": "list", "items": [{"k": "list", "items": [{"k": "list", "items": [{"k": "list", "items": [
+            {"k": "list", "items": []}]}]}]}]}]}]}]}]}, "malformed"),
+    ({"k": "module", "type": "M", "params": [["w", {"shape": [1 << 23], "dtype": "float32"}]] * 3}, "too large"),
+    ({"k": "module", "type": "M", "attrs": {"__class__": {"k": "plain", "v": 1}}, "children": [["a.b", None]]},
+     "malformed"),
+    ("just text", "malformed"),
+])
+def test_a_malformed_record_is_refused(data, why):
+    with pytest.raises(transcript.TranscriptError, match=why):
+        transcript.decode(data, transcript.KnownTensors())
+
+
+def test_a_zip_bomb_tensor_is_refused_before_it_is_unpacked():
+    import base64
+    import zlib
+
+    bomb = base64.b64encode(zlib.compress(b"\0" * (64 << 20))).decode()
+    with pytest.raises(transcript.TranscriptError, match="does not hold"):
+        transcript.decode({"k": "tensor", "dtype": "float32", "shape": [4], "data": bomb}, transcript.KnownTensors())
+
+
+# ---------------------------------------------------------------- the judge decides
+
+def test_fresh_seeds_draw_fresh_inputs():
+    assert transcript.derive(9) == 9  # a self-check keeps its inputs
+    with transcript.running(transcript.Transcript(SEED)):
+        first = transcript.derive(9)
+    with transcript.running(transcript.Transcript(SEED + 1)):
+        second = transcript.derive(9)
+    assert len({9, first, second}) == 3
+
+
+def test_a_correct_record_passes_and_a_wrong_one_fails_with_the_self_checks_message():
+    verdict = report.judge(loss_checks.check_loss_gradients, True, probe(loss_checks.check_loss_gradients,
+                                                                          reference_loss, hidden=True), SEED)
+    assert verdict.passed and verdict.text.startswith("[PASS] contrastive_loss: gradients")
+    wrong = report.judge(loss_checks.check_loss_gradients, False, probe(loss_checks.check_loss_gradients,
+                                                                         wrong_margin_loss), SEED)
+    assert not wrong.passed and "the margin argument is ignored" in wrong.text
+    with pytest.raises(CheckFailure) as self_check:
+        loss_checks.check_loss_gradients(wrong_margin_loss)
+    assert self_check.value.args[0].splitlines()[0] == wrong.text.splitlines()[0]
+
+
+def test_answers_to_other_inputs_fail():
+    """A record made for another seed (a self-check's, saved at home) answers other questions."""
+    replayed = probe(loss_checks.check_loss_values, reference_loss, seed=SEED + 1)
+    verdict = report.judge(loss_checks.check_loss_values, False, replayed, SEED)
+    assert not verdict.passed and "[FAIL] contrastive loss value" in verdict.text
+
+
+def test_a_record_out_of_step_fails():
+    answers = probe(loss_checks.check_loss_values, reference_loss)
+    short = report.judge(loss_checks.check_loss_values, False, answers[:-1], SEED)
+    assert not short.passed and "no answer was recorded" in short.text
+    longer = report.judge(loss_checks.check_loss_values, False, answers + answers[-1:], SEED)
+    assert not longer.passed and "more than the check asked for" in longer.text
+    renamed = [dict(answers[0], what="something else"), *answers[1:]]
+    assert not report.judge(loss_checks.check_loss_values, False, renamed, SEED).passed
+
+
+def test_a_forged_value_must_be_the_right_one():
+    """Changing a recorded value is no use unless it is the value the judge computes itself."""
+    answers = probe(loss_checks.check_loss_values, wrong_margin_loss)
+    assert report.judge(loss_checks.check_loss_values, False, answers, SEED).passed  # visible: default margin only
+    forged = probe(loss_checks.check_loss_values, wrong_margin_loss, hidden=True)
+    for answer in forged:
+        if "value" in answer:
+            answer["value"] = transcript.encode(torch.tensor(0.25), transcript.KnownTensors())
+    assert not report.judge(loss_checks.check_loss_values, True, forged, SEED).passed
+
+
+def test_the_probe_needs_no_reference(monkeypatch):
+    """While probing, no check of a lesson calls that lesson's reference: in the sandbox it is a stand-in."""
+    import solutions.loss
+
+    def hidden(*args, **kwargs):
+        raise AssertionError("the probe called the reference")
+
+    monkeypatch.setattr(solutions.loss, "contrastive_loss", hidden)
+    answers = probe(loss_checks.check_loss_gradients, reference_loss, hidden=True)
+    monkeypatch.undo()
+    assert report.judge(loss_checks.check_loss_gradients, True, answers, SEED).passed
+
+
+# ---------------------------------------------------------------- test cells
+
+SOURCE = "from autograder.checks import loss as checks\n\nchecks.check_loss_values(contrastive_loss)\n" \
+         "### BEGIN HIDDEN TESTS\nchecks.check_loss_values(contrastive_loss, hidden=True)\n### END HIDDEN TESTS\n"
+
+
+def record_output(check, students, hidden=False, seed=SEED):
+    payload = {"check": check.__name__, "hidden": hidden, "seed": seed, "answers": probe(check, *students, hidden=hidden,
+                                                                                         seed=seed)}
+    return nbformat.v4.new_output("display_data", data={judging.TRANSCRIPT_MIME: payload, "text/plain": "[recorded]"})
+
+
+def test_a_test_cells_checks_are_read_from_the_instructors_source():
+    assert judging.check_calls(SOURCE) == [judging.CheckCall("check_loss_values", False),
+                                           judging.CheckCall("check_loss_values", True)]
+
+
+def test_a_cell_is_judged_from_its_records_only():
+    """A numeric execute_result (nbgrader's partial credit), fake [PASS] lines and errors are ignored."""
+    outputs = [nbformat.v4.new_output("stream", name="stdout", text="[PASS] everything\n" * 5),
+               nbformat.v4.new_output("execute_result", data={"text/plain": "20.0"}, execution_count=1),
+               record_output(loss_checks.check_loss_values, [wrong_margin_loss]),
+               record_output(loss_checks.check_loss_values, [wrong_margin_loss], hidden=True)]
+    passes, failure = judging.judge_cell("04_contrastive_loss", SOURCE, outputs, SEED)
+    assert len(passes) == 1 and failure.startswith("[FAIL] contrastive loss value")
+    new = judging.verdict_outputs(passes, failure)
+    assert [o.output_type for o in new] == ["stream", "error"] and new[0].text.count("[PASS]") == 1
+
+
+def test_a_missing_or_repeated_record_fails():
+    record = record_output(loss_checks.check_loss_values, [reference_loss])
+    error = nbformat.v4.new_output("error", ename="NameError", evalue="name 'contrastive_loss' is not defined",
+                                   traceback=[])
+    assert "NameError: name 'contrastive_loss'" in judging.judge_cell("04_contrastive_loss", SOURCE, [error], SEED)[1]
+    hidden = record_output(loss_checks.check_loss_values, [reference_loss], hidden=True)
+    passes, failure = judging.judge_cell("04_contrastive_loss", SOURCE, [record, hidden, hidden], SEED)
+    assert len(passes) == 1 and "2 records of it were shown" in failure
+    assert judging.judge_cell("04_contrastive_loss", SOURCE, [record, hidden], SEED) == (
+        [report.judge(loss_checks.check_loss_values, False, probe(loss_checks.check_loss_values, reference_loss),
+                      SEED).text,
+         report.judge(loss_checks.check_loss_values, True, probe(loss_checks.check_loss_values, reference_loss,
+                                                                 hidden=True), SEED).text], None)
+
+
+# ---------------------------------------------------------------- the reference is hidden
+
+LESSONS_HIDDEN = {
+    "01_pair_dataset": {"solutions.data.SiameseDataset", "solutions.data.PairSampler",
+                        "solutions.benchmark.OriginalSiameseDataset"},
+    "04_contrastive_loss": {"solutions.loss.contrastive_loss", "solutions.loss.ContrastiveLoss"},
+    "05_training_loop": {"solutions.train.get_device", "solutions.train.select_device", "solutions.train.train_one_epoch",
+                         "solutions.train.fast_train_one_epoch", "solutions.train.train_step",
+                         "solutions.benchmark.original_pipeline", "solutions.benchmark.fast_pipeline"},
+}
+
+
+@pytest.mark.parametrize("lesson", sorted(LESSONS_HIDDEN))
+def test_each_lesson_hides_its_exercises_and_their_equivalents(lesson):
+    assert set(reference.exercises(lesson)) == LESSONS_HIDDEN[lesson]
+
+
+@pytest.fixture(scope="module")
+def hidden_copies(tmp_path_factory):
+    """The generated ``solutions`` of every lesson, as the sandbox binds them."""
+    import solutions
+    from autograder.build import LESSONS
+    from pathlib import Path
+
+    root = tmp_path_factory.mktemp("hidden")
+    package = Path(solutions.__file__).parent
+    return {lesson: reference.write_hidden_copy(lesson, package, root) for lesson in LESSONS}
+
+
+def run_in(copy, code: str) -> subprocess.CompletedProcess:
+    """``code`` in a fresh Python that imports ``solutions`` from a generated copy."""
+    return subprocess.run([sys.executable, "-c", code], cwd=copy.parent, capture_output=True, text=True, timeout=120,
+                          env={"PYTHONPATH": str(copy.parent), "PATH": "/usr/bin:/bin",
+                               "PYTHONDONTWRITEBYTECODE": "1"})  # as in the sandbox
+
+
+@pytest.mark.parametrize("use", [
+    "contrastive_loss(torch.zeros(2, 3), torch.ones(2, 3), torch.zeros(2))",
+    "class Mine(solutions.loss.ContrastiveLoss): pass",
+    "functools.wraps(contrastive_loss)(lambda *a: 0)",
+    "contrastive_loss.__wrapped__",
+    "ns = {}; exec(open(solutions.loss.__file__).read(), ns); ns['contrastive_loss'](1, 2, 3)",
+    "import solutions.benchmark, solutions.train; solutions.train.train_step",
+    "solutions.train.contrastive_loss(torch.zeros(2, 3), torch.ones(2, 3), torch.zeros(2))",
+])
+def test_every_use_of_a_hidden_reference_names_it(hidden_copies, use):
+    code = ("import functools, torch, solutions, solutions.loss, solutions.train\n"
+            "from solutions.loss import contrastive_loss\n" + use)
+    result = run_in(hidden_copies["04_contrastive_loss"], code)
+    if "train_step" in use:  # another lesson's reference stays; this one's equivalent is hidden only in lesson 5
+        assert result.returncode == 0, result.stderr
+        return
+    assert result.returncode != 0
+    assert "ReferenceSolutionHidden: uses the reference solution (solutions.loss." in result.stderr, result.stderr
+
+
+def test_the_rest_of_solutions_still_works(hidden_copies):
+    """Later lessons import what earlier ones built: it is all there, and no compiled file of the reference is."""
+    code = ("import torch\nfrom solutions.data import SiameseDataset, dataset_labels\n"
+            "from solutions.model import SiameseNetwork\nfrom solutions.loss import contrastive_loss\n"
+            "net = SiameseNetwork()\nx = torch.rand(2, 1, 28, 28)\na, b = net(x, x)\n"
+            "print(float(contrastive_loss(a, b, torch.zeros(2))))")
+    assert run_in(hidden_copies["05_training_loop"], code).returncode == 0
+    for copy in hidden_copies.values():
+        assert not list(copy.rglob("__pycache__")) and not list(copy.rglob("*.pyc"))
+    assert "def contrastive_loss" not in (hidden_copies["04_contrastive_loss"] / "loss.py").read_text()
+    assert "def contrastive_loss" in (hidden_copies["05_training_loop"] / "loss.py").read_text()
+
+
+@pytest.mark.parametrize("source, found", [
+    ("from solutions.loss import contrastive_loss", ["solutions.loss.contrastive_loss"]),
+    ("import solutions.loss as L\ndef contrastive_loss(a, b, y, margin=2.0):\n    return L.contrastive_loss(a, b, y)",
+     ["solutions.loss.contrastive_loss"]),
+    ("import solutions\nclass Loss(solutions.loss.ContrastiveLoss):\n    pass", ["solutions.loss.ContrastiveLoss"]),
+    ("import importlib\nm = importlib.import_module('solutions.loss')", ["solutions.loss.contrastive_loss",
+                                                                        "solutions.loss.ContrastiveLoss"]),
+    ("import inspect\nfrom solutions import loss\nexec(inspect.getsource(loss))", ["solutions.loss.contrastive_loss",
+                                                                                  "solutions.loss.ContrastiveLoss"]),
+    ("from autograder.checks.loss import loop_loss", ["autograder.checks.loss.loop_loss"]),
+    ("import torch.nn.functional as F\ndef contrastive_loss(a, b, y, margin=2.0):\n"
+     "    '''As in solutions.loss.'''\n    return F.pairwise_distance(a, b).mean()", []),
+    ("from solutions.train import set_seed", []),
+    ("this is not python", []),
+])
+def test_the_syntax_tree_shows_a_use_of_the_reference(source, found):
+    assert reference.static_uses(source, reference.exercises("04_contrastive_loss")) == found
+
+
+def test_a_use_is_described_for_the_notes():
+    assert reference.describe(["solutions.loss.contrastive_loss"]) == \
+        "uses the reference solution (solutions.loss.contrastive_loss)"
+    assert reference.describe(["autograder.checks.loss.loop_loss"]) == \
+        "uses the course's checks (autograder.checks.loss.loop_loss)"

@@ -1,0 +1,290 @@
+"""Attacks from inside the kernel, graded for real: no trick changes a verdict, the reference is no answer.
+
+One class is graded in one run of ``python -m autograder grade`` (from a private copy of the course,
+as in ``test_grading_robust.py``), lesson 4 only. Every trickster hands in the same wrong loss (it
+ignores its ``margin`` argument: it passes only ``loss_label_shapes``, 5 of 20 points) plus one trick
+that worked on the in-kernel checks: a display hook's number, the checks' failure function patched through
+frames or ``gc``, ``torch.allclose`` and friends patched under an alias, fake ``[PASS]`` lines,
+``print``/``sys.stdout`` replaced, exception and display hooks, a record of answers saved at home
+replayed. Each must score exactly the wrong loss's 5; ``test_the_tricks_fool_a_judge_in_the_kernel``
+shows that the tricks are real, by fooling the same checks when they decide in the student's kernel. Every delegating student hands in a loss that
+uses the reference (or the checks) in one way or another: each scores 0 with the note that says so.
+A correct student scores 20 in the same run.
+"""
+
+from __future__ import annotations
+
+import json
+
+import nbformat
+import pytest
+
+from autograder.checks import loss as loss_checks
+from autograder.checks import transcript
+from solutions.loss import contrastive_loss as reference_loss
+from test_grading_robust import (FULL_SCORE, LESSON, append_to_exercise, cell_with_id, grade, lesson_score,
+                                 needs_isolation, replace_once, rewrite_exercise, workspace)
+
+__all__ = ["workspace"]  # the fixture, shared with test_grading_robust
+
+BUG_OLD, BUG_NEW = "torch.clamp(margin - d", "torch.clamp(2.0 - d"  # the margin argument is ignored
+BUGGY_SCORE = 5.0  # loss_label_shapes only (default margin); the values and gradients checks try other margins
+
+WRAP = '''
+_inner = contrastive_loss
+
+
+def contrastive_loss(*args, **kwargs):
+    {trick}
+    return _inner(*args, **kwargs)
+'''
+
+DISPLAYHOOK = WRAP.format(trick='import sys; sys.displayhook("20.0")') + '\nimport sys\nsys.displayhook(20.0)\n'
+
+FRAMES = WRAP.format(trick='''import inspect
+    frame = inspect.currentframe()
+    while frame is not None:  # every checks module that called this loss gets a fail() that never fails
+        if "fail" in frame.f_globals and "run_student" in frame.f_globals:
+            frame.f_globals["fail"] = lambda *a, **k: None
+            frame.f_globals["close"] = lambda *a, **k: True
+        frame = frame.f_back''')
+
+GC = WRAP.format(trick='''import gc
+    noop = (lambda *a, **k: None).__code__
+    for obj in gc.get_objects():
+        if type(obj).__name__ == "function" and (getattr(obj, "__module__", None) or "").startswith("autograder") \\
+                and obj.__name__ in ("fail", "close", "max_error"):
+            obj.__code__ = noop if obj.__name__ == "fail" else (lambda *a, **k: True).__code__''')
+
+ALIASES = '''
+import builtins
+import math
+import torch as T
+builtins.abs = lambda x: 0.0  # every "abs(value - expected) <= allowed" of the checks holds
+from torch import testing as TT
+T.allclose = lambda *a, **k: True
+T.isclose = lambda a, b, *x, **k: T.ones_like(T.as_tensor(a), dtype=T.bool)
+T.equal = lambda *a, **k: True
+T.Tensor.__ne__ = lambda self, other: T.zeros_like(self, dtype=T.bool)
+TT.assert_close = lambda *a, **k: None
+math.isfinite = lambda x: True
+'''
+
+FAKE_PASS = '''
+import builtins, io, sys
+print("[PASS] contrastive_loss: values match a plain loop\\n" * 3)
+_inner = contrastive_loss
+
+
+def contrastive_loss(*args, **kwargs):
+    print("[PASS] contrastive_loss: gradients match the reference's, and the margin argument is honoured")
+    return _inner(*args, **kwargs)
+
+
+builtins.print = lambda *a, **k: sys.__stdout__.write("[PASS] printed\\n")
+sys.stdout = io.StringIO()
+sys.stderr = io.StringIO()
+'''
+
+HOOKS = '''
+import sys
+sys.excepthook = lambda *a: None
+shell = get_ipython()
+shell.set_custom_exc((BaseException,), lambda shell, etype, value, tb, tb_offset=None: print("[PASS] all good"))
+shell.events.register("post_run_cell", lambda result: print("[PASS] after the cell"))
+shell.display_formatter.formatters["text/plain"].for_type(type(None), lambda *a: "20")
+'''
+
+REPLAY = '''
+import json
+import IPython.display as shown
+SAVED = json.loads({saved!r})  # the gradient check's answers, recorded at home where the reference is installed
+MIME = "{mime}"
+_display = shown.display
+
+
+def display(obj, *args, **kwargs):
+    if isinstance(obj, dict) and isinstance(obj.get(MIME), dict) and obj[MIME].get("check") == "check_loss_gradients":
+        obj = dict(obj, **{{MIME: dict(obj[MIME], answers=SAVED[str(obj[MIME]["hidden"])])}})
+    return _display(obj, *args, **kwargs)
+
+
+shown.display = display
+'''
+
+TRICKS = {"t_displayhook": DISPLAYHOOK, "t_frames": FRAMES, "t_gc": GC, "t_aliases": ALIASES, "t_fake_pass": FAKE_PASS,
+          "t_hooks": HOOKS}
+
+DELEGATIONS = {
+    "d_import": ("from solutions.loss import contrastive_loss", "solutions.loss.contrastive_loss"),
+    "d_wraps": ('''
+import functools
+import solutions.loss
+
+
+@functools.wraps(solutions.loss.contrastive_loss)
+def contrastive_loss(out1, out2, label, margin=2.0):
+    return solutions.loss.contrastive_loss(out1, out2, label, margin)
+''', "solutions.loss.contrastive_loss"),
+    "d_subclass": ('''
+import solutions.loss
+
+
+class MyLoss(solutions.loss.ContrastiveLoss):
+    pass
+
+
+def contrastive_loss(out1, out2, label, margin=2.0):
+    return MyLoss(margin)(out1, out2, label)
+''', "solutions.loss.ContrastiveLoss"),
+    "d_dynamic": ('''
+import importlib
+_module = importlib.import_module("solu" + "tions.loss")
+
+
+def contrastive_loss(out1, out2, label, margin=2.0):
+    return getattr(_module, "contrastive" + "_loss")(out1, out2, label, margin)
+''', "solutions.loss.contrastive_loss"),
+    "d_exec_file": ('''
+import importlib.util
+_namespace = {"__name__": "copied"}
+exec(open(importlib.util.find_spec("solu" + "tions.loss").origin).read(), _namespace)
+contrastive_loss = _namespace["contrastive" + "_loss"]
+''', "solutions.loss.contrastive_loss"),
+    "d_other_module": ('''
+import importlib
+_train = importlib.import_module("solu" + "tions.train")
+
+
+def contrastive_loss(out1, out2, label, margin=2.0):
+    return _train.contrastive_loss(out1, out2, label, margin)
+''', "solutions.loss.contrastive_loss"),
+    "d_modules_scan": ('''
+import importlib
+import sys
+
+
+def contrastive_loss(out1, out2, label, margin=2.0):
+    importlib.import_module("solu" + "tions.loss")
+    for name, module in list(sys.modules.items()):
+        if name.startswith("solu") and "contrastive_loss" in getattr(module, "__dict__", {}):
+            return module.__dict__["contrastive_loss"](out1, out2, label, margin)
+''', "solutions.loss.contrastive_loss"),
+    "d_checks": ('''
+from autograder.checks.loss import loop_loss
+
+
+def contrastive_loss(out1, out2, label, margin=2.0):
+    return torch.tensor(loop_loss(out1, out2, label, margin), dtype=out1.dtype)
+''', "autograder.checks.loss.loop_loss"),
+}
+
+
+def saved_answers() -> str:
+    """What the gradient check records with the reference on the self-check's inputs (seed 0), as JSON."""
+    saved = {}
+    for hidden in (False, True):
+        record = transcript.Transcript(0)
+        with transcript.running(record):
+            loss_checks.check_loss_gradients(reference_loss, hidden=hidden)
+        saved[str(hidden)] = record.answers
+    return json.dumps(saved)
+
+
+def make_class(subs, solved) -> None:
+    """Write one folder per student: the tricksters, the delegators, a correct and a buggy control."""
+    def write(student: str, nb) -> None:
+        (subs / student).mkdir(parents=True)
+        nbformat.write(nb, subs / student / f"{LESSON}.ipynb")
+
+    def buggy():
+        nb = nbformat.read(solved / f"{LESSON}.ipynb", as_version=4)
+        replace_once(cell_with_id(nb, "exercise_4_1"), BUG_OLD, BUG_NEW)
+        return nb
+
+    write("correct", nbformat.read(solved / f"{LESSON}.ipynb", as_version=4))
+    write("buggy", buggy())
+    tricks = dict(TRICKS, t_replay=REPLAY.format(saved=saved_answers(), mime=transcript.TRANSCRIPT_MIME))
+    for student, code in tricks.items():
+        nb = buggy()
+        append_to_exercise(nb, code)
+        write(student, nb)
+    for student, (code, _) in DELEGATIONS.items():
+        nb = nbformat.read(solved / f"{LESSON}.ipynb", as_version=4)
+        rewrite_exercise(nb, "exercise_4_1", "import torch\n" + code)
+        write(student, nb)
+
+
+@pytest.fixture(scope="module")
+def attack_class(workspace):
+    """The class graded in one run (--jobs 2)."""
+    root, code, solved = workspace
+    subs, out = root / "judge-attacks", root / "judge-attacks-out"
+    make_class(subs, solved)
+    run = grade(code, subs, out)
+    assert run.process.returncode == 0, run.process.stderr[-3000:]
+    return run
+
+
+@needs_isolation
+@pytest.mark.slow
+def test_the_controls_score_as_they_should(attack_class):
+    assert lesson_score(attack_class.rows["correct"]) == FULL_SCORE, attack_class.rows["correct"]
+    assert lesson_score(attack_class.rows["buggy"]) == BUGGY_SCORE, attack_class.rows["buggy"]
+
+
+@needs_isolation
+@pytest.mark.slow
+@pytest.mark.parametrize("student", sorted([*TRICKS, "t_replay"]))
+def test_a_trick_scores_exactly_what_its_wrong_answer_scores(attack_class, student):
+    row = attack_class.rows[student]
+    assert lesson_score(row) == BUGGY_SCORE, row
+
+
+@needs_isolation
+@pytest.mark.slow
+@pytest.mark.parametrize("student", sorted(DELEGATIONS))
+def test_an_exercise_that_uses_the_reference_scores_0_with_a_note(attack_class, student):
+    row = attack_class.rows[student]
+    _, name = DELEGATIONS[student]
+    assert lesson_score(row) == 0.0, row
+    assert "exercise 4.1 uses the" in row["notes"] and name in row["notes"], row["notes"]
+
+
+IN_KERNEL_TRICKS = ["t_frames", "t_gc", "t_aliases", "t_hooks"]
+
+
+def self_checked(code: str | None, tmp_path) -> nbformat.NotebookNode:
+    """The buggy lesson 4 (plus ``code``) run as a student runs it, the checks deciding in the kernel."""
+    from nbclient import NotebookClient
+
+    from autograder.build import build_all, solved_notebook
+    from autograder.grading.course import put_environment_on_path
+
+    nb = solved_notebook(next(lesson.source for lesson in build_all([LESSON])))
+    replace_once(cell_with_id(nb, "exercise_4_1"), BUG_OLD, BUG_NEW)
+    if code:
+        append_to_exercise(nb, code)
+    put_environment_on_path()
+    NotebookClient(nb, timeout=120, kernel_name="python3", allow_errors=True,
+                   resources={"metadata": {"path": str(tmp_path)}}).execute()
+    return nb
+
+
+@pytest.mark.slow
+def test_the_wrong_loss_fails_the_values_check_in_the_kernel(tmp_path, monkeypatch):
+    """Without a trick, the self-check in the kernel catches the wrong loss (the baseline of the test below)."""
+    monkeypatch.setenv("SIAMESE_COURSE_QUICK", "1")
+    honest = cell_with_id(self_checked(None, tmp_path), "loss_values")
+    assert any(o.output_type == "error" for o in honest.outputs)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("student", IN_KERNEL_TRICKS)
+def test_the_tricks_fool_a_judge_in_the_kernel(student, tmp_path, monkeypatch):
+    """Deciding in the student's kernel, the values check passes the wrong loss once the trick is in: the tricks
+    are real, and only a judge outside the kernel resists them."""
+    monkeypatch.setenv("SIAMESE_COURSE_QUICK", "1")
+    tricked = cell_with_id(self_checked(TRICKS[student], tmp_path), "loss_values")
+    assert not any(o.output_type == "error" for o in tricked.outputs), tricked.outputs
+    assert "[PASS]" in "".join(o.get("text", "") for o in tricked.outputs)

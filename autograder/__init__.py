@@ -1,7 +1,8 @@
 """The Siamese course's autograder, in two parts kept apart:
 
 * ``autograder.checks``: the checks of every student-implemented component, one module per lesson;
-  they run in the student's kernel (in Colab, and in the grading sandbox);
+  in the student's kernel they call the student's code (the probe), and they decide from its
+  answers (the judge): in the same kernel in Colab, in the grader's worker while grading;
 * ``autograder.grading``: the instructor's trusted pipeline (collect, repair, execute in a sandbox,
   record, report), which never runs a student's code in its own process;
 

@@ -173,8 +173,8 @@ print(f"torch {torch.__version__}, GPU: {torch.cuda.get_device_name(0) if torch.
 
 # Every graded cell imports the checks afresh, so that nothing another cell did to the course's modules
 # (or a package a notebook wrote next to itself or into its grading sandbox and put on sys.path)
-# changes how it is graded. Code that patches the running Python itself is beyond its reach; the
-# grader flags such code for review.
+# changes what a self-check shows. While grading, what the cell shows decides nothing: the grader's
+# judge decides from the answers the checks recorded (autograder.checks.transcript).
 CHECK_PREAMBLE = """\
 import os, sys
 _here = [os.path.realpath(p) for p in (os.getcwd(), os.environ.get("SIAMESE_GRADING_SANDBOX") or os.getcwd())]

@@ -106,7 +106,7 @@ def test_a_module_is_its_structure():
     ({"k": "list", "items": [{"k": "list", "items": [{"k": "list", "items": [{"k": "list", "items": [
         {"k": "list", "items": [{"k": "list", "items": [{"k": "list", "items": [{"k": "list", "items": [
             {"k": "list", "items": []}]}]}]}]}]}]}]}]}, "malformed"),
-    ({"k": "module", "type": "M", "params": [["w", {"shape": [1 << 23], "dtype": "float32"}]] * 3}, "too large"),
+    ({"k": "module", "type": "M", "params": [["w", {"shape": [1 << 24], "dtype": "float32"}]] * 3}, "too large"),
     ({"k": "module", "type": "M", "attrs": {"__class__": {"k": "plain", "v": 1}}, "children": [["a.b", None]]},
      "malformed"),
     ("just text", "malformed"),
@@ -326,3 +326,26 @@ def test_a_use_is_described_for_the_notes():
         "uses the reference solution (solutions.loss.contrastive_loss)"
     assert reference.describe(["autograder.checks.loss.loop_loss"]) == \
         "uses the course's checks (autograder.checks.loss.loop_loss)"
+
+
+def test_a_copy_of_the_reference_is_flagged_for_review_not_scored():
+    """Token for token (comments and layout aside) is a copy; a renamed variable is not."""
+    import inspect
+
+    from autograder.build import solution_source
+
+    code = solution_source(reference_loss)[0]
+    assert reference.copies({"4.1": "# my answer\n" + code.replace("    ", "  ")}, "04_contrastive_loss") == ["4.1"]
+    renamed = code.replace("d = F.pairwise_distance", "dist = F.pairwise_distance").replace("margin - d,", "margin - dist,")
+    assert "dist" in renamed and reference.copies({"4.1": renamed}, "04_contrastive_loss") == []
+    assert inspect.getsource(reference_loss) != renamed
+
+
+def test_a_record_cannot_make_the_judge_unpack_without_end():
+    """Zeros compress to almost nothing: the judge stops unpacking at its limit, whatever was sent."""
+    zeros = transcript.encode(torch.zeros(transcript.MAX_ELEMENTS // 2, dtype=torch.float64), transcript.KnownTensors())
+    assert len(json.dumps(zeros)) < 64_000  # 4 MB of float64 zeros
+    known = transcript.KnownTensors()
+    with pytest.raises(transcript.TranscriptError, match="too large"):
+        for _ in range(2 * transcript.DECODE_LIMIT // transcript.MAX_ELEMENTS + 2):
+            transcript.decode(zeros, known)

@@ -9,10 +9,12 @@ A check prints ``[PASS] <what was checked>`` to **stdout** and returns ``None``,
       got: <what the student's code returned>
       likely mistake: <the usual cause, when it can be told>
 
-nbgrader scores a test cell 0 if anything reaches stderr, so a check never writes there, never
-warns, and hides whatever the student's code writes to stderr (a tqdm bar, a warning) while it
-runs. Each check also runs under a time limit, with its own random seeds, and leaves the caller's
-random state, gradient mode and default dtype as it found them.
+A check never writes to stderr, never warns, and hides whatever the student's code writes to
+stderr (a tqdm bar, a warning) while it runs. Each check also runs under a time limit, with its
+own random seeds, and leaves the caller's random state, gradient mode and default dtype as it
+found them. The student's code is called only through ``run_student``, which records its answers
+while probing and replays them while judging (``transcript``); ``check`` makes every check a probe
+and a judge, and ``judge`` is what the grader calls.
 """
 
 from __future__ import annotations

@@ -33,7 +33,9 @@ from torch import nn
 
 SEED_VARIABLE = "SIAMESE_CHECK_SEED"
 TRANSCRIPT_MIME = "application/vnd.siamese.transcript+json"
-MAX_ELEMENTS = 1 << 22  # per tensor: far above what any check asks for, far below what could hurt the judge
+MAX_ELEMENTS = 1 << 20  # per tensor: far above what any check asks for (25,000 at most), far below what hurts
+DECODE_LIMIT = 1 << 24  # all the tensors the judge unpacks from one record (zlib makes zeros tiny to send)
+MODULE_ELEMENTS = 1 << 25  # the parameters of one rebuilt module (zeros: values are never sent); 2 networks are 6.2 M
 MAX_DEPTH = 6
 MAX_ITEMS = 10_000
 DTYPES = {str(d).removeprefix("torch."): d for d in (
@@ -63,7 +65,7 @@ class Transcript:
         """Probe: keep the answer to one call (or the failure it caused)."""
         if error is not None:
             cause = error.__cause__
-            self.answers.append({"what": what, "error": str(error),
+            self.answers.append({"what": what, "error": str(error)[:4000],
                                  "cause": type(cause).__name__ if cause is not None else None,
                                  "cause_text": str(cause)[:500] if cause is not None else None})
         else:
@@ -90,11 +92,15 @@ class Transcript:
 
 
 class KnownTensors:
-    """The check's own tensors, so that an answer equal to one of them is recorded as its index, not its bytes."""
+    """The check's own tensors, so that an answer equal to one of them is recorded as its index, not its bytes.
+
+    It also counts the elements the judge has unpacked from the record so far (at most ``DECODE_LIMIT``).
+    """
 
     def __init__(self) -> None:
         self.tensors: list[torch.Tensor] = []
         self.index: dict[tuple, int] = {}
+        self.decoded = 0
 
     @staticmethod
     def key(tensor: torch.Tensor) -> tuple:
@@ -288,7 +294,7 @@ def decode(data: Any, known: KnownTensors, depth: int = 0) -> Any:
         if isinstance(index, int) and 0 <= index < len(known.tensors):
             return known.tensors[index]
     elif kind == "tensor":
-        return _decode_tensor(data)
+        return _decode_tensor(data, known)
     elif kind == "opaque":
         return _opaque(data.get("type"), bool(data.get("module")))
     elif kind == "module":
@@ -296,13 +302,14 @@ def decode(data: Any, known: KnownTensors, depth: int = 0) -> Any:
     raise TranscriptError(f"a value in the record is malformed (kind {str(kind)[:40]!r})")
 
 
-def _decode_tensor(data: dict) -> torch.Tensor:
+def _decode_tensor(data: dict, known: KnownTensors) -> torch.Tensor:
     dtype, shape = DTYPES.get(data.get("dtype")), data.get("shape")
     if dtype is None or not isinstance(shape, list) or not all(isinstance(s, int) and s >= 0 for s in shape):
         raise TranscriptError("a tensor in the record is malformed")
     count = math.prod(shape)
     itemsize = torch.empty(0, dtype=dtype).element_size()
-    if count > MAX_ELEMENTS:
+    known.decoded += count
+    if count > MAX_ELEMENTS or known.decoded > DECODE_LIMIT:
         raise TranscriptError("a tensor in the record is too large")
     try:
         raw = zlib.decompressobj().decompress(base64.b64decode(str(data.get("data")), validate=True), count * itemsize + 1)
@@ -371,7 +378,7 @@ class ModuleBuilder:
             raise TranscriptError("a parameter in the record is malformed")
         dtype, shape = _dtype(spec), _shape(spec)
         self.elements += math.prod(shape)
-        if self.elements > 4 * MAX_ELEMENTS:
+        if self.elements > MODULE_ELEMENTS:
             raise TranscriptError("a module in the record is too large")
         parameter = nn.Parameter(torch.zeros(shape, dtype=dtype),
                                  requires_grad=spec.get("requires_grad") is not False and dtype.is_floating_point)
@@ -392,7 +399,7 @@ def _name(name: Any) -> str:
 def _shape(spec: dict) -> list[int]:
     shape = spec.get("shape")
     if not isinstance(shape, list) or not all(isinstance(s, int) and 0 <= s for s in shape) or \
-            math.prod(shape) > 4 * MAX_ELEMENTS:
+            math.prod(shape) > MODULE_ELEMENTS:
         raise TranscriptError("a shape in the record is malformed")
     return shape
 

@@ -159,4 +159,8 @@ def judge_notebook(executed: Path, source: nbformat.NotebookNode, lesson: str, s
         cell.outputs = verdict_outputs(passes, failure)
         cell.metadata.setdefault("siamese", {})["judged"] = True
     nbformat.write(nb, executed)
-    return [f"exercise {exercise} {reference.describe(names)}; its checks score 0" for exercise, names in sorted(uses.items())]
+    exercises = {str(_meta(c)["grade_id"]).removeprefix("exercise_").replace("_", "."): c.source for c in nb.cells
+                 if str(_meta(c).get("grade_id", "")).startswith("exercise_")}
+    return ([f"exercise {exercise} {reference.describe(names)}; its checks score 0" for exercise, names in sorted(uses.items())]
+            + [f"review: exercise {exercise} is the reference solution token for token"
+               for exercise in reference.copies(exercises, lesson)])

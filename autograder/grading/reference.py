@@ -11,11 +11,13 @@ reference (found in its syntax tree) or whose test cells met a stand-in scores 0
 from __future__ import annotations
 
 import ast
+import io
 import re
 import shutil
+import tokenize
 from pathlib import Path
 
-from ..build import SOURCES_DIR, parse_lesson
+from ..build import BEGIN_SOLUTION, SOURCES_DIR, parse_lesson, resolve, solution_source
 
 #: Objects of ``solutions`` that answer an exercise as well as its own reference does.
 ALSO_ANSWERS: dict[str, list[str]] = {
@@ -185,3 +187,33 @@ def describe(names: list[str]) -> str:
     if checks:
         parts.append(f"uses the course's checks ({', '.join(checks)})")
     return " and ".join(parts)
+
+
+# ---------------------------------------------------------------- a copy of the reference's text
+
+def tokens(source: str) -> list[str] | None:
+    """The code's tokens without comments and layout (``None`` if it does not tokenize)."""
+    skipped = {tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT, tokenize.ENCODING,
+               tokenize.ENDMARKER}
+    try:
+        return [" ".join(t.string.split()) if t.type == tokenize.STRING else t.string  # a docstring's indent is layout
+                for t in tokenize.generate_tokens(io.StringIO(source).readline) if t.type not in skipped]
+    except (tokenize.TokenError, SyntaxError):
+        return None
+
+
+def reference_tokens(lesson: str) -> dict[str, list[str] | None]:
+    """``{exercise: the tokens of its reference solution}``, as the solved exercise cell holds it."""
+    found = {}
+    for cell in parse_lesson(SOURCES_DIR / f"{lesson}.py"):
+        if cell.kind == "exercise":
+            code = "\n\n\n".join(solution_source(obj)[0] for _, obj in resolve(cell.rest))
+            found[cell.args[0]] = tokens(code.replace(BEGIN_SOLUTION, ""))
+    return found
+
+
+def copies(exercise_sources: dict[str, str], lesson: str) -> list[str]:
+    """The exercises whose code is the reference solution token for token (for a human to judge: not scored)."""
+    expected = reference_tokens(lesson)
+    return [exercise for exercise, source in sorted(exercise_sources.items())
+            if expected.get(exercise) is not None and tokens(source) == expected[exercise]]

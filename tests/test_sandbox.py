@@ -112,6 +112,47 @@ def test_the_repository_is_not_visible_only_its_packages(needs_sandbox, tmp_path
     assert result.stdout.strip() == str([True, True, True, False, False, False, False])
 
 
+SEARCH = """
+import os, sys
+needles = [n.encode() for n in sys.argv[2:]]
+found = []
+for root, dirs, files in os.walk(sys.argv[1]):
+    dirs[:] = [d for d in dirs if os.path.join(root, d) not in ("/proc", "/sys", "/dev")]
+    for name in files:
+        path = os.path.join(root, name)
+        try:
+            if os.path.isfile(path) and not os.path.islink(path) and os.path.getsize(path) < 8_000_000:
+                data = open(path, "rb").read()
+                found += [path for needle in needles if needle in data]
+        except OSError:
+            pass
+print(sorted(set(found)))
+"""
+#: Text only the reference of exercise 4.1 holds: its last line, and its error message (kept in a .pyc too).
+LOSS_NEEDLES = ["torch.clamp(margin - d, min=0).pow(2))", "expected one label per pair ("]
+
+
+@pytest.mark.slow
+def test_a_lessons_reference_is_nowhere_its_kernel_can_read(needs_sandbox, tmp_path):
+    """With lesson 4's copy of solutions in place, no file the kernel can read holds the reference loss (source or
+    compiled); the same search finds it in the real package (so it would find it anywhere)."""
+    import solutions
+
+    from autograder.grading.reference import write_hidden_copy
+
+    real = Path(solutions.__file__).parent
+    hidden = write_hidden_copy("04_contrastive_loss", real, tmp_path / "hidden")
+    (tmp_path / "run").mkdir()
+    control = subprocess.run([sys.executable, "-c", SEARCH, str(real), *LOSS_NEEDLES], capture_output=True, text=True,
+                             timeout=120)
+    assert str(real / "loss.py") in control.stdout, control.stdout + control.stderr
+    command = [*sandbox.bwrap_command(tmp_path / "work", tmp_path / "run", overlays={hidden: real}), sys.executable,
+               "-c", SEARCH, "/", *LOSS_NEEDLES]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]", result.stdout
+
+
 def test_nothing_a_sandboxed_program_starts_outlives_it(needs_sandbox, tmp_path):
     """A process started in a new session inside the sandbox ends when the sandboxed program ends."""
     (tmp_path / "run").mkdir()

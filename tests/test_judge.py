@@ -312,13 +312,25 @@ def test_the_rest_of_solutions_still_works(hidden_copies):
     ("import inspect\nfrom solutions import loss\nexec(inspect.getsource(loss))", ["solutions.loss.contrastive_loss",
                                                                                   "solutions.loss.ContrastiveLoss"]),
     ("from autograder.checks.loss import loop_loss", ["autograder.checks.loss.loop_loss"]),
+    ("from autograder.checks import loss\nloss.allowed_error(1, 2, 3, 4, 5)", ["autograder.checks.loss.allowed_error"]),
+    ("import autograder.checks.report as R\nR.fail = lambda *a, **k: None", []),  # tampering: the judge ignores it
     ("import torch.nn.functional as F\ndef contrastive_loss(a, b, y, margin=2.0):\n"
      "    '''As in solutions.loss.'''\n    return F.pairwise_distance(a, b).mean()", []),
     ("from solutions.train import set_seed", []),
     ("this is not python", []),
 ])
 def test_the_syntax_tree_shows_a_use_of_the_reference(source, found):
-    assert reference.static_uses(source, reference.exercises("04_contrastive_loss")) == found
+    assert reference.static_uses(source, reference.exercises("04_contrastive_loss"), reference.check_helpers()) == found
+
+
+def test_the_checks_expected_values_refuse_to_run_during_a_probe():
+    """A helper that computes expected values runs for the judge, never while the student's code may call it."""
+    out1, out2, label = torch.zeros(2, 3), torch.ones(2, 3), torch.tensor([0.0, 1.0])
+    assert loss_checks.loop_loss(out1, out2, label) == pytest.approx(1.5 + 0.5 * (2 - 3 ** 0.5) ** 2)
+    with transcript.running(transcript.Transcript(SEED)), pytest.raises(transcript.JudgeOnly) as refused:
+        loss_checks.loop_loss(out1, out2, label)
+    assert reference.runtime_uses(str(refused.value)) == ["autograder.checks.loss.loop_loss"]
+    assert "autograder.checks.loss.loop_loss" in reference.check_helpers()
 
 
 def test_a_use_is_described_for_the_notes():

@@ -170,6 +170,14 @@ def contrastive_loss(out1, out2, label, margin=2.0):
         if name.startswith("solu") and "contrastive_loss" in getattr(module, "__dict__", {}):
             return module.__dict__["contrastive_loss"](out1, out2, label, margin)
 ''', "solutions.loss.contrastive_loss"),
+    "d_checks_dynamic": ("""
+import importlib
+
+
+def contrastive_loss(out1, out2, label, margin=2.0):
+    helper = getattr(importlib.import_module("autogr" + "ader.checks.loss"), "loop" + "_loss")
+    return torch.tensor(helper(out1, out2, label, margin), dtype=out1.dtype)
+""", "autograder.checks.loss.loop_loss"),
     "d_checks": ('''
 from autograder.checks.loss import loop_loss
 

@@ -17,7 +17,7 @@ from torch import nn
 
 from .report import (check, close, copy_parameters_by_order, count_parameters, describe, fail, images,
                      max_error, parameter_shapes, passed, run_student, seed_parameters, type_name)
-from .transcript import generator_for, probing
+from .transcript import generator_for, judge_only, probing
 
 EXERCISE = "CNNBackbone (exercise 2.1)"
 NUM_PARAMETERS = 501_760
@@ -178,6 +178,7 @@ def check_backbone_layers(CNNBackbone: Any, hidden: bool = False) -> None:
 
 # ---------------------------------------------------------------- forward
 
+@judge_only
 def reference_forward(x: torch.Tensor, params: list[torch.Tensor], relu: tuple[bool, bool, bool] = (True, True, True),
                       pool: str = "max", activation: Any = F.relu) -> torch.Tensor:
     """The backbone as functional calls, with switches to reproduce common mistakes."""
@@ -190,6 +191,7 @@ def reference_forward(x: torch.Tensor, params: list[torch.Tensor], relu: tuple[b
     return x
 
 
+@judge_only
 def diagnose_forward(x: torch.Tensor, params: list[torch.Tensor], out: torch.Tensor) -> str | None:
     """Name the common mistake whose output matches ``out``, if any."""
     if bool((out < 0).any()):

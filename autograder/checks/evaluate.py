@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from .report import check, close, describe, fail, images, max_error, passed, run_student, to_float, type_name
-from .transcript import derive, generator_for, probing
+from .transcript import derive, generator_for, judge_only, probing
 
 EMBED_EXERCISE = "embed (exercise 6.1)"
 ACCURACY_EXERCISE = "verification_accuracy (exercise 6.2)"
@@ -113,12 +113,14 @@ def check_embed(embed: Any, hidden: bool = False) -> None:
 
 # ---------------------------------------------------------------- verification accuracy and threshold
 
+@judge_only
 def _accuracy(distances: torch.Tensor, labels: torch.Tensor, threshold: float) -> float:
     from solutions.evaluate import verification_accuracy
 
     return verification_accuracy(distances, labels, threshold)
 
 
+@judge_only
 def achievable(distances: torch.Tensor, labels: torch.Tensor) -> tuple[float, float]:
     """The best and the worst accuracy over all thresholds (brute force over every cut between distinct distances)."""
     values = torch.unique(distances.double())
@@ -218,6 +220,7 @@ def check_verification(verification_accuracy: Any, best_threshold: Any, hidden: 
 
 # ---------------------------------------------------------------- ROC AUC
 
+@judge_only
 def pairwise_auc(distances: torch.Tensor, labels: torch.Tensor) -> float:
     """P(d of a different pair > d of a same pair), ties counting 1/2, by comparing every pair of pairs."""
     d = distances.double().reshape(-1)

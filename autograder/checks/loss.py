@@ -15,12 +15,13 @@ from typing import Any
 import torch
 
 from .report import check, describe, fail, passed, run_student, tolerance, type_name
-from .transcript import derive, generator_for, probing
+from .transcript import generator_for, judge_only, probing
 
 EXERCISE = "contrastive_loss (exercise 4.1)"
 PAIRWISE_EPS = 1e-6  # F.pairwise_distance adds it to the difference
 
 
+@judge_only
 def loop_loss(out1: torch.Tensor, out2: torch.Tensor, label: torch.Tensor, margin: float = 2.0) -> float:
     """The contrastive loss computed by a plain Python loop over the pairs, in double precision."""
     a, b = out1.detach().double().tolist(), out2.detach().double().tolist()
@@ -32,6 +33,7 @@ def loop_loss(out1: torch.Tensor, out2: torch.Tensor, label: torch.Tensor, margi
     return total / len(a)
 
 
+@judge_only
 def _mistakes(out1: torch.Tensor, out2: torch.Tensor, label: torch.Tensor, margin: float) -> list[tuple[str, float]]:
     """What common mistakes would return on these inputs (float64)."""
     o1, o2 = out1.detach().double(), out2.detach().double()
@@ -62,6 +64,7 @@ def _mistakes(out1: torch.Tensor, out2: torch.Tensor, label: torch.Tensor, margi
     return [(message, float(value)) for message, value in mistakes]
 
 
+@judge_only
 def allowed_error(out1: torch.Tensor, out2: torch.Tensor, expected: float, margin: float, dtype: torch.dtype) -> float:
     """Tolerance: the dtype's rounding plus the effect of ``F.pairwise_distance``'s eps on d."""
     rtol, atol = tolerance(dtype)
@@ -103,6 +106,8 @@ def _check_value(loss_fn: Any, out1: torch.Tensor, out2: torch.Tensor, label: to
                  what: str) -> None:
     m = 2.0 if margin is None else margin
     value = _scalar(_call(loss_fn, out1, out2, label, margin), out1, out2, label, margin)
+    if probing():
+        return  # the expected value is the judge's to compute
     expected = loop_loss(out1, out2, label, m)
     allowed = allowed_error(out1, out2, expected, m, out1.dtype)
     if math.isfinite(value) and abs(value - expected) <= allowed:
@@ -196,6 +201,8 @@ def _check_shapes_case(loss_fn: Any, out1: torch.Tensor, out2: torch.Tensor, lab
         if not result.dtype.is_floating_point:
             fail("the loss is a floating-point tensor", input=where, expected="a float dtype", got=str(result.dtype))
         results.append(float(result.detach().double()))
+    if probing():
+        return
     expected = loop_loss(out1, out2, flat)
     allowed = allowed_error(out1, out2, expected, 2.0, out1.dtype)
     for name, value in zip(("[B]", "[B, 1]"), results):
@@ -234,6 +241,20 @@ def _backward(loss: torch.Tensor, out1: torch.Tensor, out2: torch.Tensor) -> tup
     return out1.grad, out2.grad
 
 
+def _check_margin_value(value: float, a: torch.Tensor, b: torch.Tensor, label: torch.Tensor, margin: float | None,
+                        dtype: torch.dtype) -> None:
+    m = 2.0 if margin is None else margin
+    expected = loop_loss(a, b, label, m)
+    allowed = allowed_error(a, b, expected, m, dtype)
+    if abs(value - expected) > allowed:
+        hint = None
+        wrong_margin = loop_loss(a, b, label, 2.0)
+        if margin is not None and abs(value - wrong_margin) <= allowed and abs(wrong_margin - expected) > allowed:
+            hint = f"the margin argument is ignored: use `margin`, not 2.0 (called with margin={m:g})"
+        fail(f"the loss honours the margin argument (margin={m:g})", input=_input_text(a, b, label, margin),
+             expected=f"{expected:.6g}", got=f"{value:.6g}", hint=hint)
+
+
 def _gradient_case(loss_fn: Any, generator: torch.Generator, batch: int, dim: int, margin: float | None,
                    dtype: torch.dtype = torch.float64) -> None:
     m = 2.0 if margin is None else margin
@@ -250,15 +271,8 @@ def _gradient_case(loss_fn: Any, generator: torch.Generator, batch: int, dim: in
     where = _input_text(a, b, label, margin)
     result = _call(loss_fn, a1, b1, label, margin)
     value = _scalar(result, a, b, label, margin)
-    expected = loop_loss(a, b, label, m)
-    allowed = allowed_error(a, b, expected, m, dtype)
-    if abs(value - expected) > allowed:
-        hint = None
-        wrong_margin = loop_loss(a, b, label, 2.0)
-        if margin is not None and abs(value - wrong_margin) <= allowed and abs(wrong_margin - expected) > allowed:
-            hint = f"the margin argument is ignored: use `margin`, not 2.0 (called with margin={m:g})"
-        fail(f"the loss honours the margin argument (margin={m:g})", input=where, expected=f"{expected:.6g}",
-             got=f"{value:.6g}", hint=hint)
+    if not probing():  # the expected value is the judge's to compute
+        _check_margin_value(value, a, b, label, margin, dtype)
     if not result.requires_grad:
         fail("the loss can be differentiated with respect to the embeddings", input=where,
              expected="a tensor with requires_grad=True", got="a tensor without gradient",

@@ -23,7 +23,7 @@ from torch import nn
 
 from .report import (check, close, copy_parameters_by_order, count_parameters, describe, fail, images,
                      max_error, parameter_shapes, passed, run_student, seed_parameters, type_name)
-from .transcript import generator_for, probing
+from .transcript import generator_for, judge_only, probing
 
 HEAD_EXERCISE = "EmbeddingHead (exercise 3.1)"
 NETWORK_EXERCISE = "SiameseNetwork (exercise 3.2)"
@@ -51,6 +51,7 @@ def _features(batch: int, generator: torch.Generator, dtype: torch.dtype = torch
 
 # ---------------------------------------------------------------- head
 
+@judge_only
 def _head_forward(x: torch.Tensor, params: list[torch.Tensor], relu1: bool = True, relu2: bool = True,
                   channels_last: bool = False) -> torch.Tensor:
     w1, b1, w2, b2 = params
@@ -284,12 +285,14 @@ def _expected_embeddings(net: nn.Module, SiameseNetwork: Any, x: torch.Tensor,
     return [reference.forward_ind(x)], "the reference's head(backbone(x)) with the same weights"
 
 
+@judge_only
 def _head_as_reference(head: nn.Module, dtype: torch.dtype, features: torch.Tensor) -> torch.Tensor:
     from solutions.model import EmbeddingHead as ReferenceHead
 
     return _as_reference(head, ReferenceHead, dtype)(features)
 
 
+@judge_only
 def _head_channels_last(head: nn.Module, dtype: torch.dtype, features: torch.Tensor) -> torch.Tensor:
     from solutions.model import EmbeddingHead as ReferenceHead
 

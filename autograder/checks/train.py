@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from .report import check, describe, fail, passed, run_student, type_name
-from .transcript import derive, generator_for, probing
+from .transcript import derive, generator_for, judge_only, probing
 
 DEVICE_EXERCISE = "get_device (exercise 5.1)"
 TRAIN_EXERCISE = "train_one_epoch (exercise 5.2)"
@@ -179,6 +179,7 @@ def _set_parameters(net: nn.Module, values: Any) -> None:
             p.copy_(v)
 
 
+@judge_only
 def _reference_loop(net: nn.Module, batches: list, optimizer: torch.optim.Optimizer, margin: float, log_every: int = 10,
                     mistake: str | None = None) -> list[float]:
     """The reference loop, or the same loop with one ``mistake`` (to name the student's)."""
@@ -243,6 +244,7 @@ def _history(result: Any, expected_length: int, log_every: int, steps: int, wher
     return result
 
 
+@judge_only
 def _first_loss(net: nn.Module, batches: list, margin: float) -> float:
     from solutions.loss import contrastive_loss
 
@@ -366,6 +368,7 @@ def separable_pairs(generator: torch.Generator, num_batches: int, batch_size: in
     return batches
 
 
+@judge_only
 def _mean_loss(net: nn.Module, batches: list, margin: float) -> float:
     from solutions.loss import contrastive_loss
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import functools
 import hashlib
 import math
 import os
@@ -143,6 +144,26 @@ def current() -> Transcript | None:
 def probing() -> bool:
     """True while a check records answers in the sandbox: the lesson's reference is not available then."""
     return _current is not None and not _current.replaying
+
+
+class JudgeOnly(RuntimeError):
+    """A helper that computes the checks' expected values was called while a probe ran the student's code."""
+
+
+def judge_only(func: Any) -> Any:
+    """Mark a helper that computes expected values (an answer, in effect): it refuses to run during a probe.
+
+    A probe runs the student's code, which could call it; the judge, and a self-check's judge, may.
+    """
+
+    @functools.wraps(func)
+    def guarded(*args: Any, **kwargs: Any) -> Any:
+        if probing():
+            raise JudgeOnly(f"uses the course's checks ({func.__module__}.{func.__qualname__}): the checks' expected "
+                            "values are not an answer")
+        return func(*args, **kwargs)
+
+    return guarded
 
 
 def grading_seed() -> int | None:

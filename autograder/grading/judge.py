@@ -114,21 +114,21 @@ def exercise_of_tests(source: nbformat.NotebookNode) -> dict[str, str]:
     return found
 
 
-def reference_uses(nb: nbformat.NotebookNode, lesson: str) -> dict[str, list[str]]:
-    """``{exercise: hidden reference objects it used}``, from the exercise cells' code and the notebook's outputs."""
-    hidden = reference.exercises(lesson)
+def reference_uses(nb: nbformat.NotebookNode, lesson: str, owners: dict[str, str]) -> dict[str, list[str]]:
+    """``{exercise: what of the reference (or the checks' expected values) it used}``, from the exercise cells'
+    code and from what the notebook's outputs say a stand-in or a guarded helper refused."""
+    hidden, helpers = reference.exercises(lesson), reference.check_helpers()
     used: dict[str, list[str]] = {}
-    texts = []
     for cell in nb.cells:
         grade_id = str(_meta(cell).get("grade_id", ""))
-        if grade_id.startswith("exercise_"):
-            exercise = grade_id.removeprefix("exercise_").replace("_", ".")
-            used.setdefault(exercise, []).extend(reference.static_uses(cell.source, hidden))
-        for output in cell.get("outputs", []):
-            texts += [str(output.get("evalue", "")), str(output.get("text", ""))]
-    for name in reference.runtime_uses("\n".join(texts)):
-        if name in hidden and name not in used.get(hidden[name], []):
-            used.setdefault(hidden[name], []).append(name)
+        own = grade_id.removeprefix("exercise_").replace("_", ".") if grade_id.startswith("exercise_") else None
+        if own:
+            used.setdefault(own, []).extend(reference.static_uses(cell.source, hidden, helpers))
+        text = "\n".join(str(o.get("evalue", "")) + str(o.get("text", "")) for o in cell.get("outputs", []))
+        for name in reference.runtime_uses(text):
+            exercise = hidden.get(name) or (own or owners.get(grade_id) if name in helpers else None)
+            if exercise and name not in used.get(exercise, []):
+                used.setdefault(exercise, []).append(name)
     return {exercise: names for exercise, names in used.items() if names}
 
 
@@ -142,8 +142,8 @@ def judge_notebook(executed: Path, source: nbformat.NotebookNode, lesson: str, s
 
     nb = nbformat.read(executed, as_version=4)
     originals = {_meta(c)["grade_id"]: c.source for c in source.cells if _meta(c).get("grade")}
-    uses = reference_uses(nb, lesson)  # before the test cells' outputs are replaced: they may show a stand-in
     owners = exercise_of_tests(source)
+    uses = reference_uses(nb, lesson, owners)  # before the test cells' outputs are replaced: they may show a stand-in
     for cell in nb.cells:
         grade_id = _meta(cell).get("grade_id")
         if cell.cell_type != "code" or not _meta(cell).get("grade") or grade_id not in originals:

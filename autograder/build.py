@@ -19,6 +19,7 @@ import ast
 import importlib
 import inspect
 import re
+import subprocess
 import sys
 import tempfile
 import textwrap
@@ -42,6 +43,7 @@ CHECK_MODULES: dict[str, str] = {
     "06_evaluation": "evaluate",
 }
 LESSONS: tuple[str, ...] = tuple(CHECK_MODULES)
+GPU_LESSONS = ("05_training_loop", "06_evaluation")  # the lessons that train; the others run well on a CPU
 
 BEGIN_SOLUTION, END_SOLUTION = "### BEGIN SOLUTION", "### END SOLUTION"
 BEGIN_HIDDEN, END_HIDDEN = "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"
@@ -68,6 +70,26 @@ def repository() -> str:
     """The GitHub ``owner/name`` configured in ``pyproject.toml`` (one line for a fork to change)."""
     with open(REPO_ROOT / "pyproject.toml", "rb") as f:
         return tomllib.load(f)["tool"]["siamese-course"]["repository"]
+
+
+def origin_repository(root: Path = REPO_ROOT) -> str | None:
+    """The GitHub ``owner/name`` of this checkout's ``origin`` remote, or ``None`` if it has none on GitHub."""
+    try:
+        url = subprocess.run(["git", "-C", str(root), "config", "--get", "remote.origin.url"], capture_output=True,
+                             text=True, timeout=30).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    match = re.search(r"github\.com[:/]([\w.-]+/[\w.-]+?)(?:\.git)?/?$", url)
+    return match.group(1) if match else None
+
+
+def repository_problem(configured: str, origin: str | None) -> str | None:
+    """Why the badges and setup cells point at the wrong repository, or ``None`` when they point at ``origin``."""
+    if origin is None or origin.lower() == configured.lower():
+        return None
+    return (f"the lessons' badges and setup cells install the course from {configured}, but this checkout's origin "
+            f"is {origin}: set `repository = \"{origin}\"` under [tool.siamese-course] in pyproject.toml, "
+            "run `make lessons`, and commit the notebooks")
 
 
 def parse_lesson(path: Path) -> list[Cell]:
@@ -144,31 +166,17 @@ def solution_source(obj: object) -> tuple[str, list[str]]:
 
 
 def setup_source() -> str:
-    """The lessons' setup cell: safe to re-run, installs only in Colab, does nothing while grading."""
+    """The lessons' setup cell: safe to re-run; installs the course where it is missing (Colab), else only reports."""
     return SETUP_TEMPLATE.replace("{REPOSITORY}", repository())
 
 
 SETUP_TEMPLATE = '''\
-# Setup: safe to run again. In Colab it installs the course package (torch & co. are already
-# there and are not reinstalled); on your own machine it only checks; while grading it does nothing.
-import importlib, os, subprocess, sys
-
-COURSE_REPOSITORY = "{REPOSITORY}"
-GRADING = bool(os.environ.get("NBGRADER_EXECUTION"))
-if "google.colab" in sys.modules and not GRADING and importlib.util.find_spec("solutions") is None:
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet",
-                    f"git+https://github.com/{COURSE_REPOSITORY}"], check=True)
-    importlib.invalidate_caches()
-if importlib.util.find_spec("solutions") is None:
-    raise ModuleNotFoundError("The course package is not installed. On your machine run "
-                              "`pip install -e .` in the course repository, then restart the kernel.")
-
-import torch
-from data_utils.lessons import quick_mode
-
-QUICK = quick_mode()  # grading or tests: small synthetic data and tiny runs
-print(f"torch {torch.__version__}, GPU: {torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'none'}"
-      + (", quick mode (synthetic data)" if QUICK else ""))'''
+# @title Setup: run this cell first (it is safe to run again) { display-mode: "form" }
+import importlib.util, subprocess, sys
+COURSE = "https://github.com/{REPOSITORY}"
+if importlib.util.find_spec("data_utils") is None and subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"git+{COURSE}"]).returncode:
+    raise RuntimeError(f"Could not install the course from {COURSE}: check that this runtime is online (Runtime > Restart session), then run this cell again.")
+importlib.invalidate_caches(); from data_utils.lessons import setup; QUICK = setup()'''
 
 
 # Every graded cell imports the checks afresh, so that nothing another cell did to the course's modules
@@ -189,6 +197,15 @@ sys.meta_path[:] = [f for f in sys.meta_path if getattr(f, "__module__", None) !
 from autograder.checks import {module} as checks
 
 """
+
+
+HAND_IN = """\
+## Hand in
+
+Run every cell once more from the top (*Runtime → Restart session and run all*), then *File →
+Download → Download .ipynb* and upload that file as your instructor asks. Keep its name (a
+"Copy of ..." prefix or a " (1)" suffix is fine), and keep the test cells as they are: the grader
+runs them again with hidden cases."""
 
 
 def badge_markdown(lesson: str) -> str:
@@ -222,7 +239,7 @@ def build_source(lesson: str) -> Lesson:
     nb.metadata = {
         "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
         "language_info": {"name": "python"},
-        "accelerator": "GPU",  # Colab opens the lesson on a GPU runtime when one is free
+        **({"accelerator": "GPU"} if lesson in GPU_LESSONS else {}),  # Colab then opens it on a GPU runtime
         "colab": {"provenance": []},
     }
     nb.cells.append(nbformat.v4.new_markdown_cell(badge_markdown(lesson)))
@@ -263,8 +280,11 @@ def build_source(lesson: str) -> Lesson:
             stubs[grade_id] = messages
         elif cell.kind == "check":
             grade_id, points = cell.args[0], int(cell.args[1])
-            body = CHECK_PREAMBLE.format(module=CHECK_MODULES[lesson]) + cell.body
+            # The preamble runs while grading only: nbgrader restores it from this source; students see the check alone.
+            preamble = CHECK_PREAMBLE.format(module=CHECK_MODULES[lesson]).strip("\n")
+            body = f"{BEGIN_HIDDEN}\n{preamble}\n{END_HIDDEN}\n{cell.body}"
             add_code(body, grade_id=grade_id, grade=True, locked=True, points=points)
+    nb.cells.append(nbformat.v4.new_markdown_cell(HAND_IN))
     for index, cell in enumerate(nb.cells):
         cell.id = f"{lesson[:2]}-{index:03d}"  # stable ids: a rebuild changes nothing that did not change
     return Lesson(lesson, nb, stubs)
@@ -369,8 +389,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--solved", metavar="DIR", help="also write the solved notebooks into DIR")
     parser.add_argument("--execute", action="store_true",
                         help="with --solved: run each solved notebook in quick mode and save its outputs")
+    parser.add_argument("--check-repository", action="store_true",
+                        help="exit 1 if the badges and setup cells point at another GitHub repository than origin")
     parser.add_argument("lessons", nargs="*", help=f"lesson names (default: all of {', '.join(LESSONS)})")
     args = parser.parse_args(argv)
+    if args.check_repository:
+        origin = origin_repository()
+        problem = repository_problem(repository(), origin)
+        print(problem or f"the lessons install the course from {repository()}"
+              + ("" if origin else " (this checkout has no GitHub origin to compare with)"),
+              file=sys.stderr if problem else sys.stdout)
+        return 1 if problem else 0
     unknown = [name for name in args.lessons if name not in LESSONS]
     if unknown:
         parser.error(f"unknown lesson(s) {unknown}; choose from {list(LESSONS)}")

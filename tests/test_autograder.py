@@ -996,7 +996,10 @@ def _loop(net, loader, optimizer, device, margin=2.0, log_every=10, *, mistake=N
         net.train()
     history = []
     for step, (img1, img2, label) in enumerate(loader):
-        img1, img2, label = img1.to(device), img2.to(device), label.to(device)
+        if mistake == "label_not_moved":
+            img1, img2 = img1.to(device), img2.to(device)
+        elif mistake != "not_moved":
+            img1, img2, label = img1.to(device), img2.to(device), label.to(device)
         out1, out2 = net(img1, img2)
         loss = ref_loss.contrastive_loss(out1, out2, label, 2.0 if mistake == "margin" else margin)
         if mistake == "step_before_backward":
@@ -1077,6 +1080,9 @@ def test_other_correct_training_loops_pass(train, check, capsys):
     (train_checks.check_train_step, "step_before_backward", "step() before loss.backward()"),
     (train_checks.check_train_step, "margin", "the margin argument is ignored"),
     (train_checks.check_train_step, "no_train", "net.train() is missing"),
+    (train_checks.check_train_step, "not_moved", "move every tensor to the same device (.to(device))"),
+    (train_checks.check_train_step, "label_not_moved", "move every tensor to the same device"),
+    (train_checks.check_train_history, "not_moved", "never moved to the training device"),
     (train_checks.check_train_learns, "no_step", "optimizer.step()"),
     (train_checks.check_train_history, "every_step", "logged every step"),
     (train_checks.check_train_history, "tensor", "append loss.item(), not the tensor"),
@@ -1090,8 +1096,8 @@ def test_training_zero_grad_between_backward_and_step_fails():
         net.train()
         history = []
         for step, (img1, img2, label) in enumerate(loader):
-            out1, out2 = net(img1, img2)
-            loss = ref_loss.contrastive_loss(out1, out2, label, margin)
+            out1, out2 = net(img1.to(device), img2.to(device))
+            loss = ref_loss.contrastive_loss(out1, out2, label.to(device), margin)
             loss.backward()
             optimizer.zero_grad()
             optimizer.step()

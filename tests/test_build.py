@@ -102,3 +102,54 @@ def test_badges_point_at_the_configured_repository(fresh_notebooks):
     for name, text in fresh_notebooks.items():
         first = json.loads(text)["cells"][0]
         assert f"github/{build.repository()}/blob/main/lessons/{name}.ipynb" in "".join(first["source"])
+
+
+def code_lines(cell) -> list[str]:
+    """The lines of a cell's source that hold code (not blank)."""
+    return [line for line in "".join(cell["source"]).splitlines() if line.strip()]
+
+
+def test_a_student_sees_one_line_per_test_cell_and_a_short_setup(fresh_notebooks):
+    """Grading's plumbing lives in the hidden part of each test cell: the student's cell is the check alone
+    (at most two lines of the .ipynb source); the setup cell is at most six."""
+    for name, text in fresh_notebooks.items():
+        for cell in json.loads(text)["cells"]:
+            meta = cell.get("metadata", {}).get("nbgrader", {})
+            if meta.get("grade"):
+                assert len(code_lines(cell)) <= 2, (name, meta["grade_id"], code_lines(cell))
+            if meta.get("grade_id") == "setup":
+                assert len(code_lines(cell)) <= 6, (name, code_lines(cell))
+                assert code_lines(cell)[0].startswith("# @title"), "Colab shows the setup cell as a form"
+
+
+def test_the_instructors_test_cells_keep_the_grading_preamble():
+    """nbgrader restores the hidden preamble when it grades: it is in the source notebook, above the check."""
+    lesson = build.build_source("04_contrastive_loss")
+    cell = next(c for c in lesson.source.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "loss_values")
+    assert cell.source.startswith(build.BEGIN_HIDDEN + "\n") and "sys.meta_path" in cell.source
+    assert cell.source.count(build.BEGIN_HIDDEN) == 2
+
+
+def test_only_the_training_lessons_ask_colab_for_a_gpu(fresh_notebooks):
+    for name, text in fresh_notebooks.items():
+        assert (json.loads(text)["metadata"].get("accelerator") == "GPU") == (name in build.GPU_LESSONS), name
+
+
+@pytest.mark.parametrize("origin, problem", [
+    ("https://github.com/siamese-course/siamese-course.git", False),
+    ("git@github.com:Some-Teacher/siamese-fork.git", True),
+    (None, False),
+])
+def test_check_repository_says_when_the_badges_point_elsewhere(tmp_path, origin, problem):
+    """``--check-repository`` compares the configured repository with the checkout's GitHub origin."""
+    import subprocess
+
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    if origin:
+        subprocess.run(["git", "-C", str(tmp_path), "remote", "add", "origin", origin], check=True)
+    found = build.origin_repository(tmp_path)
+    assert found == (None if origin is None else origin.split("github.com")[1][1:].removesuffix(".git"))
+    message = build.repository_problem("siamese-course/siamese-course", found)
+    assert (message is not None) == problem
+    if problem:
+        assert 'repository = "Some-Teacher/siamese-fork"' in message and "make lessons" in message

@@ -70,3 +70,61 @@ def test_student_lesson_first_error_is_an_exercise(lesson, tmp_path):
     assert "NotImplementedError" in text or "Exercise" in text or "unfinished" in text, text
     ran = [c for c in nb.cells[:first_exercise] if c.cell_type == "code"]
     assert all(c.get("execution_count") for c in ran), "a cell before the first exercise did not run"
+
+
+@pytest.mark.slow
+def test_a_failed_check_shows_the_fail_block_alone(sources, tmp_path):
+    """A typical bug (the margin argument ignored): the test cell shows the [FAIL] block, no traceback through the
+    course's own files."""
+    from nbclient import NotebookClient
+
+    from autograder.grading.course import put_environment_on_path
+
+    nb = build.solved_notebook(sources["04_contrastive_loss"].source)
+    exercise = next(c for c in nb.cells if nbgrader_meta(c).get("grade_id") == "exercise_4_1")
+    assert exercise.source.count("torch.clamp(margin - d") == 1
+    exercise.source = exercise.source.replace("torch.clamp(margin - d", "torch.clamp(2.0 - d")
+    put_environment_on_path()
+    NotebookClient(nb, timeout=120, kernel_name="python3", allow_errors=True,
+                   resources={"metadata": {"path": str(tmp_path)}}).execute()
+    cell = next(c for c in nb.cells if nbgrader_meta(c).get("grade_id") == "loss_gradients")
+    (error,) = errors(cell)
+    shown = "\n".join(error.traceback)
+    assert error.traceback[0].startswith("[FAIL] the loss honours the margin argument"), shown
+    for part in ("  input:", "  expected:", "  got:", "  likely mistake: the margin argument is ignored"):
+        assert part in shown, shown
+    assert "Traceback" not in shown and "autograder/" not in shown and ".py" not in shown, shown
+
+
+def solved(lesson: str, sources) -> nbformat.NotebookNode:
+    """The solved notebook of ``lesson``."""
+    return build.solved_notebook(sources[lesson].source)
+
+
+@pytest.mark.slow
+def test_lesson_6_evaluates_the_network_lesson_5_saved(sources, tmp_path, monkeypatch):
+    """Lessons 5 and 6 run as Colab runs them: separate kernels and folders, the network handed over on "Drive"."""
+    from data_utils.lessons import DRIVE_ENV_VAR, file_digest
+
+    drive = tmp_path / "drive"
+    monkeypatch.setenv(DRIVE_ENV_VAR, str(drive))
+    (tmp_path / "five").mkdir()
+    (tmp_path / "six").mkdir()
+    build.execute_notebook(solved("05_training_loop", sources), cwd=tmp_path / "five")
+    saved = drive / "siamese.pt"
+    assert saved.is_file() and not (tmp_path / "five" / "siamese.pt").exists()
+    six = build.execute_notebook(solved("06_evaluation", sources), cwd=tmp_path / "six")
+    said = "\n".join(stdout(c) for c in six.cells if c.cell_type == "code")
+    assert f"evaluating YOUR network: the weights lesson 5 saved in {saved} (sha256 {file_digest(saved)})" in said, said
+
+
+@pytest.mark.slow
+def test_lesson_6_says_when_it_finds_no_network(sources, tmp_path, monkeypatch):
+    """Without lesson 5's file, lesson 6 says so and says which network it evaluates instead."""
+    from data_utils.lessons import DRIVE_ENV_VAR
+
+    monkeypatch.setenv(DRIVE_ENV_VAR, str(tmp_path / "empty-drive"))
+    six = build.execute_notebook(solved("06_evaluation", sources), cwd=tmp_path)
+    said = "\n".join(stdout(c) for c in six.cells if c.cell_type == "code")
+    assert f"no trained network found at {tmp_path / 'empty-drive' / 'siamese.pt'}" in said, said
+    assert "the figures below are not your network's" in said

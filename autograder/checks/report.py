@@ -49,6 +49,10 @@ F = TypeVar("F", bound=Callable[..., Any])
 class CheckFailure(AssertionError):
     """A check failed: the message names the property, the input, the expected and the actual result."""
 
+    def _render_traceback_(self) -> list[str]:
+        """What IPython shows for it in a notebook: the ``[FAIL]`` block alone, not the checks' own traceback."""
+        return str(self).splitlines()
+
 
 class CheckTimeout(BaseException):
     """Raised by the time limit inside student code; a ``BaseException`` so that ``except Exception`` cannot swallow it."""

@@ -142,10 +142,64 @@ def _new_net(seed: int, batch_norm: bool = False, hidden: int = 16, embedding_di
         return TinySiamese(hidden, embedding_dim, batch_norm)
 
 
+class NotOnDevice(torch.Tensor):
+    """A batch tensor as a loader hands it out: not yet on the training device.
+
+    On a CPU-only machine a loop that forgets ``.to(device)`` runs exactly like a correct one; with these,
+    it fails as it would on a GPU. Alone, such a tensor can be reshaped or converted (the results stay
+    "not on the device"); ``.to(device)`` (or any call given a ``device``) returns a plain tensor; meeting
+    a plain tensor (the network's weights, say) raises PyTorch's own device error.
+    """
+
+    @classmethod
+    def __torch_function__(cls, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
+        kwargs = kwargs or {}
+        flat = [*args, *kwargs.values()]
+        moving = "device" in kwargs or (func in (torch.Tensor.to, torch.Tensor.cuda) and any(
+            isinstance(a, (torch.device, str, int)) or (isinstance(a, torch.Tensor) and not isinstance(a, cls))
+            for a in flat[1:]))
+        mixed = any(isinstance(a, torch.Tensor) and not isinstance(a, cls) and a.dim() > 0 for a in _tensors(flat))
+        if mixed and not moving:
+            raise RuntimeError("Expected all tensors to be on the same device, but a batch from the loader was "
+                               "never moved to the training device")
+        with torch._C.DisableTorchFunctionSubclass():
+            result = func(*args, **kwargs)
+        return _plain(result) if moving else _keep_off_device(result, cls)
+
+
+def _tensors(values: list) -> list[torch.Tensor]:
+    found = []
+    for value in values:
+        if isinstance(value, torch.Tensor):
+            found.append(value)
+        elif isinstance(value, (list, tuple)):
+            found += _tensors(list(value))
+    return found
+
+
+def _plain(result: Any) -> Any:
+    if isinstance(result, torch.Tensor):
+        return result.as_subclass(torch.Tensor)
+    return type(result)(_plain(r) for r in result) if isinstance(result, (list, tuple)) else result
+
+
+def _keep_off_device(result: Any, cls: type) -> Any:
+    if isinstance(result, torch.Tensor) and not isinstance(result, cls):
+        return result.as_subclass(cls)
+    if isinstance(result, (list, tuple)):
+        return type(result)(_keep_off_device(r, cls) for r in result)
+    return result
+
+
+def off_device(batches: list) -> list:
+    """``batches`` as a loader on another device hands them out (see ``NotOnDevice``)."""
+    return [tuple(t.as_subclass(NotOnDevice) for t in batch) for batch in batches]
+
+
 def _trained(train_one_epoch: Any, net: nn.Module, batches: list, optimizer: torch.optim.Optimizer,
              kwargs: dict[str, Any], keep_parameters: bool) -> tuple[Any, list[torch.Tensor] | None]:
     """The student's epoch on ``net``, and (if asked) the parameters it left: the judge needs them as an answer."""
-    result = train_one_epoch(net, batches, optimizer, CPU, **kwargs)
+    result = train_one_epoch(net, off_device(batches), optimizer, CPU, **kwargs)
     return result, [p.detach().clone() for p in net.parameters()] if keep_parameters else None
 
 

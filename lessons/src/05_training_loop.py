@@ -204,7 +204,6 @@ from solutions.train import set_seed
 lr = 1e-5
 batch_size = 64
 log_every = 10
-CHECKPOINT_PATH = "siamese.pt"
 
 train_set = course_dataset(train=True)
 if QUICK:
@@ -261,17 +260,21 @@ plt.show()
 # ## 7. Saving the weights
 #
 # `net.state_dict()` is a dictionary of all the weights; `torch.save` writes it to a file, and
-# lesson 6 loads it back into a fresh `SiameseNetwork` to evaluate it. In Colab, files in the current
-# folder disappear when the runtime is recycled: download `siamese.pt` (folder icon on the left) if you
-# want to keep it, or run lesson 6 in the same session. (The tiny graded runs save nothing; lesson 6
-# trains its own network when it finds no file.)
+# lesson 6 loads it back into a fresh `SiameseNetwork` to evaluate it. In Colab every notebook runs
+# in a runtime of its own, and its files vanish with it: so the cell below saves the weights to your
+# Google Drive (`MyDrive/siamese-course/siamese.pt`; Colab asks once for permission), where lesson 6
+# finds them. On your own machine the file is `siamese.pt` in the lessons' folder. (While the
+# notebook is graded nothing is saved.)
 
 # %%
-if QUICK:
-    print(f"QUICK run: not saving {CHECKPOINT_PATH}.")
+from data_utils.lessons import checkpoint_path, file_digest, grading
+
+if grading():
+    print("grading: the weights are not saved")
 else:
+    CHECKPOINT_PATH = checkpoint_path()
     torch.save(net.state_dict(), CHECKPOINT_PATH)
-    print(f"saved the trained weights to {os.path.abspath(CHECKPOINT_PATH)}")
+    print(f"saved the trained weights to {CHECKPOINT_PATH} (sha256 {file_digest(CHECKPOINT_PATH)})")
 
 # %% [markdown]
 # ## 8. Optional: going faster

@@ -17,13 +17,11 @@
 # %% [setup]
 
 # %%
-import os
-
 import matplotlib.pyplot as plt
 import torch
 from torch import nn
 
-from data_utils.lessons import course_dataset
+from data_utils.lessons import checkpoint_path, course_dataset, file_digest
 from solutions.evaluate import make_balanced_pairs, nearest_neighbour_accuracy, pair_distances, similarity
 from solutions.model import SiameseNetwork
 from solutions.plots import plot_embeddings, plot_similarity_pairs
@@ -37,30 +35,36 @@ print(f"device {device}; {len(train_set):,} training and {len(test_set):,} test 
 # %% [markdown]
 # ## 1. The trained network
 #
-# Lesson 5 saved its trained weights to `siamese.pt`. If that file is here (same Colab session, or
-# uploaded), the next cell loads it into a fresh `SiameseNetwork`. If not, it trains one now with the
-# reference's fast training loop: 5 epochs on a GPU (a minute or two), 1 epoch on 6,000 images on a CPU
-# (a few minutes), a tiny run while the notebook is graded or tested.
+# Lesson 5 saved its trained weights: in Colab to your Google Drive (`MyDrive/siamese-course/siamese.pt`;
+# Colab asks once for permission to read it), elsewhere to `siamese.pt` in the lessons' folder. The next
+# cell loads them into a fresh `SiameseNetwork` and says so, with the file's fingerprint (the one lesson 5
+# printed). If there is no such file, it says that too, and trains a network now with the reference's
+# fast training loop, so that the rest of the lesson runs: 5 epochs on a GPU (a minute or two), 1 epoch
+# on 6,000 images on a CPU (a few minutes), a tiny run while the notebook is graded. The figures are then
+# those of that network, not yours.
 
 # %%
-CHECKPOINT_PATH = "siamese.pt"
+CHECKPOINT_PATH = checkpoint_path()
 set_seed(0)
 net = SiameseNetwork().to(device)
 
-if not QUICK and os.path.exists(CHECKPOINT_PATH):
+if CHECKPOINT_PATH.exists():
     net.load_state_dict(torch.load(CHECKPOINT_PATH, map_location=device, weights_only=True))
-    print(f"loaded the weights trained in lesson 5 from {CHECKPOINT_PATH}")
+    print(f"evaluating YOUR network: the weights lesson 5 saved in {CHECKPOINT_PATH} "
+          f"(sha256 {file_digest(CHECKPOINT_PATH)})")
 else:
+    print(f"no trained network found at {CHECKPOINT_PATH} (lesson 5 saves it there at its end). Evaluating a "
+          "network trained now with the reference's loop instead: the figures below are not your network's.")
     if QUICK:
         num_epochs, num_images = 1, min(len(train_set), 256)
         print(f"QUICK run (grading or testing): training {num_epochs} epoch on {num_images} synthetic images.")
     elif device.type != "cpu":
         num_epochs, num_images = 5, len(train_set)
-        print(f"no {CHECKPOINT_PATH}: training {num_epochs} epochs on {device} now.")
+        print(f"training {num_epochs} epochs on {device} now.")
     else:
         num_epochs, num_images = 1, min(len(train_set), 6_000)
-        print(f"no {CHECKPOINT_PATH} and no GPU: a SHORTENED run of {num_epochs} epoch on {num_images:,} images "
-              "(a few minutes); the results will be below the reference's.")
+        print(f"no GPU: a SHORTENED run of {num_epochs} epoch on {num_images:,} images (a few minutes); "
+              "the results will be below the reference's.")
     loader = TensorPairLoader(train_set.data[:num_images], torch.as_tensor(train_set.targets)[:num_images],
                               batch_size=64, device=device, seed=0, channels_last=False)
     optimizer = torch.optim.Adam(net.parameters(), lr=1e-5)

@@ -67,3 +67,22 @@ def read_grades(path):
 
     with open(path, newline="", encoding="utf-8") as f:
         return {row["student"]: row for row in csv.DictReader(f)}
+
+
+def failed_checks(checks, *args) -> dict:
+    """Run every check (visible, then hidden cases) on ``args``: ``{check name: first line and hint}`` of those that fail."""
+    import contextlib
+    import io
+
+    from autograder.checks.report import CheckFailure
+
+    failed = {}
+    for check in checks:
+        for hidden in (False, True):
+            try:
+                with contextlib.redirect_stdout(io.StringIO()):
+                    check(*args, hidden=hidden)
+            except CheckFailure as error:
+                failed[check.__name__.removeprefix("check_")] = str(error)
+                break
+    return failed

@@ -27,6 +27,7 @@ from autograder.checks import report, transcript
 from autograder.checks import train as train_checks
 from autograder.checks.report import CheckFailure
 from solutions import backbone as ref_backbone
+from helpers import failed_checks
 from solutions import data as ref_data
 from solutions import evaluate as ref_evaluate
 from solutions import loss as ref_loss
@@ -34,6 +35,10 @@ from solutions import model as ref_model
 from solutions import train as ref_train
 
 # ---------------------------------------------------------------- every check, with the reference
+
+LOSS_CHECKS = [loss_checks.check_loss_similar_pairs, loss_checks.check_loss_hinge, loss_checks.check_loss_beyond_margin,
+               loss_checks.check_loss_margin_argument, loss_checks.check_loss_label_shapes,
+               loss_checks.check_loss_label_count, loss_checks.check_loss_gradients]
 
 REFERENCE_CASES = [
     (data_checks.check_pair_items, (ref_data.SiameseDataset,)),
@@ -45,9 +50,7 @@ REFERENCE_CASES = [
     (model_checks.check_head, (ref_model.EmbeddingHead,)),
     (model_checks.check_siamese_network, (ref_model.SiameseNetwork,)),
     (model_checks.check_shared_weights, (ref_model.SiameseNetwork,)),
-    (loss_checks.check_loss_values, (ref_loss.contrastive_loss,)),
-    (loss_checks.check_loss_label_shapes, (ref_loss.contrastive_loss,)),
-    (loss_checks.check_loss_gradients, (ref_loss.contrastive_loss,)),
+    *[(loss_check, (ref_loss.contrastive_loss,)) for loss_check in LOSS_CHECKS],
     (train_checks.check_get_device, (ref_train.get_device,)),
     (train_checks.check_train_history, (ref_train.train_one_epoch,)),
     (train_checks.check_train_step, (ref_train.train_one_epoch,)),
@@ -127,7 +130,7 @@ def noisy_loss(out1, out2, label, margin=2.0):
 
 
 def test_nothing_reaches_stderr_even_from_student_code(capsys):
-    loss_checks.check_loss_values(noisy_loss, hidden=True)
+    loss_checks.check_loss_similar_pairs(noisy_loss, hidden=True)
     out, err = capsys.readouterr()
     assert "[PASS]" in out
     assert err == ""
@@ -135,7 +138,7 @@ def test_nothing_reaches_stderr_even_from_student_code(capsys):
 
 def test_a_failing_check_writes_nothing_to_stderr(capsys):
     with pytest.raises(CheckFailure):
-        loss_checks.check_loss_values(lambda a, b, y, margin=2.0: noisy_loss(a, b, y, margin) * 2)
+        loss_checks.check_loss_similar_pairs(lambda a, b, y, margin=2.0: noisy_loss(a, b, y, margin) * 2)
     out, err = capsys.readouterr()
     assert err == "" and "[PASS]" not in out
 
@@ -181,7 +184,7 @@ def test_student_exception_is_reported_and_chained():
         return out1 @ out2  # shapes do not fit
 
     with pytest.raises(CheckFailure) as info:
-        loss_checks.check_loss_values(broken)
+        loss_checks.check_loss_similar_pairs(broken)
     assert "raised RuntimeError" in str(info.value)
     assert isinstance(info.value.__cause__, RuntimeError)
 
@@ -790,20 +793,41 @@ SKIPS_HEAD_RELU = network_source("self.head.layers[:-1](self.backbone(x))")
 
 @pytest.mark.parametrize("head_source", [None, "no_final_relu"], ids=["correct_head", "head_without_final_relu"])
 @pytest.mark.parametrize("source, match", [
-    (NORMALISED_EMBEDDINGS, "with your backbone and your head"),
-    (BACKBONE_WITHOUT_LAST_RELU, "with the reference backbone and your head"),
+    (NORMALISED_EMBEDDINGS, "the checks' stand-in head"),
+    (BACKBONE_WITHOUT_LAST_RELU, "on the reference backbone's features"),
 ], ids=["normalised_embeddings", "inline_backbone_without_last_relu"])
-def test_network_bugs_fail_against_the_students_own_parts(head_source, source, match):
-    """The network is compared with its own head, right or wrong; a part it builds itself, with the reference."""
+def test_network_bugs_fail_against_the_stand_in_head(head_source, source, match):
+    """The network is built around the checks' stand-in head, so the student's head, right or wrong, plays no part."""
     EmbeddingHead, SiameseNetwork = lesson_03_classes(head_without_final_relu() if head_source else None, source)
     message = _fails(model_checks.check_siamese_network, SiameseNetwork, match="forward_ind(x) is head(backbone(x))")
     assert match in message, message
 
 
-def test_network_skipping_the_heads_last_relu_fails():
+def test_a_network_that_reaches_into_its_head_is_told_to_call_it():
     EmbeddingHead, SiameseNetwork = lesson_03_classes(network_source=SKIPS_HEAD_RELU)
     model_checks.check_head(EmbeddingHead, hidden=True)
-    _fails(model_checks.check_siamese_network, SiameseNetwork, match="forgot the last ReLU")
+    _fails(model_checks.check_siamese_network, SiameseNetwork, match="use the head only by calling it")
+
+
+def head_with_embedding_size(size: int) -> str:
+    """The reference head's code with its embedding size fixed at ``size`` (``embedding_dim`` ignored)."""
+    source = inspect.getsource(ref_model.EmbeddingHead)
+    assert source.count("nn.Linear(1024, embedding_dim)") == 1, source
+    return source.replace("nn.Linear(1024, embedding_dim)", f"nn.Linear(1024, {size})")
+
+
+def test_a_wrong_embedding_size_costs_only_the_head_exercise():
+    EmbeddingHead, SiameseNetwork = lesson_03_classes(head_with_embedding_size(128))
+    assert set(failed_checks([model_checks.check_head], EmbeddingHead)) == {"head"}
+    assert failed_checks([model_checks.check_siamese_network, model_checks.check_shared_weights], SiameseNetwork) == {}
+
+
+def test_the_stand_in_head_is_taken_away_again():
+    """Building the network swaps the name EmbeddingHead in the notebook's namespace for a moment only."""
+    EmbeddingHead, SiameseNetwork = lesson_03_classes()
+    model_checks.check_siamese_network(SiameseNetwork)
+    assert SiameseNetwork.__init__.__globals__["EmbeddingHead"] is EmbeddingHead
+    assert ref_model.SiameseNetwork().head.__class__ is ref_model.EmbeddingHead
 
 
 def test_separate_networks_with_the_right_count_are_caught():
@@ -819,6 +843,8 @@ def test_separate_networks_with_the_right_count_are_caught():
 # ---------------------------------------------------------------- lesson 04: contrastive_loss
 
 def loss_norm_relu(out1, out2, label, margin=2.0):
+    if label.numel() != len(out1):
+        raise ValueError("one label per pair")
     d = torch.norm(out1 - out2, dim=1)
     y = label.view(-1)
     return ((1 - y) * d ** 2 + y * F.relu(margin - d) ** 2).mean()
@@ -827,18 +853,28 @@ def loss_norm_relu(out1, out2, label, margin=2.0):
 def loss_manual_sqrt(out1, out2, label, margin=2.0):
     d = (out1 - out2).pow(2).sum(1).sqrt()
     y = label.reshape(-1).to(out1.dtype)
+    if y.shape != d.shape:
+        raise ValueError(f"label {tuple(label.shape)} for {len(d)} pairs")
     hinge = torch.maximum(margin - d, torch.zeros_like(d))
     return torch.mean((1 - y) * d.pow(2) + y * hinge.pow(2))
 
 
 def loss_original(out1, out2, label, margin=2.0):
     """The original's keepdim distance [B, 1], with the label brought to [B, 1]."""
+    if label.numel() != out1.size(0):
+        raise ValueError("expected one label per pair")
     d = F.pairwise_distance(out1, out2, keepdim=True)
     y = label.view(-1, 1)
     return torch.mean((1 - y) * torch.pow(d, 2) + y * torch.pow(torch.clamp(margin - d, min=0.0), 2))
 
 
+class LabelCountError(ValueError):
+    """A student's own error class: still a ValueError."""
+
+
 def loss_cdist(out1, out2, label, margin=2.0):
+    if label.flatten().shape[0] != out1.shape[0]:
+        raise LabelCountError("one label per pair, please")
     d = torch.cdist(out1, out2).diagonal()
     y = label.flatten().float()
     per_pair = torch.where(y == 0, d ** 2, torch.clamp(margin - d, min=0) ** 2)
@@ -848,11 +884,12 @@ def loss_cdist(out1, out2, label, margin=2.0):
 def loss_linalg(out1, out2, label, margin=2.0):
     d = torch.linalg.vector_norm(out1 - out2, dim=-1)
     y = label.squeeze(-1) if label.dim() == 2 else label
+    if y.shape != d.shape:
+        raise ValueError("label and distances differ in shape")
     return torch.mean((1 - y) * d.square() + y * (margin - d).clamp_min(0).square())
 
 
 CORRECT_LOSSES = [loss_norm_relu, loss_manual_sqrt, loss_original, loss_cdist, loss_linalg]
-LOSS_CHECKS = [loss_checks.check_loss_values, loss_checks.check_loss_label_shapes, loss_checks.check_loss_gradients]
 
 
 @pytest.mark.parametrize("loss", CORRECT_LOSSES, ids=lambda f: f.__name__)
@@ -862,37 +899,40 @@ def test_other_correct_losses_pass(loss, check):
     check(loss, hidden=True)
 
 
-def _d(out1, out2):
+def _d(out1, out2, label):
+    """The distances of a loss that is correct but for one bug (it checks the label count as the spec asks)."""
+    if label.numel() != out1.shape[0]:
+        raise ValueError("one label per pair")
     return F.pairwise_distance(out1, out2)
 
 
 def loss_inverted(out1, out2, label, margin=2.0):
-    d, y = _d(out1, out2), label.view(-1)
+    d, y = _d(out1, out2, label), label.view(-1)
     return (y * d ** 2 + (1 - y) * torch.clamp(margin - d, min=0) ** 2).mean()
 
 
 def loss_margin_not_squared(out1, out2, label, margin=2.0):
-    d, y = _d(out1, out2), label.view(-1)
+    d, y = _d(out1, out2, label), label.view(-1)
     return ((1 - y) * d ** 2 + y * torch.clamp(margin - d, min=0)).mean()
 
 
 def loss_no_squares(out1, out2, label, margin=2.0):
-    d, y = _d(out1, out2), label.view(-1)
+    d, y = _d(out1, out2, label), label.view(-1)
     return ((1 - y) * d + y * torch.clamp(margin - d, min=0)).mean()
 
 
 def loss_sum(out1, out2, label, margin=2.0):
-    d, y = _d(out1, out2), label.view(-1)
+    d, y = _d(out1, out2, label), label.view(-1)
     return ((1 - y) * d ** 2 + y * torch.clamp(margin - d, min=0) ** 2).sum()
 
 
 def loss_broadcast(out1, out2, label, margin=2.0):
-    d = _d(out1, out2)  # [B], label [B, 1] → [B, B]
+    d = _d(out1, out2, label)  # [B], label [B, 1] → [B, B]
     return torch.mean((1 - label) * d ** 2 + label * torch.clamp(margin - d, min=0) ** 2)
 
 
 def loss_squared_hinge(out1, out2, label, margin=2.0):
-    d2, y = (out1 - out2).pow(2).sum(1), label.view(-1)
+    d2, y = _d(out1, out2, label).pow(2), label.view(-1)
     return ((1 - y) * d2 + y * torch.clamp(margin - d2, min=0) ** 2).mean()
 
 
@@ -913,30 +953,60 @@ def loss_half(out1, out2, label, margin=2.0):
 
 
 def loss_keepdim_mean(out1, out2, label, margin=2.0):
-    d, y = F.pairwise_distance(out1, out2, keepdim=True), label.view(-1, 1)
+    d, y = _d(out1, out2, label)[:, None], label.view(-1, 1)
     return torch.mean((1 - y) * d ** 2 + y * torch.clamp(margin - d, min=0) ** 2, dim=0)  # shape [1]
 
 
-@pytest.mark.parametrize("check, loss, match", [
-    (loss_checks.check_loss_values, loss_inverted, "labels are inverted: 1 should mean different"),
-    (loss_checks.check_loss_values, loss_margin_not_squared, "margin term not squared"),
-    (loss_checks.check_loss_values, loss_no_squares, "missing square"),
-    (loss_checks.check_loss_values, loss_sum, "sum instead of mean"),
-    (loss_checks.check_loss_values, loss_broadcast, "[B,1] label broadcast against [B] distances gives a [B,B] matrix"),
-    (loss_checks.check_loss_label_shapes, loss_broadcast, "[B,B] matrix"),
-    (loss_checks.check_loss_values, loss_squared_hinge, "squared distance used in the hinge"),
-    (loss_checks.check_loss_values, loss_half, "1/2"),
-    (loss_checks.check_loss_gradients, loss_fixed_margin, "the margin argument is ignored"),
-    (loss_checks.check_loss_values, loss_item, "returns a tensor"),
-    (loss_checks.check_loss_gradients, loss_detached, "not connected"),
-    (loss_checks.check_loss_label_shapes, loss_keepdim_mean, "0-d tensor"),
-], ids=lambda v: getattr(v, "__name__", None))
-def test_loss_bugs_fail(check, loss, match):
-    _fails(check, loss, match=match)
+def loss_distance_not_squared(out1, out2, label, margin=2.0):
+    d, y = _d(out1, out2, label), label.view(-1)
+    return ((1 - y) * d + y * torch.clamp(margin - d, min=0) ** 2).mean()
 
 
-def test_loss_fixed_margin_fails_hidden_values():
-    _fails(loss_checks.check_loss_values, loss_fixed_margin, match="the margin argument is ignored", hidden=True)
+def loss_no_clamp(out1, out2, label, margin=2.0):
+    d, y = _d(out1, out2, label), label.view(-1)
+    return ((1 - y) * d ** 2 + y * (margin - d) ** 2).mean()
+
+
+def loss_no_label_check(out1, out2, label, margin=2.0):
+    d, y = F.pairwise_distance(out1, out2), label.view(-1)
+    return ((1 - y) * d ** 2 + y * torch.clamp(margin - d, min=0) ** 2).mean()
+
+
+# Each single bug → {the check it fails: a fragment of that check's message}; every other check passes.
+LOSS_BUGS = {
+    loss_inverted: {"similar_pairs": "labels are inverted", "hinge": "labels are inverted",
+                    "beyond_margin": "labels are inverted", "margin_argument": "margin argument",
+                    "label_shapes": "labels of shape [B] and [B, 1]", "gradients": "towards each other"},
+    loss_margin_not_squared: {"hinge": "margin term not squared"},
+    loss_distance_not_squared: {"similar_pairs": "missing square on the distance of similar pairs"},
+    loss_no_squares: {"similar_pairs": "missing square", "hinge": "margin term not squared"},
+    loss_sum: {"similar_pairs": "sum instead of mean", "hinge": "sum instead of mean"},
+    loss_half: {"similar_pairs": "1/2", "hinge": "1/2"},
+    loss_broadcast: {"label_shapes": "[B,1] label broadcast against [B] distances gives a [B,B] matrix"},
+    loss_keepdim_mean: {"label_shapes": "0-d tensor"},
+    loss_squared_hinge: {"hinge": "squared distance used in the hinge"},
+    loss_no_clamp: {"beyond_margin": "the max(·, 0) is missing"},
+    loss_fixed_margin: {"margin_argument": "the margin argument is ignored"},
+    loss_no_label_check: {"label_count": "raises ValueError"},
+    loss_detached: {"gradients": "not connected"},
+    loss_item: {name: "returns a tensor" for name in ("similar_pairs", "hinge", "beyond_margin", "margin_argument",
+                                                       "label_shapes", "gradients")},
+}
+
+
+@pytest.mark.parametrize("loss", LOSS_BUGS, ids=lambda f: f.__name__)
+def test_a_loss_bug_fails_exactly_the_properties_it_breaks(loss):
+    failed = failed_checks(LOSS_CHECKS, loss)
+    expected = {f"loss_{name}": fragment for name, fragment in LOSS_BUGS[loss].items()}
+    assert set(failed) == set(expected), failed
+    for name, fragment in expected.items():
+        assert fragment.lower() in failed[name].lower(), failed[name]
+
+
+def test_a_loss_that_returns_zero_fails_every_check():
+    """The checks of zeros (beyond the margin, label shapes) have guards: a constant loss earns nothing."""
+    assert set(failed_checks(LOSS_CHECKS, lambda out1, out2, label, margin=2.0: (out1 - out2).sum() * 0)) == {
+        check.__name__.removeprefix("check_") for check in LOSS_CHECKS}
 
 
 # ---------------------------------------------------------------- lesson 05: get_device, train_one_epoch

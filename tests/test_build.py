@@ -125,7 +125,7 @@ def test_a_student_sees_one_line_per_test_cell_and_a_short_setup(fresh_notebooks
 def test_the_instructors_test_cells_keep_the_grading_preamble():
     """nbgrader restores the hidden preamble when it grades: it is in the source notebook, above the check."""
     lesson = build.build_source("04_contrastive_loss")
-    cell = next(c for c in lesson.source.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "loss_values")
+    cell = next(c for c in lesson.source.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "loss_similar_pairs")
     assert cell.source.startswith(build.BEGIN_HIDDEN + "\n") and "sys.meta_path" in cell.source
     assert cell.source.count(build.BEGIN_HIDDEN) == 2
 

@@ -103,7 +103,7 @@ BUG_FAILS = {
     "bug_01": {"pair_labels"},
     "bug_02": {"backbone_layers", "backbone_forward"},
     "bug_03": {"head"},
-    "bug_04": {"loss_values", "loss_label_shapes", "loss_gradients"},
+    "bug_04": {"loss_hinge"},  # only the property it breaks
     "bug_05": {"train_history", "train_step", "train_learns"},
     "bug_06": {"roc_auc"},
 }
@@ -113,7 +113,8 @@ EXERCISE_CELLS = {
     "exercise_1_1": {"pair_items", "pair_labels", "pair_balance"},
     "exercise_2_1": {"backbone_shapes", "backbone_layers", "backbone_forward"},
     "exercise_3_1": {"head"},
-    "exercise_4_1": {"loss_values", "loss_label_shapes", "loss_gradients"},
+    "exercise_4_1": {"loss_similar_pairs", "loss_hinge", "loss_beyond_margin", "loss_margin_argument",
+                     "loss_label_shapes", "loss_label_count", "loss_gradients"},
     "exercise_5_2": {"train_history", "train_step", "train_learns"},
     "exercise_6_3": {"roc_auc"},
 }
@@ -202,6 +203,8 @@ class SiameseNetwork(nn.Module):
     ("04_contrastive_loss", "exercise_4_1"): '''
 def contrastive_loss(out1, out2, label, margin=2.0):
     label = label.view(-1)
+    if label.shape[0] != out1.shape[0]:
+        raise ValueError("one label per pair")
     d = torch.norm(out1 - out2, dim=1)
     return torch.mean((1 - label) * d ** 2 + label * torch.relu(margin - d) ** 2)
 ''',

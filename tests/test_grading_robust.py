@@ -118,9 +118,11 @@ def graded_points(nb) -> dict[str, float]:
 # ---------------------------------------------------------------- the cases
 
 # The bug every tampering student hides: the loss is detached from the graph. It fails only the gradient
-# check (5 of 20 points), so "buggy" (15) differs from both "cheated" (20) and "graded nothing" (0).
+# check (3 of 20 points), so "buggy" (17) differs from both "cheated" (20) and "graded nothing" (0).
 BUG_OLD, BUG_NEW = "min=0).pow(2))", "min=0).pow(2)).detach()"
-BUGGY_SCORE = 15.0
+BUGGY_SCORE = 17.0
+LOSS_CELLS = ("loss_similar_pairs, loss_hinge, loss_beyond_margin, loss_margin_argument, loss_label_shapes, "
+              "loss_label_count, loss_gradients")
 FULL_SCORE = 20.0
 
 NOISY_EXERCISE = '''
@@ -150,7 +152,8 @@ def contrastive_loss(out1, out2, label, margin=2.0):
 REDEFINE_CHECKS = '''
 import autograder.checks.loss as L
 L.check_loss_gradients = lambda *args, **kwargs: print("[PASS] the loss can be differentiated")
-L.check_loss_values = L.check_loss_label_shapes = L.check_loss_gradients
+for name in [name for name in dir(L) if name.startswith("check_")]:
+    setattr(L, name, L.check_loss_gradients)
 '''
 
 FAKE_MODULE = '''
@@ -160,7 +163,8 @@ with open("autograder.py", "w") as f:
             "    @staticmethod\\n"
             "    def check_loss_gradients(*args, **kwargs):\\n"
             "        print('[PASS] faked')\\n"
-            "    check_loss_values = check_loss_label_shapes = check_loss_gradients\\n")
+            "    check_loss_similar_pairs = check_loss_hinge = check_loss_beyond_margin = check_loss_gradients\\n"
+            "    check_loss_margin_argument = check_loss_label_shapes = check_loss_label_count = check_loss_gradients\\n")
 sys.path.insert(0, os.getcwd())
 '''
 
@@ -223,7 +227,7 @@ CASES: dict[str, Case] = {
     # time
     "endless_loop": Case("`while True: pass` in contrastive_loss: every graded cell is interrupted at the cell "
                          "timeout (CellTimeoutError in the feedback)", 0.0,
-                         notes=[f"{LESSON}: test cells loss_values, loss_label_shapes, loss_gradients were stopped at "
+                         notes=[f"{LESSON}: test cells {LOSS_CELLS} were stopped at "
                                 "the time limit for one cell; scored 0"]),
     "slow_cell": Case("a plain cell sleeping past the cell timeout", FULL_SCORE),
     # kernel death
@@ -778,7 +782,8 @@ open(os.path.join(shadow, "autograder", "__init__.py"), "w").close()
 open(os.path.join(shadow, "autograder", "checks", "__init__.py"), "w").close()
 with open(os.path.join(shadow, "autograder", "checks", "loss.py"), "w") as f:
     f.write("def _passed(*args, **kwargs):\\n    print('[PASS] shadowed')\\n\\n"
-            "check_loss_values = check_loss_label_shapes = check_loss_gradients = _passed\\n")
+            "check_loss_similar_pairs = check_loss_hinge = check_loss_beyond_margin = _passed\\n"
+            "check_loss_margin_argument = check_loss_label_shapes = check_loss_label_count = check_loss_gradients = _passed\\n")
 sys.path.insert(0, shadow)
 """
 

@@ -42,6 +42,11 @@ def wrong_margin_loss(out1, out2, label, margin=2.0):
     return reference_loss(out1, out2, label, 2.0)
 
 
+def wrong_in_float64_loss(out1, out2, label, margin=2.0):
+    """Right in float32 (all the visible cases), twice too large in float64 (a hidden case)."""
+    return reference_loss(out1, out2, label, margin) * (2 if out1.dtype == torch.float64 else 1)
+
+
 # ---------------------------------------------------------------- plain data
 
 @pytest.mark.parametrize("dtype", sorted(transcript.DTYPES.values(), key=str), ids=str)
@@ -140,40 +145,40 @@ def test_a_correct_record_passes_and_a_wrong_one_fails_with_the_self_checks_mess
     verdict = report.judge(loss_checks.check_loss_gradients, True, probe(loss_checks.check_loss_gradients,
                                                                           reference_loss, hidden=True), SEED)
     assert verdict.passed and verdict.text.startswith("[PASS] contrastive_loss: gradients")
-    wrong = report.judge(loss_checks.check_loss_gradients, False, probe(loss_checks.check_loss_gradients,
-                                                                         wrong_margin_loss), SEED)
+    wrong = report.judge(loss_checks.check_loss_margin_argument, False, probe(loss_checks.check_loss_margin_argument,
+                                                                              wrong_margin_loss), SEED)
     assert not wrong.passed and "the margin argument is ignored" in wrong.text
     with pytest.raises(CheckFailure) as self_check:
-        loss_checks.check_loss_gradients(wrong_margin_loss)
+        loss_checks.check_loss_margin_argument(wrong_margin_loss)
     assert self_check.value.args[0].splitlines()[0] == wrong.text.splitlines()[0]
 
 
 def test_answers_to_other_inputs_fail():
     """A record made for another seed (a self-check's, saved at home) answers other questions."""
-    replayed = probe(loss_checks.check_loss_values, reference_loss, seed=SEED + 1)
-    verdict = report.judge(loss_checks.check_loss_values, False, replayed, SEED)
-    assert not verdict.passed and "[FAIL] contrastive loss value" in verdict.text
+    replayed = probe(loss_checks.check_loss_similar_pairs, reference_loss, seed=SEED + 1)
+    verdict = report.judge(loss_checks.check_loss_similar_pairs, False, replayed, SEED)
+    assert not verdict.passed and "[FAIL] same-class pairs cost the mean of d²" in verdict.text
 
 
 def test_a_record_out_of_step_fails():
-    answers = probe(loss_checks.check_loss_values, reference_loss)
-    short = report.judge(loss_checks.check_loss_values, False, answers[:-1], SEED)
+    answers = probe(loss_checks.check_loss_similar_pairs, reference_loss)
+    short = report.judge(loss_checks.check_loss_similar_pairs, False, answers[:-1], SEED)
     assert not short.passed and "no answer was recorded" in short.text
-    longer = report.judge(loss_checks.check_loss_values, False, answers + answers[-1:], SEED)
+    longer = report.judge(loss_checks.check_loss_similar_pairs, False, answers + answers[-1:], SEED)
     assert not longer.passed and "more than the check asked for" in longer.text
     renamed = [dict(answers[0], what="something else"), *answers[1:]]
-    assert not report.judge(loss_checks.check_loss_values, False, renamed, SEED).passed
+    assert not report.judge(loss_checks.check_loss_similar_pairs, False, renamed, SEED).passed
 
 
 def test_a_forged_value_must_be_the_right_one():
     """Changing a recorded value is no use unless it is the value the judge computes itself."""
-    answers = probe(loss_checks.check_loss_values, wrong_margin_loss)
-    assert report.judge(loss_checks.check_loss_values, False, answers, SEED).passed  # visible: default margin only
-    forged = probe(loss_checks.check_loss_values, wrong_margin_loss, hidden=True)
+    answers = probe(loss_checks.check_loss_similar_pairs, wrong_in_float64_loss)
+    assert report.judge(loss_checks.check_loss_similar_pairs, False, answers, SEED).passed  # visible: float32 only
+    forged = probe(loss_checks.check_loss_similar_pairs, wrong_in_float64_loss, hidden=True)
     for answer in forged:
         if "value" in answer:
             answer["value"] = transcript.encode(torch.tensor(0.25), transcript.KnownTensors())
-    assert not report.judge(loss_checks.check_loss_values, True, forged, SEED).passed
+    assert not report.judge(loss_checks.check_loss_similar_pairs, True, forged, SEED).passed
 
 
 def test_the_probe_needs_no_reference(monkeypatch):
@@ -191,8 +196,8 @@ def test_the_probe_needs_no_reference(monkeypatch):
 
 # ---------------------------------------------------------------- test cells
 
-SOURCE = "from autograder.checks import loss as checks\n\nchecks.check_loss_values(contrastive_loss)\n" \
-         "### BEGIN HIDDEN TESTS\nchecks.check_loss_values(contrastive_loss, hidden=True)\n### END HIDDEN TESTS\n"
+SOURCE = "from autograder.checks import loss as checks\n\nchecks.check_loss_similar_pairs(contrastive_loss)\n" \
+         "### BEGIN HIDDEN TESTS\nchecks.check_loss_similar_pairs(contrastive_loss, hidden=True)\n### END HIDDEN TESTS\n"
 
 
 def record_output(check, students, hidden=False, seed=SEED):
@@ -202,34 +207,34 @@ def record_output(check, students, hidden=False, seed=SEED):
 
 
 def test_a_test_cells_checks_are_read_from_the_instructors_source():
-    assert judging.check_calls(SOURCE) == [judging.CheckCall("check_loss_values", False),
-                                           judging.CheckCall("check_loss_values", True)]
+    assert judging.check_calls(SOURCE) == [judging.CheckCall("check_loss_similar_pairs", False),
+                                           judging.CheckCall("check_loss_similar_pairs", True)]
 
 
 def test_a_cell_is_judged_from_its_records_only():
     """A numeric execute_result (nbgrader's partial credit), fake [PASS] lines and errors are ignored."""
     outputs = [nbformat.v4.new_output("stream", name="stdout", text="[PASS] everything\n" * 5),
                nbformat.v4.new_output("execute_result", data={"text/plain": "20.0"}, execution_count=1),
-               record_output(loss_checks.check_loss_values, [wrong_margin_loss]),
-               record_output(loss_checks.check_loss_values, [wrong_margin_loss], hidden=True)]
+               record_output(loss_checks.check_loss_similar_pairs, [wrong_in_float64_loss]),
+               record_output(loss_checks.check_loss_similar_pairs, [wrong_in_float64_loss], hidden=True)]
     passes, failure = judging.judge_cell("04_contrastive_loss", SOURCE, outputs, SEED)
-    assert len(passes) == 1 and failure.startswith("[FAIL] contrastive loss value")
+    assert len(passes) == 1 and failure.startswith("[FAIL] same-class pairs cost the mean of d²")
     new = judging.verdict_outputs(passes, failure)
     assert [o.output_type for o in new] == ["stream", "error"] and new[0].text.count("[PASS]") == 1
 
 
 def test_a_missing_or_repeated_record_fails():
-    record = record_output(loss_checks.check_loss_values, [reference_loss])
+    record = record_output(loss_checks.check_loss_similar_pairs, [reference_loss])
     error = nbformat.v4.new_output("error", ename="NameError", evalue="name 'contrastive_loss' is not defined",
                                    traceback=[])
     assert "NameError: name 'contrastive_loss'" in judging.judge_cell("04_contrastive_loss", SOURCE, [error], SEED)[1]
-    hidden = record_output(loss_checks.check_loss_values, [reference_loss], hidden=True)
+    hidden = record_output(loss_checks.check_loss_similar_pairs, [reference_loss], hidden=True)
     passes, failure = judging.judge_cell("04_contrastive_loss", SOURCE, [record, hidden, hidden], SEED)
     assert len(passes) == 1 and "2 records of it were shown" in failure
     assert judging.judge_cell("04_contrastive_loss", SOURCE, [record, hidden], SEED) == (
-        [report.judge(loss_checks.check_loss_values, False, probe(loss_checks.check_loss_values, reference_loss),
+        [report.judge(loss_checks.check_loss_similar_pairs, False, probe(loss_checks.check_loss_similar_pairs, reference_loss),
                       SEED).text,
-         report.judge(loss_checks.check_loss_values, True, probe(loss_checks.check_loss_values, reference_loss,
+         report.judge(loss_checks.check_loss_similar_pairs, True, probe(loss_checks.check_loss_similar_pairs, reference_loss,
                                                                  hidden=True), SEED).text], None)
 
 

@@ -2,11 +2,11 @@
 
 One class is graded in one run of ``python -m autograder grade`` (from a private copy of the course,
 as in ``test_grading_robust.py``), lesson 4 only. Every trickster hands in the same wrong loss (it
-ignores its ``margin`` argument: it passes only ``loss_label_shapes``, 5 of 20 points) plus one trick
+ignores its ``margin`` argument: it fails only ``loss_margin_argument``, 2 of 20 points) plus one trick
 that worked on the in-kernel checks: a display hook's number, the checks' failure function patched through
 frames or ``gc``, ``torch.allclose`` and friends patched under an alias, fake ``[PASS]`` lines,
 ``print``/``sys.stdout`` replaced, exception and display hooks, a record of answers saved at home
-replayed. Each must score exactly the wrong loss's 5; ``test_the_tricks_fool_a_judge_in_the_kernel``
+replayed. Each must score exactly the wrong loss's 18; ``test_the_tricks_fool_a_judge_in_the_kernel``
 shows that the tricks are real, by fooling the same checks when they decide in the student's kernel. Every delegating student hands in a loss that
 uses the reference (or the checks) in one way or another: each scores 0 with the note that says so.
 A correct student scores 20 in the same run.
@@ -28,7 +28,7 @@ from test_grading_robust import (FULL_SCORE, LESSON, append_to_exercise, cell_wi
 __all__ = ["workspace"]  # the fixture, shared with test_grading_robust
 
 BUG_OLD, BUG_NEW = "torch.clamp(margin - d", "torch.clamp(2.0 - d"  # the margin argument is ignored
-BUGGY_SCORE = 5.0  # loss_label_shapes only (default margin); the values and gradients checks try other margins
+BUGGY_SCORE = 18.0  # all but loss_margin_argument (2 points), the one property the bug breaks
 
 WRAP = '''
 _inner = contrastive_loss
@@ -98,13 +98,13 @@ shell.display_formatter.formatters["text/plain"].for_type(type(None), lambda *a:
 REPLAY = '''
 import json
 import IPython.display as shown
-SAVED = json.loads({saved!r})  # the gradient check's answers, recorded at home where the reference is installed
+SAVED = json.loads({saved!r})  # the margin check's answers, recorded at home where the reference is installed
 MIME = "{mime}"
 _display = shown.display
 
 
 def display(obj, *args, **kwargs):
-    if isinstance(obj, dict) and isinstance(obj.get(MIME), dict) and obj[MIME].get("check") == "check_loss_gradients":
+    if isinstance(obj, dict) and isinstance(obj.get(MIME), dict) and obj[MIME].get("check") == "check_loss_margin_argument":
         obj = dict(obj, **{{MIME: dict(obj[MIME], answers=SAVED[str(obj[MIME]["hidden"])])}})
     return _display(obj, *args, **kwargs)
 
@@ -189,12 +189,12 @@ def contrastive_loss(out1, out2, label, margin=2.0):
 
 
 def saved_answers() -> str:
-    """What the gradient check records with the reference on the self-check's inputs (seed 0), as JSON."""
+    """What the margin check records with the reference on the self-check's inputs (seed 0), as JSON."""
     saved = {}
     for hidden in (False, True):
         record = transcript.Transcript(0)
         with transcript.running(record):
-            loss_checks.check_loss_gradients(reference_loss, hidden=hidden)
+            loss_checks.check_loss_margin_argument(reference_loss, hidden=hidden)
         saved[str(hidden)] = record.answers
     return json.dumps(saved)
 
@@ -259,7 +259,9 @@ def test_an_exercise_that_uses_the_reference_scores_0_with_a_note(attack_class, 
     assert "exercise 4.1 uses the" in row["notes"] and name in row["notes"], row["notes"]
 
 
-IN_KERNEL_TRICKS = ["t_frames", "t_gc", "t_aliases", "t_hooks"]
+# t_aliases is left out: its patched abs() fools the checks of values, but not the margin check's guard that a pair
+# inside the margin costs more than 0 (a float comparison it cannot patch). It stays in the graded corpus above.
+IN_KERNEL_TRICKS = ["t_frames", "t_gc", "t_hooks"]
 
 
 def self_checked(code: str | None, tmp_path) -> nbformat.NotebookNode:
@@ -280,19 +282,19 @@ def self_checked(code: str | None, tmp_path) -> nbformat.NotebookNode:
 
 
 @pytest.mark.slow
-def test_the_wrong_loss_fails_the_values_check_in_the_kernel(tmp_path, monkeypatch):
+def test_the_wrong_loss_fails_the_margin_check_in_the_kernel(tmp_path, monkeypatch):
     """Without a trick, the self-check in the kernel catches the wrong loss (the baseline of the test below)."""
     monkeypatch.setenv("SIAMESE_COURSE_QUICK", "1")
-    honest = cell_with_id(self_checked(None, tmp_path), "loss_values")
+    honest = cell_with_id(self_checked(None, tmp_path), "loss_margin_argument")
     assert any(o.output_type == "error" for o in honest.outputs)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("student", IN_KERNEL_TRICKS)
 def test_the_tricks_fool_a_judge_in_the_kernel(student, tmp_path, monkeypatch):
-    """Deciding in the student's kernel, the values check passes the wrong loss once the trick is in: the tricks
+    """Deciding in the student's kernel, the margin check passes the wrong loss once the trick is in: the tricks
     are real, and only a judge outside the kernel resists them."""
     monkeypatch.setenv("SIAMESE_COURSE_QUICK", "1")
-    tricked = cell_with_id(self_checked(TRICKS[student], tmp_path), "loss_values")
+    tricked = cell_with_id(self_checked(TRICKS[student], tmp_path), "loss_margin_argument")
     assert not any(o.output_type == "error" for o in tricked.outputs), tricked.outputs
     assert "[PASS]" in "".join(o.get("text", "") for o in tricked.outputs)

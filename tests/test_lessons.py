@@ -87,7 +87,7 @@ def test_a_failed_check_shows_the_fail_block_alone(sources, tmp_path):
     put_environment_on_path()
     NotebookClient(nb, timeout=120, kernel_name="python3", allow_errors=True,
                    resources={"metadata": {"path": str(tmp_path)}}).execute()
-    cell = next(c for c in nb.cells if nbgrader_meta(c).get("grade_id") == "loss_gradients")
+    cell = next(c for c in nb.cells if nbgrader_meta(c).get("grade_id") == "loss_margin_argument")
     (error,) = errors(cell)
     shown = "\n".join(error.traceback)
     assert error.traceback[0].startswith("[FAIL] the loss honours the margin argument"), shown

@@ -271,41 +271,41 @@ def test_an_edited_test_cell_is_scored_0(lesson_4):
 def test_a_test_cell_nbgrader_added_back_is_the_original(lesson_4):
     """nbgrader's own header above a test cell it put back (the student deleted it) is not an edit."""
     nb = executed_copy(lesson_4)
-    cell = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "loss_values")
-    cell.source = ("# This cell (id:loss_values) was missing from the submission. It was added back by nbgrader.\n\n"
+    cell = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "loss_similar_pairs")
+    cell.source = ("# This cell (id:loss_similar_pairs) was missing from the submission. It was added back by nbgrader.\n\n"
                    + cell.source)
     assert verify_executed(nb, lesson_4) == ([], None)
     cell.source = "# added back, says the student\n\n" + cell.source.split("\n\n", 1)[1]
-    assert verify_executed(nb, lesson_4)[0] == ["test cells loss_values ran in an edited form; scored 0"]
+    assert verify_executed(nb, lesson_4)[0] == ["test cells loss_similar_pairs ran in an edited form; scored 0"]
 
 
 def test_a_test_cell_without_the_judges_verdict_is_scored_0(lesson_4):
     """A test cell the judge did not decide keeps none of the kernel's outputs and is scored 0."""
     nb = executed_copy(lesson_4)
-    cell = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "loss_values")
+    cell = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "loss_similar_pairs")
     del cell.metadata["siamese"]
     notes, _ = verify_executed(nb, lesson_4)
-    assert notes == ["cells loss_values have no verdict of the judge; scored 0"]
+    assert notes == ["cells loss_similar_pairs have no verdict of the judge; scored 0"]
     assert [o.output_type for o in cell.outputs] == ["error"]
 
 
 def test_a_cell_stopped_at_the_time_limit_is_noted(lesson_4):
     """A test cell interrupted by nbgrader's cell timeout scores 0 (its error) and the notes say why."""
     nb = executed_copy(lesson_4)
-    cell = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "loss_values")
+    cell = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "loss_similar_pairs")
     outputs = [nbformat.v4.new_output("error", ename=name, evalue="", traceback=[])
                for name in ("KeyboardInterrupt", "CellTimeoutError")]
     cell.outputs = verdict_outputs(*judge_cell("04_contrastive_loss", cell.source, outputs, seed=1))
     assert "stopped at the time limit" in cell.outputs[-1].evalue
     assert verify_executed(nb, lesson_4) == (
-        ["test cells loss_values were stopped at the time limit for one cell; scored 0"], None)
+        ["test cells loss_similar_pairs were stopped at the time limit for one cell; scored 0"], None)
 
 
 def test_a_missing_test_cell_stops_the_scoring(lesson_4):
     """A test cell absent after execution cannot be scored: the lesson is reported, not silently scored."""
     nb = executed_copy(lesson_4)
-    nb.cells = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") != "loss_values"]
-    assert verify_executed(nb, lesson_4) == ([], "test cells loss_values are missing from the executed notebook")
+    nb.cells = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") != "loss_similar_pairs"]
+    assert verify_executed(nb, lesson_4) == ([], "test cells loss_similar_pairs are missing from the executed notebook")
 
 
 # ---------------------------------------------------------------- reasons

@@ -136,6 +136,9 @@ def _error_hint(error: BaseException) -> str | None:
                 "zero_grad(), then backward(), then step()")
     if "Trying to backward through the graph a second time" in text:
         return "backward() called twice on the same loss, or a tensor of an earlier step reused: compute a fresh loss per batch"
+    if "'StandInHead' object has no attribute" in text:
+        return ("use the head only by calling it, self.head(features): the network checks put a stand-in "
+                "(one Linear layer) in place of your EmbeddingHead, so that exercise 3.1 is not graded twice")
     if "view size is not compatible" in text:
         return "use .reshape(...) or .flatten(1) instead of .view(...)"
     return None
@@ -160,6 +163,24 @@ def run_student(exercise: str, what: str, func: Callable[..., Any], *args: Any, 
     if record is not None:
         record.record(what, result)
     return result
+
+
+def run_student_expecting(error_type: type[Exception], exercise: str, what: str, func: Callable[..., Any],
+                          *args: Any, **kwargs: Any) -> str | None:
+    """Call the student's ``func`` where it should raise ``error_type``: ``None`` if it did, else what it did instead.
+
+    An unfinished exercise or an endless loop still fails the check as ``run_student`` reports it.
+    """
+    try:
+        result = run_student(exercise, what, func, *args, **kwargs)
+    except CheckFailure as failed:
+        cause = failed.__cause__
+        if isinstance(cause, error_type):
+            return None
+        if cause is None or isinstance(cause, (NotImplementedError, CheckTimeout)):
+            raise
+        return f"{type(cause).__name__}: {str(cause)[:200]}"
+    return f"no error: it returned {type_name(result)}"
 
 
 def _replay(record: transcript.Transcript, what: str) -> Any:

@@ -20,6 +20,7 @@ sandbox the lesson's reference is not there.
 from __future__ import annotations
 
 import base64
+import builtins
 import contextlib
 import functools
 import hashlib
@@ -42,6 +43,14 @@ MAX_ITEMS = 10_000
 DTYPES = {str(d).removeprefix("torch."): d for d in (
     torch.float16, torch.bfloat16, torch.float32, torch.float64, torch.uint8, torch.int8, torch.int16, torch.int32,
     torch.int64, torch.bool)}
+
+
+def _builtin_name(error: BaseException) -> str:
+    """The name of the nearest built-in class of ``error`` (a student's ``class BadLabel(ValueError)`` is a ValueError)."""
+    for cls in type(error).__mro__:
+        if getattr(builtins, cls.__name__, None) is cls:
+            return cls.__name__
+    return type(error).__name__
 
 
 class TranscriptError(ValueError):
@@ -67,7 +76,7 @@ class Transcript:
         if error is not None:
             cause = error.__cause__
             self.answers.append({"what": what, "error": str(error)[:4000],
-                                 "cause": type(cause).__name__ if cause is not None else None,
+                                 "cause": _builtin_name(cause) if cause is not None else None,
                                  "cause_text": str(cause)[:500] if cause is not None else None})
         else:
             self.answers.append({"what": what, "value": encode(value, self.known)})

@@ -135,6 +135,10 @@ print(f"{(embeddings == 0).float().mean():.0%} of the coordinates are exactly 0 
 #
 # Do not create a second backbone or head for the second image: the check below tests that both images
 # go through the same weights.
+#
+# The checks build your `SiameseNetwork` with a stand-in in place of your `EmbeddingHead` (a single
+# `Linear(2304, 256)` layer), so that a mistake in exercise 3.1 does not cost you points here again.
+# Use the head only by calling it, `self.head(features)`.
 
 # %% [exercise 3.2] solutions.model:SiameseNetwork
 

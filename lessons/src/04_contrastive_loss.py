@@ -106,22 +106,53 @@ print(f"wrong loss {wrong.mean():.4f}   right loss {per_pair.mean():.4f}")
 
 # %% [exercise 4.1] solutions.loss:contrastive_loss
 
+# %% [markdown]
+# ### Checks
+#
+# Each check tests one property of your loss, on inputs where only that property matters: same-class
+# pairs alone for the $d^2$ term, different-class pairs inside the margin for the squared hinge, pairs
+# beyond it for the clamp, and so on. A `[FAIL]` therefore points at one part of the formula.
+
 # %%
 from autograder.checks import loss as checks
 
-# %% [check loss_values 10]
-checks.check_loss_values(contrastive_loss)
+# %% [check loss_similar_pairs 4]
+checks.check_loss_similar_pairs(contrastive_loss)
 ### BEGIN HIDDEN TESTS
-checks.check_loss_values(contrastive_loss, hidden=True)
+checks.check_loss_similar_pairs(contrastive_loss, hidden=True)
 ### END HIDDEN TESTS
 
-# %% [check loss_label_shapes 5]
+# %% [check loss_hinge 4]
+checks.check_loss_hinge(contrastive_loss)
+### BEGIN HIDDEN TESTS
+checks.check_loss_hinge(contrastive_loss, hidden=True)
+### END HIDDEN TESTS
+
+# %% [check loss_beyond_margin 2]
+checks.check_loss_beyond_margin(contrastive_loss)
+### BEGIN HIDDEN TESTS
+checks.check_loss_beyond_margin(contrastive_loss, hidden=True)
+### END HIDDEN TESTS
+
+# %% [check loss_margin_argument 2]
+checks.check_loss_margin_argument(contrastive_loss)
+### BEGIN HIDDEN TESTS
+checks.check_loss_margin_argument(contrastive_loss, hidden=True)
+### END HIDDEN TESTS
+
+# %% [check loss_label_shapes 3]
 checks.check_loss_label_shapes(contrastive_loss)
 ### BEGIN HIDDEN TESTS
 checks.check_loss_label_shapes(contrastive_loss, hidden=True)
 ### END HIDDEN TESTS
 
-# %% [check loss_gradients 5]
+# %% [check loss_label_count 2]
+checks.check_loss_label_count(contrastive_loss)
+### BEGIN HIDDEN TESTS
+checks.check_loss_label_count(contrastive_loss, hidden=True)
+### END HIDDEN TESTS
+
+# %% [check loss_gradients 3]
 checks.check_loss_gradients(contrastive_loss)
 ### BEGIN HIDDEN TESTS
 checks.check_loss_gradients(contrastive_loss, hidden=True)

@@ -36,6 +36,7 @@ from typing import Any
 _DEFINED_IN = {
     "CheckFailure": "report",
     "check_pair_items": "data", "check_pair_labels": "data", "check_pair_balance": "data",
+    "check_pair_seeding": "data", "check_pair_one_class": "data",
     "check_backbone_shapes": "backbone", "check_backbone_layers": "backbone", "check_backbone_forward": "backbone",
     "check_head": "model", "check_siamese_network": "model", "check_shared_weights": "model",
     "check_loss_similar_pairs": "loss", "check_loss_hinge": "loss", "check_loss_beyond_margin": "loss",
@@ -43,7 +44,7 @@ _DEFINED_IN = {
     "check_loss_gradients": "loss",
     "check_get_device": "train", "check_train_history": "train", "check_train_step": "train",
     "check_train_learns": "train",
-    "check_embed": "evaluate", "check_verification": "evaluate", "check_roc_auc": "evaluate",
+    "check_embed": "evaluate", "check_verification": "evaluate", "check_roc_auc": "evaluate", "check_roc_auc_one_kind": "evaluate",
 }
 
 __all__ = list(_DEFINED_IN)

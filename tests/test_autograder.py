@@ -36,14 +36,14 @@ from solutions import train as ref_train
 
 # ---------------------------------------------------------------- every check, with the reference
 
+DATASET_CHECKS = [data_checks.check_pair_items, data_checks.check_pair_labels, data_checks.check_pair_balance,
+                  data_checks.check_pair_seeding, data_checks.check_pair_one_class]
 LOSS_CHECKS = [loss_checks.check_loss_similar_pairs, loss_checks.check_loss_hinge, loss_checks.check_loss_beyond_margin,
                loss_checks.check_loss_margin_argument, loss_checks.check_loss_label_shapes,
                loss_checks.check_loss_label_count, loss_checks.check_loss_gradients]
 
 REFERENCE_CASES = [
-    (data_checks.check_pair_items, (ref_data.SiameseDataset,)),
-    (data_checks.check_pair_labels, (ref_data.SiameseDataset,)),
-    (data_checks.check_pair_balance, (ref_data.SiameseDataset,)),
+    *[(data_check, (ref_data.SiameseDataset,)) for data_check in DATASET_CHECKS],
     (backbone_checks.check_backbone_shapes, (ref_backbone.CNNBackbone,)),
     (backbone_checks.check_backbone_layers, (ref_backbone.CNNBackbone,)),
     (backbone_checks.check_backbone_forward, (ref_backbone.CNNBackbone,)),
@@ -58,6 +58,7 @@ REFERENCE_CASES = [
     (evaluate_checks.check_embed, (ref_evaluate.embed,)),
     (evaluate_checks.check_verification, (ref_evaluate.verification_accuracy, ref_evaluate.best_threshold)),
     (evaluate_checks.check_roc_auc, (ref_evaluate.roc_auc,)),
+    (evaluate_checks.check_roc_auc_one_kind, (ref_evaluate.roc_auc,)),
 ]
 
 
@@ -326,8 +327,19 @@ def test_other_correct_datasets_pass(cls, check):
 
 
 class _Modified(ref_data.SiameseDataset):
-    def __init__(self, dataset):
-        super().__init__(dataset)
+    """The reference with one bug: draws come from ``_uniforms``, which honours the seed as the exercise asks."""
+
+    def _uniforms(self, index):
+        if self.seed is None:
+            return torch.rand(2).tolist()
+        return np.random.default_rng([self.seed, self.epoch, index]).random(2).tolist()
+
+    def __getitem__(self, index):
+        image1, label1 = self.dataset[index]
+        coin, u = self._uniforms(index)
+        pool = self.same_class[int(label1)] if coin < 0.5 else self.other_class[int(label1)]
+        image2, label2 = self.dataset[int(pool[int(u * len(pool))])]
+        return image1, image2, torch.tensor([float(int(label1) != int(label2))])
 
 
 class InvertedLabels(_Modified):
@@ -363,10 +375,11 @@ class LabelFromCoin(_Modified):
 
     def __getitem__(self, index):
         image1, label1 = self.dataset[index]
-        if torch.rand(1).item() < 0.5:
-            j = int(self.same_class[int(label1)][int(torch.randint(len(self.same_class[int(label1)]), (1,)))])
+        coin, u = self._uniforms(index)
+        if coin < 0.5:
+            j = int(self.same_class[int(label1)][int(u * len(self.same_class[int(label1)]))])
             return image1, self.dataset[j][0], torch.tensor([0.0])
-        j = int(torch.randint(len(self.dataset), (1,)))
+        j = int(u * len(self.dataset))
         return image1, self.dataset[j][0], torch.tensor([1.0])
 
 
@@ -375,15 +388,16 @@ class NoCoin(_Modified):
 
     def __getitem__(self, index):
         image1, label1 = self.dataset[index]
-        image2, label2 = self.dataset[int(torch.randint(len(self.dataset), (1,)))]
+        image2, label2 = self.dataset[int(self._uniforms(index)[1] * len(self.dataset))]
         return image1, image2, torch.tensor([float(label1 != label2)])
 
 
 class Coin70(_Modified):
     def __getitem__(self, index):
         image1, label1 = self.dataset[index]
-        pool = self.same_class[int(label1)] if torch.rand(1).item() < 0.7 else self.other_class[int(label1)]
-        image2, label2 = self.dataset[int(pool[int(torch.randint(len(pool), (1,)))])]
+        coin, u = self._uniforms(index)
+        pool = self.same_class[int(label1)] if coin < 0.7 else self.other_class[int(label1)]
+        image2, label2 = self.dataset[int(pool[int(u * len(pool))])]
         return image1, image2, torch.tensor([float(label1 != label2)])
 
 
@@ -400,10 +414,11 @@ class Coin60Dataset(Coin70):
 class SelfAsPartner(_Modified):
     def __getitem__(self, index):
         image1, label1 = self.dataset[index]
-        if torch.rand(1).item() < 0.5:
+        coin, u = self._uniforms(index)
+        if coin < 0.5:
             return image1, image1, torch.tensor([0.0])
         pool = self.other_class[int(label1)]
-        return image1, self.dataset[int(pool[int(torch.randint(len(pool), (1,)))])][0], torch.tensor([1.0])
+        return image1, self.dataset[int(pool[int(u * len(pool))])][0], torch.tensor([1.0])
 
 
 class NextClassOnly(_Modified):
@@ -411,12 +426,13 @@ class NextClassOnly(_Modified):
 
     def __getitem__(self, index):
         image1, label1 = self.dataset[index]
-        if torch.rand(1).item() < 0.5:
+        coin, u = self._uniforms(index)
+        if coin < 0.5:
             pool = self.same_class[int(label1)]
         else:
             c = (int(label1) + 1) % len(self.same_class)
             pool = self.same_class[c]
-        image2, label2 = self.dataset[int(pool[int(torch.randint(len(pool), (1,)))])]
+        image2, label2 = self.dataset[int(pool[int(u * len(pool))])]
         return image1, image2, torch.tensor([float(label1 != label2)])
 
 
@@ -425,29 +441,94 @@ class PartnerFromAllWhenDifferent(_Modified):
 
     def __getitem__(self, index):
         image1, label1 = self.dataset[index]
-        if torch.rand(1).item() < 0.5:
+        coin, u = self._uniforms(index)
+        if coin < 0.5:
             pool = self.same_class[int(label1)]
-            image2, label2 = self.dataset[int(pool[int(torch.randint(len(pool), (1,)))])]
+            image2, label2 = self.dataset[int(pool[int(u * len(pool))])]
         else:
-            image2, label2 = self.dataset[int(torch.randint(len(self.dataset), (1,)))]
+            image2, label2 = self.dataset[int(u * len(self.dataset))]
         return image1, image2, torch.tensor([float(label1 != label2)])
 
 
-@pytest.mark.parametrize("check, cls, match, hidden", [
-    (data_checks.check_pair_labels, InvertedLabels, "labels are inverted: 1 should mean different", False),
-    (data_checks.check_pair_items, IntLabel, "float32", False),
-    (data_checks.check_pair_items, ScalarLabel, "shape [1]", False),
-    (data_checks.check_pair_items, RandomFirstImage, "image1 must be dataset[index][0]", False),
-    (data_checks.check_pair_items, WrongLength, "len(self.dataset)", False),
-    (data_checks.check_pair_labels, LabelFromCoin, "compute the label from the classes", False),
-    (data_checks.check_pair_balance, NoCoin, "flip a fair coin first", False),
-    (data_checks.check_pair_balance, Coin70, "too many same-class pairs", False),
-    (data_checks.check_pair_balance, SelfAsPartner, "image2 is image1 itself", False),
-    (data_checks.check_pair_balance, NextClassOnly, "all images of other classes", False),
-    (data_checks.check_pair_balance, PartnerFromAllWhenDifferent, "same-class pairs", True),
-], ids=lambda v: getattr(v, "__name__", None) if isinstance(v, type) else None)
-def test_dataset_bugs_fail(check, cls, match, hidden):
-    _fails(check, cls, match=match, hidden=hidden)
+class SeedIgnored(_Modified):
+    """Takes the seed but always draws from the global generator."""
+
+    def _uniforms(self, index):
+        return torch.rand(2).tolist()
+
+
+class EpochIgnored(_Modified):
+    def _uniforms(self, index):
+        if self.seed is None:
+            return torch.rand(2).tolist()
+        return np.random.default_rng([self.seed, index]).random(2).tolist()
+
+
+class OneSeededGenerator(_Modified):
+    """One generator seeded once: item i changes on every read, and depends on the order of the reads."""
+
+    def _uniforms(self, index):
+        if self.seed is None:
+            return torch.rand(2).tolist()
+        if not hasattr(self, "rng"):
+            self.rng = np.random.default_rng(self.seed)
+        return self.rng.random(2).tolist()
+
+
+class NoSetEpoch(_Modified):
+    set_epoch = property()  # reading it raises AttributeError: as if it were never written
+
+
+class NoClassCheck(_Modified):
+    """Builds the index lists without checking that a second class exists."""
+
+    def __init__(self, dataset, seed=None):
+        self.dataset, self.seed, self.epoch = dataset, seed, 0
+        labels = ref_data.dataset_labels(dataset)
+        classes = labels.unique().tolist()
+        self.same_class = {c: torch.nonzero(labels == c).flatten() for c in classes}
+        self.other_class = {c: torch.nonzero(labels != c).flatten() for c in classes}
+
+
+# Each single bug → {the check it fails: a fragment of that check's message}; every other check passes.
+DATASET_BUGS = {
+    InvertedLabels: {"pair_labels": "labels are inverted: 1 should mean different"},
+    IntLabel: {"pair_items": "float32"},
+    ScalarLabel: {"pair_items": "shape [1]"},
+    RandomFirstImage: {"pair_items": "image1 must be dataset[index][0]", "pair_labels": "label 0 means same class",
+                       "pair_balance": "same-class pairs", "pair_seeding": "reading item i again gives the same pair"},
+    WrongLength: {"pair_items": "len(self.dataset)"},
+    LabelFromCoin: {"pair_labels": "compute the label from the classes", "pair_balance": "same-class pairs"},
+    NoCoin: {"pair_balance": "flip a fair coin first"},
+    Coin70: {"pair_balance": "too many same-class pairs"},
+    SelfAsPartner: {"pair_balance": "image2 is image1 itself"},
+    NextClassOnly: {"pair_balance": "all images of other classes"},
+    PartnerFromAllWhenDifferent: {"pair_balance": "same-class pairs"},
+    SeedIgnored: {"pair_seeding": "np.random.default_rng([self.seed, self.epoch, index])"},
+    EpochIgnored: {"pair_seeding": "set_epoch(1) gives new pairs"},
+    OneSeededGenerator: {"pair_seeding": "reading item i again gives the same pair"},
+    NoSetEpoch: {"pair_seeding": "def set_epoch(self, epoch)"},
+    NoClassCheck: {"pair_one_class": "fewer than two classes raises ValueError"},
+}
+
+
+@pytest.mark.parametrize("cls", DATASET_BUGS, ids=lambda c: c.__name__)
+def test_a_dataset_bug_fails_exactly_the_properties_it_breaks(cls):
+    failed = failed_checks(DATASET_CHECKS, cls)
+    assert set(failed) == set(DATASET_BUGS[cls]), {name: text.splitlines()[0] for name, text in failed.items()}
+    for name, fragment in DATASET_BUGS[cls].items():
+        assert fragment.lower() in failed[name].lower(), failed[name]
+
+
+@pytest.mark.parametrize("cls", [OriginalRejection, TargetsIndexLists, PrecomputedPairs, OwnGenerator],
+                         ids=lambda c: c.__name__)
+def test_a_dataset_without_the_seed_argument_loses_only_the_seeding_points(cls):
+    """Correct pairs without the spec's ``seed`` (and, for some, without its ValueError): lesson 1's next cell
+    (``SiameseDataset(train_set, seed=0)``) would fail, so the seeding check does, with a hint."""
+    failed = failed_checks(DATASET_CHECKS, cls)
+    assert "pair_seeding" in failed and set(failed) <= {"pair_seeding", "pair_one_class"}, failed
+    assert "argument named seed" in failed["pair_seeding"], failed["pair_seeding"]
+
 
 
 # ---------------------------------------------------------------- lesson 02: CNNBackbone
@@ -557,24 +638,41 @@ def test_other_correct_backbones_pass(cls, check):
 bug = functools.partial
 
 
-@pytest.mark.parametrize("check, cls, match", [
-    (backbone_checks.check_backbone_forward, bug(ConfigurableBackbone, relu=(True, False, True)),
-     "missing ReLU after the second convolution"),
-    (backbone_checks.check_backbone_forward, bug(ConfigurableBackbone, relu=(False, True, True)),
-     "missing ReLU after the first convolution"),
-    (backbone_checks.check_backbone_forward, bug(ConfigurableBackbone, relu=(True, True, False)), "forgot the last ReLU"),
-    (backbone_checks.check_backbone_forward, bug(ConfigurableBackbone, pool=nn.AvgPool2d), "avg pool instead of max pool"),
-    (backbone_checks.check_backbone_layers, bug(ConfigurableBackbone, pool=nn.AvgPool2d), "avg pool instead of max pool"),
-    (backbone_checks.check_backbone_layers, bug(ConfigurableBackbone, padding=(2, 1, 1)), "layer 2 differs"),
-    (backbone_checks.check_backbone_layers, bug(ConfigurableBackbone, kernels=(5, 5, 5), padding=(2, 2, 2)),
-     "layer 3 differs"),
-    (backbone_checks.check_backbone_shapes, bug(ConfigurableBackbone, pools=2), "a MaxPool2d(2, 2) is missing"),
-    (backbone_checks.check_backbone_shapes, bug(ConfigurableBackbone, padding=(0, 0, 0)), "check the padding"),
-    (backbone_checks.check_backbone_layers, PlainListBackbone, "a plain python list are not registered"),
-    (backbone_checks.check_backbone_shapes, NoSuperInit, "super().__init__()"),
-], ids=lambda v: v if isinstance(v, str) else None)
-def test_backbone_bugs_fail(check, cls, match):
-    _fails(check, cls, match=match)
+BACKBONE_CHECKS = [backbone_checks.check_backbone_shapes, backbone_checks.check_backbone_layers,
+                   backbone_checks.check_backbone_forward]
+
+# Each single bug → {the check it fails: a fragment of that check's message}; every other check passes. A layer that
+# differs also changes the forward pass, and a layer that changes the output size fails every check that runs it.
+BACKBONE_BUGS = {
+    "no_relu_2": (bug(ConfigurableBackbone, relu=(True, False, True)),
+                  {"backbone_forward": "missing ReLU after the second convolution"}),
+    "no_relu_1": (bug(ConfigurableBackbone, relu=(False, True, True)),
+                  {"backbone_forward": "missing ReLU after the first convolution"}),
+    "no_last_relu": (bug(ConfigurableBackbone, relu=(True, True, False)), {"backbone_forward": "forgot the last ReLU"}),
+    "avg_pool": (bug(ConfigurableBackbone, pool=nn.AvgPool2d), {"backbone_layers": "avg pool instead of max pool",
+                                                              "backbone_forward": "avg pool instead of max pool"}),
+    "padding_1": (bug(ConfigurableBackbone, padding=(2, 1, 1)), {"backbone_layers": "layer 2 differs",
+                                                               "backbone_forward": "compare your layer order"}),
+    "kernel_5": (bug(ConfigurableBackbone, kernels=(5, 5, 5), padding=(2, 2, 2)),
+                 {"backbone_layers": "layer 3 differs", "backbone_forward": "run check_backbone_layers"}),
+    "two_pools": (bug(ConfigurableBackbone, pools=2), {"backbone_shapes": "a MaxPool2d(2, 2) is missing",
+                                                      "backbone_forward": "a MaxPool2d(2, 2) is missing"}),
+    "no_padding": (bug(ConfigurableBackbone, padding=(0, 0, 0)), {name: "padding" for name in
+                                                                  ("backbone_shapes", "backbone_layers", "backbone_forward")}),
+    "plain_list": (PlainListBackbone, {"backbone_shapes": "raised", "backbone_layers": "a plain python list",
+                                       "backbone_forward": "run check_backbone_layers"}),
+    "no_super_init": (NoSuperInit, {name: "super().__init__()" for name in
+                                    ("backbone_shapes", "backbone_layers", "backbone_forward")}),
+}
+
+
+@pytest.mark.parametrize("name", BACKBONE_BUGS)
+def test_a_backbone_bug_fails_exactly_the_checks_it_breaks(name):
+    cls, expected = BACKBONE_BUGS[name]
+    failed = failed_checks(BACKBONE_CHECKS, cls)
+    assert set(failed) == set(expected), {k: v.splitlines()[0] for k, v in failed.items()}
+    for check_name, fragment in expected.items():
+        assert fragment.lower() in failed[check_name].lower(), failed[check_name]
 
 
 # ---------------------------------------------------------------- lesson 03: EmbeddingHead, SiameseNetwork
@@ -1003,6 +1101,17 @@ def test_a_loss_bug_fails_exactly_the_properties_it_breaks(loss):
         assert fragment.lower() in failed[name].lower(), failed[name]
 
 
+def loss_wrong_in_float64(out1, out2, label, margin=2.0):
+    return ref_loss.contrastive_loss(out1, out2, label, margin) * (2 if out1.dtype == torch.float64 else 1)
+
+
+def test_a_bug_only_the_hidden_cases_see():
+    """The graded class's hidden_only_bug (tests/test_grading_robust.py) passes every visible check."""
+    for check in LOSS_CHECKS:
+        check(loss_wrong_in_float64)
+    assert set(failed_checks(LOSS_CHECKS, loss_wrong_in_float64)) == {"loss_similar_pairs", "loss_hinge"}
+
+
 def test_a_loss_that_returns_zero_fails_every_check():
     """The checks of zeros (beyond the margin, label shapes) have guards: a constant loss earns nothing."""
     assert set(failed_checks(LOSS_CHECKS, lambda out1, out2, label, margin=2.0: (out1 - out2).sum() * 0)) == {
@@ -1143,22 +1252,38 @@ def test_other_correct_training_loops_pass(train, check, capsys):
     assert capsys.readouterr().err == ""
 
 
-@pytest.mark.parametrize("check, mistake, match", [
-    (train_checks.check_train_step, "no_zero_grad", "missing zero_grad: gradients accumulate"),
-    (train_checks.check_train_step, "no_step", "no optimizer.step()"),
-    (train_checks.check_train_step, "zero_grad_step_backward", "step() right after zero_grad() comes before backward()"),
-    (train_checks.check_train_step, "step_before_backward", "step() before loss.backward()"),
-    (train_checks.check_train_step, "margin", "the margin argument is ignored"),
-    (train_checks.check_train_step, "no_train", "net.train() is missing"),
-    (train_checks.check_train_step, "not_moved", "move every tensor to the same device (.to(device))"),
-    (train_checks.check_train_step, "label_not_moved", "move every tensor to the same device"),
-    (train_checks.check_train_history, "not_moved", "never moved to the training device"),
-    (train_checks.check_train_learns, "no_step", "optimizer.step()"),
-    (train_checks.check_train_history, "every_step", "logged every step"),
-    (train_checks.check_train_history, "tensor", "append loss.item(), not the tensor"),
-], ids=lambda v: v if isinstance(v, str) else None)
-def test_training_bugs_fail(check, mistake, match):
-    _fails(check, functools.partial(_loop, mistake=mistake), match=match)
+TRAINING_CHECKS = [train_checks.check_train_history, train_checks.check_train_step, train_checks.check_train_learns]
+CRASH = {name: "move every tensor to the same device" for name in ("train_history", "train_step", "train_learns")}
+
+# Each single mistake → {the check it fails: a fragment of that check's message}; every other check passes.
+# train_history trains at lr = 0, so only logging matters there; train_learns is the whole loop end to end, so every
+# mistake in the update fails it too; a loop that crashes fails every check that runs it.
+TRAINING_BUGS = {
+    "no_zero_grad": {"train_step": "missing zero_grad: gradients accumulate", "train_learns": "zero_grad"},
+    "no_step": {"train_step": "no optimizer.step()", "train_learns": "optimizer.step()"},
+    "zero_grad_step_backward": {"train_step": "no optimizer.step()", "train_learns": "optimizer.step()"},
+    "step_before_backward": {name: "step() before loss.backward()" for name in ("train_history", "train_step",
+                                                                                 "train_learns")},
+    "margin": {"train_step": "the margin argument is ignored"},
+    "no_train": {"train_step": "net.train() is missing"},
+    "not_moved": dict(CRASH, train_history="move every tensor to the same device"),
+    "label_not_moved": CRASH,
+    "every_step": {"train_history": "logged every step"},
+    "tensor": {"train_history": "append loss.item(), not the tensor"},
+}
+
+
+@pytest.mark.parametrize("mistake", TRAINING_BUGS)
+def test_a_training_mistake_fails_exactly_the_checks_it_breaks(mistake):
+    failed = failed_checks(TRAINING_CHECKS, functools.partial(_loop, mistake=mistake))
+    assert set(failed) == set(TRAINING_BUGS[mistake]), {k: v.splitlines()[0] for k, v in failed.items()}
+    for name, fragment in TRAINING_BUGS[mistake].items():
+        assert fragment.lower() in failed[name].lower(), failed[name]
+
+
+def test_a_loop_that_never_moves_its_batches_is_told_so_in_the_history_check():
+    _fails(train_checks.check_train_history, functools.partial(_loop, mistake="not_moved"),
+           match="never moved to the training device")
 
 
 def test_training_zero_grad_between_backward_and_step_fails():
@@ -1267,14 +1392,17 @@ def auc_brute_force(distances, pair_labels):
             if yj == 0:
                 total += 1.0 if di > dj else 0.5 if di == dj else 0.0
                 count += 1
+    if count == 0:
+        raise ValueError("the AUC needs same-class and different-class pairs")
     return total / count
 
 
 def test_other_correct_verification_and_auc_pass():
     evaluate_checks.check_verification(accuracy_numpy, threshold_loop)
     evaluate_checks.check_verification(accuracy_numpy, threshold_loop, hidden=True)
-    evaluate_checks.check_roc_auc(auc_brute_force)
-    evaluate_checks.check_roc_auc(auc_brute_force, hidden=True)
+    for check in AUC_CHECKS:
+        check(auc_brute_force)
+        check(auc_brute_force, hidden=True)
 
 
 def accuracy_reversed(distances, pair_labels, threshold):
@@ -1303,7 +1431,15 @@ def auc_inverted(distances, pair_labels):
 
 def auc_strict(distances, pair_labels):
     d, y = distances.reshape(-1), pair_labels.reshape(-1).bool()
+    if y.all() or not y.any():
+        raise ValueError("one kind of pair only")
     return float((d[y][:, None] > d[~y][None, :]).double().mean())
+
+
+def auc_without_check(distances, pair_labels):
+    d, y = distances.reshape(-1).double(), pair_labels.reshape(-1).bool()
+    wins = (d[y][:, None] > d[~y][None, :]).double() + 0.5 * (d[y][:, None] == d[~y][None, :]).double()
+    return float(wins.mean())  # NaN when one kind is missing
 
 
 @pytest.mark.parametrize("accuracy, threshold, match, hidden", [
@@ -1316,12 +1452,20 @@ def test_verification_bugs_fail(accuracy, threshold, match, hidden):
     _fails(evaluate_checks.check_verification, accuracy, threshold, match=match, hidden=hidden)
 
 
-@pytest.mark.parametrize("auc, match, hidden", [
-    (auc_inverted, "inverted", False),
-    (auc_strict, "ties count 1/2", False),
-], ids=lambda v: getattr(v, "__name__", None))
-def test_roc_auc_bugs_fail(auc, match, hidden):
-    _fails(evaluate_checks.check_roc_auc, auc, match=match, hidden=hidden)
+AUC_CHECKS = [evaluate_checks.check_roc_auc, evaluate_checks.check_roc_auc_one_kind]
+AUC_BUGS = {
+    auc_inverted: {"roc_auc": "inverted"},
+    auc_strict: {"roc_auc": "ties count 1/2"},
+    auc_without_check: {"roc_auc_one_kind": "no same-class or no different-class pairs"},
+}
+
+
+@pytest.mark.parametrize("auc", AUC_BUGS, ids=lambda f: f.__name__)
+def test_a_roc_auc_bug_fails_exactly_the_checks_it_breaks(auc):
+    failed = failed_checks(AUC_CHECKS, auc)
+    assert set(failed) == set(AUC_BUGS[auc]), failed
+    for name, fragment in AUC_BUGS[auc].items():
+        assert fragment.lower() in failed[name].lower(), failed[name]
 
 
 def test_pairwise_auc_matches_reference():

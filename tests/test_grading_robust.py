@@ -199,6 +199,16 @@ with open(L.__file__, "a") as f:
     f.write("\\n\\ndef check_loss_gradients(*args, **kwargs):\\n    print('[PASS] faked by a student')\\n")
 '''
 
+# Right on every visible case (all float32), twice too large in float64, which only hidden cases use: the cell's
+# hidden part (restored by nbgrader, run at grading) is what finds it, in loss_similar_pairs and loss_hinge (4 + 4).
+HIDDEN_ONLY_BUG = '''
+_right_in_float32 = contrastive_loss
+
+
+def contrastive_loss(out1, out2, label, margin=2.0):
+    return _right_in_float32(out1, out2, label, margin) * (2 if out1.dtype == torch.float64 else 1)
+'''
+
 HIDE_TRACEBACKS = '''
 get_ipython().showtraceback = lambda *args, **kwargs: None
 '''
@@ -220,6 +230,7 @@ CASES: dict[str, Case] = {
     "solved": Case("every lesson solved", None, "graded", total=100),
     "colab": Case("every lesson solved, saved by Colab (nbformat 4.0, 'Copy of ...')", None, "graded", total=100),
     "buggy": Case("lesson 4 with the bug the tampering students hide (control)", BUGGY_SCORE),
+    "hidden_only_bug": Case("a loss wrong only where the hidden tests look (float64)", FULL_SCORE - 8),
     # noise
     "noisy_plain": Case("plain cells that raise, write to stderr, warn, end with a string", FULL_SCORE),
     "noisy_exercise": Case("exercise cell and function writing stderr and warning, ending with a string", FULL_SCORE),
@@ -309,6 +320,9 @@ def make_corpus(subs: Path, solved: Path) -> None:
         put("solved", solved_nb(lesson), f"{lesson}.ipynb")
         put_text("colab", f"Copy of {lesson}.ipynb", colab_json(solved_nb(lesson), f"Copy of {lesson}.ipynb"))
     put("buggy", buggy_nb())
+    nb = solved_nb()
+    append_to_exercise(nb, HIDDEN_ONLY_BUG)
+    put("hidden_only_bug", nb)
 
     nb = solved_nb()
     insert_plain_cells(nb, 'raise RuntimeError("a plain cell that raises")',

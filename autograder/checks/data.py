@@ -15,7 +15,8 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from .report import CheckFailure, check, describe, fail, passed, run_student, to_float, type_name
+from .report import (CheckFailure, check, describe, fail, passed, run_student, run_student_expecting, to_float,
+                     type_name)
 from . import transcript
 from .transcript import derive
 
@@ -416,3 +417,109 @@ def check_pair_balance(SiameseDataset: Any, hidden: bool = False) -> None:
         _check_unbalanced(SiameseDataset, [4, 50, 4, 4, 2, 4, 4, 4, 4, 4], seed=6, rounds=6, rare_rounds=60)
     passed("SiameseDataset: about half of the pairs are same-class, partners are drawn at random from "
            "the fitting images, and a class of 2 images works" + (" [with hidden cases]" if hidden else ""))
+
+
+# ---------------------------------------------------------------- check_pair_seeding
+
+def _seeded(SiameseDataset: Any, dataset: Dataset, seed: int, description: str) -> Any:
+    return run_student(EXERCISE, f"SiameseDataset(dataset, seed={seed}) on {description}", SiameseDataset, dataset,
+                       seed=seed)
+
+
+def _call_set_epoch(pairs: Any, epoch: int) -> None:
+    if not callable(getattr(pairs, "set_epoch", None)):
+        fail("SiameseDataset has a method set_epoch(epoch)", expected="pairs.set_epoch(1) stores the epoch",
+             got="no set_epoch method", hint="add `def set_epoch(self, epoch): self.epoch = epoch`, and use "
+                                              "self.epoch when drawing a seeded pair")
+    pairs.set_epoch(epoch)
+
+
+def _set_epoch(pairs: Any, epoch: int, description: str) -> None:
+    run_student(EXERCISE, f"pairs.set_epoch({epoch}) on {description}", _call_set_epoch, pairs, epoch)
+
+
+def _pairs_of(draws: list[_Draw]) -> list[tuple[int, float]]:
+    return [(d.partner, d.label) for d in draws]
+
+
+def _changed(first: list[_Draw], second: list[_Draw]) -> int:
+    return sum(a != b for a, b in zip(_pairs_of(first), _pairs_of(second)))
+
+
+def _check_same(first: list[_Draw], second: list[_Draw], prop: str, where: str, hint: str) -> None:
+    changed = _changed(first, second)
+    if changed:
+        fail(prop, input=where, expected=f"the same partner for every index (of {len(first)})",
+             got=f"{changed} of {len(first)} pairs changed; first: partners {[d.partner for d in first[:8]]}, "
+                 f"then: {[d.partner for d in second[:8]]}", hint=hint)
+
+
+def _check_new(first: list[_Draw], second: list[_Draw], prop: str, where: str, hint: str) -> None:
+    changed = _changed(first, second)
+    if 2 * changed < len(first):  # a fresh draw keeps a pair only by chance (here well under 1 in 10)
+        fail(prop, input=where, expected=f"most of the {len(first)} pairs new", got=f"{changed} changed", hint=hint)
+
+
+def _seeding_on(SiameseDataset: Any, dataset: Dataset, description: str, seed: int, indices: list[int]) -> None:
+    lookup = _Lookup(dataset)
+    pairs = _seeded(SiameseDataset, dataset, seed, description)
+    epoch0 = _draws(pairs, lookup, indices, description)
+    where = f"SiameseDataset(dataset, seed={seed}) on {description}, items {indices[0]}..{indices[-1]}"
+    _check_same(epoch0, _draws(pairs, lookup, indices, description), "with a seed, reading item i again gives the same pair",
+                where, "draw the coin and the partner from a generator made for this item, "
+                       "e.g. np.random.default_rng([self.seed, self.epoch, index])")
+    twin = _seeded(SiameseDataset, dataset, seed, description)
+    _check_same(epoch0, _draws(twin, lookup, indices, description), "two datasets with the same seed give the same pairs",
+                where, "keep the seed (self.seed = seed) and derive every draw from it, not from a shared generator")
+    _set_epoch(pairs, 1, description)
+    _check_new(epoch0, _draws(pairs, lookup, indices, description), "set_epoch(1) gives new pairs", where,
+               "use the epoch in the item's generator: np.random.default_rng([self.seed, self.epoch, index])")
+    _set_epoch(pairs, 0, description)
+    _check_same(epoch0, _draws(pairs, lookup, indices, description), "set_epoch(0) gives back the pairs of epoch 0",
+                where, "the pairs should depend only on (seed, epoch, index)")
+    other = _seeded(SiameseDataset, dataset, seed + 1, description)
+    _check_new(epoch0, _draws(other, lookup, indices, description), "another seed gives other pairs", where,
+               "use the seed when drawing: np.random.default_rng([self.seed, self.epoch, index])")
+
+
+def _fresh_without_seed(SiameseDataset: Any, dataset: Dataset, description: str, reads: int) -> None:
+    lookup = _Lookup(dataset)
+    pairs = _make_pairs(SiameseDataset, dataset, description)
+    partners = {d.partner for d in _draws(pairs, lookup, [0] * reads, description)}
+    if len(partners) < 2:
+        fail("without a seed, every read of an item draws a fresh pair", input=f"pairs[0] read {reads} times on {description}",
+             expected="several different partners", got=f"always image {partners.pop()}",
+             hint="with seed=None draw from PyTorch's global generator (torch.rand), as the exercise says")
+
+
+@check
+def check_pair_seeding(SiameseDataset: Any, hidden: bool = False) -> None:
+    """With ``seed``, item i is the same pair on every read and in a twin; ``set_epoch`` and another seed give new pairs."""
+    seed = derive(41) % 10_000
+    indexed = IndexedImages(class_counts_labels([10] * 4, seed=derive(3)))
+    _seeding_on(SiameseDataset, indexed, "40 images of 4 classes", seed, list(range(24)))
+    _fresh_without_seed(SiameseDataset, indexed, "40 images of 4 classes", reads=30)
+    if hidden:
+        _seeding_on(SiameseDataset, _synthetic(60, seed=derive(13)), "a synthetic Fashion-MNIST of 60 images",
+                    derive(42) % 10_000, list(range(0, 60, 2)))
+    passed("SiameseDataset: with a seed, every item is reproducible (also in a second dataset with that seed); "
+           "set_epoch and another seed give new pairs; without a seed, every read is fresh"
+           + (" [with hidden cases]" if hidden else ""))
+
+
+# ---------------------------------------------------------------- check_pair_one_class
+
+@check
+def check_pair_one_class(SiameseDataset: Any, hidden: bool = False) -> None:
+    """A dataset with fewer than two classes (no different-class pair exists) raises ``ValueError``."""
+    cases = [("8 images, all of class 3", IndexedImages([3] * 8))]
+    if hidden:
+        cases += [("1 image", IndexedImages([0])), ("5 images of class 0, without .targets", IndexedImages([0] * 5, False))]
+    for description, dataset in cases:
+        what = f"SiameseDataset(dataset) on {description}"
+        outcome = run_student_expecting(ValueError, EXERCISE, what, SiameseDataset, dataset)
+        if outcome is not None:
+            fail("a dataset with fewer than two classes raises ValueError", input=what, expected="ValueError",
+                 got=outcome, hint="count the classes in __init__ (e.g. len(labels.unique())) and "
+                                   "`raise ValueError(...)` below 2: no different-class partner could ever be drawn")
+    passed("SiameseDataset: a dataset with fewer than two classes raises ValueError" + (" [with hidden cases]" if hidden else ""))

@@ -14,7 +14,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from .report import check, close, describe, fail, images, max_error, passed, run_student, to_float, type_name
+from .report import (check, close, describe, fail, images, max_error, passed, run_student, run_student_expecting,
+                     to_float, type_name)
 from .transcript import derive, generator_for, judge_only, probing
 
 EMBED_EXERCISE = "embed (exercise 6.1)"
@@ -280,3 +281,22 @@ def check_roc_auc(roc_auc: Any, hidden: bool = False) -> None:
         _auc_case(roc_auc, unbalanced, unbalanced_labels, "unbalanced, float64")
     passed("roc_auc: P(d different > d same) with ties counting 1/2 (1.0 separable, 0.0 inverted, 0.5 all tied)"
            + (" [with hidden cases]" if hidden else ""))
+
+
+@check
+def check_roc_auc_one_kind(roc_auc: Any, hidden: bool = False) -> None:
+    """Pairs of one kind only (no same-class or no different-class pair): the AUC is undefined, a ``ValueError``."""
+    cases = [("only different-class pairs", torch.tensor([0.2, 0.9, 1.4]), torch.ones(3)),
+             ("only same-class pairs", torch.tensor([0.2, 0.9, 1.4]), torch.zeros(3))]
+    if hidden:
+        cases += [("one same-class pair, labels [N, 1]", torch.tensor([0.5]), torch.zeros(1, 1)),
+                  ("no pairs at all", torch.zeros(0), torch.zeros(0))]
+    for what, distances, labels in cases:
+        call = f"roc_auc(distances, pair_labels) with {what}: distances = {describe(distances)}"
+        outcome = run_student_expecting(ValueError, AUC_EXERCISE, call, roc_auc, distances, labels)
+        if outcome is not None:
+            fail("roc_auc raises ValueError when there are no same-class or no different-class pairs", input=call,
+                 expected="ValueError (the AUC compares the two kinds: with one kind it is undefined)", got=outcome,
+                 hint="count both kinds first and `raise ValueError(...)` when one of them is empty "
+                      "(the mean over no combinations would be NaN, or a division by zero)")
+    passed("roc_auc: pairs of one kind only raise ValueError" + (" [with hidden cases]" if hidden else ""))

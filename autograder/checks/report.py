@@ -28,6 +28,7 @@ import io
 import json
 import math
 import random
+import re
 import signal
 import threading
 import warnings
@@ -136,6 +137,9 @@ def _error_hint(error: BaseException) -> str | None:
                 "zero_grad(), then backward(), then step()")
     if "Trying to backward through the graph a second time" in text:
         return "backward() called twice on the same loss, or a tensor of an earlier step reused: compute a fresh loss per batch"
+    unexpected = re.search(r"unexpected keyword argument '(\w+)'", text)
+    if unexpected:
+        return f"the exercise asks for an argument named {unexpected.group(1)}: add it to the signature (see the exercise's text)"
     if "'StandInHead' object has no attribute" in text:
         return ("use the head only by calling it, self.head(features): the network checks put a stand-in "
                 "(one Linear layer) in place of your EmbeddingHead, so that exercise 3.1 is not graded twice")

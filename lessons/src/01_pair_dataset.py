@@ -161,22 +161,34 @@ print(f"a same-class partner of image 0: image {partner}, class {int(targets[par
 # %%
 from autograder.checks import data as checks
 
-# %% [check pair_items 5]
+# %% [check pair_items 4]
 checks.check_pair_items(SiameseDataset)
 ### BEGIN HIDDEN TESTS
 checks.check_pair_items(SiameseDataset, hidden=True)
 ### END HIDDEN TESTS
 
-# %% [check pair_labels 5]
+# %% [check pair_labels 4]
 checks.check_pair_labels(SiameseDataset)
 ### BEGIN HIDDEN TESTS
 checks.check_pair_labels(SiameseDataset, hidden=True)
 ### END HIDDEN TESTS
 
-# %% [check pair_balance 5]
+# %% [check pair_balance 3]
 checks.check_pair_balance(SiameseDataset)
 ### BEGIN HIDDEN TESTS
 checks.check_pair_balance(SiameseDataset, hidden=True)
+### END HIDDEN TESTS
+
+# %% [check pair_seeding 3]
+checks.check_pair_seeding(SiameseDataset)
+### BEGIN HIDDEN TESTS
+checks.check_pair_seeding(SiameseDataset, hidden=True)
+### END HIDDEN TESTS
+
+# %% [check pair_one_class 1]
+checks.check_pair_one_class(SiameseDataset)
+### BEGIN HIDDEN TESTS
+checks.check_pair_one_class(SiameseDataset, hidden=True)
 ### END HIDDEN TESTS
 
 # %% [markdown]

@@ -303,10 +303,16 @@ print(f"area under the plotted curve: {torch.trapezoid(tpr, fpr).item():.4f}")
 
 # %% [exercise 6.3] solutions.evaluate:roc_auc
 
-# %% [check roc_auc 5]
+# %% [check roc_auc 4]
 checks.check_roc_auc(roc_auc)
 ### BEGIN HIDDEN TESTS
 checks.check_roc_auc(roc_auc, hidden=True)
+### END HIDDEN TESTS
+
+# %% [check roc_auc_one_kind 1]
+checks.check_roc_auc_one_kind(roc_auc)
+### BEGIN HIDDEN TESTS
+checks.check_roc_auc_one_kind(roc_auc, hidden=True)
 ### END HIDDEN TESTS
 
 # %% [markdown]

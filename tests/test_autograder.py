@@ -804,17 +804,32 @@ def test_other_correct_networks_pass(cls, check):
     (model_checks.check_head, bug(ConfigurableHead, relu2=False), "forgot the last ReLU", False),
     (model_checks.check_head, bug(ConfigurableHead, relu1=False), "missing ReLU between", False),
     (model_checks.check_head, SqueezeHead, "batch dimension was lost", True),
-    (model_checks.check_siamese_network, TwoNetworks, "two separate networks", False),
-    (model_checks.check_shared_weights, TwoNetworks, "two separate networks", False),
-    (model_checks.check_siamese_network, TwoBackbones, "two separate backbones", False),
-    (model_checks.check_shared_weights, TwoBackbones, "two separate backbones", False),
-    (model_checks.check_shared_weights, FirstTwice, "forward_ind", False),
-    (model_checks.check_siamese_network, NoHeadReLU, "forgot the last ReLU", False),
-    (model_checks.check_siamese_network, ref_backbone.CNNBackbone, "only the backbone is registered", False),
-    (model_checks.check_siamese_network, NoForwardInd, "define `def forward_ind(self, x):`", False),
 ], ids=lambda v: v if isinstance(v, str) else None)
-def test_model_bugs_fail(check, cls, match, hidden):
+def test_head_bugs_fail(check, cls, match, hidden):
     _fails(check, cls, match=match, hidden=hidden)
+
+
+NETWORK_CHECKS = [model_checks.check_siamese_network, model_checks.check_shared_weights]
+
+# Each single bug of exercise 3.2 → {the check it fails: a fragment of its message}; every other check passes.
+# A second backbone or network breaks both properties: the structure, and the weights shared by both images.
+NETWORK_BUGS = {
+    TwoNetworks: {"siamese_network": "two separate networks", "shared_weights": "two separate networks"},
+    TwoBackbones: {"siamese_network": "two separate backbones", "shared_weights": "two separate backbones"},
+    FirstTwice: {"shared_weights": "compute both embeddings with forward_ind"},
+    NoHeadReLU: {"siamese_network": "forgot the last ReLU"},
+    ref_backbone.CNNBackbone: {"siamese_network": "only the backbone is registered", "shared_weights": "raised TypeError"},
+    NoForwardInd: {"siamese_network": "define `def forward_ind(self, x):`",
+                   "shared_weights": "define `def forward_ind(self, x):`"},
+}
+
+
+@pytest.mark.parametrize("cls", NETWORK_BUGS, ids=lambda c: c.__name__)
+def test_a_network_bug_fails_exactly_the_checks_it_breaks(cls):
+    failed = failed_checks(NETWORK_CHECKS, cls)
+    assert set(failed) == set(NETWORK_BUGS[cls]), {k: v.splitlines()[0] for k, v in failed.items()}
+    for name, fragment in NETWORK_BUGS[cls].items():
+        assert fragment.lower() in failed[name].lower(), failed[name]
 
 
 FINAL_HEAD_RELU = "            nn.ReLU(),  # as in the original: embeddings are non-negative\n"

@@ -157,7 +157,19 @@ def test_answers_to_other_inputs_fail():
     """A record made for another seed (a self-check's, saved at home) answers other questions."""
     replayed = probe(loss_checks.check_loss_similar_pairs, reference_loss, seed=SEED + 1)
     verdict = report.judge(loss_checks.check_loss_similar_pairs, False, replayed, SEED)
+    assert not verdict.passed and "recorded in another run" in verdict.text
+    # Re-tagged for this run, the answers still fail where they depend on the inputs.
+    run = transcript.Transcript(SEED).run
+    forged = [dict(answer, run=run) for answer in replayed]
+    verdict = report.judge(loss_checks.check_loss_similar_pairs, False, forged, SEED)
     assert not verdict.passed and "[FAIL] same-class pairs cost the mean of d²" in verdict.text
+
+
+def test_even_answers_that_fit_any_input_fail_in_another_run():
+    """The margin check's answers (0 at d = margin, above 0 inside it) would fit any inputs: the run tag stops a replay."""
+    at_home = probe(loss_checks.check_loss_margin_argument, reference_loss, seed=0)
+    assert not report.judge(loss_checks.check_loss_margin_argument, False, at_home, SEED).passed
+    assert report.judge(loss_checks.check_loss_margin_argument, False, at_home, 0).passed
 
 
 def test_a_record_out_of_step_fails():

@@ -62,6 +62,9 @@ class Transcript:
 
     def __init__(self, seed: int, answers: list[dict] | None = None) -> None:
         self.seed = seed
+        # Every answer carries a tag of the run it was recorded in: a record saved in another run (at home, where
+        # the reference is installed) answers other inputs, and fails here even where its values would still fit.
+        self.run = hashlib.sha256(f"siamese-run:{seed}".encode()).hexdigest()[:16]
         self.replaying = answers is not None
         self.answers: list[dict] = list(answers or [])
         self.position = 0
@@ -75,11 +78,11 @@ class Transcript:
         """Probe: keep the answer to one call (or the failure it caused)."""
         if error is not None:
             cause = error.__cause__
-            self.answers.append({"what": what, "error": str(error)[:4000],
+            self.answers.append({"what": what, "run": self.run, "error": str(error)[:4000],
                                  "cause": _builtin_name(cause) if cause is not None else None,
                                  "cause_text": str(cause)[:500] if cause is not None else None})
         else:
-            self.answers.append({"what": what, "value": encode(value, self.known)})
+            self.answers.append({"what": what, "run": self.run, "value": encode(value, self.known)})
 
     def next_answer(self, what: str) -> dict:
         """Judge: the recorded answer to the next call, which must be the call ``what``."""
@@ -90,6 +93,8 @@ class Transcript:
         if not isinstance(answer, dict) or answer.get("what") != what:
             raise TranscriptError(f"the record answers {str(answer.get('what') if isinstance(answer, dict) else answer)[:200]!r} "
                                   f"where the check asks {what!r}")
+        if answer.get("run") != self.run:
+            raise TranscriptError(f"the answer to {what!r} was recorded in another run, for other inputs")
         return answer
 
     def value(self, answer: dict) -> Any:

@@ -12,6 +12,7 @@ Two ways to train the same network on the same pairs:
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import os
@@ -218,6 +219,20 @@ def fast_train_one_epoch(net: nn.Module, loader: TensorPairLoader, optimizer: to
                 rate = pairs_done / max(time.perf_counter() - started, 1e-9)
                 progress.set_postfix(loss=f"{loss.item():.3f}", pairs_s=f"{rate:.0f}")
     return torch.stack(logged).float().cpu().tolist()
+
+
+def take_steps(loader: TensorPairLoader, num_steps: int,
+               deadline: float | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """The first ``num_steps`` batches of ``loader``, epoch after epoch; none after ``deadline`` (a perf_counter time)."""
+    epoch = 0
+    while num_steps > 0:
+        loader.set_epoch(epoch)  # fresh shuffle and partners for every pass over the images
+        for batch in itertools.islice(loader, num_steps):
+            if deadline is not None and time.perf_counter() > deadline:
+                return  # a time budget holds even when the machine slows down mid-run
+            yield batch
+        num_steps -= len(loader)
+        epoch += 1
 
 
 # ---------------------------------------------------------------- checkpoints

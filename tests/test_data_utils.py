@@ -3,6 +3,7 @@
 import gzip
 import shutil
 
+import matplotlib.pyplot as plt
 import pytest
 import torch
 import torchvision
@@ -20,6 +21,7 @@ from data_utils import (
     write_idx_files,
 )
 from data_utils.__main__ import main as data_main
+from data_utils.plotting import image_class, show_pairs
 from helpers import has_debian_data, run_module, subprocess_env
 
 NAMES = list(fm.MD5)  # the four file names, in the order they are copied
@@ -104,6 +106,22 @@ def test_synthetic_train_and_test_differ():
     train = SyntheticFashionMNIST(30, seed=0, train=True)
     test = SyntheticFashionMNIST(30, seed=0, train=False)
     assert not torch.equal(train.data, test.data)
+
+
+def test_image_class_finds_the_label_of_an_item(synthetic_train):
+    """image_class reads an item's class from the data set's pixels; an image not in it gives None."""
+    for index in (0, 7, 199):
+        image, label = synthetic_train[index]
+        assert image_class(image, synthetic_train) == label
+    assert image_class(torch.full((1, 28, 28), 0.5), SyntheticFashionMNIST(20, seed=3)) is None
+
+
+def test_show_pairs_titles_both_rows(synthetic_train):
+    """show_pairs titles the first image of each pair, and the second when given second_titles."""
+    images = [synthetic_train[i][0] for i in range(6)]
+    fig = show_pairs(images[:3], images[3:], ["a", "b", "c"], second_titles=["x", "y", "z"])
+    assert [ax.get_title() for ax in fig.axes] == ["a", "b", "c", "x", "y", "z"]
+    plt.close(fig)
 
 
 def test_idx_files_load_in_torchvision_identically(tmp_path, monkeypatch, offline):

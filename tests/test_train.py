@@ -7,6 +7,7 @@ the real network is trained by the ``main()`` tests at the bottom.
 
 import json
 import math
+import time
 
 import pytest
 import torch
@@ -200,6 +201,21 @@ def test_loader_pairs_balanced(traceable):
         different += int(next(iter(loader))[2].sum())
     n = 40 * 100
     assert abs(different - n / 2) <= 5 * math.sqrt(n / 4)
+
+
+def test_take_steps_crosses_epochs(traceable):
+    """take_steps yields exactly num_steps batches, with fresh pairs in the second pass over the images."""
+    loader = TensorPairLoader(*traceable, batch_size=32, device=CPU, seed=0)
+    batches = list(train.take_steps(loader, 6))
+    assert len(batches) == 6 and loader.epoch == 1
+    assert sorted(image_index(torch.cat([b[0] for b in batches[:4]])).tolist()) == list(range(100))
+    assert not torch.equal(batches[0][1], batches[4][1])
+
+
+def test_take_steps_stops_at_the_deadline(traceable):
+    """Past its deadline take_steps yields nothing more."""
+    loader = TensorPairLoader(*traceable, batch_size=32, device=CPU, seed=0)
+    assert list(train.take_steps(loader, 6, deadline=time.perf_counter() - 1)) == []
 
 
 # ---------------------------------------------------------------- seeded runs and resuming (real network)

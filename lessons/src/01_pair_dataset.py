@@ -35,7 +35,7 @@ from torch.utils.data import Dataset
 
 from data_utils import CLASS_NAMES
 from data_utils.lessons import course_dataset
-from data_utils.plotting import class_name, show_images, show_pairs
+from data_utils.plotting import class_name, image_class, show_images, show_pairs
 
 train_set = course_dataset(train=True)
 print(f"{len(train_set)} training images")
@@ -195,19 +195,24 @@ checks.check_pair_one_class(SiameseDataset, hidden=True)
 # ## 4. Your pairs
 #
 # Here are ten pairs from your dataset, the first image on top and its partner below, with the
-# label. Label-0 pairs should show the same kind of garment, label-1 pairs two different kinds.
+# label your dataset gave and the class name of each image. The class names come from the data, not
+# from your label (`image_class` finds the image in `train_set` and reads its class), so the figure
+# checks your pairs: label-0 pairs should show two images of the same class, label-1 pairs two
+# different classes.
 
 # %%
 pairs = SiameseDataset(train_set, seed=0)
 print(f"{len(pairs)} pairs per epoch")
 
-first, second, titles = [], [], []
+first, second, titles, second_titles = [], [], [], []
 for i in range(10):
     image1, image2, label = pairs[i]
     first.append(image1)
     second.append(image2)
-    titles.append(f"label {label.item():.0f}\n" + ("same" if label.item() == 0 else "different"))
-show_pairs(first, second, titles)
+    name1, name2 = (class_name(c) if c is not None else "?" for c in (image_class(image1, train_set), image_class(image2, train_set)))
+    titles.append(f"label {label.item():.0f} ({'same' if label.item() == 0 else 'different'})\n{name1}")
+    second_titles.append(name2)
+show_pairs(first, second, titles, second_titles)
 plt.show()
 
 # %% [markdown]

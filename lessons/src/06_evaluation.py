@@ -106,9 +106,11 @@ print("training mode after net.eval():", net.eval().training, "; after net.train
 # $$ \text{similarity} = e^{-d}, $$
 #
 # 1 for identical embeddings, close to 0 for distant ones. Here is its gallery: the first test image
-# against the next ten, each pair titled with its similarity and the two class names. After the
-# 5-epoch reference run, pairs of the same kind of garment score about 0.7–0.9 and different ones about
-# 0.1–0.3 (an untrained or briefly trained network gives less clear-cut scores).
+# against the next ten, each pair titled with its similarity and the two class names. In the gallery of
+# the 5-epoch reference run (in the course README) the ankle boot scores 0.30–0.89 against the other
+# ankle boots and 0.04–0.05 against other garments; over 10,000 test pairs its mean similarity is 0.69
+# for same-class pairs and 0.20 for different-class ones (the original notebook reported about 0.7–0.9
+# and 0.1–0.3 for its gallery). An untrained or briefly trained network gives less clear-cut scores.
 
 # %%
 print("distance → similarity:", [(d, round(similarity(torch.tensor(d)).item(), 3)) for d in (0.0, 0.5, 1.0, 2.0)])
@@ -323,8 +325,16 @@ checks.check_roc_auc_one_kind(roc_auc, hidden=True)
 # image with the class of its nearest training image (among the first 10,000) and count how often that
 # is its true class.
 #
-# The reference figures come from a 5-epoch run of the reference solution (`python -m solutions.train`).
-# A shortened CPU run lands lower, and a run on the synthetic data of grading or testing means nothing.
+# The reference figures come from the 5-epoch run of the reference solution (`python -m solutions.train`),
+# whose figures the course README lists. Its verification accuracy, ROC AUC and mean similarities are
+# measured on the same 10,000 balanced test pairs as yours (it chose its threshold on pairs of all
+# 60,000 training images, you on pairs of the first 10,000: a small difference). Its 1-nearest-neighbour
+# accuracy is **not** measured as yours: the reference searched all 60,000 training embeddings (82.1%),
+# this lesson searches the first 10,000 to save time, and with fewer candidates the nearest one is of
+# the right class less often (for one network of lesson 5's shortened CPU run: 67.5% against the first
+# 10,000, 73.4% against all 60,000). So the table gives no reference for that row: compare it between
+# your own runs only. A shortened CPU run lands lower, and a run on the synthetic data of grading or testing
+# means nothing.
 
 # %%
 test_accuracy = verification_accuracy(test_distances, test_pair_labels, threshold)
@@ -333,11 +343,11 @@ nn_accuracy = nearest_neighbour_accuracy(train_embeddings, train_labels, test_em
 same = test_pair_labels.reshape(-1) == 0
 
 print(f"{'':34} {'yours':>8} {'reference (5 epochs)':>22}")
-print(f"{'verification accuracy (test pairs)':34} {test_accuracy:>8.1%} {'89.8%':>22}")
-print(f"{'ROC AUC (test pairs)':34} {auc:>8.3f} {'0.959':>22}")
-print(f"{'1-nearest-neighbour accuracy':34} {nn_accuracy:>8.1%} {'80.4%':>22}")
-print(f"mean similarity: same-class pairs {similarity(test_distances[same]).mean():.3f}, "
-      f"different-class pairs {similarity(test_distances[~same]).mean():.3f}")
+print(f"{'verification accuracy (test pairs)':34} {test_accuracy:>8.1%} {'90.4%':>22}")
+print(f"{'ROC AUC (test pairs)':34} {auc:>8.3f} {'0.962':>22}")
+print(f"{'1-nearest-neighbour accuracy':34} {nn_accuracy:>8.1%} {'- (see above)':>22}")
+print(f"{'mean similarity, same class':34} {similarity(test_distances[same]).mean():>8.3f} {'0.69':>22}")
+print(f"{'mean similarity, different classes':34} {similarity(test_distances[~same]).mean():>8.3f} {'0.20':>22}")
 
 # %% [markdown]
 # Finally, a map of the test embeddings: their 256 coordinates projected onto the two directions of

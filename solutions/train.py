@@ -225,7 +225,7 @@ def take_steps(loader: TensorPairLoader, num_steps: int,
                deadline: float | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
     """The first ``num_steps`` batches of ``loader``, epoch after epoch; none after ``deadline`` (a perf_counter time)."""
     epoch = 0
-    while num_steps > 0:
+    while num_steps > 0 and len(loader) > 0:
         loader.set_epoch(epoch)  # fresh shuffle and partners for every pass over the images
         for batch in itertools.islice(loader, num_steps):
             if deadline is not None and time.perf_counter() > deadline:

@@ -678,10 +678,10 @@ def test_a_backbone_bug_fails_exactly_the_checks_it_breaks(name):
 # ---------------------------------------------------------------- lesson 03: EmbeddingHead, SiameseNetwork
 
 class ViewHead(nn.Module):
-    def __init__(self):
+    def __init__(self, in_features=2304, embedding_dim=256):
         super().__init__()
-        self.fc1 = nn.Linear(2304, 1024)
-        self.fc2 = nn.Linear(1024, 256)
+        self.fc1 = nn.Linear(in_features, 1024)
+        self.fc2 = nn.Linear(1024, embedding_dim)
 
     def forward(self, x):
         x = x.view(x.size(0), -1)
@@ -689,9 +689,10 @@ class ViewHead(nn.Module):
 
 
 class ConfigurableHead(nn.Module):
-    def __init__(self, relu1=True, relu2=True):
+    def __init__(self, relu1=True, relu2=True, in_features=2304, embedding_dim=256):
         super().__init__()
-        layers = [nn.Flatten(), nn.Linear(2304, 1024)] + ([nn.ReLU()] if relu1 else []) + [nn.Linear(1024, 256)]
+        layers = [nn.Flatten(), nn.Linear(in_features, 1024)] + ([nn.ReLU()] if relu1 else []) + [
+            nn.Linear(1024, embedding_dim)]
         self.layers = nn.Sequential(*layers, *([nn.ReLU()] if relu2 else []))
 
     def forward(self, x):
@@ -1080,6 +1081,18 @@ def loss_no_clamp(out1, out2, label, margin=2.0):
     return ((1 - y) * d ** 2 + y * (margin - d) ** 2).mean()
 
 
+def loss_reversed_hinge(out1, out2, label, margin=2.0):
+    d, y = _d(out1, out2, label), label.view(-1)
+    return ((1 - y) * d ** 2 + y * torch.clamp(d - margin, min=0) ** 2).mean()
+
+
+def loss_mean_per_kind(out1, out2, label, margin=2.0):
+    """Averages each kind of pair apart: right for batches of one kind, wrong for a mixed one."""
+    d, y = _d(out1, out2, label), label.view(-1)
+    same, different = (1 - y) * d ** 2, y * torch.clamp(margin - d, min=0) ** 2
+    return same.sum() / (1 - y).sum().clamp(min=1) + different.sum() / y.sum().clamp(min=1)
+
+
 def loss_no_label_check(out1, out2, label, margin=2.0):
     d, y = F.pairwise_distance(out1, out2), label.view(-1)
     return ((1 - y) * d ** 2 + y * torch.clamp(margin - d, min=0) ** 2).mean()
@@ -1088,8 +1101,8 @@ def loss_no_label_check(out1, out2, label, margin=2.0):
 # Each single bug → {the check it fails: a fragment of that check's message}; every other check passes.
 LOSS_BUGS = {
     loss_inverted: {"similar_pairs": "labels are inverted", "hinge": "labels are inverted",
-                    "beyond_margin": "labels are inverted", "margin_argument": "margin argument",
-                    "label_shapes": "labels of shape [B] and [B, 1]", "gradients": "towards each other"},
+                    "beyond_margin": "labels are inverted", "margin_argument": "labels are inverted",
+                    "label_shapes": "labels are inverted", "gradients": "towards each other"},
     loss_margin_not_squared: {"hinge": "margin term not squared"},
     loss_distance_not_squared: {"similar_pairs": "missing square on the distance of similar pairs"},
     loss_no_squares: {"similar_pairs": "missing square", "hinge": "margin term not squared"},
@@ -1100,6 +1113,10 @@ LOSS_BUGS = {
     loss_squared_hinge: {"hinge": "squared distance used in the hinge"},
     loss_no_clamp: {"beyond_margin": "the max(·, 0) is missing"},
     loss_fixed_margin: {"margin_argument": "the margin argument is ignored"},
+    loss_reversed_hinge: {"hinge": "margin - d, not d - margin", "beyond_margin": "not max(d - margin, 0)",
+                          "margin_argument": "margin - d, not d - margin",
+                          "gradients": "away from each other"},  # nothing pushes a close pair apart
+    loss_mean_per_kind: {"hinge": "not each kind apart"},
     loss_no_label_check: {"label_count": "raises ValueError"},
     loss_detached: {"gradients": "not connected"},
     loss_item: {name: "returns a tensor" for name in ("similar_pairs", "hinge", "beyond_margin", "margin_argument",

@@ -59,7 +59,8 @@ def _mistakes(out1: torch.Tensor, out2: torch.Tensor, label: torch.Tensor, margi
          (pos + y * torch.clamp(margin - d2, min=0).pow(2)).mean()),
         ("forgot the square root: d is the Euclidean distance, sqrt of the sum of squares",
          ((1 - y) * d2.pow(2) + y * torch.clamp(margin - d2, min=0).pow(2)).mean()),
-        ("the max(·, 0) is missing: pairs farther apart than the margin must cost nothing",
+        ("the max(·, 0) is missing, or reversed: pairs farther apart than the margin must cost nothing "
+         "(max(margin - d, 0)², not max(d - margin, 0)²)",
          (pos + y * (margin - d).pow(2)).mean()),
         ("the [B,1] label broadcast against [B] distances gives a [B,B] matrix: flatten the label "
          "(label.view(-1)) or keep the distance as [B, 1] (keepdim=True)",
@@ -122,30 +123,44 @@ def _check_value(loss_fn: Any, out1: torch.Tensor, out2: torch.Tensor, label: to
     allowed = allowed_error(out1, out2, expected, m, out1.dtype)
     if math.isfinite(value) and abs(value - expected) <= allowed:
         return
-    hint = None
-    mistakes = sorted(_mistakes(out1, out2, label, m), key=lambda mistake: suspect not in mistake[0])
+    fail(f"{title} ({what})", input=_input_text(out1, out2, label, margin),
+         expected=f"{expected:.6g} (mean of (1 - y)·d² + y·max(margin - d, 0)²)", got=f"{value:.6g}",
+         hint=_likely_mistake(value, expected, allowed, out1, out2, label, m, suspect))
+
+
+@judge_only
+def _likely_mistake(value: float, expected: float, allowed: float, out1: torch.Tensor, out2: torch.Tensor,
+                    label: torch.Tensor, margin: float, suspect: str = "") -> str | None:
+    """The usual mistake that gives ``value`` on this input (``suspect`` first), if one does."""
+    mistakes = sorted(_mistakes(out1, out2, label, margin), key=lambda mistake: suspect not in mistake[0])
     for message, candidate in mistakes:
         if abs(candidate - expected) > 10 * allowed and abs(candidate - value) <= max(allowed, 1e-4 * abs(candidate)):
             if "broadcast" in message and label.dim() != 2:
-                message = ("the label [B] broadcast against [B, 1] distances gives a [B,B] matrix: "
-                           "use distances of shape [B] (no keepdim) or reshape the label to match")
-            hint = message
-            break
-    if hint is None and not math.isfinite(value):
-        hint = "the loss is not a finite number"
-    fail(f"{title} ({what})", input=_input_text(out1, out2, label, margin),
-         expected=f"{expected:.6g} (mean of (1 - y)·d² + y·max(margin - d, 0)²)", got=f"{value:.6g}", hint=hint)
+                return ("the label [B] broadcast against [B, 1] distances gives a [B,B] matrix: "
+                        "use distances of shape [B] (no keepdim) or reshape the label to match")
+            return message
+    if not math.isfinite(value):
+        return "the loss is not a finite number"
+    if abs(value) <= allowed < expected:  # the pairs cost nothing at all: the term their label selects is wrong
+        y = label.reshape(-1)
+        return INSIDE if bool((y == 1).all()) else SAME_FREE if bool((y == 0).all()) else None
+    return None
+
+
+INSIDE = ("a different-class pair inside the margin costs nothing: the second term is max(margin - d, 0)² "
+          "(margin - d, not d - margin), selected by y = 1")
+SAME_FREE = "same-class pairs cost nothing: the first term is (1 - y)·d², selected by y = 0"
 
 
 def _check_positive(loss_fn: Any, out1: torch.Tensor, out2: torch.Tensor, label: torch.Tensor, margin: float | None,
-                    title: str, what: str) -> None:
+                    title: str, what: str, hint: str = INSIDE) -> None:
     """The loss on one input is above 0: a guard that a loss which returns 0 everywhere cannot pass a check of zeros."""
     value = _scalar(_call(loss_fn, out1, out2, label, margin), out1, out2, label, margin)
     if probing():
         return
     if not (math.isfinite(value) and value > 0):
         fail(f"{title} ({what})", input=_input_text(out1, out2, label, margin), expected="a loss above 0",
-             got=f"{value:.6g}", hint="a pair that the loss should penalise costs nothing: is each term computed?")
+             got=f"{value:.6g}", hint=hint)
 
 
 def _t(rows: list[list[float]], dtype: torch.dtype = torch.float32) -> torch.Tensor:
@@ -205,6 +220,7 @@ def check_loss_hinge(contrastive_loss: Any, hidden: bool = False) -> None:
     _check_value(contrastive_loss, out1, out2, _column(1.0, 3), None, HINGE, "hand-built 2-D pairs at d = 0, 0.5, 1.5")
     a, b = _pairs_at(generator, _uniform(generator, 8, 0.1, 1.9), 16)
     _check_value(contrastive_loss, a, b, _column(1.0, 8), None, HINGE, "random 16-d pairs, margin 2")
+    _check_mixed_mean(contrastive_loss, generator)
     if hidden:
         a, b = _pairs_at(generator, _uniform(generator, 6, 0.05, 1.95), 5, torch.float64)
         _check_value(contrastive_loss, a, b, _column(1.0, 6, torch.float64), None, HINGE, "float64 pairs")
@@ -214,6 +230,30 @@ def check_loss_hinge(contrastive_loss: Any, hidden: bool = False) -> None:
         _check_value(contrastive_loss, a, b, torch.ones(1, dtype=torch.long), None, HINGE, "one pair, integer label")
     passed("contrastive_loss: different-class pairs inside the margin cost the mean of (margin - d)²"
            + (" [with hidden cases]" if hidden else ""))
+
+
+def _check_mixed_mean(loss_fn: Any, generator: torch.Generator) -> None:
+    """Different-class pairs inside the margin among same-class pairs at d = 0: the mean is over all pairs.
+
+    The same-class pairs cost 0 whatever the formula, so only the averaging decides; the label is tried as [B]
+    and as [B, 1], and either may give the right value, so that a label-shape slip is not counted here again.
+    """
+    a, b = _pairs_at(generator, [0.0] * 3 + _uniform(generator, 3, 0.2, 1.8), 8)
+    label = torch.tensor([0.0] * 3 + [1.0] * 3)
+    order = torch.randperm(6, generator=generator)
+    a, b, label = a[order], b[order], label[order]
+    values = [_scalar(_call(loss_fn, a, b, y, None), a, b, y, None) for y in (label, label.reshape(-1, 1))]
+    if probing():
+        return
+    expected = loop_loss(a, b, label)
+    allowed = allowed_error(a, b, expected, 2.0, a.dtype)
+    if any(math.isfinite(v) and abs(v - expected) <= allowed for v in values):
+        return
+    hint = _likely_mistake(values[1], expected, allowed, a, b, label.reshape(-1, 1), 2.0)
+    fail(f"{HINGE} (mixed with same-class pairs at d = 0: the mean is over all {len(label)} pairs)",
+         input=_input_text(a, b, label, None), expected=f"{expected:.6g}",
+         got=f"{values[0]:.6g} with label [B], {values[1]:.6g} with label [B, 1]",
+         hint=hint or "average over the whole batch, both kinds of pairs together (not each kind apart)")
 
 
 BEYOND = "different-class pairs farther apart than the margin cost nothing"
@@ -257,7 +297,7 @@ def _margin_case(loss_fn: Any, generator: torch.Generator, distance: float, marg
 def check_loss_margin_argument(contrastive_loss: Any, hidden: bool = False) -> None:
     """The margin argument decides where the cost ends: 0 at d = margin, more than 0 inside it (even beyond 2)."""
     generator = generator_for(12)
-    for distance, margin in ((1.0, 1.0), (1.5, 1.5), (2.1, 5.0)):
+    for distance, margin in ((1.5, 1.5), (1.0, 1.0), (2.1, 5.0)):
         _margin_case(contrastive_loss, generator, distance, margin)
     if hidden:
         for distance, margin in ((1.25, 1.25), (1.75, 1.75), (2.5, 8.0)):
@@ -289,14 +329,12 @@ def _check_shape_case(loss_fn: Any, out1: torch.Tensor, out2: torch.Tensor, labe
     if probing():
         return
     expected = loop_loss(out1, out2, label)
-    if abs(value - expected) > allowed_error(out1, out2, expected, 2.0, out1.dtype):
-        broadcast = [c for m, c in _mistakes(out1, out2, label.reshape(-1, 1), 2.0) if "broadcast" in m][0]
-        hint = "read the label as one value per pair, whatever its shape ([B], [B, 1], float or integer)"
-        if abs(value - broadcast) <= 1e-4 * max(1.0, abs(broadcast)):
-            hint = ("the [B,1] label broadcast against [B] distances gives a [B,B] matrix: flatten the label "
-                    "(label.view(-1)), or use keepdim distances [B, 1] with a [B, 1] label")
+    allowed = allowed_error(out1, out2, expected, 2.0, out1.dtype)
+    if abs(value - expected) > allowed:
+        hint = _likely_mistake(value, expected, allowed, out1, out2, label.reshape(-1, 1), 2.0, suspect="broadcast")
         fail("labels of shape [B] and [B, 1] give the same loss", input=where, expected=f"{expected:.6g}",
-             got=f"{value:.6g}", hint=hint)
+             got=f"{value:.6g}", hint=hint or "read the label as one value per pair, whatever its shape "
+                                              "([B], [B, 1], float or integer)")
 
 
 def _label_shape_pairs(generator: torch.Generator, same: int, different: int, dim: int,
@@ -326,7 +364,8 @@ def check_loss_label_shapes(contrastive_loss: Any, hidden: bool = False) -> None
     a, b = _pairs_at(generator, [0.0], 3)
     _check_shape_case(contrastive_loss, a, b, torch.zeros(1, 1), "a batch of one same-class pair at d = 0, label [1, 1]")
     a, b = _pairs_at(generator, [1.0], 3)
-    _check_positive(contrastive_loss, a, b, torch.zeros(1), None, "the label is read", "a same-class pair at d = 1, label [1]")
+    _check_positive(contrastive_loss, a, b, torch.zeros(1), None, "the label is read", "a same-class pair at d = 1, label [1]",
+                    hint=SAME_FREE)
     passed("contrastive_loss: a 0-d tensor, the same for labels [B], [B, 1] and integer, also for a batch of one"
            + (" [with hidden cases]" if hidden else ""))
 
@@ -388,9 +427,10 @@ def _judge_gradients(grads: tuple[Any, Any], out1: torch.Tensor, out2: torch.Ten
         fail(f"the gradient moves each pair {direction}", input=where,
              expected=f"∂loss/∂out1 a positive multiple of {'+' if sign > 0 else '-'}(out1 - out2) for every pair",
              got=describe(grads[0]), hint="check the sign of each term and which label selects it (0 = same class)")
-    if float((g1 + g2).abs().max()) > 1e-6 * max(1.0, float(g1.abs().max())):
+    if not bool(torch.isfinite(g2).all()) or float((g1 + g2).abs().max()) > 1e-6 * max(1.0, float(g1.abs().max())):
         fail("the gradients on out1 and out2 are opposite (the loss depends only on out1 - out2)", input=where,
-             expected=describe(-grads[0]), got=describe(grads[1]), hint=None)
+             expected=describe(-grads[0]), got=describe(grads[1]),
+             hint="compute d from out1 - out2 only (e.g. F.pairwise_distance(out1, out2)), the same way for both")
 
 
 @check

@@ -113,6 +113,20 @@ def _compare_head(head: nn.Module, batch: int, dtype: torch.dtype, generator: to
          hint=hint or "compare the order of your layers with flatten → Linear → ReLU → Linear → ReLU")
 
 
+def _check_embedding_dim(EmbeddingHead: Any, size: int, generator: torch.Generator) -> None:
+    """``EmbeddingHead(embedding_dim=size)`` gives ``[B, size]`` embeddings (exercise 3.2 builds the head this way)."""
+    head = run_student(HEAD_EXERCISE, f"EmbeddingHead(embedding_dim={size})", EmbeddingHead, embedding_dim=size)
+    x = _features(2, generator)
+    with torch.no_grad():
+        out = run_student(HEAD_EXERCISE, f"EmbeddingHead(embedding_dim={size})(features) with features of shape "
+                          f"{list(x.shape)}", head, x) if isinstance(head, nn.Module) else head
+    if not isinstance(out, torch.Tensor) or tuple(out.shape) != (2, size):
+        fail(f"EmbeddingHead(embedding_dim={size}) gives embeddings of {size} coordinates",
+             input=f"features of shape {list(x.shape)}", expected=f"shape [2, {size}]",
+             got=f"shape {list(out.shape)}" if isinstance(out, torch.Tensor) else type_name(out),
+             hint="use the embedding_dim argument for the last layer: nn.Linear(1024, embedding_dim)")
+
+
 @check
 def check_head(EmbeddingHead: Any, hidden: bool = False) -> None:
     """Shape ``[B, 256]``, 2,622,720 parameters, and the reference's output with the same weights."""
@@ -126,6 +140,7 @@ def check_head(EmbeddingHead: Any, hidden: bool = False) -> None:
              expected=f"{HEAD_PARAMETERS:,} in shapes [[1024, 2304], [1024], [256, 1024], [256]]",
              got=f"{total:,} in shapes {parameter_shapes(head)}", hint=hint)
     _compare_head(head, 4, torch.float32, generator)
+    _check_embedding_dim(EmbeddingHead, 64, generator)
     if hidden:
         _compare_head(head, 1, torch.float32, generator)
         _compare_head(copy.deepcopy(head).to(torch.float64), 6, torch.float64, generator)

@@ -124,7 +124,7 @@ def fail(prop: str, *, input: Any = None, expected: Any = None, got: Any = None,
     raise failure(prop, input=input, expected=expected, got=got, hint=hint)
 
 
-def _error_hint(error: BaseException) -> str | None:
+def _error_hint(error: BaseException, what: str = "") -> str | None:
     text = str(error)
     if "Module.__init__() call" in text or "has no attribute '_modules'" in text or "has no attribute '_parameters'" in text:
         return "call super().__init__() as the first line of __init__"
@@ -138,7 +138,10 @@ def _error_hint(error: BaseException) -> str | None:
     if "Trying to backward through the graph a second time" in text:
         return "backward() called twice on the same loss, or a tensor of an earlier step reused: compute a fresh loss per batch"
     unexpected = re.search(r"unexpected keyword argument '(\w+)'", text)
-    if unexpected:
+    if unexpected and "StandInHead" in text:
+        return ("create the head as the exercise says, EmbeddingHead(embedding_dim=embedding_dim): the network "
+                "checks put a stand-in with that signature in its place")
+    if unexpected and f"{unexpected.group(1)}=" in what:  # the check's own call: the student's signature lacks it
         return f"the exercise asks for an argument named {unexpected.group(1)}: add it to the signature (see the exercise's text)"
     if "'StandInHead' object has no attribute" in text:
         return ("use the head only by calling it, self.head(features): the network checks put a stand-in "
@@ -200,8 +203,10 @@ def _replay(record: transcript.Transcript, what: str) -> Any:
     cause_type = getattr(builtins, str(answer.get("cause")), None)
     cause = None
     if isinstance(cause_type, type) and issubclass(cause_type, Exception):
-        with contextlib.suppress(Exception):  # some exceptions need more than a message to be made
+        try:
             cause = cause_type(str(answer.get("cause_text")))
+        except Exception:  # some need more than a message to be made (UnicodeDecodeError): its class is what counts
+            cause = cause_type.__new__(cause_type)
     raise CheckFailure(failure_text) from cause
 
 
@@ -222,7 +227,7 @@ def _call_student(exercise: str, what: str, func: Callable[..., Any], *args: Any
             "  Replace the `raise NotImplementedError(...)` line with your code, run that cell, then run this check again."
         ) from error
     except Exception as error:
-        hint = _error_hint(error)
+        hint = _error_hint(error, what)
         message = f"[FAIL] {what} raised {type(error).__name__}: {error}"
         if hint:
             message += f"\n  likely mistake: {hint}"

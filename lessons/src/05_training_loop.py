@@ -293,8 +293,10 @@ if device.type == "cpu" and not QUICK:
     progress.close()
     loss_history.extend(logged)
     steps_per_epoch = len(fast_loader)  # mark the epochs of 60,000 pairs on the plot
-    print(f"fast loop: {progress.n} steps, mean logged loss {sum(logged) / len(logged):.4f}, last logged "
-          f"{logged[-1]:.4f}; {num_images + progress.n * batch_size:,} pairs in {time.perf_counter() - started:.0f} s")
+    steps_done = len(logged) * log_every  # one logged loss every log_every steps (the bar may be switched off)
+    print(f"fast loop: about {steps_done} steps, mean logged loss {sum(logged) / len(logged):.4f}, last logged "
+          f"{logged[-1]:.4f}; about {num_images + steps_done * batch_size:,} pairs in "
+          f"{time.perf_counter() - started:.0f} s")
 
 # %% [markdown]
 # ## 6. The loss history

@@ -86,3 +86,11 @@ def failed_checks(checks, *args) -> dict:
                 failed[check.__name__.removeprefix("check_")] = str(error)
                 break
     return failed
+
+
+def assert_fails_exactly(checks, expected: dict, *args) -> None:
+    """The checks on ``args`` fail exactly those named in ``expected`` ({check name: a fragment of its message})."""
+    failed = failed_checks(checks, *args)
+    assert set(failed) == set(expected), {name: text.splitlines()[0] for name, text in failed.items()}
+    for name, fragment in expected.items():
+        assert fragment.lower() in failed[name].lower(), failed[name]

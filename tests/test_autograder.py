@@ -27,7 +27,7 @@ from autograder.checks import report, transcript
 from autograder.checks import train as train_checks
 from autograder.checks.report import CheckFailure
 from solutions import backbone as ref_backbone
-from helpers import failed_checks
+from helpers import assert_fails_exactly, failed_checks
 from solutions import data as ref_data
 from solutions import evaluate as ref_evaluate
 from solutions import loss as ref_loss
@@ -514,10 +514,7 @@ DATASET_BUGS = {
 
 @pytest.mark.parametrize("cls", DATASET_BUGS, ids=lambda c: c.__name__)
 def test_a_dataset_bug_fails_exactly_the_properties_it_breaks(cls):
-    failed = failed_checks(DATASET_CHECKS, cls)
-    assert set(failed) == set(DATASET_BUGS[cls]), {name: text.splitlines()[0] for name, text in failed.items()}
-    for name, fragment in DATASET_BUGS[cls].items():
-        assert fragment.lower() in failed[name].lower(), failed[name]
+    assert_fails_exactly(DATASET_CHECKS, DATASET_BUGS[cls], cls)
 
 
 @pytest.mark.parametrize("cls", [OriginalRejection, TargetsIndexLists, PrecomputedPairs, OwnGenerator],
@@ -669,10 +666,7 @@ BACKBONE_BUGS = {
 @pytest.mark.parametrize("name", BACKBONE_BUGS)
 def test_a_backbone_bug_fails_exactly_the_checks_it_breaks(name):
     cls, expected = BACKBONE_BUGS[name]
-    failed = failed_checks(BACKBONE_CHECKS, cls)
-    assert set(failed) == set(expected), {k: v.splitlines()[0] for k, v in failed.items()}
-    for check_name, fragment in expected.items():
-        assert fragment.lower() in failed[check_name].lower(), failed[check_name]
+    assert_fails_exactly(BACKBONE_CHECKS, expected, cls)
 
 
 # ---------------------------------------------------------------- lesson 03: EmbeddingHead, SiameseNetwork
@@ -827,10 +821,7 @@ NETWORK_BUGS = {
 
 @pytest.mark.parametrize("cls", NETWORK_BUGS, ids=lambda c: c.__name__)
 def test_a_network_bug_fails_exactly_the_checks_it_breaks(cls):
-    failed = failed_checks(NETWORK_CHECKS, cls)
-    assert set(failed) == set(NETWORK_BUGS[cls]), {k: v.splitlines()[0] for k, v in failed.items()}
-    for name, fragment in NETWORK_BUGS[cls].items():
-        assert fragment.lower() in failed[name].lower(), failed[name]
+    assert_fails_exactly(NETWORK_CHECKS, NETWORK_BUGS[cls], cls)
 
 
 FINAL_HEAD_RELU = "            nn.ReLU(),  # as in the original: embeddings are non-negative\n"
@@ -1126,11 +1117,7 @@ LOSS_BUGS = {
 
 @pytest.mark.parametrize("loss", LOSS_BUGS, ids=lambda f: f.__name__)
 def test_a_loss_bug_fails_exactly_the_properties_it_breaks(loss):
-    failed = failed_checks(LOSS_CHECKS, loss)
-    expected = {f"loss_{name}": fragment for name, fragment in LOSS_BUGS[loss].items()}
-    assert set(failed) == set(expected), failed
-    for name, fragment in expected.items():
-        assert fragment.lower() in failed[name].lower(), failed[name]
+    assert_fails_exactly(LOSS_CHECKS, {f"loss_{name}": fragment for name, fragment in LOSS_BUGS[loss].items()}, loss)
 
 
 def loss_wrong_in_float64(out1, out2, label, margin=2.0):
@@ -1307,10 +1294,7 @@ TRAINING_BUGS = {
 
 @pytest.mark.parametrize("mistake", TRAINING_BUGS)
 def test_a_training_mistake_fails_exactly_the_checks_it_breaks(mistake):
-    failed = failed_checks(TRAINING_CHECKS, functools.partial(_loop, mistake=mistake))
-    assert set(failed) == set(TRAINING_BUGS[mistake]), {k: v.splitlines()[0] for k, v in failed.items()}
-    for name, fragment in TRAINING_BUGS[mistake].items():
-        assert fragment.lower() in failed[name].lower(), failed[name]
+    assert_fails_exactly(TRAINING_CHECKS, TRAINING_BUGS[mistake], functools.partial(_loop, mistake=mistake))
 
 
 def test_a_loop_that_never_moves_its_batches_is_told_so_in_the_history_check():
@@ -1494,10 +1478,7 @@ AUC_BUGS = {
 
 @pytest.mark.parametrize("auc", AUC_BUGS, ids=lambda f: f.__name__)
 def test_a_roc_auc_bug_fails_exactly_the_checks_it_breaks(auc):
-    failed = failed_checks(AUC_CHECKS, auc)
-    assert set(failed) == set(AUC_BUGS[auc]), failed
-    for name, fragment in AUC_BUGS[auc].items():
-        assert fragment.lower() in failed[name].lower(), failed[name]
+    assert_fails_exactly(AUC_CHECKS, AUC_BUGS[auc], auc)
 
 
 def test_pairwise_auc_matches_reference():

@@ -32,7 +32,8 @@ from helpers import isolation_args, read_grades as read_rows, run_module, subpro
 LESSON = "04_contrastive_loss"
 NB = f"{LESSON}.ipynb"
 OTHERS = ", ".join(lesson for lesson in LESSONS if lesson != LESSON)
-BUG = ("min=0).pow(2))", "min=0).pow(2)).detach()")  # no gradient through the loss: 15 of 20, told apart from 0
+BUG = ("min=0).pow(2))", "min=0).pow(2)).detach()")  # no gradient through the loss: fails only loss_gradients
+BUGGY_SCORE = 17.0  # 20 less loss_gradients' 3 points: told apart from 0 and from 20
 BOMB_BYTES = 1024 ** 3
 MEMORY_LIMIT_KB = 500 * 1024
 
@@ -69,9 +70,9 @@ def write_bomb(archive: zipfile.ZipFile, name: str) -> None:
 EXPECTED = {
     "Ada Lovelace": (20.0, "graded", None, ""),
     "Zoë": (20.0, f"no notebook for {OTHERS}", "2 files for 04_contrastive_loss", ""),
-    "Zoé": (15.0, f"no notebook for {OTHERS}", None, ""),
+    "Zoé": (BUGGY_SCORE, f"no notebook for {OTHERS}", None, ""),
     "李雷": (20.0, f"no notebook for {OTHERS}", None, ""),
-    "王芳": (15.0, f"no notebook for {OTHERS}", None, ""),
+    "王芳": (BUGGY_SCORE, f"no notebook for {OTHERS}", None, ""),
     "..x": (20.0, f"no notebook for {OTHERS}", None, ""),
     "'--out": (20.0, f"no notebook for {OTHERS}", None, ""),
     "evil": (None, "no notebook for 01_pair_dataset", "unsafe name in the archive (a path through '..')", ""),
@@ -82,7 +83,7 @@ EXPECTED = {
     "bomber": (None, f"{LESSON} not graded: file too large (1024 MB; limit 20 MB): bomber/{NB}", None, ""),
     "heavy": (None, f"{LESSON} not graded: files too large (30 MB together; limit 25 MB for one student)", None, ""),
     "hoppergrace": (20.0, f"no notebook for {OTHERS}", None, LESSON),
-    "Grace Hopper": (15.0, f"no notebook for {OTHERS}", None, ""),
+    "Grace Hopper": (BUGGY_SCORE, f"no notebook for {OTHERS}", None, ""),
     "Alan Turing": (20.0, f"no notebook for {OTHERS}", "2 files for 04_contrastive_loss", LESSON),
 }
 

@@ -378,3 +378,162 @@ def test_a_record_cannot_make_the_judge_unpack_without_end():
     with pytest.raises(transcript.TranscriptError, match="too large"):
         for _ in range(2 * transcript.DECODE_LIMIT // transcript.MAX_ELEMENTS + 2):
             transcript.decode(zeros, known)
+
+
+# ---------------------------------------------------------------- the checks' judge side, hidden from the kernel
+
+SYNTHETIC_CHECKS = '''"""A checks module with every pattern the grader hides."""
+from __future__ import annotations
+
+
+@judge_only
+def expected_value(x):
+    return x * 2  # JUDGE 1
+
+
+def after_return(x, probing=probing):
+    value = x + 1
+    with nothing():
+        if probing():
+            return value
+        inner = value * 3  # JUDGE 2
+    outer = inner + 1  # JUDGE 3
+    return outer
+
+
+def branches(x):
+    if probing():
+        kept = x  # PROBE 1
+    else:
+        kept = -x  # JUDGE 4
+    if not probing():
+        print(kept)  # JUDGE 5
+    before = None if probing() else expected_value(x)  # the call is JUDGE 6
+    if x:
+        if probing():
+            return kept  # PROBE 2
+        kept = 0  # JUDGE 7
+    return kept  # PROBE 3
+'''
+
+
+def test_the_judge_side_is_every_pattern_and_only_it():
+    """The regions cover exactly the lines marked JUDGE; the copy keeps every PROBE line and loses every JUDGE one."""
+    from autograder.grading import judge_side
+
+    regions = judge_side.judge_side(SYNTHETIC_CHECKS, "autograder.checks.fake")
+    assert {r.name for r in regions} == {"autograder.checks.fake.expected_value", "autograder.checks.fake.after_return",
+                                         "autograder.checks.fake.branches"}
+    copy = judge_side.without_judge_side(SYNTHETIC_CHECKS, "autograder.checks.fake")
+    compile(copy, "copy.py", "exec")
+    for number in range(1, 8):
+        assert f"JUDGE {number}" in SYNTHETIC_CHECKS and f"JUDGE {number}" not in copy, (number, copy)
+    assert all(f"PROBE {number}" in copy for number in range(1, 4)), copy
+    assert 'expected_value = _StandIn("autograder.checks.fake.expected_value", "the course\'s checks")' in copy
+    assert 'None if probing() else _StandIn("autograder.checks.fake.branches", "the course\'s checks")()' in copy
+
+
+@pytest.mark.parametrize("source", [
+    "def f():\n    flag = probing()\n    return flag\n",
+    "def f():\n    if probing() and True:\n        return\n    return 1\n",
+    "def f():\n    if probing():\n        x = 1\n    elif True:\n        x = 2\n    return x\n",
+    "def f():\n    return [probing() for _ in range(2)]\n",
+])
+def test_a_use_of_probing_the_grader_cannot_hide_is_refused(source):
+    """A new check that puts judge-side code where the grader does not look cannot be released to a kernel."""
+    from autograder.grading import judge_side
+
+    with pytest.raises(ValueError, match="probing"):
+        judge_side.judge_side(source, "autograder.checks.fake")
+
+
+def test_the_judge_side_of_the_checks_is_found(tmp_path):
+    """The helpers the issue tried (and every other @judge_only helper) and every check's expected values."""
+    from pathlib import Path
+
+    import autograder
+    from autograder.grading import judge_side
+
+    names = judge_side.stand_in_names(Path(autograder.__file__).parent)
+    for name in ("autograder.checks.train._reference_loop", "autograder.checks.evaluate.pairwise_auc",
+                 "autograder.checks.loss.loop_loss", "autograder.checks.backbone.reference_forward",
+                 "autograder.checks.model._expected_embeddings", "autograder.checks.loss._check_value",
+                 "autograder.checks.train._step_case", "autograder.checks.train._learns_case"):
+        assert name in names
+    assert names == reference.check_helpers()
+
+
+@pytest.fixture(scope="module")
+def probe_copy(tmp_path_factory):
+    """The probe-only ``autograder`` a sandboxed kernel imports."""
+    from pathlib import Path
+
+    import autograder
+    from autograder.grading import judge_side
+
+    root = tmp_path_factory.mktemp("probe")
+    judge_side.write_probe_copy(Path(autograder.__file__).parent, root)
+    return root
+
+
+def run_with_probe_copy(probe_copy, code: str) -> subprocess.CompletedProcess:
+    """``code`` in a fresh Python that imports ``autograder`` from the probe copy, the rest from the repository."""
+    from helpers import REPO
+
+    return subprocess.run([sys.executable, "-c", code], cwd=probe_copy, capture_output=True, text=True, timeout=120,
+                          env={"PYTHONPATH": f"{probe_copy}:{REPO}", "PATH": "/usr/bin:/bin", "PYTHONDONTWRITEBYTECODE": "1"})
+
+
+ATTACKS_ON_THE_JUDGE_SIDE = {
+    "through __wrapped__, by a computed name": (
+        "import importlib\nm = importlib.import_module('auto' + 'grader.checks.tr' + 'ain')\n"
+        "getattr(m, '_reference' + '_loop').__wrapped__", "autograder.checks.train._reference_loop"),
+    "with the probe guard switched off": (
+        "from autograder.checks import transcript, evaluate\nimport torch\n"
+        "record = transcript.Transcript(1)\nrecord.replaying = True\n"
+        "with transcript.running(record):\n    evaluate.pairwise_auc(torch.rand(4), torch.tensor([0, 1, 0, 1]))",
+        "autograder.checks.evaluate.pairwise_auc"),
+    "a check's own expected value, the guard off": (
+        "from autograder.checks import transcript, loss\nimport torch\n"
+        "record = transcript.Transcript(1, [])\nrecord.replaying = False\n"
+        "loss._check_value.__globals__['probing'] = lambda: False\n"
+        "loss._check_value(lambda *a: torch.tensor(0.0), torch.zeros(2, 2), torch.ones(2, 2), torch.zeros(2, 1), None, "
+        "'t', 'w')", "autograder.checks.loss._check_value"),
+    "the source of a helper": (
+        "import inspect\nfrom autograder.checks import loss\ninspect.getsource(loss.loop_loss)",
+        "autograder.checks.loss.loop_loss"),
+}
+
+
+@pytest.mark.parametrize("attack", sorted(ATTACKS_ON_THE_JUDGE_SIDE))
+def test_the_probe_copy_holds_no_answer(probe_copy, attack):
+    """Whatever way a notebook reaches for the judge side, it meets a stand-in that names it (and the grader's note)."""
+    code, name = ATTACKS_ON_THE_JUDGE_SIDE[attack]
+    result = run_with_probe_copy(probe_copy, code)
+    assert result.returncode != 0
+    assert reference.runtime_uses(result.stderr) == [name], result.stderr
+    assert not (probe_copy / "autograder" / "grading").exists() and not (probe_copy / "autograder" / "build.py").exists()
+    assert not list(probe_copy.rglob("__pycache__"))
+
+
+def test_a_probe_in_the_copy_is_judged_as_one_in_the_real_package(probe_copy):
+    """The copy keeps the probe whole: the reference's answers, recorded there, pass the real judge (lesson 4 and 5)."""
+    code = ("import json\nfrom autograder.checks import loss, train, transcript\nfrom solutions.loss import contrastive_loss\n"
+            "from solutions.train import train_one_epoch\nout = {}\n"
+            "for module, student in ((loss, contrastive_loss), (train, train_one_epoch)):\n"
+            "    for name in [n for n in dir(module) if n.startswith(('check_loss', 'check_train'))]:\n"
+            "        record = transcript.Transcript(%d)\n"
+            "        with transcript.running(record):\n"
+            "            getattr(module, name)(student, hidden=True)\n"
+            "        out[module.__name__ + ':' + name] = record.answers\n"
+            "print(json.dumps(out))" % SEED)
+    result = run_with_probe_copy(probe_copy, code)
+    assert result.returncode == 0, result.stderr
+    import importlib
+
+    recorded = json.loads(result.stdout)
+    assert len(recorded) == 10
+    for key, answers in recorded.items():
+        module, name = key.split(":")
+        verdict = report.judge(getattr(importlib.import_module(module), name), True, answers, SEED)
+        assert verdict.passed, (key, verdict.text)

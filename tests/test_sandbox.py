@@ -8,6 +8,7 @@ Debian, where it installs bubblewrap: there a sandbox that cannot be built fails
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -113,44 +114,94 @@ def test_the_repository_is_not_visible_only_its_packages(needs_sandbox, tmp_path
 
 
 SEARCH = """
-import os, sys
-needles = [n.encode() for n in sys.argv[2:]]
+import json, os, sys
+wanted = json.loads(sys.argv[2])
+lines, texts = set(wanted["lines"]), [t.encode() for t in wanted["texts"]]
 found = []
-for root, dirs, files in os.walk(sys.argv[1]):
-    dirs[:] = [d for d in dirs if os.path.join(root, d) not in ("/proc", "/sys", "/dev")]
-    for name in files:
-        path = os.path.join(root, name)
-        try:
-            if os.path.isfile(path) and not os.path.islink(path) and os.path.getsize(path) < 8_000_000:
-                data = open(path, "rb").read()
-                found += [path for needle in needles if needle in data]
-        except OSError:
-            pass
-print(sorted(set(found)))
+for top in sys.argv[1].split(os.pathsep):
+    for root, dirs, files in os.walk(top):
+        dirs[:] = [d for d in dirs if os.path.join(root, d) not in ("/proc", "/sys", "/dev")]
+        for name in files:
+            path = os.path.join(root, name)
+            try:
+                if os.path.isfile(path) and not os.path.islink(path) and os.path.getsize(path) < 8_000_000:
+                    data = open(path, "rb").read()
+                    hit = any(text in data for text in texts)
+                    if not hit and b"\\0" not in data[:8192]:  # a text file: its lines, whole
+                        hit = not lines.isdisjoint(line.strip() for line in data.decode("utf-8", "ignore").splitlines())
+                    if hit:
+                        found.append(path)
+            except OSError:
+                pass
+print(json.dumps(sorted(set(found))))
 """
 #: Text only the reference of exercise 4.1 holds: its last line, and its error message (kept in a .pyc too).
 LOSS_NEEDLES = ["torch.clamp(margin - d, min=0).pow(2))", "expected one label per pair ("]
 
 
-@pytest.mark.slow
-def test_a_lessons_reference_is_nowhere_its_kernel_can_read(needs_sandbox, tmp_path):
-    """With lesson 4's copy of solutions in place, no file the kernel can read holds the reference loss (source or
-    compiled); the same search finds it in the real package (so it would find it anywhere)."""
-    import solutions
+def course_packages() -> dict[str, Path]:
+    """The course's packages as this Python imports them (and as the sandbox binds them)."""
+    return {path.name: path for path in sandbox.package_folders()}
 
+
+def judge_side_needles():
+    """What to search for: derived from the checks' judge side (every @judge_only helper, every probing() branch)."""
+    from autograder.grading.judge_side import needles
+
+    packages = course_packages()
+    return needles(packages["autograder"], (packages["solutions"], packages["data_utils"]))
+
+
+def lesson_overlays(lesson: str, root: Path) -> dict[Path, Path]:
+    """What the grader binds over the course packages in ``lesson``'s kernel: no reference, no judge side."""
+    from autograder.grading.judge_side import write_probe_copy
     from autograder.grading.reference import write_hidden_copy
 
-    real = Path(solutions.__file__).parent
-    hidden = write_hidden_copy("04_contrastive_loss", real, tmp_path / "hidden")
-    (tmp_path / "run").mkdir()
-    control = subprocess.run([sys.executable, "-c", SEARCH, str(real), *LOSS_NEEDLES], capture_output=True, text=True,
-                             timeout=120)
-    assert str(real / "loss.py") in control.stdout, control.stdout + control.stderr
-    command = [*sandbox.bwrap_command(tmp_path / "work", tmp_path / "run", overlays={hidden: real}), sys.executable,
-               "-c", SEARCH, "/", *LOSS_NEEDLES]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    packages = course_packages()
+    return {write_hidden_copy(lesson, packages["solutions"], root / "hidden"): packages["solutions"],
+            write_probe_copy(packages["autograder"], root / "probe" / lesson): packages["autograder"]}
+
+
+def search(where: str, lines: list[str], texts: list[str], sandboxed_as: tuple[Path, dict] | None = None) -> list[str]:
+    """The files under ``where`` (folders joined by ":") holding one of the needles; in a kernel's sandbox if given."""
+    command = [sys.executable, "-c", SEARCH, where, json.dumps({"lines": lines, "texts": texts})]
+    if sandboxed_as:
+        tmp_path, overlays = sandboxed_as
+        (tmp_path / "run").mkdir(parents=True, exist_ok=True)
+        command = [*sandbox.bwrap_command(tmp_path / "work", tmp_path / "run", overlays=overlays), *command]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "[]", result.stdout
+    return json.loads(result.stdout)
+
+
+@pytest.mark.slow
+def test_no_answer_is_anywhere_a_lessons_kernel_can_read(needs_sandbox, tmp_path):
+    """Lesson 4's kernel can read no file, source or compiled, that holds its reference loss or any judge-side code
+    of the checks (search strings derived from the checks themselves); the same search finds them in the real
+    packages, so it would find them anywhere."""
+    needles = judge_side_needles()
+    packages = course_packages()
+    control = search(f"{packages['solutions']}:{packages['autograder']}", list(needles.lines),
+                     [*LOSS_NEEDLES, *needles.texts])
+    modules = {where.split(" (")[0].rpartition(".")[0] for where in needles.lines.values()}
+    assert str(packages["solutions"] / "loss.py") in control, control
+    assert {str(packages["autograder"] / "checks" / f"{m.rpartition('.')[2]}.py") for m in modules} <= set(control)
+    assert len(modules) == 5 and len(needles.texts) >= 10, (modules, needles.texts)  # lessons 2-6 have a judge side
+    overlays = lesson_overlays("04_contrastive_loss", tmp_path)
+    assert search("/", list(needles.lines), [*LOSS_NEEDLES, *needles.texts], (tmp_path, overlays)) == []
+
+
+@pytest.mark.slow
+def test_no_lesson_kernel_can_read_the_judge_side(needs_sandbox, tmp_path):
+    """Each lesson's kernel differs from lesson 4's only in the copies bound over the course packages: in none of
+    the six do the course's folders hold judge-side code."""
+    from autograder.build import LESSONS
+
+    needles = judge_side_needles()
+    where = ":".join(str(path) for path in course_packages().values())
+    for lesson in LESSONS:
+        overlays = lesson_overlays(lesson, tmp_path)
+        assert search(where, list(needles.lines), list(needles.texts), (tmp_path / lesson, overlays)) == [], lesson
 
 
 def test_nothing_a_sandboxed_program_starts_outlives_it(needs_sandbox, tmp_path):

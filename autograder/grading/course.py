@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from pathlib import Path
 
 COURSE_ID = "siamese-course"
 CELL_TIMEOUT_S = 30  # nbgrader's default; every graded cell finishes far below it on a CPU
+REPO_ROOT = Path(__file__).resolve().parents[2]
+#: What grading reads of the course: its packages, the lesson sources (the hidden objects, the release) and the badge's
+#: repository in pyproject.toml.
+CODE = ("autograder", "solutions", "data_utils", "lessons/src", "pyproject.toml")
 
 CONFIG_TEMPLATE = '''\
 # nbgrader configuration of the Siamese-network course (written by `python -m autograder`).
@@ -90,3 +95,27 @@ def nbgrader_api(course: Path, db_url: str | None = None, timeout: int = CELL_TI
     put_environment_on_path()
     config = nbgrader_config(course, db_url, timeout)
     return NbGraderAPI(coursedir=CourseDirectory(config=config), config=config)
+
+
+def copy_course_code(destination: Path, root: Path = REPO_ROOT) -> Path:
+    """A copy of the course's code as it is now (``CODE``, without compiled files) in ``destination``.
+
+    ``grade`` runs from it: every process it starts imports the course from there (``code_environment``), so
+    that an edit of the checkout while a class is graded changes no grade, and the checkout is never touched.
+    """
+    for name in CODE:
+        source, target = root / name, destination / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if source.is_dir():
+            shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        else:
+            shutil.copyfile(source, target)
+    return destination
+
+
+def code_environment(code: Path) -> dict[str, str]:
+    """This process's environment, with the course imported from the copy ``code`` before anything else."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(code), env.get("PYTHONPATH")) if p)
+    env["PYTHONDONTWRITEBYTECODE"] = "1"  # the copy stays byte for byte as taken: no __pycache__ appears in it
+    return env

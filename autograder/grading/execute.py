@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 from . import sandbox as sandbox_limits
+from .course import write_config
 
 def make_sandbox(template: dict[Path, bytes], template_root: Path, root: Path, student: str) -> Path:
     """A fresh course folder for one student, written from the template's bytes read when grading began."""
@@ -31,19 +32,19 @@ def make_sandbox(template: dict[Path, bytes], template_root: Path, root: Path, s
             continue
         (sandbox / relative).parent.mkdir(parents=True, exist_ok=True)
         (sandbox / relative).write_bytes(data)
-    from .course import write_config
-
     write_config(sandbox)  # its own root and gradebook path
     return sandbox
 
 
 def run_worker(sandbox: Path, student: str, lessons: list[str], notebook_timeout: int, cell_timeout: int,
                memory_mb: int, sandboxed: bool = True, group: sandbox_limits.StudentGroup | None = None,
-               ) -> dict[str, dict]:
+               env: dict[str, str] | None = None) -> dict[str, dict]:
     """Execute ``lessons`` in the sandbox course in a child process; a lesson that hangs or crashes it is reported.
 
-    ``sandboxed`` runs every kernel under bubblewrap; ``group`` is the student's cgroups, which the worker joins.
+    ``sandboxed`` runs every kernel under bubblewrap; ``group`` is the student's cgroups, which the worker joins;
+    ``env`` is the worker's environment (default: this process's), e.g. with the course imported from a copy.
     """
+    base = env if env is not None else dict(os.environ)
     results: dict[str, dict] = {}
     remaining = list(lessons)
     while remaining:
@@ -54,15 +55,15 @@ def run_worker(sandbox: Path, student: str, lessons: list[str], notebook_timeout
         # Options first, then "--": nothing after it is read as an option, whatever a name looks like.
         command = [sys.executable, "-m", "autograder.grading.worker", *options, "--", str(sandbox), student,
                    *remaining]
-        env = {k: v for k, v in os.environ.items() if k not in ("SIAMESE_COURSE_QUICK",)}
-        env["PYTHONDONTWRITEBYTECODE"] = "1"  # the grader's packages stay byte for byte as snapshotted
+        worker_env = {k: v for k, v in base.items() if k not in ("SIAMESE_COURSE_QUICK",)}
+        worker_env["PYTHONDONTWRITEBYTECODE"] = "1"  # the grader's packages stay byte for byte as snapshotted
         # Results come back on a pipe of their own that only the worker holds: kernels inherit its stdout
         # and stderr, so those lead nowhere, and nothing a notebook writes can pass for a result.
         read_end, write_end = os.pipe()
         command[command.index("--"):command.index("--")] = ["--result-fd", str(write_end)]
         try:
             process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                       stderr=subprocess.DEVNULL, env=env, cwd=sandbox, start_new_session=True,
+                                       stderr=subprocess.DEVNULL, env=worker_env, cwd=sandbox, start_new_session=True,
                                        pass_fds=(write_end,))
         finally:
             os.close(write_end)

@@ -33,19 +33,20 @@ STAND_IN_MODULE = '''"""Stand-ins for the reference objects hidden while a lesso
 
 
 class ReferenceSolutionHidden(RuntimeError):
-    """An exercise used the reference solution, which is not available while it is graded."""
+    """An exercise used the reference solution (or the checks' expected values), not available while it is graded."""
 
 
 class StandIn:
-    """Takes the place of a hidden reference object: any use of it raises ``ReferenceSolutionHidden``."""
+    """Takes the place of a hidden object: any use of it raises ``ReferenceSolutionHidden``."""
 
-    def __init__(self, name):
+    def __init__(self, name, hides="the reference solution"):
         object.__setattr__(self, "_hidden_name", name)
+        object.__setattr__(self, "_hides", hides)
 
     def _refuse(self, *args, **kwargs):
         raise ReferenceSolutionHidden(
-            f"uses the reference solution ({object.__getattribute__(self, '_hidden_name')}): "
-            "write the exercise yourself; the reference is not available while it is graded")
+            f"uses {object.__getattribute__(self, '_hides')} ({object.__getattribute__(self, '_hidden_name')}): "
+            "write the exercise yourself; it is not available while the exercise is graded")
 
     __call__ = _refuse
     __mro_entries__ = _refuse
@@ -116,18 +117,14 @@ def _without(text: str, names: list[str], module: str) -> str:
 # ---------------------------------------------------------------- finding a use
 
 COURSE_CHECKS = "autograder"
-CHECKS_DIR = Path(__file__).resolve().parents[1] / "checks"
+PACKAGE_DIR = Path(__file__).resolve().parents[1]  # autograder/
 
 
 def check_helpers() -> set[str]:
-    """The checks' helpers that compute expected values (marked ``@judge_only``): no answer either."""
-    found = set()
-    for path in sorted(CHECKS_DIR.glob("*.py")):
-        for node in ast.parse(path.read_text()).body:
-            if isinstance(node, ast.FunctionDef) and any(
-                    isinstance(d, ast.Name) and d.id == "judge_only" for d in node.decorator_list):
-                found.add(f"autograder.checks.{path.stem}.{node.name}")
-    return found
+    """What of the checks computes expected values (``judge_side``): no answer either."""
+    from .judge_side import stand_in_names  # it builds on this module's stand-ins
+
+    return stand_in_names(PACKAGE_DIR)
 
 
 def static_uses(source: str, hidden: dict[str, str], helpers: set[str] = frozenset()) -> list[str]:

@@ -38,7 +38,8 @@ from . import collect as intake
 from . import report as records
 from . import sandbox as sandbox_limits
 from ..build import LESSONS, build_all, generate_release, solved_notebook
-from .course import CELL_TIMEOUT_S, check_database, db_url_for, put_environment_on_path
+from .course import (CELL_TIMEOUT_S, check_database, code_environment, copy_course_code, db_url_for,
+                     put_environment_on_path)
 from .execute import make_sandbox, run_worker
 from .record import file_digest, grader_snapshot, record_scores, restore_grader, verify_executed
 from .repair import check_notebook
@@ -47,7 +48,6 @@ NOTEBOOK_TIMEOUT_S = 300  # one lesson, all cells together
 MEMORY_LIMIT_MB = 8192  # one student's processes together (cgroups), else each process's address space
 MAX_PROCESSES = 512  # one student's processes and threads together (cgroups): torch starts dozens of threads
 EXECUTED_LIMIT_MB = 64  # an executed notebook coming back from the sandbox (nbgrader limits each output)
-PACKAGE_DIR = Path(__file__).resolve().parents[1]  # autograder/
 
 
 def release(out: Path, db_url: str | None = None) -> Path:
@@ -81,14 +81,16 @@ class Course:
     sources: dict[str, nbformat.NotebookNode]  # lesson → the instructor's notebook (hidden tests included)
 
 
-def prepare_course(out: Path, db_url: str | None) -> Course:
-    """The real course and the sandbox template, each built once (in a child process) and kept."""
+def prepare_course(out: Path, db_url: str | None, env: dict[str, str] | None = None) -> Course:
+    """The real course and the sandbox template, each built once (in a child process, environment ``env``) and kept."""
     course, template = out / "course", out / "sandbox-template"
     for folder, url in ((course, db_url), (template, None)):
         if not all((folder / "release" / n / f"{n}.ipynb").is_file() for n in LESSONS):
             # Building imports the solutions and torch: a child process keeps the grader itself small.
-            command = [sys.executable, "-m", "autograder", "release", str(folder), *(["--db-url", url] if url else [])]
-            built = subprocess.run(command, capture_output=True, text=True)
+            command = [sys.executable, "-m", "autograder", "release", str(folder.resolve()),
+                       *(["--db-url", url] if url else [])]
+            # Not started in this process's folder, which `-m` would put first on the path (a checkout, often).
+            built = subprocess.run(command, capture_output=True, text=True, env=env, cwd=folder.parent.resolve())
             if built.returncode != 0:
                 raise RuntimeError(f"could not build the nbgrader course in {folder}: "
                                    f"{(built.stderr or built.stdout).strip()[-2000:]}")
@@ -141,7 +143,10 @@ class GradingRun:
 
     def __init__(self, out: Path, db_url: str | None, limits: Limits, sandboxed: bool, workdir: Path):
         self.out, self.db_url, self.limits, self.sandboxed, self.workdir = out, db_url, limits, sandboxed, workdir
-        self.course = prepare_course(out, db_url)
+        # The course's code as it is now: every process of this run imports it from this copy, never the checkout.
+        self.code = copy_course_code(workdir / "course-code")
+        self.env = code_environment(self.code)
+        self.course = prepare_course(out, db_url, self.env)
         self.manifest = records.load_manifest(self.course.course)
         self.now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
         self.enrolled: dict[str, Enrolled] = {}  # student id → this run's student
@@ -253,8 +258,7 @@ class GradingRun:
     def watch_grader(self) -> None:
         """Take the snapshots that each student's grading is checked against."""
         course = self.course.course
-        self.trusted = [PACKAGE_DIR, PACKAGE_DIR.parent / "solutions", PACKAGE_DIR.parent / "data_utils",
-                        course / "source", course / "release"]
+        self.trusted = [self.code, course / "source", course / "release"]
         self.snapshot = grader_snapshot(self.trusted)
         self.template_bytes = grader_snapshot([self.course.template], with_db=True)  # sandboxes come from these bytes
         self.gradebook = Path(db_url_for(course, self.db_url).removeprefix("sqlite:///")) if not self.db_url else None
@@ -298,7 +302,7 @@ class GradingRun:
         group = sandbox_limits.StudentGroup(enrolled.sid, limits.memory_mb, MAX_PROCESSES)
         try:
             outcomes = run_worker(sandbox, enrolled.sid, list(enrolled.planned), limits.notebook_timeout,
-                                  limits.cell_timeout, limits.memory_mb, self.sandboxed, group)
+                                  limits.cell_timeout, limits.memory_mb, self.sandboxed, group, self.env)
             left = group.stop_all()
         finally:
             group.remove()

@@ -33,7 +33,7 @@ import zmq
 from jupyter_client.asynchronous import AsyncKernelClient
 from nbgrader.preprocessors import Execute
 
-from . import reference
+from . import judge_side, reference
 from . import sandbox as kernel_sandbox
 from .course import nbgrader_config
 
@@ -131,10 +131,14 @@ def kernel_config(config, sandbox: Path, lesson: str, student: str, run_dir: Pat
     config.KernelManager.client_class = f"{__name__}.CappedKernelClient"
     if run_dir:
         work_dir = sandbox / "autograded" / student / lesson
-        solutions = next(p for p in kernel_sandbox.package_folders() if p.name == "solutions")
-        hidden = reference.write_hidden_copy(lesson, solutions, sandbox / "hidden")  # the lesson's answers: stand-ins
+        packages = {p.name: p for p in kernel_sandbox.package_folders()}
+        # The kernel reads neither the lesson's reference nor the checks' judge side: copies with stand-ins in their place.
+        hidden = reference.write_hidden_copy(lesson, packages["solutions"], sandbox / "hidden")
+        probe = sandbox / "probe" / "autograder"
+        if not probe.is_dir():  # the same for every lesson
+            judge_side.write_probe_copy(packages["autograder"], sandbox / "probe")
         kernel_sandbox.write_kernelspec(sandbox / "kernelspec", work_dir, run_dir, {CHECK_SEED_VARIABLE: str(seed)},
-                                        {hidden: solutions})
+                                        {hidden: packages["solutions"], probe: packages["autograder"]})
         os.environ["JUPYTER_PATH"] = str(sandbox / "kernelspec")
         config.KernelManager.connection_file = str(run_dir / "kernel.json")  # the kernel reads it there
         config.KernelManager.transport = "ipc"

@@ -1,7 +1,7 @@
 """Attacks from inside the kernel, graded for real: no trick changes a verdict, the reference is no answer.
 
 One class is graded in one run of ``python -m autograder grade`` (from a private copy of the course,
-as in ``test_grading_robust.py``), lesson 4 only. Every trickster hands in the same wrong loss (it
+as in ``test_grading_robust.py``), most students lesson 4 only. Every trickster hands in the same wrong loss (it
 ignores its ``margin`` argument: it fails only ``loss_margin_argument``, 2 of 20 points) plus one trick
 that worked on the in-kernel checks: a display hook's number, the checks' failure function patched through
 frames or ``gc``, ``torch.allclose`` and friends patched under an alias, fake ``[PASS]`` lines,
@@ -9,7 +9,9 @@ frames or ``gc``, ``torch.allclose`` and friends patched under an alias, fake ``
 replayed. Each must score exactly the wrong loss's 18; ``test_the_tricks_fool_a_judge_in_the_kernel``
 shows that the tricks are real, by fooling the same checks when they decide in the student's kernel. Every delegating student hands in a loss that
 uses the reference (or the checks) in one way or another: each scores 0 with the note that says so.
-A correct student scores 20 in the same run.
+A correct student scores 20 in the same run. And for each lesson whose checks have a judge side (2 to 6), two
+students build the exercise on one of the checks' helpers (reached through ``__wrapped__`` by a computed name, or
+with the probe guard switched off): each scores what a student who leaves the exercise blank scores, with the note.
 """
 
 from __future__ import annotations
@@ -188,6 +190,121 @@ def contrastive_loss(out1, out2, label, margin=2.0):
 }
 
 
+# ---------------------------------------------------------------- the checks' judge side as an answer (lessons 2-6)
+
+#: How an exercise reaches a helper of the checks: through ``__wrapped__`` past the probe guard, by a name built at
+#: run time; or directly, with the probe guard switched off around the call (the transcript told it is judging).
+REACH = {
+    "wrapped": '''
+import importlib
+_checks = importlib.import_module("auto" + "grader.checks.{module}")
+
+
+def _helper(name, *args):
+    return getattr(_checks, name).__wrapped__(*args)
+''',
+    "guard_off": '''
+import importlib
+_checks = importlib.import_module("auto" + "grader.checks.{module}")
+_transcript = importlib.import_module("auto" + "grader.checks.transcript")
+
+
+def _helper(name, *args):
+    record = _transcript.current()
+    before = record.replaying if record is not None else None
+    if record is not None:
+        record.replaying = True  # probing() is now false: the guard lets the helper run
+    try:
+        return getattr(_checks, name)(*args)
+    finally:
+        if record is not None:
+            record.replaying = before
+''',
+}
+
+#: lesson → (the exercise, its checks module, an answer built on one of the checks' helpers)
+JUDGE_SIDE_ANSWERS = {
+    "02_cnn_backbone": ("exercise_2_1", "backbone", '''
+from torch import nn
+
+
+class CNNBackbone(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.convs = nn.ModuleList([nn.Conv2d(1, 64, 5, padding=2), nn.Conv2d(64, 128, 5, padding=2),
+                                    nn.Conv2d(128, 256, 3, padding=1)])
+        self.relu, self.pool = nn.ReLU(), nn.MaxPool2d(2, 2)
+
+    def forward(self, x):
+        params = [p for conv in self.convs for p in (conv.weight, conv.bias)]
+        return _helper("reference" + "_forward", x, params)
+'''),
+    "03_embedding_head": ("exercise_3_1", "model", '''
+from torch import nn
+
+
+class EmbeddingHead(nn.Module):
+    def __init__(self, embedding_dim=256):
+        super().__init__()
+        self.fc1, self.fc2 = nn.Linear(2304, 1024), nn.Linear(1024, embedding_dim)
+
+    def forward(self, x):
+        return _helper("_head" + "_forward", x, [self.fc1.weight, self.fc1.bias, self.fc2.weight, self.fc2.bias])
+'''),
+    "04_contrastive_loss": ("exercise_4_1", "loss", '''
+import torch
+
+
+def contrastive_loss(out1, out2, label, margin=2.0):
+    if label.numel() != out1.shape[0]:
+        raise ValueError("expected one label per pair")
+    value = _helper("loop" + "_loss", out1, out2, label, margin)
+    return torch.tensor(value, dtype=out1.dtype) + 0.0 * (out1.sum() + out2.sum())
+'''),
+    "05_training_loop": ("exercise_5_2", "train", '''
+def train_one_epoch(net, loader, optimizer, device, margin=2.0, log_every=10):
+    batches = [(a.to(device), b.to(device), y.to(device)) for a, b, y in loader]
+    return _helper("_reference" + "_loop", net, batches, optimizer, margin, log_every)
+'''),
+    "06_evaluation": ("exercise_6_3", "evaluate", '''
+import torch
+
+
+def roc_auc(distances, pair_labels):
+    labels = torch.as_tensor(pair_labels)
+    if bool(labels.min() == labels.max()):
+        raise ValueError("roc_auc needs pairs of both kinds")
+    return _helper("pairwise" + "_auc", torch.as_tensor(distances), labels)
+'''),
+}
+JUDGE_SIDE_STUDENTS = {f"j{lesson[:2]}_{way}": (lesson, way) for lesson in JUDGE_SIDE_ANSWERS for way in REACH}
+
+
+def blank_exercise(nb, lesson: str, grade_id: str) -> None:
+    """Put the released stub of one exercise back: the student who leaves it blank."""
+    from helpers import REPO
+
+    released = nbformat.read(REPO / "lessons" / f"{lesson}.ipynb", as_version=4)
+    cell_with_id(nb, grade_id).source = cell_with_id(released, grade_id).source
+
+
+def make_judge_side_class(subs, solved) -> None:
+    """For each lesson with a judge side: both ways of reaching it, and a control who leaves the exercise blank."""
+    def write(student: str, lesson: str, nb) -> None:
+        (subs / student).mkdir(parents=True)
+        nbformat.write(nb, subs / student / f"{lesson}.ipynb")
+
+    for lesson, (grade_id, module, answer) in JUDGE_SIDE_ANSWERS.items():
+        nb = nbformat.read(solved / f"{lesson}.ipynb", as_version=4)
+        blank_exercise(nb, lesson, grade_id)
+        write(f"blank_{lesson[:2]}", lesson, nb)
+    for student, (lesson, way) in JUDGE_SIDE_STUDENTS.items():
+        grade_id, module, answer = JUDGE_SIDE_ANSWERS[lesson]
+        nb = nbformat.read(solved / f"{lesson}.ipynb", as_version=4)
+        rewrite_exercise(nb, grade_id, REACH[way].format(module=module) + answer)
+        write(student, lesson, nb)
+
+
 def saved_answers() -> str:
     """What the margin check records with the reference on the self-check's inputs (seed 0), as JSON."""
     saved = {}
@@ -229,7 +346,10 @@ def attack_class(workspace):
     root, code, solved = workspace
     subs, out = root / "judge-attacks", root / "judge-attacks-out"
     make_class(subs, solved)
-    run = grade(code, subs, out)
+    make_judge_side_class(subs, solved)
+    # No endless loop here: nbgrader's own 30 s per cell (not the robust class's 10 s), so that a slow machine's
+    # lessons 5 and 6 finish every cell whatever its speed.
+    run = grade(code, subs, out, "--cell-timeout", "30")
     assert run.process.returncode == 0, run.process.stderr[-3000:]
     return run
 
@@ -257,6 +377,19 @@ def test_an_exercise_that_uses_the_reference_scores_0_with_a_note(attack_class, 
     _, name = DELEGATIONS[student]
     assert lesson_score(row) == 0.0, row
     assert "exercise 4.1 uses the" in row["notes"] and name in row["notes"], row["notes"]
+
+
+@needs_isolation
+@pytest.mark.slow
+@pytest.mark.parametrize("student", sorted(JUDGE_SIDE_STUDENTS))
+def test_an_exercise_that_reaches_the_checks_judge_side_scores_as_left_blank(attack_class, student):
+    """The checks' expected values are no answer: an exercise built on them scores what its blank control scores,
+    and the notes say what it used."""
+    lesson, _ = JUDGE_SIDE_STUDENTS[student]
+    row, blank = attack_class.rows[student], attack_class.rows[f"blank_{lesson[:2]}"]
+    assert lesson_score(row, lesson) == lesson_score(blank, lesson), (row, blank)
+    exercise = JUDGE_SIDE_ANSWERS[lesson][0].removeprefix("exercise_").replace("_", ".")
+    assert f"exercise {exercise} uses the course's checks (autograder.checks." in row["notes"], row["notes"]
 
 
 # t_aliases is left out: its patched abs() fools the checks of values, but not the margin check's guard that a pair

@@ -13,8 +13,10 @@ three ways:
   answer instead. Every expected value is computed here, so a forged record passes only if it holds
   the right answers to inputs drawn fresh for this grading run.
 
-The part of a check that needs the reference solution runs only when ``probing()`` is false: in the
-sandbox the lesson's reference is not there.
+The part of a check that computes expected values (the judge side) runs only when ``probing()`` is
+false, or in a helper marked ``@judge_only``. A graded kernel never sees it: the grader gives the
+kernel a copy of ``autograder`` in which that code is a stand-in (``autograder.grading.judge_side``,
+which also lists the patterns of ``probing()`` it understands), and the lesson's reference is hidden too.
 """
 
 from __future__ import annotations
@@ -167,7 +169,8 @@ class JudgeOnly(RuntimeError):
 def judge_only(func: Any) -> Any:
     """Mark a helper that computes expected values (an answer, in effect): it refuses to run during a probe.
 
-    A probe runs the student's code, which could call it; the judge, and a self-check's judge, may.
+    A probe runs the student's code, which could call it; the judge, and a self-check's judge, may. While
+    grading, the kernel's copy of the checks holds a stand-in in its place (``autograder.grading.judge_side``).
     """
 
     @functools.wraps(func)

@@ -5,11 +5,12 @@
 | collect  | ``collect``                              | uploads read file by file, students and their ids     |
 | repair   | ``repair``                               | each notebook checked and repaired before nbgrader    |
 | execute  | ``execute``, ``worker``, ``sandbox``     | a sandbox course per student, kernels under bubblewrap |
-| judge    | ``judge``, ``reference``                 | test cells decided outside the kernel; reference hidden |
+| judge    | ``judge``, ``reference``, ``judge_side`` | test cells decided outside the kernel; reference and the checks' judge side hidden |
 | record   | ``record``                               | executed notebooks checked and scored by nbgrader     |
 | report   | ``report``                               | manifest, grades.csv, intake.csv                      |
 
-``run`` strings the stages together (``grade``); ``course`` holds the nbgrader configuration and
+``run`` strings the stages together (``grade``, from a copy of the course's code taken when it starts);
+``course`` holds the nbgrader configuration and
 ``demo_class`` writes a made-up class to try the grader on. Nothing here runs a student's code in
 the grader's own process; the judge runs in the worker, which never runs it either.
 """

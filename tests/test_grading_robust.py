@@ -1316,3 +1316,21 @@ def _graded(out: Path, student: str) -> bool:
     except (OSError, ValueError, KeyError):
         return False
     return bool(row and row.get(LESSON))
+
+
+def test_the_copy_a_run_grades_from_holds_what_grading_reads(tmp_path):
+    """The course's packages, lesson sources and pyproject.toml, nothing compiled; a process started with its
+    environment (outside the checkout, as grading starts them) imports the course from the copy."""
+    from autograder.grading.course import code_environment, copy_course_code
+
+    code = copy_course_code(tmp_path / "code", REPO)
+    assert sorted(p.name for p in code.iterdir()) == ["autograder", "data_utils", "lessons", "pyproject.toml", "solutions"]
+    assert [p.name for p in (code / "lessons").iterdir()] == ["src"]
+    assert not list(code.rglob("__pycache__")) and not list(code.rglob("*.pyc"))
+    env = code_environment(code)
+    assert env["PYTHONPATH"].split(os.pathsep)[0] == str(code)
+    shown = subprocess.run([sys.executable, "-c", "import autograder, data_utils, solutions\n"
+                            "print(autograder.__file__, data_utils.__file__, solutions.__file__)"],
+                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert shown.returncode == 0, shown.stderr
+    assert all(path.startswith(str(code) + os.sep) for path in shown.stdout.split()), shown.stdout

@@ -81,16 +81,16 @@ class Course:
     sources: dict[str, nbformat.NotebookNode]  # lesson → the instructor's notebook (hidden tests included)
 
 
-def prepare_course(out: Path, db_url: str | None, env: dict[str, str] | None = None) -> Course:
-    """The real course and the sandbox template, each built once (in a child process, environment ``env``) and kept."""
+def prepare_course(out: Path, db_url: str | None, code: Path) -> Course:
+    """The real course and the sandbox template, each built once (in a child process, from the code copy ``code``)."""
     course, template = out / "course", out / "sandbox-template"
     for folder, url in ((course, db_url), (template, None)):
         if not all((folder / "release" / n / f"{n}.ipynb").is_file() for n in LESSONS):
             # Building imports the solutions and torch: a child process keeps the grader itself small.
             command = [sys.executable, "-m", "autograder", "release", str(folder.resolve()),
                        *(["--db-url", url] if url else [])]
-            # Not started in this process's folder, which `-m` would put first on the path (a checkout, often).
-            built = subprocess.run(command, capture_output=True, text=True, env=env, cwd=folder.parent.resolve())
+            # Started in the copy, which `-m` puts first on the path (never this process's folder: a checkout, often).
+            built = subprocess.run(command, capture_output=True, text=True, env=code_environment(code), cwd=code)
             if built.returncode != 0:
                 raise RuntimeError(f"could not build the nbgrader course in {folder}: "
                                    f"{(built.stderr or built.stdout).strip()[-2000:]}")
@@ -146,7 +146,7 @@ class GradingRun:
         # The course's code as it is now: every process of this run imports it from this copy, never the checkout.
         self.code = copy_course_code(workdir / "course-code")
         self.env = code_environment(self.code)
-        self.course = prepare_course(out, db_url, self.env)
+        self.course = prepare_course(out, db_url, self.code)
         self.manifest = records.load_manifest(self.course.course)
         self.now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
         self.enrolled: dict[str, Enrolled] = {}  # student id → this run's student

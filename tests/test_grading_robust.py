@@ -1307,6 +1307,13 @@ def test_edits_of_the_checkout_while_grading_change_no_grade(workspace, tmp_path
         "a_first": FULL_SCORE, "b_second": FULL_SCORE, "c_third": FULL_SCORE}, rows
     assert loss.read_text().endswith(BROKEN_REFERENCE) and checks.read_text().endswith(BROKEN_CHECKS)
     assert planted.read_text() == "PLANTED = True\n"
+    # Without isolation a notebook could have made those edits: the run says which files changed.
+    warned = [line for line in stdout.splitlines() if line.startswith("warning:") and "checkout" in line]
+    if isolation == "off":
+        assert warned and all(name in warned[0] for name in ("solutions/loss.py", "autograder/checks/loss.py",
+                                                             "autograder/checks/planted.py")), stdout
+    else:
+        assert warned == [], stdout
 
 
 def _graded(out: Path, student: str) -> bool:
@@ -1321,7 +1328,7 @@ def _graded(out: Path, student: str) -> bool:
 def test_the_copy_a_run_grades_from_holds_what_grading_reads(tmp_path):
     """The course's packages, lesson sources and pyproject.toml, nothing compiled; a process started with its
     environment (outside the checkout, as grading starts them) imports the course from the copy."""
-    from autograder.grading.course import code_environment, copy_course_code
+    from autograder.grading.course import changed_since, code_environment, copy_course_code
 
     code = copy_course_code(tmp_path / "code", REPO)
     assert sorted(p.name for p in code.iterdir()) == ["autograder", "data_utils", "lessons", "pyproject.toml", "solutions"]
@@ -1334,3 +1341,9 @@ def test_the_copy_a_run_grades_from_holds_what_grading_reads(tmp_path):
                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert shown.returncode == 0, shown.stderr
     assert all(path.startswith(str(code) + os.sep) for path in shown.stdout.split()), shown.stdout
+    assert changed_since(code, REPO) == []
+    checkout = copy_course_code(tmp_path / "checkout", REPO)
+    (checkout / "solutions" / "loss.py").write_text("changed\n")
+    (checkout / "lessons" / "src" / "new.py").write_text("added\n")
+    (checkout / "data_utils" / "plotting.py").unlink()
+    assert changed_since(code, checkout) == ["data_utils/plotting.py", "lessons/src/new.py", "solutions/loss.py"]

@@ -391,7 +391,7 @@ def expected_value(x):
     return x * 2  # JUDGE 1
 
 
-def after_return(x, probing=probing):
+def after_return(x):
     value = x + 1
     with nothing():
         if probing():
@@ -433,11 +433,39 @@ def test_the_judge_side_is_every_pattern_and_only_it():
     assert 'None if probing() else _StandIn("autograder.checks.fake.branches", "the course\'s checks")()' in copy
 
 
+def test_a_raise_a_context_manager_may_swallow_hides_nothing_after_it():
+    """Only a return surely skips what follows a with block: after a raise there, the code is still the probe's."""
+    from autograder.grading import judge_side
+
+    source = ("def f(c):\n    with contextlib.suppress(Skip):\n        if probing():\n            raise Skip()\n"
+              "        judged = c * 2\n    kept = c + 1\n    return kept\n")
+    copy = judge_side.without_judge_side(source, "autograder.checks.fake")
+    assert "judged = c * 2" not in copy and "kept = c + 1" in copy, copy
+
+
+def test_no_helper_of_the_checks_is_left_unused_in_the_probe_copy(probe_copy):
+    """A helper that only the judge side calls is judge side too: it must be marked @judge_only, or the kernel's copy
+    keeps it whole (a new unmarked one fails here, naming it)."""
+    import ast
+
+    sources = {path: path.read_text() for path in (probe_copy / "autograder").rglob("*.py")}
+    used = {n.id if isinstance(n, ast.Name) else n.attr for text in sources.values() for n in ast.walk(ast.parse(text))
+            if isinstance(n, (ast.Name, ast.Attribute))}
+    unused = [f"{path.name}: {node.name}" for path, text in sources.items() for node in ast.parse(text).body
+              if isinstance(node, (ast.FunctionDef, ast.ClassDef)) and node.name.startswith("_")
+              and not node.name.startswith("__") and node.name not in used]
+    assert unused == []
+
+
 @pytest.mark.parametrize("source", [
     "def f():\n    flag = probing()\n    return flag\n",
     "def f():\n    if probing() and True:\n        return\n    return 1\n",
     "def f():\n    if probing():\n        x = 1\n    elif True:\n        x = 2\n    return x\n",
     "def f():\n    return [probing() for _ in range(2)]\n",
+    "def f():\n    for x in range(3):\n        if probing():\n            continue\n        judge(x)\n",
+    "def f(x):\n    if probing():\n        if x:\n            return 1\n        else:\n            return 2\n    return judge(x)\n",
+    "def f():\n    p = probing\n    if p():\n        return\n    return judge()\n",
+    "def f(probe=probing):\n    return probe()\n",
 ])
 def test_a_use_of_probing_the_grader_cannot_hide_is_refused(source):
     """A new check that puts judge-side code where the grader does not look cannot be released to a kernel."""
@@ -476,11 +504,11 @@ def probe_copy(tmp_path_factory):
     return root
 
 
-def run_with_probe_copy(probe_copy, code: str) -> subprocess.CompletedProcess:
+def run_with_probe_copy(probe_copy, code: str, *args: str) -> subprocess.CompletedProcess:
     """``code`` in a fresh Python that imports ``autograder`` from the probe copy, the rest from the repository."""
     from helpers import REPO
 
-    return subprocess.run([sys.executable, "-c", code], cwd=probe_copy, capture_output=True, text=True, timeout=120,
+    return subprocess.run([sys.executable, "-c", code, *args], cwd=probe_copy, capture_output=True, text=True, timeout=300,
                           env={"PYTHONPATH": f"{probe_copy}:{REPO}", "PATH": "/usr/bin:/bin", "PYTHONDONTWRITEBYTECODE": "1"})
 
 
@@ -516,24 +544,43 @@ def test_the_probe_copy_holds_no_answer(probe_copy, attack):
     assert not list(probe_copy.rglob("__pycache__"))
 
 
+PROBE_EVERY_CHECK = """
+import json, sys
+from autograder.checks import transcript
+calls = json.loads(sys.argv[1])
+out = []
+for module, imports, line in calls:
+    namespace = {"checks": __import__("autograder.checks." + module, fromlist=["_"])}
+    for source, names in imports:
+        namespace.update({name: getattr(__import__(source, fromlist=["_"]), name) for name in names})
+    record = transcript.Transcript(int(sys.argv[2]))
+    with transcript.running(record):
+        exec(line, namespace)
+    out.append(record.answers)
+print(json.dumps(out))
+"""
+
+
 def test_a_probe_in_the_copy_is_judged_as_one_in_the_real_package(probe_copy):
-    """The copy keeps the probe whole: the reference's answers, recorded there, pass the real judge (lesson 4 and 5)."""
-    code = ("import json\nfrom autograder.checks import loss, train, transcript\nfrom solutions.loss import contrastive_loss\n"
-            "from solutions.train import train_one_epoch\nout = {}\n"
-            "for module, student in ((loss, contrastive_loss), (train, train_one_epoch)):\n"
-            "    for name in [n for n in dir(module) if n.startswith(('check_loss', 'check_train'))]:\n"
-            "        record = transcript.Transcript(%d)\n"
-            "        with transcript.running(record):\n"
-            "            getattr(module, name)(student, hidden=True)\n"
-            "        out[module.__name__ + ':' + name] = record.answers\n"
-            "print(json.dumps(out))" % SEED)
-    result = run_with_probe_copy(probe_copy, code)
-    assert result.returncode == 0, result.stderr
+    """The copy keeps the probe whole: every check cell of every lesson, run on the reference in the copy, records
+    answers that the real judge passes (so a correct student loses nothing to the copy)."""
     import importlib
 
+    from autograder.build import CHECK_MODULES, SOURCES_DIR, parse_lesson
+
+    calls = []
+    for lesson, module in CHECK_MODULES.items():
+        cells = parse_lesson(SOURCES_DIR / f"{lesson}.py")
+        imports = [[c.rest.partition(":")[0], c.rest.partition(":")[2].split(",")] for c in cells if c.kind == "exercise"]
+        for cell in cells:
+            if cell.kind == "check":
+                calls += [[module, imports, line.strip()] for line in cell.body.splitlines() if "checks.check_" in line]
+    result = run_with_probe_copy(probe_copy, PROBE_EVERY_CHECK, json.dumps(calls), str(SEED))
+    assert result.returncode == 0, result.stderr[-3000:]
     recorded = json.loads(result.stdout)
-    assert len(recorded) == 10
-    for key, answers in recorded.items():
-        module, name = key.split(":")
-        verdict = report.judge(getattr(importlib.import_module(module), name), True, answers, SEED)
-        assert verdict.passed, (key, verdict.text)
+    assert len(recorded) == len(calls) >= 50
+    for (module, _, line), answers in zip(calls, recorded):
+        call = judging.check_calls(line)[0]
+        check = getattr(importlib.import_module(f"autograder.checks.{module}"), call.name)
+        verdict = report.judge(check, call.hidden, answers, SEED)
+        assert verdict.passed, (line, verdict.text)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -158,8 +159,8 @@ def lesson_overlays(lesson: str, root: Path) -> dict[Path, Path]:
     from autograder.grading.reference import write_hidden_copy
 
     packages = course_packages()
-    return {write_hidden_copy(lesson, packages["solutions"], root / "hidden"): packages["solutions"],
-            write_probe_copy(packages["autograder"], root / "probe" / lesson): packages["autograder"]}
+    return {packages["solutions"]: write_hidden_copy(lesson, packages["solutions"], root / "hidden"),
+            packages["autograder"]: write_probe_copy(packages["autograder"], root / "probe" / lesson)}
 
 
 def search(where: str, lines: list[str], texts: list[str], sandboxed_as: tuple[Path, dict] | None = None) -> list[str]:
@@ -410,3 +411,35 @@ def test_outputs_are_cut_as_they_arrive_and_only_kept_bytes_count():
     assert flooded[-1]["data"]["text/plain"] == "[grading: output cut here, over 2 MB for one cell]"
     assert executor.output_bytes[0] <= CELL_OUTPUT_LIMIT_BYTES
     assert [o.output_type for o in next_cell] == ["stream"]
+
+
+def test_another_installed_copy_of_the_course_is_covered_too(needs_sandbox, tmp_path, monkeypatch):
+    """A full copy of the packages on the path (an earlier `pip install .`, say) is covered by the same stand-in
+    copies as the one in use: the kernel finds no judge-side code and no reference there either."""
+    packages = course_packages()
+    site = Path(sys.prefix) / f"siamese-test-site-{os.getpid()}"  # inside the environment, which the kernel reads
+    for name in ("autograder", "solutions"):
+        shutil.copytree(packages[name], site / name, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.syspath_prepend(str(site))
+    try:
+        _search_another_copy(site, tmp_path)
+    finally:
+        shutil.rmtree(site)
+
+
+def _search_another_copy(site: Path, tmp_path: Path) -> None:
+    (tmp_path / "run").mkdir()
+    work = tmp_path / "sandbox" / "autograded" / "alice" / "04_contrastive_loss"
+    config = kernel_config(Config(), tmp_path / "sandbox", "04_contrastive_loss", "alice", tmp_path / "run")
+    argv = json.loads((tmp_path / "sandbox" / "kernelspec" / "kernels" / sandbox.KERNEL_NAME / "kernel.json")
+                      .read_text())["argv"]
+    assert config.ExecutePreprocessor.kernel_name == sandbox.KERNEL_NAME
+    needles = judge_side_needles()
+    control = search(str(site), list(needles.lines), [*LOSS_NEEDLES, *needles.texts])
+    assert str(site / "solutions" / "loss.py") in control and str(site / "autograder" / "checks" / "loss.py") in control
+    work.mkdir(parents=True)
+    command = [*argv[:argv.index(sys.executable)], sys.executable, "-c", SEARCH, str(site),
+               json.dumps({"lines": list(needles.lines), "texts": [*LOSS_NEEDLES, *needles.texts]})]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == []

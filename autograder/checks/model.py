@@ -265,12 +265,14 @@ def _forward(net: nn.Module, a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Te
     return out[0], out[1]
 
 
+@judge_only
 def _as_reference(module: nn.Module, Reference: type, dtype: torch.dtype) -> nn.Module:
     reference = Reference().to(dtype)
     copy_parameters_by_order(module, reference)
     return reference
 
 
+@judge_only
 def _submodule(net: nn.Module, shapes: list[list[int]]) -> nn.Module | None:
     """The first submodule of ``net`` whose parameters have exactly ``shapes`` (a backbone or a head)."""
     return next((m for m in net.modules() if m is not net and sorted(parameter_shapes(m)) == shapes), None)

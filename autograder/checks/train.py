@@ -266,6 +266,7 @@ MISTAKES = {
 }
 
 
+@judge_only
 def _parameter_gap(a: nn.Module, b: nn.Module, start: nn.Module) -> float:
     """Largest parameter difference between ``a`` and ``b``, relative to how far ``b`` moved from ``start``."""
     gap = max(float((p - q).abs().max()) for p, q in zip(a.parameters(), b.parameters()))

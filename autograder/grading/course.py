@@ -119,3 +119,20 @@ def code_environment(code: Path) -> dict[str, str]:
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(code), env.get("PYTHONPATH")) if p)
     env["PYTHONDONTWRITEBYTECODE"] = "1"  # the copy stays byte for byte as taken: no __pycache__ appears in it
     return env
+
+
+def _code_files(root: Path) -> dict[str, bytes]:
+    """``{path relative to root: bytes}`` of the files of ``CODE`` under ``root`` (compiled files aside)."""
+    found = {}
+    for name in CODE:
+        top = root / name
+        for path in ([top] if top.is_file() else sorted(top.rglob("*")) if top.is_dir() else []):
+            if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc":
+                found[str(path.relative_to(root))] = path.read_bytes()
+    return found
+
+
+def changed_since(code: Path, root: Path = REPO_ROOT) -> list[str]:
+    """The files of the course's code in ``root`` that differ from the copy ``code`` (changed, added or deleted)."""
+    before, now = _code_files(code), _code_files(root)
+    return sorted(name for name in before.keys() | now.keys() if before.get(name) != now.get(name))

@@ -98,34 +98,36 @@ class _Finder:
                 judged = expression.body if negated else expression.orelse
                 self.regions.append(_span(judged, judged, "expression", name))
 
-    def block(self, statements: list[ast.stmt], name: str) -> bool:
-        """Collect the regions of a block; True when the block returns while probing (what follows is judge side)."""
+    def block(self, statements: list[ast.stmt], name: str) -> str | None:
+        """Collect the regions of a block; how it leaves while probing ("return", "raise"), if it does (then what
+        follows in the block is judge side)."""
         for index, statement in enumerate(statements):
-            exits = self.statement(statement, name)
-            if exits:
+            leaves = self.statement(statement, name)
+            if leaves:
                 rest = statements[index + 1:]
                 if rest:
                     self.regions.append(_span(rest[0], rest[-1], "statements", name))
-                return True
-        return False
+                return leaves
+        return None
 
-    def statement(self, node: ast.stmt, name: str) -> bool:
+    def statement(self, node: ast.stmt, name: str) -> str | None:
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
             self.definition(node, name)
-            return False
+            return None
         if isinstance(node, ast.If) and (_is_probing(node.test) or _is_not_probing(node.test)):
             return self.probing_if(node, name)
         if isinstance(node, (ast.With, ast.AsyncWith)):
-            return self.block(node.body, name)  # a with block runs to its end: a return in it skips what follows
+            # A return in a with block skips what follows it; a raise may be swallowed by the context manager.
+            return "return" if self.block(node.body, name) == "return" else None
         for field in ("body", "orelse", "finalbody"):
             self.block(getattr(node, field, []) or [], name)
         for handler in getattr(node, "handlers", []) or []:
             self.block(handler.body, name)
         for case in getattr(node, "cases", []) or []:
             self.block(case.body, name)
-        return False
+        return None
 
-    def probing_if(self, node: ast.If, name: str) -> bool:
+    def probing_if(self, node: ast.If, name: str) -> str | None:
         negated = _is_not_probing(node.test)
         self.handled.add(id(node.test.operand if negated else node.test))
         probe, judged = (node.orelse, node.body) if negated else (node.body, node.orelse)
@@ -134,11 +136,34 @@ class _Finder:
         if judged:
             self.regions.append(_span(judged[0], judged[-1], "statements", name))
         self.block(probe, name)
-        return bool(probe) and isinstance(probe[-1], (ast.Return, ast.Raise))
+        return self.leaves(probe, node.lineno)
+
+    def leaves(self, probe: list[ast.stmt], line: int) -> str | None:
+        """How the probe branch of a probing() test leaves: by its last statement, or not at all; refused when it
+        might leave some other way (continue, break, a return inside), since what follows could not be told."""
+        if probe and isinstance(probe[-1], ast.Return):
+            return "return"
+        if probe and isinstance(probe[-1], ast.Raise):
+            return "raise"
+        jumps = (ast.Return, ast.Raise, ast.Continue, ast.Break)
+        if any(isinstance(n, jumps) for statement in probe for n in _walk_code(statement)):
+            raise ValueError(f"{self.module} line {line}: the probe branch of a probing() test leaves by other than its "
+                             "last statement (return or raise): what is judge side after it cannot be told")
+        return None
 
 
-def _calls_of_probing(tree: ast.AST) -> list[ast.Call]:
-    return [node for node in ast.walk(tree) if _is_probing(node)]
+def _walk_code(node: ast.AST):
+    """The nodes of ``node``, not entering nested functions or classes (whose returns are their own)."""
+    yield node
+    for child in ast.iter_child_nodes(node):
+        if not isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)):
+            yield from _walk_code(child)
+
+
+def _references_of_probing(tree: ast.AST) -> list[ast.AST]:
+    """Every ``probing`` a module names (``probing``, ``transcript.probing``), called or not."""
+    return [node for node in ast.walk(tree) if isinstance(node, ast.Name) and node.id == "probing"
+            or isinstance(node, ast.Attribute) and node.attr == "probing"]
 
 
 def judge_side(source: str, module: str) -> list[Region]:
@@ -151,11 +176,12 @@ def judge_side(source: str, module: str) -> list[Region]:
     finder.module_body(tree)
     regions = sorted(set(finder.regions), key=lambda r: (r.start, r.end))
     outermost = [r for r in regions if not any(o.contains(r) for o in regions)]
-    for call in _calls_of_probing(tree):
-        at = (call.lineno, call.col_offset)
+    understood = {id(node.func) for node in ast.walk(tree) if id(node) in finder.handled}
+    for reference in _references_of_probing(tree):
+        at = (reference.lineno, reference.col_offset)
         inside = any(r.start <= at < r.end for r in outermost)
-        if id(call) not in finder.handled and not inside:
-            raise ValueError(f"{module} line {call.lineno}: probing() used outside the patterns the grader can hide "
+        if id(reference) not in understood and not inside:
+            raise ValueError(f"{module} line {reference.lineno}: probing used outside the patterns the grader can hide "
                              "(if probing(): return / else / if not probing(): / x if probing() else y)")
     return outermost
 

@@ -35,10 +35,11 @@ import nbformat
 from tqdm import tqdm
 
 from . import collect as intake
+from . import judge_side
 from . import report as records
 from . import sandbox as sandbox_limits
 from ..build import LESSONS, build_all, generate_release, solved_notebook
-from .course import (CELL_TIMEOUT_S, check_database, code_environment, copy_course_code, db_url_for,
+from .course import (CELL_TIMEOUT_S, changed_since, check_database, code_environment, copy_course_code, db_url_for,
                      put_environment_on_path)
 from .execute import make_sandbox, run_worker
 from .record import file_digest, grader_snapshot, record_scores, restore_grader, verify_executed
@@ -145,6 +146,10 @@ class GradingRun:
         self.out, self.db_url, self.limits, self.sandboxed, self.workdir = out, db_url, limits, sandboxed, workdir
         # The course's code as it is now: every process of this run imports it from this copy, never the checkout.
         self.code = copy_course_code(workdir / "course-code")
+        try:  # the kernels' copy of the checks can be made: said now, not as an internal error of every student
+            judge_side.stand_in_names(self.code / "autograder")
+        except ValueError as error:
+            raise RuntimeError(f"the checks' judge side cannot be hidden from the kernels: {error}") from None
         self.env = code_environment(self.code)
         self.course = prepare_course(out, db_url, self.code)
         self.manifest = records.load_manifest(self.course.course)
@@ -405,6 +410,15 @@ def choose_sandbox(isolate: bool) -> bool:
     return True
 
 
+def warn_of_changed_checkout(code: Path) -> None:
+    """With --isolation off a notebook can write into the checkout: say which of its files changed during the run."""
+    changed = changed_since(code)
+    if changed:
+        shown = ", ".join(changed[:10]) + (f" and {len(changed) - 10} more" if len(changed) > 10 else "")
+        print(f"warning: {shown} changed in the course's checkout while grading ran (this run graded with the code as "
+              "it was when it started); with --isolation off a notebook can write there: check them before the next run")
+
+
 def grade(submissions: Path, out: Path, jobs: int = 1, db_url: str | None = None, isolate: bool = True,
           limits: Limits | None = None) -> list[records.StudentResult]:
     """Check, repair and autograde every student's notebooks; write ``grades.csv``, ``intake.csv`` and feedback.
@@ -431,6 +445,8 @@ def grade(submissions: Path, out: Path, jobs: int = 1, db_url: str | None = None
                 run.execute_all(jobs)
             finally:
                 results = run.report()
+            if not sandboxed:
+                warn_of_changed_checkout(run.code)
     finally:
         uploads.close()
     elapsed = time.perf_counter() - started

@@ -54,6 +54,17 @@ def package_folders() -> list[Path]:
     return folders
 
 
+def other_copies(name: str, used: Path) -> list[Path]:
+    """Folders named ``name`` on this Python's path other than ``used`` (e.g. a package installed by an earlier
+    ``pip install .``): the kernel could read them, so the grader covers them as it covers the one in use."""
+    found = []
+    for entry in sys.path:
+        folder = Path(entry or ".").absolute() / name
+        if folder.is_dir() and folder.resolve() != used.resolve() and folder.resolve() not in found:
+            found.append(folder.resolve())
+    return found
+
+
 def readable_paths() -> list[Path]:
     """Host folders the kernel may read: the Python installation and environment, the course packages."""
     # Both the paths as Python names them and where their links lead: the kernel starts from the same names.
@@ -97,8 +108,8 @@ def bwrap_command(work_dir: Path, run_dir: Path, env: dict[str, str] | None = No
                   overlays: dict[Path, Path] | None = None) -> list[str]:
     """The bubblewrap command line that runs a program in the sandbox (the program's argv follows it).
 
-    ``env`` adds to the kernel's environment; ``overlays`` maps a host folder to the course folder it
-    replaces, read-only (a copy of ``solutions`` without the lesson's reference, say).
+    ``env`` adds to the kernel's environment; ``overlays`` maps a folder the kernel would read to the host
+    folder bound over it, read-only (``solutions`` → a copy without the lesson's reference, say).
     """
     args = [shutil.which("bwrap") or "bwrap", "--unshare-all", "--unshare-user", "--die-with-parent", "--new-session",
             "--cap-drop", "ALL", "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID), "--disable-userns",
@@ -111,7 +122,7 @@ def bwrap_command(work_dir: Path, run_dir: Path, env: dict[str, str] | None = No
         args += ["--size", str(TMPFS_BYTES), "--tmpfs", folder]
     for path in readable_paths():
         args += ["--ro-bind", str(path), str(path)]
-    for source, target in (overlays or {}).items():
+    for target, source in (overlays or {}).items():
         args += ["--ro-bind", str(source), str(target)]
     args += ["--bind", str(run_dir), str(run_dir), "--size", str(TMPFS_BYTES), "--tmpfs", str(work_dir),
              "--chdir", str(work_dir)]

@@ -137,8 +137,11 @@ def kernel_config(config, sandbox: Path, lesson: str, student: str, run_dir: Pat
         probe = sandbox / "probe" / "autograder"
         if not probe.is_dir():  # the same for every lesson
             judge_side.write_probe_copy(packages["autograder"], sandbox / "probe")
+        overlays = {packages["solutions"]: hidden, packages["autograder"]: probe}  # target → what is bound there
+        for name, copy in (("solutions", hidden), ("autograder", probe)):
+            overlays.update({other: copy for other in kernel_sandbox.other_copies(name, packages[name])})
         kernel_sandbox.write_kernelspec(sandbox / "kernelspec", work_dir, run_dir, {CHECK_SEED_VARIABLE: str(seed)},
-                                        {hidden: packages["solutions"], probe: packages["autograder"]})
+                                        overlays)
         os.environ["JUPYTER_PATH"] = str(sandbox / "kernelspec")
         config.KernelManager.connection_file = str(run_dir / "kernel.json")  # the kernel reads it there
         config.KernelManager.transport = "ipc"

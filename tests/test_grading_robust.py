@@ -1347,3 +1347,17 @@ def test_the_copy_a_run_grades_from_holds_what_grading_reads(tmp_path):
     (checkout / "lessons" / "src" / "new.py").write_text("added\n")
     (checkout / "data_utils" / "plotting.py").unlink()
     assert changed_since(code, checkout) == ["data_utils/plotting.py", "lessons/src/new.py", "solutions/loss.py"]
+
+
+def test_grading_refuses_to_start_when_the_judge_side_cannot_be_hidden(tmp_path):
+    """Checks that use probing() in a way the grader cannot read: refused at the start, saying where, not an internal
+    error for every student."""
+    checkout = copy_course(tmp_path / "checkout")
+    loss = checkout / "autograder" / "checks" / "loss.py"
+    loss.write_text(loss.read_text() + "\n\ndef _new_helper():\n    flag = probing()\n    return flag\n")
+    (tmp_path / "submissions").mkdir()
+    result = subprocess.run([sys.executable, "-m", "autograder", "grade", str(tmp_path / "submissions"), "--out",
+                             str(tmp_path / "out"), *isolation_args()], cwd=tmp_path, env=course_env(checkout),
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "the checks' judge side cannot be hidden from the kernels: autograder.checks.loss line" in result.stderr

@@ -40,7 +40,8 @@ DATASET_CHECKS = [data_checks.check_pair_items, data_checks.check_pair_labels, d
                   data_checks.check_pair_seeding, data_checks.check_pair_one_class]
 LOSS_CHECKS = [loss_checks.check_loss_similar_pairs, loss_checks.check_loss_hinge, loss_checks.check_loss_beyond_margin,
                loss_checks.check_loss_margin_argument, loss_checks.check_loss_label_shapes,
-               loss_checks.check_loss_label_count, loss_checks.check_loss_gradients]
+               loss_checks.check_loss_label_count, loss_checks.check_loss_gradients,
+               loss_checks.check_loss_gradient_at_zero]
 
 REFERENCE_CASES = [
     *[(data_check, (ref_data.SiameseDataset,)) for data_check in DATASET_CHECKS],
@@ -51,6 +52,10 @@ REFERENCE_CASES = [
     (model_checks.check_siamese_network, (ref_model.SiameseNetwork,)),
     (model_checks.check_shared_weights, (ref_model.SiameseNetwork,)),
     *[(loss_check, (ref_loss.contrastive_loss,)) for loss_check in LOSS_CHECKS],
+    (loss_checks.check_loss_gradient_by_hand, (ref_loss.contrastive_loss_gradient,)),
+    (loss_checks.check_numerical_gradient, (ref_loss.numerical_gradient,)),
+    (loss_checks.check_distance_after_step, (ref_loss.distance_after_step,)),
+    (loss_checks.check_collapsed_loss, (ref_loss.collapsed_loss,)),
     (train_checks.check_get_device, (ref_train.get_device,)),
     (train_checks.check_train_history, (ref_train.train_one_epoch,)),
     (train_checks.check_train_step, (ref_train.train_one_epoch,)),
@@ -964,6 +969,15 @@ def loss_manual_sqrt(out1, out2, label, margin=2.0):
     return torch.mean((1 - y) * d.pow(2) + y * hinge.pow(2))
 
 
+def loss_sqrt_eps(out1, out2, label, margin=2.0):
+    """A square root kept away from 0 by an epsilon: finite gradients at d = 0."""
+    d = ((out1 - out2).pow(2).sum(1) + 1e-12).sqrt()
+    y = label.reshape(-1).to(out1.dtype)
+    if y.shape != d.shape:
+        raise ValueError(f"label {tuple(label.shape)} for {len(d)} pairs")
+    return torch.mean((1 - y) * d.pow(2) + y * torch.clamp(margin - d, min=0).pow(2))
+
+
 def loss_original(out1, out2, label, margin=2.0):
     """The original's keepdim distance [B, 1], with the label brought to [B, 1]."""
     if label.numel() != out1.size(0):
@@ -994,7 +1008,7 @@ def loss_linalg(out1, out2, label, margin=2.0):
     return torch.mean((1 - y) * d.square() + y * (margin - d).clamp_min(0).square())
 
 
-CORRECT_LOSSES = [loss_norm_relu, loss_manual_sqrt, loss_original, loss_cdist, loss_linalg]
+CORRECT_LOSSES = [loss_norm_relu, loss_sqrt_eps, loss_original, loss_cdist, loss_linalg]
 
 
 @pytest.mark.parametrize("loss", CORRECT_LOSSES, ids=lambda f: f.__name__)
@@ -1109,9 +1123,10 @@ LOSS_BUGS = {
                           "gradients": "away from each other"},  # nothing pushes a close pair apart
     loss_mean_per_kind: {"hinge": "not each kind apart"},
     loss_no_label_check: {"label_count": "raises ValueError"},
-    loss_detached: {"gradients": "not connected"},
+    loss_detached: {"gradients": "not connected", "gradient_at_zero": "not connected"},
     loss_item: {name: "returns a tensor" for name in ("similar_pairs", "hinge", "beyond_margin", "margin_argument",
-                                                       "label_shapes", "gradients")},
+                                                       "label_shapes", "gradients", "gradient_at_zero")},
+    loss_manual_sqrt: {"gradient_at_zero": "derivative of sqrt(x) at x = 0 is infinite"},
 }
 
 
@@ -1135,6 +1150,106 @@ def test_a_loss_that_returns_zero_fails_every_check():
     """The checks of zeros (beyond the margin, label shapes) have guards: a constant loss earns nothing."""
     assert set(failed_checks(LOSS_CHECKS, lambda out1, out2, label, margin=2.0: (out1 - out2).sum() * 0)) == {
         check.__name__.removeprefix("check_") for check in LOSS_CHECKS}
+
+
+# ---------------------------------------------------------------- lesson 04: the gradient, by hand and numerically
+
+def gradient_by_autograd(out1, out2, label, margin=2.0):
+    """Autograd instead of a derivation: the check runs with autograd off, so it cannot."""
+    a = out1.clone().requires_grad_(True)
+    return torch.autograd.grad(ref_loss.contrastive_loss(a, out2, label, margin), a)[0]
+
+
+def gradient_with_pairwise_distance(out1, out2, label, margin=2.0):
+    """Another correct derivation: d from F.pairwise_distance (its eps), the two terms through torch.where."""
+    diff, y = out1 - out2, label.reshape(-1, 1)
+    d = F.pairwise_distance(out1, out2, keepdim=True)
+    per_pair = torch.where(y == 0, 2 * diff, -2 * (margin - d).clamp(min=0) * diff / d)
+    return per_pair / len(out1)
+
+
+def _scaled_gradient(factor):
+    return lambda out1, out2, label, margin=2.0: factor * ref_loss.contrastive_loss_gradient(out1, out2, label, margin)
+
+
+def gradient_summed(out1, out2, label, margin=2.0):
+    """The gradient of the sum, not of the mean."""
+    return len(out1) * ref_loss.contrastive_loss_gradient(out1, out2, label, margin)
+
+
+def gradient_without_clamp(out1, out2, label, margin=2.0):
+    diff, y = out1 - out2, label.reshape(-1, 1)
+    d = diff.norm(dim=1, keepdim=True)
+    return ((1 - y) * 2 * diff - y * 2 * (margin - d) * diff / d) / len(out1)
+
+
+def gradient_without_unit_vector(out1, out2, label, margin=2.0):
+    diff, y = out1 - out2, label.reshape(-1, 1)
+    d = diff.norm(dim=1, keepdim=True)
+    return ((1 - y) * 2 * diff - y * 2 * (margin - d).clamp(min=0) * diff) / len(out1)
+
+
+def test_another_correct_gradient_passes():
+    loss_checks.check_loss_gradient_by_hand(gradient_with_pairwise_distance, hidden=True)
+
+
+@pytest.mark.parametrize("gradient, match", [
+    (gradient_by_autograd, "autograd switched off"),
+    (gradient_summed, "divide each pair's gradient by B"),
+    (_scaled_gradient(-1), "with respect to out1"),
+    (_scaled_gradient(0.5), "a factor 2 is missing"),
+    (gradient_without_clamp, "the clamp is missing"),
+    (gradient_without_unit_vector, "divide by d"),
+    (lambda out1, out2, label, margin=2.0: (out1 - out2)[:1], "same shape as out1"),
+], ids=["autograd", "sum_not_mean", "gradient_of_out2", "half", "no_clamp", "no_unit_vector", "one_row"])
+def test_gradient_by_hand_mistakes_are_named(gradient, match):
+    _fails(loss_checks.check_loss_gradient_by_hand, gradient, match=match, hidden=True)
+
+
+def numerical_one_sided(f, x, h=1e-5):
+    point, grad = x.detach().clone(), torch.zeros_like(x)
+    base = float(f(point))
+    for i in range(point.numel()):
+        old = float(point.view(-1)[i])
+        point.view(-1)[i] = old + h
+        grad.view(-1)[i] = (float(f(point)) - base) / h
+        point.view(-1)[i] = old
+    return grad
+
+
+def numerical_in_place(f, x, h=1e-5):
+    """Right values, but it moves x and does not put it back."""
+    grad = ref_loss.numerical_gradient(f, x, h)
+    x.add_(h)
+    return grad
+
+
+def numerical_all_at_once(f, x, h=1e-5):
+    """One shared step for every element: right only for functions of independent elements."""
+    return torch.full_like(x, (float(f(x + h)) - float(f(x - h))) / (2 * h))
+
+
+def numerical_by_autograd(f, x, h=1e-5):
+    point = x.detach().clone().requires_grad_(True)
+    value = f(point)
+    return torch.autograd.grad(torch.as_tensor(value), point)[0]
+
+
+@pytest.mark.parametrize("numerical, match", [
+    (numerical_one_sided, "one-sided difference"),
+    (numerical_in_place, "leaves x as it was"),
+    (numerical_all_at_once, "one element at a time"),
+    (numerical_by_autograd, "raised RuntimeError"),
+], ids=["one_sided", "moves_x", "all_at_once", "autograd"])
+def test_numerical_gradient_mistakes_are_named(numerical, match):
+    _fails(loss_checks.check_numerical_gradient, numerical, match=match, hidden=True)
+
+
+def test_a_loss_with_a_bare_square_root_fails_only_at_zero():
+    """The d = 0 case is the one place a bare square root differs; the other checks cannot see it."""
+    failed = failed_checks(LOSS_CHECKS, loss_manual_sqrt)
+    assert set(failed) == {"loss_gradient_at_zero"}, failed
+    assert "rows" in failed["loss_gradient_at_zero"] and "square root" in failed["loss_gradient_at_zero"]
 
 
 # ---------------------------------------------------------------- lesson 05: get_device, train_one_epoch

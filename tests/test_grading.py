@@ -114,7 +114,7 @@ EXERCISE_CELLS = {
     "exercise_2_1": {"backbone_shapes", "backbone_layers", "backbone_forward"},
     "exercise_3_1": {"head"},
     "exercise_4_1": {"loss_similar_pairs", "loss_hinge", "loss_beyond_margin", "loss_margin_argument",
-                     "loss_label_shapes", "loss_label_count", "loss_gradients"},
+                     "loss_label_shapes", "loss_label_count", "loss_gradients", "loss_gradient_at_zero"},
     "exercise_5_2": {"train_history", "train_step", "train_learns"},
     "exercise_6_3": {"roc_auc", "roc_auc_one_kind"},
 }

@@ -43,8 +43,9 @@ from helpers import REPO, isolation_args, subprocess_env
 LESSON = "04_contrastive_loss"  # the cheapest lesson to grade (no data, no network): most cases use it alone
 OTHERS = [lesson for lesson in LESSONS if lesson != LESSON]
 MISSING = f"no notebook for {', '.join(OTHERS)}"  # the status part of a student who handed in lesson 4 only
-# 150 s per notebook: the endless loop's 7 test cells each run out their 10 s before the notebook's limit.
-LIMITS = ["--notebook-timeout", "150", "--cell-timeout", "10", "--memory-mb", "8192"]
+# 240 s per notebook: the endless loop's 8 test cells and the 5 teaching cells that call the loss each run out
+# their 10 s (130 s in all) well before the notebook's limit.
+LIMITS = ["--notebook-timeout", "240", "--cell-timeout", "10", "--memory-mb", "8192"]
 RUN_TIMEOUT_S = 1800
 PACKAGES = ("autograder", "solutions", "data_utils")
 ISOLATED, WHY_NOT_ISOLATED = availability()  # kernels run under bubblewrap where it can be built
@@ -119,12 +120,12 @@ def graded_points(nb) -> dict[str, float]:
 
 # ---------------------------------------------------------------- the cases
 
-# The bug every tampering student hides: the loss is detached from the graph. It fails only the gradient
-# check (3 of 20 points), so "buggy" (17) differs from both "cheated" (20) and "graded nothing" (0).
+# The bug every tampering student hides: the loss is detached from the graph. It fails only the two gradient
+# checks (1 + 1 of 20 points), so "buggy" (18) differs from both "cheated" (20) and "graded nothing" (0).
 BUG_OLD, BUG_NEW = "min=0).pow(2))", "min=0).pow(2)).detach()"
-BUGGY_SCORE = 17.0
+BUGGY_SCORE = 18.0
 LOSS_CELLS = ("loss_similar_pairs, loss_hinge, loss_beyond_margin, loss_margin_argument, loss_label_shapes, "
-              "loss_label_count, loss_gradients")
+              "loss_label_count, loss_gradients, loss_gradient_at_zero")
 FULL_SCORE = 20.0
 
 NOISY_EXERCISE = '''
@@ -204,7 +205,7 @@ with open(L.__file__, "a") as f:
 '''
 
 # Right on every visible case (all float32), twice too large in float64, which only hidden cases use: the cell's
-# hidden part (restored by nbgrader, run at grading) is what finds it, in loss_similar_pairs and loss_hinge (4 + 4).
+# hidden part (restored by nbgrader, run at grading) is what finds it, in loss_similar_pairs and loss_hinge (3 + 3).
 HIDDEN_ONLY_BUG = '''
 _right_in_float32 = contrastive_loss
 
@@ -234,14 +235,14 @@ CASES: dict[str, Case] = {
     "solved": Case("every lesson solved", None, "graded", total=100),
     "colab": Case("every lesson solved, saved by Colab (nbformat 4.0, 'Copy of ...')", None, "graded", total=100),
     "buggy": Case("lesson 4 with the bug the tampering students hide (control)", BUGGY_SCORE),
-    "hidden_only_bug": Case("a loss wrong only where the hidden tests look (float64)", FULL_SCORE - 8),
+    "hidden_only_bug": Case("a loss wrong only where the hidden tests look (float64)", FULL_SCORE - 6),
     # noise
     "noisy_plain": Case("plain cells that raise, write to stderr, warn, end with a string", FULL_SCORE),
     "noisy_exercise": Case("exercise cell and function writing stderr and warning, ending with a string", FULL_SCORE),
     "raising_exercise": Case("exercise cell that raises after the definition", FULL_SCORE),
     # time
-    "endless_loop": Case("`while True: pass` in contrastive_loss: every graded cell is interrupted at the cell "
-                         "timeout (CellTimeoutError in the feedback)", 0.0,
+    "endless_loop": Case("`while True: pass` in contrastive_loss: each of its graded cells is interrupted at the "
+                         "cell timeout (CellTimeoutError in the feedback); exercises 4.2-4.5 still score", 6.0,
                          notes=[f"{LESSON}: test cells {LOSS_CELLS} were stopped at "
                                 "the time limit for one cell; scored 0"]),
     "slow_cell": Case("a plain cell sleeping past the cell timeout", FULL_SCORE),

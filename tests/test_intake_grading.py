@@ -32,8 +32,8 @@ from helpers import isolation_args, read_grades as read_rows, run_module, subpro
 LESSON = "04_contrastive_loss"
 NB = f"{LESSON}.ipynb"
 OTHERS = ", ".join(lesson for lesson in LESSONS if lesson != LESSON)
-BUG = ("min=0).pow(2))", "min=0).pow(2)).detach()")  # no gradient through the loss: fails only loss_gradients
-BUGGY_SCORE = 17.0  # 20 less loss_gradients' 3 points: told apart from 0 and from 20
+BUG = ("min=0).pow(2))", "min=0).pow(2)).detach()")  # no gradient through the loss: fails only the gradient checks
+BUGGY_SCORE = 18.0  # 20 less the two gradient checks' 1 + 1 points: told apart from 0 and from 20
 BOMB_BYTES = 1024 ** 3
 MEMORY_LIMIT_KB = 500 * 1024
 

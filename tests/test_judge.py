@@ -20,6 +20,7 @@ from autograder.checks import report, transcript
 from autograder.checks.report import CheckFailure
 from autograder.grading import judge as judging
 from autograder.grading import reference
+from solutions import loss as reference_solutions
 from solutions.loss import contrastive_loss as reference_loss
 from solutions.model import SiameseNetwork
 
@@ -255,7 +256,9 @@ def test_a_missing_or_repeated_record_fails():
 LESSONS_HIDDEN = {
     "01_pair_dataset": {"solutions.data.SiameseDataset", "solutions.data.PairSampler",
                         "solutions.benchmark.OriginalSiameseDataset"},
-    "04_contrastive_loss": {"solutions.loss.contrastive_loss", "solutions.loss.ContrastiveLoss"},
+    "04_contrastive_loss": {"solutions.loss.contrastive_loss", "solutions.loss.ContrastiveLoss",
+                            "solutions.loss.contrastive_loss_gradient", "solutions.loss.numerical_gradient",
+                            "solutions.loss.distance_after_step", "solutions.loss.collapsed_loss"},
     "05_training_loop": {"solutions.train.get_device", "solutions.train.select_device", "solutions.train.train_one_epoch",
                          "solutions.train.fast_train_one_epoch", "solutions.train.train_step",
                          "solutions.benchmark.original_pipeline", "solutions.benchmark.fast_pipeline"},
@@ -319,15 +322,19 @@ def test_the_rest_of_solutions_still_works(hidden_copies):
     assert "def contrastive_loss" in (hidden_copies["05_training_loop"] / "loss.py").read_text()
 
 
+# every object lesson 4 hides, in the order of solutions/loss.py: a use of the whole module uses them all
+LESSON_4_HIDDEN = ["solutions.loss.contrastive_loss", "solutions.loss.ContrastiveLoss",
+                   "solutions.loss.contrastive_loss_gradient", "solutions.loss.numerical_gradient",
+                   "solutions.loss.distance_after_step", "solutions.loss.collapsed_loss"]
+
+
 @pytest.mark.parametrize("source, found", [
     ("from solutions.loss import contrastive_loss", ["solutions.loss.contrastive_loss"]),
     ("import solutions.loss as L\ndef contrastive_loss(a, b, y, margin=2.0):\n    return L.contrastive_loss(a, b, y)",
      ["solutions.loss.contrastive_loss"]),
     ("import solutions\nclass Loss(solutions.loss.ContrastiveLoss):\n    pass", ["solutions.loss.ContrastiveLoss"]),
-    ("import importlib\nm = importlib.import_module('solutions.loss')", ["solutions.loss.contrastive_loss",
-                                                                        "solutions.loss.ContrastiveLoss"]),
-    ("import inspect\nfrom solutions import loss\nexec(inspect.getsource(loss))", ["solutions.loss.contrastive_loss",
-                                                                                  "solutions.loss.ContrastiveLoss"]),
+    ("import importlib\nm = importlib.import_module('solutions.loss')", LESSON_4_HIDDEN),
+    ("import inspect\nfrom solutions import loss\nexec(inspect.getsource(loss))", LESSON_4_HIDDEN),
     ("from autograder.checks.loss import loop_loss", ["autograder.checks.loss.loop_loss"]),
     ("from autograder.checks import loss\nloss.allowed_error(1, 2, 3, 4, 5)", ["autograder.checks.loss.allowed_error"]),
     ("import autograder.checks.report as R\nR.fail = lambda *a, **k: None", []),  # tampering: the judge ignores it
@@ -584,3 +591,37 @@ def test_a_probe_in_the_copy_is_judged_as_one_in_the_real_package(probe_copy):
         check = getattr(importlib.import_module(f"autograder.checks.{module}"), call.name)
         verdict = report.judge(check, call.hidden, answers, SEED)
         assert verdict.passed, (line, verdict.text)
+
+
+# ---------------------------------------------------------------- questions
+
+QUESTIONS = [(loss_checks.check_distance_after_step, reference_solutions.distance_after_step),
+             (loss_checks.check_collapsed_loss, reference_solutions.collapsed_loss)]
+
+
+@pytest.mark.parametrize("question, answer", QUESTIONS, ids=lambda v: getattr(v, "__name__", ""))
+def test_a_question_self_checks_its_form_only_and_is_judged_when_graded(question, answer):
+    """In Colab a wrong answer of the right form passes its self-check; graded, it fails with the explanation."""
+    def wrong(*args):
+        return 0.5 * answer(*args)
+
+    question(wrong)  # the self-check: a number for every input
+    verdict = report.judge(question, True, probe(question, wrong, hidden=True), SEED)
+    assert not verdict.passed and "expected" in verdict.text and "likely mistake" in verdict.text, verdict.text
+    assert report.judge(question, True, probe(question, answer, hidden=True), SEED).passed
+    with pytest.raises(CheckFailure, match="returns a number"):
+        question(lambda *args: "about two")
+
+
+@pytest.mark.parametrize("question, answer", QUESTIONS, ids=lambda v: getattr(v, "__name__", ""))
+def test_a_question_answered_with_constants_copied_from_the_public_checks_fails(question, answer):
+    """The self-check's inputs are public; the graded ones are drawn per run, so their answers cannot be copied."""
+    public = probe(question, answer, seed=0)
+    constants = iter([transcript.decode(a["value"], transcript.KnownTensors()) for a in public])
+
+    def copied(*args):
+        return next(constants)
+
+    assert report.judge(question, False, probe(question, answer, seed=0), 0).passed
+    verdict = report.judge(question, False, probe(question, copied), SEED)
+    assert not verdict.passed, verdict.text

@@ -30,7 +30,7 @@ from test_grading_robust import (FULL_SCORE, LESSON, append_to_exercise, cell_wi
 __all__ = ["workspace"]  # the fixture, shared with test_grading_robust
 
 BUG_OLD, BUG_NEW = "torch.clamp(margin - d", "torch.clamp(2.0 - d"  # the margin argument is ignored
-BUGGY_SCORE = 18.0  # all but loss_margin_argument (2 points), the one property the bug breaks
+BUGGY_SCORE = 19.0  # all but loss_margin_argument (1 point), the one property the bug breaks
 
 WRAP = '''
 _inner = contrastive_loss

@@ -1,4 +1,5 @@
-"""Checks for lesson 04: ``contrastive_loss(out1, out2, label, margin=2.0)``.
+"""Checks for lesson 04: ``contrastive_loss(out1, out2, label, margin=2.0)``, its gradient by hand and by
+central differences, and two questions that predict what the loss does.
 
 The loss is the batch mean of ``(1 - y) d² + y max(margin - d, 0)²`` with ``d`` the Euclidean
 distance, ``y`` = 0 for same-class and 1 for different-class pairs. Each check tests one property
@@ -9,7 +10,7 @@ value only when it is broadcast wrongly. So a wrong formula fails exactly the pr
 
 Expected values come from a plain Python loop (as pytorch-metric-learning's loss tests do), with a
 tolerance that accepts ``F.pairwise_distance``'s ``eps = 1e-6`` as well as ``torch.norm`` or a
-manual square root. When a value is wrong, the check recomputes the usual mistakes and names the
+square root with an epsilon. When a value is wrong, the check recomputes the usual mistakes and names the
 one that matches.
 """
 
@@ -18,10 +19,12 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
 import torch
 
-from .report import check, describe, fail, passed, run_student, run_student_expecting, tolerance, type_name
-from .transcript import generator_for, judge_only, probing
+from .report import (check, describe, fail, passed, run_student, run_student_expecting, to_float, tolerance,
+                     type_name)
+from .transcript import generator_for, judge_only, probing, self_checking
 
 EXERCISE = "contrastive_loss (exercise 4.1)"
 PAIRWISE_EPS = 1e-6  # F.pairwise_distance adds it to the difference
@@ -448,3 +451,338 @@ def check_loss_gradients(contrastive_loss: Any, hidden: bool = False) -> None:
         _gradient_case(contrastive_loss, a, b, _column(y, batch), f"{batch} {kind} pairs in float64")
     passed("contrastive_loss: gradients reach both embeddings, pull same-class pairs together and push close "
            "different-class pairs apart" + (" [with hidden cases]" if hidden else ""))
+
+
+AT_ZERO = "the gradients stay finite when two embeddings coincide (d = 0)"
+SQRT_AT_ZERO = ("a bare square root at d = 0: the derivative of sqrt(x) at x = 0 is infinite, and 0 · ∞ gives NaN. "
+                "Identical embeddings happen in training (an image paired with itself, two all-zero embeddings after "
+                "the final ReLU) and one NaN step turns every weight into NaN: use F.pairwise_distance (its eps), "
+                "torch.linalg.vector_norm (gradient 0 at 0) or sqrt(sum + eps)")
+
+
+def _zero_case(loss_fn: Any, generator: torch.Generator, y: float, count: int, dim: int) -> None:
+    """A batch of ``y``-labelled pairs, some identical (d = 0) and some at 0.3 < d < 1.3: every gradient is finite."""
+    distances = [0.0] * count + _uniform(generator, count, 0.3, 1.3)
+    order = torch.randperm(2 * count, generator=generator).tolist()
+    out1, out2 = _pairs_at(generator, [distances[i] for i in order], dim, torch.float64)
+    label = _column(y, 2 * count, torch.float64)
+    kind = "same-class" if y == 0 else "different-class"
+    where = (f"{2 * count} {kind} pairs in float64, rows {sorted(k for k, i in enumerate(order) if i < count)} "
+             f"identical (d = 0): " + _input_text(out1, out2, label, None))
+    a, b = out1.clone().requires_grad_(True), out2.clone().requires_grad_(True)
+    result = _call(loss_fn, a, b, label, None)
+    _scalar(result, out1, out2, label, None)
+    if not result.requires_grad:
+        fail(AT_ZERO, input=where, expected="a tensor with requires_grad=True", got="a tensor without gradient",
+             hint="the loss is not connected to out1/out2: no .item(), .detach(), torch.tensor(...) or NumPy inside")
+    grads = run_student(EXERCISE, "loss.backward()", _backward, result, a, b)
+    if probing():
+        return
+    _judge_finite(grads, out1, out2, where, guard=y == 0)
+
+
+@judge_only
+def _judge_finite(grads: tuple[Any, Any], out1: torch.Tensor, out2: torch.Tensor, where: str, guard: bool) -> None:
+    """Every gradient is finite; with ``guard``, same-class pairs apart get one (so a constant loss cannot pass).
+
+    Only same-class pairs guard: their d² term pulls at every d > 0, whatever the hinge does.
+    """
+    for name, got in (("out1", grads[0]), ("out2", grads[1])):
+        if not isinstance(got, torch.Tensor):
+            fail(AT_ZERO, input=where, expected=f"a gradient on {name}", got="None",
+                 hint="the loss is not connected to the embeddings: no .item(), .detach() or NumPy inside")
+        if not bool(torch.isfinite(got).all()):
+            bad = sorted({int(row) for row in (~torch.isfinite(got)).nonzero()[:, 0]})
+            fail(AT_ZERO, input=where, expected=f"finite values in ∂loss/∂{name}",
+                 got=f"non-finite values in rows {bad}: {describe(got)}", hint=SQRT_AT_ZERO)
+    apart = (out1 - out2).double().norm(dim=1) > 0
+    if guard and float(grads[0].double()[apart].abs().max()) == 0.0:
+        fail(AT_ZERO + ", and the pairs that are apart get a gradient", input=where,
+             expected="∂loss/∂out1 not 0 for the same-class pairs at 0.3 < d < 1.3", got=describe(grads[0]),
+             hint="the loss does not depend on the embeddings: compute it from the distances d")
+
+
+@check
+def check_loss_gradient_at_zero(contrastive_loss: Any, hidden: bool = False) -> None:
+    """Identical embeddings (d = 0), for both labels: the gradients are finite (their direction there is undefined)."""
+    generator = generator_for(16)
+    cases = [(0.0, 2, 4), (1.0, 2, 4)]
+    if hidden:
+        cases += [(0.0, 4, 16), (1.0, 4, 16), (1.0, 1, 2)]
+    for y, count, dim in cases:
+        _zero_case(contrastive_loss, generator, y, count, dim)
+    passed("contrastive_loss: finite gradients at d = 0, for same-class and different-class pairs"
+           + (" [with hidden cases]" if hidden else ""))
+
+
+# ---------------------------------------------------------------- exercise 4.2: the gradient by hand
+
+GRADIENT_EXERCISE = "contrastive_loss_gradient (exercise 4.2)"
+BY_HAND = "∂L/∂out1 written by hand equals the loss's gradient"
+
+
+def _without_autograd(func: Any, *args: Any, **kwargs: Any) -> Any:
+    """Call ``func`` with autograd off: a gradient written by hand needs none."""
+    try:
+        with torch.inference_mode():
+            return func(*args, **kwargs)
+    except RuntimeError as error:
+        if "grad" not in str(error):
+            raise
+        raise RuntimeError(f"{error} (the check runs contrastive_loss_gradient with autograd switched off: derive "
+                           "the gradient by hand, with tensor operations only)") from error
+
+
+def _mixed_pairs(generator: torch.Generator, count: int, dim: int,
+                 margin: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``count`` pairs of both labels in float64, different-class ones inside and beyond the margin (never at it)."""
+    label = (torch.arange(count) % 2).to(torch.float64)[torch.randperm(count, generator=generator)]
+    inside = _uniform(generator, count, 0.2, margin - 0.15)
+    beyond = _uniform(generator, count, margin + 0.15, margin + 1.5)
+    distances = [beyond[i] if label[i] == 1 and i % 3 == 0 else inside[i] for i in range(count)]
+    out1, out2 = _pairs_at(generator, distances, dim, torch.float64)
+    return out1, out2, label
+
+
+@judge_only
+def hand_gradient(out1: torch.Tensor, out2: torch.Tensor, label: torch.Tensor, margin: float) -> torch.Tensor:
+    """``∂L/∂out1`` of the batch-mean loss (float64): ``2(out1 - out2)/B`` or ``-2 max(m - d, 0)(out1 - out2)/(d B)``."""
+    diff = (out1 - out2).double()
+    d = diff.norm(dim=1, keepdim=True)
+    y = label.double().reshape(-1, 1)
+    return ((1 - y) * 2 * diff - y * 2 * torch.clamp(margin - d, min=0) * diff / d) / len(diff)
+
+
+@judge_only
+def _gradient_mistake(got: torch.Tensor, out1: torch.Tensor, out2: torch.Tensor, label: torch.Tensor,
+                      margin: float) -> str | None:
+    """The usual slip that gives ``got``, if one does."""
+    diff, y = (out1 - out2).double(), label.double().reshape(-1, 1)
+    d, batch = diff.norm(dim=1, keepdim=True), len(diff)
+    right = hand_gradient(out1, out2, label, margin)
+    hinge = torch.clamp(margin - d, min=0)
+    candidates = [
+        ("the loss is the batch *mean*: divide each pair's gradient by B", right * batch),
+        ("this is ∂L/∂out2 (its opposite): the exercise asks for the gradient with respect to out1", -right),
+        ("a factor 2 is missing: ∂(d²)/∂out1 = 2(out1 - out2), ∂(max(m - d, 0)²)/∂out1 = -2 max(m - d, 0) ∂d/∂out1",
+         right / 2),
+        ("labels inverted: y = 0 selects the d² term (same class), y = 1 the hinge",
+         (y * 2 * diff - (1 - y) * 2 * hinge * diff / d) / batch),
+        ("the clamp is missing: a different-class pair beyond the margin has no gradient",
+         ((1 - y) * 2 * diff - y * 2 * (margin - d) * diff / d) / batch),
+        ("∂d/∂out1 is the unit vector (out1 - out2)/d: divide by d", ((1 - y) * 2 * diff - y * 2 * hinge * diff) / batch),
+        ("the hinge's gradient has the wrong sign: it pushes a close different-class pair apart",
+         ((1 - y) * 2 * diff + y * 2 * hinge * diff / d) / batch),
+    ]
+    for message, candidate in candidates:
+        if tuple(got.shape) == tuple(candidate.shape) and float((got.double() - candidate).abs().max()) <= 1e-5 * (
+                1 + float(candidate.abs().max())):
+            return message
+    return None
+
+
+def _by_hand_case(gradient_fn: Any, out1: torch.Tensor, out2: torch.Tensor, label: torch.Tensor, margin: float,
+                  what: str) -> None:
+    call = f"contrastive_loss_gradient(out1, out2, label, margin={margin:.4g})"
+    got = run_student(GRADIENT_EXERCISE, call, _without_autograd, gradient_fn, out1, out2, label, margin=margin)
+    where = f"{what}: " + _input_text(out1, out2, label, margin)
+    if not isinstance(got, torch.Tensor) or tuple(got.shape) != tuple(out1.shape):
+        fail(BY_HAND, input=where, expected=f"a tensor of shape {list(out1.shape)}, like out1",
+             got=type_name(got) if not isinstance(got, torch.Tensor) else f"shape {list(got.shape)}",
+             hint="one gradient row per pair: the same shape as out1")
+    if probing():
+        return
+    expected = hand_gradient(out1, out2, label, margin)
+    if float((got.double() - expected).abs().max()) <= 1e-5 * (1 + float(expected.abs().max())):
+        return
+    fail(BY_HAND, input=where, expected=describe(expected), got=describe(got),
+         hint=_gradient_mistake(got, out1, out2, label, margin)
+         or "work out each kind of pair apart: ∂(d²)/∂out1, then ∂(max(m - d, 0)²)/∂out1 with ∂d/∂out1 = (out1 - out2)/d")
+
+
+@check
+def check_loss_gradient_by_hand(contrastive_loss_gradient: Any, hidden: bool = False) -> None:
+    """The hand-written ∂L/∂out1 equals the loss's gradient, for both kinds of pair, inside and beyond the margin.
+
+    The function runs with autograd off (``torch.inference_mode``): the gradient is to be derived, not computed.
+    """
+    generator = generator_for(17)
+    cases = [(6, 3, 2.0), (8, 5, 1.0 + 2.0 * float(torch.rand(1, generator=generator, dtype=torch.float64)))]
+    if hidden:
+        cases += [(1, 2, 2.0), (16, 8, 0.5 + 3.0 * float(torch.rand(1, generator=generator, dtype=torch.float64)))]
+    for count, dim, margin in cases:
+        out1, out2, label = _mixed_pairs(generator, count, dim, margin)
+        _by_hand_case(contrastive_loss_gradient, out1, out2, label, margin, f"{count} pairs of both kinds")
+    passed("contrastive_loss_gradient: ∂L/∂out1 by hand matches the loss's gradient for both kinds of pair"
+           + (" [with hidden cases]" if hidden else ""))
+
+
+# ---------------------------------------------------------------- exercise 4.3: the numerical gradient
+
+NUMERICAL_EXERCISE = "numerical_gradient (exercise 4.3)"
+NUMERICAL = "the central-difference gradient matches the exact one"
+
+
+def _smooth_function(w: torch.Tensor, a: torch.Tensor, c: float) -> Any:
+    """``f(x) = Σ w·sin(a·x) + c·(Σ x)²`` as a Python float, through NumPy: autograd cannot see inside it."""
+    w_np, a_np = w.numpy(), a.numpy()
+
+    def f(x: torch.Tensor) -> float:
+        values = x.detach().cpu().double().numpy()
+        return float((w_np * np.sin(a_np * values)).sum() + c * values.sum() ** 2)
+
+    return f
+
+
+@judge_only
+def smooth_gradient(w: torch.Tensor, a: torch.Tensor, c: float, x: torch.Tensor) -> torch.Tensor:
+    """The exact gradient of ``_smooth_function(w, a, c)`` at ``x``."""
+    x = x.double()
+    return w * a * torch.cos(a * x) + 2 * c * x.sum()
+
+
+def _call_numerical(numerical_fn: Any, f: Any, x: torch.Tensor, h: float | None) -> tuple[Any, torch.Tensor]:
+    """The student's gradient, and ``x`` as the call left it (it must be unchanged)."""
+    got = numerical_fn(f, x) if h is None else numerical_fn(f, x, h=h)
+    return got, x.clone()
+
+
+def _numerical_case(numerical_fn: Any, generator: torch.Generator, shape: tuple[int, ...], h: float | None) -> None:
+    w = torch.randn(shape, generator=generator, dtype=torch.float64)
+    a = 0.5 + 1.5 * torch.rand(shape, generator=generator, dtype=torch.float64)
+    c = 0.25 + float(torch.rand(1, generator=generator, dtype=torch.float64))
+    x = torch.randn(shape, generator=generator, dtype=torch.float64)
+    start = x.clone()
+    call = f"numerical_gradient(f, x{'' if h is None else f', h={h:g}'})"
+    where = f"f(x) = Σ w·sin(a·x) + {c:.4g}·(Σ x)², w = {describe(w)}, a = {describe(a)}, x = {describe(x)}"
+    got, after = run_student(NUMERICAL_EXERCISE, call, _call_numerical, numerical_fn, _smooth_function(w, a, c), x, h)
+    if not isinstance(got, torch.Tensor) or tuple(got.shape) != shape:
+        fail(NUMERICAL, input=where, expected=f"a tensor of shape {list(shape)}, like x",
+             got=type_name(got) if not isinstance(got, torch.Tensor) else f"shape {list(got.shape)}")
+    if not torch.equal(after, start):
+        fail("numerical_gradient leaves x as it was", input=where, expected=describe(start), got=describe(after),
+             hint="put each element back after its two evaluations, or work on x.clone()")
+    if probing():
+        return
+    _judge_numerical(got, smooth_gradient(w, a, c, x), where, 1e-5 if h is None else h)
+
+
+@judge_only
+def _judge_numerical(got: torch.Tensor, exact: torch.Tensor, where: str, h: float) -> None:
+    """Central differences are exact to O(h²); a one-sided difference is off by O(h), a shared step by much more."""
+    error = float((got.double() - exact).abs().max())
+    if error <= 1e-6 * (1 + float(exact.abs().max())):
+        return
+    hint = "perturb one element at a time by +h and -h, and divide the difference of f by 2h"
+    if error <= 50 * h * (1 + float(exact.abs().max())):
+        hint = ("a one-sided difference (f(x + h) - f(x)) / h is off by O(h): the central one (f(x + h) - f(x - h)) / 2h "
+                "by O(h²) only")
+    fail(NUMERICAL, input=where, expected=describe(exact) + " (the exact gradient)", got=describe(got), hint=hint)
+
+
+@check
+def check_numerical_gradient(numerical_gradient: Any, hidden: bool = False) -> None:
+    """Central differences of a function autograd cannot see into match its exact gradient, and ``x`` is left as it was."""
+    generator = generator_for(18)
+    cases: list[tuple[tuple[int, ...], float | None]] = [((3,), None), ((2, 3), 1e-4)]
+    if hidden:
+        cases += [((5,), 1e-3), ((1, 4), None)]
+    for shape, h in cases:
+        _numerical_case(numerical_gradient, generator, shape, h)
+    passed("numerical_gradient: central differences match the exact gradient, and x is left as it was"
+           + (" [with hidden cases]" if hidden else ""))
+
+
+# ---------------------------------------------------------------- questions 4.4 and 4.5
+
+def _draw(generator: torch.Generator, low: float, high: float) -> float:
+    """A parameter of a question, drawn per run and rounded so that its printed form is its value."""
+    return round(low + (high - low) * float(torch.rand(1, generator=generator, dtype=torch.float64)), 3)
+
+
+STEP_QUESTION = "distance_after_step (question 4.4)"
+COLLAPSE_QUESTION = "collapsed_loss (question 4.5)"
+FORM_ONLY = " (its form only: whether the answers are right is decided when your notebook is graded)"
+
+
+def _answers(question: str, func: Any, name: str, cases: list[tuple]) -> list[float]:
+    """The student's answers to every case, each a finite number (the form every question asks for)."""
+    answers = []
+    for case in cases:
+        call = f"{name}({', '.join(f'{v:.4g}' if isinstance(v, float) else str(v) for v in case)})"
+        value = to_float(run_student(question, call, func, *case))
+        if value is None or not math.isfinite(value):
+            fail(f"{name} returns a number", input=call, expected="a finite float",
+                 got="something else", hint="return a Python float (or a 0-d tensor) computed from the arguments")
+        answers.append(value)
+    return answers
+
+
+@judge_only
+def _judge_answers(name: str, answers: list[float], cases: list[tuple], right: Any, why: str) -> None:
+    """Each answer equals ``right(*case)``; a wrong one is told the right value and the reasoning ``why``."""
+    for case, answer in zip(cases, answers):
+        expected = right(*case)
+        if abs(answer - expected) > 1e-6 * (1 + abs(expected)):
+            fail(f"{name} predicts the right value", input=f"{name}{tuple(round(v, 6) for v in case)}",
+                 expected=f"{expected:.6g}", got=f"{answer:.6g}", hint=why)
+
+
+@judge_only
+def step_distance(d: float, y: int, margin: float, lr: float) -> float:
+    """The distance after one step: ``|1 - 4 lr| d`` for y = 0, ``d + 4 lr max(m - d, 0)`` for y = 1."""
+    return abs(1 - 4 * lr) * d if y == 0 else d + 4 * lr * max(margin - d, 0.0)
+
+
+STEP_WHY = ("∂L/∂out1 = 2(out1 - out2) for a same-class pair and ∂L/∂out2 is its opposite, so one step moves each "
+            "embedding 2·lr·d towards the other: d becomes |1 - 4·lr|·d (beyond lr = 0.25 they overshoot). For a "
+            "different-class pair inside the margin each moves 2·lr·(m - d) away: d becomes d + 4·lr·(m - d); beyond "
+            "the margin nothing moves")
+
+
+@check
+def check_distance_after_step(distance_after_step: Any, hidden: bool = False) -> None:
+    """Question 4.4: the distance of a lone pair after one gradient-descent step, for parameters drawn per run."""
+    generator = generator_for(19)
+    g = generator
+    margin = _draw(g, 1.0, 3.0)
+    cases = [(_draw(g, 0.5, 2.0), 0, margin, _draw(g, 0.01, 0.2)),
+             (_draw(g, 0.1, margin - 0.1), 1, margin, _draw(g, 0.01, 0.1)),
+             (_draw(g, margin + 0.1, margin + 2.0), 1, margin, _draw(g, 0.01, 0.2)),
+             (_draw(g, 0.5, 2.0), 0, margin, _draw(g, 0.3, 0.45))]
+    if hidden:
+        cases += [(_draw(g, 0.1, 0.5), 1, margin, _draw(g, 0.1, 0.2))]
+    answers = _answers(STEP_QUESTION, distance_after_step, "distance_after_step", cases)
+    if probing():
+        return
+    if self_checking():
+        passed("distance_after_step: returns a number for every input" + FORM_ONLY)
+        return
+    _judge_answers("distance_after_step", answers, cases, step_distance, STEP_WHY)
+    passed("distance_after_step: the right distance after one step, for both kinds of pair" + (
+        " [with hidden cases]" if hidden else ""))
+
+
+@judge_only
+def collapse_value(p: float, margin: float) -> float:
+    """The loss of a collapsed batch: ``p·m²``."""
+    return p * margin**2
+
+
+COLLAPSE_WHY = ("when every embedding is the same point, d = 0 for every pair: a same-class pair costs d² = 0 and a "
+                "different-class pair max(m - 0, 0)² = m², so the batch mean is p·m²")
+
+
+@check
+def check_collapsed_loss(collapsed_loss: Any, hidden: bool = False) -> None:
+    """Question 4.5: the loss of a batch whose embeddings all coincide, for parameters drawn per run."""
+    generator = generator_for(20)
+    cases = [(_draw(generator, 0.1, 0.9), _draw(generator, 0.5, 3.0)) for _ in range(3 if not hidden else 5)]
+    answers = _answers(COLLAPSE_QUESTION, collapsed_loss, "collapsed_loss", cases)
+    if probing():
+        return
+    if self_checking():
+        passed("collapsed_loss: returns a number for every input" + FORM_ONLY)
+        return
+    _judge_answers("collapsed_loss", answers, cases, collapse_value, COLLAPSE_WHY)
+    passed("collapsed_loss: the loss of a collapsed network" + (" [with hidden cases]" if hidden else ""))

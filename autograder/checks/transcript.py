@@ -162,6 +162,11 @@ def probing() -> bool:
     return _current is not None and not _current.replaying
 
 
+def self_checking() -> bool:
+    """True while a self-check decides in the student's own kernel (Colab): a question is checked for its form only."""
+    return _current is not None and _current.replaying and _current.seed == 0
+
+
 class JudgeOnly(RuntimeError):
     """A helper that computes the checks' expected values was called while a probe ran the student's code."""
 

@@ -10,11 +10,20 @@
 # - compute the Euclidean distance between two batches of embeddings;
 # - understand each term of the contrastive loss, and what the margin does;
 # - write the loss (exercise 4.1), averaged over a batch, for labels of shape `[B]` or `[B, 1]`;
-# - avoid a silent broadcasting bug that turns a batch of `B` losses into `B × B`.
+# - derive its gradient by hand (exercise 4.2) and check it numerically, as every new loss deserves
+#   (exercise 4.3);
+# - see why a square root at distance 0 can wreck a training run, and what `eps` is for;
+# - predict what one step of gradient descent does to a pair, and what a collapsed network costs
+#   (questions 4.4 and 4.5);
+# - see, in a small experiment, what the margin does to the distances the network learns.
+#
+# About 60 minutes on a CPU runtime.
 
 # %% [setup]
 
 # %%
+from collections.abc import Callable
+
 import matplotlib.pyplot as plt
 import torch
 import torch.nn.functional as F
@@ -24,7 +33,7 @@ import torch.nn.functional as F
 #
 # For two embeddings $a, b \in \mathbb{R}^D$ the Euclidean distance is
 # $d = \lVert a - b \rVert = \sqrt{\sum_k (a_k - b_k)^2}$. With batches `out1`, `out2` of shape `[B, D]`
-# we want one distance per row, a tensor of shape `[B]`. Three ways that agree:
+# we want one distance per row, a tensor of shape `[B]`. Three ways that agree on the value:
 
 # %%
 out1 = torch.tensor([[0.0, 0.0], [1.0, 1.0], [3.0, 0.0]])  # three 2-d embeddings
@@ -35,7 +44,8 @@ print("pairwise_distance:", F.pairwise_distance(out1, out2))
 
 # %% [markdown]
 # (`F.pairwise_distance` adds a tiny `eps = 1e-6` to the difference before taking the norm, so two
-# identical embeddings give $2 \cdot 10^{-6}$ instead of 0 there; it does not matter in practice.)
+# identical embeddings give $2 \cdot 10^{-6}$ instead of 0. The value hardly changes; the *gradient*
+# does, as section 8 shows. Keep the middle row, a pair at distance 0, in mind.)
 #
 # ## 2. The loss
 #
@@ -47,49 +57,48 @@ print("pairwise_distance:", F.pairwise_distance(out1, out2))
 #
 # For every pair only one of the two terms is active:
 #
-# - **same class** ($y = 0$): the loss is $d^2$. It is zero only when the embeddings coincide; the
-#   gradient pulls the two embeddings together, harder the further apart they are.
-# - **different classes** ($y = 1$): the loss is $\max(m - d, 0)^2$. A pair closer than the margin is
-#   pushed apart; a pair already at distance $\ge m$ costs nothing and gets no gradient.
+# - **same class** ($y = 0$): the loss is $d^2$. It is zero only when the embeddings coincide;
+# - **different classes** ($y = 1$): the loss is $\max(m - d, 0)^2$. A pair closer than the margin
+#   costs something; a pair already at distance $\ge m$ costs nothing.
 #
 # Why stop at the margin? Without it, the easiest way to lower the loss would be to push different
 # pairs ever further apart, and the embeddings would blow up. With it, the network stops caring about
-# pairs that are "clearly different" and spends its effort on the hard ones: similar-looking pairs of
-# different classes, and same-class pairs that are still far apart.
+# pairs that are "clearly different" and spends its effort on the hard ones.
 #
 # Hadsell et al. write each term with a factor $\frac{1}{2}$; the original notebook leaves it out, and
-# so do we. (It only scales the loss and its gradient by 2.)
+# so do we.
 #
-# A worked example with $m = 2$:
-
-# %%
-margin = 2.0
-d = torch.tensor([0.5, 0.5, 1.5, 3.0])
-y = torch.tensor([0.0, 1.0, 1.0, 1.0])  # same, different, different, different
-per_pair = (1 - y) * d**2 + y * torch.clamp(margin - d, min=0) ** 2
-for di, yi, li in zip(d, y, per_pair):
-    kind = "same     " if yi == 0 else "different"
-    print(f"d = {di:.1f}, y = {yi:.0f} ({kind}): loss {li:.2f}")
-print(f"batch loss (the mean): {per_pair.mean():.4f}")
-
-# %% [markdown]
-# ## 3. A pitfall: labels of shape `[B, 1]`
+# **Work it out on paper first.** Four pairs with $m = 2$; fill in the last column before you read the
+# answer under the table, then use the table to test your function in exercise 4.1.
+#
+# | pair | $d$ | $y$ | loss of the pair |
+# | ---- | --- | --- | ---------------- |
+# | 1 | 0.5 | 0 (same) | ? |
+# | 2 | 0.5 | 1 (different) | ? |
+# | 3 | 1.5 | 1 (different) | ? |
+# | 4 | 3.0 | 1 (different) | ? |
+#
+# <details><summary>Answer</summary>0.25, 2.25, 0.25 and 0; the batch loss is their mean, 0.6875.</details>
+#
+# ## 3. A pitfall: shapes that broadcast
 #
 # The pair dataset of lesson 1 gives each label the shape `[1]`, so a `DataLoader` batch of labels has
-# shape `[B, 1]`, while the distances have shape `[B]`. Multiplying them does **not** fail: PyTorch
-# *broadcasts* `[B, 1]` against `[B]` into a `[B, B]` matrix, pairing every label with every distance.
-# The mean of that matrix is a number, training runs, and the network learns the wrong thing:
+# shape `[B, 1]`, while a batch of distances has shape `[B]`. Look at what PyTorch does when two such
+# tensors meet:
 
 # %%
-label = y.reshape(-1, 1)  # shape [4, 1], as a DataLoader gives it
-wrong = (1 - label) * d**2 + label * torch.clamp(margin - d, min=0) ** 2
-print("label", tuple(label.shape), "× distance", tuple(d.shape), "→", tuple(wrong.shape), "(silently!)")
-print(f"wrong loss {wrong.mean():.4f}   right loss {per_pair.mean():.4f}")
+per_pair = torch.tensor([10.0, 20.0, 30.0])  # shape [3]: one value per pair
+weights = torch.tensor([[1.0], [0.0], [1.0]])  # shape [3, 1]: one value per pair, as a DataLoader stacks it
+product = weights * per_pair
+print(tuple(weights.shape), "×", tuple(per_pair.shape), "→", tuple(product.shape))
+print(product)
+print(f"mean: {product.mean().item():.2f}   the mean you wanted: (10 + 0 + 30) / 3 = {40 / 3:.2f}")
 
 # %% [markdown]
-# The cure: bring the label to shape `[B]` first (`label.reshape(-1)` or `label.view(-1)`), or keep the
-# distance as `[B, 1]` (`F.pairwise_distance(..., keepdim=True)`, as the original does). Make sure
-# your function gives the same loss for labels of shape `[B]` and `[B, 1]`.
+# Nothing fails: PyTorch *broadcasts* `[3, 1]` against `[3]` into a `[3, 3]` matrix that pairs every
+# weight with every value, and its mean is a number. In a loss this trains the network on the wrong
+# objective without a single error message. Your loss must give the same value for labels of shape
+# `[B]` and `[B, 1]`: decide how your function will make sure of it.
 #
 # ## 4. Exercise 4.1: `contrastive_loss`
 #
@@ -99,10 +108,11 @@ print(f"wrong loss {wrong.mean():.4f}   right loss {per_pair.mean():.4f}")
 #   (it may come as float or integer);
 # - return the **mean** over the batch of $(1 - y)\,d^2 + y\,\max(m - d, 0)^2$, a 0-d tensor that
 #   PyTorch can differentiate (use tensor operations only: no `.item()`, no Python `max`, no NumPy);
+# - its gradients must stay finite when two embeddings coincide ($d = 0$; section 8 shows why);
 # - if `label` does not hold one value per pair, raise a `ValueError` with a clear message.
 #
-# Hints: `torch.clamp(x, min=0)` or `F.relu(x)` computes $\max(x, 0)$ element-wise; convert the label
-# to the embeddings' dtype with `label.to(out1.dtype)`.
+# Useful: `torch.clamp(x, min=0)` or `F.relu(x)` is $\max(x, 0)$ element-wise; `label.to(out1.dtype)`
+# converts an integer label. Test your function on the four pairs of section 2 before the checks.
 
 # %% [exercise 4.1] solutions.loss:contrastive_loss
 
@@ -116,13 +126,13 @@ print(f"wrong loss {wrong.mean():.4f}   right loss {per_pair.mean():.4f}")
 # %%
 from autograder.checks import loss as checks
 
-# %% [check loss_similar_pairs 4]
+# %% [check loss_similar_pairs 3]
 checks.check_loss_similar_pairs(contrastive_loss)
 ### BEGIN HIDDEN TESTS
 checks.check_loss_similar_pairs(contrastive_loss, hidden=True)
 ### END HIDDEN TESTS
 
-# %% [check loss_hinge 4]
+# %% [check loss_hinge 3]
 checks.check_loss_hinge(contrastive_loss)
 ### BEGIN HIDDEN TESTS
 checks.check_loss_hinge(contrastive_loss, hidden=True)
@@ -134,28 +144,34 @@ checks.check_loss_beyond_margin(contrastive_loss)
 checks.check_loss_beyond_margin(contrastive_loss, hidden=True)
 ### END HIDDEN TESTS
 
-# %% [check loss_margin_argument 2]
+# %% [check loss_margin_argument 1]
 checks.check_loss_margin_argument(contrastive_loss)
 ### BEGIN HIDDEN TESTS
 checks.check_loss_margin_argument(contrastive_loss, hidden=True)
 ### END HIDDEN TESTS
 
-# %% [check loss_label_shapes 3]
+# %% [check loss_label_shapes 2]
 checks.check_loss_label_shapes(contrastive_loss)
 ### BEGIN HIDDEN TESTS
 checks.check_loss_label_shapes(contrastive_loss, hidden=True)
 ### END HIDDEN TESTS
 
-# %% [check loss_label_count 2]
+# %% [check loss_label_count 1]
 checks.check_loss_label_count(contrastive_loss)
 ### BEGIN HIDDEN TESTS
 checks.check_loss_label_count(contrastive_loss, hidden=True)
 ### END HIDDEN TESTS
 
-# %% [check loss_gradients 3]
+# %% [check loss_gradients 1]
 checks.check_loss_gradients(contrastive_loss)
 ### BEGIN HIDDEN TESTS
 checks.check_loss_gradients(contrastive_loss, hidden=True)
+### END HIDDEN TESTS
+
+# %% [check loss_gradient_at_zero 1]
+checks.check_loss_gradient_at_zero(contrastive_loss)
+### BEGIN HIDDEN TESTS
+checks.check_loss_gradient_at_zero(contrastive_loss, hidden=True)
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -165,6 +181,7 @@ checks.check_loss_gradients(contrastive_loss, hidden=True)
 # the other at $(d, 0)$) and evaluate **your** `contrastive_loss` for both labels:
 
 # %%
+margin = 2.0
 distances = torch.linspace(0.0, 4.0, 161)
 loss_same, loss_different = [], []
 for dist in distances:
@@ -174,47 +191,246 @@ for dist in distances:
     loss_different.append(contrastive_loss(a, b, torch.tensor([1.0]), margin=margin).item())
 
 fig, ax = plt.subplots(figsize=(6.5, 4))
-ax.plot(distances, loss_same, label="same class (y = 0): $d^2$")
-ax.plot(distances, loss_different, label="different classes (y = 1): $\\max(m - d, 0)^2$")
+ax.plot(distances, loss_same, label="same class (y = 0)")
+ax.plot(distances, loss_different, label="different classes (y = 1)")
 ax.axvline(margin, color="gray", linestyle="--", linewidth=1)
 ax.text(margin, 0.2, f" margin m = {margin}", color="gray")
 ax.set_xlabel("distance d between the two embeddings")
 ax.set_ylabel("loss of the pair")
 ax.set_ylim(0, 5)
-ax.set_title("Contrastive loss")
+ax.set_title("Contrastive loss (your function)")
 ax.legend(loc="lower right", bbox_to_anchor=(1.0, 0.12))
 ax.grid(alpha=0.3)
 fig.tight_layout()
 plt.show()
 
 # %% [markdown]
-# The blue curve pulls same-class pairs towards $d = 0$; the orange one pushes different-class pairs
-# out to the margin and is flat (zero, no gradient) beyond it.
+# Read the slopes off the plot: where does a same-class pair feel the strongest pull? Where does a
+# different-class pair feel no push at all? The slope is the gradient, the subject of the next sections.
 #
-# ## 6. Gradients: who moves where
+# ## 6. Exercise 4.2: the gradient by hand
 #
-# The loss is only useful through its gradient. For a different-class pair inside the margin the
-# gradient with respect to the embeddings points them apart; for a same-class pair it points them
-# together. A gradient-descent step moves each embedding *against* its gradient:
+# Autograd will compute every gradient of the training run, but a loss you cannot differentiate by
+# hand is a loss you cannot debug. Derive $\partial L / \partial\, \text{out1}$ for the batch mean
+# $L$ of section 2, one pair at a time, for pairs at $d > 0$:
+#
+# 1. for a same-class pair, the gradient of $d^2 = \sum_k (a_k - b_k)^2$ with respect to $a$;
+# 2. for a different-class pair, the chain rule through $\max(m - d, 0)^2$; you will need
+#    $\partial d / \partial a$, which you can derive from $d = \sqrt{\sum_k (a_k - b_k)^2}$
+#    (the answer is a vector of length 1: why?);
+# 3. do not forget the $\frac{1}{B}$ of the mean.
+#
+# Write `contrastive_loss_gradient(out1, out2, label, margin=2.0)` returning a tensor shaped like
+# `out1` whose row $i$ is $\partial L / \partial\, \text{out1}_i$. Use tensor operations, and no
+# autograd: the check runs your function with autograd switched off (`torch.inference_mode`).
 
-# %%
-for pair_label, start in ((0.0, 1.0), (1.0, 1.0), (1.0, 2.5)):
-    a = torch.zeros(1, 2, requires_grad=True)
-    b = torch.tensor([[start, 0.0]], requires_grad=True)
-    loss = contrastive_loss(a, b, torch.tensor([pair_label]), margin=margin)
-    loss.backward()
-    with torch.no_grad():
-        new_distance = torch.linalg.vector_norm((a - 0.1 * a.grad) - (b - 0.1 * b.grad)).item()
-    kind = "same     " if pair_label == 0 else "different"
-    print(f"{kind} pair at d = {start}: loss {loss.item():.2f}, after one step of size 0.1: d = {new_distance:.2f}")
+# %% [exercise 4.2] solutions.loss:contrastive_loss_gradient
+
+# %% [check loss_gradient_by_hand 2]
+checks.check_loss_gradient_by_hand(contrastive_loss_gradient)
+### BEGIN HIDDEN TESTS
+checks.check_loss_gradient_by_hand(contrastive_loss_gradient, hidden=True)
+### END HIDDEN TESTS
 
 # %% [markdown]
+# ## 7. Exercise 4.3: a numerical gradient, to check the other two
+#
+# How do you know a gradient is right, yours or autograd's? Compare it with the definition. For a
+# function $f$ of a tensor $x$, the **central difference**
+#
+# $$ \frac{\partial f}{\partial x_i} \approx \frac{f(x + h\, e_i) - f(x - h\, e_i)}{2h}, $$
+#
+# with $e_i$ the unit vector of element $i$, is accurate to $O(h^2)$, while the one-sided
+# $\big(f(x + h e_i) - f(x)\big)/h$ is accurate to $O(h)$ only.
+#
+# Write `numerical_gradient(f, x, h=1e-5)`: `f` takes a tensor shaped like `x` and returns a number
+# (a float or a 0-d tensor); return a tensor shaped like `x` holding the central difference of every
+# element. Leave `x` as you found it. The check hands you functions that autograd cannot see into.
+
+# %% [exercise 4.3] solutions.loss:numerical_gradient
+
+# %% [check numerical_gradient 2]
+checks.check_numerical_gradient(numerical_gradient)
+### BEGIN HIDDEN TESTS
+checks.check_numerical_gradient(numerical_gradient, hidden=True)
+### END HIDDEN TESTS
+
+# %% [markdown]
+# Now the gradient check that CS231n asks for every layer you write: three gradients of your loss on
+# the same random batch, each compared with the others by the **relative error**
+# $\max |g_1 - g_2| / \max(|g_1|, |g_2|)$. *Predict first*: should it be exactly 0? About $10^{-2}$?
+# About $10^{-10}$? Then run the cell.
+
+# %%
+generator = torch.Generator().manual_seed(0)
+a = torch.randn(6, 3, dtype=torch.float64, generator=generator)
+b = a + 0.6 * torch.randn(6, 3, dtype=torch.float64, generator=generator)  # pairs inside the margin, mostly
+y = torch.tensor([0.0, 1.0, 1.0, 0.0, 1.0, 1.0], dtype=torch.float64)
+
+a_autograd = a.clone().requires_grad_(True)
+contrastive_loss(a_autograd, b, y).backward()
+by_autograd = a_autograd.grad
+by_hand = contrastive_loss_gradient(a, b, y)
+numerical = numerical_gradient(lambda x: contrastive_loss(x, b, y).item(), a)
+
+
+def relative_error(g1: torch.Tensor, g2: torch.Tensor) -> float:
+    """Largest difference relative to the largest value: 0 for equal gradients, about 1 for unrelated ones."""
+    return ((g1 - g2).abs().max() / torch.maximum(g1.abs().max(), g2.abs().max())).item()
+
+
+print(f"by hand   vs autograd : {relative_error(by_hand, by_autograd):.1e}")
+print(f"numerical vs autograd : {relative_error(numerical, by_autograd):.1e}")
+print("distances:", F.pairwise_distance(a, b).numpy().round(2))
+
+# %% [markdown]
+# The hand gradient and autograd agree to about $10^{-6}$ if your loss uses `F.pairwise_distance`
+# (its `eps` moves every distance by about $10^{-6}$), closer with `torch.linalg.vector_norm`.
+# The numerical one agrees to about $10^{-10}$: the loss is quadratic in each piece, so the $O(h^2)$
+# term vanishes and only rounding is left. A relative error near $10^{-2}$ or above means a bug.
+# Try `h = 1e-12` in `numerical_gradient(...)` above: the error grows to about $10^{-4}$, because
+# $f(x + h) - f(x - h)$ is then the difference of two nearly equal numbers and rounding eats its digits.
+# Which pairs would make a large `h` such as 1.0 go wrong? (Hint: where is the loss not smooth?)
+#
+# ## 8. Distance 0: where a square root breaks training
+#
+# Two embeddings can coincide during training: an image paired with itself (lesson 1's same-class
+# partner can be the anchor itself), or two embeddings that the head's final ReLU set to all zeros.
+# Here is what three ways of computing $d$ give as gradients when `out1 == out2`:
+
+# %%
+point = torch.tensor([[0.5, -1.0, 2.0]])
+for name, distance in [("bare square root ", lambda u, v: ((u - v) ** 2).sum(dim=1).sqrt()),
+                       ("vector_norm      ", lambda u, v: torch.linalg.vector_norm(u - v, dim=1)),
+                       ("pairwise_distance", lambda u, v: F.pairwise_distance(u, v))]:
+    u = point.clone().requires_grad_(True)
+    distance(u, point).pow(2).sum().backward()  # d², the same-class term, at d = 0
+    print(f"{name}: d = {distance(point, point).item():.1e}, gradient of d² = {u.grad.tolist()}")
+
+# %% [markdown]
+# $d^2$ has gradient 0 at $d = 0$, yet the bare square root gives NaN: autograd applies the chain
+# rule, $\partial \sqrt{s} / \partial s = 1 / (2\sqrt{s}) = \infty$ at $s = 0$, times
+# $\partial s / \partial u = 0$, and $\infty \cdot 0$ is NaN. One NaN in one step reaches every
+# weight through the optimizer, and the network is lost for good. `vector_norm` defines its gradient
+# at 0 as 0; `pairwise_distance` adds `eps` to the difference, so $d$ is never exactly 0 (for a
+# different-class pair at $d = 0$ it then pushes along the direction of `eps`, as good as any other:
+# the direction is undefined there). Your loss passed `loss_gradient_at_zero` for this reason.
+#
+# ## 9. Question 4.4 (predict, then check): one step of gradient descent
+#
+# Take a lone pair (a batch of one) at distance $d$, and take one plain gradient-descent step of size
+# `lr` on **both** embeddings: $a \leftarrow a - \text{lr}\, \partial L / \partial a$, the same for $b$.
+# Use your answer to exercise 4.2 to work out the new distance, for a same-class pair and for a
+# different-class pair, inside the margin and beyond it.
+#
+# Write `distance_after_step(d, y, margin, lr)` returning the new distance as a float, for $d > 0$ and
+# $0 < \text{lr} < 0.5$. Its self-check checks the form of your answers only; the grader checks them
+# on values it draws when it grades, and its feedback explains the answer. The next cell then lets you
+# compare your prediction with what your loss actually does.
+
+# %% [exercise 4.4] solutions.loss:distance_after_step
+
+# %% [check distance_after_step 1]
+checks.check_distance_after_step(distance_after_step)
+### BEGIN HIDDEN TESTS
+checks.check_distance_after_step(distance_after_step, hidden=True)
+### END HIDDEN TESTS
+
+# %% [markdown]
+# Now the experiment: one step with your `contrastive_loss`, measured, next to your prediction.
+
+# %%
+for d_start, pair_label, lr in ((1.0, 0, 0.1), (1.0, 0, 0.4), (1.0, 1, 0.1), (2.5, 1, 0.1)):
+    a = torch.zeros(1, 2, requires_grad=True)
+    b = torch.tensor([[d_start, 0.0]], requires_grad=True)
+    contrastive_loss(a, b, torch.tensor([float(pair_label)]), margin=2.0).backward()
+    with torch.no_grad():
+        measured = torch.linalg.vector_norm((a - lr * a.grad) - (b - lr * b.grad)).item()
+    kind = "same     " if pair_label == 0 else "different"
+    print(f"{kind} pair at d = {d_start}, lr = {lr}: measured {measured:.3f}, "
+          f"your prediction {distance_after_step(d_start, pair_label, 2.0, lr):.3f}")
+
+# %% [markdown]
+# What happens to the same-class pair at `lr = 0.4`, and what would happen at `lr = 0.5`? The same
+# overshoot, spread over a million parameters, is what a too-large learning rate does to a network.
+#
+# ## 10. Question 4.5 (predict): the loss of a collapsed network
+#
+# A network that maps **every** image to the same embedding has "collapsed". Suppose a batch in which a
+# share `p` of the pairs are different-class. What is the batch loss of a collapsed network, with
+# margin `margin`? Write `collapsed_loss(p, margin)` returning it as a float.
+
+# %% [exercise 4.5] solutions.loss:collapsed_loss
+
+# %% [check collapsed_loss 1]
+checks.check_collapsed_loss(collapsed_loss)
+### BEGIN HIDDEN TESTS
+checks.check_collapsed_loss(collapsed_loss, hidden=True)
+### END HIDDEN TESTS
+
+# %% [markdown]
+# Check your prediction against your loss on a collapsed batch of 8 pairs, 3 of them different-class:
+
+# %%
+collapsed = torch.ones(8, 16)
+labels = torch.tensor([0.0, 1.0, 0.0, 0.0, 1.0, 0.0, 1.0, 0.0])
+print(f"measured {contrastive_loss(collapsed, collapsed.clone(), labels).item():.4f}, "
+      f"your prediction {collapsed_loss(3 / 8, 2.0):.4f}")
+
+# %% [markdown]
+# Lesson 1 builds balanced pairs, so $p = 0.5$ and a collapsed network costs $m^2 / 2 = 2$. Remember
+# this number: when lesson 5's training loss sits at 2.0, the network has collapsed.
+#
+# ## 11. Experiment: what the margin does
+#
+# Without any images at all, let the loss arrange 40 free 2-d points of 4 classes: each point is a
+# parameter, and each step of Adam lowers your contrastive loss over all pairs. Run it with margin 1
+# and margin 2 and compare the distances the loss settles at. **Predict first**: with twice the
+# margin, will the different-class distances double? Will the same-class ones?
+
+# %%
+def arrange_points(margin: float, steps: int = 300, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """40 free 2-d points of 4 classes, moved by Adam to lower the contrastive loss over all pairs."""
+    generator = torch.Generator().manual_seed(seed)
+    classes = torch.arange(4).repeat_interleave(10)
+    points = (0.1 * torch.randn(40, 2, generator=generator)).requires_grad_(True)
+    first, second = torch.triu_indices(40, 40, offset=1)
+    pair_labels = (classes[first] != classes[second]).float()  # 1 = different
+    optimizer = torch.optim.Adam([points], lr=0.05)
+    for _ in range(steps):
+        optimizer.zero_grad()
+        contrastive_loss(points[first], points[second], pair_labels, margin=margin).backward()
+        optimizer.step()
+    return points.detach(), classes
+
+
+fig, axes = plt.subplots(1, 2, figsize=(9, 4))
+for ax, m in zip(axes, (1.0, 2.0)):
+    points, classes = arrange_points(m)
+    first, second = torch.triu_indices(40, 40, offset=1)
+    d = F.pairwise_distance(points[first], points[second])
+    same = classes[first] == classes[second]
+    print(f"margin {m}: same-class pairs at mean d = {d[same].mean():.2f}, "
+          f"different-class pairs at min d = {d[~same].min():.2f}, mean d = {d[~same].mean():.2f}")
+    ax.scatter(points[:, 0], points[:, 1], c=classes, cmap="tab10", vmax=9, s=20)
+    ax.set_title(f"margin {m}")
+    ax.set_aspect("equal")
+fig.tight_layout()
+plt.show()
+
+# %% [markdown]
+# Think about it (no points): lesson 6 will call two images "the same" when their distance is below a
+# threshold. If you trained with margin 4 instead of 2, what would happen to the best threshold? Why
+# is it better to choose the threshold on data than to fix it in advance?
+#
 # ## Summary
 #
 # - The contrastive loss is $(1 - y)\,d^2 + y\,\max(m - d, 0)^2$, averaged over the batch, with
 #   $y = 1$ for **different** classes: same pairs are pulled together, different pairs pushed apart up
 #   to the margin $m$ and then left alone.
-# - Labels of shape `[B, 1]` against distances of shape `[B]` broadcast silently to `[B, B]`: flatten
-#   the label (or keep the distance 2-d).
+# - Labels of shape `[B, 1]` against distances of shape `[B]` broadcast silently to `[B, B]`.
+# - A hand-derived gradient, checked against central differences, is how you trust a new loss; a bare
+#   square root has an infinite derivative at $d = 0$, which is why `pairwise_distance` has its `eps`.
+# - A collapsed network costs $p\,m^2$; the margin sets the scale of every distance the network learns.
 #
 # Next lesson: the training loop that uses this loss to train the Siamese network.

@@ -59,18 +59,28 @@ def file_digest(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 
-def course_dataset(train: bool = True, quiet: bool = False) -> Dataset:
-    """Fashion-MNIST (real, downloaded if needed) normally; a small synthetic stand-in in quick mode."""
+def course_dataset(split: str = "train", quiet: bool = False) -> Dataset:
+    """One split of Fashion-MNIST (real, downloaded if needed), or of a small synthetic stand-in in quick mode.
+
+    ``split`` is ``"train"`` (the training images less the validation ones), ``"validation"`` (a fixed twelfth of
+    the training images, never trained on: ``data_utils.splits``) or ``"test"``.
+    """
+    if split not in ("train", "validation", "test"):
+        raise ValueError(f"split must be 'train', 'validation' or 'test', got {split!r}")
     if quick_mode():
         from .synthetic import SyntheticFashionMNIST
 
-        dataset = SyntheticFashionMNIST(600 if train else 200, seed=0, train=train)
+        dataset = SyntheticFashionMNIST(660 if split != "test" else 200, seed=0, train=split != "test")
         kind = "synthetic stand-in (quick mode: grading or tests)"
     else:
         from .fashion_mnist import load_fashion_mnist
 
-        dataset = load_fashion_mnist(train=train)
+        dataset = load_fashion_mnist(train=split != "test")
         kind = "Fashion-MNIST"
+    if split != "test":
+        from .splits import split_training_set
+
+        dataset = split_training_set(dataset)[0 if split == "train" else 1]
     if not quiet:
-        print(f"{'train' if train else 'test'} set: {kind}, {len(dataset)} images")
+        print(f"{split} set: {kind}, {len(dataset)} images")
     return dataset

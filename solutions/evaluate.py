@@ -101,25 +101,30 @@ def nearest_neighbour_accuracy(train_embeddings: torch.Tensor, train_labels: tor
     return correct / len(test_embeddings)
 
 
-def evaluate(net: nn.Module, train_images: torch.Tensor, train_labels: torch.Tensor, test_images: torch.Tensor,
-             test_labels: torch.Tensor, device: torch.device | str = "cpu", num_pairs: int = 10_000,
-             seed: int = 0) -> dict[str, float]:
-    """Verification accuracy and ROC AUC on fixed balanced test pairs, the threshold chosen on training pairs."""
-    return evaluate_embeddings(embed(net, train_images, device), train_labels, embed(net, test_images, device),
-                               test_labels, num_pairs=num_pairs, seed=seed)
+def evaluate(net: nn.Module, train_images: torch.Tensor, train_labels: torch.Tensor, validation_images: torch.Tensor,
+             validation_labels: torch.Tensor, test_images: torch.Tensor, test_labels: torch.Tensor,
+             device: torch.device | str = "cpu", num_pairs: int = 10_000, seed: int = 0) -> dict[str, float]:
+    """Verification accuracy on training, validation and test pairs (the threshold chosen on validation pairs), ROC AUC."""
+    return evaluate_embeddings(embed(net, train_images, device), train_labels, embed(net, validation_images, device),
+                               validation_labels, embed(net, test_images, device), test_labels,
+                               num_pairs=num_pairs, seed=seed)
 
 
-def evaluate_embeddings(train_emb: torch.Tensor, train_labels: torch.Tensor, test_emb: torch.Tensor,
-                        test_labels: torch.Tensor, num_pairs: int = 10_000, seed: int = 0) -> dict[str, float]:
+def evaluate_embeddings(train_emb: torch.Tensor, train_labels: torch.Tensor, validation_emb: torch.Tensor,
+                        validation_labels: torch.Tensor, test_emb: torch.Tensor, test_labels: torch.Tensor,
+                        num_pairs: int = 10_000, seed: int = 0) -> dict[str, float]:
     """``evaluate`` on embeddings computed already."""
-    # Threshold pairs come from the training images, never from the test images.
+    # The threshold is chosen on validation pairs: images the network never trained on, and never the test images.
+    v_first, v_second, v_label = make_balanced_pairs(validation_labels, num_pairs, seed=seed + 2)
+    validation_distances = pair_distances(validation_emb, v_first, v_second)
+    threshold = best_threshold(validation_distances, v_label)
     t_first, t_second, t_label = make_balanced_pairs(train_labels, num_pairs, seed=seed + 1)
-    threshold = best_threshold(pair_distances(train_emb, t_first, t_second), t_label)
     first, second, pair_label = make_balanced_pairs(test_labels, num_pairs, seed=seed)
     distances = pair_distances(test_emb, first, second)
     return {
         "threshold": threshold,
         "train_pair_accuracy": verification_accuracy(pair_distances(train_emb, t_first, t_second), t_label, threshold),
+        "validation_accuracy": verification_accuracy(validation_distances, v_label, threshold),
         "test_accuracy": verification_accuracy(distances, pair_label, threshold),
         "roc_auc": roc_auc(distances, pair_label),
         "nearest_neighbour_accuracy": nearest_neighbour_accuracy(train_emb, train_labels, test_emb, test_labels),

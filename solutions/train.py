@@ -27,7 +27,9 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Subset
+from torch.utils.data import DataLoader
+
+from data_utils.splits import ImageSubset
 
 from .data import PairSampler, SiameseDataset
 from .evaluate import to_float_images
@@ -314,18 +316,25 @@ def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Non
 
 
 def load_data(args: argparse.Namespace):
-    """Train and test datasets (torchvision-style, items ``(image, label)``) for the run."""
+    """Training, validation and test datasets (items ``(image, label)``, with ``data`` and ``targets``) for the run.
+
+    The validation images are the course's fixed twelfth of the training images (``data_utils.splits``): the
+    network never trains on them, and the decision threshold is chosen on them.
+    """
+    from data_utils.splits import split_training_set
+
     if args.synthetic is not None:
         from data_utils.synthetic import SyntheticFashionMNIST
 
-        train = SyntheticFashionMNIST(args.synthetic, seed=args.seed, train=True)
+        full = SyntheticFashionMNIST(args.synthetic, seed=args.seed, train=True)
         test = SyntheticFashionMNIST(max(args.synthetic // 6, 20), seed=args.seed, train=False)
     else:
         from data_utils.fashion_mnist import load_fashion_mnist
 
-        train = load_fashion_mnist(args.data_root, train=True)
+        full = load_fashion_mnist(args.data_root, train=True)
         test = load_fashion_mnist(args.data_root, train=False)
-    return train, test
+    train, validation = split_training_set(full)
+    return train, validation, test
 
 
 def versions() -> dict[str, str]:
@@ -361,14 +370,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     amp_dtype = AMP_DTYPES[precision]
     set_seed(args.seed)
 
-    train_set, test_set = load_data(args)
+    train_set, validation_set, test_set = load_data(args)
     if args.limit is not None:
-        train_set = Subset(train_set, range(min(args.limit, len(train_set))))
-        train_images = train_set.dataset.data[: len(train_set)]
-        train_labels = train_set.dataset.targets[: len(train_set)]
-    else:
-        train_images, train_labels = train_set.data, train_set.targets
-    train_labels = torch.as_tensor(train_labels)
+        train_set = ImageSubset(train_set, torch.arange(min(args.limit, len(train_set))))
+    train_images, train_labels = train_set.data, torch.as_tensor(train_set.targets)
 
     if args.fast:
         net = prepare_model(SiameseNetwork(), device, compile_model=args.compile)
@@ -435,8 +440,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     test_images, test_labels = test_set.data, torch.as_tensor(test_set.targets)
     eval_net = net.to(memory_format=torch.contiguous_format)
     test_embeddings = embed(eval_net, test_images, device)
-    metrics = evaluate_embeddings(embed(eval_net, train_images, device), train_labels, test_embeddings, test_labels,
-                                  num_pairs=args.eval_pairs, seed=args.seed)
+    metrics = evaluate_embeddings(embed(eval_net, train_images, device), train_labels,
+                                  embed(eval_net, validation_set.data, device), torch.as_tensor(validation_set.targets),
+                                  test_embeddings, test_labels, num_pairs=args.eval_pairs, seed=args.seed)
     for figure in (
         plot_loss_history(history["loss_history"], history["steps_per_epoch"], args.log_every, out / "loss_history.png"),
         plot_similarity_pairs(eval_net, test_images, test_labels, device, path=out / "similarity_pairs.png"),
@@ -453,6 +459,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "threshold": metrics["threshold"],
         "nearest_neighbour_accuracy": metrics["nearest_neighbour_accuracy"],
         "train_pair_accuracy": metrics["train_pair_accuracy"],
+        "validation_accuracy": metrics["validation_accuracy"],
+        "num_validation_images": len(validation_set),
         "mean_similarity_same": metrics["mean_similarity_same"],
         "mean_similarity_different": metrics["mean_similarity_different"],
         "num_test_pairs": metrics["num_test_pairs"],
@@ -491,7 +499,9 @@ def main(argv: list[str] | None = None) -> int:
     except (DataNotFoundError, CorruptDataError, ValueError, FileNotFoundError, FloatingPointError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    print(f"test verification accuracy {result['test_accuracy']:.3f}, ROC AUC {result['roc_auc']:.3f}, "
+    print(f"verification accuracy (threshold {result['threshold']:.3f} chosen on validation pairs): "
+          f"training {result['train_pair_accuracy']:.3f}, validation {result['validation_accuracy']:.3f}, "
+          f"test {result['test_accuracy']:.3f}; ROC AUC {result['roc_auc']:.3f}, "
           f"1-NN accuracy {result['nearest_neighbour_accuracy']:.3f}; "
           f"{result['train_pairs_per_s']:.0f} pairs/s; wrote {args.out}/metrics.json and plots")
     return 0

@@ -202,12 +202,24 @@ def test_embed_batches_agree(net, synthetic_test):
 
 def test_evaluate_returns_all_metrics(net, synthetic_train, synthetic_test):
     """evaluate() returns every metric, each in its range."""
-    metrics = evaluate(net, synthetic_train.data[:60], synthetic_train.targets[:60], synthetic_test.data,
-                       synthetic_test.targets, "cpu", num_pairs=100, seed=0)
-    assert set(metrics) == {"threshold", "train_pair_accuracy", "test_accuracy", "roc_auc",
+    metrics = evaluate(net, synthetic_train.data[:60], synthetic_train.targets[:60], synthetic_train.data[60:90],
+                       synthetic_train.targets[60:90], synthetic_test.data, synthetic_test.targets, "cpu",
+                       num_pairs=100, seed=0)
+    assert set(metrics) == {"threshold", "train_pair_accuracy", "validation_accuracy", "test_accuracy", "roc_auc",
                             "nearest_neighbour_accuracy", "mean_similarity_same", "mean_similarity_different",
                             "num_test_pairs"}
-    for key in ("train_pair_accuracy", "test_accuracy", "roc_auc", "nearest_neighbour_accuracy",
+    for key in ("train_pair_accuracy", "validation_accuracy", "test_accuracy", "roc_auc", "nearest_neighbour_accuracy",
                 "mean_similarity_same", "mean_similarity_different"):
         assert 0.0 <= metrics[key] <= 1.0, key
     assert metrics["num_test_pairs"] == 100 and math.isfinite(metrics["threshold"])
+
+
+def test_the_threshold_is_the_best_one_on_validation_pairs(net, synthetic_train, synthetic_test):
+    """The threshold comes from the validation pairs: it is their best threshold, whatever the other splits hold."""
+    validation_images, validation_labels = synthetic_train.data[60:120], synthetic_train.targets[60:120]
+    metrics = evaluate(net, synthetic_train.data[:60], synthetic_train.targets[:60], validation_images,
+                       validation_labels, synthetic_test.data, synthetic_test.targets, "cpu", num_pairs=200, seed=3)
+    first, second, label = make_balanced_pairs(validation_labels, 200, seed=5)
+    distances = pair_distances(embed(net, validation_images), first, second)
+    assert metrics["threshold"] == best_threshold(distances, label)
+    assert metrics["validation_accuracy"] == verification_accuracy(distances, label, metrics["threshold"])

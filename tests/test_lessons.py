@@ -128,3 +128,16 @@ def test_lesson_6_says_when_it_finds_no_network(sources, tmp_path, monkeypatch):
     said = "\n".join(stdout(c) for c in six.cells if c.cell_type == "code")
     assert f"no trained network found at {tmp_path / 'empty-drive' / 'siamese.pt'}" in said, said
     assert "the figures below are not your network's" in said
+
+
+def test_lesson_6_quotes_the_reference_runs_figures():
+    """The reference figures lesson 6 prints are those of the committed reference run, rounded as printed."""
+    import json
+    import re
+
+    metrics = json.loads((build.REPO_ROOT / "results" / "reference" / "metrics.json").read_text())
+    source = (build.LESSONS_DIR / "src" / "06_evaluation.py").read_text()
+    quoted = re.search(r'REFERENCE_ACCURACY, REFERENCE_AUC, REFERENCE_SAME, REFERENCE_DIFFERENT = (.+)', source).group(1)
+    assert [v.strip().strip('"') for v in quoted.split(",")] == [
+        f"{metrics['test_accuracy']:.1%}", f"{metrics['roc_auc']:.3f}", f"{metrics['mean_similarity_same']:.2f}",
+        f"{metrics['mean_similarity_different']:.2f}"]

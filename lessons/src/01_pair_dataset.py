@@ -22,7 +22,9 @@
 # accessories, each a 28 × 28 grey-scale picture with one of ten class labels. It has exactly the
 # format of the famous MNIST digits, but is harder: a shirt and a pullover can look very alike.
 #
-# `course_dataset` loads the training set the way torchvision does, with the `ToTensor()` transform:
+# The course sets 5,000 of the training images aside as a *validation set*, which lesson 6 uses to
+# choose a decision threshold; the other 55,000 are the training set of every lesson.
+# `course_dataset` loads it the way torchvision does, with the `ToTensor()` transform:
 # every item is a pair `(image, label)`, the image a float tensor of shape `[1, 28, 28]` (one channel)
 # with pixels in [0, 1], the label an integer from 0 to 9. While the notebook is graded or tested it
 # gives a small synthetic stand-in with the same format instead, and says so.
@@ -37,7 +39,7 @@ from data_utils import CLASS_NAMES
 from data_utils.lessons import course_dataset
 from data_utils.plotting import class_name, image_class, show_images, show_pairs
 
-train_set = course_dataset(train=True)
+train_set = course_dataset("train")
 print(f"{len(train_set)} training images")
 
 image, label = train_set[0]

@@ -22,7 +22,7 @@ from torch import nn
 from data_utils.lessons import course_dataset
 from data_utils.plotting import class_name, show_images
 
-train_set = course_dataset(train=True)
+train_set = course_dataset("train")
 image, label = train_set[0]
 batch = image.unsqueeze(0)  # a batch of one image: [B, C, H, W] = [1, 1, 28, 28]
 print("one image:", tuple(image.shape), "  as a batch:", tuple(batch.shape), f"  ({class_name(label)})")

@@ -28,7 +28,7 @@ from data_utils.lessons import course_dataset
 from data_utils.plotting import class_name, show_images
 from solutions.backbone import CNNBackbone  # the reference solution of lesson 2
 
-train_set = course_dataset(train=True)
+train_set = course_dataset("train")
 images = torch.stack([train_set[i][0] for i in range(8)])  # a batch of 8 images: [8, 1, 28, 28]
 backbone = CNNBackbone()
 with torch.no_grad():

@@ -17,7 +17,7 @@
 #   (questions 4.4 and 4.5);
 # - see, in a small experiment, what the margin does to the distances the network learns.
 #
-# About 60 minutes on a CPU runtime.
+# About 60 to 75 minutes on a CPU runtime (reading 15, exercises and questions 45 to 60).
 
 # %% [setup]
 
@@ -43,9 +43,9 @@ print("vector_norm      :", torch.linalg.vector_norm(out1 - out2, dim=1))
 print("pairwise_distance:", F.pairwise_distance(out1, out2))
 
 # %% [markdown]
-# (`F.pairwise_distance` adds a tiny `eps = 1e-6` to the difference before taking the norm, so two
-# identical embeddings give $2 \cdot 10^{-6}$ instead of 0. The value hardly changes; the *gradient*
-# does, as section 8 shows. Keep the middle row, a pair at distance 0, in mind.)
+# (`F.pairwise_distance` adds a tiny `eps = 1e-6` to each coordinate of the difference before taking
+# the norm, so two identical embeddings give $\sqrt{D} \cdot 10^{-6}$ instead of 0. The value hardly
+# changes; the *gradient* does, as section 8 shows. Keep the middle row, a pair at distance 0, in mind.)
 #
 # ## 2. The loss
 #
@@ -87,12 +87,12 @@ print("pairwise_distance:", F.pairwise_distance(out1, out2))
 # tensors meet:
 
 # %%
-per_pair = torch.tensor([10.0, 20.0, 30.0])  # shape [3]: one value per pair
+per_pair = torch.tensor([10.0, 20.0, 60.0])  # shape [3]: one value per pair
 weights = torch.tensor([[1.0], [0.0], [1.0]])  # shape [3, 1]: one value per pair, as a DataLoader stacks it
 product = weights * per_pair
 print(tuple(weights.shape), "×", tuple(per_pair.shape), "→", tuple(product.shape))
 print(product)
-print(f"mean: {product.mean().item():.2f}   the mean you wanted: (10 + 0 + 30) / 3 = {40 / 3:.2f}")
+print(f"mean: {product.mean().item():.2f}   the mean you wanted: (10 + 0 + 60) / 3 = {70 / 3:.2f}")
 
 # %% [markdown]
 # Nothing fails: PyTorch *broadcasts* `[3, 1]` against `[3]` into a `[3, 3]` matrix that pairs every
@@ -108,7 +108,8 @@ print(f"mean: {product.mean().item():.2f}   the mean you wanted: (10 + 0 + 30) /
 #   (it may come as float or integer);
 # - return the **mean** over the batch of $(1 - y)\,d^2 + y\,\max(m - d, 0)^2$, a 0-d tensor that
 #   PyTorch can differentiate (use tensor operations only: no `.item()`, no Python `max`, no NumPy);
-# - its gradients must stay finite when two embeddings coincide ($d = 0$; section 8 shows why);
+# - its gradients must stay finite when two embeddings coincide ($d = 0$): a bare `.sqrt()` of the
+#   summed squares fails that check (section 8 shows why and what to use instead);
 # - if `label` does not hold one value per pair, raise a `ValueError` with a clear message.
 #
 # Useful: `torch.clamp(x, min=0)` or `F.relu(x)` is $\max(x, 0)$ element-wise; `label.to(out1.dtype)`
@@ -221,7 +222,8 @@ plt.show()
 # 3. do not forget the $\frac{1}{B}$ of the mean.
 #
 # Write `contrastive_loss_gradient(out1, out2, label, margin=2.0)` returning a tensor shaped like
-# `out1` whose row $i$ is $\partial L / \partial\, \text{out1}_i$. Use tensor operations, and no
+# `out1` whose row $i$ is $\partial L / \partial\, \text{out1}_i$ (`label` has shape `[B]`; all
+# distances are above 0). Use tensor operations, and no
 # autograd: the check runs your function with autograd switched off (`torch.inference_mode`).
 
 # %% [exercise 4.2] solutions.loss:contrastive_loss_gradient
@@ -245,7 +247,8 @@ checks.check_loss_gradient_by_hand(contrastive_loss_gradient, hidden=True)
 #
 # Write `numerical_gradient(f, x, h=1e-5)`: `f` takes a tensor shaped like `x` and returns a number
 # (a float or a 0-d tensor); return a tensor shaped like `x` holding the central difference of every
-# element. Leave `x` as you found it. The check hands you functions that autograd cannot see into.
+# element. Leave `x` as you found it. The check hands you functions that autograd cannot see into, and
+# `x` in float64 (in float32, `h = 1e-5` would lose most digits to rounding: why?).
 
 # %% [exercise 4.3] solutions.loss:numerical_gradient
 
@@ -286,11 +289,12 @@ print("distances:", F.pairwise_distance(a, b).numpy().round(2))
 # %% [markdown]
 # The hand gradient and autograd agree to about $10^{-6}$ if your loss uses `F.pairwise_distance`
 # (its `eps` moves every distance by about $10^{-6}$), closer with `torch.linalg.vector_norm`.
-# The numerical one agrees to about $10^{-10}$: the loss is quadratic in each piece, so the $O(h^2)$
-# term vanishes and only rounding is left. A relative error near $10^{-2}$ or above means a bug.
+# The numerical one agrees to about $10^{-10}$, the size of its $O(h^2)$ error term for $h = 10^{-5}$.
+# A relative error near $10^{-2}$ or above means a bug.
 # Try `h = 1e-12` in `numerical_gradient(...)` above: the error grows to about $10^{-4}$, because
 # $f(x + h) - f(x - h)$ is then the difference of two nearly equal numbers and rounding eats its digits.
-# Which pairs would make a large `h` such as 1.0 go wrong? (Hint: where is the loss not smooth?)
+# Which pairs would make a large `h` such as 1.0 go wrong? (Hint: where is the loss not smooth? A
+# step that crosses the margin's kink at $d = m$ averages two different slopes.)
 #
 # ## 8. Distance 0: where a square root breaks training
 #
@@ -312,9 +316,10 @@ for name, distance in [("bare square root ", lambda u, v: ((u - v) ** 2).sum(dim
 # rule, $\partial \sqrt{s} / \partial s = 1 / (2\sqrt{s}) = \infty$ at $s = 0$, times
 # $\partial s / \partial u = 0$, and $\infty \cdot 0$ is NaN. One NaN in one step reaches every
 # weight through the optimizer, and the network is lost for good. `vector_norm` defines its gradient
-# at 0 as 0; `pairwise_distance` adds `eps` to the difference, so $d$ is never exactly 0 (for a
-# different-class pair at $d = 0$ it then pushes along the direction of `eps`, as good as any other:
-# the direction is undefined there). Your loss passed `loss_gradient_at_zero` for this reason.
+# at 0 as 0: finite, but a different-class pair at $d = 0$ then gets no push at all and stays stuck.
+# `pairwise_distance` adds `eps` to the difference, so $d$ is never exactly 0 and such a pair is pushed
+# along the direction of `eps`, as good as any other (the direction is undefined there). That is
+# what `eps` is for, and why `loss_gradient_at_zero` checks only that the gradients are finite.
 #
 # ## 9. Question 4.4 (predict, then check): one step of gradient descent
 #
@@ -351,7 +356,8 @@ for d_start, pair_label, lr in ((1.0, 0, 0.1), (1.0, 0, 0.4), (1.0, 1, 0.1), (2.
           f"your prediction {distance_after_step(d_start, pair_label, 2.0, lr):.3f}")
 
 # %% [markdown]
-# What happens to the same-class pair at `lr = 0.4`, and what would happen at `lr = 0.5`? The same
+# The same-class pair at `lr = 0.4` overshot: it ended on the other side. What would happen at
+# `lr = 0.5`, and at `lr = 0.6`, over many steps? The same
 # overshoot, spread over a million parameters, is what a too-large learning rate does to a network.
 #
 # ## 10. Question 4.5 (predict): the loss of a collapsed network
@@ -419,6 +425,10 @@ fig.tight_layout()
 plt.show()
 
 # %% [markdown]
+# Same-class points collapse onto one spot (mean distance near 0) with either margin. Different-class
+# points settle just beyond the margin: the closest pairs sit a little above $m$, and the mean grows
+# with $m$, though not exactly twofold. The loss only asks for "at least $m$", nothing more.
+#
 # Think about it (no points): lesson 6 will call two images "the same" when their distance is below a
 # threshold. If you trained with margin 4 instead of 2, what would happen to the best threshold? Why
 # is it better to choose the threshold on data than to fix it in advance?
@@ -431,6 +441,6 @@ plt.show()
 # - Labels of shape `[B, 1]` against distances of shape `[B]` broadcast silently to `[B, B]`.
 # - A hand-derived gradient, checked against central differences, is how you trust a new loss; a bare
 #   square root has an infinite derivative at $d = 0$, which is why `pairwise_distance` has its `eps`.
-# - A collapsed network costs $p\,m^2$; the margin sets the scale of every distance the network learns.
+# - A collapsed network costs $p\,m^2$; the margin sets the scale of the distances between classes.
 #
 # Next lesson: the training loop that uses this loss to train the Siamese network.

@@ -10,7 +10,7 @@
 #
 # - choose the device (a CUDA GPU if present, else the CPU) and move the network and the batches to it;
 # - know the three steps of every PyTorch update: `zero_grad()`, `backward()`, `step()`;
-# - write a function that trains for one epoch and logs the loss every 10 steps (exercises 5.1 and 5.2);
+# - write a function that trains for one epoch and logs the loss every 10 steps (exercise 5.2);
 # - train the Siamese network, plot its loss history and save the trained weights.
 
 # %% [setup]
@@ -180,16 +180,18 @@ checks.check_train_learns(train_one_epoch, hidden=True)
 # Now the real thing, with the settings of the original notebook: the network of lesson 3
 # (`solutions.model.SiameseNetwork`, the reference solution), the pair dataset of lesson 1
 # (`solutions.data.SiameseDataset`), Adam with learning rate `lr = 1e-5`, batches of 64 pairs,
-# shuffled, 5 epochs.
+# shuffled, 5 epochs. One change: the original trains on all 60,000 training images; we set aside a
+# fixed twelfth of them, 5,000 images the network never sees, as a **validation set**
+# (`data_utils.splits`). Lesson 6 chooses its decision threshold on them.
 #
-# **How long?** One epoch is 60,000 pairs (938 steps). On a Colab GPU 5 epochs take a few minutes.
+# **How long?** One epoch is 55,000 pairs (860 steps). On a Colab GPU 5 epochs take a few minutes.
 # On a CPU they take from about 10 minutes to more than an hour, so without a GPU the notebook
 # trains a **shortened run of about 3 minutes**:
 #
 # 1. your `train_one_epoch` trains the first 100 steps (1 epoch on the first 6,400 images), so you
 #    see your own loop at work;
 # 2. the reference's **fast loop** (section 8 explains why it is faster) continues the same network,
-#    with the same optimizer, on pairs drawn from all 60,000 images, for as many steps as fit in the
+#    with the same optimizer, on pairs drawn from all 55,000 training images, for as many steps as fit in the
 #    rest of the 3 minutes.
 #
 # Why not your loop all the way? On a CPU the fast loop does about 1.5 to 4 times as many steps in the
@@ -218,7 +220,7 @@ lr = 1e-5
 batch_size = 64
 log_every = 10
 
-train_set = course_dataset(train=True)
+train_set = course_dataset("train")  # the training images, less the 5,000 validation images
 if QUICK:
     num_epochs, num_images, num_workers = 1, min(len(train_set), 256), 0
     log_every = 1  # a tiny run has only a few steps: log every one of them
@@ -275,8 +277,8 @@ for epoch in range(num_epochs):
 # %% [markdown]
 # On a CPU, the fast loop now continues for the rest of the 3 minutes (on a GPU, and while grading,
 # this cell does nothing). It trains the same `net` with the same `optimizer`; `take_steps` hands it
-# batches of pairs from all 60,000 images, as many as the measured speed allows, and stops early if
-# the machine slows down and time runs out. From here on an epoch is 60,000 pairs again.
+# batches of pairs from all 55,000 training images, as many as the measured speed allows, and stops early
+# if the machine slows down and time runs out. From here on an epoch is 55,000 pairs again.
 
 # %%
 if device.type == "cpu" and not QUICK:
@@ -292,7 +294,7 @@ if device.type == "cpu" and not QUICK:
                                   progress=progress)
     progress.close()
     loss_history.extend(logged)
-    steps_per_epoch = len(fast_loader)  # mark the epochs of 60,000 pairs on the plot
+    steps_per_epoch = len(fast_loader)  # mark the epochs of 55,000 pairs on the plot
     steps_done = len(logged) * log_every  # one logged loss every log_every steps (the bar may be switched off)
     print(f"fast loop: about {steps_done} steps, mean logged loss {sum(logged) / len(logged):.4f}, last logged "
           f"{logged[-1]:.4f}; about {num_images + steps_done * batch_size:,} pairs in "

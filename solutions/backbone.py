@@ -26,3 +26,10 @@ class CNNBackbone(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Feature maps ``[B, 256, 3, 3]`` of a batch of images ``[B, 1, 28, 28]``."""
         return self.layers(x)
+
+
+def backbone_side(side: int) -> int:
+    """The side of the backbone's feature maps for a square input of side ``side`` (at least 8)."""
+    for _ in range(3):  # each block: the padded convolution keeps the side, the pooling halves it, rounding down
+        side = side // 2
+    return side

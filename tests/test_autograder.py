@@ -48,6 +48,7 @@ REFERENCE_CASES = [
     (backbone_checks.check_backbone_shapes, (ref_backbone.CNNBackbone,)),
     (backbone_checks.check_backbone_layers, (ref_backbone.CNNBackbone,)),
     (backbone_checks.check_backbone_forward, (ref_backbone.CNNBackbone,)),
+    (backbone_checks.check_backbone_side, (ref_backbone.backbone_side,)),
     (model_checks.check_head, (ref_model.EmbeddingHead,)),
     (model_checks.check_siamese_network, (ref_model.SiameseNetwork,)),
     (model_checks.check_shared_weights, (ref_model.SiameseNetwork,)),

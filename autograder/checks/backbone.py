@@ -1,7 +1,7 @@
 """Checks for lesson 02: ``CNNBackbone()``, images ``[B, 1, 28, 28]`` → features ``[B, 256, 3, 3]``.
 
-Three blocks Conv2d → ReLU → MaxPool2d(2, 2): Conv2d(1, 64, 5, padding 2), Conv2d(64, 128, 5,
-padding 2), Conv2d(128, 256, 3, padding 1); 501,760 parameters. The forward check gives the
+Three blocks Conv2d → ReLU → MaxPool2d(2, 2): convolutions 1 → 64 (5x5), 64 → 128 (5x5) and 128 → 256
+(3x3), each padded to keep the side; 501,760 parameters. The forward check gives the
 student's network and the reference the same random weights (by order and shape, whatever the
 attribute names) and compares the outputs on the same images.
 """
@@ -17,12 +17,18 @@ from torch import nn
 
 from .report import (check, close, copy_parameters_by_order, count_parameters, describe, fail, images,
                      max_error, parameter_shapes, passed, run_student, seed_parameters, type_name)
+from . import questions
 from .transcript import generator_for, judge_only, probing
 
 EXERCISE = "CNNBackbone (exercise 2.1)"
 NUM_PARAMETERS = 501_760
-#: (in_channels, out_channels, kernel_size, padding) of the three convolutions.
-CONVS = [(1, 64, 5, 2), (64, 128, 5, 2), (128, 256, 3, 1)]
+#: (in_channels, out_channels, kernel_size) of the three convolutions; each is padded to keep the side.
+CONVS = [(1, 64, 5), (64, 128, 5), (128, 256, 3)]
+
+
+def side_keeping_padding(kernel_size: int) -> int:
+    """The padding that keeps the side of a stride-1 convolution (the rule lesson 2 teaches)."""
+    return (kernel_size - 1) // 2
 
 
 def make_backbone(CNNBackbone: Any) -> nn.Module:
@@ -51,8 +57,8 @@ def shape_hint(shape: tuple[int, ...], batch: int) -> str | None:
         return "two MaxPool2d(2, 2) are missing (28 → 14 → 7 → 3 needs three of them)"
     if (height, width) == (28, 28):
         return "the MaxPool2d(2, 2) layers are missing"
-    return ("check the padding (Conv2d(.., 5, padding=2) and Conv2d(.., 3, padding=1) keep the size) and the pooling "
-            "(MaxPool2d(2, stride=2) halves it, rounding down)")
+    return ("check the padding (each convolution must keep the side: in + 2·padding − kernel + 1 = in) and the "
+            "pooling (MaxPool2d(2, stride=2) halves it, rounding down)")
 
 
 def forward_student(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -104,8 +110,9 @@ def check_backbone_layers(CNNBackbone: Any, hidden: bool = False) -> None:
         if len(convs) != 3:
             fail("CNNBackbone has three Conv2d layers", expected=3, got=len(convs),
                  hint="one Conv2d per block: 1 → 64 (5x5), 64 → 128 (5x5), 128 → 256 (3x3)")
-        for k, (conv, (cin, cout, size, pad)) in enumerate(zip(convs, CONVS), start=1):
-            expected = f"Conv2d({cin}, {cout}, kernel_size={size}, stride=1, padding={pad})"
+        for k, (conv, (cin, cout, size)) in enumerate(zip(convs, CONVS), start=1):
+            pad = side_keeping_padding(size)
+            expected = f"Conv2d({cin}, {cout}, kernel_size={size}, stride=1, a padding that keeps the side)"
             got = (f"Conv2d({conv.in_channels}, {conv.out_channels}, kernel_size={tuple(conv.kernel_size)}, "
                    f"stride={tuple(conv.stride)}, padding={conv.padding})")
             if (conv.in_channels, conv.out_channels) != (cin, cout):
@@ -117,16 +124,17 @@ def check_backbone_layers(CNNBackbone: Any, hidden: bool = False) -> None:
             if tuple(conv.stride) != (1, 1) or tuple(conv.dilation) != (1, 1) or conv.groups != 1:
                 fail(f"convolution {k} has stride 1 (the pooling halves the size, not the convolution)",
                      expected=expected, got=got, hint=f"layer {k} differs: leave stride, dilation and groups at 1")
-            if _padding(conv) != (pad, pad):
-                fail(f"convolution {k} has padding {pad}, which keeps the image size", expected=expected, got=got,
-                     hint=f"layer {k} differs: padding is 2 for the 5x5 kernels and 1 for the 3x3 kernel")
+            if _padding(conv) != (pad, pad):  # the number is the exercise's answer: the message names the rule only
+                fail(f"convolution {k} keeps the image size (the shapes in the exercise's table)",
+                     expected=expected, got=got, hint=f"layer {k} differs: with stride 1 the side becomes in + 2·padding − {size} + 1; "
+                                   "choose the padding that makes it equal to in")
             if conv.bias is None:
                 fail(f"convolution {k} has a bias", expected=expected, got=got + ", bias=False",
                      hint=f"layer {k} differs: keep the default bias=True")
     else:
         # Functional style (F.conv2d with nn.Parameters): check the weight shapes; padding shows in the output shape.
         weights = [list(p.shape) for p in net.parameters() if p.dim() == 4]
-        expected_weights = [[cout, cin, size, size] for cin, cout, size, _ in CONVS]
+        expected_weights = [[cout, cin, size, size] for cin, cout, size in CONVS]
         if weights != expected_weights:
             fail("CNNBackbone has three convolutions 1 → 64 (5x5), 64 → 128 (5x5), 128 → 256 (3x3)",
                  expected=f"convolution weights of shapes {expected_weights}", got=f"{weights}",
@@ -184,7 +192,7 @@ def reference_forward(x: torch.Tensor, params: list[torch.Tensor], relu: tuple[b
     """The backbone as functional calls, with switches to reproduce common mistakes."""
     for k in range(3):
         weight, bias = params[2 * k], params[2 * k + 1]
-        x = F.conv2d(x, weight, bias, padding=CONVS[k][3])
+        x = F.conv2d(x, weight, bias, padding=side_keeping_padding(CONVS[k][2]))
         if relu[k]:
             x = activation(x)
         x = F.max_pool2d(x, 2, 2) if pool == "max" else F.avg_pool2d(x, 2, 2)
@@ -254,3 +262,31 @@ def check_backbone_forward(CNNBackbone: Any, hidden: bool = False) -> None:
         _compare(copy.deepcopy(net).to(torch.float64), 4, torch.float64, generator)
     passed("CNNBackbone: the same features as the reference with the same weights (conv → ReLU → max-pool, three times)"
            + (" [with hidden cases]" if hidden else ""))
+
+
+# ---------------------------------------------------------------- question 2.2
+
+SIDE_QUESTION = "backbone_side (question 2.2)"
+SIDE_WHY = ("each convolution keeps the side (padding (k - 1)/2 with stride 1), and each 2 × 2 max pooling with "
+            "stride 2 halves it, rounding down: ⌊⌊⌊s/2⌋/2⌋/2⌋, which is ⌊s/8⌋")
+
+
+@judge_only
+def side_after_backbone(side: int) -> int:
+    """The feature maps' side for an input of side ``side``: three halvings, each rounded down."""
+    return side // 8
+
+
+@check
+def check_backbone_side(backbone_side: Any, hidden: bool = False) -> None:
+    """Question 2.2: the feature maps' side for square inputs of sides drawn per run."""
+    generator = generator_for(30)
+    cases = [(questions.draw_int(generator, 8, 27),), (questions.draw_int(generator, 29, 100),),
+             (questions.draw_int(generator, 101, 300),)]
+    if hidden:
+        cases += [(questions.draw_int(generator, 8, 15),), (questions.draw_int(generator, 301, 1000),)]
+    answers = questions.answers(SIDE_QUESTION, backbone_side, "backbone_side", cases)
+    if probing():
+        return
+    questions.verdict("backbone_side", answers, cases, side_after_backbone, SIDE_WHY,
+                      "the right side for every input" + (" [with hidden cases]" if hidden else ""))

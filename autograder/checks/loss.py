@@ -22,9 +22,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from .report import (check, describe, fail, passed, run_student, run_student_expecting, to_float, tolerance,
-                     type_name)
-from .transcript import generator_for, judge_only, probing, self_checking
+from . import questions
+from .report import check, describe, fail, passed, run_student, run_student_expecting, tolerance, type_name
+from .transcript import generator_for, judge_only, probing
 
 EXERCISE = "contrastive_loss (exercise 4.1)"
 PAIRWISE_EPS = 1e-6  # F.pairwise_distance adds it to the difference
@@ -695,37 +695,8 @@ def check_numerical_gradient(numerical_gradient: Any, hidden: bool = False) -> N
 
 # ---------------------------------------------------------------- questions 4.4 and 4.5
 
-def _draw(generator: torch.Generator, low: float, high: float) -> float:
-    """A parameter of a question, drawn per run and rounded so that its printed form is its value."""
-    return round(low + (high - low) * float(torch.rand(1, generator=generator, dtype=torch.float64)), 3)
-
-
 STEP_QUESTION = "distance_after_step (question 4.4)"
 COLLAPSE_QUESTION = "collapsed_loss (question 4.5)"
-FORM_ONLY = " (its form only: whether the answers are right is decided when your notebook is graded)"
-
-
-def _answers(question: str, func: Any, name: str, cases: list[tuple]) -> list[float]:
-    """The student's answers to every case, each a finite number (the form every question asks for)."""
-    answers = []
-    for case in cases:
-        call = f"{name}({', '.join(f'{v:.4g}' if isinstance(v, float) else str(v) for v in case)})"
-        value = to_float(run_student(question, call, func, *case))
-        if value is None or not math.isfinite(value):
-            fail(f"{name} returns a number", input=call, expected="a finite float",
-                 got="something else", hint="return a Python float (or a 0-d tensor) computed from the arguments")
-        answers.append(value)
-    return answers
-
-
-@judge_only
-def _judge_answers(name: str, answers: list[float], cases: list[tuple], right: Any, why: str) -> None:
-    """Each answer equals ``right(*case)``; a wrong one is told the right value and the reasoning ``why``."""
-    for case, answer in zip(cases, answers):
-        expected = right(*case)
-        if abs(answer - expected) > 1e-6 * (1 + abs(expected)):
-            fail(f"{name} predicts the right value", input=f"{name}{tuple(round(v, 6) for v in case)}",
-                 expected=f"{expected:.6g}", got=f"{answer:.6g}", hint=why)
 
 
 @judge_only
@@ -743,24 +714,19 @@ STEP_WHY = ("∂L/∂out1 = 2(out1 - out2) for a same-class pair and ∂L/∂out
 @check
 def check_distance_after_step(distance_after_step: Any, hidden: bool = False) -> None:
     """Question 4.4: the distance of a lone pair after one gradient-descent step, for parameters drawn per run."""
-    generator = generator_for(19)
-    g = generator
-    margin = _draw(g, 1.0, 3.0)
-    cases = [(_draw(g, 0.5, 2.0), 0, margin, _draw(g, 0.01, 0.2)),
-             (_draw(g, 0.1, margin - 0.1), 1, margin, _draw(g, 0.01, 0.1)),
-             (_draw(g, margin + 0.1, margin + 2.0), 1, margin, _draw(g, 0.01, 0.2)),
-             (_draw(g, 0.5, 2.0), 0, margin, _draw(g, 0.3, 0.45))]
+    g = generator_for(19)  # a short name: every parameter below is drawn from it
+    margin = questions.draw(g, 1.0, 3.0)
+    cases = [(questions.draw(g, 0.5, 2.0), 0, margin, questions.draw(g, 0.01, 0.2)),
+             (questions.draw(g, 0.1, margin - 0.1), 1, margin, questions.draw(g, 0.01, 0.1)),
+             (questions.draw(g, margin + 0.1, margin + 2.0), 1, margin, questions.draw(g, 0.01, 0.2)),
+             (questions.draw(g, 0.5, 2.0), 0, margin, questions.draw(g, 0.3, 0.45))]
     if hidden:
-        cases += [(_draw(g, 0.1, 0.5), 1, margin, _draw(g, 0.1, 0.2))]
-    answers = _answers(STEP_QUESTION, distance_after_step, "distance_after_step", cases)
+        cases += [(questions.draw(g, 0.1, 0.5), 1, margin, questions.draw(g, 0.1, 0.2))]
+    answers = questions.answers(STEP_QUESTION, distance_after_step, "distance_after_step", cases)
     if probing():
         return
-    if self_checking():
-        passed("distance_after_step: returns a number for every input" + FORM_ONLY)
-        return
-    _judge_answers("distance_after_step", answers, cases, step_distance, STEP_WHY)
-    passed("distance_after_step: the right distance after one step, for both kinds of pair" + (
-        " [with hidden cases]" if hidden else ""))
+    questions.verdict("distance_after_step", answers, cases, step_distance, STEP_WHY,
+                      "the right distance after one step, for both kinds of pair" + (" [with hidden cases]" if hidden else ""))
 
 
 @judge_only
@@ -777,12 +743,10 @@ COLLAPSE_WHY = ("when every embedding is the same point, d = 0 for every pair: a
 def check_collapsed_loss(collapsed_loss: Any, hidden: bool = False) -> None:
     """Question 4.5: the loss of a batch whose embeddings all coincide, for parameters drawn per run."""
     generator = generator_for(20)
-    cases = [(_draw(generator, 0.1, 0.9), _draw(generator, 0.5, 3.0)) for _ in range(3 if not hidden else 5)]
-    answers = _answers(COLLAPSE_QUESTION, collapsed_loss, "collapsed_loss", cases)
+    cases = [(questions.draw(generator, 0.1, 0.9), questions.draw(generator, 0.5, 3.0))
+             for _ in range(3 if not hidden else 5)]
+    answers = questions.answers(COLLAPSE_QUESTION, collapsed_loss, "collapsed_loss", cases)
     if probing():
         return
-    if self_checking():
-        passed("collapsed_loss: returns a number for every input" + FORM_ONLY)
-        return
-    _judge_answers("collapsed_loss", answers, cases, collapse_value, COLLAPSE_WHY)
-    passed("collapsed_loss: the loss of a collapsed network" + (" [with hidden cases]" if hidden else ""))
+    questions.verdict("collapsed_loss", answers, cases, collapse_value, COLLAPSE_WHY,
+                      "the loss of a collapsed network" + (" [with hidden cases]" if hidden else ""))

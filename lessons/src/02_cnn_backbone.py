@@ -8,8 +8,10 @@
 # **Learning goals**
 #
 # - know what a convolution, a ReLU and a max pooling do to a tensor, and how they change its shape;
-# - compute the output size of a convolution or pooling layer from kernel size, stride and padding;
+# - compute the output size of a convolution or pooling layer from kernel size, stride and padding,
+#   and choose the padding that keeps a size (exercise 2.1);
 # - build the backbone of the original notebook as an `nn.Module` (exercise 2.1);
+# - predict the backbone's output size for any input size (question 2.2);
 # - trace the shapes 28 → 14 → 7 → 3 through it and count its 501,760 parameters.
 
 # %% [setup]
@@ -67,13 +69,14 @@ plt.show()
 #
 # $$ \text{out} = \left\lfloor \frac{\text{in} + 2\,\text{padding} - \text{kernel}}{\text{stride}} \right\rfloor + 1 .$$
 #
-# Without padding a 5 × 5 kernel fits only 24 times along 28 pixels; `padding=2` adds a border of
-# two zeros around the image, so the output keeps the size 28 × 28:
+# Without padding a 7 × 7 kernel fits only 22 times along 28 pixels; `padding=3` adds a border of
+# three zeros around the image, so the output keeps the size 28 × 28. Check both with the formula
+# before you run the cell:
 
 # %%
-for padding in (0, 2):
-    conv = nn.Conv2d(1, 64, kernel_size=5, stride=1, padding=padding)
-    print(f"Conv2d(1, 64, kernel_size=5, padding={padding}): {tuple(batch.shape)} → {tuple(conv(batch).shape)}")
+for padding in (0, 3):
+    conv = nn.Conv2d(1, 64, kernel_size=7, stride=1, padding=padding)
+    print(f"Conv2d(1, 64, kernel_size=7, padding={padding}): {tuple(batch.shape)} → {tuple(conv(batch).shape)}")
 print("weights:", tuple(conv.weight.shape), " biases:", tuple(conv.bias.shape),
       " parameters:", conv.weight.numel() + conv.bias.numel())
 
@@ -111,13 +114,15 @@ for size in (28, 14, 7):
 # ## 4. Exercise 2.1: `CNNBackbone`
 #
 # Write the backbone of the original notebook as a subclass of `nn.Module`: three blocks of
-# convolution → ReLU → max pooling.
+# convolution (stride 1) → ReLU → 2 × 2 max pooling with stride 2. The table gives each convolution's
+# channels and kernel, and the shape each layer must produce; **choose each convolution's padding**
+# so that it produces that shape (the formula of section 1 tells you how).
 #
-# | block | convolution | then |
-# | --- | --- | --- |
-# | 1 | `Conv2d(1, 64, kernel_size=5, stride=1, padding=2)` | ReLU, `MaxPool2d(2, stride=2)` |
-# | 2 | `Conv2d(64, 128, kernel_size=5, padding=2)` | ReLU, `MaxPool2d(2, stride=2)` |
-# | 3 | `Conv2d(128, 256, kernel_size=3, padding=1)` | ReLU, `MaxPool2d(2, stride=2)` |
+# | block | convolution | its output | after ReLU and pooling |
+# | --- | --- | --- | --- |
+# | 1 | 1 → 64 channels, 5 × 5 kernel | `[B, 64, 28, 28]` | `[B, 64, 14, 14]` |
+# | 2 | 64 → 128 channels, 5 × 5 kernel | `[B, 128, 14, 14]` | `[B, 128, 7, 7]` |
+# | 3 | 128 → 256 channels, 3 × 3 kernel | `[B, 256, 7, 7]` | `[B, 256, 3, 3]` |
 #
 # - `CNNBackbone()` takes no arguments; `__init__` must call `super().__init__()` first, then create
 #   the layers (for example in one `nn.Sequential`, stored as an attribute).
@@ -131,30 +136,58 @@ for size in (28, 14, 7):
 # %%
 from autograder.checks import backbone as checks
 
-# %% [check backbone_shapes 5]
+# %% [check backbone_shapes 4]
 checks.check_backbone_shapes(CNNBackbone)
 ### BEGIN HIDDEN TESTS
 checks.check_backbone_shapes(CNNBackbone, hidden=True)
 ### END HIDDEN TESTS
 
-# %% [check backbone_layers 5]
+# %% [check backbone_layers 4]
 checks.check_backbone_layers(CNNBackbone)
 ### BEGIN HIDDEN TESTS
 checks.check_backbone_layers(CNNBackbone, hidden=True)
 ### END HIDDEN TESTS
 
-# %% [check backbone_forward 5]
+# %% [check backbone_forward 4]
 checks.check_backbone_forward(CNNBackbone)
 ### BEGIN HIDDEN TESTS
 checks.check_backbone_forward(CNNBackbone, hidden=True)
 ### END HIDDEN TESTS
 
 # %% [markdown]
-# ## 5. Shapes through your backbone
+# ## 5. Question 2.2 (predict): other image sizes
+#
+# The backbone never mentions 28: it would run on images of any size (a convolution slides over
+# whatever it gets). For a square image of side `side` (at least 8), what is the side of the feature
+# maps your backbone produces? Work it out with the formula, then write `backbone_side(side)` returning
+# it as an integer. Its self-check checks only that you return a number; the grader tries sides it
+# draws when it grades.
+
+# %% [exercise 2.2] solutions.backbone:backbone_side
+
+# %% [check backbone_side 3]
+checks.check_backbone_side(backbone_side)
+### BEGIN HIDDEN TESTS
+checks.check_backbone_side(backbone_side, hidden=True)
+### END HIDDEN TESTS
+
+# %% [markdown]
+# Now measure it, with your backbone, next to your prediction:
+
+# %%
+with torch.no_grad():
+    for side in (28, 32, 45, 64):
+        measured = CNNBackbone()(torch.zeros(1, 1, side, side)).shape[-1]
+        print(f"input {side} x {side}: feature maps {measured} x {measured}, your prediction {backbone_side(side)}")
+
+# %% [markdown]
+# What would then change in lesson 3's head, which expects exactly 256 · 3 · 3 = 2,304 numbers?
+#
+# ## 6. Shapes through your backbone
 #
 # A **forward hook** is a function PyTorch calls after a module's `forward`. Below, one hook on every
 # layer of your backbone records the layer and its output shape, in the order the layers run, so
-# this works however you arranged your layers.
+# this works however you arranged your layers (as long as they are modules, not `F.relu` calls).
 
 # %%
 net = CNNBackbone()
@@ -179,12 +212,12 @@ for name, output in trace:
 print(f"\n28 → 14 → 7 → 3: the output has 256 · 3 · 3 = {features[0].numel()} numbers per image")
 
 # %% [markdown]
-# Each block halves the side (the convolutions keep it, thanks to the padding), while the number of
+# Each block halves the side, rounding down (the convolutions keep it, thanks to the padding), while the number of
 # channels grows from 1 to 64, 128 and 256: less "where", more "what".
 #
 # Here are the first 16 of the 64 feature maps after the first block (the first pooling's output,
-# recorded by the hooks), for an untrained backbone with random kernels: even these pick out edges
-# and bright regions.
+# recorded by the hooks), for an untrained backbone with random kernels: some of them already respond
+# to edges and bright regions.
 
 # %%
 maps = next(output for name, output in trace if name == "MaxPool2d")  # the first pooling's output
@@ -194,7 +227,7 @@ show_images(scaled, [f"map {k}" for k in range(16)], ncols=8, size=1.2)
 plt.show()
 
 # %% [markdown]
-# ## 6. Parameters
+# ## 7. Parameters
 #
 # A `Conv2d(c_in, c_out, k)` has `c_out · c_in · k · k` weights and `c_out` biases; ReLU and pooling
 # have none. Your backbone should have 501,760:

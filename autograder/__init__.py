@@ -39,7 +39,7 @@ _DEFINED_IN = {
     "check_pair_seeding": "data", "check_pair_one_class": "data",
     "check_backbone_shapes": "backbone", "check_backbone_layers": "backbone", "check_backbone_forward": "backbone",
     "check_backbone_side": "backbone",
-    "check_head": "model", "check_siamese_network": "model", "check_shared_weights": "model",
+    "check_head": "model", "check_head_parameters": "model", "check_siamese_network": "model", "check_shared_weights": "model",
     "check_loss_similar_pairs": "loss", "check_loss_hinge": "loss", "check_loss_beyond_margin": "loss",
     "check_loss_margin_argument": "loss", "check_loss_label_shapes": "loss", "check_loss_label_count": "loss",
     "check_loss_gradients": "loss", "check_loss_gradient_at_zero": "loss",

@@ -48,3 +48,8 @@ class SiameseNetwork(nn.Module):
 def count_parameters(net: nn.Module) -> int:
     """The number of trainable parameters."""
     return sum(p.numel() for p in net.parameters() if p.requires_grad)
+
+
+def head_parameters(in_features: int, hidden: int, embedding_dim: int) -> int:
+    """The parameters of Flatten → Linear(in_features, hidden) → ReLU → Linear(hidden, embedding_dim) → ReLU."""
+    return (in_features * hidden + hidden) + (hidden * embedding_dim + embedding_dim)  # weights and biases

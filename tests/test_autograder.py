@@ -50,6 +50,7 @@ REFERENCE_CASES = [
     (backbone_checks.check_backbone_forward, (ref_backbone.CNNBackbone,)),
     (backbone_checks.check_backbone_side, (ref_backbone.backbone_side,)),
     (model_checks.check_head, (ref_model.EmbeddingHead,)),
+    (model_checks.check_head_parameters, (ref_model.head_parameters,)),
     (model_checks.check_siamese_network, (ref_model.SiameseNetwork,)),
     (model_checks.check_shared_weights, (ref_model.SiameseNetwork,)),
     *[(loss_check, (ref_loss.contrastive_loss,)) for loss_check in LOSS_CHECKS],

@@ -23,6 +23,7 @@ from torch import nn
 
 from .report import (check, close, copy_parameters_by_order, count_parameters, describe, fail, images,
                      max_error, parameter_shapes, passed, run_student, seed_parameters, type_name)
+from . import questions
 from .transcript import generator_for, judge_only, probing
 
 HEAD_EXERCISE = "EmbeddingHead (exercise 3.1)"
@@ -416,3 +417,29 @@ def check_shared_weights(SiameseNetwork: Any, hidden: bool = False) -> None:
         _shared_case(copy.deepcopy(net).to(torch.float64), 2, generator, torch.float64)
     passed("SiameseNetwork: both images go through the same weights (forward = forward_ind twice, "
            "gradients of both outputs reach the same parameters)" + (" [with hidden cases]" if hidden else ""))
+
+
+# ---------------------------------------------------------------- question 3.3
+
+PARAMETERS_QUESTION = "head_parameters (question 3.3)"
+PARAMETERS_WHY = ("Linear(n_in, n_out) has a weight matrix [n_out, n_in] and n_out biases; Flatten and ReLU have none: "
+                  "in·hidden + hidden + hidden·embedding_dim + embedding_dim")
+
+
+@judge_only
+def head_parameter_count(in_features: int, hidden: int, embedding_dim: int) -> int:
+    """The head's parameters: two linear layers' weights and biases."""
+    return in_features * hidden + hidden + hidden * embedding_dim + embedding_dim
+
+
+@check
+def check_head_parameters(head_parameters: Any, hidden: bool = False) -> None:
+    """Question 3.3: the head's parameter count for layer sizes drawn per run."""
+    g = generator_for(31)  # a short name: every parameter below is drawn from it
+    cases = [(questions.draw_int(g, 16, 4096), questions.draw_int(g, 8, 2048), questions.draw_int(g, 2, 512))
+             for _ in range(3 if not hidden else 5)]
+    answers = questions.answers(PARAMETERS_QUESTION, head_parameters, "head_parameters", cases)
+    if probing():
+        return
+    questions.verdict("head_parameters", answers, cases, head_parameter_count, PARAMETERS_WHY,
+                      "the right count for every size" + (" [with hidden cases]" if hidden else ""))

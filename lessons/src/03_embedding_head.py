@@ -10,7 +10,8 @@
 # - flatten feature maps into a vector (256 · 3 · 3 = 2,304 numbers);
 # - build the fully connected head of the original notebook, with its final ReLU (exercise 3.1);
 # - understand why a Siamese network uses one set of weights for both images;
-# - assemble the `SiameseNetwork` (exercise 3.2) and count its 3,124,480 parameters.
+# - see what the final ReLU does to embeddings, in a small experiment;
+# - assemble the `SiameseNetwork` (exercise 3.2) and predict its parameter count (question 3.3).
 
 # %% [setup]
 
@@ -85,21 +86,45 @@ print("output of Linear(2304, 1024) on the flat features:", tuple(linear(flat).s
 # %%
 from autograder.checks import model as checks
 
-# %% [check head 5]
+# %% [check head 4]
 checks.check_head(EmbeddingHead)
 ### BEGIN HIDDEN TESTS
 checks.check_head(EmbeddingHead, hidden=True)
 ### END HIDDEN TESTS
 
 # %% [markdown]
-# Your head on the features of the 8 images: every embedding has 256 coordinates, none negative.
+# ### Experiment: what the last ReLU does
+#
+# **Predict first**: on random features, what share of the embedding's coordinates will the last ReLU
+# set to exactly 0? Could a whole embedding be 0? Then run the cell, on the features of the 8 images
+# and on 512 random inputs to the head.
 
 # %%
 head = EmbeddingHead()
 with torch.no_grad():
     embeddings = head(features)
+    random_embeddings = head(torch.randn(512, 256, 3, 3))
 print("embeddings", tuple(embeddings.shape), " smallest value:", embeddings.min().item())
 print(f"{(embeddings == 0).float().mean():.0%} of the coordinates are exactly 0 (cut by the last ReLU)")
+all_zero = (random_embeddings == 0).all(dim=1)
+print(f"random inputs: {(random_embeddings == 0).float().mean():.0%} of the coordinates are 0; "
+      f"{int(all_zero.sum())} of 512 embeddings are 0 everywhere")
+with torch.no_grad():  # a last layer whose biases (-1) outweigh its pre-activations, as training can leave it
+    shifted = EmbeddingHead()
+    for module in shifted.modules():
+        if isinstance(module, nn.Linear) and module.out_features == 256:
+            module.bias.fill_(-1.0)
+    shifted_embeddings = shifted(torch.randn(512, 256, 3, 3))
+print(f"with bias -1 in the last layer: {int((shifted_embeddings == 0).all(dim=1).sum())} of 512 embeddings are 0 "
+      "everywhere")
+
+# %% [markdown]
+# About half the coordinates are cut: a random pre-activation is as likely negative as positive. A whole
+# embedding is 0 only when all 256 pre-activations are negative, which a random head hardly ever
+# produces, but a head whose last layer has drifted to negative biases does. Two such images are at
+# distance exactly 0 from each other, whatever they show: lesson 4 shows why that distance needs
+# care, and why such images cannot be told apart. (Many embedding networks end with a plain linear
+# layer for this reason; we keep the original's ReLU.)
 
 # %% [markdown]
 # ## 4. The Siamese idea: one network, two images
@@ -142,13 +167,13 @@ print(f"{(embeddings == 0).float().mean():.0%} of the coordinates are exactly 0 
 
 # %% [exercise 3.2] solutions.model:SiameseNetwork
 
-# %% [check siamese_network 5]
+# %% [check siamese_network 4]
 checks.check_siamese_network(SiameseNetwork)
 ### BEGIN HIDDEN TESTS
 checks.check_siamese_network(SiameseNetwork, hidden=True)
 ### END HIDDEN TESTS
 
-# %% [check shared_weights 5]
+# %% [check shared_weights 4]
 checks.check_shared_weights(SiameseNetwork)
 ### BEGIN HIDDEN TESTS
 checks.check_shared_weights(SiameseNetwork, hidden=True)
@@ -157,12 +182,28 @@ checks.check_shared_weights(SiameseNetwork, hidden=True)
 # %% [markdown]
 # ## 6. Your Siamese network
 #
-# ### Parameters
+# ### Question 3.3 (predict): how many parameters?
 #
-# The backbone has 501,760 parameters, the head 2,360,320 + 262,400 = 2,622,720: 3,124,480 in all,
-# exactly as the original. A second copy of the weights for the second image would double that.
+# Before you count them in code: how many parameters (weights and biases) does a head with
+# `in_features` inputs, a hidden layer of `hidden` units and `embedding_dim` outputs have? Write
+# `head_parameters(in_features, hidden, embedding_dim)` returning the number. Its self-check checks
+# only that you return a number; the grader tries sizes it draws when it grades.
+
+# %% [exercise 3.3] solutions.model:head_parameters
+
+# %% [check head_parameters 3]
+checks.check_head_parameters(head_parameters)
+### BEGIN HIDDEN TESTS
+checks.check_head_parameters(head_parameters, hidden=True)
+### END HIDDEN TESTS
+
+# %% [markdown]
+# Now count the parameters of your network, part by part, next to your prediction for the head. The
+# backbone has the 501,760 of lesson 2; a second copy of the weights for the second image would double
+# the total.
 
 # %%
+print(f"your prediction for the head: {head_parameters(2304, 1024, 256):,}")
 net = SiameseNetwork()
 for name, part in net.named_children():
     print(f"{name:<10} {sum(p.numel() for p in part.parameters()):>10,}")
@@ -200,7 +241,9 @@ for i in range(4):
 # ## Summary
 #
 # - Flatten turns `[B, 256, 3, 3]` into `[B, 2304]`; the head maps that to a 256-d embedding, non-negative
-#   because of its last ReLU.
+#   because of its last ReLU, which can also make a whole embedding 0.
+# - A linear layer `Linear(n_in, n_out)` has `n_in · n_out + n_out` parameters; the whole network has
+#   3,124,480, exactly as the original.
 # - A Siamese network is one backbone and one head applied to both images: a symmetric comparison, and
 #   3,124,480 parameters instead of twice as many.
 # - `forward_ind(x)` embeds one batch; `forward(img1, img2)` embeds both images of each pair.

@@ -36,7 +36,7 @@ from typing import Any
 _DEFINED_IN = {
     "CheckFailure": "report",
     "check_pair_items": "data", "check_pair_labels": "data", "check_pair_balance": "data",
-    "check_pair_seeding": "data", "check_pair_one_class": "data",
+    "check_pair_seeding": "data", "check_pair_one_class": "data", "check_expected_draws": "data",
     "check_backbone_shapes": "backbone", "check_backbone_layers": "backbone", "check_backbone_forward": "backbone",
     "check_backbone_side": "backbone",
     "check_head": "model", "check_head_parameters": "model", "check_siamese_network": "model", "check_shared_weights": "model",

@@ -93,3 +93,10 @@ class PairSampler:
         other_pos = torch.where(r >= start, r + count, r)
         partner = self.order[torch.where(same, same_pos, other_pos)]
         return partner, (~same).to(torch.float32)
+
+
+def expected_draws(k: int) -> float:
+    """Question 1.2: the mean number of random picks rejection sampling makes per pair, for ``k`` balanced classes."""
+    # A pick fits with probability 1/k (same class) or (k - 1)/k (another class); the number of picks until one
+    # fits is geometric, with mean 1/p; the fair coin takes each case half the time.
+    return 0.5 * k + 0.5 * k / (k - 1)

@@ -45,6 +45,7 @@ LOSS_CHECKS = [loss_checks.check_loss_similar_pairs, loss_checks.check_loss_hing
 
 REFERENCE_CASES = [
     *[(data_check, (ref_data.SiameseDataset,)) for data_check in DATASET_CHECKS],
+    (data_checks.check_expected_draws, (ref_data.expected_draws,)),
     (backbone_checks.check_backbone_shapes, (ref_backbone.CNNBackbone,)),
     (backbone_checks.check_backbone_layers, (ref_backbone.CNNBackbone,)),
     (backbone_checks.check_backbone_forward, (ref_backbone.CNNBackbone,)),

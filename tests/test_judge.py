@@ -255,7 +255,7 @@ def test_a_missing_or_repeated_record_fails():
 
 LESSONS_HIDDEN = {
     "01_pair_dataset": {"solutions.data.SiameseDataset", "solutions.data.PairSampler",
-                        "solutions.benchmark.OriginalSiameseDataset"},
+                        "solutions.benchmark.OriginalSiameseDataset", "solutions.data.expected_draws"},
     "04_contrastive_loss": {"solutions.loss.contrastive_loss", "solutions.loss.ContrastiveLoss",
                             "solutions.loss.contrastive_loss_gradient", "solutions.loss.numerical_gradient",
                             "solutions.loss.distance_after_step", "solutions.loss.collapsed_loss"},

@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from .report import (CheckFailure, check, describe, fail, passed, run_student, run_student_expecting, to_float,
                      type_name)
-from . import transcript
+from . import questions, transcript
 from .transcript import derive
 
 EXERCISE = "SiameseDataset (exercise 1.1)"
@@ -523,3 +523,32 @@ def check_pair_one_class(SiameseDataset: Any, hidden: bool = False) -> None:
                  got=outcome, hint="count the classes in __init__ (e.g. len(labels.unique())) and "
                                    "`raise ValueError(...)` below 2: no different-class partner could ever be drawn")
     passed("SiameseDataset: a dataset with fewer than two classes raises ValueError" + (" [with hidden cases]" if hidden else ""))
+
+
+# ---------------------------------------------------------------- question 1.2
+
+DRAWS_QUESTION = "expected_draws (question 1.2)"
+DRAWS_WHY = ("a random pick fits a same-class coin with probability 1/k and a different-class coin with probability "
+             "(k - 1)/k; the number of picks until one fits is geometric, with mean 1/p, so the mean over the fair "
+             "coin is ½·k + ½·k/(k - 1)")
+
+
+@transcript.judge_only
+def draws_for(k: int) -> float:
+    """The mean number of picks per pair: ``k/2 + k/(2(k - 1))``."""
+    return 0.5 * k + 0.5 * k / (k - 1)
+
+
+@check
+def check_expected_draws(expected_draws: Any, hidden: bool = False) -> None:
+    """Question 1.2: the mean number of picks of the original's rejection sampling, for class counts drawn per run."""
+    generator = transcript.generator_for(32)
+    cases = [(questions.draw_int(generator, 2, 9),), (questions.draw_int(generator, 11, 100),),
+             (questions.draw_int(generator, 101, 1000),)]
+    if hidden:
+        cases += [(2,), (questions.draw_int(generator, 3, 30),)]
+    answers = questions.answers(DRAWS_QUESTION, expected_draws, "expected_draws", cases)
+    if transcript.probing():
+        return
+    questions.verdict("expected_draws", answers, cases, draws_for, DRAWS_WHY,
+                      "the right mean number of picks for every class count" + (" [with hidden cases]" if hidden else ""))

@@ -11,7 +11,9 @@
 # - know the Fashion-MNIST dataset: 28 × 28 grey images of 10 kinds of garment;
 # - understand why similarity learning trains on pairs, and what a pair label means;
 # - use the course's label convention: **0 = same class, 1 = different class**;
-# - write a PyTorch `Dataset` that makes balanced pairs on the fly (exercise 1.1).
+# - write a PyTorch `Dataset` that makes balanced pairs on the fly (exercise 1.1);
+# - predict what the original's rejection sampling costs (question 1.2), and measure why pairs must
+#   be balanced (an experiment).
 
 # %% [setup]
 
@@ -95,8 +97,8 @@ plt.show()
 #
 # ### Balanced pairs from a fair coin
 #
-# With 10 classes, a *random* second image has the same class only about 1 time in 10. A network
-# trained on such pairs could reach 90% accuracy by always answering "different". So for each pair
+# With 10 classes, a *random* second image has the same class only about 1 time in 10 (section 5
+# measures what that does to a "network" that ignores the images). So for each pair
 # we first flip a **fair coin**: heads, the second image is drawn from the same class; tails, from
 # the other classes. About half of the pairs are then same-class pairs.
 
@@ -163,13 +165,13 @@ print(f"a same-class partner of image 0: image {partner}, class {int(targets[par
 # %%
 from autograder.checks import data as checks
 
-# %% [check pair_items 4]
+# %% [check pair_items 3]
 checks.check_pair_items(SiameseDataset)
 ### BEGIN HIDDEN TESTS
 checks.check_pair_items(SiameseDataset, hidden=True)
 ### END HIDDEN TESTS
 
-# %% [check pair_labels 4]
+# %% [check pair_labels 3]
 checks.check_pair_labels(SiameseDataset)
 ### BEGIN HIDDEN TESTS
 checks.check_pair_labels(SiameseDataset, hidden=True)
@@ -233,11 +235,72 @@ changed = sum(not torch.equal(epoch0[i][1], epoch1[i][1]) for i in range(20))
 print(f"after set_epoch(1), {changed} of the first 20 pairs have a new partner")
 
 # %% [markdown]
+# ## 5. Question 1.2 (predict): what the original's rejection sampling costs
+#
+# The original notebook drew each partner by rejection sampling: pick a random image; if its class
+# does not fit the coin, pick again, until one fits. With `k` classes of equal size, how many picks
+# does that take per pair **on average**, over both sides of the fair coin? (Hint: if each pick fits
+# with probability $p$, the number of picks until the first fit has mean $1/p$.) Write
+# `expected_draws(k)` returning that mean as a float, for $k \ge 2$. Its self-check checks only that
+# you return a number; the grader tries class counts it draws when it grades.
+
+# %% [exercise 1.2] solutions.data:expected_draws
+
+# %% [check expected_draws 2]
+checks.check_expected_draws(expected_draws)
+### BEGIN HIDDEN TESTS
+checks.check_expected_draws(expected_draws, hidden=True)
+### END HIDDEN TESTS
+
+# %% [markdown]
+# Now count the picks, on Fashion-MNIST's labels, next to your prediction:
+
+# %%
+def picks_for_one_pair(anchor_class: int, want_same: bool, generator: torch.Generator) -> int:
+    """Rejection sampling as the original does it: random picks until one's class fits the coin."""
+    picks = 1
+    while (int(targets[torch.randint(len(targets), (1,), generator=generator)]) == anchor_class) != want_same:
+        picks += 1
+    return picks
+
+
+generator = torch.Generator().manual_seed(0)
+n = min(len(targets), 2000)
+counts = [picks_for_one_pair(int(targets[i]), bool(torch.rand(1, generator=generator) < 0.5), generator)
+          for i in range(n)]
+print(f"rejection sampling: {sum(counts) / len(counts):.2f} picks per pair on average over {n:,} pairs; "
+      f"your prediction for k = 10: {expected_draws(10):.2f}")
+
+# %% [markdown]
+# What happens to the average as $k$ grows, and what happens when $k = 1$? Which side of the coin costs
+# the most? (Your `SiameseDataset` draws from the list of fitting images instead: always one pick.)
+#
+# ### Experiment: why the coin
+#
+# How good is a "network" that ignores the images and always answers "different"? Measure it on random
+# pairs (a partner drawn from all images) and on your balanced pairs. **Predict first**, then run:
+
+# %%
+random_partners = torch.randint(len(targets), (n,), generator=generator)
+random_labels = (targets[random_partners] != targets[:n]).float()  # 1 = different, as in your dataset
+balanced_labels = torch.cat([pairs[i][2] for i in range(n)])
+print(f"'always different' is right on {random_labels.mean():.1%} of random pairs "
+      f"and on {balanced_labels.mean():.1%} of your balanced pairs")
+
+# %% [markdown]
+# On random pairs the useless answer scores about 90%: a training signal that a network can satisfy
+# without looking at the images, and an accuracy figure that says nothing. On balanced pairs it scores
+# 50%, so every point above 50% has to be earned. That is why lessons 5 and 6 train and measure on
+# balanced pairs.
+#
 # ## Summary
 #
 # - A Siamese network learns from pairs of images, each labelled **0 (same class)** or **1 (different
 #   classes)**; label 1 marks the pairs the loss will push apart.
-# - A fair coin per pair keeps same and different pairs balanced, so "always different" is no shortcut.
+# - A fair coin per pair keeps same and different pairs balanced, so "always different" is no shortcut
+#   (it scores about 90% on random pairs, 50% on balanced ones).
+# - Rejection sampling needs on average ½·k + ½·k/(k − 1) picks per pair, and never ends for one class;
+#   drawing from a list of the fitting images needs one.
 # - `SiameseDataset` makes a fresh pair for every image in every epoch; with a seed, the pairs are
 #   reproducible.
 #

@@ -366,9 +366,10 @@ for name, accuracy in (("training pairs", train_accuracy), ("validation pairs", 
 #
 # The reference figures come from the 5-epoch run of the reference solution (`python -m solutions.train`),
 # whose figures the course README lists. Its verification accuracy, ROC AUC and mean similarities are
-# measured on the same 10,000 balanced test pairs as yours, with its threshold chosen on validation
-# pairs as yours was. Its 1-nearest-neighbour accuracy is **not** measured as yours: the reference
-# searched all 55,000 training embeddings, this lesson searches the first 10,000 to save time, and with
+# measured on the same 10,000 balanced test pairs as yours; they date from before the validation split,
+# when the reference trained on all 60,000 images and chose its threshold on training pairs (the README
+# says so). Its 1-nearest-neighbour accuracy is **not** measured as yours: the reference searched all
+# its training embeddings, this lesson searches the first 10,000 to save time, and with
 # fewer candidates the nearest one is of the right class less often (for one network of lesson 5's
 # shortened CPU run, measured before the validation split: 67.5% against the first 10,000 training
 # images, 73.4% against all 60,000). So the table gives no reference for that row: compare it between

@@ -31,6 +31,7 @@ __all__ = ["workspace"]  # the fixture, shared with test_grading_robust
 
 BUG_OLD, BUG_NEW = "torch.clamp(margin - d", "torch.clamp(2.0 - d"  # the margin argument is ignored
 BUGGY_SCORE = 19.0  # all but loss_margin_argument (1 point), the one property the bug breaks
+OTHER_EXERCISES_SCORE = 6.0  # exercises 4.2 and 4.3 (2 + 2) and questions 4.4 and 4.5 (1 + 1), all solved
 
 WRAP = '''
 _inner = contrastive_loss
@@ -366,7 +367,10 @@ def test_the_controls_score_as_they_should(attack_class):
 @pytest.mark.parametrize("student", sorted([*TRICKS, "t_replay"]))
 def test_a_trick_scores_exactly_what_its_wrong_answer_scores(attack_class, student):
     row = attack_class.rows[student]
-    assert lesson_score(row) == BUGGY_SCORE, row
+    # The aliases trick replaces builtins.abs in its own kernel, which also breaks its solved question 4.4
+    # (|1 - 4·lr|·d): that question's point is lost by the student's own code, not by the grader.
+    expected = BUGGY_SCORE - 1 if student == "t_aliases" else BUGGY_SCORE
+    assert lesson_score(row) == expected, row
 
 
 @needs_isolation
@@ -375,7 +379,7 @@ def test_a_trick_scores_exactly_what_its_wrong_answer_scores(attack_class, stude
 def test_an_exercise_that_uses_the_reference_scores_0_with_a_note(attack_class, student):
     row = attack_class.rows[student]
     _, name = DELEGATIONS[student]
-    assert lesson_score(row) == 0.0, row
+    assert lesson_score(row) == OTHER_EXERCISES_SCORE, row  # exercise 4.1's cells score 0, the solved 4.2-4.5 stay
     assert "exercise 4.1 uses the" in row["notes"] and name in row["notes"], row["notes"]
 
 

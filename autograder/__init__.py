@@ -37,17 +37,20 @@ _DEFINED_IN = {
     "CheckFailure": "report",
     "check_pair_items": "data", "check_pair_labels": "data", "check_pair_balance": "data",
     "check_pair_seeding": "data", "check_pair_one_class": "data", "check_expected_draws": "data",
+    "check_always_different_accuracy": "data",
     "check_backbone_shapes": "backbone", "check_backbone_layers": "backbone", "check_backbone_forward": "backbone",
-    "check_backbone_side": "backbone",
+    "check_backbone_side": "backbone", "check_conv_parameters": "backbone",
     "check_head": "model", "check_head_parameters": "model", "check_siamese_network": "model", "check_shared_weights": "model",
+    "check_all_zero_share": "model",
     "check_loss_similar_pairs": "loss", "check_loss_hinge": "loss", "check_loss_beyond_margin": "loss",
     "check_loss_margin_argument": "loss", "check_loss_label_shapes": "loss", "check_loss_label_count": "loss",
     "check_loss_gradients": "loss", "check_loss_gradient_at_zero": "loss",
     "check_loss_gradient_by_hand": "loss", "check_numerical_gradient": "loss", "check_distance_after_step": "loss",
     "check_collapsed_loss": "loss",
     "check_get_device": "train", "check_train_history": "train", "check_train_step": "train",
-    "check_train_learns": "train",
+    "check_train_learns": "train", "check_weight_without_zero_grad": "train", "check_logged_losses": "train",
     "check_embed": "evaluate", "check_verification": "evaluate", "check_roc_auc": "evaluate", "check_roc_auc_one_kind": "evaluate",
+    "check_overlap_best_accuracy": "evaluate", "check_overlap_auc": "evaluate",
 }
 
 __all__ = list(_DEFINED_IN)

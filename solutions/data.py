@@ -100,3 +100,8 @@ def expected_draws(k: int) -> float:
     # A pick fits with probability 1/k (same class) or (k - 1)/k (another class); the number of picks until one
     # fits is geometric, with mean 1/p; the fair coin takes each case half the time.
     return 0.5 * k + 0.5 * k / (k - 1)
+
+
+def always_different_accuracy(k: int) -> float:
+    """Question 1.3: how often "different" is right on random pairs of ``k`` balanced classes (many images each)."""
+    return (k - 1) / k  # the partner's class is any of the k classes, the anchor's only 1 time in k

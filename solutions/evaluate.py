@@ -90,6 +90,16 @@ def roc_auc(distances: torch.Tensor, pair_labels: torch.Tensor) -> float:
     return float(u / (num_diff * num_same))
 
 
+def overlap_best_accuracy(shift: float, width: float) -> float:
+    """Question 6.4: the best accuracy when same-class distances fill [0, width] and different ones [shift, shift + width]."""
+    return (1 + min(shift / width, 1.0)) / 2  # any threshold in the overlap [shift, width] gets every pair outside it right
+
+
+def overlap_auc(shift: float, width: float) -> float:
+    """Question 6.5: the ROC AUC of the same two uniform blocks of distances: 1 - (1 - shift/width)² / 2."""
+    return 1 - (1 - min(shift / width, 1.0)) ** 2 / 2  # P(different > same) = 1 - P(same - different >= 0)
+
+
 def nearest_neighbour_accuracy(train_embeddings: torch.Tensor, train_labels: torch.Tensor,
                                test_embeddings: torch.Tensor, test_labels: torch.Tensor, chunk: int = 1024) -> float:
     """Class accuracy of labelling each test embedding with its nearest training embedding's class."""

@@ -53,3 +53,8 @@ def count_parameters(net: nn.Module) -> int:
 def head_parameters(in_features: int, hidden: int, embedding_dim: int) -> int:
     """The parameters of Flatten → Linear(in_features, hidden) → ReLU → Linear(hidden, embedding_dim) → ReLU."""
     return (in_features * hidden + hidden) + (hidden * embedding_dim + embedding_dim)  # weights and biases
+
+
+def all_zero_share(p: float, embedding_dim: int) -> float:
+    """Question 3.4: the share of all-zero embeddings if each coordinate were cut independently with probability p."""
+    return p**embedding_dim  # independent events: the probabilities multiply

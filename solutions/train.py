@@ -121,6 +121,19 @@ def train_one_epoch(net: nn.Module, loader: Iterable, optimizer: torch.optim.Opt
     return loss_history
 
 
+def weight_without_zero_grad(a: float, w: float, lr: float) -> float:
+    """Question 5.3: the weight after two SGD steps on the loss ``(a·w)²`` when ``zero_grad()`` is forgotten."""
+    first_gradient = 2 * a**2 * w
+    w = w - lr * first_gradient
+    return w - lr * (first_gradient + 2 * a**2 * w)  # backward() adds the new gradient to the old one
+
+
+def logged_losses(num_pairs: int, batch_size: int, log_every: int) -> int:
+    """Question 5.4: how many losses ``train_one_epoch`` returns for an epoch of ``num_pairs`` pairs."""
+    steps = math.ceil(num_pairs / batch_size)  # a last, smaller batch is a step too
+    return math.ceil(steps / log_every)  # steps 0, log_every, 2·log_every, ... below steps
+
+
 # ---------------------------------------------------------------- the fast loop
 
 class TensorPairLoader:

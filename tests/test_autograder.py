@@ -46,14 +46,17 @@ LOSS_CHECKS = [loss_checks.check_loss_similar_pairs, loss_checks.check_loss_hing
 REFERENCE_CASES = [
     *[(data_check, (ref_data.SiameseDataset,)) for data_check in DATASET_CHECKS],
     (data_checks.check_expected_draws, (ref_data.expected_draws,)),
+    (data_checks.check_always_different_accuracy, (ref_data.always_different_accuracy,)),
     (backbone_checks.check_backbone_shapes, (ref_backbone.CNNBackbone,)),
     (backbone_checks.check_backbone_layers, (ref_backbone.CNNBackbone,)),
     (backbone_checks.check_backbone_forward, (ref_backbone.CNNBackbone,)),
     (backbone_checks.check_backbone_side, (ref_backbone.backbone_side,)),
+    (backbone_checks.check_conv_parameters, (ref_backbone.conv_parameters,)),
     (model_checks.check_head, (ref_model.EmbeddingHead,)),
     (model_checks.check_head_parameters, (ref_model.head_parameters,)),
     (model_checks.check_siamese_network, (ref_model.SiameseNetwork,)),
     (model_checks.check_shared_weights, (ref_model.SiameseNetwork,)),
+    (model_checks.check_all_zero_share, (ref_model.all_zero_share,)),
     *[(loss_check, (ref_loss.contrastive_loss,)) for loss_check in LOSS_CHECKS],
     (loss_checks.check_loss_gradient_by_hand, (ref_loss.contrastive_loss_gradient,)),
     (loss_checks.check_numerical_gradient, (ref_loss.numerical_gradient,)),
@@ -63,10 +66,14 @@ REFERENCE_CASES = [
     (train_checks.check_train_history, (ref_train.train_one_epoch,)),
     (train_checks.check_train_step, (ref_train.train_one_epoch,)),
     (train_checks.check_train_learns, (ref_train.train_one_epoch,)),
+    (train_checks.check_weight_without_zero_grad, (ref_train.weight_without_zero_grad,)),
+    (train_checks.check_logged_losses, (ref_train.logged_losses,)),
     (evaluate_checks.check_embed, (ref_evaluate.embed,)),
     (evaluate_checks.check_verification, (ref_evaluate.verification_accuracy, ref_evaluate.best_threshold)),
     (evaluate_checks.check_roc_auc, (ref_evaluate.roc_auc,)),
     (evaluate_checks.check_roc_auc_one_kind, (ref_evaluate.roc_auc,)),
+    (evaluate_checks.check_overlap_best_accuracy, (ref_evaluate.overlap_best_accuracy,)),
+    (evaluate_checks.check_overlap_auc, (ref_evaluate.overlap_auc,)),
 ]
 
 

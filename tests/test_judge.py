@@ -15,12 +15,22 @@ import pytest
 import torch
 from torch import nn
 
+from autograder.checks import backbone as backbone_checks
+from autograder.checks import data as data_checks
+from autograder.checks import evaluate as evaluate_checks
 from autograder.checks import loss as loss_checks
+from autograder.checks import model as model_checks
 from autograder.checks import report, transcript
+from autograder.checks import train as train_checks
 from autograder.checks.report import CheckFailure
 from autograder.grading import judge as judging
 from autograder.grading import reference
+from solutions import backbone as reference_backbone
+from solutions import data as reference_data
+from solutions import evaluate as reference_evaluate
 from solutions import loss as reference_solutions
+from solutions import model as reference_model
+from solutions import train as reference_train
 from solutions.loss import contrastive_loss as reference_loss
 from solutions.model import SiameseNetwork
 
@@ -255,12 +265,14 @@ def test_a_missing_or_repeated_record_fails():
 
 LESSONS_HIDDEN = {
     "01_pair_dataset": {"solutions.data.SiameseDataset", "solutions.data.PairSampler",
-                        "solutions.benchmark.OriginalSiameseDataset", "solutions.data.expected_draws"},
+                        "solutions.benchmark.OriginalSiameseDataset", "solutions.data.expected_draws",
+                        "solutions.data.always_different_accuracy"},
     "04_contrastive_loss": {"solutions.loss.contrastive_loss", "solutions.loss.ContrastiveLoss",
                             "solutions.loss.contrastive_loss_gradient", "solutions.loss.numerical_gradient",
                             "solutions.loss.distance_after_step", "solutions.loss.collapsed_loss"},
     "05_training_loop": {"solutions.train.get_device", "solutions.train.select_device", "solutions.train.train_one_epoch",
                          "solutions.train.fast_train_one_epoch", "solutions.train.train_step",
+                         "solutions.train.weight_without_zero_grad", "solutions.train.logged_losses",
                          "solutions.benchmark.original_pipeline", "solutions.benchmark.fast_pipeline"},
 }
 
@@ -595,8 +607,18 @@ def test_a_probe_in_the_copy_is_judged_as_one_in_the_real_package(probe_copy):
 
 # ---------------------------------------------------------------- questions
 
-QUESTIONS = [(loss_checks.check_distance_after_step, reference_solutions.distance_after_step),
-             (loss_checks.check_collapsed_loss, reference_solutions.collapsed_loss)]
+QUESTIONS = [(data_checks.check_expected_draws, reference_data.expected_draws),
+             (data_checks.check_always_different_accuracy, reference_data.always_different_accuracy),
+             (backbone_checks.check_backbone_side, reference_backbone.backbone_side),
+             (backbone_checks.check_conv_parameters, reference_backbone.conv_parameters),
+             (model_checks.check_head_parameters, reference_model.head_parameters),
+             (model_checks.check_all_zero_share, reference_model.all_zero_share),
+             (loss_checks.check_distance_after_step, reference_solutions.distance_after_step),
+             (loss_checks.check_collapsed_loss, reference_solutions.collapsed_loss),
+             (train_checks.check_weight_without_zero_grad, reference_train.weight_without_zero_grad),
+             (train_checks.check_logged_losses, reference_train.logged_losses),
+             (evaluate_checks.check_overlap_best_accuracy, reference_evaluate.overlap_best_accuracy),
+             (evaluate_checks.check_overlap_auc, reference_evaluate.overlap_auc)]
 
 
 @pytest.mark.parametrize("question, answer", QUESTIONS, ids=lambda v: getattr(v, "__name__", ""))

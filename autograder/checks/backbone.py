@@ -290,3 +290,29 @@ def check_backbone_side(backbone_side: Any, hidden: bool = False) -> None:
         return
     questions.verdict("backbone_side", answers, cases, side_after_backbone, SIDE_WHY,
                       "the right side for every input" + (" [with hidden cases]" if hidden else ""))
+
+
+# ---------------------------------------------------------------- question 2.3
+
+CONV_QUESTION = "conv_parameters (question 2.3)"
+CONV_WHY = ("each of the out_channels output channels has one k × k kernel for every input channel and one bias: "
+            "out_channels · (in_channels · k · k + 1). ReLU and pooling have none")
+
+
+@judge_only
+def conv_parameter_count(in_channels: int, out_channels: int, kernel: int) -> int:
+    """The parameters of ``Conv2d(in, out, k)``: ``out · (in · k² + 1)``."""
+    return out_channels * (in_channels * kernel * kernel + 1)
+
+
+@check
+def check_conv_parameters(conv_parameters: Any, hidden: bool = False) -> None:
+    """Question 2.3: a convolution's parameter count, for layer sizes drawn per run."""
+    g = generator_for(34)  # a short name: every parameter below is drawn from it
+    cases = [(questions.draw_int(g, 1, 512), questions.draw_int(g, 1, 512), questions.draw_int(g, 1, 4) * 2 + 1)
+             for _ in range(3 if not hidden else 5)]
+    answers = questions.answers(CONV_QUESTION, conv_parameters, "conv_parameters", cases)
+    if probing():
+        return
+    questions.verdict("conv_parameters", answers, cases, conv_parameter_count, CONV_WHY,
+                      "the right count for every convolution" + (" [with hidden cases]" if hidden else ""))

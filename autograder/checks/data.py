@@ -552,3 +552,31 @@ def check_expected_draws(expected_draws: Any, hidden: bool = False) -> None:
         return
     questions.verdict("expected_draws", answers, cases, draws_for, DRAWS_WHY,
                       "the right mean number of picks for every class count" + (" [with hidden cases]" if hidden else ""))
+
+
+# ---------------------------------------------------------------- question 1.3
+
+ALWAYS_DIFFERENT_QUESTION = "always_different_accuracy (question 1.3)"
+ALWAYS_DIFFERENT_WHY = ("with a partner drawn from all images, its class is the anchor's with probability 1/k (k balanced "
+                        "classes), so the pair is different-class, and 'always different' right, with probability "
+                        "(k - 1)/k")
+
+
+@transcript.judge_only
+def different_share(k: int) -> float:
+    """The share of different-class pairs among random pairs of ``k`` balanced classes: ``(k - 1)/k``."""
+    return (k - 1) / k
+
+
+@check
+def check_always_different_accuracy(always_different_accuracy: Any, hidden: bool = False) -> None:
+    """Question 1.3: the accuracy of 'always different' on random pairs, for class counts drawn per run."""
+    generator = transcript.generator_for(33)
+    cases = [(questions.draw_int(generator, 2, 9),), (questions.draw_int(generator, 11, 1000),)]
+    if hidden:
+        cases += [(questions.draw_int(generator, 3, 50),)]
+    answers = questions.answers(ALWAYS_DIFFERENT_QUESTION, always_different_accuracy, "always_different_accuracy", cases)
+    if transcript.probing():
+        return
+    questions.verdict("always_different_accuracy", answers, cases, different_share, ALWAYS_DIFFERENT_WHY,
+                      "the right accuracy for every class count" + (" [with hidden cases]" if hidden else ""))

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from . import questions
 from .report import (check, close, describe, fail, images, max_error, passed, run_student, run_student_expecting,
                      to_float, type_name)
 from .transcript import derive, generator_for, judge_only, probing
@@ -22,6 +23,8 @@ EMBED_EXERCISE = "embed (exercise 6.1)"
 ACCURACY_EXERCISE = "verification_accuracy (exercise 6.2)"
 THRESHOLD_EXERCISE = "best_threshold (exercise 6.2)"
 AUC_EXERCISE = "roc_auc (exercise 6.3)"
+ACCURACY_QUESTION = "overlap_best_accuracy (question 6.4)"
+AUC_QUESTION = "overlap_auc (question 6.5)"
 
 
 # ---------------------------------------------------------------- embed
@@ -300,3 +303,59 @@ def check_roc_auc_one_kind(roc_auc: Any, hidden: bool = False) -> None:
                  hint="count both kinds first and `raise ValueError(...)` when one of them is empty "
                       "(the mean over no combinations would be NaN, or a division by zero)")
     passed("roc_auc: pairs of one kind only raise ValueError" + (" [with hidden cases]" if hidden else ""))
+
+
+# ---------------------------------------------------------------- questions 6.4 and 6.5
+
+def overlap_cases(generator: torch.Generator, count: int) -> list[tuple[float, float]]:
+    """``(shift, width)`` pairs with the two blocks overlapping (0 < shift < width), drawn per run."""
+    cases = []
+    for _ in range(count):
+        width = questions.draw(generator, 0.5, 3.0)
+        cases.append((round(width * questions.draw(generator, 0.05, 0.95), 3), width))
+    return cases
+
+
+@judge_only
+def best_overlap_accuracy(shift: float, width: float) -> float:
+    """``(1 + shift/width) / 2``: a threshold anywhere in the overlap errs on the pairs inside it only."""
+    return (1 + shift / width) / 2
+
+
+OVERLAP_ACCURACY_WHY = ("with a threshold t in the overlap [shift, width], a share t/width of the same-class pairs is "
+                        "called same and a share (shift + width - t)/width of the different ones is called different; "
+                        "their mean, (1 + shift/width)/2, does not depend on t. Outside the overlap it is lower. Half "
+                        "the pairs inside the overlap are called wrong, whatever t")
+
+
+@check
+def check_overlap_best_accuracy(overlap_best_accuracy: Any, hidden: bool = False) -> None:
+    """Question 6.4: the best verification accuracy of two overlapping uniform blocks, for sizes drawn per run."""
+    cases = overlap_cases(generator_for(42), 3 if not hidden else 5)
+    answers = questions.answers(ACCURACY_QUESTION, overlap_best_accuracy, "overlap_best_accuracy", cases)
+    if probing():
+        return
+    questions.verdict("overlap_best_accuracy", answers, cases, best_overlap_accuracy, OVERLAP_ACCURACY_WHY,
+                      "the best accuracy for every overlap" + (" [with hidden cases]" if hidden else ""))
+
+
+@judge_only
+def auc_of_overlap(shift: float, width: float) -> float:
+    """``1 - (1 - shift/width)² / 2``: the chance that a different pair is farther apart than a same one."""
+    return 1 - (1 - shift / width) ** 2 / 2
+
+
+OVERLAP_AUC_WHY = ("the AUC is P(D > S) for a different-class distance D = shift + width·U and a same-class one "
+                   "S = width·V, with U, V uniform on [0, 1]. D <= S means V - U >= r, with r = shift/width: a triangle "
+                   "of the unit square with area (1 - r)²/2. So the AUC is 1 - (1 - r)²/2")
+
+
+@check
+def check_overlap_auc(overlap_auc: Any, hidden: bool = False) -> None:
+    """Question 6.5: the ROC AUC of two overlapping uniform blocks, for sizes drawn per run."""
+    cases = overlap_cases(generator_for(43), 3 if not hidden else 5)
+    answers = questions.answers(AUC_QUESTION, overlap_auc, "overlap_auc", cases)
+    if probing():
+        return
+    questions.verdict("overlap_auc", answers, cases, auc_of_overlap, OVERLAP_AUC_WHY,
+                      "the ROC AUC for every overlap" + (" [with hidden cases]" if hidden else ""))

@@ -443,3 +443,28 @@ def check_head_parameters(head_parameters: Any, hidden: bool = False) -> None:
         return
     questions.verdict("head_parameters", answers, cases, head_parameter_count, PARAMETERS_WHY,
                       "the right count for every size" + (" [with hidden cases]" if hidden else ""))
+
+
+# ---------------------------------------------------------------- question 3.4
+
+ZERO_QUESTION = "all_zero_share (question 3.4)"
+ZERO_WHY = ("an embedding is 0 everywhere when every one of its embedding_dim coordinates is cut; for independent cuts "
+            "of probability p each, that is p · p · ... · p = p ** embedding_dim")
+
+
+@judge_only
+def zero_share(p: float, embedding_dim: int) -> float:
+    """``p ** embedding_dim``: every coordinate cut, independently."""
+    return p**embedding_dim
+
+
+@check
+def check_all_zero_share(all_zero_share: Any, hidden: bool = False) -> None:
+    """Question 3.4: the share of all-zero embeddings under independent cuts, for values drawn per run."""
+    g = generator_for(35)
+    cases = [(questions.draw(g, 0.5, 0.99), questions.draw_int(g, 2, 6)) for _ in range(3 if not hidden else 5)]
+    answers = questions.answers(ZERO_QUESTION, all_zero_share, "all_zero_share", cases)
+    if probing():
+        return
+    questions.verdict("all_zero_share", answers, cases, zero_share, ZERO_WHY,
+                      "the right share for every case" + (" [with hidden cases]" if hidden else ""))

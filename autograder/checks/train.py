@@ -18,11 +18,14 @@ from typing import Any
 import torch
 from torch import nn
 
+from . import questions
 from .report import check, describe, fail, passed, run_student, to_float, type_name
 from .transcript import derive, generator_for, judge_only, probing
 
 DEVICE_EXERCISE = "get_device (exercise 5.1)"
 TRAIN_EXERCISE = "train_one_epoch (exercise 5.2)"
+ZERO_GRAD_QUESTION = "weight_without_zero_grad (question 5.3)"
+LOGGED_QUESTION = "logged_losses (question 5.4)"
 CPU = torch.device("cpu")
 
 
@@ -470,3 +473,57 @@ def check_train_learns(train_one_epoch: Any, hidden: bool = False) -> None:
         _learns_case(train_one_epoch, generator, 3, 1.0, sgd, "SGD(lr=0.02, momentum=0.9)")
     passed("train_one_epoch: a few epochs on an easy problem clearly lower the loss"
            + (" [with hidden cases]" if hidden else ""))
+
+
+# ---------------------------------------------------------------- questions 5.3 and 5.4
+
+@judge_only
+def two_steps_without_zero_grad(a: float, w: float, lr: float) -> float:
+    """``w₂ = w₁ - lr·(g₀ + g₁)`` with ``g = 2a²w``: the second step uses the sum of both gradients."""
+    g0 = 2 * a**2 * w
+    w1 = w - lr * g0
+    return w1 - lr * (g0 + 2 * a**2 * w1)
+
+
+ZERO_GRAD_WHY = ("the gradient of (a·w)² is 2a²·w. The first step is w₁ = w - lr·2a²·w. Without zero_grad(), the second "
+                 "backward() adds 2a²·w₁ to the gradient already stored, so the second step is w₂ = w₁ - lr·(2a²·w + "
+                 "2a²·w₁): it still pushes with the first step's gradient")
+
+
+@check
+def check_weight_without_zero_grad(weight_without_zero_grad: Any, hidden: bool = False) -> None:
+    """Question 5.3: two SGD steps whose gradients pile up, for parameters drawn per run."""
+    generator = generator_for(40)
+    cases = [(questions.draw(generator, 0.5, 3.0), questions.draw(generator, -2.0, 2.0), questions.draw(generator, 0.01, 0.1))
+             for _ in range(3 if not hidden else 5)]
+    answers = questions.answers(ZERO_GRAD_QUESTION, weight_without_zero_grad, "weight_without_zero_grad", cases)
+    if probing():
+        return
+    questions.verdict("weight_without_zero_grad", answers, cases, two_steps_without_zero_grad, ZERO_GRAD_WHY,
+                      "the weight after two steps without zero_grad()" + (" [with hidden cases]" if hidden else ""))
+
+
+@judge_only
+def logged_count(num_pairs: int, batch_size: int, log_every: int) -> int:
+    """``ceil(ceil(n / b) / k)``: steps 0, k, 2k, ... among the epoch's ``ceil(n / b)`` steps."""
+    return math.ceil(math.ceil(num_pairs / batch_size) / log_every)
+
+
+LOGGED_WHY = ("an epoch of n pairs in batches of b has ceil(n / b) steps: the DataLoader keeps the last, smaller batch, "
+              "and it is a step like the others. Counting steps from 0, the logged ones are 0, k, 2k, ... below that "
+              "number: ceil(steps / k) of them")
+
+
+@check
+def check_logged_losses(logged_losses: Any, hidden: bool = False) -> None:
+    """Question 5.4: the length of an epoch's loss history, for sizes drawn per run (often with a last, smaller batch)."""
+    generator = generator_for(41)
+    cases = [(questions.draw_int(generator, 100, 5_000), questions.draw_int(generator, 8, 128),
+              questions.draw_int(generator, 2, 20)) for _ in range(3 if not hidden else 5)]
+    batch_size = cases[0][1]
+    cases.append((batch_size * questions.draw_int(generator, 10, 40), batch_size, 10))  # one without a partial batch
+    answers = questions.answers(LOGGED_QUESTION, logged_losses, "logged_losses", cases)
+    if probing():
+        return
+    questions.verdict("logged_losses", answers, cases, logged_count, LOGGED_WHY,
+                      "the number of logged losses for every epoch size" + (" [with hidden cases]" if hidden else ""))

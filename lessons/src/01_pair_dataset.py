@@ -12,8 +12,8 @@
 # - understand why similarity learning trains on pairs, and what a pair label means;
 # - use the course's label convention: **0 = same class, 1 = different class**;
 # - write a PyTorch `Dataset` that makes balanced pairs on the fly (exercise 1.1);
-# - predict what the original's rejection sampling costs (question 1.2), and measure why pairs must
-#   be balanced (an experiment).
+# - predict what the original's rejection sampling costs (question 1.2), and how a "network" that
+#   ignores the images scores on random pairs (question 1.3); then measure both (experiments).
 
 # %% [setup]
 
@@ -112,19 +112,10 @@ print(f"fair coin: {coin.mean():.1%} of pairs are same-class")
 
 # %% [markdown]
 # The original notebook drew the second image by *rejection sampling*: pick a random image, and try
-# again until its class fits the coin. That gives every fitting image the same chance, but loops
-# forever if no image fits. Drawing uniformly from a list of the fitting indices gives exactly the
-# same distribution without the loop:
-
-# %%
-c = int(targets[0])
-same_class = torch.nonzero(targets == c).flatten()   # indices of all images of class c
-other_class = torch.nonzero(targets != c).flatten()  # indices of all the others
-print(f"class {c} ({class_name(c)}): {len(same_class)} images of the same class, {len(other_class)} of other classes")
-
-u = torch.rand(1).item()                             # uniform in [0, 1)
-partner = int(same_class[int(u * len(same_class))])  # a uniformly drawn same-class partner
-print(f"a same-class partner of image 0: image {partner}, class {int(targets[partner])}")
+# again until its class fits the coin. That gives every fitting image the same chance, but it may
+# take many picks (question 1.2 counts them), and it loops forever if no image fits. Your dataset will
+# give every fitting image the same chance **in one pick**. How? Think about what you could work out
+# once, when the dataset is created, so that each pair needs a single random number.
 
 # %% [markdown]
 # ## 3. Exercise 1.1: `SiameseDataset`
@@ -133,10 +124,10 @@ print(f"a same-class partner of image 0: image {partner}, class {int(targets[par
 # item). A `DataLoader` then batches the items for training. Write `SiameseDataset`, which wraps an
 # image dataset such as `train_set`:
 #
-# - `SiameseDataset(dataset, seed=None)`: keep the dataset; find every image's class with the given
-#   helper `dataset_labels(dataset)` (an int64 tensor of shape `[N]`); prepare, for each class, the
-#   indices of the images of that class and of all other classes. Raise a `ValueError` if the data
-#   holds fewer than two classes (no different-class pair could be drawn).
+# - `SiameseDataset(dataset, seed=None)`: keep the dataset; the given helper `dataset_labels(dataset)`
+#   returns every image's class (an int64 tensor of shape `[N]`); prepare what drawing a partner in one
+#   pick needs. Raise a `ValueError` if the data holds fewer than two classes (no different-class
+#   pair could be drawn).
 # - `len(pairs)` is the length of the wrapped dataset: one pair per image, per epoch.
 # - `pairs[i]` returns `(image1, image2, label)`: `image1` is image `i` of the dataset; a fair coin
 #   decides "same class" or "different class"; `image2` is drawn uniformly from the images that fit;
@@ -183,7 +174,7 @@ checks.check_pair_balance(SiameseDataset)
 checks.check_pair_balance(SiameseDataset, hidden=True)
 ### END HIDDEN TESTS
 
-# %% [check pair_seeding 3]
+# %% [check pair_seeding 2]
 checks.check_pair_seeding(SiameseDataset)
 ### BEGIN HIDDEN TESTS
 checks.check_pair_seeding(SiameseDataset, hidden=True)
@@ -275,17 +266,30 @@ print(f"rejection sampling: {sum(counts) / len(counts):.2f} picks per pair on av
 # What happens to the average as $k$ grows, and what happens when $k = 1$? Which side of the coin costs
 # the most? (Your `SiameseDataset` draws from the list of fitting images instead: always one pick.)
 #
-# ### Experiment: why the coin
+# ### Question 1.3 (predict): why the coin
 #
-# How good is a "network" that ignores the images and always answers "different"? Measure it on random
-# pairs (a partner drawn from all images) and on your balanced pairs. **Predict first**, then run:
+# How good is a "network" that ignores the images and always answers "different"? On **random** pairs,
+# whose partner is drawn from all images, with `k` classes of equal size (and many images in each):
+# what share of its answers is right? Write `always_different_accuracy(k)` returning it as a float.
+
+# %% [exercise 1.3] solutions.data:always_different_accuracy
+
+# %% [check always_different_accuracy 1]
+checks.check_always_different_accuracy(always_different_accuracy)
+### BEGIN HIDDEN TESTS
+checks.check_always_different_accuracy(always_different_accuracy, hidden=True)
+### END HIDDEN TESTS
+
+# %% [markdown]
+# **Experiment.** Measure it on random pairs of Fashion-MNIST and on your balanced pairs, next to your
+# prediction:
 
 # %%
 random_partners = torch.randint(len(targets), (n,), generator=generator)
 random_labels = (targets[random_partners] != targets[:n]).float()  # 1 = different, as in your dataset
 balanced_labels = torch.cat([pairs[i][2] for i in range(n)])
-print(f"'always different' is right on {random_labels.mean():.1%} of random pairs "
-      f"and on {balanced_labels.mean():.1%} of your balanced pairs")
+print(f"'always different' is right on {random_labels.mean():.1%} of random pairs (your prediction for k = 10: "
+      f"{always_different_accuracy(10):.1%}) and on {balanced_labels.mean():.1%} of your balanced pairs")
 
 # %% [markdown]
 # On random pairs the useless answer scores about 90%: a training signal that a network can satisfy

@@ -12,7 +12,8 @@
 #   and choose the padding that keeps a size (exercise 2.1);
 # - build the backbone of the original notebook as an `nn.Module` (exercise 2.1);
 # - predict the backbone's output size for any input size (question 2.2);
-# - trace the shapes 28 → 14 → 7 → 3 through it and count its 501,760 parameters.
+# - trace the shapes 28 → 14 → 7 → 3 through it; predict a convolution's parameter count (question 2.3)
+#   and count the backbone's.
 
 # %% [setup]
 
@@ -142,7 +143,7 @@ checks.check_backbone_shapes(CNNBackbone)
 checks.check_backbone_shapes(CNNBackbone, hidden=True)
 ### END HIDDEN TESTS
 
-# %% [check backbone_layers 4]
+# %% [check backbone_layers 3]
 checks.check_backbone_layers(CNNBackbone)
 ### BEGIN HIDDEN TESTS
 checks.check_backbone_layers(CNNBackbone, hidden=True)
@@ -165,7 +166,7 @@ checks.check_backbone_forward(CNNBackbone, hidden=True)
 
 # %% [exercise 2.2] solutions.backbone:backbone_side
 
-# %% [check backbone_side 3]
+# %% [check backbone_side 2]
 checks.check_backbone_side(backbone_side)
 ### BEGIN HIDDEN TESTS
 checks.check_backbone_side(backbone_side, hidden=True)
@@ -227,17 +228,37 @@ show_images(scaled, [f"map {k}" for k in range(16)], ncols=8, size=1.2)
 plt.show()
 
 # %% [markdown]
-# ## 7. Parameters
+# ## 7. Question 2.3 (predict): parameters
 #
-# A `Conv2d(c_in, c_out, k)` has `c_out · c_in · k · k` weights and `c_out` biases; ReLU and pooling
-# have none. Your backbone should have 501,760:
+# The parameters of a network are what training changes. How many does a
+# `Conv2d(in_channels, out_channels, kernel)` have, weights and biases together? Think about what one
+# output channel computes at one position (section 1), and which of those numbers are shared by all
+# positions. (ReLU and pooling have none.) Write `conv_parameters(in_channels, out_channels, kernel)`
+# returning the number.
+
+# %% [exercise 2.3] solutions.backbone:conv_parameters
+
+# %% [check conv_parameters 2]
+checks.check_conv_parameters(conv_parameters)
+### BEGIN HIDDEN TESTS
+checks.check_conv_parameters(conv_parameters, hidden=True)
+### END HIDDEN TESTS
+
+# %% [markdown]
+# Now count them in your backbone, tensor by tensor, next to your prediction for its three convolutions:
 
 # %%
 for name, p in net.named_parameters():
     print(f"{name:<22} {str(tuple(p.shape)):<20} {p.numel():>9,}")
 num_params = sum(p.numel() for p in net.parameters())
 print(f"{'total':<43}{num_params:>9,}")
-print("by hand:", f"{64*1*5*5 + 64 + 128*64*5*5 + 128 + 256*128*3*3 + 256:,}")
+predicted = sum(conv_parameters(c_in, c_out, k) for c_in, c_out, k in ((1, 64, 5), (64, 128, 5), (128, 256, 3)))
+print(f"{'your prediction':<43}{predicted:>9,}")
+
+# %% [markdown]
+# Which convolution holds most of the parameters, and why does the first one hold so few? The
+# image shrinks block after block while the parameters grow: where does a convolution's count not
+# depend on the image's size at all?
 
 # %% [markdown]
 # ## Summary

@@ -10,7 +10,7 @@
 # - flatten feature maps into a vector (256 · 3 · 3 = 2,304 numbers);
 # - build the fully connected head of the original notebook, with its final ReLU (exercise 3.1);
 # - understand why a Siamese network uses one set of weights for both images;
-# - see what the final ReLU does to embeddings, in a small experiment;
+# - predict what the final ReLU does to embeddings (question 3.4), then see it in a small experiment;
 # - assemble the `SiameseNetwork` (exercise 3.2) and predict its parameter count (question 3.3).
 
 # %% [setup]
@@ -93,11 +93,25 @@ checks.check_head(EmbeddingHead, hidden=True)
 ### END HIDDEN TESTS
 
 # %% [markdown]
-# ### Experiment: what the last ReLU does
+# ### Question 3.4 (predict): what the last ReLU does
 #
-# **Predict first**: on random features, what share of the embedding's coordinates will the last ReLU
-# set to exactly 0? Could a whole embedding be 0? Then run the cell, on the features of the 8 images
-# and on 512 random inputs to the head.
+# The head ends with a ReLU, which sets every negative coordinate to exactly 0. On random features,
+# what share of the embedding's coordinates will it cut? And could a **whole** embedding be 0?
+# Suppose each coordinate is cut with probability `p`, independently of the others: what share of
+# the embeddings of dimension `embedding_dim` would then be 0 everywhere? Write
+# `all_zero_share(p, embedding_dim)` returning it as a float.
+
+# %% [exercise 3.4] solutions.model:all_zero_share
+
+# %% [check all_zero_share 1]
+checks.check_all_zero_share(all_zero_share)
+### BEGIN HIDDEN TESTS
+checks.check_all_zero_share(all_zero_share, hidden=True)
+### END HIDDEN TESTS
+
+# %% [markdown]
+# **Experiment.** Run the head on the features of the 8 images and on 512 random inputs, and compare
+# the all-zero embeddings with your prediction.
 
 # %%
 head = EmbeddingHead()
@@ -107,8 +121,9 @@ with torch.no_grad():
 print("embeddings", tuple(embeddings.shape), " smallest value:", embeddings.min().item())
 print(f"{(embeddings == 0).float().mean():.0%} of the coordinates are exactly 0 (cut by the last ReLU)")
 all_zero = (random_embeddings == 0).all(dim=1)
-print(f"random inputs: {(random_embeddings == 0).float().mean():.0%} of the coordinates are 0; "
-      f"{int(all_zero.sum())} of 512 embeddings are 0 everywhere")
+cut = (random_embeddings == 0).float().mean().item()
+print(f"random inputs: {cut:.0%} of the coordinates are 0; {int(all_zero.sum())} of 512 embeddings are 0 everywhere "
+      f"(your prediction for independent cuts: {512 * all_zero_share(cut, 256):.3g} of 512)")
 with torch.no_grad():  # a last layer whose biases (-1) outweigh its pre-activations, as training can leave it
     shifted = EmbeddingHead()
     for module in shifted.modules():
@@ -173,7 +188,7 @@ checks.check_siamese_network(SiameseNetwork)
 checks.check_siamese_network(SiameseNetwork, hidden=True)
 ### END HIDDEN TESTS
 
-# %% [check shared_weights 4]
+# %% [check shared_weights 3]
 checks.check_shared_weights(SiameseNetwork)
 ### BEGIN HIDDEN TESTS
 checks.check_shared_weights(SiameseNetwork, hidden=True)

@@ -9,13 +9,16 @@
 # **Learning goals**
 #
 # - choose the device (a CUDA GPU if present, else the CPU) and move the network and the batches to it;
-# - know the three steps of every PyTorch update: `zero_grad()`, `backward()`, `step()`;
-# - write a function that trains for one epoch and logs the loss every 10 steps (exercise 5.2);
+# - know the three steps of every PyTorch update, `zero_grad()`, `backward()`, `step()`, and predict
+#   what happens when one is forgotten (question 5.3 and its experiment);
+# - design a function that trains the Siamese network for one epoch and logs its loss (exercise 5.2),
+#   and predict how long that log will be (question 5.4);
 # - train the Siamese network, plot its loss history and save the trained weights.
 
 # %% [setup]
 
 # %%
+import math
 import os
 import time
 from collections.abc import Iterable
@@ -52,19 +55,18 @@ print("a new tensor lives on", x.device)
 # %% [markdown]
 # ## 2. Exercise 5.1: `get_device`
 #
-# Write `get_device()`, returning a `torch.device`:
-#
-# - `torch.device("cuda")` if a CUDA GPU is available (`torch.cuda.is_available()`);
-# - otherwise `torch.device("mps")` if Apple's GPU is available (`torch.backends.mps.is_available()`,
-#   for those who run the notebooks on a Mac);
-# - otherwise `torch.device("cpu")`.
+# Write `get_device()`, returning the `torch.device` to train on: the fastest one this runtime has.
+# That is a CUDA GPU when there is one; on a Mac it is Apple's GPU, which PyTorch calls `"mps"`; and
+# the CPU everywhere else. The cell above shows how PyTorch answers the CUDA question; find in the
+# documentation of `torch.backends.mps` how it answers the Apple one. The check simulates all four
+# situations (GPU or not, Mac or not), so the function must decide, not assume.
 
 # %% [exercise 5.1] solutions.train:get_device
 
 # %%
 from autograder.checks import train as checks
 
-# %% [check get_device 5]
+# %% [check get_device 2]
 checks.check_get_device(get_device)
 ### BEGIN HIDDEN TESTS
 checks.check_get_device(get_device, hidden=True)
@@ -106,23 +108,69 @@ for step in range(3):
     print(f"after backward() number {step + 1}: w.grad = {w.grad.item()}  (without zero_grad it keeps growing)")
 
 # %% [markdown]
-# The whole recipe on a tiny problem, fitting $y = 2x + 1$ with one linear layer and plain gradient
-# descent (SGD). The loss falls step after step:
+# The four steps on a problem with one weight: the loss $(a\,w)^2$ with $a = 3$, smallest at $w = 0$,
+# and plain gradient descent (SGD), which sets $w \leftarrow w - \text{lr} \cdot \partial L / \partial w$:
 
 # %%
-torch.manual_seed(0)
-X = torch.linspace(-1, 1, 32).reshape(-1, 1)
-y = 2 * X + 1
-model = nn.Linear(1, 1)
-optimizer = torch.optim.SGD(model.parameters(), lr=0.3)
-for step in range(31):
-    loss = ((model(X) - y) ** 2).mean()  # 1. forward
-    optimizer.zero_grad()                # 2. clear old gradients
-    loss.backward()                      # 3. new gradients
-    optimizer.step()                     # 4. update
-    if step % 10 == 0:                   # log every 10 steps
-        print(f"step {step:2d}: loss {loss.item():.5f}")
-print(f"learnt y = {model.weight.item():.3f} x + {model.bias.item():.3f}")
+w = torch.tensor(1.0, requires_grad=True)
+optimizer = torch.optim.SGD([w], lr=0.05)
+loss = (3 * w) ** 2       # 1. forward
+optimizer.zero_grad()     # 2. clear old gradients
+loss.backward()           # 3. new gradient: 18 w = 18
+optimizer.step()          # 4. w = 1 - 0.05 * 18
+print(f"after one step: w = {w.item():.3f}")
+
+# %% [markdown]
+# ## 4. Question 5.3 (predict): forgetting `zero_grad()`
+#
+# Suppose the training loop runs the four steps above twice, but without step 2. Starting from weight
+# `w`, with the loss $(a\,w)^2$ and learning rate `lr`, what is the weight after the **second** step?
+# Work it out on paper first: what is in `w.grad` when the second `step()` runs?
+#
+# Write `weight_without_zero_grad(a, w, lr)` returning that weight as a float. Its self-check checks
+# the form of your answers only; the grader checks them on values it draws when it grades, and its
+# feedback explains the answer.
+
+# %% [exercise 5.3] solutions.train:weight_without_zero_grad
+
+# %% [check weight_without_zero_grad 2]
+checks.check_weight_without_zero_grad(weight_without_zero_grad)
+### BEGIN HIDDEN TESTS
+checks.check_weight_without_zero_grad(weight_without_zero_grad, hidden=True)
+### END HIDDEN TESTS
+
+# %% [markdown]
+# **Experiment.** Run two steps without `zero_grad()` and compare with your prediction; then watch 30
+# steps with and without it on the same problem.
+
+# %%
+def sgd_weights(a: float, w_start: float, lr: float, steps: int, clear_gradients: bool) -> list[float]:
+    """The weight after each of `steps` SGD steps on the loss (a w)², with or without zero_grad()."""
+    w = torch.tensor(w_start, requires_grad=True)
+    optimizer = torch.optim.SGD([w], lr=lr)
+    weights = []
+    for _ in range(steps):
+        loss = (a * w) ** 2
+        if clear_gradients:
+            optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        weights.append(w.item())
+    return weights
+
+
+print(f"two steps without zero_grad: measured w = {sgd_weights(3.0, 1.0, 0.05, 2, False)[-1]:.4f}, "
+      f"your prediction {weight_without_zero_grad(3.0, 1.0, 0.05):.4f}")
+with_zero_grad, without_zero_grad = sgd_weights(3.0, 1.0, 0.05, 30, True), sgd_weights(3.0, 1.0, 0.05, 30, False)
+for step in (0, 1, 2, 5, 10, 20, 29):
+    print(f"step {step + 1:2d}: w = {with_zero_grad[step]:+.4f} with zero_grad, {without_zero_grad[step]:+.4f} without")
+
+# %% [markdown]
+# With `zero_grad()` the weight shrinks towards 0 by the same factor every step. Without it, every step
+# also pushes with all the earlier gradients, and the weight swings past 0 and back. Which optimizer
+# does the forgotten `zero_grad()` turn SGD into, roughly, and why does a real network trained this way
+# usually diverge instead of swinging? (Hint: how large does the stored gradient grow after 1,000
+# steps in the same direction?)
 
 # %% [markdown]
 # Two more habits:
@@ -134,22 +182,24 @@ print(f"learnt y = {model.weight.item():.3f} x + {model.bias.item():.3f}")
 #   wait for each result; the original notebook logs the batch loss **every 10 steps**, and so do we
 #   (a shortened run on a CPU may log more often, so that its shorter curve still has enough points).
 #
-# ## 4. Exercise 5.2: `train_one_epoch`
+# ## 5. Exercise 5.2: `train_one_epoch`
 #
-# Write `train_one_epoch(net, loader, optimizer, device, margin=2.0, log_every=10)`: one pass over
-# `loader`, which yields batches `(img1, img2, label)` as the `DataLoader` over the pair dataset of
-# lesson 1 does (images `[B, 1, 28, 28]`, labels `[B, 1]`).
+# Now design the loop for the Siamese network. Write
+# `train_one_epoch(net, loader, optimizer, device, margin=2.0, log_every=10)`, which trains `net` for
+# one pass over `loader` and returns the epoch's **loss history**. What the checks hold it to:
 #
-# - put `net` in training mode;
-# - for every batch: move `img1`, `img2` and `label` to `device`; embed both images with
-#   `out1, out2 = net(img1, img2)`; compute `contrastive_loss(out1, out2, label, margin)`; then
-#   `zero_grad()`, `backward()`, `step()`;
-# - count the steps from 0, and at every step with `step % log_every == 0` (steps 0, 10, 20, ...)
-#   append the batch loss as a Python float to a list;
-# - return that list (the **loss history** of the epoch).
+# - `loader` yields batches `(img1, img2, label)` **on the CPU**, as the `DataLoader` over lesson 1's
+#   pair dataset does (images `[B, 1, 28, 28]`, labels `[B, 1]`); `net` is already on `device`;
+# - every batch is one update of `optimizer` on that batch's contrastive loss (lesson 4, with
+#   `margin`) of the embeddings `net` gives the batch's two images;
+# - `net` is in training mode during the epoch, whatever mode it was in before;
+# - the history is a list of Python floats: the batch loss of the epoch's first step, and of every
+#   `log_every`-th step after it, measured at that step (before its update).
 #
-# `contrastive_loss` is imported below from the reference solution of lesson 4, `solutions.loss`, so this
-# lesson does not depend on your lesson-4 code. Hint: `for step, (img1, img2, label) in enumerate(loader):`.
+# Before you write it, decide: which tensors must move to `device`, and which need not? Where in the
+# four steps of section 3 does the pair enter? And how do you know which step you are at?
+# `contrastive_loss` is imported below from the reference solution of lesson 4, `solutions.loss`, so
+# this lesson does not depend on your lesson-4 code.
 
 # %%
 from solutions.loss import contrastive_loss  # the reference solution of lesson 4
@@ -168,14 +218,31 @@ checks.check_train_step(train_one_epoch)
 checks.check_train_step(train_one_epoch, hidden=True)
 ### END HIDDEN TESTS
 
-# %% [check train_learns 5]
+# %% [check train_learns 4]
 checks.check_train_learns(train_one_epoch)
 ### BEGIN HIDDEN TESTS
 checks.check_train_learns(train_one_epoch, hidden=True)
 ### END HIDDEN TESTS
 
 # %% [markdown]
-# ## 5. Training the Siamese network
+# ## 6. Question 5.4 (predict): how long is the loss history?
+#
+# An epoch over `num_pairs` pairs in batches of `batch_size` (the `DataLoader` keeps a last, smaller
+# batch when they do not divide evenly), with your function logging every `log_every` steps: how
+# many losses does your `train_one_epoch` return? Write `logged_losses(num_pairs, batch_size,
+# log_every)` returning that number. The training run below prints its answer next to the length
+# of the history your function returned.
+
+# %% [exercise 5.4] solutions.train:logged_losses
+
+# %% [check logged_losses 2]
+checks.check_logged_losses(logged_losses)
+### BEGIN HIDDEN TESTS
+checks.check_logged_losses(logged_losses, hidden=True)
+### END HIDDEN TESTS
+
+# %% [markdown]
+# ## 7. Training the Siamese network
 #
 # Now the real thing, with the settings of the original notebook: the network of lesson 3
 # (`solutions.model.SiameseNetwork`, the reference solution), the pair dataset of lesson 1
@@ -190,7 +257,7 @@ checks.check_train_learns(train_one_epoch, hidden=True)
 #
 # 1. your `train_one_epoch` trains the first 100 steps (1 epoch on the first 6,400 images), so you
 #    see your own loop at work;
-# 2. the reference's **fast loop** (section 8 explains why it is faster) continues the same network,
+# 2. the reference's **fast loop** (section 10 explains why it is faster) continues the same network,
 #    with the same optimizer, on pairs drawn from all 55,000 training images, for as many steps as fit in the
 #    rest of the 3 minutes.
 #
@@ -272,7 +339,8 @@ for epoch in range(num_epochs):
     logged = train_one_epoch(net, batches, optimizer, device, margin=2.0, log_every=log_every)
     loss_history.extend(logged)
     print(f"epoch {epoch + 1}/{num_epochs}: mean logged loss {sum(logged) / len(logged):.4f} "
-          f"({time.perf_counter() - started:.0f} s so far)")
+          f"({time.perf_counter() - started:.0f} s so far); {len(logged)} losses logged, your question 5.4 "
+          f"predicted {logged_losses(len(pairs), batch_size, log_every)}")
 
 # %% [markdown]
 # On a CPU, the fast loop now continues for the rest of the 3 minutes (on a GPU, and while grading,
@@ -301,7 +369,7 @@ if device.type == "cpu" and not QUICK:
           f"{time.perf_counter() - started:.0f} s")
 
 # %% [markdown]
-# ## 6. The loss history
+# ## 8. The loss history
 #
 # The loss of the original notebook starts near 2.1, drops below 0.6 within about 300 steps and ends
 # its 5th epoch around 0.32. The logged values jump around, because each is the loss of one batch of
@@ -312,7 +380,7 @@ plot_loss_history(loss_history, steps_per_epoch=steps_per_epoch, log_every=log_e
 plt.show()
 
 # %% [markdown]
-# ## 7. Saving the weights
+# ## 9. Saving the weights
 #
 # `net.state_dict()` is a dictionary of all the weights; `torch.save` writes it to a file, and
 # lesson 6 loads it back into a fresh `SiameseNetwork` to evaluate it. In Colab every notebook runs
@@ -332,7 +400,7 @@ else:
     print(f"saved the trained weights to {CHECKPOINT_PATH} (sha256 {file_digest(CHECKPOINT_PATH)})")
 
 # %% [markdown]
-# ## 8. Optional: going faster
+# ## 10. Optional: going faster
 #
 # The loop above is the original notebook's, and it is slow for two reasons you can fix in a few lines
 # without changing what is computed:

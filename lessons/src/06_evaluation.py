@@ -12,7 +12,9 @@
 # - choose a decision threshold on **validation** pairs (images set aside, never trained on) and
 #   measure the verification accuracy on test pairs (exercise 6.2);
 # - compare accuracy on training, validation and test pairs side by side, and explain the gaps;
-# - draw the ROC curve and compute the area under it, the ROC AUC (exercise 6.3);
+# - compute the area under the ROC curve, the ROC AUC (exercise 6.3), and draw the curve;
+# - predict the best accuracy and the AUC of two overlapping distributions of distances, then
+#   measure them with your own functions (questions 6.4 and 6.5);
 # - compare your network with the reference run.
 
 # %% [setup]
@@ -119,7 +121,7 @@ print("training mode after net.eval():", net.eval().training, "; after net.train
 # 1 for identical embeddings, close to 0 for distant ones. Here is its gallery: the first test image
 # against ten others, half of them of its class, each pair titled with its similarity and the two class
 # names. The original notebook reported about 0.7–0.9 for same-class pairs and 0.1–0.3 for others in its
-# gallery; section 9 compares your mean similarities over 10,000 test pairs with the reference run's.
+# gallery; section 10 compares your mean similarities over 10,000 test pairs with the reference run's.
 # An untrained or briefly trained network gives less clear-cut scores.
 
 # %%
@@ -130,19 +132,21 @@ plt.show()
 # %% [markdown]
 # ## 4. Exercise 6.1: `embed`
 #
-# To evaluate on thousands of images we embed them all once, in batches. Write
-# `embed(net, images, device="cpu", batch_size=1024)`:
+# To evaluate on thousands of images we embed them all once. Write
+# `embed(net, images, device="cpu", batch_size=1024)`, returning one float32 tensor
+# `[N, embedding_dim]`: the embedding `net.forward_ind` gives each image, **on the CPU**, in the order
+# of the images. What the checks hold it to:
 #
-# - `images`: the dataset's raw tensor, uint8 of shape `[N, 28, 28]` (like `test_set.data`), or float
-#   images `[N, 1, 28, 28]`; the given helper `to_float_images` turns a batch of either into float32
-#   `[B, 1, 28, 28]` in [0, 1], as `ToTensor()` does;
-# - put the network in evaluation mode and compute **without gradients**;
-# - embed `batch_size` images at a time with `net.forward_ind`, on `device`;
-# - return all embeddings as one float32 tensor `[N, embedding_dim]` **on the CPU**, in the order of
-#   the images.
+# - `images` is the dataset's raw tensor, uint8 of shape `[N, 28, 28]` (like `test_set.data`), or float
+#   images `[N, 1, 28, 28]`; the given helper `to_float_images` turns a batch of either into what the
+#   network was trained on;
+# - `net` may contain layers that behave differently in training (the check's network has Dropout),
+#   and the result must be that of the network as it is used, not as it is trained;
+# - `N` may be far larger than what fits on a GPU at once (60,000 images), but never more than
+#   `batch_size` images go through the network in one call;
+# - nothing may be kept for a `backward()` that will never come.
 #
-# Hints: `range(0, len(images), batch_size)` gives the start of each batch; `torch.cat` joins a list of
-# tensors; `.cpu()` brings a tensor back from the GPU.
+# Section 2 has what you need for the last two points; `torch.cat` joins a list of tensors.
 
 # %% [given] solutions.evaluate:to_float_images
 
@@ -151,7 +155,7 @@ plt.show()
 # %%
 from autograder.checks import evaluate as checks
 
-# %% [check embed 5]
+# %% [check embed 4]
 checks.check_embed(embed)
 ### BEGIN HIDDEN TESTS
 checks.check_embed(embed, hidden=True)
@@ -231,15 +235,15 @@ plt.show()
 # - `best_threshold(distances, pair_labels)`: return a threshold (a Python `float`) with the **highest**
 #   verification accuracy on these pairs.
 #
-# Hints for `best_threshold`: the accuracy only changes when the threshold passes one of the distances,
-# so it is enough to try one threshold between each two neighbouring sorted distances (their midpoint),
-# plus one below the smallest and one above the largest. A loop over a few thousand candidates that
-# calls `verification_accuracy` is fast enough here; a vectorised version with `torch.cumsum` is the
-# bonus.
+# For `best_threshold`, first ask yourself: as the threshold slides from 0 upwards, **when** can the
+# accuracy change at all? That tells you which few candidates are worth trying (mind the ends: a
+# threshold that calls every pair "same", one that calls every pair "different"). A loop over a few
+# thousand candidates that calls `verification_accuracy` is fast enough here; a vectorised version
+# with `torch.cumsum` is the bonus.
 
 # %% [exercise 6.2] solutions.evaluate:verification_accuracy,best_threshold
 
-# %% [check verification 5]
+# %% [check verification 4]
 checks.check_verification(verification_accuracy, best_threshold)
 ### BEGIN HIDDEN TESTS
 checks.check_verification(verification_accuracy, best_threshold, hidden=True)
@@ -259,24 +263,48 @@ plot_distance_histogram(validation_distances, validation_pair_labels,
 plt.show()
 
 # %% [markdown]
-# ## 7. The ROC curve and its area
+# ## 7. Exercise 6.3: `roc_auc`
 #
-# The accuracy depends on one chosen threshold. The **ROC curve** (receiver operating characteristic)
-# shows all thresholds at once. Call "different" the positive answer; for each threshold $t$:
+# The accuracy depends on one chosen threshold. The **ROC AUC** sums up every threshold at once in one
+# number: it is the probability that a random different-class pair is farther apart than a random
+# same-class pair, ties counting half. 1.0 means some threshold separates the pairs perfectly, 0.5 is
+# guessing.
+#
+# Write `roc_auc(distances, pair_labels)`, returning that probability as a Python `float`, computed
+# exactly over the pairs given (every combination of one different-class pair with one same-class
+# pair). When is it undefined? Your function must raise a `ValueError` then, with a message that says
+# why. A few thousand pairs each may be compared directly; for larger sets think about what sorting
+# the distances tells you (the rank formula, or Mann-Whitney U).
+
+# %% [exercise 6.3] solutions.evaluate:roc_auc
+
+# %% [check roc_auc 3]
+checks.check_roc_auc(roc_auc)
+### BEGIN HIDDEN TESTS
+checks.check_roc_auc(roc_auc, hidden=True)
+### END HIDDEN TESTS
+
+# %% [check roc_auc_one_kind 1]
+checks.check_roc_auc_one_kind(roc_auc)
+### BEGIN HIDDEN TESTS
+checks.check_roc_auc_one_kind(roc_auc, hidden=True)
+### END HIDDEN TESTS
+
+# %% [markdown]
+# ## 8. The ROC curve
+#
+# Why "area"? Call "different" the positive answer; for each threshold $t$:
 #
 # - the **true positive rate** is the fraction of different-class pairs with $d \ge t$ (caught);
 # - the **false positive rate** is the fraction of same-class pairs with $d \ge t$ (wrongly called
 #   different).
 #
 # A huge threshold calls nothing different (the point (0, 0)), a threshold of 0 calls everything
-# different (1, 1). A perfect network passes through (0, 1); guessing gives the diagonal.
-#
-# The **area under the curve**, the ROC AUC, sums the curve up in one number without any threshold: it
-# equals the probability that a random different-class pair is farther apart than a random same-class
-# pair (ties counting half). 1.0 is perfect, 0.5 is guessing.
-#
-# Here are the test pairs and their ROC curve, drawn by sorting the distances (a plain helper, not an
-# exercise):
+# different (1, 1). A perfect network passes through (0, 1); guessing gives the diagonal. The
+# **ROC curve** (receiver operating characteristic) joins these points, and the probability of
+# exercise 6.3 is exactly the area under it. The cell below draws it for the test pairs by sorting
+# their distances, marks your threshold, and prints the area under the drawn curve next to your
+# `roc_auc`: if they disagree beyond the fourth decimal, one of the two is wrong.
 
 # %%
 test_first, test_second, test_pair_labels = make_balanced_pairs(test_labels, num_pairs, seed=0)
@@ -307,37 +335,59 @@ ax.legend(loc="lower right")
 ax.grid(alpha=0.3)
 fig.tight_layout()
 plt.show()
-print(f"area under the plotted curve: {torch.trapezoid(tpr, fpr).item():.4f}")
+print(f"area under the drawn curve: {torch.trapezoid(tpr, fpr).item():.4f};  your roc_auc: "
+      f"{roc_auc(test_distances, test_pair_labels):.4f}")
 
 # %% [markdown]
-# ## 8. Exercise 6.3: `roc_auc`
+# ## 9. Questions 6.4 and 6.5 (predict, then measure): two overlapping blocks
 #
-# Write `roc_auc(distances, pair_labels)`: the ROC AUC of "a larger distance means different", as a
-# Python `float`. Use the probability form: over all combinations of one different-class pair and one
-# same-class pair, the fraction where the different pair has the larger distance, ties counting ½.
-# Raise a `ValueError` if there are no same-class pairs or no different-class pairs (the AUC is then
-# undefined).
+# Picture the simplest histogram of section 5 that still overlaps: balanced pairs whose same-class
+# distances are spread evenly over $[0, w]$ and whose different-class distances are spread evenly over
+# $[s, s + w]$, with $0 < s < w$ (`shift` $s$, `width` $w$). Predict, on paper:
 #
-# Hints: with `diff = distances[labels == 1]` and `same = distances[labels == 0]`, the comparison
-# `diff[:, None] > same[None, :]` is a matrix of all combinations (fine for a few thousand pairs). For
-# large sets, the rank formula (Mann-Whitney U) needs only a sort.
+# - **6.4** the best verification accuracy any threshold reaches: `overlap_best_accuracy(shift, width)`;
+# - **6.5** the ROC AUC: `overlap_auc(shift, width)`. (Hint: the AUC is a probability about two
+#   independent uniform numbers; draw the unit square.)
+#
+# Both return a float. As before, the self-checks check the form only, and the grader draws the
+# sizes when it grades.
 
-# %% [exercise 6.3] solutions.evaluate:roc_auc
+# %% [exercise 6.4] solutions.evaluate:overlap_best_accuracy
 
-# %% [check roc_auc 4]
-checks.check_roc_auc(roc_auc)
+# %% [check overlap_best_accuracy 2]
+checks.check_overlap_best_accuracy(overlap_best_accuracy)
 ### BEGIN HIDDEN TESTS
-checks.check_roc_auc(roc_auc, hidden=True)
+checks.check_overlap_best_accuracy(overlap_best_accuracy, hidden=True)
 ### END HIDDEN TESTS
 
-# %% [check roc_auc_one_kind 1]
-checks.check_roc_auc_one_kind(roc_auc)
+# %% [exercise 6.5] solutions.evaluate:overlap_auc
+
+# %% [check overlap_auc 1]
+checks.check_overlap_auc(overlap_auc)
 ### BEGIN HIDDEN TESTS
-checks.check_roc_auc_one_kind(roc_auc, hidden=True)
+checks.check_overlap_auc(overlap_auc, hidden=True)
 ### END HIDDEN TESTS
 
 # %% [markdown]
-# ## 9. Your results
+# **Experiment.** Draw 4,000 such pairs and measure them with your own `best_threshold`,
+# `verification_accuracy` and `roc_auc`, next to your predictions. Then change `shift`: what happens to
+# the two figures as the blocks slide apart, and which one reaches 1 first? Which threshold does your
+# `best_threshold` choose, and would any other threshold in the overlap do as well?
+
+# %%
+shift, width = 0.6, 1.0
+blocks = torch.Generator().manual_seed(0)
+block_labels = torch.arange(4_000) % 2  # balanced: 0 = same class, 1 = different classes
+block_distances = width * torch.rand(4_000, generator=blocks) + shift * block_labels
+block_threshold = best_threshold(block_distances, block_labels)
+print(f"shift {shift}, width {width}: best threshold {block_threshold:.3f}")
+print(f"  best accuracy: measured {verification_accuracy(block_distances, block_labels, block_threshold):.3f}, "
+      f"your prediction {overlap_best_accuracy(shift, width):.3f}")
+print(f"  ROC AUC:       measured {roc_auc(block_distances, block_labels):.3f}, "
+      f"your prediction {overlap_auc(shift, width):.3f}")
+
+# %% [markdown]
+# ## 10. Your results
 #
 # **Predict first.** You have the same threshold and three sets of pairs: training pairs (images the
 # network was fitted on), validation pairs (new images, which chose the threshold) and test pairs (new

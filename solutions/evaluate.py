@@ -53,7 +53,7 @@ def verification_accuracy(distances: torch.Tensor, pair_labels: torch.Tensor, th
 
 
 def best_threshold(distances: torch.Tensor, pair_labels: torch.Tensor) -> float:
-    """The distance threshold with the highest verification accuracy on these pairs (choose it on training pairs)."""
+    """A distance threshold with the highest verification accuracy on these pairs (choose it on validation pairs)."""
     d, order = torch.sort(distances.double())
     different = pair_labels.reshape(-1).double()[order]
     # Threshold below d[k]: pairs 0..k-1 are called "same". Count the right calls for every k at once.
@@ -96,7 +96,7 @@ def overlap_best_accuracy(shift: float, width: float) -> float:
 
 
 def overlap_auc(shift: float, width: float) -> float:
-    """Question 6.5: the ROC AUC of the same two uniform blocks of distances: 1 - (1 - shift/width)² / 2."""
+    """Question 6.5: the ROC AUC of the same two uniform blocks of distances."""
     return 1 - (1 - min(shift / width, 1.0)) ** 2 / 2  # P(different > same) = 1 - P(same - different >= 0)
 
 

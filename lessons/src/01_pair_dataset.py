@@ -97,16 +97,13 @@ plt.show()
 #
 # ### Balanced pairs from a fair coin
 #
-# With 10 classes, a *random* second image has the same class only about 1 time in 10 (section 5
-# measures what that does to a "network" that ignores the images). So for each pair
+# With 10 classes, a *random* second image rarely has the same class (question 1.3 asks how
+# rarely, and what that does to a "network" that ignores the images). So for each pair
 # we first flip a **fair coin**: heads, the second image is drawn from the same class; tails, from
 # the other classes. About half of the pairs are then same-class pairs.
 
 # %%
 rng = np.random.default_rng(0)
-random_partner = rng.integers(len(targets), size=1000)
-print(f"random partners: {np.mean(targets.numpy()[random_partner] == targets[0].item()):.1%} of pairs are same-class")
-
 coin = rng.random(1000) < 0.5  # True = "same class"
 print(f"fair coin: {coin.mean():.1%} of pairs are same-class")
 
@@ -270,7 +267,8 @@ print(f"rejection sampling: {sum(counts) / len(counts):.2f} picks per pair on av
 #
 # How good is a "network" that ignores the images and always answers "different"? On **random** pairs,
 # whose partner is drawn from all images, with `k` classes of equal size (and many images in each):
-# what share of its answers is right? Write `always_different_accuracy(k)` returning it as a float.
+# what share of its answers is right? Write `always_different_accuracy(k)` returning it as a float
+# (a fraction between 0 and 1, not a percentage).
 
 # %% [exercise 1.3] solutions.data:always_different_accuracy
 

@@ -38,8 +38,9 @@ print("one image:", tuple(image.shape), "  as a batch:", tuple(batch.shape), f" 
 #
 # A convolution slides a small grid of weights, the **kernel** (e.g. 5 × 5), over the image and, at
 # every position, takes the weighted sum of the pixels under it. One kernel gives one output map,
-# the **feature map**; `nn.Conv2d(in_channels, out_channels, kernel_size)` learns `out_channels`
-# kernels, each looking at all input channels, plus one bias per output channel.
+# the **feature map**. `nn.Conv2d(in_channels, out_channels, kernel_size)` computes `out_channels`
+# feature maps, each a weighted sum over the pixels of **all** input channels under the kernel, plus
+# a bias.
 #
 # Here is a hand-made kernel that responds to vertical edges (dark on the left, bright on the right):
 
@@ -47,7 +48,7 @@ print("one image:", tuple(image.shape), "  as a batch:", tuple(batch.shape), f" 
 edge_kernel = torch.tensor([[-1.0, 0.0, 1.0],
                             [-2.0, 0.0, 2.0],
                             [-1.0, 0.0, 1.0]])
-conv = nn.Conv2d(1, 1, kernel_size=3, padding=1, bias=False)
+conv = nn.Conv2d(1, 1, kernel_size=3, bias=False)  # no padding: the kernel fits 26 times along 28 pixels
 with torch.no_grad():
     conv.weight.copy_(edge_kernel.reshape(1, 1, 3, 3))
     edges = conv(batch)
@@ -78,8 +79,6 @@ plt.show()
 for padding in (0, 3):
     conv = nn.Conv2d(1, 64, kernel_size=7, stride=1, padding=padding)
     print(f"Conv2d(1, 64, kernel_size=7, padding={padding}): {tuple(batch.shape)} → {tuple(conv(batch).shape)}")
-print("weights:", tuple(conv.weight.shape), " biases:", tuple(conv.bias.shape),
-      " parameters:", conv.weight.numel() + conv.bias.numel())
 
 # %% [markdown]
 # ## 2. ReLU

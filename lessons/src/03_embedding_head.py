@@ -10,8 +10,8 @@
 # - flatten feature maps into a vector (256 · 3 · 3 = 2,304 numbers);
 # - build the fully connected head of the original notebook, with its final ReLU (exercise 3.1);
 # - understand why a Siamese network uses one set of weights for both images;
-# - predict what the final ReLU does to embeddings (question 3.4), then see it in a small experiment;
-# - assemble the `SiameseNetwork` (exercise 3.2) and predict its parameter count (question 3.3).
+# - assemble the `SiameseNetwork` (exercise 3.2) and predict its parameter count (question 3.3);
+# - predict what the final ReLU does to embeddings (question 3.4), then see it in a small experiment.
 
 # %% [setup]
 
@@ -66,8 +66,7 @@ print("same numbers in the same order:", torch.equal(flat[0], features[0].reshap
 
 # %%
 linear = nn.Linear(2304, 1024)
-print("weight", tuple(linear.weight.shape), " bias", tuple(linear.bias.shape),
-      f" parameters: 2304 · 1024 + 1024 = {linear.weight.numel() + linear.bias.numel():,}")
+print("weight", tuple(linear.weight.shape), " bias", tuple(linear.bias.shape))
 print("output of Linear(2304, 1024) on the flat features:", tuple(linear(flat).shape))
 
 # %% [markdown]
@@ -91,55 +90,6 @@ checks.check_head(EmbeddingHead)
 ### BEGIN HIDDEN TESTS
 checks.check_head(EmbeddingHead, hidden=True)
 ### END HIDDEN TESTS
-
-# %% [markdown]
-# ### Question 3.4 (predict): what the last ReLU does
-#
-# The head ends with a ReLU, which sets every negative coordinate to exactly 0. On random features,
-# what share of the embedding's coordinates will it cut? And could a **whole** embedding be 0?
-# Suppose each coordinate is cut with probability `p`, independently of the others: what share of
-# the embeddings of dimension `embedding_dim` would then be 0 everywhere? Write
-# `all_zero_share(p, embedding_dim)` returning it as a float.
-
-# %% [exercise 3.4] solutions.model:all_zero_share
-
-# %% [check all_zero_share 1]
-checks.check_all_zero_share(all_zero_share)
-### BEGIN HIDDEN TESTS
-checks.check_all_zero_share(all_zero_share, hidden=True)
-### END HIDDEN TESTS
-
-# %% [markdown]
-# **Experiment.** Run the head on the features of the 8 images and on 512 random inputs, and compare
-# the all-zero embeddings with your prediction.
-
-# %%
-head = EmbeddingHead()
-with torch.no_grad():
-    embeddings = head(features)
-    random_embeddings = head(torch.randn(512, 256, 3, 3))
-print("embeddings", tuple(embeddings.shape), " smallest value:", embeddings.min().item())
-print(f"{(embeddings == 0).float().mean():.0%} of the coordinates are exactly 0 (cut by the last ReLU)")
-all_zero = (random_embeddings == 0).all(dim=1)
-cut = (random_embeddings == 0).float().mean().item()
-print(f"random inputs: {cut:.0%} of the coordinates are 0; {int(all_zero.sum())} of 512 embeddings are 0 everywhere "
-      f"(your prediction for independent cuts: {512 * all_zero_share(cut, 256):.3g} of 512)")
-with torch.no_grad():  # a last layer whose biases (-1) outweigh its pre-activations, as training can leave it
-    shifted = EmbeddingHead()
-    for module in shifted.modules():
-        if isinstance(module, nn.Linear) and module.out_features == 256:
-            module.bias.fill_(-1.0)
-    shifted_embeddings = shifted(torch.randn(512, 256, 3, 3))
-print(f"with bias -1 in the last layer: {int((shifted_embeddings == 0).all(dim=1).sum())} of 512 embeddings are 0 "
-      "everywhere")
-
-# %% [markdown]
-# About half the coordinates are cut: a random pre-activation is as likely negative as positive. A whole
-# embedding is 0 only when all 256 pre-activations are negative, which a random head hardly ever
-# produces, but a head whose last layer has drifted to negative biases does. Two such images are at
-# distance exactly 0 from each other, whatever they show: lesson 4 shows why that distance needs
-# care, and why such images cannot be told apart. (Many embedding networks end with a plain linear
-# layer for this reason; we keep the original's ReLU.)
 
 # %% [markdown]
 # ## 4. The Siamese idea: one network, two images
@@ -226,11 +176,60 @@ num_params = sum(p.numel() for p in net.parameters())
 print(f"{'total':<10} {num_params:>10,}")
 
 # %% [markdown]
+# ### Question 3.4 (predict): what the last ReLU does
+#
+# The head ends with a ReLU, which sets every negative coordinate to exactly 0. On random features,
+# what share of the embedding's coordinates will it cut? And could a **whole** embedding be 0?
+# Suppose each coordinate is cut with probability `p`, independently of the others: what share of
+# the embeddings of dimension `embedding_dim` would then be 0 everywhere? Write
+# `all_zero_share(p, embedding_dim)` returning it as a float (a fraction between 0 and 1).
+
+# %% [exercise 3.4] solutions.model:all_zero_share
+
+# %% [check all_zero_share 1]
+checks.check_all_zero_share(all_zero_share)
+### BEGIN HIDDEN TESTS
+checks.check_all_zero_share(all_zero_share, hidden=True)
+### END HIDDEN TESTS
+
+# %% [markdown]
+# **Experiment.** Run the head on the features of the 8 images and on 512 random inputs, and compare
+# the all-zero embeddings with your prediction.
+
+# %%
+head = EmbeddingHead()
+with torch.no_grad():
+    embeddings = head(features)
+    random_embeddings = head(torch.randn(512, 256, 3, 3))
+print("embeddings", tuple(embeddings.shape), " smallest value:", embeddings.min().item())
+print(f"{(embeddings == 0).float().mean():.0%} of the coordinates are exactly 0 (cut by the last ReLU)")
+all_zero = (random_embeddings == 0).all(dim=1)
+cut = (random_embeddings == 0).float().mean().item()
+print(f"random inputs: {cut:.0%} of the coordinates are 0; {int(all_zero.sum())} of 512 embeddings are 0 everywhere "
+      f"(your prediction for independent cuts: {512 * all_zero_share(cut, 256):.3g} of 512)")
+with torch.no_grad():  # a last layer whose biases (-1) outweigh its pre-activations, as training can leave it
+    shifted = EmbeddingHead()
+    for module in shifted.modules():
+        if isinstance(module, nn.Linear) and module.out_features == 256:
+            module.bias.fill_(-1.0)
+    shifted_embeddings = shifted(torch.randn(512, 256, 3, 3))
+print(f"with bias -1 in the last layer: {int((shifted_embeddings == 0).all(dim=1).sum())} of 512 embeddings are 0 "
+      "everywhere")
+
+# %% [markdown]
+# About half the coordinates are cut: a random pre-activation is as likely negative as positive. A whole
+# embedding is 0 only when all 256 pre-activations are negative, which a random head hardly ever
+# produces, but a head whose last layer has drifted to negative biases does. Two such images are at
+# distance exactly 0 from each other, whatever they show: lesson 4 shows why that distance needs
+# care, and why such images cannot be told apart. (Many embedding networks end with a plain linear
+# layer for this reason; we keep the original's ReLU.)
+
+# %% [markdown]
 # ### Identical images, identical embeddings
 #
 # Feed the same batch as both images of a pair: the two embeddings are identical, so their distance
 # is exactly 0. Two different images give different embeddings and a positive distance, even before
-# any training (in the figure, each image on the top row is compared with the one below it).
+# any training (unless both embeddings are 0 everywhere, as in the experiment above) (in the figure, each image on the top row is compared with the one below it).
 
 # %%
 torch.manual_seed(0)

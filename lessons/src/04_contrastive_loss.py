@@ -51,7 +51,7 @@ print("pairwise_distance:", F.pairwise_distance(out1, out2))
 #
 # Let $d_i$ be the distance of pair $i$ and $y_i$ its label, with the convention of lesson 1:
 # **$y_i = 0$ for the same class, $y_i = 1$ for different classes**. With a margin $m > 0$ (2.0 here,
-# as in the original), the loss of a batch of $B$ pairs is
+# as in the original notebook), the loss of a batch of $B$ pairs is
 #
 # $$ L = \frac{1}{B} \sum_{i=1}^{B} \Big[ (1 - y_i)\, d_i^2 \;+\; y_i\, \max(m - d_i,\, 0)^2 \Big]. $$
 #
@@ -385,7 +385,8 @@ print(f"measured {contrastive_loss(collapsed, collapsed.clone(), labels).item():
 
 # %% [markdown]
 # Lesson 1 builds balanced pairs, so $p = 0.5$ and a collapsed network costs $m^2 / 2 = 2$. Remember
-# this number: when lesson 5's training loss sits at 2.0, the network has collapsed.
+# this number: when lesson 5's training loss is still at 2.0 after many steps, the network has collapsed
+# (an untrained network starts near 2 too, for a different reason).
 #
 # ## 11. Experiment: what the margin does
 #

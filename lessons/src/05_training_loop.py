@@ -79,7 +79,8 @@ print("training device:", device)
 # %% [markdown]
 # The network's weights go to the device once, with `net.to(device)`, which moves the module in place.
 # Each batch comes from the `DataLoader` on the CPU and must be moved too; for a tensor, `.to(device)`
-# returns a **copy** on the device, so keep the result: `img1 = img1.to(device)`.
+# returns a tensor on the device (a copy, unless it was there already) and leaves the original where it
+# was, so keep the result: `img1 = img1.to(device)`.
 
 # %%
 layer = nn.Linear(2, 1).to(device)
@@ -121,10 +122,63 @@ optimizer.step()          # 4. w = 1 - 0.05 * 18
 print(f"after one step: w = {w.item():.3f}")
 
 # %% [markdown]
-# ## 4. Question 5.3 (predict): forgetting `zero_grad()`
+# Two more habits:
 #
-# Suppose the training loop runs the four steps above twice, but without step 2. Starting from weight
-# `w`, with the loss $(a\,w)^2$ and learning rate `lr`, what is the weight after the **second** step?
+# - `net.train()` at the start of training puts the network in training mode (layers such as dropout
+#   and batch normalisation behave differently in training and evaluation; our network has none, but
+#   the habit costs nothing and lesson 6 switches back with `net.eval()`);
+# - `loss.item()` turns a 0-d tensor into a Python float. Logging it every step would force the GPU to
+#   wait for each result; the original notebook logs the batch loss **every 10 steps**, and so do we
+#   (a shortened run on a CPU may log more often, so that its shorter curve still has enough points).
+#
+# ## 4. Exercise 5.2: `train_one_epoch`
+#
+# Now design the loop for the Siamese network. Write
+# `train_one_epoch(net, loader, optimizer, device, margin=2.0, log_every=10)`, which trains `net` for
+# one pass over `loader` and returns the epoch's **loss history**. What the checks hold it to:
+#
+# - `loader` yields batches `(img1, img2, label)` **on the CPU**, as the `DataLoader` over lesson 1's
+#   pair dataset does (images `[B, 1, 28, 28]`, labels `[B, 1]`); `net` is already on `device`;
+# - every batch is one update of `optimizer` on that batch's contrastive loss (lesson 4, with
+#   `margin`) of the embeddings `net` gives the batch's two images;
+# - `net` is in training mode during the epoch, whatever mode it was in before;
+# - the history is a list of Python floats: the batch loss of the steps numbered 0, `log_every`,
+#   `2 * log_every`, ... (counting the epoch's steps from 0), each measured at that step, before its
+#   update.
+#
+# Before you write it, decide: which tensors must move to `device`, and which need not? Where in the
+# four steps of section 3 does the pair enter? And how do you know which step you are at?
+# `contrastive_loss` is imported below from the reference solution of lesson 4, `solutions.loss`, so
+# this lesson does not depend on your lesson-4 code.
+
+# %%
+from solutions.loss import contrastive_loss  # the reference solution of lesson 4
+
+# %% [exercise 5.2] solutions.train:train_one_epoch
+
+# %% [check train_history 5]
+checks.check_train_history(train_one_epoch)
+### BEGIN HIDDEN TESTS
+checks.check_train_history(train_one_epoch, hidden=True)
+### END HIDDEN TESTS
+
+# %% [check train_step 5]
+checks.check_train_step(train_one_epoch)
+### BEGIN HIDDEN TESTS
+checks.check_train_step(train_one_epoch, hidden=True)
+### END HIDDEN TESTS
+
+# %% [check train_learns 4]
+checks.check_train_learns(train_one_epoch)
+### BEGIN HIDDEN TESTS
+checks.check_train_learns(train_one_epoch, hidden=True)
+### END HIDDEN TESTS
+
+# %% [markdown]
+# ## 5. Question 5.3 (predict): forgetting `zero_grad()`
+#
+# What if a training loop forgot `optimizer.zero_grad()`? Take the one-weight problem of section 3
+# and run its four steps twice, but without step 2. Starting from weight `w`, with the loss $(a\,w)^2$ and learning rate `lr`, what is the weight after the **second** step?
 # Work it out on paper first: what is in `w.grad` when the second `step()` runs?
 #
 # Write `weight_without_zero_grad(a, w, lr)` returning that weight as a float. Its self-check checks
@@ -171,58 +225,6 @@ for step in (0, 1, 2, 5, 10, 20, 29):
 # does the forgotten `zero_grad()` turn SGD into, roughly, and why does a real network trained this way
 # usually diverge instead of swinging? (Hint: how large does the stored gradient grow after 1,000
 # steps in the same direction?)
-
-# %% [markdown]
-# Two more habits:
-#
-# - `net.train()` at the start of training puts the network in training mode (layers such as dropout
-#   and batch normalisation behave differently in training and evaluation; our network has none, but
-#   the habit costs nothing and lesson 6 switches back with `net.eval()`);
-# - `loss.item()` turns a 0-d tensor into a Python float. Logging it every step would force the GPU to
-#   wait for each result; the original notebook logs the batch loss **every 10 steps**, and so do we
-#   (a shortened run on a CPU may log more often, so that its shorter curve still has enough points).
-#
-# ## 5. Exercise 5.2: `train_one_epoch`
-#
-# Now design the loop for the Siamese network. Write
-# `train_one_epoch(net, loader, optimizer, device, margin=2.0, log_every=10)`, which trains `net` for
-# one pass over `loader` and returns the epoch's **loss history**. What the checks hold it to:
-#
-# - `loader` yields batches `(img1, img2, label)` **on the CPU**, as the `DataLoader` over lesson 1's
-#   pair dataset does (images `[B, 1, 28, 28]`, labels `[B, 1]`); `net` is already on `device`;
-# - every batch is one update of `optimizer` on that batch's contrastive loss (lesson 4, with
-#   `margin`) of the embeddings `net` gives the batch's two images;
-# - `net` is in training mode during the epoch, whatever mode it was in before;
-# - the history is a list of Python floats: the batch loss of the epoch's first step, and of every
-#   `log_every`-th step after it, measured at that step (before its update).
-#
-# Before you write it, decide: which tensors must move to `device`, and which need not? Where in the
-# four steps of section 3 does the pair enter? And how do you know which step you are at?
-# `contrastive_loss` is imported below from the reference solution of lesson 4, `solutions.loss`, so
-# this lesson does not depend on your lesson-4 code.
-
-# %%
-from solutions.loss import contrastive_loss  # the reference solution of lesson 4
-
-# %% [exercise 5.2] solutions.train:train_one_epoch
-
-# %% [check train_history 5]
-checks.check_train_history(train_one_epoch)
-### BEGIN HIDDEN TESTS
-checks.check_train_history(train_one_epoch, hidden=True)
-### END HIDDEN TESTS
-
-# %% [check train_step 5]
-checks.check_train_step(train_one_epoch)
-### BEGIN HIDDEN TESTS
-checks.check_train_step(train_one_epoch, hidden=True)
-### END HIDDEN TESTS
-
-# %% [check train_learns 4]
-checks.check_train_learns(train_one_epoch)
-### BEGIN HIDDEN TESTS
-checks.check_train_learns(train_one_epoch, hidden=True)
-### END HIDDEN TESTS
 
 # %% [markdown]
 # ## 6. Question 5.4 (predict): how long is the loss history?

@@ -5,6 +5,9 @@
     python -m autograder grade SUBMISSIONS --out OUT [--jobs N] [--isolation on|off]
                                                    check, repair and autograde a folder or LMS zip;
                                                    writes OUT/grades.csv, OUT/intake.csv and OUT/feedback/
+    python -m autograder report --from OUT [--from OUT2 ...] [--db-url URL] --out DIR
+                                                   grades.csv, intake.csv and feedback again, from the
+                                                   gradebook (after manual grading in formgrader)
 """
 
 from __future__ import annotations
@@ -43,6 +46,11 @@ def main(argv: list[str] | None = None) -> int:
     p_grade.add_argument("--isolation", choices=("on", "off"), default="on",
                          help="on: every notebook's kernel under bubblewrap, refusing to grade where it cannot be "
                               "built (default); off: notebooks run as your user, trusted")
+    p_report = commands.add_parser("report", help="write grades.csv and feedback again from the gradebook")
+    p_report.add_argument("--from", dest="sources", type=Path, action="append", required=True, metavar="OUT",
+                          help="the --out folder of a grade run (repeat it to merge several)")
+    p_report.add_argument("--db-url", default=None, help="the gradebook URL the runs used (default: SQLite in each OUT)")
+    p_report.add_argument("--out", type=Path, required=True, help="where grades.csv, intake.csv and feedback/ go")
     args = parser.parse_args(argv)
 
     from .grading import run as grading
@@ -55,6 +63,12 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "solutions":
             for path in grading.write_solutions(args.out):
                 print(f"wrote {path}")
+        elif args.command == "report":
+            from .grading.class_report import write_report
+
+            if args.db_url:
+                grading.check_database(args.db_url)
+            write_report(args.sources, args.out, args.db_url)
         else:
             if args.jobs < 1:
                 parser.error(f"--jobs must be at least 1, got {args.jobs}")

@@ -55,7 +55,7 @@ HEADER = re.compile(r"^# %%(?:\s*\[(?P<tag>[^\]]*)\])?\s*(?P<rest>.*)$")
 class Cell:
     """One cell of a lesson source: its kind, header arguments and body lines."""
 
-    kind: str  # markdown, code, setup, exercise, given, check
+    kind: str  # markdown, code, setup, exercise, given, check, answer
     args: list[str] = field(default_factory=list)
     rest: str = ""
     lines: list[str] = field(default_factory=list)
@@ -100,7 +100,7 @@ def parse_lesson(path: Path) -> list[Cell]:
         if match:
             tag = (match.group("tag") or "code").split()
             kind = tag[0]
-            if kind not in {"markdown", "code", "setup", "exercise", "given", "check"}:
+            if kind not in {"markdown", "code", "setup", "exercise", "given", "check", "answer"}:
                 raise ValueError(f"{path}:{number}: unknown cell kind {kind!r}")
             cells.append(Cell(kind, tag[1:], match.group("rest").strip()))
         elif cells:
@@ -246,8 +246,7 @@ def build_source(lesson: str) -> Lesson:
     stubs: dict[str, list[str]] = {}
     seen_ids: set[str] = set()
 
-    def add_code(source: str, **meta) -> None:
-        cell = nbformat.v4.new_code_cell(source)
+    def add(cell: nbformat.NotebookNode, **meta) -> None:
         if meta:
             grade_id = meta["grade_id"]
             if grade_id in seen_ids:
@@ -255,6 +254,9 @@ def build_source(lesson: str) -> Lesson:
             seen_ids.add(grade_id)
             cell.metadata.update(_nbgrader(**meta))
         nb.cells.append(cell)
+
+    def add_code(source: str, **meta) -> None:
+        add(nbformat.v4.new_code_cell(source), **meta)
 
     for cell in cells:
         if cell.kind == "markdown":
@@ -284,6 +286,11 @@ def build_source(lesson: str) -> Lesson:
             preamble = CHECK_PREAMBLE.format(module=CHECK_MODULES[lesson]).strip("\n")
             body = f"{BEGIN_HIDDEN}\n{preamble}\n{END_HIDDEN}\n{cell.body}"
             add_code(body, grade_id=grade_id, grade=True, locked=True, points=points)
+        elif cell.kind == "answer":
+            # A written answer, graded by hand: the model answer and rubric here; students get nbgrader's stub.
+            grade_id, points = cell.args[0], int(cell.args[1])
+            add(nbformat.v4.new_markdown_cell(markdown_text(cell)), grade_id=grade_id, solution=True, grade=True,
+                points=points)
     nb.cells.append(nbformat.v4.new_markdown_cell(HAND_IN))
     for index, cell in enumerate(nb.cells):
         cell.id = f"{lesson[:2]}-{index:03d}"  # stable ids: a rebuild changes nothing that did not change

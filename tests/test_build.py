@@ -156,13 +156,14 @@ def test_check_repository_says_when_the_badges_point_elsewhere(tmp_path, origin,
 
 
 def test_the_readme_course_table_shows_each_lessons_points():
-    """The README's points column is the sum of each lesson's `[check id N]` headers; the core lessons total 100."""
+    """The README's points column is the sum of each lesson's `[check id N]` and `[answer id N]` headers; the core
+    lessons total 100."""
     import re
 
     readme = (build.REPO_ROOT / "README.md").read_text()
     shown = {m.group(1): int(m.group(2)) for m in re.finditer(r"^\| \[(\d\d_\w+)\]\(lessons/[^|]*\|(?:[^|]*\|){3} (\d+) \|",
                                                               readme, re.MULTILINE)}
-    actual = {lesson: sum(int(n) for n in re.findall(r"^# %% \[check \w+ (\d+)\]",
+    actual = {lesson: sum(int(n) for n in re.findall(r"^# %% \[(?:check|answer) \w+ (\d+)\]",
                                                       (build.LESSONS_DIR / "src" / f"{lesson}.py").read_text(),
                                                       re.MULTILINE))
               for lesson in build.LESSONS}

@@ -21,6 +21,7 @@ from pathlib import Path
 import nbformat
 
 from ..build import LESSONS, LESSONS_DIR, build_all, solved_notebook
+from .repair import is_answer_cell, is_test_cell
 
 # lesson → (exercise cell, text in the reference solution, the same text with a typical mistake)
 BUGS: dict[str, tuple[str, str, str]] = {
@@ -101,7 +102,7 @@ def make_class(out: Path, students: int, seed: int = 0) -> dict[str, str]:
                 cell.metadata.pop("nbgrader", None)
             nbformat.write(stripped, folder / f"{LESSONS[2]}.ipynb")
             duplicated = _copy(solved[LESSONS[3]])
-            test = next(c for c in duplicated.cells if c.metadata.get("nbgrader", {}).get("grade"))
+            test = next(c for c in duplicated.cells if is_test_cell(c))
             copy = nbformat.from_dict(json.loads(json.dumps(test)))
             copy.id = f"{test.id}-copy"  # a pasted cell gets a new id, but keeps its nbgrader metadata
             duplicated.cells.append(copy)
@@ -114,13 +115,24 @@ def make_class(out: Path, students: int, seed: int = 0) -> dict[str, str]:
 
 
 def lesson_points() -> dict[str, float]:
-    """The points each lesson's tests are worth."""
+    """The points each lesson's test cells are worth (its written answers aside: those are graded by hand)."""
     return {lesson.name: float(sum(c.metadata["nbgrader"].get("points", 0) for c in lesson.source.cells
-                                   if c.metadata.get("nbgrader", {}).get("grade"))) for lesson in build_all()}
+                                   if is_test_cell(c))) for lesson in build_all()}
 
 
-def check_grades(kinds: dict[str, str], rows: dict[str, dict[str, str]], points: dict[str, float]) -> list[str]:
-    """What is wrong in ``rows`` (grades.csv as student → row) for a class of ``kinds``; empty if nothing."""
+def written_answers() -> int:
+    """How many written answers the lessons ask for, all together."""
+    return sum(is_answer_cell(c) for lesson in build_all() for c in lesson.source.cells)
+
+
+def check_grades(kinds: dict[str, str], rows: dict[str, dict[str, str]], points: dict[str, float],
+                 answers: int = 0) -> list[str]:
+    """What is wrong in ``rows`` (grades.csv as student → row) for a class of ``kinds``; empty if nothing.
+
+    ``points`` are the autograded points per lesson; a student who wrote every one of the ``answers``
+    awaits manual grading for them, and is not yet scored for them.
+    """
+    awaiting = f"awaiting manual grading: {answers} answer{'' if answers == 1 else 's'}" if answers else "graded"
     problems = []
     for student, kind in kinds.items():
         row = rows.get(student)
@@ -129,10 +141,10 @@ def check_grades(kinds: dict[str, str], rows: dict[str, dict[str, str]], points:
             continue
         scores = {name: float(row[name]) if row[name] else None for name in LESSONS}
         if kind.startswith("correct"):
-            expected, status = dict(points), "graded"
+            expected, status = dict(points), awaiting
         elif kind.startswith("bug in "):
             lesson = kind.removeprefix("bug in ")
-            expected, status = dict(points), "graded"
+            expected, status = dict(points), awaiting
             expected[lesson] = None  # fewer points than the lesson is worth; checked below
         elif kind == "blank release":
             expected, status = {name: 0.0 for name in LESSONS}, "graded"
@@ -165,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
         kinds = json.loads((args.out / "CLASS.json").read_text())
         with open(args.check, newline="") as f:
             rows = {row["student"]: row for row in csv.DictReader(f)}
-        problems = check_grades(kinds, rows, lesson_points())
+        problems = check_grades(kinds, rows, lesson_points(), written_answers())
         for line in problems:
             print(line)
         print(f"{len(kinds) - len({p.split(' ')[0] for p in problems})} of {len(kinds)} students graded as expected")

@@ -20,7 +20,7 @@ import nbformat
 
 from ..build import CHECK_MODULES
 from . import reference
-from .repair import _meta
+from .repair import _meta, is_test_cell
 
 TRANSCRIPT_MIME = "application/vnd.siamese.transcript+json"  # autograder.checks.transcript.TRANSCRIPT_MIME
 
@@ -109,7 +109,7 @@ def exercise_of_tests(source: nbformat.NotebookNode) -> dict[str, str]:
         grade_id = str(_meta(cell).get("grade_id", ""))
         if grade_id.startswith("exercise_"):
             owner = grade_id.removeprefix("exercise_").replace("_", ".")
-        elif _meta(cell).get("grade") and owner:
+        elif is_test_cell(cell) and owner:
             found[grade_id] = owner
     return found
 
@@ -141,12 +141,12 @@ def judge_notebook(executed: Path, source: nbformat.NotebookNode, lesson: str, s
     from .record import ADDED_BACK
 
     nb = nbformat.read(executed, as_version=4)
-    originals = {_meta(c)["grade_id"]: c.source for c in source.cells if _meta(c).get("grade")}
+    originals = {_meta(c)["grade_id"]: c.source for c in source.cells if is_test_cell(c)}
     owners = exercise_of_tests(source)
     uses = reference_uses(nb, lesson, owners)  # before the test cells' outputs are replaced: they may show a stand-in
     for cell in nb.cells:
         grade_id = _meta(cell).get("grade_id")
-        if cell.cell_type != "code" or not _meta(cell).get("grade") or grade_id not in originals:
+        if cell.cell_type != "code" or not is_test_cell(cell) or grade_id not in originals:
             continue
         if ADDED_BACK.sub("", cell.source) != originals[grade_id]:
             continue

@@ -15,7 +15,7 @@ from pathlib import Path
 import nbformat
 
 from .course import db_url_for, nbgrader_config
-from .repair import _meta
+from .repair import _meta, is_test_cell
 from . import report as records
 
 def _fail_cell(cell, why: str) -> None:
@@ -35,8 +35,8 @@ def verify_executed(executed: nbformat.NotebookNode, source_nb: nbformat.Noteboo
     reach) and must carry the judge's verdict (its outputs are then the judge's, not the kernel's).
     Cells that fail either check are scored 0; cells stopped at the cell time limit are noted.
     """
-    originals = {_meta(c)["grade_id"]: c for c in source_nb.cells if _meta(c).get("grade")}
-    cells = {_meta(c).get("grade_id"): c for c in executed.cells if _meta(c).get("grade")}
+    originals = {_meta(c)["grade_id"]: c for c in source_nb.cells if is_test_cell(c)}  # written answers: by hand
+    cells = {_meta(c).get("grade_id"): c for c in executed.cells if is_test_cell(c)}
     missing = sorted(set(originals) - set(cells))
     if missing:
         return [], f"test cells {', '.join(missing)} are missing from the executed notebook"
@@ -84,11 +84,43 @@ def record_scores(course: Path, db_url: str | None, student: str, lesson: str, e
         if not outcome["success"]:
             return {"error": f"could not record the scores ({(outcome.get('error') or '').strip().splitlines()[-1:]}); "
                              "it is graded again on the next run", "retry": True}
+        with Gradebook(db_url_for(course, db_url)) as gradebook:
+            forget_manual_grades(gradebook.find_submission_notebook(lesson, lesson, student))
+            gradebook.db.commit()
         feedback = api.generate_feedback(lesson, student, force=True)  # from the gradebook of record
         with Gradebook(db_url_for(course, db_url)) as gradebook:
-            notebook = gradebook.find_submission_notebook(lesson, lesson, student)
-            return {"score": notebook.score, "max_score": notebook.max_score,
-                    "needs_manual_grade": bool(notebook.needs_manual_grade), "feedback_ok": bool(feedback["success"])}
+            return {**gradebook_entry(gradebook.find_submission_notebook(lesson, lesson, student)),
+                    "feedback_ok": bool(feedback["success"])}
+
+
+def forget_manual_grades(notebook) -> None:
+    """A new file was recorded: points an instructor gave the one it replaced do not carry over to it."""
+    for grade in notebook.grades:
+        if grade.manual_score is not None:
+            grade.manual_score = None
+            grade.needs_manual_grade = grade.auto_score is None  # a written answer waits for its instructor again
+
+
+def gradebook_entry(notebook) -> dict:
+    """What ``grades.csv`` shows of one submitted notebook: its score in the gradebook and its answers still to grade."""
+    awaiting = sum(1 for grade in notebook.grades if grade.needs_manual_grade)
+    return {"score": notebook.score, "max_score": notebook.max_score, "awaiting": awaiting,
+            "needs_manual_grade": awaiting > 0}
+
+
+def refresh_from_gradebook(course: Path, db_url: str | None, students: dict) -> None:
+    """Bring every recorded lesson of ``students`` (the manifest's) up to date with the gradebook: manual grades too."""
+    from nbgrader.api import Gradebook, MissingEntry
+
+    with Gradebook(db_url_for(course, db_url)) as gradebook:
+        for sid, record in students.items():
+            for lesson, entry in record["lessons"].items():
+                if "score" not in entry or "error" in entry:
+                    continue
+                try:
+                    entry.update(gradebook_entry(gradebook.find_submission_notebook(lesson, lesson, sid)))
+                except MissingEntry:
+                    entry.setdefault("notes", []).append("not in the gradebook: the score is the one recorded last")
 
 
 # ---------------------------------------------------------------- integrity of the grader

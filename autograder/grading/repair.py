@@ -25,6 +25,16 @@ def _meta(cell) -> dict:
     return cell.get("metadata", {}).get("nbgrader", {})
 
 
+def is_test_cell(cell) -> bool:
+    """A test cell: nbgrader grades it by its outputs (a grade cell that is not also a solution)."""
+    return bool(_meta(cell).get("grade")) and not _meta(cell).get("solution")
+
+
+def is_answer_cell(cell) -> bool:
+    """A written answer: a cell the student writes and an instructor grades by hand (grade and solution)."""
+    return bool(_meta(cell).get("grade")) and bool(_meta(cell).get("solution"))
+
+
 def _exercise_header(cell) -> str | None:
     first = cell.source.lstrip().split("\n", 1)[0] if cell.source else ""
     return first if first.startswith("# Exercise ") else None
@@ -34,7 +44,7 @@ def restore_metadata(nb: nbformat.NotebookNode, release_nb: nbformat.NotebookNod
     """Give cells that lost their nbgrader metadata their release metadata back; return (restored, unmatched ids).
 
     Locked cells are matched by identical source, exercise cells by their "# Exercise N.M" first line;
-    anything ambiguous is left alone.
+    anything ambiguous is left alone. A written answer cannot be recognised: nbgrader adds an empty copy back.
     """
     present = {_meta(c).get("grade_id") for c in nb.cells if _meta(c).get("grade_id")}
     restored, unmatched = 0, []
@@ -50,7 +60,7 @@ def restore_metadata(nb: nbformat.NotebookNode, release_nb: nbformat.NotebookNod
         if len(matches) == 1:
             matches[0].metadata["nbgrader"] = dict(meta)
             restored += 1
-        elif meta.get("solution"):
+        elif meta.get("solution") and not is_answer_cell(ref):
             unmatched.append(meta["grade_id"])
     return restored, unmatched
 
@@ -100,23 +110,32 @@ def check_notebook(data: bytes, name: str, release_nb: nbformat.NotebookNode,
                 notes.append(f"unknown grade id {grade_id} treated as a plain cell")
             elif cell.cell_type != reference[grade_id].cell_type:
                 retyped.append(grade_id)
-                cell = nbformat.v4.new_code_cell(cell.source, metadata=cell.metadata)
+                make = nbformat.v4.new_code_cell if reference[grade_id].cell_type == "code" else nbformat.v4.new_markdown_cell
+                cell = make(cell.source, metadata=cell.metadata)
         kept.append(cell)
     nb.cells = kept
     if duplicates:
         notes.append(f"duplicated cells {', '.join(sorted(duplicates))}: kept the last copy of an exercise, "
                      "the first of a test")
     if retyped:
-        notes.append(f"turned cells {', '.join(retyped)} back into code cells")
-    missing_tests = [gid for gid, c in reference.items() if _meta(c).get("grade") and gid not in seen]
+        for kind in ("code", "markdown"):
+            these = [gid for gid in retyped if reference[gid].cell_type == kind]
+            if these:
+                notes.append(f"turned cells {', '.join(these)} back into {kind} cells")
+    missing_tests = [gid for gid, c in reference.items() if is_test_cell(c) and gid not in seen]
     if missing_tests:
         notes.append(f"test cells {', '.join(missing_tests)} deleted or not recognised: nbgrader's copies added")
-    missing_exercises = [gid for gid, c in reference.items() if _meta(c).get("solution") and gid not in seen]
+    missing_exercises = [gid for gid, c in reference.items()
+                         if _meta(c).get("solution") and not is_answer_cell(c) and gid not in seen]
     if missing_exercises:
         notes.append(f"exercise cells {', '.join(missing_exercises)} were deleted (their tests will fail)")
+    missing_answers = [gid for gid, c in reference.items() if is_answer_cell(c) and gid not in seen]
+    if missing_answers:
+        notes.append(f"written answers {', '.join(missing_answers)} deleted or not recognised: nbgrader adds empty "
+                     "copies back, for an instructor to grade")
     given = {c.source.strip() for nb_ in (release_nb, source_nb, source_nb and solved_notebook(source_nb)) if nb_
              for c in nb_.cells if c.cell_type == "code"}  # cells as handed out or solved: not the student's code
-    for label, cells in (("exercise code uses", [c for c in nb.cells if _meta(c).get("solution")]),
+    for label, cells in (("exercise code uses", [c for c in nb.cells if _meta(c).get("solution") and c.cell_type == "code"]),
                          ("other cells use", [c for c in nb.cells if c.cell_type == "code" and not _meta(c)
                                               and c.source.strip() not in given])):
         suspicious = sorted({m.group(0) for c in cells for m in SUSPICIOUS.finditer(c.source)})

@@ -73,10 +73,15 @@ class StudentResult:
 
 
 def summarise(student_id: str, name: str, entries: dict, notes: list[str], late: list[str]) -> StudentResult:
-    """One row: a score per lesson, one status, and the notes of the intake and of each lesson's grading."""
+    """One row: a score per lesson, one status, and the notes of the intake and of each lesson's grading.
+
+    A lesson's score is what nbgrader's gradebook holds: the autograded points, plus the points an
+    instructor gave its written answers; answers not graded yet count 0 and are named in the status.
+    """
     scores: dict[str, float | None] = {lesson: None for lesson in LESSONS}
     problems: list[str] = []
     notes = list(notes)
+    awaiting = 0  # written answers no instructor has graded yet
     for lesson in LESSONS:
         entry = entries.get(lesson)
         if entry is None:
@@ -88,11 +93,12 @@ def summarise(student_id: str, name: str, entries: dict, notes: list[str], late:
             problems.append(f"{lesson} not graded: {entry['error']}")
         else:
             scores[lesson] = entry["score"]
-            if entry.get("needs_manual_grade"):
-                problems.append(f"{lesson} needs manual grading")
+            awaiting += entry.get("awaiting", int(bool(entry.get("needs_manual_grade"))))
     missing = [lesson for lesson in LESSONS if lesson not in entries]
     if missing:
         problems.append(f"no notebook for {', '.join(missing)}")
+    if awaiting:
+        problems.append(f"awaiting manual grading: {awaiting} answer{'' if awaiting == 1 else 's'}")
     return StudentResult(name, student_id, scores, late, "graded" if not problems else "; ".join(problems), notes)
 
 

@@ -42,7 +42,8 @@ from ..build import LESSONS, build_all, generate_release, solved_notebook
 from .course import (CELL_TIMEOUT_S, changed_since, check_database, code_environment, copy_course_code, db_url_for,
                      put_environment_on_path)
 from .execute import make_sandbox, run_worker
-from .record import file_digest, grader_snapshot, record_scores, restore_grader, verify_executed
+from .record import (file_digest, grader_snapshot, record_scores, refresh_from_gradebook, restore_grader,
+                     verify_executed)
 from .repair import check_notebook
 
 NOTEBOOK_TIMEOUT_S = 300  # one lesson, all cells together
@@ -187,6 +188,8 @@ class GradingRun:
                 except Exception as error:  # a bug of the grader's, met on this notebook: this lesson only
                     self.lessons(sid)[lesson] = {"file": "", "graded_at": self.now, "notes": [],
                                                  **internal_error("reading and checking the notebook", error)}
+            # What `report` needs to write this student's row again later, without the submissions.
+            self.manifest["students"][sid].update(late=enrolled.late, notes=enrolled.student.notes)
         records.save_manifest(self.course.course, self.manifest)
 
     def lessons(self, sid: str) -> dict:
@@ -354,7 +357,7 @@ class GradingRun:
             except Exception as error:
                 outcome = internal_error("recording the scores", error)
             entry.update({k: v for k, v in outcome.items() if k in ("error", "score", "max_score",
-                                                                    "needs_manual_grade", "retry")})
+                                                                    "needs_manual_grade", "awaiting", "retry")})
             self.lessons(enrolled.sid)[lesson] = entry
         if self.gradebook and self.gradebook.is_file():
             shutil.copyfile(self.gradebook, self.course.course / "gradebook.backup.db")
@@ -386,6 +389,11 @@ class GradingRun:
     # -- stage 5: the report
     def report(self) -> list[records.StudentResult]:
         """Write ``grades.csv`` (a row for every student, this batch's and earlier ones') and ``intake.csv``."""
+        try:  # scores as the gradebook holds them: an instructor's manual grades of unchanged notebooks are kept
+            refresh_from_gradebook(self.course.course, self.db_url, self.manifest["students"])
+        except Exception as error:
+            print(f"warning: could not read the gradebook ({type(error).__name__}: {error}); grades.csv shows the "
+                  "scores recorded by the grader, without manual grades")
         results = []
         for sid, record in self.manifest["students"].items():
             enrolled = self.enrolled.get(sid)

@@ -355,6 +355,16 @@ def test_a_cell_stopped_at_the_time_limit_is_noted(lesson_4):
         ["test cells loss_similar_pairs were stopped at the time limit for one cell; scored 0"], None)
 
 
+def test_a_test_cell_flagged_as_a_written_answer_is_still_verified(lesson_4):
+    """The student's file cannot make a test cell a written answer (exempt from the checks) by its flags."""
+    nb = executed_copy(lesson_4)
+    cell = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "loss_similar_pairs")
+    cell.metadata["nbgrader"]["solution"] = True
+    cell.source += "\npass"
+    notes, _ = verify_executed(nb, lesson_4)
+    assert notes == ["test cells loss_similar_pairs ran in an edited form; scored 0"]
+
+
 def test_a_missing_test_cell_stops_the_scoring(lesson_4):
     """A test cell absent after execution cannot be scored: the lesson is reported, not silently scored."""
     nb = executed_copy(lesson_4)

@@ -36,7 +36,8 @@ def verify_executed(executed: nbformat.NotebookNode, source_nb: nbformat.Noteboo
     Cells that fail either check are scored 0; cells stopped at the cell time limit are noted.
     """
     originals = {_meta(c)["grade_id"]: c for c in source_nb.cells if is_test_cell(c)}  # written answers: by hand
-    cells = {_meta(c).get("grade_id"): c for c in executed.cells if is_test_cell(c)}
+    # Which cells are tests is the instructor's notebook's word, never the flags of the student's file.
+    cells = {_meta(c).get("grade_id"): c for c in executed.cells if _meta(c).get("grade_id") in originals}
     missing = sorted(set(originals) - set(cells))
     if missing:
         return [], f"test cells {', '.join(missing)} are missing from the executed notebook"

@@ -94,3 +94,21 @@ def assert_fails_exactly(checks, expected: dict, *args) -> None:
     assert set(failed) == set(expected), {name: text.splitlines()[0] for name, text in failed.items()}
     for name, fragment in expected.items():
         assert fragment.lower() in failed[name].lower(), failed[name]
+
+
+def lesson_points(lesson: str, kind: str = "check") -> dict[str, int]:
+    """grade_id → points of a lesson's ``check`` (autograded) or ``answer`` (written) cells, from its source."""
+    from autograder.build import LESSONS_DIR, parse_lesson
+
+    return {cell.args[0]: int(cell.args[1]) for cell in parse_lesson(LESSONS_DIR / "src" / f"{lesson}.py")
+            if cell.kind == kind}
+
+
+def autograded_points(lesson: str) -> float:
+    """What a correct notebook of ``lesson`` scores before any written answer is graded by hand."""
+    return float(sum(lesson_points(lesson).values()))
+
+
+def awaiting(answers: int) -> str:
+    """The status part of a student whose ``answers`` written answers wait for their instructor."""
+    return f"awaiting manual grading: {answers} answer{'' if answers == 1 else 's'}"

@@ -8,6 +8,7 @@ import nbformat
 import pytest
 
 from autograder import build
+from autograder.grading.repair import is_test_cell
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -48,7 +49,8 @@ def test_student_stubs_name_their_exercise(fresh_notebooks):
     """Every exercise cell of the student version raises NotImplementedError naming the exercise, with no solution left."""
     for name, text in fresh_notebooks.items():
         nb = nbformat.reads(text, as_version=4)
-        exercises = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("solution")]
+        exercises = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("solution")
+                     and not c.metadata["nbgrader"].get("grade")]  # a written answer is graded too
         assert exercises, f"{name} has no exercise"
         for cell in exercises:
             number = cell.metadata["nbgrader"]["grade_id"].removeprefix("exercise_").replace("_", ".")
@@ -60,7 +62,7 @@ def test_student_stubs_name_their_exercise(fresh_notebooks):
 def test_hidden_tests_only_in_the_instructor_version(fresh_notebooks):
     """Hidden tests are in the source notebook, never in the student notebook."""
     for lesson in build.build_all():
-        graded = [c for c in lesson.source.cells if c.metadata.get("nbgrader", {}).get("grade")]
+        graded = [c for c in lesson.source.cells if is_test_cell(c)]
         assert all(build.BEGIN_HIDDEN in c.source for c in graded), lesson.name
         assert "hidden=True" not in fresh_notebooks[lesson.name]
 
@@ -115,7 +117,7 @@ def test_a_student_sees_one_line_per_test_cell_and_a_short_setup(fresh_notebooks
     for name, text in fresh_notebooks.items():
         for cell in json.loads(text)["cells"]:
             meta = cell.get("metadata", {}).get("nbgrader", {})
-            if meta.get("grade"):
+            if is_test_cell(cell):
                 assert len(code_lines(cell)) <= 2, (name, meta["grade_id"], code_lines(cell))
             if meta.get("grade_id") == "setup":
                 assert len(code_lines(cell)) <= 6, (name, code_lines(cell))
@@ -156,15 +158,17 @@ def test_check_repository_says_when_the_badges_point_elsewhere(tmp_path, origin,
 
 
 def test_the_readme_course_table_shows_each_lessons_points():
-    """The README's points column is the sum of each lesson's `[check id N]` and `[answer id N]` headers; the core
-    lessons total 100."""
+    """The README's points column is the sum of each lesson's `[check id N]` and `[answer id N]` headers, its "by hand"
+    column the sum of the `[answer id N]` ones; the core lessons total 100."""
     import re
 
     readme = (build.REPO_ROOT / "README.md").read_text()
-    shown = {m.group(1): int(m.group(2)) for m in re.finditer(r"^\| \[(\d\d_\w+)\]\(lessons/[^|]*\|(?:[^|]*\|){3} (\d+) \|",
-                                                              readme, re.MULTILINE)}
-    actual = {lesson: sum(int(n) for n in re.findall(r"^# %% \[(?:check|answer) \w+ (\d+)\]",
-                                                      (build.LESSONS_DIR / "src" / f"{lesson}.py").read_text(),
-                                                      re.MULTILINE))
-              for lesson in build.LESSONS}
-    assert shown == actual and sum(actual.values()) == 100, (shown, actual)
+    row = re.compile(r"^\| \[(\d\d_\w+)\]\(lessons/[^|]*\|(?:[^|]*\|){3} (\d+) \| (\d+) \|", re.MULTILINE)
+    shown = {m.group(1): (int(m.group(2)), int(m.group(3))) for m in row.finditer(readme)}
+
+    def points(lesson: str, kinds: str) -> int:
+        source = (build.LESSONS_DIR / "src" / f"{lesson}.py").read_text()
+        return sum(int(n) for n in re.findall(rf"^# %% \[(?:{kinds}) \w+ (\d+)\]", source, re.MULTILINE))
+
+    actual = {lesson: (points(lesson, "check|answer"), points(lesson, "answer")) for lesson in build.LESSONS}
+    assert shown == actual and sum(total for total, _ in actual.values()) == 100, (shown, actual)

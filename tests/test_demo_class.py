@@ -7,18 +7,21 @@ import json
 import pytest
 
 from autograder.build import LESSONS
-from autograder.grading.demo_class import check_grades, lesson_points, main, make_class
+from autograder.grading.demo_class import check_grades, lesson_points, main, make_class, written_answers
+from helpers import awaiting, lesson_points as source_points
 
 
 @pytest.fixture(scope="module")
 def points() -> dict[str, float]:
-    """Each lesson's points."""
+    """Each lesson's autograded points."""
     return lesson_points()
 
 
 def test_lessons_are_worth_100_points_together(points):
-    """The checker's arithmetic rests on the course's 100 points."""
-    assert sum(points.values()) == 100
+    """The checker's arithmetic rests on the course's 100 points: the autograded ones and the written answers'."""
+    written = [source_points(lesson, "answer") for lesson in LESSONS]
+    assert sum(points.values()) + sum(sum(answers.values()) for answers in written) == 100
+    assert written_answers() == sum(len(answers) for answers in written) == len(LESSONS)  # one per lesson
 
 
 def test_the_class_is_the_same_for_the_same_seed(tmp_path):
@@ -45,6 +48,10 @@ def test_the_checker_accepts_the_right_rows(points):
             "d": row(broken, f"{LESSONS[0]} not graded: {LESSONS[0]}.ipynb is an empty file; {LESSONS[1]} not graded: "
                              f"{LESSONS[1]}.ipynb is not a readable notebook (JSONDecodeError)")}
     assert check_grades(kinds, rows, points) == []
+    waiting = {student: {**rows[student], "status": awaiting(6)} if student in "ab" else rows[student] for student in rows}
+    assert check_grades(kinds, waiting, points, answers=6) == []  # correct and buggy students wrote their answers
+    assert check_grades(kinds, rows, points, answers=6) == ["a (correct): status 'graded'",
+                                                            "b (bug in 04_contrastive_loss): status 'graded'"]
 
 
 def test_the_checker_names_every_wrong_row(points):
@@ -53,8 +60,9 @@ def test_the_checker_names_every_wrong_row(points):
     rows = {"a": row({**points, "02_cnn_backbone": 0.0}), "b": row(points),
             "d": row({name: 0.0 for name in LESSONS}, "06_evaluation not graded: kernel died in cell 3")}
     assert check_grades(kinds, rows, points) == [
-        "a (correct): 02_cnn_backbone scored 0.0, expected 15.0",
-        "b (bug in 04_contrastive_loss): 04_contrastive_loss scored 20.0 of 20.0",
+        f"a (correct): 02_cnn_backbone scored 0.0, expected {points['02_cnn_backbone']}",
+        f"b (bug in 04_contrastive_loss): 04_contrastive_loss scored {points['04_contrastive_loss']} of "
+        f"{points['04_contrastive_loss']}",
         "c (correct): no row",
         "d (blank release): status '06_evaluation not graded: kernel died in cell 3'",
     ]

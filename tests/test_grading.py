@@ -12,7 +12,7 @@ import pytest
 
 from autograder import build
 from autograder.grading import repair
-from helpers import REPO, isolation_args, read_grades, run_module, write_solved_notebooks
+from helpers import REPO, awaiting, isolation_args, lesson_points, read_grades, run_module, write_solved_notebooks
 
 LESSONS = build.LESSONS
 CLASS_TIMEOUT_S = 3600
@@ -31,12 +31,15 @@ def release_notebook(lesson: str) -> nbformat.NotebookNode:
 
 
 def graded_points(lesson: str) -> dict[str, int]:
-    """grade_id → points of a lesson's graded cells, in notebook order."""
+    """grade_id → points of a lesson's autograded (test) cells, in notebook order; written answers aside."""
     return {nbgrader_meta(c)["grade_id"]: nbgrader_meta(c)["points"] for c in release_notebook(lesson).cells
-            if nbgrader_meta(c).get("grade")}
+            if nbgrader_meta(c).get("grade") and not nbgrader_meta(c).get("solution")}
 
 
 MAX_POINTS = {lesson: sum(graded_points(lesson).values()) for lesson in LESSONS}
+AUTOGRADED = sum(MAX_POINTS.values())  # a correct course before its written answers are graded by hand
+# A student who wrote every written answer (the solved notebooks hold the model answers) waits for them.
+WROTE_ALL = awaiting(sum(len(lesson_points(lesson, "answer")) for lesson in LESSONS))
 
 
 def cell_with_id(nb, grade_id: str):
@@ -373,7 +376,7 @@ def graded_class(tmp_path_factory, solved_dir):
              f"autograder says: {summary_line(result.stdout, 1)}"
     print(f"\n{timing}")
     (root / "one-student-time.txt").write_text(timing + "\n")
-    assert read_grades(root / "one-out" / "grades.csv")["solved"]["total"] == "100"
+    assert float(read_grades(root / "one-out" / "grades.csv")["solved"]["total"]) == AUTOGRADED
 
     subs = make_class(root, solved_dir)
     out = root / "out"
@@ -387,12 +390,12 @@ def graded_class(tmp_path_factory, solved_dir):
 
 
 def cell_scores(out: Path, student: str, lesson: str) -> dict[str, float]:
-    """grade_id → score of one student's graded cells in one lesson, from the gradebook."""
+    """grade_id → score of one student's autograded cells in one lesson, from the gradebook (written answers aside)."""
     from nbgrader.api import Gradebook
 
     with Gradebook(f"sqlite:///{out / 'course' / 'gradebook.db'}") as gradebook:
         notebook = gradebook.find_submission_notebook(lesson, lesson, student)
-        return {g.name: g.score for g in notebook.grades}
+        return {g.name: g.score for g in notebook.grades if g.name in graded_points(lesson)}
 
 
 def scores(row: dict[str, str]) -> dict[str, float | None]:
@@ -412,16 +415,17 @@ def test_grades_csv_has_the_documented_columns(graded_class):
 
 
 @pytest.mark.slow
-def test_solved_scores_100(graded_class):
-    """The solved notebooks get every point."""
+def test_solved_scores_every_autograded_point(graded_class):
+    """The solved notebooks get every autograded point; their written answers wait for the instructor."""
     row = graded_class[0]["solved"]
     assert scores(row) == {lesson: MAX_POINTS[lesson] for lesson in LESSONS}
-    assert (row["total"], row["status"]) == ("100", "graded")
+    assert (float(row["total"]), row["status"]) == (AUTOGRADED, WROTE_ALL)
 
 
 @pytest.mark.slow
 def test_blank_release_scores_0_and_is_graded(graded_class):
-    """The unchanged release notebooks score 0 in every lesson, graded (not aborted, not flagged)."""
+    """The unchanged release notebooks score 0 in every lesson, graded (not aborted, not flagged): a written answer
+    left as handed out scores 0 at once and waits for no one."""
     row = graded_class[0]["blank"]
     assert scores(row) == {lesson: 0.0 for lesson in LESSONS}
     assert (row["total"], row["status"]) == ("0", "graded")
@@ -432,18 +436,18 @@ def test_colab_saved_notebooks_score_like_the_originals(graded_class):
     """Colab's save (nbformat 4.0, its metadata, "Copy of " names) grades exactly like the solved notebooks."""
     rows = graded_class[0]
     assert scores(rows["colab"]) == scores(rows["solved"])
-    assert (rows["colab"]["total"], rows["colab"]["status"]) == ("100", "graded")
+    assert (float(rows["colab"]["total"]), rows["colab"]["status"]) == (AUTOGRADED, WROTE_ALL)
 
 
 @pytest.mark.slow
-def test_alternative_correct_implementations_score_100(graded_class):
-    """Other correct ways of writing every exercise get every point."""
+def test_alternative_correct_implementations_score_every_autograded_point(graded_class):
+    """Other correct ways of writing every exercise get every autograded point."""
     rows, out = graded_class
     row = rows["alternative"]
     failed = {lesson: {k: v for k, v in cell_scores(out, "alternative", lesson).items() if v < graded_points(lesson)[k]}
               for lesson in LESSONS}
     assert not any(failed.values()), failed
-    assert (row["total"], row["status"]) == ("100", "graded")
+    assert (float(row["total"]), row["status"]) == (AUTOGRADED, WROTE_ALL)
 
 
 @pytest.mark.slow
@@ -463,7 +467,7 @@ def test_a_bug_loses_only_its_exercise_points(graded_class, student):
     assert float(row[lesson]) < MAX_POINTS[lesson]
     others = {name: score for name, score in scores(row).items() if name != lesson}
     assert others == {name: MAX_POINTS[name] for name in others}
-    assert row["status"] == "graded"
+    assert row["status"] == WROTE_ALL
 
 
 @pytest.mark.slow
@@ -478,10 +482,10 @@ def test_a_bug_fails_no_cell_of_another_exercise(graded_class, student):
 
 @pytest.mark.slow
 def test_a_copied_exercise_cell_keeps_the_students_work(graded_class):
-    """A student who copied the exercise cell and solved it in the copy scores what their notebook shows (20)."""
+    """A student who copied the exercise cell and solved it in the copy scores what their notebook shows (full points)."""
     row = graded_class[0]["copied_exercise"]
     assert f"04_contrastive_loss: duplicated cells exercise_4_1: {DUPLICATES_KEPT}" in row["notes"], row["notes"]
-    assert scores(row)["04_contrastive_loss"] == MAX_POINTS["04_contrastive_loss"] == 20
+    assert scores(row)["04_contrastive_loss"] == MAX_POINTS["04_contrastive_loss"]
 
 
 @pytest.mark.slow
@@ -489,10 +493,11 @@ def test_flat_lms_files_are_assigned_to_their_student(graded_class):
     """dora_01_... and "dora_Copy of 04_... (1)" belong to dora; the other four lessons are reported missing."""
     row = graded_class[0]["dora"]
     got = scores(row)
-    assert (got["01_pair_dataset"], got["04_contrastive_loss"]) == (15, 20)
+    assert (got["01_pair_dataset"], got["04_contrastive_loss"]) == (MAX_POINTS["01_pair_dataset"],
+                                                                   MAX_POINTS["04_contrastive_loss"])
     missing = [lesson for lesson in LESSONS if lesson not in ("01_pair_dataset", "04_contrastive_loss")]
     assert all(got[lesson] is None for lesson in missing), got
-    assert row["total"] == "35"
+    assert float(row["total"]) == MAX_POINTS["01_pair_dataset"] + MAX_POINTS["04_contrastive_loss"]
     assert "no notebook for" in row["status"] and all(lesson in row["status"] for lesson in missing), row["status"]
 
 
@@ -507,13 +512,13 @@ def test_broken_notebooks_are_reported_repaired_or_graded(graded_class):
     assert "02_cnn_backbone.ipynb is not a readable notebook" in status, status
     # Stripped metadata: the setup and exercise (and question) cells get theirs back (matched by source and "# Exercise N.M");
     # the solved test cells hold hidden tests, so they match no release cell and nbgrader re-adds its own.
-    assert got["05_training_loop"] == 20, (got, notes)
+    assert got["05_training_loop"] == MAX_POINTS["05_training_loop"], (got, notes)
     assert "05_training_loop: restored stripped nbgrader metadata of 5 cells" in notes, notes  # setup, 5.1-5.4
-    assert got["03_embedding_head"] == 15 and f"03_embedding_head: duplicated cells head: {DUPLICATES_KEPT}" in notes, notes
-    assert got["04_contrastive_loss"] == 20
+    assert got["03_embedding_head"] == MAX_POINTS["03_embedding_head"] and f"03_embedding_head: duplicated cells head: {DUPLICATES_KEPT}" in notes, notes
+    assert got["04_contrastive_loss"] == MAX_POINTS["04_contrastive_loss"]
     assert "04_contrastive_loss: test cells loss_gradients deleted or not recognised" in notes, notes
-    assert got["06_evaluation"] == 15
-    assert row["total"] == "70"
+    assert got["06_evaluation"] == MAX_POINTS["06_evaluation"]
+    assert float(row["total"]) == sum(MAX_POINTS[lesson] for lesson in LESSONS[2:])
 
 
 @pytest.mark.slow

@@ -38,11 +38,13 @@ import pytest
 from autograder.build import LESSONS
 from autograder.grading.run import MAX_PROCESSES
 from autograder.grading.sandbox import availability
-from helpers import REPO, isolation_args, subprocess_env
+from helpers import REPO, autograded_points, awaiting, isolation_args, lesson_points, subprocess_env
 
 LESSON = "04_contrastive_loss"  # the cheapest lesson to grade (no data, no network): most cases use it alone
 OTHERS = [lesson for lesson in LESSONS if lesson != LESSON]
 MISSING = f"no notebook for {', '.join(OTHERS)}"  # the status part of a student who handed in lesson 4 only
+# ... who handed in lesson 4 only, its written answer written (the solved notebook's model answer): it awaits grading
+WROTE = f"{MISSING}; {awaiting(1)}"
 # 240 s per notebook: the endless loop's 8 test cells and the 5 teaching cells that call the loss each run out
 # their 10 s (130 s in all) well before the notebook's limit.
 LIMITS = ["--notebook-timeout", "240", "--cell-timeout", "10", "--memory-mb", "8192"]
@@ -120,13 +122,16 @@ def graded_points(nb) -> dict[str, float]:
 
 # ---------------------------------------------------------------- the cases
 
+# Lesson 4's autograded points (its written answer is graded by hand) and each test cell's.
+FULL_SCORE, POINTS = autograded_points(LESSON), lesson_points(LESSON)
 # The bug every tampering student hides: the loss is detached from the graph. It fails only the two gradient
-# checks (1 + 1 of 20 points), so "buggy" (18) differs from both "cheated" (20) and "graded nothing" (0).
+# checks, so "buggy" differs from both "cheated" (FULL_SCORE) and "graded nothing" (0).
 BUG_OLD, BUG_NEW = "min=0).pow(2))", "min=0).pow(2)).detach()"
-BUGGY_SCORE = 18.0
+BUGGY_SCORE = FULL_SCORE - POINTS["loss_gradients"] - POINTS["loss_gradient_at_zero"]
 LOSS_CELLS = ("loss_similar_pairs, loss_hinge, loss_beyond_margin, loss_margin_argument, loss_label_shapes, "
               "loss_label_count, loss_gradients, loss_gradient_at_zero")
-FULL_SCORE = 20.0
+# A correct student's whole course: every autograded point, and the six written answers awaiting their instructor.
+COURSE_SCORE, COURSE_STATUS = sum(autograded_points(lesson) for lesson in LESSONS), awaiting(len(LESSONS))
 
 NOISY_EXERCISE = '''
 import sys
@@ -225,24 +230,28 @@ class Case:
 
     what: str
     score: float | None  # lesson 4's score (None: not graded)
-    status: str | re.Pattern = MISSING  # exact status, or a pattern it must match
+    status: str | re.Pattern = WROTE  # exact status, or a pattern it must match
     notes: list[str] = field(default_factory=list)  # substrings the notes must contain
     total: float | None = None  # for students with several lessons
 
 
 CASES: dict[str, Case] = {
     # correct submissions
-    "solved": Case("every lesson solved", None, "graded", total=100),
-    "colab": Case("every lesson solved, saved by Colab (nbformat 4.0, 'Copy of ...')", None, "graded", total=100),
+    "solved": Case("every lesson solved", None, COURSE_STATUS, total=COURSE_SCORE),
+    "colab": Case("every lesson solved, saved by Colab (nbformat 4.0, 'Copy of ...')", None, COURSE_STATUS,
+                  total=COURSE_SCORE),
     "buggy": Case("lesson 4 with the bug the tampering students hide (control)", BUGGY_SCORE),
-    "hidden_only_bug": Case("a loss wrong only where the hidden tests look (float64)", FULL_SCORE - 6),
+    "hidden_only_bug": Case("a loss wrong only where the hidden tests look (float64)",
+                            FULL_SCORE - POINTS["loss_similar_pairs"] - POINTS["loss_hinge"]),
     # noise
     "noisy_plain": Case("plain cells that raise, write to stderr, warn, end with a string", FULL_SCORE),
     "noisy_exercise": Case("exercise cell and function writing stderr and warning, ending with a string", FULL_SCORE),
     "raising_exercise": Case("exercise cell that raises after the definition", FULL_SCORE),
     # time
     "endless_loop": Case("`while True: pass` in contrastive_loss: each of its graded cells is interrupted at the "
-                         "cell timeout (CellTimeoutError in the feedback); exercises 4.2-4.5 still score", 6.0,
+                         "cell timeout (CellTimeoutError in the feedback); exercises 4.2-4.5 still score",
+                         sum(POINTS[name] for name in ("loss_gradient_by_hand", "numerical_gradient",
+                                                       "distance_after_step", "collapsed_loss")),
                          notes=[f"{LESSON}: test cells {LOSS_CELLS} were stopped at "
                                 "the time limit for one cell; scored 0"]),
     "slow_cell": Case("a plain cell sleeping past the cell timeout", FULL_SCORE),
@@ -546,11 +555,11 @@ def test_each_student_gets_the_expected_row(hostile_class, student):
 
 
 @pytest.mark.slow
-def test_correct_submissions_score_100(hostile_class):
-    """The solved course and its Colab save score every point of every lesson."""
+def test_correct_submissions_score_every_autograded_point(hostile_class):
+    """The solved course and its Colab save score every autograded point of every lesson; their answers wait."""
     rows = hostile_class[0].rows
     for student in ("solved", "colab"):
-        assert rows[student]["total"] == "100" and rows[student]["status"] == "graded", rows[student]
+        assert float(rows[student]["total"]) == COURSE_SCORE and rows[student]["status"] == COURSE_STATUS, rows[student]
         assert [rows[student][lesson] for lesson in LESSONS] == [rows["solved"][lesson] for lesson in LESSONS]
 
 
@@ -682,7 +691,7 @@ def test_a_second_run_keeps_the_earlier_rows(late_run):
             again = run.rows[student]
             assert ([again[k] for k in (*LESSONS, "total", "status")] ==
                     [row[k] for k in (*LESSONS, "total", "status")]), (student, row, again)
-    assert (lesson_score(run.rows["late"]), run.rows["late"]["status"]) == (FULL_SCORE, MISSING)
+    assert (lesson_score(run.rows["late"]), run.rows["late"]["status"]) == (FULL_SCORE, WROTE)
 
 
 @pytest.mark.slow
@@ -770,7 +779,7 @@ def test_grading_into_a_postgresql_gradebook(postgres_url, workspace, tmp_path):
     print(f"\ngrading 2 students into PostgreSQL: {run.seconds:.1f} s wall")
     assert run.process.returncode == 0, (run.process.stdout[-3000:], run.process.stderr[-3000:])
     assert {student: (lesson_score(row), row["status"]) for student, row in run.rows.items()} == {
-        "solved": (FULL_SCORE, MISSING), "blank": (0.0, MISSING)}
+        "solved": (FULL_SCORE, WROTE), "blank": (0.0, MISSING)}
     assert gradebook_scores(postgres_url, ["solved", "blank"]) == {"solved": {LESSON: FULL_SCORE},
                                                                   "blank": {LESSON: 0.0}}
     assert not (out / "course" / "gradebook.db").exists()  # PostgreSQL is the gradebook of record
@@ -1187,7 +1196,7 @@ def test_a_shadow_package_cannot_replace_the_checks(exploit_class):
 def test_a_notebook_cannot_touch_the_grading_of_later_students(exploit_class):
     """Editing OUT/sandbox-template/gradebook.db changes nothing for the next student."""
     row = exploit_class[0].rows["g_victim"]
-    assert (lesson_score(row), row["status"]) == (FULL_SCORE, MISSING), row
+    assert (lesson_score(row), row["status"]) == (FULL_SCORE, WROTE), row
 
 
 @pytest.mark.slow

@@ -28,12 +28,12 @@ from autograder.grading import collect as intake
 from autograder.grading import run as grading
 from autograder.build import LESSONS
 from helpers import isolation_args, read_grades as read_rows, run_module, subprocess_env, write_solved_notebooks
+from test_grading_robust import BUGGY_SCORE, COURSE_SCORE, COURSE_STATUS, FULL_SCORE
 
 LESSON = "04_contrastive_loss"
 NB = f"{LESSON}.ipynb"
 OTHERS = ", ".join(lesson for lesson in LESSONS if lesson != LESSON)
 BUG = ("min=0).pow(2))", "min=0).pow(2)).detach()")  # no gradient through the loss: fails only the gradient checks
-BUGGY_SCORE = 18.0  # 20 less the two gradient checks' 1 + 1 points: told apart from 0 and from 20
 BOMB_BYTES = 1024 ** 3
 MEMORY_LIMIT_KB = 500 * 1024
 
@@ -68,23 +68,23 @@ def write_bomb(archive: zipfile.ZipFile, name: str) -> None:
 
 # name shown in grades.csv → (lesson-4 score or None, what the status says, a note it must have, late)
 EXPECTED = {
-    "Ada Lovelace": (20.0, "graded", None, ""),
-    "Zoë": (20.0, f"no notebook for {OTHERS}", "2 files for 04_contrastive_loss", ""),
+    "Ada Lovelace": (FULL_SCORE, COURSE_STATUS, None, ""),
+    "Zoë": (FULL_SCORE, f"no notebook for {OTHERS}", "2 files for 04_contrastive_loss", ""),
     "Zoé": (BUGGY_SCORE, f"no notebook for {OTHERS}", None, ""),
-    "李雷": (20.0, f"no notebook for {OTHERS}", None, ""),
+    "李雷": (FULL_SCORE, f"no notebook for {OTHERS}", None, ""),
     "王芳": (BUGGY_SCORE, f"no notebook for {OTHERS}", None, ""),
-    "..x": (20.0, f"no notebook for {OTHERS}", None, ""),
-    "'--out": (20.0, f"no notebook for {OTHERS}", None, ""),
+    "..x": (FULL_SCORE, f"no notebook for {OTHERS}", None, ""),
+    "'--out": (FULL_SCORE, f"no notebook for {OTHERS}", None, ""),
     "evil": (None, "no notebook for 01_pair_dataset", "unsafe name in the archive (a path through '..')", ""),
     "abs": (None, "no notebook for 01_pair_dataset", "unsafe name in the archive (an absolute path)", ""),
     "subby": (None, "no notebook for 01_pair_dataset", "unsafe name in the archive (a path through '..')", ""),
     "linker": (None, "no notebook for 01_pair_dataset", "a link in the archive, not a file", ""),
-    "dup": (20.0, f"no notebook for {OTHERS}", "the archive holds 2 members named dup/04_contrastive_loss.ipynb", ""),
+    "dup": (FULL_SCORE, f"no notebook for {OTHERS}", "the archive holds 2 members named dup/04_contrastive_loss.ipynb", ""),
     "bomber": (None, f"{LESSON} not graded: file too large (1024 MB; limit 20 MB): bomber/{NB}", None, ""),
     "heavy": (None, f"{LESSON} not graded: files too large (30 MB together; limit 25 MB for one student)", None, ""),
-    "hoppergrace": (20.0, f"no notebook for {OTHERS}", None, LESSON),
+    "hoppergrace": (FULL_SCORE, f"no notebook for {OTHERS}", None, LESSON),
     "Grace Hopper": (BUGGY_SCORE, f"no notebook for {OTHERS}", None, ""),
-    "Alan Turing": (20.0, f"no notebook for {OTHERS}", "2 files for 04_contrastive_loss", LESSON),
+    "Alan Turing": (FULL_SCORE, f"no notebook for {OTHERS}", "2 files for 04_contrastive_loss", LESSON),
 }
 
 
@@ -196,7 +196,7 @@ def test_each_intake_student_gets_the_right_row(intake_class, student):
     assert note is None or note in row["notes"], row
     assert row["late"] == late, row
     if student == "Ada Lovelace":
-        assert (row["total"], row["status"]) == ("100", "graded"), row
+        assert (float(row["total"]), row["status"]) == (COURSE_SCORE, COURSE_STATUS), row
 
 
 @pytest.mark.slow
@@ -312,7 +312,7 @@ def inject(patch: pytest.MonkeyPatch) -> None:
 def test_a_failure_at_any_stage_stays_with_its_student(injected_runs, student, reason):
     """The failed student has a row that says why; the healthy one is graded in the same run."""
     first, _ = injected_runs
-    assert float(first["healthy"][LESSON]) == 20.0, first["healthy"]
+    assert float(first["healthy"][LESSON]) == FULL_SCORE, first["healthy"]
     row = first[student]
     assert reason in row["status"] + row["notes"], row
     assert not row[LESSON], row
@@ -321,8 +321,8 @@ def test_a_failure_at_any_stage_stays_with_its_student(injected_runs, student, r
 @pytest.mark.slow
 @pytest.mark.parametrize("student", ["intake_victim", "repair_victim", "exec_victim", "record_victim", "killed_victim"])
 def test_the_next_run_grades_what_the_grader_failed_on(injected_runs, student):
-    """Without the failures, the same command grades every victim: 20 of 20, no trace of the failure in the status."""
+    """Without the failures, the same command grades every victim: full points, no trace of the failure in the status."""
     _, second = injected_runs
     row = second[student]
-    assert float(row[LESSON]) == 20.0 and "internal error" not in row["status"], row
-    assert float(second["healthy"][LESSON]) == 20.0
+    assert float(row[LESSON]) == FULL_SCORE and "internal error" not in row["status"], row
+    assert float(second["healthy"][LESSON]) == FULL_SCORE

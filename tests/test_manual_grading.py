@@ -1,8 +1,7 @@
 """Written answers graded by hand: awaiting in grades.csv, scored by `report` after formgrader, kept by a later `grade`.
 
-The lessons' sources get a written answer cell (``# %% [answer id N]``) in a private copy of the course,
-and a class is graded there through the real nbgrader pipeline, into SQLite and into the local
-PostgreSQL server. Manual scores are set through nbgrader's gradebook API, as formgrader sets them.
+Lesson 4's written question (``written_4_6``) is graded through the real nbgrader pipeline, into SQLite and into the
+local PostgreSQL server. Manual scores are set through nbgrader's gradebook API, as formgrader sets them.
 """
 
 from __future__ import annotations
@@ -13,33 +12,21 @@ import sys
 import nbformat
 import pytest
 
-from helpers import read_grades
-from test_grading_robust import (LESSON, MISSING, copy_course, course_env, grade, lesson_score,  # noqa: F401
-                                 nbgrader_meta, postgres_url)
+from helpers import awaiting, lesson_points, read_grades
+from test_grading_robust import (FULL_SCORE, LESSON, MISSING, copy_course, course_env, grade,  # noqa: F401
+                                 lesson_score, nbgrader_meta, postgres_url)
 
-ANSWER_ID, ANSWER_POINTS = "answer_test", 2
-WRITTEN_QUESTION = f"""
-# %% [markdown]
-# ### A written question
-#
-# Why does the contrastive loss square the hinge `max(m - d, 0)` instead of using it as it is?
-
-# %% [answer {ANSWER_ID} {ANSWER_POINTS}]
-# **Model answer.** Squared, the push away fades smoothly to 0 at the margin, so its gradient is continuous.
-#
-# **Rubric ({ANSWER_POINTS} points).** 1 point: names the smooth fade at the margin; 1 point: says why it helps.
-"""
-AUTOGRADED = 20.0  # lesson 4's test cells
-AWAITING = "awaiting manual grading: 1 answer"
+[(ANSWER_ID, ANSWER_POINTS)] = lesson_points(LESSON, "answer").items()  # the lesson's one written question
+MANUAL = ANSWER_POINTS - 0.5  # the instructor's score: not full marks, so that the feedback shows which score it is
+AUTOGRADED = FULL_SCORE  # lesson 4's test cells
+AWAITING = awaiting(1)
 
 
 @pytest.fixture(scope="module")
 def answered(tmp_path_factory):
-    """A copy of the course whose lesson 4 asks a written question, and its solved lesson 4."""
+    """A copy of the course, and its solved lesson 4, whose written answer holds the model answer."""
     root = tmp_path_factory.mktemp("manual")
     code = copy_course(root / "course-code")
-    source = code / "lessons" / "src" / f"{LESSON}.py"
-    source.write_text(source.read_text() + WRITTEN_QUESTION)
     solved = root / "solved"
     result = subprocess.run([sys.executable, "-m", "autograder", "solutions", str(solved)], cwd=root,
                             env=course_env(code), capture_output=True, text=True, timeout=300)
@@ -101,13 +88,13 @@ def test_written_answers_are_graded_by_hand_and_kept(answered, database, tmp_pat
         == "YOUR ANSWER HERE"  # students never see the model answer
 
     db_url = db_options[1] if db_options else f"sqlite:///{out / 'course' / 'gradebook.db'}"
-    set_manual_score(db_url, first.rows["wrote"]["student_id"], 1.5)
+    set_manual_score(db_url, first.rows["wrote"]["student_id"], MANUAL)
     reported = report(code, out, tmp_path / "report", *db_options)
-    assert summary(reported) == {"wrote": (AUTOGRADED + 1.5, MISSING), "blank": (AUTOGRADED, MISSING)}
+    assert summary(reported) == {"wrote": (AUTOGRADED + MANUAL, MISSING), "blank": (AUTOGRADED, MISSING)}
     for student in ("wrote", "blank"):
         feedback = tmp_path / "report" / "feedback" / reported[student]["student_id"] / f"{LESSON}.html"
         assert feedback.is_file(), student
-    assert str(AUTOGRADED + 1.5) in (tmp_path / "report" / "feedback" / reported["wrote"]["student_id"]
+    assert str(AUTOGRADED + MANUAL) in (tmp_path / "report" / "feedback" / reported["wrote"]["student_id"]
                                      / f"{LESSON}.html").read_text()
 
     again = grade(code, subs, out, *db_options)  # nothing handed in changed: the manual points stay
@@ -115,7 +102,7 @@ def test_written_answers_are_graded_by_hand_and_kept(answered, database, tmp_pat
     assert summary(again.rows) == summary(reported)
 
     rewritten = nbformat.from_dict(solved)
-    answer_cell(rewritten).source = "Because the square is smooth at the margin."
+    answer_cell(rewritten).source = "The threshold grows with the margin."
     hand_in(subs, "wrote", rewritten)
     resubmitted = grade(code, subs, out, *db_options)  # a new file: its answer waits for its instructor again
     assert resubmitted.process.returncode == 0, resubmitted.process.stderr[-3000:]

@@ -25,6 +25,7 @@ from autograder.grading import sandbox
 from autograder.build import CHECK_PREAMBLE, build_all
 from autograder.grading.judge import judge_cell, verdict_outputs
 from autograder.grading.record import verify_executed
+from autograder.grading.repair import is_test_cell
 from autograder.grading.worker import failure_reason, kernel_config
 from helpers import REPO, subprocess_env
 
@@ -298,7 +299,7 @@ def executed_copy(source: nbformat.NotebookNode) -> nbformat.NotebookNode:
     """``source`` as if executed and judged with every check passing: the judge's mark and [PASS] lines."""
     nb = nbformat.from_dict(source)
     for cell in nb.cells:
-        if cell.get("metadata", {}).get("nbgrader", {}).get("grade"):
+        if is_test_cell(cell):
             cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text="[PASS] a check\n")]
             cell.metadata["siamese"] = {"judged": True}
     return nb

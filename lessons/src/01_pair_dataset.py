@@ -13,7 +13,14 @@
 # - use the course's label convention: **0 = same class, 1 = different class**;
 # - write a PyTorch `Dataset` that makes balanced pairs on the fly (exercise 1.1);
 # - predict what the original's rejection sampling costs (question 1.2), and how a "network" that
-#   ignores the images scores on random pairs (question 1.3); then measure both (experiments).
+#   ignores the images scores on random pairs (question 1.3); then measure both (experiments);
+# - explain, in your own words, why training and measuring on balanced pairs matters (question 1.4).
+#
+# **How the lessons are graded.** Exercises and "predict" questions are checked by code: a self-check
+# below each one says at once whether your answer has the right form, and the graded run decides
+# whether it is right and explains it in your feedback. One question per lesson is **written**: you
+# answer it in words in the cell below it (replace "YOUR ANSWER HERE"), and your instructor grades it
+# by hand.
 
 # %% [setup]
 
@@ -159,13 +166,13 @@ checks.check_pair_items(SiameseDataset)
 checks.check_pair_items(SiameseDataset, hidden=True)
 ### END HIDDEN TESTS
 
-# %% [check pair_labels 3]
+# %% [check pair_labels 2]
 checks.check_pair_labels(SiameseDataset)
 ### BEGIN HIDDEN TESTS
 checks.check_pair_labels(SiameseDataset, hidden=True)
 ### END HIDDEN TESTS
 
-# %% [check pair_balance 3]
+# %% [check pair_balance 2]
 checks.check_pair_balance(SiameseDataset)
 ### BEGIN HIDDEN TESTS
 checks.check_pair_balance(SiameseDataset, hidden=True)
@@ -290,11 +297,28 @@ print(f"'always different' is right on {random_labels.mean():.1%} of random pair
       f"{always_different_accuracy(10):.1%}) and on {balanced_labels.mean():.1%} of your balanced pairs")
 
 # %% [markdown]
-# On random pairs the useless answer scores about 90%: a training signal that a network can satisfy
-# without looking at the images, and an accuracy figure that says nothing. On balanced pairs it scores
-# 50%, so every point above 50% has to be earned. That is why lessons 5 and 6 train and measure on
-# balanced pairs.
+# ### Question 1.4 (written, graded by your instructor): why balanced pairs
 #
+# Lessons 5 and 6 train and measure on balanced pairs, like yours. Using the two figures you just
+# measured, explain in two or three sentences (a) what a training accuracy of 90% on **random** pairs
+# would tell you about a network, and (b) what goes wrong in **training** when nine pairs in ten are
+# "different".
+
+# %% [answer written_1_4 2]
+# **Model answer.** (a) Nothing: on random pairs of 10 balanced classes about 90% of the pairs are
+# "different", so a network that ignores the images and always answers "different" already scores 90%;
+# on balanced pairs the same answer scores 50%, so every point above 50% has to be earned. (b) The
+# loss is then dominated by the "push apart" term: a network lowers most of it by spreading all the
+# embeddings apart, and gets only one pair in ten to learn that two images of the same class belong
+# together, so it learns little about what makes two garments alike.
+#
+# **Rubric (2 points).** 1 point for (a): the trivial "always different" answer already scores about
+# 90% (or the share of different pairs), so the figure says nothing about the images. 1 point for (b):
+# the training signal is dominated by different pairs, so the network can satisfy it without learning
+# similarity (pushing everything apart), or same-class pairs are too rare to learn from. Half a point
+# for an answer that names the imbalance without saying what it does.
+
+# %% [markdown]
 # ## Summary
 #
 # - A Siamese network learns from pairs of images, each labelled **0 (same class)** or **1 (different

@@ -13,7 +13,7 @@
 # - build the backbone of the original notebook as an `nn.Module` (exercise 2.1);
 # - predict the backbone's output size for any input size (question 2.2);
 # - trace the shapes 28 → 14 → 7 → 3 through it; predict a convolution's parameter count (question 2.3)
-#   and count the backbone's.
+#   and count the backbone's; explain where a CNN's parameters are (question 2.4, written).
 
 # %% [setup]
 
@@ -136,7 +136,7 @@ for size in (28, 14, 7):
 # %%
 from autograder.checks import backbone as checks
 
-# %% [check backbone_shapes 4]
+# %% [check backbone_shapes 3]
 checks.check_backbone_shapes(CNNBackbone)
 ### BEGIN HIDDEN TESTS
 checks.check_backbone_shapes(CNNBackbone, hidden=True)
@@ -148,7 +148,7 @@ checks.check_backbone_layers(CNNBackbone)
 checks.check_backbone_layers(CNNBackbone, hidden=True)
 ### END HIDDEN TESTS
 
-# %% [check backbone_forward 4]
+# %% [check backbone_forward 3]
 checks.check_backbone_forward(CNNBackbone)
 ### BEGIN HIDDEN TESTS
 checks.check_backbone_forward(CNNBackbone, hidden=True)
@@ -255,9 +255,27 @@ predicted = sum(conv_parameters(c_in, c_out, k) for c_in, c_out, k in ((1, 64, 5
 print(f"{'your prediction':<43}{predicted:>9,}")
 
 # %% [markdown]
-# Which convolution holds most of the parameters, and why does the first one hold so few? The
-# image shrinks block after block while the parameters grow: where does a convolution's count not
-# depend on the image's size at all?
+# ### Question 2.4 (written, graded by your instructor): where the parameters are
+#
+# Answer in two to four sentences, from the table you just printed: (a) which convolution holds most
+# of the parameters, and why does the first one hold so few? (b) The image shrinks block after block
+# while the parameters grow: why does no convolution's count depend on the image's size, and what
+# in the network **would** change if the images were 56 × 56 (question 2.2)?
+
+# %% [answer written_2_4 2]
+# **Model answer.** (a) The third, `Conv2d(128, 256, 3)`: 256 · (128 · 3 · 3 + 1) = 295,168 parameters,
+# ahead of the second's 204,928; each output channel has one kernel per **input** channel, and the
+# first convolution has a single input channel (grey images), so 64 · (1 · 25 + 1) = 1,664. (b) A
+# kernel is shared by every position of the image (that is what makes it a convolution), so its count
+# is `out · (in · k² + 1)` whatever the image's size. A 56 × 56 image gives a larger output
+# (256 × 7 × 7 instead of 256 × 3 × 3), so the convolutions stay as they are, but the layer that
+# reads that output, the head's first fully connected layer (lesson 3), would need more inputs and
+# many more weights.
+#
+# **Rubric (2 points).** 1 point for (a): the third convolution, with the reason that the first has
+# only one input channel (a count alone: half a point). 1 point for (b): the kernel's weights are
+# shared across positions (its count depends on channels and kernel size only), and what depends on
+# the size is the output, hence the next layer's number of inputs (either half earns half a point).
 
 # %% [markdown]
 # ## Summary

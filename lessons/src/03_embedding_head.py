@@ -11,7 +11,8 @@
 # - build the fully connected head of the original notebook, with its final ReLU (exercise 3.1);
 # - understand why a Siamese network uses one set of weights for both images;
 # - assemble the `SiameseNetwork` (exercise 3.2) and predict its parameter count (question 3.3);
-# - predict what the final ReLU does to embeddings (question 3.4), then see it in a small experiment.
+# - predict what the final ReLU does to embeddings (question 3.4), then see it in a small experiment,
+#   and explain what it means for training (question 3.5, written).
 
 # %% [setup]
 
@@ -85,7 +86,7 @@ print("output of Linear(2304, 1024) on the flat features:", tuple(linear(flat).s
 # %%
 from autograder.checks import model as checks
 
-# %% [check head 4]
+# %% [check head 3]
 checks.check_head(EmbeddingHead)
 ### BEGIN HIDDEN TESTS
 checks.check_head(EmbeddingHead, hidden=True)
@@ -132,7 +133,7 @@ checks.check_head(EmbeddingHead, hidden=True)
 
 # %% [exercise 3.2] solutions.model:SiameseNetwork
 
-# %% [check siamese_network 4]
+# %% [check siamese_network 3]
 checks.check_siamese_network(SiameseNetwork)
 ### BEGIN HIDDEN TESTS
 checks.check_siamese_network(SiameseNetwork, hidden=True)
@@ -219,10 +220,29 @@ print(f"with bias -1 in the last layer: {int((shifted_embeddings == 0).all(dim=1
 # %% [markdown]
 # About half the coordinates are cut: a random pre-activation is as likely negative as positive. A whole
 # embedding is 0 only when all 256 pre-activations are negative, which a random head hardly ever
-# produces, but a head whose last layer has drifted to negative biases does. Two such images are at
-# distance exactly 0 from each other, whatever they show: lesson 4 shows why that distance needs
-# care, and why such images cannot be told apart. (Many embedding networks end with a plain linear
-# layer for this reason; we keep the original's ReLU.)
+# produces, but a head whose last layer has drifted to negative biases does.
+#
+# ### Question 3.5 (written, graded by your instructor): two images at distance 0
+#
+# Suppose training has left the head as in the last experiment, and two images of **different**
+# classes both get the all-zero embedding. In two to four sentences: (a) what distance separates
+# them, and what would a Siamese network decide about the pair? (b) Can the contrastive loss of the
+# next lesson push these two embeddings apart? Think about the gradient of a ReLU whose input is
+# negative. (c) What change to the head would avoid the problem?
+
+# %% [answer written_3_5 2]
+# **Model answer.** (a) Distance exactly 0, whatever the images show: the network calls them the same,
+# with the highest possible similarity. (b) No: the loss wants the distance to grow, but every
+# coordinate of both embeddings was cut by the last ReLU, whose gradient is 0 for a negative input,
+# so no gradient reaches the weights from this pair; nothing moves them apart (the "dead ReLU"). Only
+# other pairs that change the shared weights can bring them back. (c) End the head with a plain
+# linear layer (many embedding networks do; the course keeps the original's ReLU), or use an
+# activation that does not cut to exactly 0 such as a leaky ReLU.
+#
+# **Rubric (2 points).** 1 point for (a) and (b) together: distance 0 so "same", and no gradient
+# through the cut ReLU (half a point for either). 1 point for (c): removing the final ReLU or
+# replacing it by one that keeps a gradient for negative inputs. Normalising the embeddings alone does
+# not earn the point (an all-zero vector cannot be normalised).
 
 # %% [markdown]
 # ### Identical images, identical embeddings

@@ -15,7 +15,8 @@
 # - see why a square root at distance 0 can wreck a training run, and what `eps` is for;
 # - predict what one step of gradient descent does to a pair, and what a collapsed network costs
 #   (questions 4.4 and 4.5);
-# - see, in a small experiment, what the margin does to the distances the network learns.
+# - see, in a small experiment, what the margin does to the distances the network learns, and what
+#   that means for a decision threshold (question 4.6, written).
 #
 # About 60 to 75 minutes on a CPU runtime (reading 15, exercises and questions 45 to 60).
 
@@ -127,13 +128,13 @@ print(f"mean: {product.mean().item():.2f}   the mean you wanted: (10 + 0 + 60) /
 # %%
 from autograder.checks import loss as checks
 
-# %% [check loss_similar_pairs 3]
+# %% [check loss_similar_pairs 2]
 checks.check_loss_similar_pairs(contrastive_loss)
 ### BEGIN HIDDEN TESTS
 checks.check_loss_similar_pairs(contrastive_loss, hidden=True)
 ### END HIDDEN TESTS
 
-# %% [check loss_hinge 3]
+# %% [check loss_hinge 2]
 checks.check_loss_hinge(contrastive_loss)
 ### BEGIN HIDDEN TESTS
 checks.check_loss_hinge(contrastive_loss, hidden=True)
@@ -430,10 +431,29 @@ plt.show()
 # points settle just beyond the margin: the closest pairs sit a little above $m$, and the mean grows
 # with $m$, though not exactly twofold. The loss only asks for "at least $m$", nothing more.
 #
-# Think about it (no points): lesson 6 will call two images "the same" when their distance is below a
-# threshold. If you trained with margin 4 instead of 2, what would happen to the best threshold? Why
-# is it better to choose the threshold on data than to fix it in advance?
+# ### Question 4.6 (written, graded by your instructor): the margin and the threshold
 #
+# Lesson 6 will call two images "the same" when their distance is below a threshold $t$. In two to
+# four sentences: (a) if you trained with margin 4 instead of 2, what would happen to the best
+# threshold, and why? (b) Why is it better to choose $t$ on data the network was not trained on than
+# to fix it in advance, for example at $t = m/2$?
+
+# %% [answer written_4_6 2]
+# **Model answer.** (a) It would grow, roughly in proportion: the loss pulls same-class pairs towards
+# 0 and pushes different-class pairs to just beyond the margin, so the distances between classes
+# scale with $m$, and the best threshold lies between the two groups. (b) The distances a network
+# actually reaches depend on much more than $m$: how long and how well it trained, which classes are
+# hard to tell apart (their pairs never reach the margin), the data. A threshold fixed in advance
+# ignores all that; one chosen on held-out pairs sits where the two groups actually separate, and on
+# pairs the network was not fitted on, so it is not tuned to distances that only hold for the
+# training images.
+#
+# **Rubric (2 points).** 1 point for (a): the threshold grows with the margin, because distances
+# between classes scale with it (no reason: half a point). 1 point for (b): the distances reached
+# depend on training and data, not on $m$ alone, so $t$ is measured where the groups separate (half a
+# point), on held-out pairs rather than training pairs (half a point).
+
+# %% [markdown]
 # ## Summary
 #
 # - The contrastive loss is $(1 - y)\,d^2 + y\,\max(m - d, 0)^2$, averaged over the batch, with

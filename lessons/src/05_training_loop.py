@@ -13,7 +13,8 @@
 #   what happens when one is forgotten (question 5.3 and its experiment);
 # - design a function that trains the Siamese network for one epoch and logs its loss (exercise 5.2),
 #   and predict how long that log will be (question 5.4);
-# - train the Siamese network, plot its loss history and save the trained weights.
+# - train the Siamese network, plot its loss history, judge whether it has finished learning
+#   (question 5.5, written) and save the trained weights.
 
 # %% [setup]
 
@@ -156,13 +157,13 @@ from solutions.loss import contrastive_loss  # the reference solution of lesson 
 
 # %% [exercise 5.2] solutions.train:train_one_epoch
 
-# %% [check train_history 5]
+# %% [check train_history 4]
 checks.check_train_history(train_one_epoch)
 ### BEGIN HIDDEN TESTS
 checks.check_train_history(train_one_epoch, hidden=True)
 ### END HIDDEN TESTS
 
-# %% [check train_step 5]
+# %% [check train_step 4]
 checks.check_train_step(train_one_epoch)
 ### BEGIN HIDDEN TESTS
 checks.check_train_step(train_one_epoch, hidden=True)
@@ -380,6 +381,30 @@ if device.type == "cpu" and not QUICK:
 # %%
 plot_loss_history(loss_history, steps_per_epoch=steps_per_epoch, log_every=log_every)
 plt.show()
+
+# %% [markdown]
+# ### Question 5.5 (written, graded by your instructor): is it done?
+#
+# Look at your loss curve and at the original's (2.1 at the start, 0.32 after 5 epochs). In two to
+# four sentences: (a) has the network finished learning, and how can you tell from the curve despite
+# its jumps? (b) Which one change to the recipe would you try first to reach a lower loss with the
+# same number of steps, and (c) which figure, other than the training loss, would you watch to know
+# that the change really helped?
+
+# %% [answer written_5_5 2]
+# **Model answer.** (a) No: the trend (a running mean over the jumps, which come from each logged value
+# being one batch of 64 random pairs) is still going down at the end, so more steps would lower it
+# further. (b) A larger learning rate: Adam at `lr = 1e-5` takes tiny steps; 1e-4 to 1e-3, perhaps
+# with a schedule that lowers it towards the end, usually gets much further in the same steps (more
+# epochs would too, but not with the same number of steps). (c) The verification accuracy (or the
+# loss) on the **validation** pairs of lesson 6: the training loss can also fall because the network
+# fits its own training images, and only pairs it was not trained on show whether it got better at
+# telling new images apart.
+#
+# **Rubric (2 points).** 1 point for (a): still falling, read from the trend rather than single
+# values. 1 point for (b) and (c) together: a sensible change (learning rate, schedule, a different
+# optimiser setting) and a held-out figure to judge it (half a point each). "More epochs" does not
+# earn the half point of (b), since the question keeps the number of steps.
 
 # %% [markdown]
 # ## 9. Saving the weights

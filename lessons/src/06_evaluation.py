@@ -11,7 +11,8 @@
 # - read the similarity score `exp(-d)` of the original notebook on test pairs;
 # - choose a decision threshold on **validation** pairs (images set aside, never trained on) and
 #   measure the verification accuracy on test pairs (exercise 6.2);
-# - compare accuracy on training, validation and test pairs side by side, and explain the gaps;
+# - compare accuracy on training, validation and test pairs side by side, and explain the gaps
+#   (question 6.6, written);
 # - compute the area under the ROC curve, the ROC AUC (exercise 6.3), and draw the curve;
 # - predict the best accuracy and the AUC of two overlapping distributions of distances, then
 #   measure them with your own functions (questions 6.4 and 6.5);
@@ -155,7 +156,7 @@ plt.show()
 # %%
 from autograder.checks import evaluate as checks
 
-# %% [check embed 4]
+# %% [check embed 3]
 checks.check_embed(embed)
 ### BEGIN HIDDEN TESTS
 checks.check_embed(embed, hidden=True)
@@ -243,7 +244,7 @@ plt.show()
 
 # %% [exercise 6.2] solutions.evaluate:verification_accuracy,best_threshold
 
-# %% [check verification 4]
+# %% [check verification 3]
 checks.check_verification(verification_accuracy, best_threshold)
 ### BEGIN HIDDEN TESTS
 checks.check_verification(verification_accuracy, best_threshold, hidden=True)
@@ -406,13 +407,29 @@ for name, accuracy in (("training pairs", train_accuracy), ("validation pairs", 
     print(f"  {name:17} {accuracy:.1%}")
 
 # %% [markdown]
-# A network fitted to its training images can separate their pairs better than new ones, and the gap
-# between training accuracy and the others measures how much it has fitted its own images; with 5
-# epochs at a small learning rate the gap is small, and may be within the noise. The validation
-# accuracy is slightly optimistic for a different reason: its own pairs chose the threshold. The test
-# accuracy is the honest estimate. With 10,000 pairs an accuracy near 90% has a standard error of at
-# least 0.3 percentage points (more, since pairs share images), so gaps below about 1 point are noise.
+# ### Question 6.6 (written, graded by your instructor): three accuracies
 #
+# Compare the three figures with your prediction. In two to four sentences: (a) what does the gap
+# between the training accuracy and the others measure, and is yours larger than noise? (With 10,000
+# pairs an accuracy near 90% has a standard error of at least 0.3 percentage points, more since
+# pairs share images, so gaps below about 1 point are noise.) (b) The validation accuracy is also a
+# little optimistic, for another reason: which? (c) So which figure do you report, and why would
+# choosing the threshold on the test pairs spoil it?
+
+# %% [answer written_6_6 2]
+# **Model answer.** (a) How much the network has fitted its own training images: it separates their
+# pairs better than pairs of new images. With 5 epochs at a small learning rate the gap is small, often
+# within the noise. (b) Its own pairs chose the threshold, so the threshold suits them best. (c) The
+# test accuracy: its pairs played no part in training or in choosing anything. A threshold chosen on
+# the test pairs would be tuned to them, and the figure would again be an optimistic one, with no
+# untouched pairs left to measure on.
+#
+# **Rubric (2 points).** 1 point for (a): fitting the training images (overfitting), with a judgement
+# of the size against the noise (half a point each). 1 point for (b) and (c): the threshold was chosen
+# on the validation pairs (half a point); the test accuracy is reported because nothing was tuned on
+# it, and tuning on it would make it optimistic (half a point).
+
+# %% [markdown]
 # Everything together, on the 10,000 balanced **test** pairs. The **1-nearest-neighbour accuracy** is
 # another view of the same embeddings: label every test image with the class of its nearest training
 # image (among the first 10,000) and count how often that is its true class.

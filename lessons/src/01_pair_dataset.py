@@ -17,8 +17,9 @@
 # - explain, in your own words, why training and measuring on balanced pairs matters (question 1.4).
 #
 # **How the lessons are graded.** Exercises and "predict" questions are checked by code: a self-check
-# below each one says at once whether your answer has the right form, and the graded run decides
-# whether it is right and explains it in your feedback. One question per lesson is **written**: you
+# below each one runs at once (for an exercise on a few visible cases, for a "predict" question on the
+# form of your answer only), and the graded run decides whether it is right and explains it in your
+# feedback. One question per lesson is **written**: you
 # answer it in words in the cell below it (replace "YOUR ANSWER HERE"), and your instructor grades it
 # by hand.
 
@@ -310,21 +311,23 @@ print(f"'always different' is right on {random_labels.mean():.1%} of random pair
 # on balanced pairs the same answer scores 50%, so every point above 50% has to be earned. (b) The
 # loss is then dominated by the "push apart" term: a network lowers most of it by spreading all the
 # embeddings apart, and gets only one pair in ten to learn that two images of the same class belong
-# together, so it learns little about what makes two garments alike.
+# together, so it learns little about what makes two garments alike. (With margin 2, embeddings spread
+# at least 2 apart cost 0.1 · 2² = 0.4 on such pairs, collapsed ones 0.9 · 2² = 3.6; on balanced pairs
+# both cost 2.0: the imbalance pays the network to push everything apart.)
 #
 # **Rubric (2 points).** 1 point for (a): the trivial "always different" answer already scores about
 # 90% (or the share of different pairs), so the figure says nothing about the images. 1 point for (b):
 # the training signal is dominated by different pairs, so the network can satisfy it without learning
-# similarity (pushing everything apart), or same-class pairs are too rare to learn from. Half a point
-# for an answer that names the imbalance without saying what it does.
+# similarity (pushing everything apart), or same-class pairs are too rare to learn from. Half points:
+# for (a), giving the 90% (the share of different pairs) without saying that it says nothing about the
+# images; for (b), naming the imbalance without saying what it does to training.
 
 # %% [markdown]
 # ## Summary
 #
 # - A Siamese network learns from pairs of images, each labelled **0 (same class)** or **1 (different
 #   classes)**; label 1 marks the pairs the loss will push apart.
-# - A fair coin per pair keeps same and different pairs balanced, so "always different" is no shortcut
-#   (it scores about 90% on random pairs, 50% on balanced ones).
+# - A fair coin per pair keeps same-class and different-class pairs balanced.
 # - Rejection sampling needs on average ½·k + ½·k/(k − 1) picks per pair, and never ends for one class;
 #   drawing from a list of the fitting images needs one.
 # - `SiameseDataset` makes a fresh pair for every image in every epoch; with a seed, the pairs are

@@ -181,8 +181,6 @@ with torch.no_grad():
         print(f"input {side} x {side}: feature maps {measured} x {measured}, your prediction {backbone_side(side)}")
 
 # %% [markdown]
-# What would then change in lesson 3's head, which expects exactly 256 · 3 · 3 = 2,304 numbers?
-#
 # ## 6. Shapes through your backbone
 #
 # A **forward hook** is a function PyTorch calls after a module's `forward`. Below, one hook on every
@@ -273,9 +271,12 @@ print(f"{'your prediction':<43}{predicted:>9,}")
 # many more weights.
 #
 # **Rubric (2 points).** 1 point for (a): the third convolution, with the reason that the first has
-# only one input channel (a count alone: half a point). 1 point for (b): the kernel's weights are
-# shared across positions (its count depends on channels and kernel size only), and what depends on
-# the size is the output, hence the next layer's number of inputs (either half earns half a point).
+# only one input channel (naming the third convolution, or its count, without that reason: half a
+# point). 1 point for (b): the kernel's weights are shared across positions (its count depends on
+# channels and kernel size only), and what depends on the size is the output, hence the next layer's
+# number of inputs (either half earns half a point). Also accept for the second half: four times more
+# activations and computation in every layer, or a pooling that brings the output back to 3 × 3 so that
+# the head is unchanged.
 
 # %% [markdown]
 # ## Summary

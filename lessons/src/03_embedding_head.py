@@ -226,30 +226,36 @@ print(f"with bias -1 in the last layer: {int((shifted_embeddings == 0).all(dim=1
 #
 # Suppose training has left the head as in the last experiment, and two images of **different**
 # classes both get the all-zero embedding. In two to four sentences: (a) what distance separates
-# them, and what would a Siamese network decide about the pair? (b) Can the contrastive loss of the
-# next lesson push these two embeddings apart? Think about the gradient of a ReLU whose input is
-# negative. (c) What change to the head would avoid the problem?
+# them, and what would a Siamese network decide about the pair? (b) Nudge the last layer's weights a
+# little: does either embedding change? What does that mean for a loss, in the next lesson, that
+# wants their distance to grow? (c) What change to the head would avoid the problem?
 
 # %% [answer written_3_5 2]
 # **Model answer.** (a) Distance exactly 0, whatever the images show: the network calls them the same,
-# with the highest possible similarity. (b) No: the loss wants the distance to grow, but every
-# coordinate of both embeddings was cut by the last ReLU, whose gradient is 0 for a negative input,
-# so no gradient reaches the weights from this pair; nothing moves them apart (the "dead ReLU"). Only
-# other pairs that change the shared weights can bring them back. (c) End the head with a plain
+# with the highest possible similarity. (b) No: their pre-activations are all negative, so after a small
+# nudge they stay negative, the embeddings stay 0 and the loss of the pair does not change. Training
+# follows the change of the loss, so this pair cannot move them apart (in lesson 4's terms: the ReLU's
+# gradient is 0 for a negative input, the "dead ReLU"). Only other pairs that change the shared
+# weights can bring them back. (c) End the head with a plain
 # linear layer (many embedding networks do; the course keeps the original's ReLU), or use an
 # activation that does not cut to exactly 0 such as a leaky ReLU.
 #
-# **Rubric (2 points).** 1 point for (a) and (b) together: distance 0 so "same", and no gradient
-# through the cut ReLU (half a point for either). 1 point for (c): removing the final ReLU or
-# replacing it by one that keeps a gradient for negative inputs. Normalising the embeddings alone does
-# not earn the point (an all-zero vector cannot be normalised).
+# **Rubric (2 points).** 1 point for (a) and (b) together: distance 0 so "same", and the embeddings
+# (hence the loss) do not respond to small changes of the weights, so training cannot separate them
+# (half a point for either). "The `eps` of `pairwise_distance` pushes them apart" earns nothing for
+# (b) unless it notes that the ReLU stops the push. 1 point for (c): removing the final ReLU or
+# replacing it by one that keeps a slope for negative inputs (a leaky ReLU); half a point for a
+# mitigation that does not remove the cause (a positive bias at the start, batch normalisation before
+# the last ReLU, a smaller learning rate). Normalising the embeddings alone does not earn the point
+# (an all-zero vector cannot be normalised).
 
 # %% [markdown]
 # ### Identical images, identical embeddings
 #
 # Feed the same batch as both images of a pair: the two embeddings are identical, so their distance
 # is exactly 0. Two different images give different embeddings and a positive distance, even before
-# any training (unless both embeddings are 0 everywhere, as in the experiment above) (in the figure, each image on the top row is compared with the one below it).
+# any training, unless both embeddings are 0 everywhere as in the experiment above. (In the figure, each
+# image on the top row is compared with the one below it.)
 
 # %%
 torch.manual_seed(0)

@@ -320,7 +320,9 @@ for name, distance in [("bare square root ", lambda u, v: ((u - v) ** 2).sum(dim
 # at 0 as 0: finite, but a different-class pair at $d = 0$ then gets no push at all and stays stuck.
 # `pairwise_distance` adds `eps` to the difference, so $d$ is never exactly 0 and such a pair is pushed
 # along the direction of `eps`, as good as any other (the direction is undefined there). That is
-# what `eps` is for, and why `loss_gradient_at_zero` checks only that the gradients are finite.
+# what `eps` is for, and why `loss_gradient_at_zero` checks only that the gradients are finite. (For two
+# embeddings that the head's final ReLU set to all zeros, the push stops at that ReLU, whose gradient
+# is 0 there: question 3.5.)
 #
 # ## 9. Question 4.4 (predict, then check): one step of gradient descent
 #
@@ -435,8 +437,8 @@ plt.show()
 #
 # Lesson 6 will call two images "the same" when their distance is below a threshold $t$. In two to
 # four sentences: (a) if you trained with margin 4 instead of 2, what would happen to the best
-# threshold, and why? (b) Why is it better to choose $t$ on data the network was not trained on than
-# to fix it in advance, for example at $t = m/2$?
+# threshold, and why? (b) Why is it better to choose $t$ from measured distances than to fix it in
+# advance, for example at $t = m/2$?
 
 # %% [answer written_4_6 2]
 # **Model answer.** (a) It would grow, roughly in proportion: the loss pulls same-class pairs towards
@@ -444,14 +446,14 @@ plt.show()
 # scale with $m$, and the best threshold lies between the two groups. (b) The distances a network
 # actually reaches depend on much more than $m$: how long and how well it trained, which classes are
 # hard to tell apart (their pairs never reach the margin), the data. A threshold fixed in advance
-# ignores all that; one chosen on held-out pairs sits where the two groups actually separate, and on
-# pairs the network was not fitted on, so it is not tuned to distances that only hold for the
-# training images.
+# ignores all that; one chosen from measured distances sits where the two groups actually separate.
+# (The reference run's threshold came out at 0.90, near $m/2 = 1$, but nobody could know that before
+# training.)
 #
-# **Rubric (2 points).** 1 point for (a): the threshold grows with the margin, because distances
-# between classes scale with it (no reason: half a point). 1 point for (b): the distances reached
-# depend on training and data, not on $m$ alone, so $t$ is measured where the groups separate (half a
-# point), on held-out pairs rather than training pairs (half a point).
+# **Rubric (2 points).** 1 point for (a): the threshold grows with the margin (roughly doubles), because
+# distances between classes scale with it (no reason: half a point). 1 point for (b): the distances
+# reached depend on training, data and hard classes, not on $m$ alone (half a point), so $t$ must be
+# measured where the two groups actually separate (half a point).
 
 # %% [markdown]
 # ## Summary

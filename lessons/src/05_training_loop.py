@@ -394,17 +394,21 @@ plt.show()
 # %% [answer written_5_5 2]
 # **Model answer.** (a) No: the trend (a running mean over the jumps, which come from each logged value
 # being one batch of 64 random pairs) is still going down at the end, so more steps would lower it
-# further. (b) A larger learning rate: Adam at `lr = 1e-5` takes tiny steps; 1e-4 to 1e-3, perhaps
-# with a schedule that lowers it towards the end, usually gets much further in the same steps (more
-# epochs would too, but not with the same number of steps). (c) The verification accuracy (or the
+# further. (b) A larger learning rate, tried first at 10× (1e-4): Adam at `lr = 1e-5` takes tiny
+# steps. Watch for the signs of a step too large: a loss stuck near 2.0 (a collapsed network, lesson
+# 4) or all-zero embeddings (question 3.5). (More epochs would help too, but not with the same number
+# of steps.) (c) The verification accuracy (or the
 # loss) on the **validation** pairs of lesson 6: the training loss can also fall because the network
 # fits its own training images, and only pairs it was not trained on show whether it got better at
 # telling new images apart.
 #
-# **Rubric (2 points).** 1 point for (a): still falling, read from the trend rather than single
-# values. 1 point for (b) and (c) together: a sensible change (learning rate, schedule, a different
-# optimiser setting) and a held-out figure to judge it (half a point each). "More epochs" does not
-# earn the half point of (b), since the question keeps the number of steps.
+# **Rubric (2 points).** 1 point for (a): a judgement read from the trend (a by-eye running mean, or
+# the mean of each epoch), not from single values; "still falling, but more slowly" is the expected
+# reading. Half a point for a judgement with no way of reading past the jumps. 1 point for (b) and (c)
+# together: a sensible change (learning rate, schedule, a larger batch, removing the final ReLU) and a
+# held-out figure to judge it (half a point each). "More epochs" does not earn the half point of (b),
+# since the question keeps the number of steps; nor does a change that only rescales the loss (a
+# smaller margin), unless (c) notes that the losses are then not comparable.
 
 # %% [markdown]
 # ## 9. Saving the weights

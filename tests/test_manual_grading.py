@@ -13,8 +13,8 @@ import nbformat
 import pytest
 
 from helpers import awaiting, lesson_points, read_grades
-from test_grading_robust import (FULL_SCORE, LESSON, MISSING, copy_course, course_env, grade,  # noqa: F401
-                                 lesson_score, nbgrader_meta, postgres_url)
+from test_grading_robust import (FULL_SCORE, LESSON, MISSING, course_env, grade, lesson_score,  # noqa: F401
+                                 nbgrader_meta, postgres_url, workspace)
 
 [(ANSWER_ID, ANSWER_POINTS)] = lesson_points(LESSON, "answer").items()  # the lesson's one written question
 MANUAL = ANSWER_POINTS - 0.5  # the instructor's score: not full marks, so that the feedback shows which score it is
@@ -23,14 +23,9 @@ AWAITING = awaiting(1)
 
 
 @pytest.fixture(scope="module")
-def answered(tmp_path_factory):
+def answered(workspace):
     """A copy of the course, and its solved lesson 4, whose written answer holds the model answer."""
-    root = tmp_path_factory.mktemp("manual")
-    code = copy_course(root / "course-code")
-    solved = root / "solved"
-    result = subprocess.run([sys.executable, "-m", "autograder", "solutions", str(solved)], cwd=root,
-                            env=course_env(code), capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr
+    _, code, solved = workspace
     return code, nbformat.read(solved / f"{LESSON}.ipynb", as_version=4)
 
 

@@ -112,3 +112,14 @@ def autograded_points(lesson: str) -> float:
 def awaiting(answers: int) -> str:
     """The status part of a student whose ``answers`` written answers wait for their instructor."""
     return f"awaiting manual grading: {answers} answer{'' if answers == 1 else 's'}"
+
+
+def set_manual_score(db_url: str, lesson: str, grade_id: str, student_id: str, points: float) -> None:
+    """Grade one written answer by hand, as nbgrader's formgrader does: a manual score, no longer flagged."""
+    from nbgrader.api import Gradebook
+
+    with Gradebook(db_url) as gradebook:
+        grade_row = gradebook.find_grade(grade_id, lesson, lesson, student_id)
+        grade_row.manual_score = points
+        grade_row.needs_manual_grade = False
+        gradebook.db.commit()

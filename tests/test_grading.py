@@ -12,7 +12,8 @@ import pytest
 
 from autograder import build
 from autograder.grading import repair
-from helpers import REPO, awaiting, isolation_args, lesson_points, read_grades, run_module, write_solved_notebooks
+from helpers import (REPO, awaiting, isolation_args, lesson_points, read_grades, run_module, set_manual_score,
+                     write_solved_notebooks)
 
 LESSONS = build.LESSONS
 CLASS_TIMEOUT_S = 3600
@@ -420,6 +421,22 @@ def test_solved_scores_every_autograded_point(graded_class):
     row = graded_class[0]["solved"]
     assert scores(row) == {lesson: MAX_POINTS[lesson] for lesson in LESSONS}
     assert (float(row["total"]), row["status"]) == (AUTOGRADED, WROTE_ALL)
+
+
+@pytest.mark.slow
+def test_report_shows_100_once_the_written_answers_are_graded_by_hand(graded_class, tmp_path):
+    """The solved course graded alone awaits its written answers; once they get full marks in the gradebook (as
+    formgrader gives them), `python -m autograder report` shows 100, graded."""
+    alone = graded_class[1].parent / "one-out"  # the solved student graded alone, by the fixture
+    row = read_grades(alone / "grades.csv")["solved"]
+    assert (float(row["total"]), row["status"]) == (AUTOGRADED, WROTE_ALL)
+    for lesson in LESSONS:
+        for grade_id, points in lesson_points(lesson, "answer").items():
+            set_manual_score(f"sqlite:///{alone / 'course' / 'gradebook.db'}", lesson, grade_id, row["student_id"], points)
+    result = run_module("autograder", "report", "--from", alone, "--out", tmp_path / "report", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    reported = read_grades(tmp_path / "report" / "grades.csv")["solved"]
+    assert (reported["total"], reported["status"]) == ("100", "graded"), reported
 
 
 @pytest.mark.slow

@@ -12,7 +12,7 @@ import sys
 import nbformat
 import pytest
 
-from helpers import awaiting, lesson_points, read_grades
+from helpers import awaiting, lesson_points, read_grades, set_manual_score
 from test_grading_robust import (FULL_SCORE, LESSON, MISSING, course_env, grade, lesson_score,  # noqa: F401
                                  nbgrader_meta, postgres_url, workspace)
 
@@ -23,9 +23,9 @@ AWAITING = awaiting(1)
 
 
 @pytest.fixture(scope="module")
-def answered(workspace):
+def answered(request):
     """A copy of the course, and its solved lesson 4, whose written answer holds the model answer."""
-    _, code, solved = workspace
+    _, code, solved = request.getfixturevalue("workspace")  # the robust tests' fixture, imported above
     return code, nbformat.read(solved / f"{LESSON}.ipynb", as_version=4)
 
 
@@ -38,17 +38,6 @@ def hand_in(subs, student: str, nb) -> None:
     """Write one student's lesson 4."""
     (subs / student).mkdir(parents=True, exist_ok=True)
     nbformat.write(nb, subs / student / f"{LESSON}.ipynb")
-
-
-def set_manual_score(db_url: str, student_id: str, points: float) -> None:
-    """Grade the written answer by hand, as nbgrader's formgrader does: a manual score, no longer flagged."""
-    from nbgrader.api import Gradebook
-
-    with Gradebook(db_url) as gradebook:
-        grade_row = gradebook.find_grade(ANSWER_ID, LESSON, LESSON, student_id)
-        grade_row.manual_score = points
-        grade_row.needs_manual_grade = False
-        gradebook.db.commit()
 
 
 def report(code, out, into, *options: str) -> dict[str, dict[str, str]]:
@@ -83,7 +72,7 @@ def test_written_answers_are_graded_by_hand_and_kept(answered, database, tmp_pat
         == "YOUR ANSWER HERE"  # students never see the model answer
 
     db_url = db_options[1] if db_options else f"sqlite:///{out / 'course' / 'gradebook.db'}"
-    set_manual_score(db_url, first.rows["wrote"]["student_id"], MANUAL)
+    set_manual_score(db_url, LESSON, ANSWER_ID, first.rows["wrote"]["student_id"], MANUAL)
     reported = report(code, out, tmp_path / "report", *db_options)
     assert summary(reported) == {"wrote": (AUTOGRADED + MANUAL, MISSING), "blank": (AUTOGRADED, MISSING)}
     for student in ("wrote", "blank"):

@@ -18,7 +18,8 @@
 # - see, in a small experiment, what the margin does to the distances the network learns, and what
 #   that means for a decision threshold (question 4.6, written).
 #
-# About 60 to 75 minutes on a CPU runtime (reading 15, exercises and questions 45 to 60).
+# This is the longest lesson of the course (the README's course table estimates its time): a good
+# place for a break is after exercise 4.3.
 
 # %% [setup]
 

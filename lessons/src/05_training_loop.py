@@ -254,31 +254,20 @@ checks.check_logged_losses(logged_losses, hidden=True)
 # fixed twelfth of them, 5,000 images the network never sees, as a **validation set**
 # (`data_utils.splits`). Lesson 6 chooses its decision threshold on them.
 #
-# **How long?** One epoch is 55,000 pairs (860 steps). On a Colab GPU 5 epochs take a few minutes.
-# On a CPU they take from about 10 minutes to more than an hour, so without a GPU the notebook
-# trains a **shortened run of about 3 minutes**:
+# **How long?** One epoch is 55,000 pairs (860 steps). On a Colab GPU 5 epochs take a few minutes;
+# on a CPU, from about 10 minutes to more than an hour. So without a GPU the notebook trains a
+# **shortened run of about 3 minutes**: your `train_one_epoch` trains the first 100 steps (you see your
+# own loop at work), then the reference's **fast loop** (section 10) continues the same network with
+# the same optimizer on all 55,000 training images for the rest of the 3 minutes. (On a CPU the fast
+# loop does 1.5 to 4 times as many steps in the same time, and a network learns only from steps.) The
+# cell below times a few fast steps to size the run. The network learns less than in the 5-epoch
+# run, so lesson 6's figures land lower than the reference's. While the notebook is graded or tested
+# it runs a tiny run on synthetic data instead. Read section 9 while it trains.
 #
-# 1. your `train_one_epoch` trains the first 100 steps (1 epoch on the first 6,400 images), so you
-#    see your own loop at work;
-# 2. the reference's **fast loop** (section 10 explains why it is faster) continues the same network,
-#    with the same optimizer, on pairs drawn from all 55,000 training images, for as many steps as fit in the
-#    rest of the 3 minutes.
-#
-# Why not your loop all the way? On a CPU the fast loop does about 1.5 to 4 times as many steps in the
-# same time (the most where the CPU computes bf16), and the network learns only from steps. To size the run, the cell below first times a few steps of
-# the fast loop (`solutions.benchmark.fast_pipeline`, on a throwaway network), then computes how many
-# steps fit. The loss is logged every few steps, so that the curve has at least about 100 points. The
-# network still learns less than in the 5-epoch run, and lesson 6's figures land lower than the
-# reference's. While the notebook is graded or tested it runs a tiny check-sized run on the synthetic
-# data instead.
-#
-# **Workers.** `DataLoader(..., num_workers=k)` prepares batches in `k` background processes. The
-# original notebook used 8, but a free Colab machine has only 2 CPU cores: 8 processes fight over 2
-# cores (PyTorch even warns about it) and each costs memory. We use at most 2 (and 0, i.e. the main
-# process, for the tiny runs, where starting workers would take longer than the work).
-#
-# **Progress bar.** `tqdm(loader)` wraps the loader and shows a progress bar while it is iterated. It
-# writes to stderr, which nbgrader scores as an error, so the tiny graded runs go without it.
+# Two details of the cell: `DataLoader(..., num_workers=k)` prepares batches in `k` background
+# processes; the original used 8, but a free Colab machine has 2 cores, so we use at most 2 (0 for the
+# tiny runs). And the `tqdm` progress bar is left out of the tiny runs: it writes to stderr, which
+# nbgrader scores as an error.
 
 # %%
 from solutions.data import SiameseDataset

@@ -274,8 +274,10 @@ plt.show()
 # Write `roc_auc(distances, pair_labels)`, returning that probability as a Python `float`, computed
 # exactly over the pairs given (every combination of one different-class pair with one same-class
 # pair). When is it undefined? Your function must raise a `ValueError` then, with a message that says
-# why. A few thousand pairs each may be compared directly; for larger sets think about what sorting
-# the distances tells you (the rank formula, or Mann-Whitney U).
+# why. The cells below call it on 5,000 same-class and 5,000 different-class pairs, 25 million
+# combinations: compare them in one broadcast tensor operation, not in a Python loop over pairs (which
+# would take minutes). For much larger sets, think about what sorting the distances tells you (the
+# rank formula, or Mann-Whitney U).
 
 # %% [exercise 6.3] solutions.evaluate:roc_auc
 

@@ -24,14 +24,15 @@ import pytest
 from autograder.checks import loss as loss_checks
 from autograder.checks import transcript
 from solutions.loss import contrastive_loss as reference_loss
-from test_grading_robust import (FULL_SCORE, LESSON, append_to_exercise, cell_with_id, grade, lesson_score,
-                                 needs_isolation, replace_once, rewrite_exercise, workspace)
+from test_grading_robust import (FULL_SCORE, LESSON, LOSS_CELLS, POINTS, append_to_exercise, cell_with_id, grade,
+                                 lesson_score, needs_isolation, replace_once, rewrite_exercise, workspace)
 
 __all__ = ["workspace"]  # the fixture, shared with test_grading_robust
 
 BUG_OLD, BUG_NEW = "torch.clamp(margin - d", "torch.clamp(2.0 - d"  # the margin argument is ignored
-BUGGY_SCORE = 19.0  # all but loss_margin_argument (1 point), the one property the bug breaks
-OTHER_EXERCISES_SCORE = 6.0  # exercises 4.2 and 4.3 (2 + 2) and questions 4.4 and 4.5 (1 + 1), all solved
+BUGGY_SCORE = FULL_SCORE - POINTS["loss_margin_argument"]  # the one property the bug breaks
+# Exercise 4.1's test cells score 0; the rest of the lesson (exercises 4.2, 4.3, questions 4.4, 4.5) is solved.
+OTHER_EXERCISES_SCORE = FULL_SCORE - sum(POINTS[grade_id] for grade_id in LOSS_CELLS.split(", "))
 
 WRAP = '''
 _inner = contrastive_loss

@@ -388,9 +388,10 @@ def _step_case(train_one_epoch: Any, generator: torch.Generator, sizes: list[int
     fail("after one epoch the parameters equal those of the reference loop (forward, loss, zero_grad, backward, step)",
          input=f"a tiny network in eval mode, {len(batches)} batches of sizes {sizes}, {optimizer_text}, margin={margin:g}",
          expected="the reference's parameters", got=f"parameters off by {gap:.3g} × the size of the reference's update",
-         hint=hint or "compare your loop with: net.train(); for each batch: move to device, out1, out2 = net(img1, img2), "
-                      "loss = contrastive_loss(out1, out2, label, margin), optimizer.zero_grad(), loss.backward(), "
-                      "optimizer.step()")
+         # The hint names what to check, not the loop itself: the loop is the exercise.
+         hint=hint or "go through section 3's update for each batch: is the network in training mode, are the "
+                      "batch's tensors on the device, does the loss use `margin`, are the old gradients cleared "
+                      "before the new ones are computed, and does every batch take exactly one step?")
 
 
 @check

@@ -120,7 +120,7 @@ print(f"fair coin: {coin.mean():.1%} of pairs are same-class")
 # again until its class fits the coin. That gives every fitting image the same chance, but it may
 # take many picks (question 1.2 counts them), and it loops forever if no image fits. Your dataset will
 # give every fitting image the same chance **in one pick**. How? Think about what you could work out
-# once, when the dataset is created, so that each pair needs a single random number.
+# once, when the dataset is created, so that drawing the partner never needs a second try.
 
 # %% [markdown]
 # ## 3. Exercise 1.1: `SiameseDataset`
@@ -135,7 +135,8 @@ print(f"fair coin: {coin.mean():.1%} of pairs are same-class")
 #   pair could be drawn).
 # - `len(pairs)` is the length of the wrapped dataset: one pair per image, per epoch.
 # - `pairs[i]` returns `(image1, image2, label)`: `image1` is image `i` of the dataset; a fair coin
-#   decides "same class" or "different class"; `image2` is drawn uniformly from the images that fit;
+#   decides "same class" or "different class"; `image2` is drawn uniformly from the images that fit
+#   (for "same class", image `i` itself is one of them: a pair of an image with itself is allowed);
 #   `label` is a **float32 tensor of shape `[1]`**: `0.` for the same class, `1.` for different classes.
 # - Reproducibility: with `seed=None` use PyTorch's global random generator (`torch.rand`), so every
 #   call draws a fresh pair. With an integer `seed`, item `i` must always give the same pair: draw the
@@ -301,9 +302,9 @@ print(f"'always different' is right on {random_labels.mean():.1%} of random pair
 # ### Question 1.4 (written, graded by your instructor): why balanced pairs
 #
 # Lessons 5 and 6 train and measure on balanced pairs, like yours. Using the two figures you just
-# measured, explain in two or three sentences (a) what a training accuracy of 90% on **random** pairs
-# would tell you about a network, and (b) what goes wrong in **training** when nine pairs in ten are
-# "different".
+# measured, explain in two or three sentences (a) why a network's accuracy on **random** pairs says
+# less about it than the same accuracy on balanced pairs, and (b) what goes wrong in **training** when
+# most pairs are "different".
 
 # %% [answer written_1_4 2]
 # **Model answer.** (a) Nothing: on random pairs of 10 balanced classes about 90% of the pairs are
@@ -328,8 +329,8 @@ print(f"'always different' is right on {random_labels.mean():.1%} of random pair
 # - A Siamese network learns from pairs of images, each labelled **0 (same class)** or **1 (different
 #   classes)**; label 1 marks the pairs the loss will push apart.
 # - A fair coin per pair keeps same-class and different-class pairs balanced.
-# - Rejection sampling needs on average ½·k + ½·k/(k − 1) picks per pair, and never ends for one class;
-#   drawing from a list of the fitting images needs one.
+# - Rejection sampling may need many picks per pair, and never ends for one class; drawing from a list
+#   of the fitting images needs one.
 # - `SiameseDataset` makes a fresh pair for every image in every epoch; with a seed, the pairs are
 #   reproducible.
 #

@@ -210,8 +210,8 @@ for name, output in trace:
 print(f"\n28 → 14 → 7 → 3: the output has 256 · 3 · 3 = {features[0].numel()} numbers per image")
 
 # %% [markdown]
-# Each block halves the side, rounding down (the convolutions keep it, thanks to the padding), while the number of
-# channels grows from 1 to 64, 128 and 256: less "where", more "what".
+# The side shrinks block after block, as your `backbone_side(28)` predicted, while the number of channels
+# grows from 1 to 64, 128 and 256: less "where", more "what".
 #
 # Here are the first 16 of the 64 feature maps after the first block (the first pooling's output,
 # recorded by the hooks), for an untrained backbone with random kernels: some of them already respond
@@ -245,11 +245,11 @@ checks.check_conv_parameters(conv_parameters, hidden=True)
 # Now count them in your backbone, tensor by tensor, next to your prediction for its three convolutions:
 
 # %%
+predicted = sum(conv_parameters(c_in, c_out, k) for c_in, c_out, k in ((1, 64, 5), (64, 128, 5), (128, 256, 3)))
 for name, p in net.named_parameters():
     print(f"{name:<22} {str(tuple(p.shape)):<20} {p.numel():>9,}")
 num_params = sum(p.numel() for p in net.parameters())
 print(f"{'total':<43}{num_params:>9,}")
-predicted = sum(conv_parameters(c_in, c_out, k) for c_in, c_out, k in ((1, 64, 5), (64, 128, 5), (128, 256, 3)))
 print(f"{'your prediction':<43}{predicted:>9,}")
 
 # %% [markdown]

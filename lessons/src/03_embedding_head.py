@@ -10,7 +10,7 @@
 # - flatten feature maps into a vector (256 · 3 · 3 = 2,304 numbers);
 # - build the fully connected head of the original notebook, with its final ReLU (exercise 3.1);
 # - understand why a Siamese network uses one set of weights for both images;
-# - assemble the `SiameseNetwork` (exercise 3.2) and predict its parameter count (question 3.3);
+# - assemble the `SiameseNetwork` (exercise 3.2) and predict the parameter count of its head (question 3.3);
 # - predict what the final ReLU does to embeddings (question 3.4), then see it in a small experiment,
 #   and explain what it means for training (question 3.5, written).
 
@@ -61,9 +61,9 @@ print("same numbers in the same order:", torch.equal(flat[0], features[0].reshap
 #
 # and gives a **256-dimensional embedding** per image.
 #
-# Note the **last ReLU**. Many embedding networks end with a plain linear layer; the original
-# notebook ends with a ReLU, so every coordinate of an embedding is $\ge 0$ (the embeddings live in
-# one "corner" of the 256-d space). It still works well, and we keep it to reproduce the original.
+# Note the **last ReLU**: every coordinate of an embedding is $\ge 0$ (the embeddings live in one
+# "corner" of the 256-d space). It works well, and we keep it to reproduce the original; questions 3.4
+# and 3.5 ask what it can cost.
 
 # %%
 linear = nn.Linear(2304, 1024)
@@ -127,8 +127,8 @@ checks.check_head(EmbeddingHead, hidden=True)
 # Do not create a second backbone or head for the second image: the check below tests that both images
 # go through the same weights.
 #
-# The checks build your `SiameseNetwork` with a stand-in in place of your `EmbeddingHead` (a single
-# `Linear(2304, 256)` layer), so that a mistake in exercise 3.1 does not cost you points here again.
+# The checks build your `SiameseNetwork` with a stand-in in place of your `EmbeddingHead` (Flatten, then
+# a single `Linear(2304, 256)` layer), so that a mistake in exercise 3.1 does not cost you points here again.
 # Use the head only by calling it, `self.head(features)`.
 
 # %% [exercise 3.2] solutions.model:SiameseNetwork
@@ -282,8 +282,8 @@ for i in range(4):
 #
 # - Flatten turns `[B, 256, 3, 3]` into `[B, 2304]`; the head maps that to a 256-d embedding, non-negative
 #   because of its last ReLU, which can also make a whole embedding 0.
-# - A linear layer `Linear(n_in, n_out)` has `n_in · n_out + n_out` parameters; the whole network has
-#   3,124,480, exactly as the original.
+# - A linear layer's parameters are its weight matrix and its bias; the whole network has 3,124,480,
+#   exactly as the original.
 # - A Siamese network is one backbone and one head applied to both images: a symmetric comparison, and
 #   3,124,480 parameters instead of twice as many.
 # - `forward_ind(x)` embeds one batch; `forward(img1, img2)` embeds both images of each pair.

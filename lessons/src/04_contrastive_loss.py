@@ -360,9 +360,9 @@ for d_start, pair_label, lr in ((1.0, 0, 0.1), (1.0, 0, 0.4), (1.0, 1, 0.1), (2.
           f"your prediction {distance_after_step(d_start, pair_label, 2.0, lr):.3f}")
 
 # %% [markdown]
-# The same-class pair at `lr = 0.4` overshot: it ended on the other side. What would happen at
-# `lr = 0.5`, and at `lr = 0.6`, over many steps? The same
-# overshoot, spread over a million parameters, is what a too-large learning rate does to a network.
+# Look at the same-class pair at `lr = 0.4`: where did it end? What would happen at
+# `lr = 0.5`, and at `lr = 0.6`, over many steps? A step that overshoots,
+# spread over a million parameters, is what a too-large learning rate does to a network.
 #
 # ## 10. Question 4.5 (predict): the loss of a collapsed network
 #
@@ -388,9 +388,9 @@ print(f"measured {contrastive_loss(collapsed, collapsed.clone(), labels).item():
       f"your prediction {collapsed_loss(3 / 8, 2.0):.4f}")
 
 # %% [markdown]
-# Lesson 1 builds balanced pairs, so $p = 0.5$ and a collapsed network costs $m^2 / 2 = 2$. Remember
-# this number: when lesson 5's training loss is still at 2.0 after many steps, the network has collapsed
-# (an untrained network starts near 2 too, for a different reason).
+# Lesson 1 builds balanced pairs ($p = 0.5$) and the course trains with margin 2: put these into your
+# prediction and remember the number. When lesson 5's training loss is still at it after many steps, the
+# network has collapsed (an untrained network starts near it too, for a different reason).
 #
 # ## 11. Experiment: what the margin does
 #
@@ -430,9 +430,9 @@ fig.tight_layout()
 plt.show()
 
 # %% [markdown]
-# Same-class points collapse onto one spot (mean distance near 0) with either margin. Different-class
-# points settle just beyond the margin: the closest pairs sit a little above $m$, and the mean grows
-# with $m$, though not exactly twofold. The loss only asks for "at least $m$", nothing more.
+# Read the printed distances of both runs before the question: where do the same-class pairs end up,
+# and where, compared with $m$, do the different-class pairs settle? Remember that the loss only asks
+# different-class pairs for "at least $m$".
 #
 # ### Question 4.6 (written, graded by your instructor): the margin and the threshold
 #
@@ -465,6 +465,7 @@ plt.show()
 # - Labels of shape `[B, 1]` against distances of shape `[B]` broadcast silently to `[B, B]`.
 # - A hand-derived gradient, checked against central differences, is how you trust a new loss; a bare
 #   square root has an infinite derivative at $d = 0$, which is why `pairwise_distance` has its `eps`.
-# - A collapsed network costs $p\,m^2$; the margin sets the scale of the distances between classes.
+# - A collapsed network's loss depends only on the share of different pairs and the margin (question
+#   4.5), so a training loss stuck at that value is a diagnosis.
 #
 # Next lesson: the training loop that uses this loss to train the Siamese network.

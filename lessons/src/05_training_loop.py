@@ -262,7 +262,7 @@ checks.check_logged_losses(logged_losses, hidden=True)
 # loop does 1.5 to 4 times as many steps in the same time, and a network learns only from steps.) The
 # cell below times a few fast steps to size the run. The network learns less than in the 5-epoch
 # run, so lesson 6's figures land lower than the reference's. While the notebook is graded or tested
-# it runs a tiny run on synthetic data instead. Read section 9 while it trains.
+# it runs a tiny run on synthetic data instead.
 #
 # Two details of the cell: `DataLoader(..., num_workers=k)` prepares batches in `k` background
 # processes; the original used 8, but a free Colab machine has 2 cores, so we use at most 2 (0 for the
@@ -434,9 +434,8 @@ else:
 #    fp32. GPUs (and recent CPUs) compute 16-bit products several times faster. fp16 needs a
 #    `GradScaler`, because its small gradients would otherwise round to zero; bf16 does not.
 #
-# The cell below times a few steps of each on your runtime. (The reference solution,
-# `python -m solutions.train`, also keeps the whole data set on the device and draws pairs by tensor
-# indexing, instead of building each pair in Python: see `solutions/train.py`.)
+# The cell below times a few steps of each on your runtime. (The fast loop also keeps the whole data
+# set on the device and draws pairs by tensor indexing, instead of building each pair in Python.)
 
 # %%
 from solutions.train import make_scaler, resolve_precision
@@ -464,12 +463,7 @@ scaler = make_scaler(device, precision)
 
 
 def two_passes_fp32() -> None:
-    img1, img2, label = batch
-    out1, out2 = speed_net(img1, img2)  # two forward passes, as the original
-    loss = contrastive_loss(out1, out2, label)
-    speed_optimizer.zero_grad()
-    loss.backward()
-    speed_optimizer.step()
+    train_one_epoch(speed_net, [batch], speed_optimizer, device)  # your loop on one batch: two passes, fp32
 
 
 def one_pass_mixed() -> None:
@@ -486,7 +480,7 @@ def one_pass_mixed() -> None:
 num_steps = 2 if QUICK else 20
 before = time_steps(two_passes_fp32, num_steps)
 after = time_steps(one_pass_mixed, num_steps)
-print(f"two passes, fp32            : {before:8.0f} pairs/s")
+print(f"your loop: two passes, fp32 : {before:8.0f} pairs/s")
 print(f"one pass, {precision:<4} autocast     : {after:8.0f} pairs/s   ({after / before:.1f}x)")
 
 # %% [markdown]

@@ -147,7 +147,7 @@ plt.show()
 #   `batch_size` images go through the network in one call;
 # - nothing may be kept for a `backward()` that will never come.
 #
-# Section 2 has what you need for the last two points; `torch.cat` joins a list of tensors.
+# Section 2 has what you need for the second and the last points; `torch.cat` joins a list of tensors.
 
 # %% [given] solutions.evaluate:to_float_images
 
@@ -222,10 +222,9 @@ plt.show()
 # The threshold is a parameter of the decision rule, learnt from data like the weights. If we picked
 # the threshold that does best on the test pairs and then reported the accuracy on those same pairs,
 # the figure would be optimistic: it would include the luck of fitting exactly these pairs, and would
-# no longer predict how the system does on pairs it has never seen. Training pairs have a related
-# flaw: the network was fitted to them, so their distances are cleaner than those of new images, and
-# a threshold chosen there fits new pairs less well. The validation images are new to the network and
-# are not the test set, which is used once, at the end, to measure.
+# no longer predict how the system does on pairs it has never seen. The validation images are new to
+# the network and are not the test set, which is used once, at the end, to measure. (Why not training
+# pairs? Section 10 measures all three kinds, and question 6.6 asks what a gap between them means.)
 #
 # ## 6. Exercise 6.2: `verification_accuracy` and `best_threshold`
 #
@@ -479,7 +478,7 @@ plt.show()
 # - Embed for inference with `net.eval()` and `torch.no_grad()`, in batches, once per image.
 # - `exp(-d)` turns a distance into a similarity in (0, 1]; a threshold on $d$ turns it into a decision.
 # - Choose the threshold on validation pairs (new to the network) and measure on test pairs, which are
-#   used only once; training pairs flatter the network.
+#   used only once (question 6.6 is about why).
 # - The ROC curve shows every threshold at once; its area is the probability that a different pair is
 #   farther apart than a same pair.
 #

@@ -1,6 +1,7 @@
 """The instructor's grading from the command line: one class of made-up submissions through the real nbgrader pipeline."""
 
 import csv
+import html
 import json
 import re
 import shutil
@@ -11,6 +12,7 @@ import nbformat
 import pytest
 
 from autograder import build
+from autograder.checks.loss import COLLAPSE_WHY
 from autograder.grading import repair
 from helpers import (REPO, awaiting, isolation_args, lesson_points, read_grades, run_module, set_manual_score,
                      write_solved_notebooks)
@@ -270,8 +272,20 @@ def roc_auc(distances, pair_labels):
 }
 
 
+# Prediction questions answered three wrong ways by one student, in otherwise solved notebooks:
+# (lesson, exercise cell) → (the test cell that grades it, the student's code; None: left as released).
+QUESTION_MISTAKES = {
+    ("04_contrastive_loss", "exercise_4_4"): ("distance_after_step", None),  # left blank
+    # m where the answer is m²: of the right form, so its self-check in Colab passes
+    ("04_contrastive_loss", "exercise_4_5"): ("collapsed_loss", "def collapsed_loss(p, margin):\n    return p * margin\n"),
+    # the head's parameter count that lesson 3 prints, copied as a constant
+    ("03_embedding_head", "exercise_3_3"): ("head_parameters",
+                                            ("def head_parameters(in_features, hidden, embedding_dim):\n"
+                                             "    return 2_622_720\n")),
+}
+
 # Every student make_class writes (each has at least one gradable notebook).
-CLASS = {"solved", "blank", "colab", "alternative", "dora", "broken", "copied_exercise", *BUGS}
+CLASS = {"solved", "blank", "colab", "alternative", "dora", "broken", "copied_exercise", "questions", *BUGS}
 
 # How the grader notes duplicated graded cells (it keeps the student's last copy of an exercise cell).
 DUPLICATES_KEPT = "kept the last copy of an exercise, the first of a test"
@@ -306,6 +320,14 @@ def make_class(root: Path, solved: Path) -> Path:
         rewrite_exercise(alternative[lesson], grade_id, code)
     for lesson, nb in alternative.items():
         put("alternative", lesson, nb)
+    questions = {lesson: solved_nb(lesson) for lesson, _ in QUESTION_MISTAKES}
+    for (lesson, exercise), (_, code) in QUESTION_MISTAKES.items():
+        if code is None:
+            cell_with_id(questions[lesson], exercise).source = cell_with_id(release_notebook(lesson), exercise).source
+        else:
+            rewrite_exercise(questions[lesson], exercise, code)
+    for lesson, nb in questions.items():
+        put("questions", lesson, nb)
 
     shutil.copy(solved / "01_pair_dataset.ipynb", subs / "dora_01_pair_dataset.ipynb")
     shutil.copy(solved / "04_contrastive_loss.ipynb", subs / "dora_Copy of 04_contrastive_loss (1).ipynb")
@@ -485,6 +507,29 @@ def test_a_bug_loses_only_its_exercise_points(graded_class, student):
     others = {name: score for name, score in scores(row).items() if name != lesson}
     assert others == {name: MAX_POINTS[name] for name in others}
     assert row["status"] == WROTE_ALL
+
+
+@pytest.mark.slow
+def test_a_blank_wrong_or_copied_prediction_loses_exactly_its_points(graded_class):
+    """Questions graded for real: a blank, a wrong and a copied-constant answer each fail their own cell only."""
+    rows, out = graded_class
+    for lesson in {lesson for lesson, _ in QUESTION_MISTAKES}:
+        points = graded_points(lesson)
+        expected = {test for (where, _), (test, _) in QUESTION_MISTAKES.items() if where == lesson}
+        cells = cell_scores(out, "questions", lesson)
+        failed = {gid for gid, score in cells.items() if score < points[gid]}
+        assert failed == expected, (lesson, cells)
+        assert all(cells[gid] == 0 for gid in failed), cells
+        assert float(rows["questions"][lesson]) == MAX_POINTS[lesson] - sum(points[gid] for gid in failed)
+
+
+@pytest.mark.slow
+def test_the_feedback_of_a_wrong_prediction_explains_the_answer(graded_class):
+    """The graded feedback gives the right value's reasoning, which the self-check in Colab does not."""
+    page = (graded_class[1] / "feedback" / "questions" / "04_contrastive_loss.html").read_text()
+    text = html.unescape(re.sub(r"<[^>]+>", "", page))
+    assert "[FAIL] collapsed_loss predicts the right value" in text, text[-3000:]
+    assert f"likely mistake: {COLLAPSE_WHY}" in text
 
 
 @pytest.mark.slow

@@ -6,16 +6,9 @@
 * ``autograder.grading``: the instructor's trusted pipeline (collect, repair, execute in a sandbox,
   record, report), which never runs a student's code in its own process;
 
-and ``autograder.build``, which generates the lesson notebooks from one source.
-
-| lesson               | checks module                   | reference              |
-| -------------------- | ------------------------------- | ---------------------- |
-| 01_pair_dataset      | ``autograder.checks.data``      | ``solutions.data``     |
-| 02_cnn_backbone      | ``autograder.checks.backbone``  | ``solutions.backbone`` |
-| 03_embedding_head    | ``autograder.checks.model``     | ``solutions.model``    |
-| 04_contrastive_loss  | ``autograder.checks.loss``      | ``solutions.loss``     |
-| 05_training_loop     | ``autograder.checks.train``     | ``solutions.train``    |
-| 06_evaluation        | ``autograder.checks.evaluate``  | ``solutions.evaluate`` |
+and two modules both read: ``autograder.syllabus``, the course table (each lesson's notebook, its
+``solutions`` and checks modules, and what answers each exercise), and ``autograder.build``, which
+generates the lesson notebooks from one source.
 
 Every check is ``check_xxx(student_obj, hidden=False)``: it prints ``[PASS] ...`` to stdout and
 returns ``None``, or raises ``CheckFailure`` (an ``AssertionError``) with a ``[FAIL]`` message naming

@@ -29,21 +29,11 @@ from pathlib import Path
 
 import nbformat
 
+from . import syllabus
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 LESSONS_DIR = REPO_ROOT / "lessons"
 SOURCES_DIR = LESSONS_DIR / "src"
-
-# lesson → its checks module in ``autograder`` (and its module in ``solutions``)
-CHECK_MODULES: dict[str, str] = {
-    "01_pair_dataset": "data",
-    "02_cnn_backbone": "backbone",
-    "03_embedding_head": "model",
-    "04_contrastive_loss": "loss",
-    "05_training_loop": "train",
-    "06_evaluation": "evaluate",
-}
-LESSONS: tuple[str, ...] = tuple(CHECK_MODULES)
-GPU_LESSONS = ("05_training_loop", "06_evaluation")  # the lessons that train; the others run well on a CPU
 
 BEGIN_SOLUTION, END_SOLUTION = "### BEGIN SOLUTION", "### END SOLUTION"
 BEGIN_HIDDEN, END_HIDDEN = "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"
@@ -128,6 +118,15 @@ def resolve(spec: str) -> list[tuple[str, object]]:
     module_name, _, names = spec.partition(":")
     module = importlib.import_module(module_name)
     return [(name, getattr(module, name)) for name in names.split(",")]
+
+
+def exercise_objects(lesson: syllabus.Lesson, number: str) -> list[tuple[str, object]]:
+    """The ``solutions`` objects exercise ``number`` asks for, as the course table lists them for ``lesson``."""
+    found = [item for item in lesson.exercises if item.number == number]
+    if not found:
+        raise ValueError(f"{lesson.source}: exercise {number} is not in the course table (autograder/syllabus.py) "
+                         f"under {lesson.name}")
+    return [pair for spec in found[0].writes for pair in resolve(spec)]
 
 
 def _function_regions(tree: ast.AST) -> list[tuple[str, int, int]]:
@@ -234,12 +233,13 @@ class Lesson:
 
 def build_source(lesson: str) -> Lesson:
     """The nbgrader source notebook (solutions and hidden tests in) of one lesson."""
+    row = syllabus.lesson(lesson)
     cells = parse_lesson(SOURCES_DIR / f"{lesson}.py")
     nb = nbformat.v4.new_notebook()
     nb.metadata = {
         "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
         "language_info": {"name": "python"},
-        **({"accelerator": "GPU"} if lesson in GPU_LESSONS else {}),  # Colab then opens it on a GPU runtime
+        **({"accelerator": "GPU"} if row.gpu else {}),  # Colab then opens it on a GPU runtime
         "colab": {"provenance": []},
     }
     nb.cells.append(nbformat.v4.new_markdown_cell(badge_markdown(lesson)))
@@ -273,7 +273,7 @@ def build_source(lesson: str) -> Lesson:
             number = cell.args[0]
             grade_id = "exercise_" + number.replace(".", "_")
             parts, messages = [], []
-            for _, obj in resolve(cell.rest):
+            for _, obj in exercise_objects(row, number):
                 code, names = solution_source(obj)
                 parts.append(code)
                 messages += [f"Exercise {number}: write the body of {name}" for name in names]
@@ -283,7 +283,7 @@ def build_source(lesson: str) -> Lesson:
         elif cell.kind == "check":
             grade_id, points = cell.args[0], int(cell.args[1])
             # The preamble runs while grading only: nbgrader restores it from this source; students see the check alone.
-            preamble = CHECK_PREAMBLE.format(module=CHECK_MODULES[lesson]).strip("\n")
+            preamble = CHECK_PREAMBLE.format(module=row.checks_module.rpartition(".")[2]).strip("\n")
             body = f"{BEGIN_HIDDEN}\n{preamble}\n{END_HIDDEN}\n{cell.body}"
             add_code(body, grade_id=grade_id, grade=True, locked=True, points=points)
         elif cell.kind == "answer":
@@ -353,7 +353,7 @@ def generate_release(lessons: list[Lesson], course: Path, db_url: str | None = N
 
 def build_all(lessons: list[str] | None = None) -> list[Lesson]:
     """Build the source notebooks of the given lessons (default: all)."""
-    return [build_source(name) for name in (lessons or LESSONS)]
+    return [build_source(name) for name in (lessons or syllabus.NAMES)]
 
 
 def student_notebooks(lessons: list[str] | None = None) -> dict[str, str]:
@@ -398,7 +398,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="with --solved: run each solved notebook in quick mode and save its outputs")
     parser.add_argument("--check-repository", action="store_true",
                         help="exit 1 if the badges and setup cells point at another GitHub repository than origin")
-    parser.add_argument("lessons", nargs="*", help=f"lesson names (default: all of {', '.join(LESSONS)})")
+    parser.add_argument("lessons", nargs="*", help=f"lesson names (default: all of {', '.join(syllabus.NAMES)})")
     args = parser.parse_args(argv)
     if args.check_repository:
         origin = origin_repository()
@@ -407,9 +407,9 @@ def main(argv: list[str] | None = None) -> int:
               + ("" if origin else " (this checkout has no GitHub origin to compare with)"),
               file=sys.stderr if problem else sys.stdout)
         return 1 if problem else 0
-    unknown = [name for name in args.lessons if name not in LESSONS]
+    unknown = [name for name in args.lessons if name not in syllabus.NAMES]
     if unknown:
-        parser.error(f"unknown lesson(s) {unknown}; choose from {list(LESSONS)}")
+        parser.error(f"unknown lesson(s) {unknown}; choose from {list(syllabus.NAMES)}")
     notebooks = student_notebooks(args.lessons)
     stale = []
     for name, text in notebooks.items():

@@ -1,13 +1,9 @@
 """The reference solution of the Siamese-network course, one module per lesson.
 
-| lesson               | module                  |
-| -------------------- | ----------------------- |
-| 01_pair_dataset      | ``solutions.data``      |
-| 02_cnn_backbone      | ``solutions.backbone``  |
-| 03_embedding_head    | ``solutions.model``     |
-| 04_contrastive_loss  | ``solutions.loss``      |
-| 05_training_loop     | ``solutions.train``     |
-| 06_evaluation        | ``solutions.evaluate`` (figures in ``solutions.plots``) |
+The course table ``autograder.syllabus`` says which module belongs to which lesson, and which of
+its objects answer each exercise (those are hidden from a student's kernel while that lesson is
+graded). Figures are drawn in ``solutions.plots``; the original notebook's pipeline, for speed
+comparisons, is in ``solutions.benchmark``.
 
 ``python -m solutions.train`` reproduces the original notebook's full run.
 """

@@ -7,7 +7,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from autograder import build
+from autograder import build, syllabus
 from autograder.grading.repair import is_test_cell
 
 REPO = Path(__file__).resolve().parents[1]
@@ -26,19 +26,11 @@ def test_committed_student_notebooks_are_fresh(fresh_notebooks):
     assert not stale, f"stale student notebooks {stale}: run `make lessons` and commit them"
 
 
-def test_every_lesson_has_a_source_and_a_notebook():
-    """Six lessons, each with its source, its notebook and its checks module."""
-    for lesson, module in build.CHECK_MODULES.items():
-        assert (REPO / "lessons" / "src" / f"{lesson}.py").is_file()
-        assert (REPO / "lessons" / f"{lesson}.ipynb").is_file()
-        assert (REPO / "autograder" / "checks" / f"{module}.py").is_file()
-        assert (REPO / "solutions" / f"{module}.py").is_file()
-
-
-def test_points_add_up_to_100_and_grade_ids_are_unique():
-    """The course is out of 100; no grade id repeats inside a lesson (nbgrader would abort)."""
+def test_core_points_add_up_to_100_and_grade_ids_are_unique():
+    """The core course is out of 100 in the built notebooks too; no grade id repeats inside a lesson (nbgrader would
+    abort)."""
     total = 0
-    for lesson in build.build_all():
+    for lesson in build.build_all(list(syllabus.CORE)):
         ids = [c.metadata["nbgrader"]["grade_id"] for c in lesson.source.cells if "nbgrader" in c.metadata]
         assert len(ids) == len(set(ids)), f"{lesson.name}: duplicated grade ids"
         total += sum(c.metadata["nbgrader"].get("points", 0) for c in lesson.source.cells if "nbgrader" in c.metadata)
@@ -132,11 +124,6 @@ def test_the_instructors_test_cells_keep_the_grading_preamble():
     assert cell.source.count(build.BEGIN_HIDDEN) == 2
 
 
-def test_only_the_training_lessons_ask_colab_for_a_gpu(fresh_notebooks):
-    for name, text in fresh_notebooks.items():
-        assert (json.loads(text)["metadata"].get("accelerator") == "GPU") == (name in build.GPU_LESSONS), name
-
-
 @pytest.mark.parametrize("origin, problem", [
     ("https://github.com/siamese-course/siamese-course.git", False),
     ("git@github.com:Some-Teacher/siamese-fork.git", True),
@@ -157,18 +144,9 @@ def test_check_repository_says_when_the_badges_point_elsewhere(tmp_path, origin,
         assert 'repository = "Some-Teacher/siamese-fork"' in message and "make lessons" in message
 
 
-def test_the_readme_course_table_shows_each_lessons_points():
-    """The README's points column is the sum of each lesson's `[check id N]` and `[answer id N]` headers, its "by hand"
-    column the sum of the `[answer id N]` ones; the core lessons total 100."""
-    import re
-
-    readme = (build.REPO_ROOT / "README.md").read_text()
-    row = re.compile(r"^\| \[(\d\d_\w+)\]\(lessons/[^|]*\|(?:[^|]*\|){3} (\d+) \| (\d+) \|", re.MULTILINE)
-    shown = {m.group(1): (int(m.group(2)), int(m.group(3))) for m in row.finditer(readme)}
-
-    def points(lesson: str, kinds: str) -> int:
-        source = (build.LESSONS_DIR / "src" / f"{lesson}.py").read_text()
-        return sum(int(n) for n in re.findall(rf"^# %% \[(?:{kinds}) \w+ (\d+)\]", source, re.MULTILINE))
-
-    actual = {lesson: (points(lesson, "check|answer"), points(lesson, "answer")) for lesson in build.LESSONS}
-    assert shown == actual and sum(total for total, _ in actual.values()) == 100, (shown, actual)
+def test_an_exercise_the_table_does_not_list_stops_the_build():
+    """A source's ``[exercise N.k]`` must be a row's exercise: the build says where to add it."""
+    lesson = syllabus.lesson("04_contrastive_loss")
+    with pytest.raises(ValueError, match=r"exercise 4\.9 is not in the course table \(autograder/syllabus.py\)"):
+        build.exercise_objects(lesson, "4.9")
+    assert [name for name, _ in build.exercise_objects(lesson, "4.1")] == ["contrastive_loss"]

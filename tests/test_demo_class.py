@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from autograder.build import LESSONS
+from autograder.syllabus import NAMES as LESSONS
 from autograder.grading.demo_class import check_grades, lesson_points, main, make_class, written_answers
 from helpers import awaiting, lesson_points as source_points
 

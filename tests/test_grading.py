@@ -11,13 +11,13 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from autograder import build
+from autograder import syllabus
 from autograder.checks.loss import COLLAPSE_WHY
 from autograder.grading import repair
 from helpers import (REPO, awaiting, isolation_args, lesson_points, read_grades, run_module, set_manual_score,
                      write_solved_notebooks)
 
-LESSONS = build.LESSONS
+LESSONS = syllabus.NAMES
 CLASS_TIMEOUT_S = 3600
 
 

@@ -35,7 +35,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from autograder.build import LESSONS
+from autograder.syllabus import NAMES as LESSONS
 from autograder.grading.run import MAX_PROCESSES
 from autograder.grading.sandbox import availability
 from helpers import REPO, autograded_points, awaiting, isolation_args, lesson_points, subprocess_env

@@ -26,7 +26,7 @@ import pytest
 
 from autograder.grading import collect as intake
 from autograder.grading import run as grading
-from autograder.build import LESSONS
+from autograder.syllabus import NAMES as LESSONS
 from helpers import isolation_args, read_grades as read_rows, run_module, subprocess_env, write_solved_notebooks
 from test_grading_robust import BUGGY_SCORE, COURSE_SCORE, COURSE_STATUS, FULL_SCORE
 

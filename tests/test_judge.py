@@ -286,7 +286,7 @@ def test_each_lesson_hides_its_exercises_and_their_equivalents(lesson):
 def hidden_copies(tmp_path_factory):
     """The generated ``solutions`` of every lesson, as the sandbox binds them."""
     import solutions
-    from autograder.build import LESSONS
+    from autograder.syllabus import NAMES as LESSONS
     from pathlib import Path
 
     root = tmp_path_factory.mktemp("hidden")
@@ -585,13 +585,14 @@ def test_a_probe_in_the_copy_is_judged_as_one_in_the_real_package(probe_copy):
     answers that the real judge passes (so a correct student loses nothing to the copy)."""
     import importlib
 
-    from autograder.build import CHECK_MODULES, SOURCES_DIR, parse_lesson
+    from autograder import syllabus
+    from autograder.build import SOURCES_DIR, parse_lesson
 
     calls = []
-    for lesson, module in CHECK_MODULES.items():
-        cells = parse_lesson(SOURCES_DIR / f"{lesson}.py")
-        imports = [[c.rest.partition(":")[0], c.rest.partition(":")[2].split(",")] for c in cells if c.kind == "exercise"]
-        for cell in cells:
+    for lesson in syllabus.LESSONS:
+        module = lesson.checks_module.rpartition(".")[2]
+        imports = [[spec.partition(":")[0], [spec.partition(":")[2]]] for item in lesson.exercises for spec in item.writes]
+        for cell in parse_lesson(SOURCES_DIR / f"{lesson.name}.py"):
             if cell.kind == "check":
                 calls += [[module, imports, line.strip()] for line in cell.body.splitlines() if "checks.check_" in line]
     result = run_with_probe_copy(probe_copy, PROBE_EVERY_CHECK, json.dumps(calls), str(SEED))

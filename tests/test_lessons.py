@@ -6,7 +6,7 @@ import nbformat
 import pytest
 from nbclient.exceptions import CellExecutionError
 
-from autograder import build
+from autograder import build, syllabus
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -43,7 +43,7 @@ def error_text(cell) -> str:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("lesson", build.LESSONS)
+@pytest.mark.parametrize("lesson", syllabus.NAMES)
 def test_solved_lesson_runs_clean(lesson, sources, tmp_path):
     """The solved lesson runs top to bottom: no error, nothing on stderr, every graded check prints [PASS]."""
     nb = build.execute_notebook(build.solved_notebook(sources[lesson].source), cwd=tmp_path)
@@ -57,7 +57,7 @@ def test_solved_lesson_runs_clean(lesson, sources, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("lesson", build.LESSONS)
+@pytest.mark.parametrize("lesson", syllabus.NAMES)
 def test_student_lesson_first_error_is_an_exercise(lesson, tmp_path):
     """The released lesson runs cleanly up to its first exercise; the first failure after it names the unfinished exercise."""
     nb = nbformat.read(REPO / "lessons" / f"{lesson}.ipynb", as_version=4)

@@ -15,12 +15,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .. import syllabus
 from .report import (check, close, copy_parameters_by_order, count_parameters, describe, fail, images,
                      max_error, parameter_shapes, passed, run_student, seed_parameters, type_name)
 from . import questions
 from .transcript import generator_for, judge_only, probing
 
-EXERCISE = "CNNBackbone (exercise 2.1)"
+EXERCISE = syllabus.label("2.1")
 NUM_PARAMETERS = 501_760
 #: (in_channels, out_channels, kernel_size) of the three convolutions; each is padded to keep the side.
 CONVS = [(1, 64, 5), (64, 128, 5), (128, 256, 3)]

@@ -15,12 +15,13 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from .. import syllabus
 from .report import (CheckFailure, check, describe, fail, passed, run_student, run_student_expecting, to_float,
                      type_name)
 from . import questions, transcript
 from .transcript import derive
 
-EXERCISE = "SiameseDataset (exercise 1.1)"
+EXERCISE = syllabus.label("1.1")
 SIGMAS = 5.0  # binomial tolerance of the balance checks
 
 

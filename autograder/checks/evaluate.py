@@ -14,15 +14,16 @@ from typing import Any
 import torch
 from torch import nn
 
+from .. import syllabus
 from . import questions
 from .report import (check, close, describe, fail, images, max_error, passed, run_student, run_student_expecting,
                      to_float, type_name)
 from .transcript import derive, generator_for, judge_only, probing
 
-EMBED_EXERCISE = "embed (exercise 6.1)"
-ACCURACY_EXERCISE = "verification_accuracy (exercise 6.2)"
-THRESHOLD_EXERCISE = "best_threshold (exercise 6.2)"
-AUC_EXERCISE = "roc_auc (exercise 6.3)"
+EMBED_EXERCISE = syllabus.label("6.1")
+ACCURACY_EXERCISE = syllabus.label("6.2")
+THRESHOLD_EXERCISE = syllabus.label("6.2", "best_threshold")
+AUC_EXERCISE = syllabus.label("6.3")
 ACCURACY_QUESTION = "overlap_best_accuracy (question 6.4)"
 AUC_QUESTION = "overlap_auc (question 6.5)"
 

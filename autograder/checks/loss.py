@@ -22,11 +22,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from .. import syllabus
 from . import questions
 from .report import check, describe, fail, passed, run_student, run_student_expecting, tolerance, type_name
 from .transcript import generator_for, judge_only, probing
 
-EXERCISE = "contrastive_loss (exercise 4.1)"
+EXERCISE = syllabus.label("4.1")
 PAIRWISE_EPS = 1e-6  # F.pairwise_distance adds it to the difference
 
 
@@ -517,7 +518,7 @@ def check_loss_gradient_at_zero(contrastive_loss: Any, hidden: bool = False) -> 
 
 # ---------------------------------------------------------------- exercise 4.2: the gradient by hand
 
-GRADIENT_EXERCISE = "contrastive_loss_gradient (exercise 4.2)"
+GRADIENT_EXERCISE = syllabus.label("4.2")
 BY_HAND = "∂L/∂out1 written by hand equals the loss's gradient"
 
 
@@ -619,7 +620,7 @@ def check_loss_gradient_by_hand(contrastive_loss_gradient: Any, hidden: bool = F
 
 # ---------------------------------------------------------------- exercise 4.3: the numerical gradient
 
-NUMERICAL_EXERCISE = "numerical_gradient (exercise 4.3)"
+NUMERICAL_EXERCISE = syllabus.label("4.3")
 NUMERICAL = "the central-difference gradient matches the exact one"
 
 

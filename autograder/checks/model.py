@@ -21,13 +21,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .. import syllabus
 from .report import (check, close, copy_parameters_by_order, count_parameters, describe, fail, images,
                      max_error, parameter_shapes, passed, run_student, seed_parameters, type_name)
 from . import questions
 from .transcript import generator_for, judge_only, probing
 
-HEAD_EXERCISE = "EmbeddingHead (exercise 3.1)"
-NETWORK_EXERCISE = "SiameseNetwork (exercise 3.2)"
+HEAD_EXERCISE = syllabus.label("3.1")
+NETWORK_EXERCISE = syllabus.label("3.2")
 BACKBONE_PARAMETERS = 501_760
 HEAD_PARAMETERS = 2_622_720
 NETWORK_PARAMETERS = 3_124_480

@@ -18,12 +18,13 @@ from typing import Any
 import torch
 from torch import nn
 
+from .. import syllabus
 from . import questions
 from .report import check, describe, fail, passed, run_student, to_float, type_name
 from .transcript import derive, generator_for, judge_only, probing
 
-DEVICE_EXERCISE = "get_device (exercise 5.1)"
-TRAIN_EXERCISE = "train_one_epoch (exercise 5.2)"
+DEVICE_EXERCISE = syllabus.label("5.1")
+TRAIN_EXERCISE = syllabus.label("5.2")
 ZERO_GRAD_QUESTION = "weight_without_zero_grad (question 5.3)"
 LOGGED_QUESTION = "logged_losses (question 5.4)"
 CPU = torch.device("cpu")

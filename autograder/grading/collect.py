@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
-from ..build import LESSONS
+from .. import syllabus
 
 MB = 1024 * 1024
 NOTEBOOK_LIMIT_MB = 20  # a lesson notebook with its outputs is well under 1 MB
@@ -223,10 +223,10 @@ def _folder_upload(root: Path, path: Path, problem: str | None, info: os.stat_re
 def identify_lesson(filename: str) -> str | None:
     """The lesson a file name refers to, tolerating "Copy of " and " (1)"; ``None`` if none."""
     stem = BROWSER_SUFFIX.sub("", Path(filename).stem).lower()
-    for lesson in LESSONS:
+    for lesson in syllabus.NAMES:
         if lesson in stem:
             return lesson
-    for lesson in LESSONS:  # "pair_dataset.ipynb" without the number
+    for lesson in syllabus.NAMES:  # "pair_dataset.ipynb" without the number
         if lesson[3:] in stem:
             return lesson
     return None

@@ -20,7 +20,8 @@ from pathlib import Path
 
 import nbformat
 
-from ..build import LESSONS, LESSONS_DIR, build_all, solved_notebook
+from ..build import LESSONS_DIR, build_all, solved_notebook
+from ..syllabus import NAMES as LESSONS
 from .repair import is_answer_cell, is_test_cell
 
 # lesson → (exercise cell, text in the reference solution, the same text with a typical mistake)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import nbformat
 
-from ..build import CHECK_MODULES
+from .. import syllabus
 from . import reference
 from .repair import _meta, is_test_cell
 
@@ -70,7 +70,7 @@ def judge_cell(lesson: str, source: str, outputs: list, seed: int) -> tuple[list
     """The verdicts on one test cell: its ``[PASS]`` lines, and the ``[FAIL]`` message of its first failure."""
     from autograder.checks import report
 
-    module = importlib.import_module(f"autograder.checks.{CHECK_MODULES[lesson]}")
+    module = importlib.import_module(syllabus.lesson(lesson).checks_module)
     found = records(outputs)
     passes: list[str] = []
     for call in check_calls(source):

@@ -11,7 +11,8 @@ only (``write_probe_copy``), in which
   stand-in, named after the function: the statements after ``if probing(): return`` in that block
   (and after the ``with`` blocks around it, which cannot skip it), the ``else`` of ``if probing():``,
   the body of ``if not probing():``, and the branch of ``x if probing() else y`` taken when not probing;
-* ``autograder.grading`` and ``autograder.build`` are not there at all: a kernel needs neither.
+* ``autograder.grading`` and ``autograder.build`` are not there at all: a kernel needs neither (the course
+  table, ``autograder.syllabus``, is: the checks' messages name exercises from it).
 
 Any other use of ``probing()`` makes ``judge_side`` refuse the module (``ValueError``), so that a new
 check cannot put judge-side code where this module does not look. The same regions give the sandbox
@@ -269,6 +270,7 @@ def write_probe_copy(autograder: Path, destination: Path) -> Path:
         shutil.rmtree(target)
     (target / "checks").mkdir(parents=True)
     shutil.copyfile(autograder / "__init__.py", target / "__init__.py")
+    shutil.copyfile(autograder / "syllabus.py", target / "syllabus.py")  # the course table names exercises in messages
     for module, text in checks_sources(autograder).items():  # never __pycache__: it holds the judge side compiled
         (target / "checks" / f"{module.rpartition('.')[2]}.py").write_text(without_judge_side(text, module))
     (target / "checks" / "_hidden.py").write_text(STAND_IN_MODULE)

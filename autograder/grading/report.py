@@ -20,7 +20,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..build import LESSONS
+from ..syllabus import BONUS, CORE, NAMES
 
 MANIFEST = "grading-manifest.json"
 VERSION = 2
@@ -78,11 +78,11 @@ def summarise(student_id: str, name: str, entries: dict, notes: list[str], late:
     A lesson's score is what nbgrader's gradebook holds: the autograded points, plus the points an
     instructor gave its written answers; answers not graded yet count 0 and are named in the status.
     """
-    scores: dict[str, float | None] = {lesson: None for lesson in LESSONS}
+    scores: dict[str, float | None] = {lesson: None for lesson in NAMES}
     problems: list[str] = []
     notes = list(notes)
     awaiting = 0  # written answers no instructor has graded yet
-    for lesson in LESSONS:
+    for lesson in NAMES:
         entry = entries.get(lesson)
         if entry is None:
             continue
@@ -94,7 +94,7 @@ def summarise(student_id: str, name: str, entries: dict, notes: list[str], late:
         else:
             scores[lesson] = entry["score"]
             awaiting += entry.get("awaiting", int(bool(entry.get("needs_manual_grade"))))
-    missing = [lesson for lesson in LESSONS if lesson not in entries]
+    missing = [lesson for lesson in CORE if lesson not in entries]  # a bonus lesson is optional
     if missing:
         problems.append(f"no notebook for {', '.join(missing)}")
     if awaiting:
@@ -109,16 +109,18 @@ def cell_text(value: str) -> str:
 
 
 def write_grades(path: Path, results: list[StudentResult]) -> None:
-    """One row per student: name, id, a score per lesson (empty if not graded), total of 100, late, status, notes."""
+    """One row per student: name, id, a score per core lesson (empty if not graded), their total of 100, a score
+    per bonus lesson (outside the total), late, status, notes."""
     partial = path.with_suffix(".partial")
     with open(partial, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
-        writer.writerow(["student", "student_id", *LESSONS, "total", "late", "status", "notes"])
+        writer.writerow(["student", "student_id", *CORE, "total", *BONUS, "late", "status", "notes"])
         for r in sorted(results, key=lambda r: (r.student.casefold(), r.student_id)):
-            total = sum(s for s in r.scores.values() if s is not None)
-            writer.writerow([cell_text(r.student), r.student_id,
-                             *("" if r.scores[l] is None else f"{r.scores[l]:g}" for l in LESSONS),
-                             f"{total:g}", " ".join(r.late), cell_text(r.status), cell_text("; ".join(r.notes))])
+            shown = {lesson: "" if score is None else f"{score:g}" for lesson, score in r.scores.items()}
+            total = sum(r.scores[lesson] or 0 for lesson in CORE)
+            writer.writerow([cell_text(r.student), r.student_id, *(shown[lesson] for lesson in CORE), f"{total:g}",
+                             *(shown[lesson] for lesson in BONUS), " ".join(r.late), cell_text(r.status),
+                             cell_text("; ".join(r.notes))])
     partial.replace(path)
 
 

@@ -38,7 +38,8 @@ from . import collect as intake
 from . import judge_side
 from . import report as records
 from . import sandbox as sandbox_limits
-from ..build import LESSONS, build_all, generate_release, solved_notebook
+from .. import syllabus
+from ..build import build_all, generate_release, solved_notebook
 from .course import (CELL_TIMEOUT_S, changed_since, check_database, code_environment, copy_course_code, db_url_for,
                      put_environment_on_path)
 from .execute import make_sandbox, run_worker
@@ -87,7 +88,7 @@ def prepare_course(out: Path, db_url: str | None, code: Path) -> Course:
     """The real course and the sandbox template, each built once (in a child process, from the code copy ``code``)."""
     course, template = out / "course", out / "sandbox-template"
     for folder, url in ((course, db_url), (template, None)):
-        if not all((folder / "release" / n / f"{n}.ipynb").is_file() for n in LESSONS):
+        if not all((folder / "release" / n / f"{n}.ipynb").is_file() for n in syllabus.NAMES):
             # Building imports the solutions and torch: a child process keeps the grader itself small.
             command = [sys.executable, "-m", "autograder", "release", str(folder.resolve()),
                        *(["--db-url", url] if url else [])]
@@ -100,7 +101,8 @@ def prepare_course(out: Path, db_url: str | None, code: Path) -> Course:
     def read(kind: str, lesson: str) -> nbformat.NotebookNode:
         return nbformat.read(course / kind / lesson / f"{lesson}.ipynb", as_version=4)
 
-    return Course(course, template, {n: read("release", n) for n in LESSONS}, {n: read("source", n) for n in LESSONS})
+    names = syllabus.NAMES
+    return Course(course, template, {n: read("release", n) for n in names}, {n: read("source", n) for n in names})
 
 
 @dataclass
@@ -180,7 +182,7 @@ class GradingRun:
     def check_all(self, submissions: intake.Submissions) -> None:
         """Read, check and repair every student's notebooks; what cannot be graded is recorded at once."""
         for sid, enrolled in sorted(self.enrolled.items()):
-            for lesson in LESSONS:
+            for lesson in syllabus.NAMES:
                 if lesson not in enrolled.student.files:
                     continue
                 try:

@@ -150,7 +150,7 @@ print(f"fair coin: {coin.mean():.1%} of pairs are same-class")
 
 # %% [given] solutions.data:dataset_labels
 
-# %% [exercise 1.1] solutions.data:SiameseDataset
+# %% [exercise 1.1]
 
 # %% [markdown]
 # ### Checks
@@ -241,7 +241,7 @@ print(f"after set_epoch(1), {changed} of the first 20 pairs have a new partner")
 # `expected_draws(k)` returning that mean as a float, for $k \ge 2$. Its self-check checks only that
 # you return a number; the grader tries class counts it draws when it grades.
 
-# %% [exercise 1.2] solutions.data:expected_draws
+# %% [exercise 1.2]
 
 # %% [check expected_draws 2]
 checks.check_expected_draws(expected_draws)
@@ -279,7 +279,7 @@ print(f"rejection sampling: {sum(counts) / len(counts):.2f} picks per pair on av
 # what share of its answers is right? Write `always_different_accuracy(k)` returning it as a float
 # (a fraction between 0 and 1, not a percentage).
 
-# %% [exercise 1.3] solutions.data:always_different_accuracy
+# %% [exercise 1.3]
 
 # %% [check always_different_accuracy 1]
 checks.check_always_different_accuracy(always_different_accuracy)

@@ -131,7 +131,7 @@ for size in (28, 14, 7):
 # Hint: only layers stored as attributes of the module (directly or inside an `nn.Sequential`) are
 # registered, so that `net.parameters()` finds them and the optimizer trains them.
 
-# %% [exercise 2.1] solutions.backbone:CNNBackbone
+# %% [exercise 2.1]
 
 # %%
 from autograder.checks import backbone as checks
@@ -163,7 +163,7 @@ checks.check_backbone_forward(CNNBackbone, hidden=True)
 # it as an integer. Its self-check checks only that you return a number; the grader tries sides it
 # draws when it grades.
 
-# %% [exercise 2.2] solutions.backbone:backbone_side
+# %% [exercise 2.2]
 
 # %% [check backbone_side 2]
 checks.check_backbone_side(backbone_side)
@@ -233,7 +233,7 @@ plt.show()
 # positions. (ReLU and pooling have none.) Write `conv_parameters(in_channels, out_channels, kernel)`
 # returning the number.
 
-# %% [exercise 2.3] solutions.backbone:conv_parameters
+# %% [exercise 2.3]
 
 # %% [check conv_parameters 2]
 checks.check_conv_parameters(conv_parameters)

@@ -81,7 +81,7 @@ print("output of Linear(2304, 1024) on the flat features:", tuple(linear(flat).s
 #
 # Hint: as in lesson 2, an `nn.Sequential` stored as an attribute registers all the layers at once.
 
-# %% [exercise 3.1] solutions.model:EmbeddingHead
+# %% [exercise 3.1]
 
 # %%
 from autograder.checks import model as checks
@@ -131,7 +131,7 @@ checks.check_head(EmbeddingHead, hidden=True)
 # a single `Linear(2304, 256)` layer), so that a mistake in exercise 3.1 does not cost you points here again.
 # Use the head only by calling it, `self.head(features)`.
 
-# %% [exercise 3.2] solutions.model:SiameseNetwork
+# %% [exercise 3.2]
 
 # %% [check siamese_network 3]
 checks.check_siamese_network(SiameseNetwork)
@@ -155,7 +155,7 @@ checks.check_shared_weights(SiameseNetwork, hidden=True)
 # `head_parameters(in_features, hidden, embedding_dim)` returning the number. Its self-check checks
 # only that you return a number; the grader tries sizes it draws when it grades.
 
-# %% [exercise 3.3] solutions.model:head_parameters
+# %% [exercise 3.3]
 
 # %% [check head_parameters 3]
 checks.check_head_parameters(head_parameters)
@@ -185,7 +185,7 @@ print(f"{'total':<10} {num_params:>10,}")
 # the embeddings of dimension `embedding_dim` would then be 0 everywhere? Write
 # `all_zero_share(p, embedding_dim)` returning it as a float (a fraction between 0 and 1).
 
-# %% [exercise 3.4] solutions.model:all_zero_share
+# %% [exercise 3.4]
 
 # %% [check all_zero_share 1]
 checks.check_all_zero_share(all_zero_share)

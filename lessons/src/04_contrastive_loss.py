@@ -117,7 +117,7 @@ print(f"mean: {product.mean().item():.2f}   the mean you wanted: (10 + 0 + 60) /
 # Useful: `torch.clamp(x, min=0)` or `F.relu(x)` is $\max(x, 0)$ element-wise; `label.to(out1.dtype)`
 # converts an integer label. Test your function on the four pairs of section 2 before the checks.
 
-# %% [exercise 4.1] solutions.loss:contrastive_loss
+# %% [exercise 4.1]
 
 # %% [markdown]
 # ### Checks
@@ -228,7 +228,7 @@ plt.show()
 # distances are above 0). Use tensor operations, and no
 # autograd: the check runs your function with autograd switched off (`torch.inference_mode`).
 
-# %% [exercise 4.2] solutions.loss:contrastive_loss_gradient
+# %% [exercise 4.2]
 
 # %% [check loss_gradient_by_hand 2]
 checks.check_loss_gradient_by_hand(contrastive_loss_gradient)
@@ -252,7 +252,7 @@ checks.check_loss_gradient_by_hand(contrastive_loss_gradient, hidden=True)
 # element. Leave `x` as you found it. The check hands you functions that autograd cannot see into, and
 # `x` in float64 (in float32, `h = 1e-5` would lose most digits to rounding: why?).
 
-# %% [exercise 4.3] solutions.loss:numerical_gradient
+# %% [exercise 4.3]
 
 # %% [check numerical_gradient 2]
 checks.check_numerical_gradient(numerical_gradient)
@@ -337,7 +337,7 @@ for name, distance in [("bare square root ", lambda u, v: ((u - v) ** 2).sum(dim
 # on values it draws when it grades, and its feedback explains the answer. The next cell then lets you
 # compare your prediction with what your loss actually does.
 
-# %% [exercise 4.4] solutions.loss:distance_after_step
+# %% [exercise 4.4]
 
 # %% [check distance_after_step 1]
 checks.check_distance_after_step(distance_after_step)
@@ -370,7 +370,7 @@ for d_start, pair_label, lr in ((1.0, 0, 0.1), (1.0, 0, 0.4), (1.0, 1, 0.1), (2.
 # share `p` of the pairs are different-class. What is the batch loss of a collapsed network, with
 # margin `margin`? Write `collapsed_loss(p, margin)` returning it as a float.
 
-# %% [exercise 4.5] solutions.loss:collapsed_loss
+# %% [exercise 4.5]
 
 # %% [check collapsed_loss 1]
 checks.check_collapsed_loss(collapsed_loss)

@@ -62,7 +62,7 @@ print("a new tensor lives on", x.device)
 # documentation of `torch.backends.mps` how it answers the Apple one. The check simulates all four
 # situations (GPU or not, Mac or not), so the function must decide, not assume.
 
-# %% [exercise 5.1] solutions.train:get_device
+# %% [exercise 5.1]
 
 # %%
 from autograder.checks import train as checks
@@ -155,7 +155,7 @@ print(f"after one step: w = {w.item():.3f}")
 # %%
 from solutions.loss import contrastive_loss  # the reference solution of lesson 4
 
-# %% [exercise 5.2] solutions.train:train_one_epoch
+# %% [exercise 5.2]
 
 # %% [check train_history 4]
 checks.check_train_history(train_one_epoch)
@@ -186,7 +186,7 @@ checks.check_train_learns(train_one_epoch, hidden=True)
 # the form of your answers only; the grader checks them on values it draws when it grades, and its
 # feedback explains the answer.
 
-# %% [exercise 5.3] solutions.train:weight_without_zero_grad
+# %% [exercise 5.3]
 
 # %% [check weight_without_zero_grad 2]
 checks.check_weight_without_zero_grad(weight_without_zero_grad)
@@ -236,7 +236,7 @@ for step in (0, 1, 2, 5, 10, 20, 29):
 # log_every)` returning that number. The training run below prints its answer next to the length
 # of the history your function returned.
 
-# %% [exercise 5.4] solutions.train:logged_losses
+# %% [exercise 5.4]
 
 # %% [check logged_losses 2]
 checks.check_logged_losses(logged_losses)

@@ -151,7 +151,7 @@ plt.show()
 
 # %% [given] solutions.evaluate:to_float_images
 
-# %% [exercise 6.1] solutions.evaluate:embed
+# %% [exercise 6.1]
 
 # %%
 from autograder.checks import evaluate as checks
@@ -241,7 +241,7 @@ plt.show()
 # thousand candidates that calls `verification_accuracy` is fast enough here; a vectorised version
 # with `torch.cumsum` is the bonus.
 
-# %% [exercise 6.2] solutions.evaluate:verification_accuracy,best_threshold
+# %% [exercise 6.2]
 
 # %% [check verification 3]
 checks.check_verification(verification_accuracy, best_threshold)
@@ -278,7 +278,7 @@ plt.show()
 # would take minutes). For much larger sets, think about what sorting the distances tells you (the
 # rank formula, or Mann-Whitney U).
 
-# %% [exercise 6.3] solutions.evaluate:roc_auc
+# %% [exercise 6.3]
 
 # %% [check roc_auc 3]
 checks.check_roc_auc(roc_auc)
@@ -355,7 +355,7 @@ print(f"area under the drawn curve: {torch.trapezoid(tpr, fpr).item():.4f};  you
 # Both return a float. As before, the self-checks check the form only, and the grader draws the
 # sizes when it grades.
 
-# %% [exercise 6.4] solutions.evaluate:overlap_best_accuracy
+# %% [exercise 6.4]
 
 # %% [check overlap_best_accuracy 2]
 checks.check_overlap_best_accuracy(overlap_best_accuracy)
@@ -363,7 +363,7 @@ checks.check_overlap_best_accuracy(overlap_best_accuracy)
 checks.check_overlap_best_accuracy(overlap_best_accuracy, hidden=True)
 ### END HIDDEN TESTS
 
-# %% [exercise 6.5] solutions.evaluate:overlap_auc
+# %% [exercise 6.5]
 
 # %% [check overlap_auc 1]
 checks.check_overlap_auc(overlap_auc)

@@ -85,9 +85,9 @@ LESSONS: tuple[Lesson, ...] = (
         Exercise("4.5", ("solutions.loss:collapsed_loss",)),
     )),
     Lesson("05_training_loop", "The training loop", "solutions.train", "autograder.checks.train", (
-        Exercise("5.1", ("solutions.train:get_device",), ("solutions.train:select_device",)),
+        Exercise("5.1", ("solutions.train:get_device",), ("solutions.runtime:select_device",)),
         Exercise("5.2", ("solutions.train:train_one_epoch",),
-                 ("solutions.train:fast_train_one_epoch", "solutions.train:train_step",
+                 ("solutions.fast:fast_train_one_epoch", "solutions.fast:train_step",
                   "solutions.benchmark:original_pipeline", "solutions.benchmark:fast_pipeline")),
         Exercise("5.3", ("solutions.train:weight_without_zero_grad",)),
         Exercise("5.4", ("solutions.train:logged_losses",)),

@@ -22,7 +22,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from .loss import contrastive_loss
 from .model import SiameseNetwork
-from .train import AMP_DTYPES, TensorPairLoader, device_name, resolve_precision, select_device
+from .fast import TensorPairLoader
+from .runtime import AMP_DTYPES, device_name, resolve_precision, select_device
 
 FULL_RUN_PAIRS = 5 * 60_000
 
@@ -94,7 +95,7 @@ def original_pipeline(dataset: Dataset, device: torch.device, batch_size: int, l
 def fast_pipeline(images: torch.Tensor, labels: torch.Tensor, device: torch.device, batch_size: int, lr: float,
                   margin: float, precision: str) -> Callable[[int], float]:
     """A runner of ``n`` steps of the reference fast path (the step of ``fast_train_one_epoch``)."""
-    from .train import make_optimizer, make_scaler, prepare_model, train_step
+    from .fast import make_optimizer, make_scaler, prepare_model, train_step
 
     net = prepare_model(SiameseNetwork(), device)
     optimizer = make_optimizer(net, lr, device)

@@ -6,7 +6,7 @@ import math
 import pytest
 
 import data_utils.fashion_mnist as fm
-import solutions.train as train
+import solutions.main as reference_run
 from helpers import CUDA, has_debian_data, png_ok, run_module, subprocess_env
 
 METRIC_KEYS = {"epoch_mean_loss", "loss_history", "test_accuracy", "roc_auc", "threshold", "wall_time_s",
@@ -75,7 +75,7 @@ def test_bad_arguments_subprocess(tmp_path, args, message):
 def test_bad_arguments_in_process(tmp_path, capsys, args, message):
     """More impossible arguments: exit code 2 and a message naming the option."""
     with pytest.raises(SystemExit) as info:
-        train.main([*args, "--out", str(tmp_path / "out")])
+        reference_run.main([*args, "--out", str(tmp_path / "out")])
     assert info.value.code == 2
     assert message in capsys.readouterr().err
 
@@ -91,7 +91,7 @@ def test_missing_cuda_exits_1(tmp_path):
 def test_missing_data_in_process(tmp_path, capsys, offline):
     """No data anywhere and no network: exit code 1 and the offline options on stderr."""
     empty = tmp_path / "empty-root"
-    code = train.main(["--data-root", str(empty), "--out", str(tmp_path / "out"), "--epochs", "1", "--no-progress"])
+    code = reference_run.main(["--data-root", str(empty), "--out", str(tmp_path / "out"), "--epochs", "1", "--no-progress"])
     assert code == 1
     err = capsys.readouterr().err
     assert err.startswith("error:")

@@ -270,8 +270,8 @@ LESSONS_HIDDEN = {
     "04_contrastive_loss": {"solutions.loss.contrastive_loss", "solutions.loss.ContrastiveLoss",
                             "solutions.loss.contrastive_loss_gradient", "solutions.loss.numerical_gradient",
                             "solutions.loss.distance_after_step", "solutions.loss.collapsed_loss"},
-    "05_training_loop": {"solutions.train.get_device", "solutions.train.select_device", "solutions.train.train_one_epoch",
-                         "solutions.train.fast_train_one_epoch", "solutions.train.train_step",
+    "05_training_loop": {"solutions.train.get_device", "solutions.runtime.select_device", "solutions.train.train_one_epoch",
+                         "solutions.fast.fast_train_one_epoch", "solutions.fast.train_step",
                          "solutions.train.weight_without_zero_grad", "solutions.train.logged_losses",
                          "solutions.benchmark.original_pipeline", "solutions.benchmark.fast_pipeline"},
 }
@@ -307,11 +307,11 @@ def run_in(copy, code: str) -> subprocess.CompletedProcess:
     "functools.wraps(contrastive_loss)(lambda *a: 0)",
     "contrastive_loss.__wrapped__",
     "ns = {}; exec(open(solutions.loss.__file__).read(), ns); ns['contrastive_loss'](1, 2, 3)",
-    "import solutions.benchmark, solutions.train; solutions.train.train_step",
-    "solutions.train.contrastive_loss(torch.zeros(2, 3), torch.ones(2, 3), torch.zeros(2))",
+    "import solutions.benchmark, solutions.fast; solutions.fast.train_step",
+    "solutions.fast.contrastive_loss(torch.zeros(2, 3), torch.ones(2, 3), torch.zeros(2))",
 ])
 def test_every_use_of_a_hidden_reference_names_it(hidden_copies, use):
-    code = ("import functools, torch, solutions, solutions.loss, solutions.train\n"
+    code = ("import functools, torch, solutions, solutions.loss, solutions.fast\n"
             "from solutions.loss import contrastive_loss\n" + use)
     result = run_in(hidden_copies["04_contrastive_loss"], code)
     if "train_step" in use:  # another lesson's reference stays; this one's equivalent is hidden only in lesson 5
@@ -352,7 +352,7 @@ LESSON_4_HIDDEN = ["solutions.loss.contrastive_loss", "solutions.loss.Contrastiv
     ("import autograder.checks.report as R\nR.fail = lambda *a, **k: None", []),  # tampering: the judge ignores it
     ("import torch.nn.functional as F\ndef contrastive_loss(a, b, y, margin=2.0):\n"
      "    '''As in solutions.loss.'''\n    return F.pairwise_distance(a, b).mean()", []),
-    ("from solutions.train import set_seed", []),
+    ("from solutions.runtime import set_seed", []),
     ("this is not python", []),
 ])
 def test_the_syntax_tree_shows_a_use_of_the_reference(source, found):

@@ -10,7 +10,7 @@ import torch
 from data_utils.lessons import course_dataset
 from data_utils.splits import split_indices, split_training_set
 from data_utils.synthetic import SyntheticFashionMNIST
-from solutions import train
+from solutions import fast, main
 from solutions.evaluate import to_float_images
 
 
@@ -49,8 +49,8 @@ def _rows(images: torch.Tensor) -> set[bytes]:
     return {bytes(row) for row in images.detach().float().cpu().contiguous().reshape(len(images), -1).numpy()}
 
 
-@pytest.mark.parametrize("fast", [True, False], ids=["fast_path", "original_pipeline"])
-def test_no_training_batch_holds_a_validation_image(fast, tmp_path, monkeypatch):
+@pytest.mark.parametrize("fast_path", [True, False], ids=["fast_path", "original_pipeline"])
+def test_no_training_batch_holds_a_validation_image(fast_path, tmp_path, monkeypatch):
     """Every image of every batch of a real (synthetic-data) reference run comes from the training part."""
     seen: set[bytes] = set()
 
@@ -59,17 +59,17 @@ def test_no_training_batch_holds_a_validation_image(fast, tmp_path, monkeypatch)
             seen.update(_rows(img1) | _rows(img2))
             yield img1, img2, label
 
-    if fast:
-        original = train.TensorPairLoader.__iter__
-        monkeypatch.setattr(train.TensorPairLoader, "__iter__", lambda self: recorded(original(self)))
+    if fast_path:
+        original = fast.TensorPairLoader.__iter__
+        monkeypatch.setattr(fast.TensorPairLoader, "__iter__", lambda self: recorded(original(self)))
     else:
-        original_epoch = train.train_one_epoch
-        monkeypatch.setattr(train, "train_one_epoch",
+        original_epoch = main.train_one_epoch
+        monkeypatch.setattr(main, "train_one_epoch",
                             lambda net, loader, *args, **kwargs: original_epoch(net, recorded(loader), *args, **kwargs))
     argv = ["--synthetic", "240", "--epochs", "2", "--device", "cpu", "--no-progress", "--out", str(tmp_path)]
-    args = train.build_parser().parse_args(argv + ([] if fast else ["--no-fast"]))
-    result = train.run(args)
-    train_part, validation, _ = train.load_data(args)
+    args = main.build_parser().parse_args(argv + ([] if fast_path else ["--no-fast"]))
+    result = main.run(args)
+    train_part, validation, _ = main.load_data(args)
     assert result["num_validation_images"] == len(validation) == 20
     assert seen and not seen & _rows(to_float_images(validation.data))
     assert seen <= _rows(to_float_images(train_part.data))

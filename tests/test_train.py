@@ -1,4 +1,5 @@
-"""solutions.train: devices, precision, both training loops, the pair loader, seeding and resuming (lesson 05).
+"""solutions.train (lesson 05), solutions.fast and solutions.runtime: devices, precision, both training loops, the
+pair loader; and the reference run's seeding and resuming (solutions.main).
 
 The loop tests train a tiny stand-in network with the same interface as SiameseNetwork
 (``forward_ind`` and ``forward``), so that they take a second, not minutes, on a CPU;
@@ -14,10 +15,13 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-import solutions.train as train
+import solutions.main as reference_run
 from helpers import CUDA
+from solutions import fast, runtime
 from solutions.data import SiameseDataset
-from solutions.train import TensorPairLoader, fast_train_one_epoch, resolve_precision, select_device, train_one_epoch
+from solutions.fast import TensorPairLoader, fast_train_one_epoch
+from solutions.runtime import resolve_precision, select_device
+from solutions.train import train_one_epoch
 
 CPU = torch.device("cpu")
 MPS = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
@@ -78,7 +82,7 @@ def test_resolve_precision_explicit():
 @pytest.mark.parametrize("has_bf16, expected", [(True, "bf16"), (False, "fp32")])
 def test_resolve_precision_auto_on_cpu(monkeypatch, has_bf16, expected):
     """``auto`` on the CPU is bf16 where the CPU computes it natively, else fp32."""
-    monkeypatch.setattr(train, "cpu_supports_bf16", lambda: has_bf16)
+    monkeypatch.setattr(runtime, "cpu_supports_bf16", lambda: has_bf16)
     assert resolve_precision("auto", CPU) == expected
 
 
@@ -206,7 +210,7 @@ def test_loader_pairs_balanced(traceable):
 def test_take_steps_crosses_epochs(traceable):
     """take_steps yields exactly num_steps batches, with fresh pairs in the second pass over the images."""
     loader = TensorPairLoader(*traceable, batch_size=32, device=CPU, seed=0)
-    batches = list(train.take_steps(loader, 6))
+    batches = list(fast.take_steps(loader, 6))
     assert len(batches) == 6 and loader.epoch == 1
     assert sorted(image_index(torch.cat([b[0] for b in batches[:4]])).tolist()) == list(range(100))
     assert not torch.equal(batches[0][1], batches[4][1])
@@ -215,7 +219,7 @@ def test_take_steps_crosses_epochs(traceable):
 def test_take_steps_stops_at_the_deadline(traceable):
     """Past its deadline take_steps yields nothing more."""
     loader = TensorPairLoader(*traceable, batch_size=32, device=CPU, seed=0)
-    assert list(train.take_steps(loader, 6, deadline=time.perf_counter() - 1)) == []
+    assert list(fast.take_steps(loader, 6, deadline=time.perf_counter() - 1)) == []
 
 
 # ---------------------------------------------------------------- seeded runs and resuming (real network)
@@ -224,7 +228,7 @@ def run_main(out, *extra):
     """Train the real network on 40 synthetic images in-process; return the metrics written."""
     argv = ["--synthetic", "40", "--batch-size", "8", "--log-every", "1", "--eval-pairs", "50",
             "--no-progress", "--out", str(out), *extra]
-    assert train.main(argv) == 0
+    assert reference_run.main(argv) == 0
     return json.loads((out / "metrics.json").read_text())
 
 
@@ -254,5 +258,5 @@ def test_resume_with_other_settings_refused(tmp_path, capsys):
     capsys.readouterr()
     argv = ["--synthetic", "40", "--batch-size", "8", "--log-every", "1", "--eval-pairs", "50", "--no-progress",
             "--out", str(tmp_path), "--epochs", "2", "--precision", "fp32", "--resume", "--lr", "1e-3"]
-    assert train.main(argv) == 1
+    assert reference_run.main(argv) == 1
     assert "lr" in capsys.readouterr().err

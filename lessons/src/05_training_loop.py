@@ -273,7 +273,7 @@ checks.check_logged_losses(logged_losses, hidden=True)
 from solutions.data import SiameseDataset
 from solutions.model import SiameseNetwork
 from solutions.plots import plot_loss_history
-from solutions.train import AMP_DTYPES, resolve_precision, set_seed
+from solutions.runtime import AMP_DTYPES, resolve_precision, set_seed
 
 lr = 1e-5
 batch_size = 64
@@ -342,7 +342,8 @@ for epoch in range(num_epochs):
 
 # %%
 if device.type == "cpu" and not QUICK:
-    from solutions.train import TensorPairLoader, fast_train_one_epoch, make_progress, take_steps
+    from solutions.fast import TensorPairLoader, fast_train_one_epoch, take_steps
+    from solutions.runtime import make_progress
 
     fast_loader = TensorPairLoader(train_set.data, torch.as_tensor(train_set.targets), batch_size, device, seed=0)
     net.to(memory_format=torch.channels_last)  # the layout the fast loop's batches have: faster convolutions
@@ -438,7 +439,8 @@ else:
 # set on the device and draws pairs by tensor indexing, instead of building each pair in Python.)
 
 # %%
-from solutions.train import make_scaler, resolve_precision
+from solutions.fast import make_scaler
+from solutions.runtime import resolve_precision
 
 
 def time_steps(step, num_steps: int) -> float:

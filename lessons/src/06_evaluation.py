@@ -29,9 +29,11 @@ from torch import nn
 
 from data_utils.lessons import checkpoint_path, course_dataset, file_digest
 from solutions.evaluate import make_balanced_pairs, nearest_neighbour_accuracy, pair_distances, similarity
+from solutions.fast import TensorPairLoader, fast_train_one_epoch, take_steps
 from solutions.model import SiameseNetwork
 from solutions.plots import plot_embeddings, plot_similarity_pairs
-from solutions.train import TensorPairLoader, fast_train_one_epoch, get_device, set_seed, take_steps
+from solutions.runtime import set_seed
+from solutions.train import get_device
 
 device = get_device()
 train_set = course_dataset("train")

@@ -1,0 +1,310 @@
+"""``python -m solutions.train``: train the Siamese network, evaluate it, plot, and write ``metrics.json``.
+
+Read top to bottom: the command line, the data, the network and its optimiser, the epochs (with a
+checkpoint after each, so that ``--resume`` continues a stopped run), then the evaluation, the
+figures and the metrics.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from data_utils.splits import ImageSubset
+
+from .data import SiameseDataset
+from .fast import TensorPairLoader, epoch_seed, fast_train_one_epoch, make_optimizer, make_scaler, prepare_model
+from .model import SiameseNetwork
+from .runtime import (AMP_DTYPES, PRECISIONS, device_name, make_progress, resolve_precision, select_device, set_seed,
+                      versions)
+from .train import train_one_epoch
+
+
+def save_checkpoint(path: Path, net: nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None,
+                    epochs_done: int, history: dict[str, Any], args: dict[str, Any]) -> None:
+    """Write everything needed to resume, atomically (a crash mid-write never leaves a broken checkpoint)."""
+    state = {
+        "epochs_done": epochs_done,
+        "model": net.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scaler": scaler.state_dict() if scaler is not None else None,
+        "history": history,
+        "args": args,
+        "torch_rng": torch.get_rng_state(),
+    }
+    partial = path.with_suffix(".partial")
+    torch.save(state, partial)
+    partial.replace(path)
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """Read a checkpoint written by ``save_checkpoint``."""
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+RESUME_MUST_MATCH = ("batch_size", "lr", "margin", "seed", "limit", "fast", "precision", "synthetic")  # not --compile
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``python -m solutions.train``."""
+    parser = argparse.ArgumentParser(
+        prog="python -m solutions.train",
+        description="Train the Siamese network on Fashion-MNIST and write metrics, plots and a checkpoint.",
+    )
+    parser.add_argument("--epochs", type=int, default=5, help="number of epochs (default 5, as the original)")
+    parser.add_argument("--batch-size", type=int, default=64, help="pairs per batch (default 64)")
+    parser.add_argument("--lr", type=float, default=1e-5, help="Adam learning rate (default 1e-5)")
+    parser.add_argument("--margin", type=float, default=2.0, help="contrastive-loss margin (default 2.0)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"],
+                        help="auto = CUDA, else Apple MPS, else CPU")
+    parser.add_argument("--limit", type=int, default=None, metavar="N",
+                        help="train on the first N training images only (smoke runs)")
+    parser.add_argument("--data-root", default=None, help="data folder (default $SIAMESE_DATA_ROOT or ./data)")
+    parser.add_argument("--out", default="results/reference", help="output folder (default results/reference)")
+    parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    parser.add_argument("--fast", action=argparse.BooleanOptionalAction, default=True,
+                        help="fast path (default) or --no-fast: the original's pipeline, fp32")
+    parser.add_argument("--precision", default="auto", choices=PRECISIONS,
+                        help="fast path only: auto = bf16/fp16 where the hardware has it, else fp32")
+    parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=False,
+                        help="fast path only: torch.compile the network (off by default: see the README)")
+    parser.add_argument("--log-every", type=int, default=10, help="log the batch loss every N steps (default 10)")
+    parser.add_argument("--eval-pairs", type=int, default=10_000, help="balanced test pairs for the metrics")
+    parser.add_argument("--synthetic", type=int, default=None, metavar="N",
+                        help="use N synthetic images instead of Fashion-MNIST (tests; no data needed)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return parser
+
+
+def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Reject impossible values with a clear message (exit code 2)."""
+    for name in ("epochs", "batch_size", "log_every", "eval_pairs"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
+    if args.lr <= 0 or not math.isfinite(args.lr):
+        parser.error(f"--lr must be a positive number, got {args.lr}")
+    if args.margin <= 0 or not math.isfinite(args.margin):
+        parser.error(f"--margin must be a positive number, got {args.margin}")
+    if args.limit is not None and args.limit < 2:
+        parser.error(f"--limit must be at least 2 images, got {args.limit}")
+    if args.synthetic is not None and args.synthetic < 20:
+        parser.error(f"--synthetic must be at least 20 images, got {args.synthetic}")
+    if not args.fast and (args.precision not in ("auto", "fp32") or args.compile):
+        parser.error("--no-fast is the original fp32 pipeline; drop --precision/--compile or use the fast path")
+
+
+def load_data(args: argparse.Namespace):
+    """Training, validation and test datasets (items ``(image, label)``, with ``data`` and ``targets``) for the run.
+
+    The validation images are the course's fixed twelfth of the training images (``data_utils.splits``): the
+    network never trains on them, and the decision threshold is chosen on them.
+    """
+    from data_utils.splits import split_training_set
+
+    if args.synthetic is not None:
+        from data_utils.synthetic import SyntheticFashionMNIST
+
+        full = SyntheticFashionMNIST(args.synthetic, seed=args.seed, train=True)
+        test = SyntheticFashionMNIST(max(args.synthetic // 6, 20), seed=args.seed, train=False)
+    else:
+        from data_utils.fashion_mnist import load_fashion_mnist
+
+        full = load_fashion_mnist(args.data_root, train=True)
+        test = load_fashion_mnist(args.data_root, train=False)
+    train, validation = split_training_set(full)
+    return train, validation, test
+
+
+@dataclass
+class Training:
+    """What the epochs change: the network, its optimiser and scaler, the pair loader and the history so far."""
+
+    net: nn.Module
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler | None
+    loader: Any  # TensorPairLoader (fast path) or a DataLoader over SiameseDataset
+    history: dict[str, Any]
+    epochs_done: int = 0
+
+
+def build_training(args: argparse.Namespace, train_set: Any, device: torch.device, precision: str) -> Training:
+    """The network, its optimiser and the pair loader: the fast path's, or the original's (plain Adam, fp32)."""
+    images, labels = train_set.data, torch.as_tensor(train_set.targets)
+    if args.fast:
+        net = prepare_model(SiameseNetwork(), device, compile_model=args.compile)
+        optimizer, scaler = make_optimizer(net, args.lr, device), make_scaler(device, precision)
+        loader = TensorPairLoader(images, labels, args.batch_size, device, seed=args.seed,
+                                  channels_last=device.type != "mps")
+    else:
+        net = SiameseNetwork().to(device)
+        optimizer, scaler = torch.optim.Adam(net.parameters(), lr=args.lr), None
+        loader = DataLoader(SiameseDataset(train_set, seed=args.seed), batch_size=args.batch_size, shuffle=True,
+                            generator=torch.Generator().manual_seed(args.seed), num_workers=0)
+    history = {"loss_history": [], "epoch_mean_loss": [], "epoch_time_s": [], "steps_per_epoch": len(loader)}
+    return Training(net, optimizer, scaler, loader, history)
+
+
+def resume(training: Training, checkpoint: Path, run_args: dict[str, Any]) -> None:
+    """Continue from ``checkpoint`` (``--resume``), which must have been made with the same settings."""
+    if not checkpoint.is_file():
+        raise FileNotFoundError(f"--resume: no checkpoint at {checkpoint}; run once without --resume first")
+    state = load_checkpoint(checkpoint)
+    changed = [k for k in RESUME_MUST_MATCH if state["args"].get(k) != run_args.get(k)]
+    if changed:
+        raise ValueError(f"--resume: the checkpoint was made with other settings ({', '.join(changed)}); "
+                         "use the same options or another --out")
+    training.net.load_state_dict(state["model"])
+    training.optimizer.load_state_dict(state["optimizer"])
+    if training.scaler is not None and state["scaler"] is not None:
+        training.scaler.load_state_dict(state["scaler"])
+    training.history, training.epochs_done = state["history"], state["epochs_done"]
+    print(f"Resuming from {checkpoint} after epoch {training.epochs_done}")
+
+
+def train_epoch(args: argparse.Namespace, training: Training, epoch: int, device: torch.device, precision: str) -> None:
+    """One epoch, fresh pairs fixed by ``(seed, epoch)``; its losses and time go into the history."""
+    loader = training.loader
+    (getattr(loader, "set_epoch", None) or loader.dataset.set_epoch)(epoch)
+    if not args.fast:
+        loader.generator.manual_seed(epoch_seed(args.seed, epoch))
+    progress = make_progress(len(loader), f"epoch {epoch + 1}/{args.epochs}", enabled=not args.no_progress)
+    started = time.perf_counter()
+    if args.fast:
+        logged = fast_train_one_epoch(training.net, loader, training.optimizer, args.margin, args.log_every,
+                                      AMP_DTYPES[precision], training.scaler, progress)
+    else:
+        logged = train_one_epoch(training.net, _counted(loader, progress), training.optimizer, device, args.margin,
+                                 args.log_every)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    progress.close()
+    history = training.history
+    history["epoch_time_s"].append(time.perf_counter() - started)
+    history["loss_history"].extend(logged)
+    history["epoch_mean_loss"].append(float(np.mean(logged)))
+    if not all(math.isfinite(x) for x in logged):
+        raise FloatingPointError(f"the loss became {logged[-1]} in epoch {epoch + 1}; try a smaller --lr")
+
+
+def evaluate_and_plot(args: argparse.Namespace, net: nn.Module, datasets: tuple, history: dict[str, Any],
+                      device: torch.device, out: Path) -> dict[str, Any]:
+    """The verification metrics (threshold chosen on the validation split) and the three figures of the original."""
+    import matplotlib.pyplot as plt
+
+    from .evaluate import embed, evaluate_embeddings
+    from .plots import plot_embeddings, plot_loss_history, plot_similarity_pairs
+
+    train_set, validation_set, test_set = datasets
+    test_images, test_labels = test_set.data, torch.as_tensor(test_set.targets)
+    net = net.to(memory_format=torch.contiguous_format)
+    test_embeddings = embed(net, test_images, device)
+    metrics = evaluate_embeddings(embed(net, train_set.data, device), torch.as_tensor(train_set.targets),
+                                  embed(net, validation_set.data, device), torch.as_tensor(validation_set.targets),
+                                  test_embeddings, test_labels, num_pairs=args.eval_pairs, seed=args.seed)
+    for figure in (
+        plot_loss_history(history["loss_history"], history["steps_per_epoch"], args.log_every,
+                          out / "loss_history.png"),
+        plot_similarity_pairs(net, test_images, test_labels, device, path=out / "similarity_pairs.png"),
+        plot_embeddings(test_embeddings, test_labels, path=out / "embeddings.png"),
+    ):
+        plt.close(figure)  # written to disk; a notebook calling main() should not show them all again
+    return metrics
+
+
+METRICS = ("test_accuracy", "roc_auc", "threshold", "nearest_neighbour_accuracy", "train_pair_accuracy",
+           "validation_accuracy", "mean_similarity_same", "mean_similarity_different", "num_test_pairs")
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Train, evaluate and plot; write everything into ``args.out``; return the metrics."""
+    started = time.perf_counter()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    device = select_device(args.device)
+    precision = resolve_precision(args.precision, device) if args.fast else "fp32"
+    set_seed(args.seed)
+
+    train_set, validation_set, test_set = load_data(args)
+    if args.limit is not None:
+        train_set = ImageSubset(train_set, torch.arange(min(args.limit, len(train_set))))
+    training = build_training(args, train_set, device, precision)
+    run_args, checkpoint = dict(vars(args)), out / "checkpoint.pt"
+    if args.resume:
+        resume(training, checkpoint, run_args)
+
+    pipeline = f"fast path, {precision}" if args.fast else "original pipeline, fp32"
+    print(f"Training on {device_name(device)}, {pipeline}, "
+          f"{len(train_set)} training images, {args.epochs} epochs of {len(training.loader)} steps")
+    history = training.history
+    for epoch in range(training.epochs_done, args.epochs):
+        train_epoch(args, training, epoch, device, precision)
+        save_checkpoint(checkpoint, training.net, training.optimizer, training.scaler, epoch + 1, history, run_args)
+        print(f"epoch {epoch + 1}/{args.epochs}: mean logged loss {history['epoch_mean_loss'][-1]:.4f}, "
+              f"{history['epoch_time_s'][-1]:.1f} s, {len(train_set) / history['epoch_time_s'][-1]:.0f} pairs/s",
+              flush=True)
+
+    metrics = evaluate_and_plot(args, training.net, (train_set, validation_set, test_set), history, device, out)
+    training_time = sum(history["epoch_time_s"])
+    result = {
+        "epoch_mean_loss": history["epoch_mean_loss"],
+        "loss_history": history["loss_history"],
+        **{key: metrics[key] for key in METRICS},
+        "num_validation_images": len(validation_set),
+        "training_time_s": training_time,
+        "epoch_time_s": history["epoch_time_s"],
+        "wall_time_s": time.perf_counter() - started,
+        "train_pairs_per_s": len(train_set) * len(history["epoch_time_s"]) / training_time if training_time else None,
+        "steps_per_epoch": history["steps_per_epoch"],
+        "device": device_name(device),
+        "precision": precision,
+        "fast": args.fast,
+        "versions": versions(),
+        "seed": args.seed,
+        "args": run_args,
+    }
+    (out / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+def _counted(loader: Iterable, progress: Any) -> Iterator:
+    """Yield from ``loader``, ticking ``progress`` once per batch."""
+    for batch in loader:
+        yield batch
+        progress.update(1)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: exit 0 on success, 1 with a clear message on a problem the user can fix."""
+    from data_utils.fashion_mnist import CorruptDataError, DataNotFoundError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    check_args(parser, args)
+    try:
+        result = run(args)
+    except (DataNotFoundError, CorruptDataError, ValueError, FileNotFoundError, FloatingPointError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(f"verification accuracy (threshold {result['threshold']:.3f} chosen on validation pairs): "
+          f"training {result['train_pair_accuracy']:.3f}, validation {result['validation_accuracy']:.3f}, "
+          f"test {result['test_accuracy']:.3f}; ROC AUC {result['roc_auc']:.3f}, "
+          f"1-NN accuracy {result['nearest_neighbour_accuracy']:.3f}; "
+          f"{result['train_pairs_per_s']:.0f} pairs/s; wrote {args.out}/metrics.json and plots")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -10,7 +10,7 @@ OUT ?= results/reference
 DEBIAN_DATA := /usr/share/datasets/fashion-mnist
 PYTEST_ARGS ?=
 
-.PHONY: install data debian-data postgres postgres-stop sandbox-tools reference smoke test lessons clean
+.PHONY: install data debian-data postgres postgres-stop sandbox-tools reference improved smoke test lessons clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -116,6 +116,11 @@ data: install debian-data
 
 reference: data
 	$(PY) -m solutions.train --data-root $(DATA_ROOT) --out $(OUT)
+
+# The improved recipe for the same compute, on all classes and without the anchor split's five (about 25 minutes
+# on a 2-core CPU, seconds on a GPU).
+improved: data
+	$(PY) -m solutions.train --recipe improved --data-root $(DATA_ROOT) --out results/improved
 
 # A one-minute run of the same command, for checking a machine.
 smoke: data

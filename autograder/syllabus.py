@@ -73,7 +73,7 @@ LESSONS: tuple[Lesson, ...] = (
     Lesson("03_embedding_head", "The embedding head and the Siamese network", "solutions.model",
            "autograder.checks.model", (
         Exercise("3.1", ("solutions.model:EmbeddingHead",)),
-        Exercise("3.2", ("solutions.model:SiameseNetwork",)),
+        Exercise("3.2", ("solutions.model:SiameseNetwork",), ("solutions.recipes:NormalizedNetwork",)),
         Exercise("3.3", ("solutions.model:head_parameters",)),
         Exercise("3.4", ("solutions.model:all_zero_share",)),
     )),

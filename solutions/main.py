@@ -22,8 +22,9 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from data_utils.splits import ImageSubset
+from data_utils.splits import HOLDOUT_SPLITS, ImageSubset, seen_classes, with_classes
 
+from . import recipes
 from .data import SiameseDataset
 from .fast import TensorPairLoader, epoch_seed, fast_train_one_epoch, make_optimizer, make_scaler, prepare_model
 from .model import SiameseNetwork
@@ -86,6 +87,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--synthetic", type=int, default=None, metavar="N",
                         help="use N synthetic images instead of Fashion-MNIST (tests; no data needed)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--recipe", default="original", choices=["original", "improved"],
+                        help="improved: solutions.recipes.IMPROVED for the same image passes as --epochs of the "
+                             "original, on all classes and again without the --holdout classes (scored on them); "
+                             "--lr, --batch-size, --margin and --no-fast are the original recipe's")
+    parser.add_argument("--holdout", default="anchor", choices=sorted(HOLDOUT_SPLITS),
+                        help="with --recipe improved: the classes the second network never sees (default anchor)")
+    parser.add_argument("--episodes", type=int, default=2000, help="random episodes per few-shot setting")
     return parser
 
 
@@ -102,6 +110,11 @@ def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Non
         parser.error(f"--limit must be at least 2 images, got {args.limit}")
     if args.synthetic is not None and args.synthetic < 20:
         parser.error(f"--synthetic must be at least 20 images, got {args.synthetic}")
+    if args.recipe == "improved" and (args.resume or not args.fast or args.compile):
+        parser.error("--recipe improved trains both networks in one go on the fast path: drop --resume, --no-fast "
+                     "and --compile")
+    if args.episodes < 1:
+        parser.error(f"--episodes must be at least 1, got {args.episodes}")
     if not args.fast and (args.precision not in ("auto", "fp32") or args.compile):
         parser.error("--no-fast is the original fp32 pipeline; drop --precision/--compile or use the fast path")
 
@@ -230,6 +243,8 @@ METRICS = ("test_accuracy", "roc_auc", "threshold", "nearest_neighbour_accuracy"
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Train, evaluate and plot; write everything into ``args.out``; return the metrics."""
+    if args.recipe == "improved":
+        return run_improved(args)
     started = time.perf_counter()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -279,11 +294,98 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
+def train_recipe(args: argparse.Namespace, recipe: recipes.Recipe, train_set: Any, device: torch.device,
+                 precision: str, what: str) -> tuple[nn.Module, dict[str, Any]]:
+    """Train ``recipe`` for the image passes of ``--epochs`` of the original (two per training image and epoch)."""
+    budget = 2 * len(train_set) * args.epochs
+    steps = max(budget // recipe.images_per_step(), 1)
+    progress = make_progress(steps, what, enabled=not args.no_progress)
+    started = time.perf_counter()
+    net, losses = recipes.train(recipe, train_set.data, train_set.targets, device, precision, budget, args.seed,
+                                progress, args.log_every)
+    progress.close()
+    seconds = time.perf_counter() - started
+    print(f"{what}: {steps} steps of {recipe.images_per_step()} images, {seconds:.1f} s", flush=True)
+    history = {"loss_history": losses, "steps_per_epoch": max(steps // args.epochs, 1), "training_time_s": seconds,
+               "image_passes": steps * recipe.images_per_step()}
+    return net, history
+
+
+def run_improved(args: argparse.Namespace) -> dict[str, Any]:
+    """The improved recipe: a network on all classes, scored and plotted as the original run, and one that never
+    sees the ``--holdout`` classes, scored on them (few-shot episodes and verification) next to raw pixels."""
+    from .evaluate import embed
+    from .oneshot import few_shot_accuracy, pixel_embeddings, unseen_class_scores
+    from .plots import plot_episodes, plot_few_shot
+
+    started, out = time.perf_counter(), Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    device = select_device(args.device)
+    precision = resolve_precision(args.precision, device)
+    set_seed(args.seed)
+    train_set, validation_set, test_set = load_data(args)
+    if args.limit is not None:
+        train_set = ImageSubset(train_set, torch.arange(min(args.limit, len(train_set))))
+
+    net, history = train_recipe(args, recipes.IMPROVED, train_set, device, precision, "improved, all classes")
+    torch.save({"model": net.state_dict(), "recipe": vars(recipes.IMPROVED)}, out / "checkpoint.pt")
+    metrics = evaluate_and_plot(args, net, (train_set, validation_set, test_set), history, device, out)
+
+    unseen = HOLDOUT_SPLITS[args.holdout]
+    seen_train = with_classes(train_set, seen_classes(args.holdout))
+    holdout_net, holdout_history = train_recipe(args, recipes.IMPROVED, seen_train, device, precision,
+                                                f"improved, without {args.holdout} classes")
+    torch.save({"model": holdout_net.state_dict(), "recipe": vars(recipes.IMPROVED), "holdout": list(unseen)},
+               out / "checkpoint-holdout.pt")
+    scores = unseen_class_scores(holdout_net, validation_set, test_set, unseen, device, args.episodes)
+    test_unseen = with_classes(test_set, unseen)
+    scores["pixels_five_way_one_shot"] = few_shot_accuracy(pixel_embeddings(test_unseen.data), test_unseen.targets,
+                                                           unseen, 5, 1, args.episodes)
+    plot_episodes(embed(holdout_net, test_unseen.data, device).float().cpu(), test_unseen.data, test_unseen.targets,
+                  unseen, seed=args.seed, path=out / "episodes.png")
+    plot_few_shot(scores, path=out / "few_shot.png")
+    plt_close_all()
+
+    result = {**{key: metrics[key] for key in METRICS}, "loss_history": history["loss_history"],
+              "num_validation_images": len(validation_set), "recipe": "improved", "recipe_settings": vars(recipes.IMPROVED),
+              "image_passes": history["image_passes"], "training_time_s": history["training_time_s"],
+              "holdout": {"split": args.holdout, "seen_classes": list(seen_classes(args.holdout)),
+                          "training_time_s": holdout_history["training_time_s"], **scores},
+              "wall_time_s": time.perf_counter() - started, "device": device_name(device), "precision": precision,
+              "versions": versions(), "seed": args.seed, "args": dict(vars(args))}
+    (out / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+def plt_close_all() -> None:
+    """Close every figure: they are written to disk, and a notebook calling main() should not show them again."""
+    import matplotlib.pyplot as plt
+
+    plt.close("all")
+
+
 def _counted(loader: Iterable, progress: Any) -> Iterator:
     """Yield from ``loader``, ticking ``progress`` once per batch."""
     for batch in loader:
         yield batch
         progress.update(1)
+
+
+def summary(result: dict[str, Any], out: str) -> str:
+    """The run's figures in a few lines."""
+    lines = [f"verification accuracy (threshold {result['threshold']:.3f} chosen on validation pairs): "
+             f"training {result['train_pair_accuracy']:.3f}, validation {result['validation_accuracy']:.3f}, "
+             f"test {result['test_accuracy']:.3f}; ROC AUC {result['roc_auc']:.3f}, "
+             f"1-NN accuracy {result['nearest_neighbour_accuracy']:.3f}"]
+    if "holdout" in result:
+        unseen = result["holdout"]
+        shots = [f"{name.replace('_', ' ')} {unseen[name]['accuracy']:.3f} ± {unseen[name]['ci95']:.3f}"
+                 for name in ("five_way_one_shot", "five_way_five_shot", "ten_way_one_shot", "pixels_five_way_one_shot")]
+        lines.append(f"classes never seen ({unseen['split']}): {'; '.join(shots)}; verification accuracy "
+                     f"{unseen['verification_accuracy']:.3f}, ROC AUC {unseen['roc_auc']:.3f}")
+    else:
+        lines.append(f"{result['train_pairs_per_s']:.0f} pairs/s")
+    return "\n".join(lines + [f"wrote {out}/metrics.json and plots"])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -298,11 +400,7 @@ def main(argv: list[str] | None = None) -> int:
     except (DataNotFoundError, CorruptDataError, ValueError, FileNotFoundError, FloatingPointError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    print(f"verification accuracy (threshold {result['threshold']:.3f} chosen on validation pairs): "
-          f"training {result['train_pair_accuracy']:.3f}, validation {result['validation_accuracy']:.3f}, "
-          f"test {result['test_accuracy']:.3f}; ROC AUC {result['roc_auc']:.3f}, "
-          f"1-NN accuracy {result['nearest_neighbour_accuracy']:.3f}; "
-          f"{result['train_pairs_per_s']:.0f} pairs/s; wrote {args.out}/metrics.json and plots")
+    print(summary(result, args.out))
     return 0
 
 

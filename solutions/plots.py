@@ -93,3 +93,57 @@ def plot_embeddings(embeddings: torch.Tensor, labels: torch.Tensor, path: str | 
     if path is not None:
         fig.savefig(path, dpi=120)
     return fig
+
+
+def plot_episodes(embeddings: torch.Tensor, images: torch.Tensor, labels: torch.Tensor, classes: tuple[int, ...],
+                  num_episodes: int = 4, seed: int = 0, path: str | Path | None = None) -> plt.Figure:
+    """One-shot episodes as a student would check them: per row the five supports, then a query, framed green where
+    the nearest support is its class, red where not."""
+    from .oneshot import sample_episodes
+
+    episodes = sample_episodes(labels, classes, len(classes), 1, 1, num_episodes, seed=seed)
+    n_way = len(classes)
+    fig, axes = plt.subplots(num_episodes, n_way + 1, figsize=(1.6 * (n_way + 1), 1.8 * num_episodes), squeeze=False)
+    for row, (support, query, chosen) in enumerate(zip(episodes.support[:, :, 0], episodes.query[:, :, 0],
+                                                       episodes.classes)):
+        asked = int(torch.randint(n_way, (1,), generator=torch.Generator().manual_seed(seed + row)))
+        nearest = int(torch.cdist(embeddings[query[asked]][None], embeddings[support]).argmin())
+        for column, index in enumerate([*support.tolist(), int(query[asked])]):
+            ax = axes[row, column]
+            ax.imshow(images[index].numpy(), cmap="gray")
+            ax.set_xticks([]), ax.set_yticks([])
+            if column < n_way:
+                ax.set_title(CLASS_NAMES[int(chosen[column])], fontsize=8)
+        right = nearest == asked
+        query_ax = axes[row, n_way]
+        query_ax.set_title(f"query → {CLASS_NAMES[int(chosen[nearest])]}", fontsize=8,
+                           color="green" if right else "red")
+        for spine in query_ax.spines.values():
+            spine.set_edgecolor("green" if right else "red")
+            spine.set_linewidth(3)
+    fig.suptitle(f"{n_way}-way one-shot episodes of classes the network never saw")
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(path, dpi=100)
+    return fig
+
+
+def plot_few_shot(scores: dict, path: str | Path | None = None) -> plt.Figure:
+    """Few-shot accuracies on unseen classes with their 95% intervals, raw pixels beside, chance marked."""
+    bars = [("5-way 1-shot", scores["five_way_one_shot"], 1 / 5), ("5-way 5-shot", scores["five_way_five_shot"], 1 / 5),
+            ("10-way 1-shot\n(seen + unseen)", scores["ten_way_one_shot"], 1 / 10),
+            ("5-way 1-shot,\nraw pixels", scores["pixels_five_way_one_shot"], 1 / 5)]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for k, (name, found, chance) in enumerate(bars):
+        ax.bar(k, found["accuracy"], yerr=found["ci95"], capsize=6, color="tab:gray" if "pixels" in name else "tab:blue")
+        ax.hlines(chance, k - 0.4, k + 0.4, colors="black", linestyles=":", linewidth=1)
+        ax.text(k, found["accuracy"] + 0.03, f"{found['accuracy']:.1%}", ha="center", fontsize=9)
+    ax.set_xticks(range(len(bars)), [name for name, _, _ in bars], fontsize=8)
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel(f"accuracy over {scores['five_way_one_shot']['episodes']} episodes")
+    ax.set_title(f"Classes never seen in training: {', '.join(CLASS_NAMES[c] for c in scores['unseen_classes'])}\n"
+                 "(dotted: chance; bars: 95% intervals)", fontsize=9)
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(path, dpi=120)
+    return fig

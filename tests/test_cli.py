@@ -48,6 +48,29 @@ def test_synthetic_run_writes_everything(tmp_path):
     assert "metrics.json" in result.stdout
 
 
+def test_the_improved_recipe_writes_both_networks_and_the_unseen_class_figures(tmp_path):
+    """``--recipe improved`` writes the reference run's outputs, the held-out network's checkpoint, the few-shot and
+    episode figures, and the unseen-class scores with their intervals under ``holdout`` in metrics.json."""
+    out = tmp_path / "out"
+    code = reference_run.main(["--recipe", "improved", "--synthetic", "600", "--epochs", "1", "--episodes", "40",
+                               "--holdout", "look-alikes", "--no-progress", "--out", str(out)])
+    assert code == 0
+    for name in ("metrics.json", "checkpoint.pt", "checkpoint-holdout.pt", "loss_history.png", "similarity_pairs.png",
+                 "embeddings.png", "episodes.png", "few_shot.png"):
+        assert (out / name).is_file(), name
+    for name in ("episodes.png", "few_shot.png"):
+        assert png_ok(out / name)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["recipe"] == "improved" and 0 <= metrics["test_accuracy"] <= 1
+    assert metrics["image_passes"] <= 2 * 550 * 1  # no more than the original's passes for the same epochs
+    holdout = metrics["holdout"]
+    assert holdout["unseen_classes"] == [2, 3, 6, 8, 9] and holdout["seen_classes"] == [0, 1, 4, 5, 7]
+    for setting in ("five_way_one_shot", "five_way_five_shot", "ten_way_one_shot", "pixels_five_way_one_shot"):
+        assert holdout[setting]["episodes"] == 40 and 0 < holdout[setting]["ci95"] < 0.5
+        assert 0 <= holdout[setting]["accuracy"] <= 1
+    assert 0 <= holdout["verification_accuracy"] <= 1 and 0 <= holdout["roc_auc"] <= 1
+
+
 @pytest.mark.parametrize("args, message", [
     (["--epochs", "0"], "--epochs must be at least 1"),
     (["--lr", "-1"], "--lr must be a positive number"),
@@ -71,6 +94,10 @@ def test_bad_arguments_subprocess(tmp_path, args, message):
     (["--synthetic", "5"], "--synthetic must be at least 20"),
     (["--no-fast", "--precision", "bf16"], "--no-fast"),
     (["--device", "tpu"], "invalid choice"),
+    (["--recipe", "improved", "--resume"], "--recipe improved trains both networks in one go"),
+    (["--recipe", "improved", "--no-fast"], "--recipe improved trains both networks in one go"),
+    (["--holdout", "shoes"], "invalid choice"),
+    (["--episodes", "0"], "--episodes must be at least 1"),
 ])
 def test_bad_arguments_in_process(tmp_path, capsys, args, message):
     """More impossible arguments: exit code 2 and a message naming the option."""

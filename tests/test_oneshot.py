@@ -1,0 +1,149 @@
+"""Classes never seen: the held-out splits, N-way K-shot episodes, their accuracy, the baselines and the recipes."""
+
+import math
+
+import pytest
+import torch
+
+from data_utils.splits import HOLDOUT_SPLITS, NUM_CLASSES, seen_classes, split_training_set, with_classes
+from data_utils.synthetic import SyntheticFashionMNIST
+from solutions import oneshot, recipes
+
+
+@pytest.fixture(scope="module")
+def synthetic_train():
+    return split_training_set(SyntheticFashionMNIST(600, seed=0))[0]
+
+
+# ---------------------------------------------------------------- splits
+
+@pytest.mark.parametrize("split", sorted(HOLDOUT_SPLITS))
+def test_a_split_holds_out_five_classes_and_trains_on_the_other_five(split):
+    unseen, seen = HOLDOUT_SPLITS[split], seen_classes(split)
+    assert len(unseen) == len(set(unseen)) == 5 and not set(unseen) & set(seen)
+    assert sorted(unseen + seen) == list(range(NUM_CLASSES))
+
+
+def test_the_splits_differ_and_the_anchor_is_the_published_one():
+    assert HOLDOUT_SPLITS["anchor"] == (0, 4, 5, 6, 7)  # the published split's five unseen classes
+    assert len({frozenset(s) for s in HOLDOUT_SPLITS.values()}) == len(HOLDOUT_SPLITS)
+
+
+@pytest.mark.parametrize("split", sorted(HOLDOUT_SPLITS))
+def test_held_out_classes_never_appear_in_a_training_batch(split, synthetic_train):
+    """Every image of every batch that ``recipes.train`` draws from the seen classes is of a seen class."""
+    seen_train = with_classes(synthetic_train, seen_classes(split))
+    assert set(seen_train.targets.tolist()) == set(seen_classes(split))
+    generator = torch.Generator().manual_seed(0)
+    for batches in (recipes.pair_batches(seen_train.targets, 16, generator),
+                    recipes.class_batches(seen_train.targets, 8, 4, generator)):
+        for _, batch in zip(range(20), batches):
+            indices = torch.cat(batch[:2]) if isinstance(batch, tuple) else batch
+            assert not set(seen_train.targets[indices].tolist()) & set(HOLDOUT_SPLITS[split])
+
+
+# ---------------------------------------------------------------- episodes
+
+@pytest.mark.parametrize("n_way, k_shot, n_query", [(5, 1, 5), (5, 5, 3), (3, 2, 1)])
+def test_an_episode_has_k_supports_per_class_and_no_query_among_them(n_way, k_shot, n_query):
+    labels = torch.arange(10).repeat_interleave(12)[torch.randperm(120, generator=torch.Generator().manual_seed(1))]
+    classes = (0, 4, 5, 6, 7)
+    episodes = oneshot.sample_episodes(labels, classes, n_way, k_shot, n_query, num_episodes=200, seed=3)
+    assert episodes.support.shape == (200, n_way, k_shot) and episodes.query.shape == (200, n_way, n_query)
+    for support, query, chosen in zip(episodes.support, episodes.query, episodes.classes):
+        assert len(set(chosen.tolist())) == n_way and set(chosen.tolist()) <= set(classes)
+        assert (labels[support] == chosen[:, None]).all() and (labels[query] == chosen[:, None]).all()
+        images = torch.cat([support.flatten(), query.flatten()]).tolist()
+        assert len(images) == len(set(images)), "an image is both a support and a query, or drawn twice"
+
+
+def test_episodes_are_fixed_by_their_seed_and_vary_with_it():
+    labels = torch.arange(5).repeat_interleave(10)
+    a, b = (oneshot.sample_episodes(labels, tuple(range(5)), 5, 1, 2, 50, seed=s) for s in (0, 0))
+    c = oneshot.sample_episodes(labels, tuple(range(5)), 5, 1, 2, 50, seed=1)
+    assert torch.equal(a.support, b.support) and not torch.equal(a.support, c.support)
+
+
+def test_impossible_episodes_are_refused_with_the_reason():
+    labels = torch.arange(3).repeat_interleave(4)
+    with pytest.raises(ValueError, match="5-way episodes need at least 5 classes"):
+        oneshot.sample_episodes(labels, (0, 1, 2), 5, 1, 1, 10)
+    with pytest.raises(ValueError, match="fewer than k_shot \\+ n_query = 5 images"):
+        oneshot.sample_episodes(labels, (0, 1, 2), 3, 2, 3, 10)
+
+
+def test_perfect_embeddings_score_1_and_constant_ones_score_chance():
+    labels = torch.arange(5).repeat_interleave(20)
+    one_hot = torch.nn.functional.one_hot(labels, 5).float()
+    assert oneshot.few_shot_accuracy(one_hot, labels, tuple(range(5)), 5, 1, 300)["accuracy"] == 1.0
+    constant = oneshot.few_shot_accuracy(torch.zeros(100, 3), labels, tuple(range(5)), 5, 1, 300)
+    assert constant["accuracy"] == pytest.approx(1 / 5)  # every distance ties: argmin picks the first class
+
+
+def test_the_interval_is_the_normal_95_percent_one():
+    values = torch.tensor([0.0, 1.0] * 50)
+    mean, half = oneshot.mean_with_interval(values)
+    assert mean == 0.5 and half == pytest.approx(1.959964 * float(values.double().std()) / 10)
+    assert math.isinf(oneshot.mean_with_interval(torch.tensor([0.7]))[1])
+
+
+def test_the_support_cnn_learns_easy_episodes():
+    """On synthetic classes (templates plus noise), the CNN trained on 5 shots beats chance by far."""
+    data = SyntheticFashionMNIST(300, seed=0)
+    labels = torch.as_tensor(data.targets)
+    episodes = oneshot.sample_episodes(labels, (0, 1, 2, 3, 4), 5, 5, 3, num_episodes=8, seed=0)
+    accuracy = float(oneshot.support_cnn_accuracies(data.data, episodes, steps=30).mean())
+    assert accuracy > 0.6
+
+
+# ---------------------------------------------------------------- recipes
+
+def test_each_ablation_row_changes_one_thing_on_the_row_above():
+    rows = list(recipes.RECIPES.values())
+    for above, row in zip(rows, rows[1:]):
+        changed = {f for f in vars(row) if getattr(row, f) != getattr(above, f)}
+        assert changed and changed <= {"lr", "schedule", "normalized", "embedding_dim", "margin", "batches", "mining",
+                                       "augment"}
+    assert rows[0] == recipes.Recipe() and rows[-1] == recipes.IMPROVED
+
+
+class PooledBackbone(torch.nn.Module):
+    """A cheap stand-in for ``CNNBackbone`` with its output shape ``[B, 256, 3, 3]``: the recipes' logic, not the
+    course's network, is under test here (the real network trains in ``test_train.py``)."""
+
+    def __init__(self):
+        super().__init__()
+        self.layers = torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(3), torch.nn.Conv2d(1, 256, 1))
+
+    def forward(self, x):
+        return self.layers(x)
+
+
+@pytest.mark.parametrize("row", list(recipes.RECIPES))
+def test_every_recipe_trains_within_its_budget_and_lowers_its_loss(row, synthetic_train, monkeypatch):
+    from solutions import model
+
+    monkeypatch.setattr(model, "CNNBackbone", PooledBackbone)
+    monkeypatch.setattr(recipes, "CNNBackbone", PooledBackbone)
+    recipe = recipes.RECIPES[row]
+    budget = 80 * recipe.images_per_step()
+    net, losses = recipes.train(recipe, synthetic_train.data, synthetic_train.targets, torch.device("cpu"),
+                                budget=budget, seed=0)
+    assert len(losses) == 8 and all(math.isfinite(x) for x in losses)
+    assert sum(losses[-3:]) / 3 < losses[0]
+
+
+def test_in_batch_hard_mining_picks_each_images_hardest_pairs():
+    embeddings = torch.tensor([[0.0, 0.0], [3.0, 0.0], [0.0, 0.5], [10.0, 0.0]])
+    labels = torch.tensor([0, 0, 1, 1])
+    # image 0: farthest same 3.0, nearest other 0.5; 1: 3.0, 3.04; 2: 10.01, 0.5; 3: 10.01, 3.0
+    hardest_same = torch.tensor([3.0, 3.0, 10.0125, 10.0125])
+    nearest_other = torch.tensor([0.5, math.hypot(3, 0.5), 0.5, 7.0])
+    expected = (hardest_same**2 + torch.relu(2.0 - nearest_other) ** 2).mean()
+    assert recipes.in_batch_loss(embeddings, labels, 2.0, "hard") == pytest.approx(float(expected), rel=1e-4)
+
+
+def test_coinciding_embeddings_keep_finite_gradients():
+    embeddings = torch.zeros(4, 3, requires_grad=True)
+    recipes.in_batch_loss(embeddings, torch.tensor([0, 0, 1, 1]), 1.0, "all").backward()
+    assert torch.isfinite(embeddings.grad).all()

@@ -82,7 +82,8 @@ def baselines(data: tuple, args: argparse.Namespace) -> list[dict[str, Any]]:
     """Raw-pixel prototypes and a CNN trained on the supports alone, on every split's unseen test images."""
     test = data[2]
     found = []
-    for split, unseen in HOLDOUT_SPLITS.items():
+    for split in args.splits:
+        unseen = HOLDOUT_SPLITS[split]
         images = with_classes(test, unseen)
         for k_shot in (1, 5):
             episodes = sample_episodes(images.targets, unseen, 5, k_shot, 5, args.episodes, seed=0)
@@ -128,6 +129,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--synthetic", type=int, default=None, metavar="N", help="N synthetic images (tests)")
     parser.add_argument("--baselines", action="store_true", help="measure the baselines instead of the recipes")
     parser.add_argument("--device-for-cnn", default="cpu", help="where the baseline CNNs train (default cpu)")
+    parser.add_argument("--splits", nargs="*", default=list(HOLDOUT_SPLITS), choices=list(HOLDOUT_SPLITS),
+                        help="with --baselines: the held-out splits to measure (default: all)")
     parser.add_argument("--deadline-s", type=float, default=None, help="start no run after this many seconds")
     parser.add_argument("--out", default="results/ablation")
     args = parser.parse_args(argv)

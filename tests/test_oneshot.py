@@ -1,5 +1,6 @@
 """Classes never seen: the held-out splits, N-way K-shot episodes, their accuracy, the baselines and the recipes."""
 
+import json
 import math
 
 import pytest
@@ -147,3 +148,32 @@ def test_coinciding_embeddings_keep_finite_gradients():
     embeddings = torch.zeros(4, 3, requires_grad=True)
     recipes.in_batch_loss(embeddings, torch.tensor([0, 0, 1, 1]), 1.0, "all").backward()
     assert torch.isfinite(embeddings.grad).all()
+
+
+# ---------------------------------------------------------------- the ablation's command line
+
+def test_the_ablation_appends_a_run_per_row_and_seed_and_prints_the_table(tmp_path, monkeypatch, capsys):
+    from solutions import ablation, model
+
+    monkeypatch.setattr(model, "CNNBackbone", PooledBackbone)
+    monkeypatch.setattr(recipes, "CNNBackbone", PooledBackbone)
+    argv = ["--synthetic", "600", "--seeds", "2", "--budget", "1280", "--episodes", "20", "--device", "cpu",
+            "--rows", "original", "+ batch-hard mining", "--out", str(tmp_path)]
+    assert ablation.main(argv) == 0
+    runs = [json.loads(line) for line in (tmp_path / "runs.jsonl").read_text().splitlines()]
+    assert [(r["row"], r["seed"]) for r in runs] == [("original", 0), ("+ batch-hard mining", 0), ("original", 1),
+                                                     ("+ batch-hard mining", 1)]
+    for run in runs:
+        assert all(0 <= run[column] <= 1 for column in ablation.COLUMNS if column != "wall_time_s")
+    table = capsys.readouterr().out.split("| recipe |")[1]
+    assert "| original | 2 |" in table and "| + batch-hard mining | 2 |" in table
+
+
+def test_the_baselines_are_measured_on_the_same_episodes(tmp_path):
+    from solutions import ablation
+
+    argv = ["--baselines", "--synthetic", "600", "--episodes", "12", "--splits", "new-kinds", "--out", str(tmp_path)]
+    assert ablation.main(argv) == 0
+    found = json.loads((tmp_path / "baselines.json").read_text())
+    assert [(f["split"], f["k_shot"]) for f in found] == [("new-kinds", 1), ("new-kinds", 5)]
+    assert all(0 <= f["pixels"] <= 1 and 0 <= f["support_cnn"] <= 1 and f["episodes"] == 12 for f in found)

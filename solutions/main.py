@@ -13,7 +13,7 @@ import math
 import sys
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -328,14 +328,15 @@ def run_improved(args: argparse.Namespace) -> dict[str, Any]:
         train_set = ImageSubset(train_set, torch.arange(min(args.limit, len(train_set))))
 
     net, history = train_recipe(args, recipes.IMPROVED, train_set, device, precision, "improved, all classes")
-    torch.save({"model": net.state_dict(), "recipe": vars(recipes.IMPROVED)}, out / "checkpoint.pt")
+    settings = asdict(recipes.IMPROVED)
+    torch.save({"model": net.state_dict(), "recipe": settings}, out / "checkpoint.pt")
     metrics = evaluate_and_plot(args, net, (train_set, validation_set, test_set), history, device, out)
 
     unseen = HOLDOUT_SPLITS[args.holdout]
     seen_train = with_classes(train_set, seen_classes(args.holdout))
     holdout_net, holdout_history = train_recipe(args, recipes.IMPROVED, seen_train, device, precision,
                                                 f"improved, without {args.holdout} classes")
-    torch.save({"model": holdout_net.state_dict(), "recipe": vars(recipes.IMPROVED), "holdout": list(unseen)},
+    torch.save({"model": holdout_net.state_dict(), "recipe": settings, "holdout": list(unseen)},
                out / "checkpoint-holdout.pt")
     scores = unseen_class_scores(holdout_net, validation_set, test_set, unseen, device, args.episodes)
     test_unseen = with_classes(test_set, unseen)
@@ -347,7 +348,7 @@ def run_improved(args: argparse.Namespace) -> dict[str, Any]:
     plt_close_all()
 
     result = {**{key: metrics[key] for key in METRICS}, "loss_history": history["loss_history"],
-              "num_validation_images": len(validation_set), "recipe": "improved", "recipe_settings": vars(recipes.IMPROVED),
+              "num_validation_images": len(validation_set), "recipe": "improved", "recipe_settings": settings,
               "image_passes": history["image_passes"], "training_time_s": history["training_time_s"],
               "holdout": {"split": args.holdout, "seen_classes": list(seen_classes(args.holdout)),
                           "training_time_s": holdout_history["training_time_s"], **scores},

@@ -4,6 +4,7 @@ import json
 import math
 
 import pytest
+import torch
 
 import data_utils.fashion_mnist as fm
 import solutions.main as reference_run
@@ -48,13 +49,24 @@ def test_synthetic_run_writes_everything(tmp_path):
     assert "metrics.json" in result.stdout
 
 
-def test_the_improved_recipe_writes_both_networks_and_the_unseen_class_figures(tmp_path):
+def test_the_improved_recipe_writes_both_networks_and_the_unseen_class_figures(tmp_path, monkeypatch):
     """``--recipe improved`` writes the reference run's outputs, the held-out network's checkpoint, the few-shot and
     episode figures, and the unseen-class scores with their intervals under ``holdout`` in metrics.json."""
+    from solutions import recipes
+
+    trained_on = []
+    original_train = recipes.train
+
+    def recorded(recipe, images, labels, *args, **kwargs):
+        trained_on.append(set(torch.as_tensor(labels).tolist()))
+        return original_train(recipe, images, labels, *args, **kwargs)
+
+    monkeypatch.setattr(recipes, "train", recorded)
     out = tmp_path / "out"
     code = reference_run.main(["--recipe", "improved", "--synthetic", "600", "--epochs", "1", "--episodes", "40",
                                "--holdout", "look-alikes", "--no-progress", "--out", str(out)])
     assert code == 0
+    assert trained_on == [set(range(10)), {0, 1, 4, 5, 7}]  # the second network never gets an unseen class's image
     for name in ("metrics.json", "checkpoint.pt", "checkpoint-holdout.pt", "loss_history.png", "similarity_pairs.png",
                  "embeddings.png", "episodes.png", "few_shot.png"):
         assert (out / name).is_file(), name

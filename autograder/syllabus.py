@@ -78,7 +78,8 @@ LESSONS: tuple[Lesson, ...] = (
         Exercise("3.4", ("solutions.model:all_zero_share",)),
     )),
     Lesson("04_contrastive_loss", "The contrastive loss", "solutions.loss", "autograder.checks.loss", (
-        Exercise("4.1", ("solutions.loss:contrastive_loss",), ("solutions.loss:ContrastiveLoss",)),
+        Exercise("4.1", ("solutions.loss:contrastive_loss",),
+                 ("solutions.loss:ContrastiveLoss", "solutions.recipes:in_batch_loss", "solutions.recipes:batch_distances")),
         Exercise("4.2", ("solutions.loss:contrastive_loss_gradient",)),
         Exercise("4.3", ("solutions.loss:numerical_gradient",)),
         Exercise("4.4", ("solutions.loss:distance_after_step",)),

@@ -268,6 +268,7 @@ LESSONS_HIDDEN = {
                         "solutions.benchmark.OriginalSiameseDataset", "solutions.data.expected_draws",
                         "solutions.data.always_different_accuracy"},
     "04_contrastive_loss": {"solutions.loss.contrastive_loss", "solutions.loss.ContrastiveLoss",
+                            "solutions.recipes.in_batch_loss", "solutions.recipes.batch_distances",
                             "solutions.loss.contrastive_loss_gradient", "solutions.loss.numerical_gradient",
                             "solutions.loss.distance_after_step", "solutions.loss.collapsed_loss"},
     "05_training_loop": {"solutions.train.get_device", "solutions.runtime.select_device", "solutions.train.train_one_epoch",
@@ -319,6 +320,15 @@ def test_every_use_of_a_hidden_reference_names_it(hidden_copies, use):
         return
     assert result.returncode != 0
     assert "ReferenceSolutionHidden: uses the reference solution (solutions.loss." in result.stderr, result.stderr
+
+
+def test_a_reimplementation_of_the_loss_elsewhere_in_solutions_is_hidden_too(hidden_copies):
+    """``recipes.in_batch_loss`` on a batch of one pair is that pair's contrastive loss: lesson 4 hides it too."""
+    code = ("import torch, solutions.recipes\n"
+            "solutions.recipes.in_batch_loss(torch.tensor([[0.0, 0.0], [1.0, 0.0]]), torch.tensor([0, 1]), 2.0, 'all')")
+    result = run_in(hidden_copies["04_contrastive_loss"], code)
+    assert "ReferenceSolutionHidden: uses the reference solution (solutions.recipes.in_batch_loss)" in result.stderr
+    assert run_in(hidden_copies["05_training_loop"], code).returncode == 0, "lesson 5 may use it"
 
 
 def test_the_rest_of_solutions_still_works(hidden_copies):

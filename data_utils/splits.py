@@ -1,9 +1,12 @@
-"""The course's one validation split: a fixed twelfth of the training images, never trained on.
+"""The course's splits: a validation split of the images, and held-out splits of the classes.
 
 Of Fashion-MNIST's 60,000 training images, 5,000 are set aside. Lesson 5 and the reference run train
 on the other 55,000; lesson 6 and the reference run choose their decision threshold on pairs of the
 5,000, and report accuracy on training, validation and test pairs side by side. The split depends on
 the number of images only, so it is the same on every machine and in every run.
+
+``HOLDOUT_SPLITS`` hold five of the ten classes out of training entirely, for recognising classes
+never seen (``solutions.oneshot``, ``python -m solutions.train --recipe improved``).
 """
 
 from __future__ import annotations

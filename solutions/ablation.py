@@ -30,7 +30,7 @@ from data_utils.splits import HOLDOUT_SPLITS, seen_classes, split_training_set, 
 from .evaluate import embed, evaluate_embeddings
 from .oneshot import (few_shot_accuracy, mean_with_interval, pixel_embeddings, sample_episodes, support_cnn_accuracies,
                       unseen_class_scores)
-from .recipes import IMAGE_PASSES, RECIPES, train
+from .recipes import CANDIDATES, IMAGE_PASSES, RECIPES, train
 from .runtime import resolve_precision, select_device
 
 EPISODES = 2000
@@ -61,7 +61,7 @@ def unseen_columns(scores: dict) -> dict[str, float]:
 
 def run_one(row: str, seed: int, data: tuple, args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
     """Train and score one row for one seed: a network on all classes and one without the held-out classes."""
-    recipe, precision = RECIPES[row], resolve_precision("auto", device)
+    recipe, precision = {**RECIPES, **CANDIDATES}[row], resolve_precision("auto", device)
     train_set, validation, test = data
     started = time.perf_counter()
     net, _ = train(recipe, train_set.data, train_set.targets, device, precision, args.budget, seed)
@@ -98,7 +98,7 @@ def baselines(data: tuple, args: argparse.Namespace) -> list[dict[str, Any]]:
 def table(runs: list[dict[str, Any]]) -> str:
     """The ablation as a Markdown table: mean ± standard deviation over seeds, one row per recipe."""
     lines = ["| recipe | seeds | " + " | ".join(COLUMNS) + " |", "| --- " * (len(COLUMNS) + 2) + "|"]
-    for row in RECIPES:
+    for row in {**RECIPES, **CANDIDATES}:
         mine = [r for r in runs if r["row"] == row]
         if not mine:
             continue
@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the rows and seeds asked for, appending to ``OUT/runs.jsonl``; print the table of everything there."""
     parser = argparse.ArgumentParser(prog="python -m solutions.ablation", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rows", nargs="*", default=list(RECIPES), help="recipe rows (default: all)")
+    parser.add_argument("--rows", nargs="*", default=list(RECIPES), help="recipe rows (default: all of RECIPES; CANDIDATES on request)")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--budget", type=int, default=IMAGE_PASSES, help="image passes per network")
     parser.add_argument("--holdout", default="anchor", choices=sorted(HOLDOUT_SPLITS))
@@ -134,9 +134,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--deadline-s", type=float, default=None, help="start no run after this many seconds")
     parser.add_argument("--out", default="results/ablation")
     args = parser.parse_args(argv)
-    unknown = [row for row in args.rows if row not in RECIPES]
+    unknown = [row for row in args.rows if row not in {**RECIPES, **CANDIDATES}]
     if unknown:
-        parser.error(f"unknown rows {unknown}; choose from {list(RECIPES)}")
+        parser.error(f"unknown rows {unknown}; choose from {[*RECIPES, *CANDIDATES]}")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     data = load(args.data_root, args.synthetic)

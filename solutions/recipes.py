@@ -12,6 +12,13 @@ may change (each one row of the ablation in ``solutions.ablation``):
 * ``mining``: with class batches, ``"all"`` pairs, or ``"hard"``: each image's farthest same-class
   and nearest other-class image in the batch (batch-hard, Hermans et al. 2017);
 * ``augment``: random horizontal flips and shifts of up to two pixels.
+
+``CANDIDATES`` are changes tried for classes never seen, each on top of the improved recipe:
+
+* ``loss="supcon"``: the supervised contrastive loss (Khosla et al. 2020), a softmax over a class
+  batch's cosine similarities at ``temperature``, instead of the margin loss;
+* ``embed_below_head``: score with the normalised backbone features, the head used only in training
+  (as SimCLR does with its projection head: the layer below it keeps more of what the loss discards).
 """
 
 from __future__ import annotations
@@ -46,6 +53,9 @@ class Recipe:
     batches: str = "pairs"  # or "classes"
     mining: str = "all"  # with class batches: "all" or "hard"
     augment: bool = False
+    loss: str = "contrastive"  # with class batches: or "supcon"
+    temperature: float = 0.1  # of the supcon loss
+    embed_below_head: bool = False  # with normalised embeddings: score with the backbone's features
     batch_pairs: int = 64  # with random pairs
     classes_per_batch: int = 8  # with class batches: P classes ...
     images_per_class: int = 16  # ... of K images each
@@ -72,18 +82,30 @@ RECIPES: dict[str, Recipe] = {
     "+ flips and shifts (improved)": IMPROVED,
 }
 
+#: Changes tried for classes never seen, each on the improved recipe (or on the row before it).
+CANDIDATES: dict[str, Recipe] = {
+    "improved, all pairs instead of hardest": replace(IMPROVED, mining="all"),
+    "improved, supcon loss": replace(IMPROVED, loss="supcon", mining="all"),
+    "improved, embedded below the head": replace(IMPROVED, embed_below_head=True),
+    "supcon, embedded below the head": replace(IMPROVED, loss="supcon", mining="all", embed_below_head=True),
+}
+
 
 class NormalizedNetwork(nn.Module):
     """The course's backbone with a head that ends in batch norm and L2 normalisation instead of a ReLU."""
 
-    def __init__(self, embedding_dim: int = 128) -> None:
+    def __init__(self, embedding_dim: int = 128, embed_below_head: bool = False) -> None:
         super().__init__()
+        self.embed_below_head = embed_below_head
         self.backbone = CNNBackbone()
         self.head = nn.Sequential(nn.Flatten(), nn.Linear(256 * 3 * 3, 1024), nn.BatchNorm1d(1024), nn.ReLU(),
                                   nn.Linear(1024, embedding_dim))
 
     def forward_ind(self, x: torch.Tensor) -> torch.Tensor:
-        """Unit-length embeddings ``[B, embedding_dim]`` of images ``[B, 1, 28, 28]``."""
+        """Unit-length embeddings ``[B, embedding_dim]`` of images ``[B, 1, 28, 28]`` (in evaluation with
+        ``embed_below_head``, the backbone's ``[B, 2304]`` features)."""
+        if self.embed_below_head and not self.training:
+            return F.normalize(self.backbone(x).flatten(1).float(), dim=1)
         return F.normalize(self.head(self.backbone(x)).float(), dim=1)
 
     def forward(self, img1: torch.Tensor, img2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -93,7 +115,9 @@ class NormalizedNetwork(nn.Module):
 
 def build_network(recipe: Recipe) -> nn.Module:
     """The network a recipe trains."""
-    return NormalizedNetwork(recipe.embedding_dim) if recipe.normalized else SiameseNetwork(recipe.embedding_dim)
+    if recipe.normalized:
+        return NormalizedNetwork(recipe.embedding_dim, recipe.embed_below_head)
+    return SiameseNetwork(recipe.embedding_dim)
 
 
 # ---------------------------------------------------------------- batches
@@ -156,6 +180,16 @@ def in_batch_loss(embeddings: torch.Tensor, labels: torch.Tensor, margin: float,
     return pull + (push[active].mean() if active.any() else push.sum())
 
 
+def supervised_contrastive_loss(embeddings: torch.Tensor, labels: torch.Tensor, temperature: float) -> torch.Tensor:
+    """SupCon: minus each image's mean log-probability of its same-class images, under a softmax over its cosine
+    similarities to the rest of the batch divided by ``temperature``."""
+    unit = F.normalize(embeddings.float(), dim=1)
+    itself = torch.eye(len(labels), dtype=torch.bool, device=labels.device)
+    log_prob = (unit @ unit.T / temperature).masked_fill(itself, -math.inf).log_softmax(dim=1)
+    positives = (labels[:, None] == labels[None, :]) & ~itself
+    return -(log_prob.masked_fill(~positives, 0).sum(1) / positives.sum(1).clamp_min(1)).mean()
+
+
 # ---------------------------------------------------------------- training
 
 def train(recipe: Recipe, images: torch.Tensor, labels: torch.Tensor, device: torch.device, precision: str = "fp32",
@@ -206,4 +240,6 @@ def _step(recipe: Recipe, net: nn.Module, pixels: torch.Tensor, labels: torch.Te
     if recipe.batches == "pairs":
         out1, out2 = embeddings.chunk(2)
         return contrastive_loss(out1, out2, batch[2].to(device), recipe.margin)
+    if recipe.loss == "supcon":
+        return supervised_contrastive_loss(embeddings, labels[batch].to(device), recipe.temperature)
     return in_batch_loss(embeddings, labels[batch].to(device), recipe.margin, recipe.mining)

@@ -118,7 +118,7 @@ reference: data
 	$(PY) -m solutions.train --data-root $(DATA_ROOT) --out $(OUT)
 
 # The improved recipe for the same compute, on all classes and without the anchor split's five (about 28 minutes
-# on a 2-core CPU, seconds on a GPU).
+# on a 2-core CPU, measured for the previous recipe of the same cost; a few minutes on a GPU).
 improved: data
 	$(PY) -m solutions.train --recipe improved --data-root $(DATA_ROOT) --out results/improved
 

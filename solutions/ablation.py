@@ -20,6 +20,7 @@ import json
 import statistics
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -70,7 +71,7 @@ def run_one(row: str, seed: int, data: tuple, args: argparse.Namespace, device: 
                                  embed(net, test.data, device).float(), torch.as_tensor(test.targets), seed=0)
     seen_train = with_classes(train_set, seen_classes(args.holdout))
     holdout_net, _ = train(recipe, seen_train.data, seen_train.targets, device, precision, args.budget, seed)
-    result = {"row": row, "seed": seed, "budget": args.budget, "holdout": args.holdout, "precision": precision,
+    result = {"row": row, "recipe": asdict(recipe), "seed": seed, "budget": args.budget, "holdout": args.holdout, "precision": precision,
               **{k: scores[k] for k in ("test_accuracy", "roc_auc", "nearest_neighbour_accuracy", "threshold")},
               **unseen_columns(unseen_class_scores(holdout_net, validation, test, HOLDOUT_SPLITS[args.holdout], device,
                                                    args.episodes)),
@@ -121,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", nargs="*", default=list(RECIPES), help="recipe rows (default: all of RECIPES; CANDIDATES on request)")
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--first-seed", type=int, default=0, help="run seeds first-seed, ..., first-seed + seeds - 1")
     parser.add_argument("--budget", type=int, default=IMAGE_PASSES, help="image passes per network")
     parser.add_argument("--holdout", default="anchor", choices=sorted(HOLDOUT_SPLITS))
     parser.add_argument("--episodes", type=int, default=EPISODES)
@@ -144,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         (out / "baselines.json").write_text(json.dumps(baselines(data, args), indent=1) + "\n")
         return 0
     device, started = select_device(args.device), time.perf_counter()
-    for seed in range(args.seeds):
+    for seed in range(args.first_seed, args.first_seed + args.seeds):
         for row in args.rows:
             if args.deadline_s is not None and time.perf_counter() - started > args.deadline_s:
                 print(f"deadline: not starting {row}, seed {seed}", flush=True)

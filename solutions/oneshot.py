@@ -8,6 +8,9 @@ reported with a 95% confidence interval.
 
 The two baselines are measured on the same episodes: raw pixels as the embedding, and a small CNN
 trained from scratch on each episode's support images alone.
+
+``batch_hard_loss`` is the recipe change lesson 7 has students write: in a batch of a few classes,
+each image's hardest same-class and other-class partners (Hermans et al. 2017).
 """
 
 from __future__ import annotations
@@ -83,6 +86,18 @@ def pixel_embeddings(images: torch.Tensor) -> torch.Tensor:
     return images.reshape(len(images), -1).float() / 255.0
 
 
+def batch_hard_loss(embeddings: torch.Tensor, labels: torch.Tensor, margin: float) -> torch.Tensor:
+    """The contrastive loss of each image's hardest pairs in the batch, averaged: its farthest same-class image
+    (pulled in) and its nearest other-class image (pushed out to ``margin``)."""
+    squared = torch.cdist(embeddings.float(), embeddings.float()).pow(2)
+    distances = squared.clamp_min(1e-12).sqrt()  # a finite gradient where two embeddings coincide
+    same = labels[:, None] == labels[None, :]
+    itself = torch.eye(len(labels), dtype=torch.bool, device=labels.device)
+    farthest_same = distances.masked_fill(~same | itself, 0).amax(dim=1)
+    nearest_other = distances.masked_fill(same, math.inf).amin(dim=1)
+    return (farthest_same.pow(2) + torch.relu(margin - nearest_other).pow(2)).mean()
+
+
 # ---------------------------------------------------------------- baseline: a CNN trained on the supports alone
 
 class SupportCNN(nn.Module):
@@ -121,6 +136,7 @@ def support_cnn_accuracies(images: torch.Tensor, episodes: Episodes, steps: int 
         template = SupportCNN(n_way).to("meta")
 
         def scores(w: dict, b: dict, x: torch.Tensor) -> torch.Tensor:
+            """Class scores of the episodes' networks, one per stacked weight set."""
             return functional_call(template, (w, b), (x,))
 
         optimizer = torch.optim.Adam(weights.values(), lr=lr)

@@ -96,13 +96,17 @@ def plot_embeddings(embeddings: torch.Tensor, labels: torch.Tensor, path: str | 
 
 
 def plot_episodes(embeddings: torch.Tensor, images: torch.Tensor, labels: torch.Tensor, classes: tuple[int, ...],
-                  num_episodes: int = 4, seed: int = 0, path: str | Path | None = None) -> plt.Figure:
-    """One-shot episodes as a student would check them: per row the five supports, then a query, framed green where
-    the nearest support is its class, red where not."""
-    from .oneshot import sample_episodes
+                  num_episodes: int = 4, seed: int = 0, path: str | Path | None = None, episodes=None) -> plt.Figure:
+    """One-shot episodes as a student would check them: per row the supports, then a query, framed green where the
+    nearest support is its class, red where not. ``episodes`` (one-shot ``oneshot.Episodes``, lesson 7 passes the
+    student's) defaults to ``num_episodes`` drawn here of all ``classes``."""
+    if episodes is None:
+        from .oneshot import sample_episodes
 
-    episodes = sample_episodes(labels, classes, len(classes), 1, 1, num_episodes, seed=seed)
-    n_way = len(classes)
+        episodes = sample_episodes(labels, classes, len(classes), 1, 1, num_episodes, seed=seed)
+    episodes = type(episodes)(episodes.support[:num_episodes], episodes.query[:num_episodes],
+                              episodes.classes[:num_episodes])
+    num_episodes, n_way = len(episodes.classes), episodes.classes.shape[1]
     fig, axes = plt.subplots(num_episodes, n_way + 1, figsize=(1.6 * (n_way + 1), 1.8 * num_episodes), squeeze=False)
     for row, (support, query, chosen) in enumerate(zip(episodes.support[:, :, 0], episodes.query[:, :, 0],
                                                        episodes.classes)):

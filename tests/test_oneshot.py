@@ -104,7 +104,8 @@ def test_each_ablation_row_changes_one_thing_on_the_row_above():
     for above, row in zip(rows, rows[1:]):
         changed = {f for f in vars(row) if getattr(row, f) != getattr(above, f)}
         assert changed and changed <= {"lr", "schedule", "normalized", "embedding_dim", "margin", "batches", "mining",
-                                       "augment"}
+                                       "augment", "loss"}
+        assert changed != {"mining"} or row.loss == "contrastive"  # mining is a setting of the contrastive loss
     assert rows[0] == recipes.Recipe() and rows[-1] == recipes.IMPROVED
 
 
@@ -120,13 +121,13 @@ class PooledBackbone(torch.nn.Module):
         return self.layers(x)
 
 
-@pytest.mark.parametrize("row", list(recipes.RECIPES))
+@pytest.mark.parametrize("row", [*recipes.RECIPES, *recipes.CANDIDATES])
 def test_every_recipe_trains_within_its_budget_and_lowers_its_loss(row, synthetic_train, monkeypatch):
     from solutions import model
 
     monkeypatch.setattr(model, "CNNBackbone", PooledBackbone)
     monkeypatch.setattr(recipes, "CNNBackbone", PooledBackbone)
-    recipe = recipes.RECIPES[row]
+    recipe = {**recipes.RECIPES, **recipes.CANDIDATES}[row]
     budget = 80 * recipe.images_per_step()
     net, losses = recipes.train(recipe, synthetic_train.data, synthetic_train.targets, torch.device("cpu"),
                                 budget=budget, seed=0)
@@ -177,3 +178,71 @@ def test_the_baselines_are_measured_on_the_same_episodes(tmp_path):
     found = json.loads((tmp_path / "baselines.json").read_text())
     assert [(f["split"], f["k_shot"]) for f in found] == [("new-kinds", 1), ("new-kinds", 5)]
     assert all(0 <= f["pixels"] <= 1 and 0 <= f["support_cnn"] <= 1 and f["episodes"] == 12 for f in found)
+
+
+# ---------------------------------------------------------------- the SupCon loss, the layer below the head
+
+def test_supcon_loss_is_minus_the_mean_log_probability_of_same_class_images():
+    embeddings = torch.tensor([[1.0, 0.0], [0.8, 0.6], [0.0, 1.0]])
+    labels = torch.tensor([0, 0, 1])
+    temperature = 0.5
+    cos = embeddings @ embeddings.T  # already unit length
+    expected = 0.0
+    for i, j in ((0, 1), (1, 0)):  # image 2 has no same-class partner: it contributes 0
+        others = [k for k in range(3) if k != i]
+        expected -= float(cos[i, j] / temperature - torch.logsumexp(cos[i, others] / temperature, 0))
+    loss = recipes.supervised_contrastive_loss(embeddings, labels, temperature)
+    assert float(loss) == pytest.approx(expected / 3, rel=1e-5)
+
+
+def test_supcon_loss_is_lower_when_classes_are_apart():
+    labels = torch.tensor([0, 0, 1, 1])
+    apart = torch.tensor([[1.0, 0.0], [1.0, 0.01], [-1.0, 0.0], [-1.0, 0.01]])
+    mixed = torch.tensor([[1.0, 0.0], [-1.0, 0.0], [1.0, 0.01], [-1.0, 0.01]])
+    loss = recipes.supervised_contrastive_loss
+    assert loss(apart, labels, 0.1) < loss(mixed, labels, 0.1)
+
+
+def test_embedding_below_the_head_is_used_in_evaluation_only():
+    net = recipes.NormalizedNetwork(16, embed_below_head=True)
+    x = torch.rand(4, 1, 28, 28)
+    assert net.train().forward_ind(x).shape == (4, 16)
+    below = net.eval().forward_ind(x)
+    assert below.shape == (4, 256 * 3 * 3)
+    assert torch.allclose(below.norm(dim=1), torch.ones(4), atol=1e-5)
+
+
+def test_a_given_batch_loss_replaces_the_recipes(synthetic_train, monkeypatch):
+    from solutions import model
+
+    monkeypatch.setattr(model, "CNNBackbone", PooledBackbone)
+    monkeypatch.setattr(recipes, "CNNBackbone", PooledBackbone)
+    seen = []
+
+    def batch_loss(embeddings, labels):
+        seen.append(labels.clone())
+        return oneshot.batch_hard_loss(embeddings, labels, 1.0)
+
+    recipe = recipes.RECIPES["+ flips and shifts"]
+    recipes.train(recipe, synthetic_train.data, synthetic_train.targets, torch.device("cpu"),
+                  budget=3 * recipe.images_per_step(), seed=0, batch_loss=batch_loss)
+    assert len(seen) == 3 and all(len(labels) == recipe.images_per_step() for labels in seen)
+
+
+def test_batch_hard_loss_is_the_recipes_hard_mining():
+    generator = torch.Generator().manual_seed(0)
+    embeddings, labels = torch.randn(12, 5, generator=generator), torch.arange(4).repeat(3)
+    assert torch.equal(oneshot.batch_hard_loss(embeddings, labels, 1.0),
+                       recipes.in_batch_loss(embeddings, labels, 1.0, "hard"))
+
+
+def test_the_episode_figure_draws_the_episodes_it_is_given():
+    from solutions import plots
+
+    labels = torch.arange(5).repeat_interleave(4)
+    images = torch.randint(0, 255, (20, 28, 28), dtype=torch.uint8)
+    episodes = oneshot.sample_episodes(labels, (0, 1, 2), 3, 1, 1, 6, seed=1)
+    fig = plots.plot_episodes(oneshot.pixel_embeddings(images), images, labels, (0, 1, 2, 3, 4), num_episodes=2,
+                              episodes=episodes)
+    assert len(fig.axes) == 2 * (3 + 1)
+    plots.plt.close(fig)

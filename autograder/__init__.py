@@ -44,6 +44,8 @@ _DEFINED_IN = {
     "check_train_learns": "train", "check_weight_without_zero_grad": "train", "check_logged_losses": "train",
     "check_embed": "evaluate", "check_verification": "evaluate", "check_roc_auc": "evaluate", "check_roc_auc_one_kind": "evaluate",
     "check_overlap_best_accuracy": "evaluate", "check_overlap_auc": "evaluate",
+    "check_sample_episodes": "oneshot", "check_sample_episodes_refuses": "oneshot",
+    "check_episode_accuracies": "oneshot", "check_mean_with_interval": "oneshot", "check_batch_hard_loss": "oneshot",
 }
 
 __all__ = list(_DEFINED_IN)

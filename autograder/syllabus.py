@@ -101,6 +101,15 @@ LESSONS: tuple[Lesson, ...] = (
         Exercise("6.4", ("solutions.evaluate:overlap_best_accuracy",)),
         Exercise("6.5", ("solutions.evaluate:overlap_auc",)),
     ), gpu=True),
+    Lesson("07_one_shot", "Recognising classes never seen, from one example each (bonus)", "solutions.oneshot",
+           "autograder.checks.oneshot", (
+        Exercise("7.1", ("solutions.oneshot:sample_episodes",)),
+        Exercise("7.2", ("solutions.oneshot:episode_accuracies",)),
+        Exercise("7.3", ("solutions.oneshot:mean_with_interval",)),
+        # recipes.in_batch_loss(..., "hard") calls batch_hard_loss, so it is no answer once that is hidden; hiding it
+        # would break the lesson's all-pairs training, which it runs.
+        Exercise("7.4", ("solutions.oneshot:batch_hard_loss",)),
+    ), gpu=True, bonus=True),
 )
 
 NAMES: tuple[str, ...] = tuple(lesson.name for lesson in LESSONS)

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from autograder.syllabus import NAMES as LESSONS
+from autograder.syllabus import CORE, NAMES as LESSONS
 from autograder.grading.demo_class import check_grades, lesson_points, main, make_class, written_answers
 from helpers import awaiting, lesson_points as source_points
 
@@ -18,10 +18,12 @@ def points() -> dict[str, float]:
 
 
 def test_lessons_are_worth_100_points_together(points):
-    """The checker's arithmetic rests on the course's 100 points: the autograded ones and the written answers'."""
-    written = [source_points(lesson, "answer") for lesson in LESSONS]
-    assert sum(points.values()) + sum(sum(answers.values()) for answers in written) == 100
-    assert written_answers() == sum(len(answers) for answers in written) == len(LESSONS)  # one per lesson
+    """The checker's arithmetic rests on the course's 100 points (the core lessons' autograded ones and written
+    answers'), and counts every written answer, the bonus lesson's too, as one a correct student waits for."""
+    written = {lesson: source_points(lesson, "answer") for lesson in LESSONS}
+    assert sum(points[lesson] + sum(written[lesson].values()) for lesson in CORE) == 100
+    assert all(len(written[lesson]) == 1 for lesson in CORE)  # one written question per core lesson
+    assert written_answers() == sum(len(answers) for answers in written.values())
 
 
 def test_the_class_is_the_same_for_the_same_seed(tmp_path):

@@ -40,7 +40,8 @@ def graded_points(lesson: str) -> dict[str, int]:
 
 
 MAX_POINTS = {lesson: sum(graded_points(lesson).values()) for lesson in LESSONS}
-AUTOGRADED = sum(MAX_POINTS.values())  # a correct course before its written answers are graded by hand
+AUTOGRADED = sum(MAX_POINTS[lesson] for lesson in syllabus.CORE)  # the total of a correct course before its written
+# answers are graded by hand (a bonus lesson's points are a column of their own, outside it)
 # A student who wrote every written answer (the solved notebooks hold the model answers) waits for them.
 WROTE_ALL = awaiting(sum(len(lesson_points(lesson, "answer")) for lesson in LESSONS))
 
@@ -104,6 +105,19 @@ BUGS = {
                "d = distances.double()", "d = -distances.double()"),
 }
 
+# The bonus lesson: one typical bug in each exercise, each student handing in that lesson alone.
+BONUS_BUGS = {
+    "bug_07_1": ("07_one_shot", "exercise_7_1",  # images drawn with replacement: a query can also be a support
+                 "torch.randperm(len(by_class[int(c)]), generator=generator)[:k_shot + n_query]",
+                 "torch.randint(len(by_class[int(c)]), (k_shot + n_query,), generator=generator)"),
+    "bug_07_2": ("07_one_shot", "exercise_7_2",  # the first support instead of the mean of the supports
+                 "embeddings[episodes.support].mean(dim=2)", "embeddings[episodes.support][:, :, 0]"),
+    "bug_07_3": ("07_one_shot", "exercise_7_3",  # the standard deviation divided by n, not n - 1
+                 "float(values.std())", "float(values.std(correction=0))"),
+    "bug_07_4": ("07_one_shot", "exercise_7_4",  # the nearest other-class image may be of the same class
+                 "distances.masked_fill(same, math.inf)", "distances.masked_fill(itself, math.inf)"),
+}
+
 # The graded cells each bug fails: the properties it breaks (tests/test_autograder.py has the full tables).
 BUG_FAILS = {
     "bug_01": {"pair_labels"},
@@ -112,6 +126,10 @@ BUG_FAILS = {
     "bug_04": {"loss_hinge"},  # only the property it breaks
     "bug_05": {"train_step", "train_learns"},  # the history is checked at lr = 0, where zero_grad cannot matter
     "bug_06": {"roc_auc"},
+    "bug_07_1": {"episode_sampler"},
+    "bug_07_2": {"episode_accuracy"},
+    "bug_07_3": {"episode_interval"},
+    "bug_07_4": {"batch_hard"},
 }
 
 # The graded cells that test each exercise (a bug may fail only these).
@@ -123,6 +141,10 @@ EXERCISE_CELLS = {
                      "loss_label_shapes", "loss_label_count", "loss_gradients", "loss_gradient_at_zero"},
     "exercise_5_2": {"train_history", "train_step", "train_learns"},
     "exercise_6_3": {"roc_auc", "roc_auc_one_kind"},
+    "exercise_7_1": {"episode_sampler", "episode_refusals"},
+    "exercise_7_2": {"episode_accuracy"},
+    "exercise_7_3": {"episode_interval"},
+    "exercise_7_4": {"batch_hard"},
 }
 
 # Correct implementations that differ from the reference, as students write them.
@@ -285,7 +307,7 @@ QUESTION_MISTAKES = {
 }
 
 # Every student make_class writes (each has at least one gradable notebook).
-CLASS = {"solved", "blank", "colab", "alternative", "dora", "broken", "copied_exercise", "questions", *BUGS}
+CLASS = {"solved", "blank", "colab", "alternative", "dora", "broken", "copied_exercise", "questions", *BUGS, *BONUS_BUGS}
 
 # How the grader notes duplicated graded cells (it keeps the student's last copy of an exercise cell).
 DUPLICATES_KEPT = "kept the last copy of an exercise, the first of a test"
@@ -315,6 +337,10 @@ def make_class(root: Path, solved: Path) -> Path:
             if lesson == bug_lesson:
                 replace_once(nb, grade_id, old, new)
             put(student, lesson, nb)
+    for student, (bug_lesson, grade_id, old, new) in BONUS_BUGS.items():
+        nb = solved_nb(bug_lesson)
+        replace_once(nb, grade_id, old, new)
+        put(student, bug_lesson, nb)
     alternative = {lesson: solved_nb(lesson) for lesson in LESSONS}
     for (lesson, grade_id), code in ALTERNATIVES.items():
         rewrite_exercise(alternative[lesson], grade_id, code)
@@ -395,7 +421,7 @@ def graded_class(tmp_path_factory, solved_dir):
     result = grade_cli(alone, root / "one-out", jobs=1, cwd=root)
     seconds = time.perf_counter() - started
     assert result.returncode == 0, result.stderr
-    timing = f"grading one student's whole course (6 lessons, --jobs 1, fresh course): {seconds:.1f} s wall; " \
+    timing = f"grading one student's whole course ({len(LESSONS)} lessons, --jobs 1, fresh course): {seconds:.1f} s wall; " \
              f"autograder says: {summary_line(result.stdout, 1)}"
     print(f"\n{timing}")
     (root / "one-student-time.txt").write_text(timing + "\n")
@@ -433,7 +459,8 @@ def test_grades_csv_has_the_documented_columns(graded_class):
     """grades.csv: student, student_id, one column per lesson, total, late, status, notes; one row per student."""
     rows, out = graded_class
     with open(out / "grades.csv", newline="") as f:
-        assert next(csv.reader(f)) == ["student", "student_id", *LESSONS, "total", "late", "status", "notes"]
+        assert next(csv.reader(f)) == ["student", "student_id", *syllabus.CORE, "total", *syllabus.BONUS, "late", "status",
+                                       "notes"]
     assert set(rows) == CLASS
 
 
@@ -533,10 +560,28 @@ def test_the_feedback_of_a_wrong_prediction_explains_the_answer(graded_class):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("student", sorted(BUGS))
+@pytest.mark.parametrize("student", sorted(BONUS_BUGS))
+def test_a_bug_in_the_bonus_lesson_loses_only_its_exercise_points(graded_class, student):
+    """A bug in one exercise of lesson 7, handed in alone: exactly its cells fail, in the bonus column; the core
+    lessons are missing, so the total is 0 and the status says what is missing, not the bonus."""
+    rows, out = graded_class
+    lesson, _, _, _ = BONUS_BUGS[student]
+    row = rows[student]
+    points = graded_points(lesson)
+    cells = cell_scores(out, student, lesson)
+    failed = {gid for gid, score in cells.items() if score < points[gid]}
+    assert failed == BUG_FAILS[student]
+    assert all(cells[gid] == 0 for gid in failed), cells
+    assert float(row[lesson]) == MAX_POINTS[lesson] - sum(points[gid] for gid in failed)
+    assert row["total"] == "0"
+    assert lesson not in row["status"], row["status"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("student", sorted({**BUGS, **BONUS_BUGS}))
 def test_a_bug_fails_no_cell_of_another_exercise(graded_class, student):
     """The graded cells a bug fails all test the exercise that has the bug, not the next one."""
-    lesson, exercise, _, _ = BUGS[student]
+    lesson, exercise, _, _ = {**BUGS, **BONUS_BUGS}[student]
     points = graded_points(lesson)
     failed = {gid for gid, score in cell_scores(graded_class[1], student, lesson).items() if score < points[gid]}
     assert failed and failed <= EXERCISE_CELLS[exercise], failed
@@ -552,7 +597,8 @@ def test_a_copied_exercise_cell_keeps_the_students_work(graded_class):
 
 @pytest.mark.slow
 def test_flat_lms_files_are_assigned_to_their_student(graded_class):
-    """dora_01_... and "dora_Copy of 04_... (1)" belong to dora; the other four lessons are reported missing."""
+    """dora_01_... and "dora_Copy of 04_... (1)" belong to dora; the other core lessons are reported missing, the
+    bonus lesson is not."""
     row = graded_class[0]["dora"]
     got = scores(row)
     assert (got["01_pair_dataset"], got["04_contrastive_loss"]) == (MAX_POINTS["01_pair_dataset"],
@@ -560,7 +606,9 @@ def test_flat_lms_files_are_assigned_to_their_student(graded_class):
     missing = [lesson for lesson in LESSONS if lesson not in ("01_pair_dataset", "04_contrastive_loss")]
     assert all(got[lesson] is None for lesson in missing), got
     assert float(row["total"]) == MAX_POINTS["01_pair_dataset"] + MAX_POINTS["04_contrastive_loss"]
-    assert "no notebook for" in row["status"] and all(lesson in row["status"] for lesson in missing), row["status"]
+    missing_core = [lesson for lesson in missing if lesson in syllabus.CORE]
+    assert "no notebook for" in row["status"] and all(lesson in row["status"] for lesson in missing_core), row["status"]
+    assert not any(lesson in row["status"] for lesson in syllabus.BONUS), row["status"]  # a bonus is optional
 
 
 @pytest.mark.slow
@@ -580,7 +628,7 @@ def test_broken_notebooks_are_reported_repaired_or_graded(graded_class):
     assert got["04_contrastive_loss"] == MAX_POINTS["04_contrastive_loss"]
     assert "04_contrastive_loss: test cells loss_gradients deleted or not recognised" in notes, notes
     assert got["06_evaluation"] == MAX_POINTS["06_evaluation"]
-    assert float(row["total"]) == sum(MAX_POINTS[lesson] for lesson in LESSONS[2:])
+    assert float(row["total"]) == sum(MAX_POINTS[lesson] for lesson in syllabus.CORE[2:])
 
 
 @pytest.mark.slow

@@ -32,6 +32,7 @@ BUGS: dict[str, tuple[str, str, str]] = {
     "04_contrastive_loss": ("exercise_4_1", "torch.clamp(margin - d, min=0).pow(2)", "torch.clamp(margin - d, min=0)"),
     "05_training_loop": ("exercise_5_2", "        optimizer.zero_grad()\n", ""),
     "06_evaluation": ("exercise_6_3", "d = distances.double()", "d = -distances.double()"),
+    "07_one_shot": ("exercise_7_4", "distances.masked_fill(same, math.inf)", "distances.masked_fill(itself, math.inf)"),
 }
 
 

@@ -2,9 +2,10 @@
 
     python -m autograder release OUT               nbgrader course with the student release in OUT/release
     python -m autograder solutions OUT             the solved notebooks
-    python -m autograder grade SUBMISSIONS --out OUT [--jobs N] [--isolation on|off]
+    python -m autograder grade SUBMISSIONS --out OUT [--jobs N] [--isolation on|off] [--shard K/N]
                                                    check, repair and autograde a folder or LMS zip;
-                                                   writes OUT/grades.csv, OUT/intake.csv and OUT/feedback/
+                                                   writes OUT/grades.csv, OUT/intake.csv and OUT/feedback/;
+                                                   with --shard, only the students of shard K of N
     python -m autograder report --from OUT [--from OUT2 ...] [--db-url URL] --out DIR
                                                    grades.csv, intake.csv and feedback again, from the
                                                    gradebook (after manual grading in formgrader)
@@ -46,6 +47,10 @@ def main(argv: list[str] | None = None) -> int:
     p_grade.add_argument("--isolation", choices=("on", "off"), default="on",
                          help="on: every notebook's kernel under bubblewrap, refusing to grade where it cannot be "
                               "built (default); off: notebooks run as your user, trusted")
+    p_grade.add_argument("--shard", default=None, metavar="K/N",
+                         help="grade only shard K of N (K from 0): the students whose identity hashes to K; run the N "
+                              "shards anywhere, into one --db-url, each with its own --out, then `report` merges them "
+                              "(create the gradebook's course first with `release DIR --db-url URL`)")
     p_report = commands.add_parser("report", help="write grades.csv and feedback again from the gradebook")
     p_report.add_argument("--from", dest="sources", type=Path, action="append", required=True, metavar="OUT",
                           help="the --out folder of a grade run (repeat it to merge several)")
@@ -72,13 +77,19 @@ def main(argv: list[str] | None = None) -> int:
         else:
             if args.jobs < 1:
                 parser.error(f"--jobs must be at least 1, got {args.jobs}")
+            from .grading.collect import Shard
+
+            try:
+                shard = Shard.parse(args.shard) if args.shard else None
+            except ValueError as error:
+                parser.error(str(error))
             given = {"notebook_timeout": args.notebook_timeout, "cell_timeout": args.cell_timeout,
                      "memory_mb": args.memory_mb, "notebook_mb": args.max_notebook_mb,
                      "student_mb": args.max_student_mb, "archive_mb": args.max_archive_mb}
             limits = grading.Limits(**{name: value for name, value in given.items() if value is not None})
             isolate = args.isolation == "on"
             results = grading.grade(args.submissions, args.out, jobs=args.jobs, db_url=args.db_url, isolate=isolate,
-                                    limits=limits)
+                                    limits=limits, shard=shard)
             not_graded = [r for r in results if r.status != "graded"]
             for r in not_graded:
                 print(f"{printable(r.student)} ({r.student_id}): {r.status}")

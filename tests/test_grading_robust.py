@@ -785,6 +785,107 @@ def test_grading_into_a_postgresql_gradebook(postgres_url, workspace, tmp_path):
     assert not (out / "course" / "gradebook.db").exists()  # PostgreSQL is the gradebook of record
 
 
+# ---------------------------------------------------------------- past one machine: shards into one gradebook
+
+SHARD_STUDENTS = ("ada", "bob", "cyd", "dee", "eve")  # hashed into both halves (the test asserts it)
+
+
+def write_shard_class(subs: Path, code: Path, solved: Path) -> None:
+    """Five students of lesson 4 (solved, blank, with the detached-loss bug) and a file that is no one's."""
+    for student, kind in zip(SHARD_STUDENTS, ("solved", "blank", "buggy", "solved", "blank")):
+        (subs / student).mkdir(parents=True)
+        target = subs / student / f"{LESSON}.ipynb"
+        if kind == "blank":
+            shutil.copy(code / "lessons" / f"{LESSON}.ipynb", target)
+            continue
+        shutil.copy(solved / f"{LESSON}.ipynb", target)
+        if kind == "buggy":
+            nb = nbformat.read(target, as_version=4)
+            cell = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "exercise_4_1")
+            cell.source = cell.source.replace(BUG_OLD, BUG_NEW)
+            nbformat.write(nb, target)
+    (subs / "syllabus.pdf").write_bytes(b"%PDF-1.4 not a notebook")
+
+
+def report(code: Path, out: Path, *sources: Path, db_url: str) -> subprocess.CompletedProcess:
+    """``python -m autograder report --from ... --db-url ... --out out``."""
+    command = [sys.executable, "-m", "autograder", "report", *[f"--from={s}" for s in sources], "--db-url", db_url,
+               "--out", str(out)]
+    return subprocess.run(command, cwd=out.parent, env=course_env(code), capture_output=True, text=True,
+                          timeout=RUN_TIMEOUT_S)
+
+
+def test_a_gradebook_sync_holds_the_postgresql_lock_until_it_ends(postgres_url):
+    """While one course build syncs the gradebook, another cannot take the lock (nbgrader's syncs would collide)."""
+    from sqlalchemy import create_engine, text
+
+    from autograder.grading.course import GRADEBOOK_LOCK, gradebook_sync_lock
+
+    other = create_engine(postgres_url)
+
+    def free() -> bool:
+        with other.connect() as connection:
+            taken = connection.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": GRADEBOOK_LOCK}).scalar()
+            if taken:
+                connection.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": GRADEBOOK_LOCK})
+            return bool(taken)
+
+    try:
+        assert free()
+        with gradebook_sync_lock(postgres_url):
+            assert not free()
+        assert free()
+    finally:
+        other.dispose()
+
+
+@pytest.mark.slow
+def test_shards_on_separate_processes_report_as_one_run(postgres_url, workspace, tmp_path):
+    """Two `grade --shard K/2` processes at once into one PostgreSQL gradebook, merged by `report`: the same
+    grades.csv and intake.csv as one run of the whole class; running a shard again changes nothing."""
+    from autograder.grading.collect import Shard
+
+    root, code, solved = workspace
+    subs = tmp_path / "submissions"
+    write_shard_class(subs, code, solved)
+    halves = [[s for s in SHARD_STUDENTS if Shard(k, 2).holds(f"name:{s}")] for k in range(2)]
+    assert all(halves) and sorted(halves[0] + halves[1]) == sorted(SHARD_STUDENTS), halves
+
+    whole = grade(code, subs, tmp_path / "whole", jobs=1)
+    assert whole.process.returncode == 0, whole.process.stderr[-3000:]
+    released = subprocess.run([sys.executable, "-m", "autograder", "release", str(tmp_path / "prepared"), "--db-url",
+                               postgres_url], cwd=tmp_path, env=course_env(code), capture_output=True, text=True,
+                              timeout=RUN_TIMEOUT_S)
+    assert released.returncode == 0, released.stderr[-3000:]  # the gradebook's course, made once before the shards
+
+    outs = [tmp_path / f"shard{k}" for k in range(2)]
+    runs = [None, None]
+
+    def run_shard(k: int) -> None:
+        runs[k] = grade(code, subs, outs[k], "--shard", f"{k}/2", "--db-url", postgres_url, jobs=1)
+
+    threads = [threading.Thread(target=run_shard, args=(k,)) for k in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for k, run in enumerate(runs):
+        assert run.process.returncode == 0, (k, run.process.stderr[-3000:])
+        assert set(run.rows) == set(halves[k])
+    merged = report(code, tmp_path / "merged", *outs, db_url=postgres_url)
+    assert merged.returncode == 0, merged.stderr[-3000:]
+    assert read_grades(tmp_path / "merged" / "grades.csv") == whole.rows
+    assert (tmp_path / "merged" / "intake.csv").read_text() == (tmp_path / "whole" / "intake.csv").read_text()
+    assert "syllabus.pdf" in (tmp_path / "merged" / "intake.csv").read_text()
+
+    again = grade(code, subs, outs[0], "--shard", "0/2", "--db-url", postgres_url, jobs=1)
+    assert again.process.returncode == 0, again.process.stderr[-3000:]
+    assert again.rows == runs[0].rows
+    merged_again = report(code, tmp_path / "merged-again", *outs, db_url=postgres_url)
+    assert merged_again.returncode == 0, merged_again.stderr[-3000:]
+    assert read_grades(tmp_path / "merged-again" / "grades.csv") == whole.rows
+
+
 # ---------------------------------------------------------------- exploits of the sandbox
 
 # Holes found while this test was first written, each closed since; the test keeps them closed. Each

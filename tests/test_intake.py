@@ -317,3 +317,40 @@ def test_a_zip_whose_names_break_its_own_encoding_is_refused_cleanly(tmp_path):
     path.write_bytes(data)
     with pytest.raises(intake.IntakeError):
         Submissions(path)
+
+
+# ---------------------------------------------------------------- shards of a class
+
+@pytest.mark.parametrize("text", ["0/1", "3/8", "7/8"])
+def test_a_shard_is_k_of_n(text):
+    shard = intake.Shard.parse(text)
+    assert f"{shard.index}/{shard.count}" == text
+
+
+@pytest.mark.parametrize("text", ["8/8", "-1/8", "1/0", "1", "a/b", "1/2/3", ""])
+def test_a_malformed_shard_is_refused_saying_what_is_expected(text):
+    with pytest.raises(ValueError, match="K/N with 0 <= K < N"):
+        intake.Shard.parse(text)
+
+
+def test_every_student_is_in_exactly_one_shard_about_evenly():
+    keys = [f"name:student{k}" for k in range(600)]
+    shards = [intake.Shard(k, 4) for k in range(4)]
+    owners = {key: [s.index for s in shards if s.holds(key)] for key in keys}
+    assert all(len(found) == 1 for found in owners.values())
+    sizes = [sum(found == [s.index] for found in owners.values()) for s in shards]
+    assert min(sizes) > 0.7 * 150 and max(sizes) < 1.3 * 150, sizes  # about even
+
+
+def test_shards_agree_across_processes():
+    """The hash is the identity's own (sha256), not Python's per-process hash: another machine agrees."""
+    import subprocess
+    import sys
+
+    keys = [f"name:student{k}" for k in range(50)]
+    here = [next(k for k in range(3) if intake.Shard(k, 3).holds(key)) for key in keys]
+    code = ("from autograder.grading.collect import Shard; keys = [f'name:student{k}' for k in range(50)]; "
+            "print([next(k for k in range(3) if Shard(k, 3).holds(key)) for key in keys])")
+    there = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                           env={**os.environ, "PYTHONHASHSEED": "12345"})
+    assert there.stdout.strip() == str(here)

@@ -302,6 +302,29 @@ def derived_id(key: str, long: bool = False) -> str:
     return f"{fold(readable) or 'student'}__{digest if long else digest[:10]}"
 
 
+@dataclass(frozen=True)
+class Shard:
+    """One of ``count`` parts of a class, graded on a machine of its own: the students whose identity hashes to
+    ``index`` (from 0). The hash is of the identity alone, so adding students moves no one, and every machine agrees
+    without asking the others or the ids a run assigns."""
+
+    index: int
+    count: int
+
+    @classmethod
+    def parse(cls, text: str) -> Shard:
+        """``"K/N"`` with 0 <= K < N; a ``ValueError`` saying what is expected otherwise."""
+        index, slash, count = text.partition("/")
+        if not (slash and index.isdigit() and count.isdigit() and 0 <= int(index) < int(count)):
+            raise ValueError(f"--shard takes K/N with 0 <= K < N (shard K of N, counted from 0), got {text!r}")
+        return cls(int(index), int(count))
+
+    def holds(self, key: str) -> bool:
+        """Whether the student of identity ``key`` is graded in this shard."""
+        digest = hashlib.sha256(key.encode("utf-8")).digest()
+        return int.from_bytes(digest[:8], "big") % self.count == self.index
+
+
 def assign_ids(keys: list[str], registry: dict[str, str]) -> dict[str, str]:
     """Give each identity an id: the one recorded for it (``registry``: id → key), else a new one no one holds."""
     known = {key: sid for sid, key in registry.items()}

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 COURSE_ID = "siamese-course"
@@ -29,6 +31,31 @@ c.OverwriteCells.add_missing_cells = True  # a deleted test cell is put back and
 def db_url_for(course: Path, db_url: str | None = None) -> str:
     """The gradebook URL: the given one, else a SQLite file inside the course folder."""
     return db_url or f"sqlite:///{(course / 'gradebook.db').resolve()}"
+
+
+GRADEBOOK_LOCK = 0x5A1A3E5E  # the PostgreSQL advisory lock that gradebook syncs of this course take in turn
+
+
+@contextlib.contextmanager
+def gradebook_sync_lock(db_url: str | None) -> Iterator[None]:
+    """Hold the gradebook while a course's assignments are synced into it: shards that build their course into one
+    PostgreSQL gradebook take turns, because nbgrader's sync deletes and re-creates the rows of an assignment without
+    submissions, and two syncs at once break each other's foreign keys. (A SQLite gradebook is one run's own.)"""
+    if not db_url or not db_url.startswith("postgresql"):
+        yield
+        return
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(db_url, connect_args={"connect_timeout": 10})
+    try:
+        with engine.connect() as connection:
+            connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": GRADEBOOK_LOCK})
+            try:
+                yield
+            finally:
+                connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": GRADEBOOK_LOCK})
+    finally:
+        engine.dispose()
 
 
 def check_database(db_url: str) -> None:

@@ -41,7 +41,7 @@ from . import sandbox as sandbox_limits
 from .. import syllabus
 from ..build import build_all, generate_release, solved_notebook
 from .course import (CELL_TIMEOUT_S, changed_since, check_database, code_environment, copy_course_code, db_url_for,
-                     put_environment_on_path)
+                     gradebook_sync_lock, put_environment_on_path)
 from .execute import make_sandbox, run_worker
 from .record import (file_digest, grader_snapshot, record_scores, refresh_from_gradebook, restore_grader,
                      verify_executed)
@@ -57,7 +57,8 @@ def release(out: Path, db_url: str | None = None) -> Path:
     """Build the nbgrader course in ``out``: config, source and release notebooks, gradebook."""
     if db_url:
         check_database(db_url)
-    released = generate_release(build_all(), out, db_url)
+    with gradebook_sync_lock(db_url):  # shards building their course into one gradebook take turns
+        released = generate_release(build_all(), out, db_url)
     for name, nb in released.items():  # the release with exercise-named stubs, as in lessons/
         nbformat.write(nb, out / "release" / name / f"{name}.ipynb")
     return out / "release"
@@ -145,8 +146,10 @@ def internal_error(stage: str, error: BaseException) -> dict:
 class GradingRun:
     """One run of ``grade``: intake, checking, execution and recording, each student apart from the others."""
 
-    def __init__(self, out: Path, db_url: str | None, limits: Limits, sandboxed: bool, workdir: Path):
+    def __init__(self, out: Path, db_url: str | None, limits: Limits, sandboxed: bool, workdir: Path,
+                 shard: intake.Shard | None = None):
         self.out, self.db_url, self.limits, self.sandboxed, self.workdir = out, db_url, limits, sandboxed, workdir
+        self.shard = shard  # grade only this shard's students (and leave the files of no student to shard 0)
         # The course's code as it is now: every process of this run imports it from this copy, never the checkout.
         self.code = copy_course_code(workdir / "course-code")
         try:  # the kernels' copy of the checks can be made: said now, not as an internal error of every student
@@ -165,9 +168,11 @@ class GradingRun:
     def take_in(self, submissions: intake.Submissions) -> None:
         """Sort the uploads into students and give each their id (kept from earlier runs)."""
         found = intake.gather(submissions)
-        self.unowned = found.unowned
-        ids = intake.assign_ids(list(found.students), self.manifest["ids"])
-        for key, student in found.students.items():
+        students = {key: student for key, student in found.students.items()
+                    if self.shard is None or self.shard.holds(key)}
+        self.unowned = found.unowned if self.shard is None or self.shard.index == 0 else []
+        ids = intake.assign_ids(list(students), self.manifest["ids"])
+        for key, student in students.items():
             sid = ids[key]
             self.enrolled[sid] = Enrolled(student, sid)
             record = self.manifest["students"].setdefault(sid, {"lessons": {}})
@@ -430,11 +435,12 @@ def warn_of_changed_checkout(code: Path) -> None:
 
 
 def grade(submissions: Path, out: Path, jobs: int = 1, db_url: str | None = None, isolate: bool = True,
-          limits: Limits | None = None) -> list[records.StudentResult]:
+          limits: Limits | None = None, shard: intake.Shard | None = None) -> list[records.StudentResult]:
     """Check, repair and autograde every student's notebooks; write ``grades.csv``, ``intake.csv`` and feedback.
 
     ``isolate``: run every kernel under bubblewrap (``autograder.grading.sandbox``), refusing to grade where it cannot;
     ``False`` runs notebooks as the instructor's own user, and each row's notes say "not isolated".
+    ``shard``: grade only the students of one shard of the class (``collect.Shard``); ``report`` merges the shards.
     """
     put_environment_on_path()
     limits = limits or Limits()
@@ -448,7 +454,7 @@ def grade(submissions: Path, out: Path, jobs: int = 1, db_url: str | None = None
     try:
         out.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix="siamese-grading-") as tmp:
-            run = GradingRun(out, db_url, limits, sandboxed, Path(tmp))
+            run = GradingRun(out, db_url, limits, sandboxed, Path(tmp), shard)
             try:
                 run.take_in(uploads)
                 run.check_all(uploads)

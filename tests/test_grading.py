@@ -447,6 +447,13 @@ def cell_scores(out: Path, student: str, lesson: str) -> dict[str, float]:
         return {g.name: g.score for g in notebook.grades if g.name in graded_points(lesson)}
 
 
+def failed_cells(out: Path, student: str, lesson: str) -> tuple[dict[str, float], set[str]]:
+    """A student's autograded cell scores in one lesson, and the cells that lost points."""
+    points = graded_points(lesson)
+    cells = cell_scores(out, student, lesson)
+    return cells, {gid for gid, score in cells.items() if score < points[gid]}
+
+
 def scores(row: dict[str, str]) -> dict[str, float | None]:
     """A row's lesson scores (None where empty)."""
     return {lesson: float(row[lesson]) if row[lesson] else None for lesson in LESSONS}
@@ -524,8 +531,7 @@ def test_a_bug_loses_only_its_exercise_points(graded_class, student):
     lesson, exercise, _, _ = BUGS[student]
     row = rows[student]
     points = graded_points(lesson)
-    cells = cell_scores(out, student, lesson)
-    failed = {gid for gid, score in cells.items() if score < points[gid]}
+    cells, failed = failed_cells(out, student, lesson)
     print(f"{student}: {lesson} {row[lesson]}/{MAX_POINTS[lesson]}, failed cells {sorted(failed)}")
     assert failed == BUG_FAILS[student]
     assert all(cells[gid] == 0 for gid in failed), cells
@@ -568,8 +574,7 @@ def test_a_bug_in_the_bonus_lesson_loses_only_its_exercise_points(graded_class, 
     lesson, _, _, _ = BONUS_BUGS[student]
     row = rows[student]
     points = graded_points(lesson)
-    cells = cell_scores(out, student, lesson)
-    failed = {gid for gid, score in cells.items() if score < points[gid]}
+    cells, failed = failed_cells(out, student, lesson)
     assert failed == BUG_FAILS[student]
     assert all(cells[gid] == 0 for gid in failed), cells
     assert float(row[lesson]) == MAX_POINTS[lesson] - sum(points[gid] for gid in failed)
@@ -582,8 +587,7 @@ def test_a_bug_in_the_bonus_lesson_loses_only_its_exercise_points(graded_class, 
 def test_a_bug_fails_no_cell_of_another_exercise(graded_class, student):
     """The graded cells a bug fails all test the exercise that has the bug, not the next one."""
     lesson, exercise, _, _ = {**BUGS, **BONUS_BUGS}[student]
-    points = graded_points(lesson)
-    failed = {gid for gid, score in cell_scores(graded_class[1], student, lesson).items() if score < points[gid]}
+    _, failed = failed_cells(graded_class[1], student, lesson)
     assert failed and failed <= EXERCISE_CELLS[exercise], failed
 
 

@@ -16,9 +16,9 @@ from torch import nn
 
 from .. import syllabus
 from . import questions
-from .report import (check, close, describe, fail, images, max_error, passed, run_student, run_student_expecting,
+from .report import (check, close, describe, fail, images, max_error, passed, require_refusal, run_student,
                      to_float, type_name)
-from .transcript import derive, generator_for, judge_only, probing
+from .transcript import generator_for, judge_only, probing
 
 EMBED_EXERCISE = syllabus.label("6.1")
 ACCURACY_EXERCISE = syllabus.label("6.2")
@@ -297,12 +297,11 @@ def check_roc_auc_one_kind(roc_auc: Any, hidden: bool = False) -> None:
                   ("no pairs at all", torch.zeros(0), torch.zeros(0))]
     for what, distances, labels in cases:
         call = f"roc_auc(distances, pair_labels) with {what}: distances = {describe(distances)}"
-        outcome = run_student_expecting(ValueError, AUC_EXERCISE, call, roc_auc, distances, labels)
-        if outcome is not None:
-            fail("roc_auc raises ValueError when there are no same-class or no different-class pairs", input=call,
-                 expected="ValueError (the AUC compares the two kinds: with one kind it is undefined)", got=outcome,
-                 hint="count both kinds first and `raise ValueError(...)` when one of them is empty "
-                      "(the mean over no combinations would be NaN, or a division by zero)")
+        require_refusal(ValueError, AUC_EXERCISE, call, roc_auc, distances, labels,
+                        prop="roc_auc raises ValueError when there are no same-class or no different-class pairs",
+                        expected="ValueError (the AUC compares the two kinds: with one kind it is undefined)",
+                        hint="count both kinds first and `raise ValueError(...)` when one of them is empty "
+                             "(the mean over no combinations would be NaN, or a division by zero)")
     passed("roc_auc: pairs of one kind only raise ValueError" + (" [with hidden cases]" if hidden else ""))
 
 

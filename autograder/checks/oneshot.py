@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from .. import syllabus
-from .report import check, describe, fail, passed, run_student, run_student_expecting, to_float, type_name
+from .report import check, describe, fail, passed, require_refusal, run_student, to_float, type_name
 from .transcript import generator_for, judge_only, probing
 
 SAMPLER_EXERCISE = syllabus.label("7.1")
@@ -167,13 +167,12 @@ def check_sample_episodes_refuses(sample_episodes: Any, hidden: bool = False) ->
     for what, (classes, n_way, k_shot, n_query, num_episodes, seed) in cases:
         call = (f"sample_episodes(labels, classes={classes}, n_way={n_way}, k_shot={k_shot}, n_query={n_query}, "
                 f"num_episodes={num_episodes}) where {what}")
-        outcome = run_student_expecting(ValueError, SAMPLER_EXERCISE, call, _episode_parts, sample_episodes, labels,
-                                        classes, n_way, k_shot, n_query, num_episodes, seed)
-        if outcome is not None:
-            fail("sample_episodes raises ValueError for episodes it cannot draw", input=call,
-                 expected="ValueError saying why", got=outcome,
-                 hint="check n_way <= len(classes) and that each class has k_shot + n_query images, and "
-                      "`raise ValueError(...)` otherwise (torch would repeat or truncate silently)")
+        require_refusal(ValueError, SAMPLER_EXERCISE, call, _episode_parts, sample_episodes, labels, classes, n_way,
+                        k_shot, n_query, num_episodes, seed,
+                        prop="sample_episodes raises ValueError for episodes it cannot draw",
+                        expected="ValueError saying why",
+                        hint="check n_way <= len(classes) and that each class has k_shot + n_query images, and "
+                             "`raise ValueError(...)` otherwise (torch would repeat or truncate silently)")
     passed("sample_episodes: refuses episodes it cannot draw" + (" [with hidden cases]" if hidden else ""))
 
 

@@ -190,6 +190,14 @@ def run_student_expecting(error_type: type[Exception], exercise: str, what: str,
     return f"no error: it returned {type_name(result)}"
 
 
+def require_refusal(error_type: type[Exception], exercise: str, call: str, func: Callable[..., Any], *args: Any,
+                    prop: str, expected: str, hint: str) -> None:
+    """Fail with the property ``prop`` unless the student's ``func(*args)`` raises ``error_type``."""
+    outcome = run_student_expecting(error_type, exercise, call, func, *args)
+    if outcome is not None:
+        fail(prop, input=call, expected=expected, got=outcome, hint=hint)
+
+
 def _replay(record: transcript.Transcript, what: str) -> Any:
     """The recorded answer to the call ``what``: its value, or the recorded failure raised again."""
     try:

@@ -21,7 +21,7 @@ from torch import nn
 from .. import syllabus
 from . import questions
 from .report import check, describe, fail, passed, run_student, to_float, type_name
-from .transcript import derive, generator_for, judge_only, probing
+from .transcript import generator_for, judge_only, probing
 
 DEVICE_EXERCISE = syllabus.label("5.1")
 TRAIN_EXERCISE = syllabus.label("5.2")

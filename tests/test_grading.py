@@ -648,7 +648,7 @@ def test_feedback_written_for_graded_students(graded_class):
 
 @pytest.mark.slow
 def test_release_matches_the_committed_lessons(tmp_path):
-    """`python -m autograder release OUT` writes all six student notebooks, equal cell by cell to lessons/*.ipynb."""
+    """`python -m autograder release OUT` writes every student notebook, equal cell by cell to lessons/*.ipynb."""
     result = run_module("autograder", "release", tmp_path / "course", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     for lesson in LESSONS:

@@ -132,7 +132,6 @@ BUG_OLD, BUG_NEW = "min=0).pow(2))", "min=0).pow(2)).detach()"
 BUGGY_SCORE = FULL_SCORE - POINTS["loss_gradients"] - POINTS["loss_gradient_at_zero"]
 LOSS_CELLS = ("loss_similar_pairs, loss_hinge, loss_beyond_margin, loss_margin_argument, loss_label_shapes, "
               "loss_label_count, loss_gradients, loss_gradient_at_zero")
-# A correct student's whole course: every autograded point, and the six written answers awaiting their instructor.
 # A correct course: the total counts the core lessons; every written answer, the bonus lesson's too, awaits grading.
 COURSE_SCORE = sum(autograded_points(lesson) for lesson in CORE)
 COURSE_STATUS = awaiting(sum(len(lesson_points(lesson, "answer")) for lesson in LESSONS))

@@ -198,7 +198,7 @@ def test_no_answer_is_anywhere_a_lessons_kernel_can_read(needs_sandbox, tmp_path
 @pytest.mark.slow
 def test_no_lesson_kernel_can_read_the_judge_side(needs_sandbox, tmp_path):
     """Each lesson's kernel differs from lesson 4's only in the copies bound over the course packages: in none of
-    the six do the course's folders hold judge-side code."""
+    them do the course's folders hold judge-side code."""
     from autograder.syllabus import NAMES as LESSONS
 
     needles = judge_side_needles()

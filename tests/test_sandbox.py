@@ -189,8 +189,10 @@ def test_no_answer_is_anywhere_a_lessons_kernel_can_read(needs_sandbox, tmp_path
     assert str(packages["solutions"] / "loss.py") in control, control
     assert {str(packages["autograder"] / "checks" / f"{m.rpartition('.')[2]}.py") for m in modules} <= set(control)
     # every lesson's checks module has a judge side (lesson 1's since its question), and so has the questions' module
-    assert modules == {f"autograder.checks.{name}" for name in ("data", "backbone", "model", "loss", "train", "evaluate",
-                                                          "questions")} and len(needles.texts) >= 10, (modules, needles.texts)
+    from autograder import syllabus
+
+    every_lessons = {lesson.checks_module for lesson in syllabus.LESSONS} | {"autograder.checks.questions"}
+    assert modules == every_lessons and len(needles.texts) >= 10, (modules, needles.texts)
     overlays = lesson_overlays("04_contrastive_loss", tmp_path)
     assert search("/", list(needles.lines), [*LOSS_NEEDLES, *needles.texts], (tmp_path, overlays)) == []
 

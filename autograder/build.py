@@ -30,6 +30,7 @@ from pathlib import Path
 import nbformat
 
 from . import syllabus
+from .grading import demos
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 LESSONS_DIR = REPO_ROOT / "lessons"
@@ -45,7 +46,7 @@ HEADER = re.compile(r"^# %%(?:\s*\[(?P<tag>[^\]]*)\])?\s*(?P<rest>.*)$")
 class Cell:
     """One cell of a lesson source: its kind, header arguments and body lines."""
 
-    kind: str  # markdown, code, setup, exercise, given, check, answer
+    kind: str  # markdown, code, demo, setup, exercise, given, check, answer
     args: list[str] = field(default_factory=list)
     rest: str = ""
     lines: list[str] = field(default_factory=list)
@@ -90,7 +91,7 @@ def parse_lesson(path: Path) -> list[Cell]:
         if match:
             tag = (match.group("tag") or "code").split()
             kind = tag[0]
-            if kind not in {"markdown", "code", "setup", "exercise", "given", "check", "answer"}:
+            if kind not in {"markdown", "code", "demo", "setup", "exercise", "given", "check", "answer"}:
                 raise ValueError(f"{path}:{number}: unknown cell kind {kind!r}")
             cells.append(Cell(kind, tag[1:], match.group("rest").strip()))
         elif cells:
@@ -263,6 +264,9 @@ def build_source(lesson: str) -> Lesson:
             nb.cells.append(nbformat.v4.new_markdown_cell(markdown_text(cell)))
         elif cell.kind == "code":
             add_code(cell.body)
+        elif cell.kind == "demo":  # a plain cell that only demonstrates: the grader may skip it (grading/demos.py)
+            add_code(cell.body)
+            nb.cells[-1].metadata[demos.MARK] = {"demo": True}
         elif cell.kind == "setup":
             add_code(setup_source(), grade_id="setup", locked=True)
         elif cell.kind == "given":
@@ -294,7 +298,19 @@ def build_source(lesson: str) -> Lesson:
     nb.cells.append(nbformat.v4.new_markdown_cell(HAND_IN))
     for index, cell in enumerate(nb.cells):
         cell.id = f"{lesson[:2]}-{index:03d}"  # stable ids: a rebuild changes nothing that did not change
+    check_demos(lesson, nb)
     return Lesson(lesson, nb, stubs)
+
+
+def check_demos(lesson: str, nb: nbformat.NotebookNode) -> None:
+    """Refuse a ``[demo]`` cell whose names a later cell reads: skipping it while grading would break that cell."""
+    for index, cell in enumerate(nb.cells):
+        if demos.is_demo(cell):
+            needed = demos.needed_later(nb.cells, index)
+            if needed != set():
+                shown = ", ".join(sorted(needed)) if needed else "names (a later cell is not Python)"
+                raise ValueError(f"{lesson}: the [demo] cell {cell.id} defines {shown}, which a later cell reads; "
+                                 "make it a plain `# %%` cell, or stop reading them later")
 
 
 def solved_notebook(source: nbformat.NotebookNode) -> nbformat.NotebookNode:

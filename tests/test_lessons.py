@@ -42,11 +42,37 @@ def error_text(cell) -> str:
     return "\n".join(f"{e.ename}: {e.evalue}\n" + "\n".join(e.traceback) for e in errors(cell))
 
 
+class SolvedRuns:
+    """Each solved lesson executed top to bottom once, when first asked for, for every test that reads it."""
+
+    def __init__(self, sources: dict[str, build.Lesson], folders: pytest.TempPathFactory) -> None:
+        self.sources, self.folders, self.executed = sources, folders, {}
+
+    def get(self, lesson: str) -> nbformat.NotebookNode:
+        """The executed solved notebook of ``lesson``."""
+        if lesson not in self.executed:
+            nb = build.solved_notebook(self.sources[lesson].source)
+            self.executed[lesson] = build.execute_notebook(nb, cwd=self.folders.mktemp(lesson))
+        return self.executed[lesson]
+
+
+@pytest.fixture(scope="module")
+def solved_runs(sources, tmp_path_factory) -> SolvedRuns:
+    """The solved lessons' runs, shared by the tests of this module."""
+    return SolvedRuns(sources, tmp_path_factory)
+
+
+def graded_outputs(nb: nbformat.NotebookNode) -> dict[str, str]:
+    """grade id → what the graded test cell printed."""
+    return {nbgrader_meta(c)["grade_id"]: stdout(c) for c in nb.cells
+            if c.cell_type == "code" and nbgrader_meta(c).get("grade")}
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("lesson", syllabus.NAMES)
-def test_solved_lesson_runs_clean(lesson, sources, tmp_path):
+def test_solved_lesson_runs_clean(lesson, solved_runs):
     """The solved lesson runs top to bottom: no error, nothing on stderr, every graded check prints [PASS]."""
-    nb = build.execute_notebook(build.solved_notebook(sources[lesson].source), cwd=tmp_path)
+    nb = solved_runs.get(lesson)
     code = [(i, c) for i, c in enumerate(nb.cells) if c.cell_type == "code"]
     assert all(not errors(c) for _, c in code), [(i, error_text(c)) for i, c in code if errors(c)]
     assert all(not stderr(c) for _, c in code), [(i, stderr(c)) for i, c in code if stderr(c)]
@@ -54,6 +80,23 @@ def test_solved_lesson_runs_clean(lesson, sources, tmp_path):
     assert graded, f"{lesson} has no graded cell"
     assert not [gid for gid, c in graded if "[PASS]" not in stdout(c)], \
         {gid: stdout(c) for gid, c in graded if "[PASS]" not in stdout(c)}
+
+
+WITH_DEMOS = [name for name in syllabus.NAMES if "# %% [demo]" in (build.SOURCES_DIR / f"{name}.py").read_text()]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("lesson", WITH_DEMOS)
+def test_the_checks_print_the_same_with_the_demo_cells_skipped(lesson, sources, solved_runs, tmp_path):
+    """Run as grading runs it, without its demonstrations, the solved lesson's graded test cells print exactly what
+    they print after a run of every cell: skipping the demos changes nothing the checks see."""
+    from autograder.grading.demos import skip_demos
+
+    nb, skipped = skip_demos(build.solved_notebook(sources[lesson].source), sources[lesson].source)
+    assert skipped, f"{lesson}'s source marks demo cells, but none is skipped"
+    without = build.execute_notebook(nb, cwd=tmp_path)
+    assert all(not c.get("outputs") for c in without.cells if c.get("id") in skipped)  # they did not run
+    assert graded_outputs(without) == graded_outputs(solved_runs.get(lesson))
 
 
 @pytest.mark.slow

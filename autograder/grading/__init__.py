@@ -4,7 +4,7 @@
 | -------- | ---------------------------------------- | ----------------------------------------------------- |
 | collect  | ``collect``                              | uploads read file by file, students and their ids     |
 | repair   | ``repair``                               | each notebook checked and repaired before nbgrader    |
-| execute  | ``execute``, ``worker``, ``sandbox``     | a sandbox course per student, kernels under bubblewrap |
+| execute  | ``execute``, ``worker``, ``sandbox``, ``demos`` | a sandbox course per student, kernels under bubblewrap; demonstrations skipped |
 | judge    | ``judge``, ``reference``, ``judge_side`` | test cells decided outside the kernel; reference and the checks' judge side hidden |
 | record   | ``record``                               | executed notebooks checked and scored by nbgrader     |
 | report   | ``report``                               | manifest, grades.csv, intake.csv                      |

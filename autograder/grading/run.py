@@ -42,6 +42,7 @@ from .. import syllabus
 from ..build import build_all, generate_release, solved_notebook
 from .course import (CELL_TIMEOUT_S, changed_since, check_database, code_environment, copy_course_code, db_url_for,
                      gradebook_sync_lock, put_environment_on_path)
+from .demos import skip_demos
 from .execute import make_sandbox, run_worker
 from .record import (file_digest, grader_snapshot, record_scores, refresh_from_gradebook, restore_grader,
                      verify_executed)
@@ -310,7 +311,8 @@ class GradingRun:
         for lesson, planned in enrolled.planned.items():
             target = sandbox / "submitted" / enrolled.sid / lesson / f"{lesson}.ipynb"
             target.parent.mkdir(parents=True, exist_ok=True)
-            nbformat.write(planned.nb, target)
+            # The demonstrations nothing reads are not run (demos.py); the course's record keeps them as handed in.
+            nbformat.write(skip_demos(planned.nb, self.course.sources[lesson])[0], target)
         with self.lock:
             self.running.add(enrolled.sid)
         limits = self.limits

@@ -257,7 +257,7 @@ print(f"with bias -1 in the last layer: {int((shifted_embeddings == 0).all(dim=1
 # any training, unless both embeddings are 0 everywhere as in the experiment above. (In the figure, each
 # image on the top row is compared with the one below it.)
 
-# %%
+# %% [demo]
 torch.manual_seed(0)
 net = SiameseNetwork()
 with torch.no_grad():

@@ -438,7 +438,7 @@ else:
 # The cell below times a few steps of each on your runtime. (The fast loop also keeps the whole data
 # set on the device and draws pairs by tensor indexing, instead of building each pair in Python.)
 
-# %%
+# %% [demo]
 from solutions.fast import make_scaler
 from solutions.runtime import resolve_precision
 

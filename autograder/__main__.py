@@ -51,6 +51,9 @@ def main(argv: list[str] | None = None) -> int:
                          help="grade only shard K of N (K from 0): the students whose identity hashes to K; run the N "
                               "shards anywhere, into one --db-url, each with its own --out, then `report` merges them "
                               "(create the gradebook's course first with `release DIR --db-url URL`)")
+    p_grade.add_argument("--timings", type=Path, default=None, metavar="FILE",
+                         help="write the wall and CPU seconds of every grading stage to FILE (JSON lines), as "
+                              "`python -m autograder.benchmark` does")
     p_report = commands.add_parser("report", help="write grades.csv and feedback again from the gradebook")
     p_report.add_argument("--from", dest="sources", type=Path, action="append", required=True, metavar="OUT",
                           help="the --out folder of a grade run (repeat it to merge several)")
@@ -89,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
             limits = grading.Limits(**{name: value for name, value in given.items() if value is not None})
             isolate = args.isolation == "on"
             results = grading.grade(args.submissions, args.out, jobs=args.jobs, db_url=args.db_url, isolate=isolate,
-                                    limits=limits, shard=shard)
+                                    limits=limits, shard=shard, timings=args.timings)
             not_graded = [r for r in results if r.status != "graded"]
             for r in not_graded:
                 print(f"{printable(r.student)} ({r.student_id}): {r.status}")

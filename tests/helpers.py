@@ -15,6 +15,8 @@ REPO = Path(__file__).resolve().parents[1]
 DATA_ENV_VARS = (fm.ENV_VAR, fm.ROOT_ENV_VAR)
 
 CUDA = torch.cuda.is_available()
+# Set in CI (make test): the sandbox and the cgroups must work, so tests that need them fail instead of skipping.
+SANDBOX_REQUIRED = bool(os.environ.get("SIAMESE_REQUIRE_SANDBOX"))
 
 
 def subprocess_env(**extra):

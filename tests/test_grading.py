@@ -14,8 +14,8 @@ import pytest
 from autograder import syllabus
 from autograder.checks.loss import COLLAPSE_WHY
 from autograder.grading import repair
-from helpers import (REPO, awaiting, isolation_args, lesson_points, read_grades, run_module, set_manual_score,
-                     write_solved_notebooks)
+from helpers import (REPO, SANDBOX_REQUIRED, awaiting, isolation_args, lesson_points, read_grades, run_module,
+                     set_manual_score, write_solved_notebooks)
 
 LESSONS = syllabus.NAMES
 CLASS_TIMEOUT_S = 3600
@@ -387,10 +387,37 @@ def make_class(root: Path, solved: Path) -> Path:
     return subs
 
 
-def grade_cli(submissions: Path, out: Path, jobs: int, cwd: Path):
-    """Run ``python -m autograder grade`` and return the finished process."""
-    return run_module("autograder", "grade", submissions, "--out", out, "--jobs", jobs, *isolation_args(), cwd=cwd,
-                      timeout=CLASS_TIMEOUT_S)
+def grade_cli(submissions: Path, out: Path, jobs: int, cwd: Path, *options):
+    """Run ``python -m autograder grade`` (with more ``options``) and return the finished process."""
+    return run_module("autograder", "grade", submissions, "--out", out, "--jobs", jobs, *isolation_args(), *options,
+                      cwd=cwd, timeout=CLASS_TIMEOUT_S)
+
+
+WORKER_STAGES = ("sandbox set-up", "nbgrader before execution", "kernel start", "kernel shutdown",
+                 "nbgrader after execution", "judge")
+
+
+def test_grade_timings_cover_every_stage_of_every_lesson(graded_class):
+    """``grade --timings``: each lesson has each worker stage once and a record per code cell, graded tests among them;
+    the laps inside the student's cgroup add up to no more than the cgroup counted for the whole worker."""
+    _, out = graded_class
+    records = [json.loads(line) for line in (out.parent / "one-student-timings.jsonl").read_text().splitlines()]
+    assert [r["stage"] for r in records].count("course build") == 1
+    solved = json.loads((out.parent / "one-student" / "solved" / f"{LESSONS[0]}.ipynb").read_text())
+    for lesson in LESSONS:
+        laps = [r for r in records if r.get("lesson") == lesson]
+        stages = [r["stage"] for r in laps]
+        assert all(stages.count(stage) == 1 for stage in WORKER_STAGES), (lesson, stages)
+        kinds = {r["kind"] for r in laps if r["stage"] == "cell"}
+        assert kinds == {"teaching", "exercise", "test"}, (lesson, kinds)
+    first = [r for r in records if r.get("lesson") == LESSONS[0] and r["stage"] == "cell"]
+    assert len(first) == sum(cell["cell_type"] == "code" for cell in solved["cells"])
+    whole = next(r for r in records if r["stage"] == "worker, all")
+    if "cpu" in whole:  # the machine counts a cgroup's CPU
+        laps_cpu = sum(r["cpu"] for r in records if r.get("lesson") and r["stage"] != "worker start")
+        assert 0 < laps_cpu <= whole["cpu"] + 0.01, (laps_cpu, whole)
+    else:
+        assert not SANDBOX_REQUIRED, "a cgroup that counts CPU was required (SIAMESE_REQUIRE_SANDBOX) but not found"
 
 
 SUMMARY = re.compile(r"^graded (\d+) students? \((\d+) in grades\.csv\) in [\d.]+ s, [\d.]+ s per student → .*grades\.csv$")
@@ -418,7 +445,7 @@ def graded_class(tmp_path_factory, solved_dir):
     alone = root / "one-student"
     shutil.copytree(solved_dir, alone / "solved")
     started = time.perf_counter()
-    result = grade_cli(alone, root / "one-out", jobs=1, cwd=root)
+    result = grade_cli(alone, root / "one-out", 1, root, "--timings", root / "one-student-timings.jsonl")
     seconds = time.perf_counter() - started
     assert result.returncode == 0, result.stderr
     timing = f"grading one student's whole course ({len(LESSONS)} lessons, --jobs 1, fresh course): {seconds:.1f} s wall; " \

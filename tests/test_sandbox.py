@@ -27,10 +27,10 @@ from autograder.grading.judge import judge_cell, verdict_outputs
 from autograder.grading.record import verify_executed
 from autograder.grading.repair import is_test_cell
 from autograder.grading.worker import failure_reason, kernel_config
-from helpers import REPO, subprocess_env
+from helpers import REPO, SANDBOX_REQUIRED, subprocess_env
 
 AVAILABLE, WHY_NOT = sandbox.availability()
-REQUIRED = bool(os.environ.get("SIAMESE_REQUIRE_SANDBOX"))
+REQUIRED = SANDBOX_REQUIRED
 
 
 @pytest.fixture
@@ -266,6 +266,26 @@ def test_a_student_group_limits_processes_together(tmp_path):
     finally:
         group.remove()
     assert not any(folder.exists() for folder in group.folders)
+
+
+def test_a_student_group_counts_the_cpu_of_every_process_in_it():
+    """A process that joins a student's groups and burns about 0.3 s of CPU in a child is counted in the group."""
+    if sandbox.cgroup_controllers() is None:
+        (pytest.fail if REQUIRED else pytest.skip)("no cgroups this user can create (memory and pids)")
+    group = sandbox.StudentGroup("test-cpu", memory_mb=1024, max_processes=30)
+    script = ("import subprocess, sys\nfrom pathlib import Path\nfrom autograder.grading.sandbox import join_groups\n"
+              "join_groups([Path(p) for p in sys.argv[1:]])\n"
+              "subprocess.run([sys.executable, '-c', 'import time\\nt = time.process_time()\\n"
+              "while time.process_time() - t < 0.3: pass'], check=True)")
+    try:
+        if group.cpu_seconds() is None:
+            (pytest.fail if REQUIRED else pytest.skip)("no cgroup here counts CPU (cgroup v1 cpuacct or v2 cpu.stat)")
+        result = subprocess.run([sys.executable, "-c", script, *map(str, group.folders)], capture_output=True,
+                                text=True, timeout=120, env=subprocess_env())
+        assert result.returncode == 0, result.stderr
+        assert group.cpu_seconds() >= 0.3, group.cpu_seconds()
+    finally:
+        group.remove()
 
 
 # ---------------------------------------------------------------- the checks' preamble

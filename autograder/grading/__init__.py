@@ -10,7 +10,7 @@
 | report   | ``report``                               | manifest, grades.csv, intake.csv                      |
 
 ``run`` strings the stages together (``grade``, from a copy of the course's code taken when it starts);
-``course`` holds the nbgrader configuration and
+``timing`` records where the time goes (``grade --timings``); ``course`` holds the nbgrader configuration and
 ``demo_class`` writes a made-up class to try the grader on. Nothing here runs a student's code in
 the grader's own process; the judge runs in the worker, which never runs it either.
 """

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from . import sandbox as sandbox_limits
 from .course import write_config
+from .timing import clean_record
 
 def make_sandbox(template: dict[Path, bytes], template_root: Path, root: Path, student: str) -> Path:
     """A fresh course folder for one student, written from the template's bytes read when grading began."""
@@ -127,6 +128,9 @@ def worker_message(line: str, remaining: list[str]) -> dict | None:
     kept = {"lesson": message["lesson"], "notes": [str(n)[:500] for n in notes[:10]] if isinstance(notes, list) else []}
     if "error" in message:
         kept["error"] = str(message["error"])[:500]
+    timings = message.get("timings", [])
+    if isinstance(timings, list):
+        kept["timings"] = [record for record in map(clean_record, timings[:1000]) if record]
     return kept
 
 

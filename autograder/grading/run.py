@@ -47,6 +47,7 @@ from .execute import make_sandbox, run_worker
 from .record import (file_digest, grader_snapshot, record_scores, refresh_from_gradebook, restore_grader,
                      verify_executed)
 from .repair import check_notebook
+from .timing import Timings
 
 NOTEBOOK_TIMEOUT_S = 300  # one lesson, all cells together
 MEMORY_LIMIT_MB = 8192  # one student's processes together (cgroups), else each process's address space
@@ -151,14 +152,16 @@ class GradingRun:
                  shard: intake.Shard | None = None):
         self.out, self.db_url, self.limits, self.sandboxed, self.workdir = out, db_url, limits, sandboxed, workdir
         self.shard = shard  # grade only this shard's students (and leave the files of no student to shard 0)
-        # The course's code as it is now: every process of this run imports it from this copy, never the checkout.
-        self.code = copy_course_code(workdir / "course-code")
-        try:  # the kernels' copy of the checks can be made: said now, not as an internal error of every student
-            judge_side.stand_in_names(self.code / "autograder")
-        except ValueError as error:
-            raise RuntimeError(f"the checks' judge side cannot be hidden from the kernels: {error}") from None
-        self.env = code_environment(self.code)
-        self.course = prepare_course(out, db_url, self.code)
+        self.timings = Timings()
+        with self.timings.stage("course build", children=True):
+            # The course's code as it is now: every process of this run imports it from this copy, never the checkout.
+            self.code = copy_course_code(workdir / "course-code")
+            try:  # the kernels' copy of the checks can be made: said now, not as an internal error of every student
+                judge_side.stand_in_names(self.code / "autograder")
+            except ValueError as error:
+                raise RuntimeError(f"the checks' judge side cannot be hidden from the kernels: {error}") from None
+            self.env = code_environment(self.code)
+            self.course = prepare_course(out, db_url, self.code)
         self.manifest = records.load_manifest(self.course.course)
         self.now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
         self.enrolled: dict[str, Enrolled] = {}  # student id → this run's student
@@ -259,7 +262,8 @@ class GradingRun:
     # -- stage 3: execution, each student in a sandbox of their own
     def execute_all(self, jobs: int) -> None:
         """Execute every student's planned notebooks, ``jobs`` students at once; then those to grade again alone."""
-        self.watch_grader()
+        with self.timings.stage("grader snapshot"):
+            self.watch_grader()
         to_grade = sorted(sid for sid, enrolled in self.enrolled.items() if enrolled.planned)
         # Progress on stdout, and only on a terminal: nbgrader's own messages are on stderr.
         with tqdm(total=len(to_grade), unit="student", desc="grading", file=sys.stdout, disable=None) as progress:
@@ -295,34 +299,44 @@ class GradingRun:
         with self.lock:
             self.running.discard(sid)
             try:
-                self.record(enrolled, sandbox, outcomes, alone)
+                with self.timings.stage("record and feedback", student=sid):
+                    self.record(enrolled, sandbox, outcomes, alone)
             except Exception as error:
                 for lesson, planned in enrolled.planned.items():
                     self.lessons(sid)[lesson] = {"file": planned.version, "graded_at": self.now,
                                                  "notes": planned.notes, **internal_error("recording the scores", error)}
-            records.save_manifest(self.course.course, self.manifest)
-            self.report()  # grades.csv as it stands: a stopped run loses only the students in flight
+            with self.timings.stage("report", student=sid):
+                records.save_manifest(self.course.course, self.manifest)
+                self.report()  # grades.csv as it stands: a stopped run loses only the students in flight
         shutil.rmtree(sandbox, ignore_errors=True)
         progress.update()
 
     def execute(self, enrolled: Enrolled, sandbox: Path) -> dict[str, dict]:
         """Run the student's notebooks in a fresh sandbox; lesson → the worker's outcome."""
-        sandbox = make_sandbox(self.template_bytes, self.course.template, sandbox.parent, enrolled.sid)
-        for lesson, planned in enrolled.planned.items():
-            target = sandbox / "submitted" / enrolled.sid / lesson / f"{lesson}.ipynb"
-            target.parent.mkdir(parents=True, exist_ok=True)
-            # The demonstrations nothing reads are not run (demos.py); the course's record keeps them as handed in.
-            nbformat.write(skip_demos(planned.nb, self.course.sources[lesson])[0], target)
+        with self.timings.stage("sandbox copy", student=enrolled.sid):
+            sandbox = make_sandbox(self.template_bytes, self.course.template, sandbox.parent, enrolled.sid)
+            for lesson, planned in enrolled.planned.items():
+                target = sandbox / "submitted" / enrolled.sid / lesson / f"{lesson}.ipynb"
+                target.parent.mkdir(parents=True, exist_ok=True)
+                # The demonstrations nothing reads are not run (demos.py); the course's record keeps them as handed in.
+                nbformat.write(skip_demos(planned.nb, self.course.sources[lesson])[0], target)
         with self.lock:
             self.running.add(enrolled.sid)
         limits = self.limits
         group = sandbox_limits.StudentGroup(enrolled.sid, limits.memory_mb, MAX_PROCESSES)
+        started = time.perf_counter()
         try:
             outcomes = run_worker(sandbox, enrolled.sid, list(enrolled.planned), limits.notebook_timeout,
                                   limits.cell_timeout, limits.memory_mb, self.sandboxed, group, self.env)
             left = group.stop_all()
+            whole = {"stage": "worker, all", "student": enrolled.sid, "wall": time.perf_counter() - started}
+            cpu = group.cpu_seconds()  # the worker and every kernel it started (not the worker's imports)
+            self.timings.add(whole if cpu is None else {**whole, "cpu": cpu})
         finally:
             group.remove()
+        for lesson, outcome in outcomes.items():
+            for record in outcome.pop("timings", []):
+                self.timings.add({**record, "student": enrolled.sid, "lesson": lesson})
         if left:
             for outcome in outcomes.values():
                 outcome.setdefault("notes", []).append(f"stopped {left} process{'es' if left > 1 else ''} "
@@ -437,12 +451,14 @@ def warn_of_changed_checkout(code: Path) -> None:
 
 
 def grade(submissions: Path, out: Path, jobs: int = 1, db_url: str | None = None, isolate: bool = True,
-          limits: Limits | None = None, shard: intake.Shard | None = None) -> list[records.StudentResult]:
+          limits: Limits | None = None, shard: intake.Shard | None = None,
+          timings: Path | None = None) -> list[records.StudentResult]:
     """Check, repair and autograde every student's notebooks; write ``grades.csv``, ``intake.csv`` and feedback.
 
     ``isolate``: run every kernel under bubblewrap (``autograder.grading.sandbox``), refusing to grade where it cannot;
     ``False`` runs notebooks as the instructor's own user, and each row's notes say "not isolated".
     ``shard``: grade only the students of one shard of the class (``collect.Shard``); ``report`` merges the shards.
+    ``timings``: a file for the wall and CPU seconds of every stage (JSON lines; ``autograder.benchmark`` reads it).
     """
     put_environment_on_path()
     limits = limits or Limits()
@@ -458,11 +474,14 @@ def grade(submissions: Path, out: Path, jobs: int = 1, db_url: str | None = None
         with tempfile.TemporaryDirectory(prefix="siamese-grading-") as tmp:
             run = GradingRun(out, db_url, limits, sandboxed, Path(tmp), shard)
             try:
-                run.take_in(uploads)
-                run.check_all(uploads)
+                with run.timings.stage("intake and repair"):
+                    run.take_in(uploads)
+                    run.check_all(uploads)
                 run.execute_all(jobs)
             finally:
                 results = run.report()
+                if timings:
+                    run.timings.write(timings)
             if not sandboxed:
                 warn_of_changed_checkout(run.code)
     finally:

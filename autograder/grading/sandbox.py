@@ -36,6 +36,8 @@ import time
 from functools import lru_cache
 from pathlib import Path
 
+from .timing import cpu_counter, group_cpu_seconds
+
 SANDBOX_UID = 65534  # "nobody"
 KERNEL_NAME = "siamese-sandbox"
 PACKAGES = ("autograder", "solutions", "data_utils")
@@ -189,6 +191,26 @@ def cgroup_controllers() -> dict[str, Path] | None:
     return None
 
 
+def cpu_accounting_group() -> Path | None:
+    """This process's own cgroup-v1 CPU-accounting group, if writable; ``None`` elsewhere.
+
+    A student's accounting group is made inside it, so that a measurement around the whole grader
+    (``autograder.benchmark``) counts the students' kernels too.
+    """
+    try:
+        lines = Path("/proc/self/cgroup").read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        _, controllers, own = line.split(":", 2)
+        if "cpuacct" in controllers.split(","):
+            for mount in ("cpuacct", "cpu,cpuacct"):
+                folder = CGROUP_ROOT / mount / own.lstrip("/")
+                if (folder / "cpuacct.usage").is_file() and os.access(folder, os.W_OK):
+                    return folder
+    return None
+
+
 class StudentGroup:
     """One student's cgroups: every process of their grading shares one memory limit and one process limit."""
 
@@ -209,6 +231,16 @@ class StudentGroup:
                 (folder / ("memory.max" if unified else "memory.limit_in_bytes")).write_text(limit)
             if kind == "pids" or unified:
                 (folder / "pids.max").write_text(str(max_processes))
+        accounting = cpu_accounting_group()
+        if not unified and accounting is not None:  # v2 groups count CPU themselves (cpu.stat)
+            folder = accounting / f"siamese-grading-{os.getpid()}-{name}"
+            folder.mkdir(exist_ok=True)
+            self.folders.append(folder)
+
+    def cpu_seconds(self) -> float | None:
+        """CPU seconds used so far by every process of this student's grading; ``None`` where nothing counts it."""
+        counter = cpu_counter(self.folders)
+        return group_cpu_seconds(counter) if counter else None
 
     @property
     def enforced(self) -> bool:

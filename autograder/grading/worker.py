@@ -32,8 +32,10 @@ import nbformat
 import zmq
 from jupyter_client.asynchronous import AsyncKernelClient
 from nbgrader.preprocessors import Execute
+from nbgrader.utils import is_grade, is_solution
 
 from . import judge_side, reference
+from .timing import LapClock, cpu_counter
 from . import sandbox as kernel_sandbox
 from .course import nbgrader_config
 
@@ -81,13 +83,41 @@ class CappedKernelClient(AsyncKernelClient):
 
 
 class LimitedExecute(Execute):
-    """nbgrader's Execute, keeping outputs only up to a size per cell and per notebook, cut as they arrive."""
+    """nbgrader's Execute, keeping outputs only up to a size per cell and per notebook, cut as they arrive.
+
+    It also times the kernel's start, each code cell and the kernel's shutdown on ``clock``, the lesson's
+    clock that ``execute_lesson`` sets (nbgrader makes this object itself, from its class).
+    """
+
+    clock: LapClock | None = None
 
     def preprocess(self, nb, resources=None, km=None):
         """Execute the notebook with fresh output counters."""
         self.output_bytes: dict[int, int] = {}
         self.cut_cells: set[int] = set()
-        return super().preprocess(nb, resources, km)
+        self.kernel_started = False
+        self.lap("nbgrader before execution")
+        try:
+            return super().preprocess(nb, resources, km)
+        finally:
+            self.lap("kernel shutdown")
+
+    def preprocess_cell(self, cell, resources, index):
+        """Execute one cell, timed if it is code (the time before the first is the kernel's start)."""
+        if cell.cell_type != "code":
+            return super().preprocess_cell(cell, resources, index)
+        if not self.kernel_started:
+            self.kernel_started = True
+            self.lap("kernel start")
+        try:
+            return super().preprocess_cell(cell, resources, index)
+        finally:
+            self.lap("cell", cell=index, kind=cell_kind(cell))
+
+    def lap(self, stage: str, **where: object) -> None:
+        """A lap on the lesson's clock, if it has one."""
+        if self.clock:
+            self.clock.lap(stage, **where)
 
     def output(self, outs, msg, display_id, cell_index):
         """Keep one output message, unless it would take the cell or the notebook over its limit (then say so once)."""
@@ -103,6 +133,13 @@ class LimitedExecute(Execute):
             return None
         self.output_bytes[cell_index] = self.output_bytes.get(cell_index, 0) + size  # only what is kept counts
         return super().output(outs, msg, display_id, cell_index)
+
+
+def cell_kind(cell) -> str:
+    """What a code cell is, for timing: the student's ``exercise``, a graded ``test``, or ``teaching`` (all else)."""
+    if is_solution(cell):
+        return "exercise"
+    return "test" if is_grade(cell) else "teaching"
 
 
 def _note(text: str):
@@ -129,6 +166,9 @@ def kernel_config(config, sandbox: Path, lesson: str, student: str, run_dir: Pat
     """
     config.ExecutePreprocessor.kernel_name = kernel_sandbox.KERNEL_NAME if run_dir else "python3"
     config.KernelManager.client_class = f"{__name__}.CappedKernelClient"
+    # Killed after its last cell: nothing in it is kept, and a polite shutdown cost ~1.3 s of CPU per notebook
+    # (python -m autograder.benchmark).
+    config.ExecutePreprocessor.shutdown_kernel = "immediate"
     if run_dir:
         work_dir = sandbox / "autograded" / student / lesson
         packages = {p.name: p for p in kernel_sandbox.package_folders()}
@@ -190,13 +230,24 @@ def execute_only_api(sandbox: Path, config):
     return NbGraderAPI(coursedir=CourseDirectory(config=config), config=config)
 
 
-def execute_lesson(sandbox: Path, student: str, lesson: str, cell_timeout: int, sandboxed: bool) -> dict:
-    """Restore the test cells of one lesson, execute it, and judge its test cells; never raise."""
+def execute_lesson(sandbox: Path, student: str, lesson: str, cell_timeout: int, sandboxed: bool,
+                   clock: LapClock) -> dict:
+    """Restore the test cells of one lesson, execute it, and judge its test cells, timing each stage; never raise."""
+    result = _execute_lesson(sandbox, student, lesson, cell_timeout, sandboxed, clock)
+    clock.lap("judge" if "executed" in result else "nbgrader after execution")
+    return {**result, "timings": clock.records}
+
+
+def _execute_lesson(sandbox: Path, student: str, lesson: str, cell_timeout: int, sandboxed: bool,
+                    clock: LapClock) -> dict:
+    """``execute_lesson`` without its timings."""
+    LimitedExecute.clock = clock
     run_dir = kernel_run_dir() if sandboxed else None  # the kernel's sockets and connection file: nothing else
     seed = secrets.randbits(62) | 1  # this run's inputs for the checks: drawn now, so no answer exists in advance
     os.environ[CHECK_SEED_VARIABLE] = str(seed)  # a kernel started without the sandbox inherits it
     try:
         config = kernel_config(nbgrader_config(sandbox, timeout=cell_timeout), sandbox, lesson, student, run_dir, seed)
+        clock.lap("sandbox set-up")
         outcome = execute_only_api(sandbox, config).autograde(lesson, student, force=True, create=True)
         if not outcome["success"]:
             reason = failure_reason(outcome.get("log", ""), outcome.get("error"))
@@ -205,6 +256,7 @@ def execute_lesson(sandbox: Path, student: str, lesson: str, cell_timeout: int, 
                 reason = f"kernel died in {locate_kernel_death(submitted, config)}"
             return {"error": reason}
         executed = sandbox / "autograded" / student / lesson / f"{lesson}.ipynb"
+        clock.lap("nbgrader after execution")
         from .judge import judge_notebook
 
         source = nbformat.read(sandbox / "source" / lesson / f"{lesson}.ipynb", as_version=4)
@@ -251,13 +303,18 @@ def main(argv: list[str] | None = None) -> int:
     kernel_environment(sandbox)
     limit_memory(args.memory_mb)
     pristine = (sandbox / "gradebook.db").read_bytes()  # read before any notebook runs
+    counter = cpu_counter(args.cgroup)
+    usage = resource.getrusage(resource.RUSAGE_SELF)  # this process until now: Python, nbgrader, jupyter imported
+    started = [{"stage": "worker start", "cpu": usage.ru_utime + usage.ru_stime}]
     for lesson in args.lessons:
         # Each lesson starts from the pristine gradebook, so an earlier lesson cannot unlock its tests.
         for leftover in ("gradebook.db-journal", "gradebook.db-wal", "gradebook.db-shm"):
             (sandbox / leftover).unlink(missing_ok=True)  # SQLite would replay them into the pristine copy
         (sandbox / "gradebook.db").write_bytes(pristine)
         print(json.dumps({"start": lesson}), file=results, flush=True)
-        result = execute_lesson(sandbox, args.student, lesson, args.cell_timeout, args.sandboxed)
+        clock = LapClock(counter)
+        clock.records, started = started, []
+        result = execute_lesson(sandbox, args.student, lesson, args.cell_timeout, args.sandboxed, clock)
         print(json.dumps({"lesson": lesson, **result}), file=results, flush=True)
     return 0
 

@@ -25,6 +25,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -38,6 +39,7 @@ import pytest
 from autograder.syllabus import CORE
 from autograder.syllabus import NAMES as LESSONS
 from autograder.grading.run import MAX_PROCESSES
+from autograder.grading import sandbox
 from autograder.grading.sandbox import availability
 from helpers import REPO, autograded_points, awaiting, isolation_args, lesson_points, subprocess_env
 
@@ -842,10 +844,33 @@ def test_a_gradebook_sync_holds_the_postgresql_lock_until_it_ends(postgres_url):
         other.dispose()
 
 
+def kill_tree(pid: int) -> None:
+    """SIGKILL a process and every process under it, as a lost machine would stop them (no handler runs)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(parent, []).append(int(entry.name))
+    tree, index = [pid], 0
+    while index < len(tree):
+        tree += children.get(tree[index], [])
+        index += 1
+    for member in tree:
+        try:
+            os.kill(member, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
 @pytest.mark.slow
 def test_shards_on_separate_processes_report_as_one_run(postgres_url, workspace, tmp_path):
-    """Two `grade --shard K/2` processes at once into one PostgreSQL gradebook, merged by `report`: the same
-    grades.csv and intake.csv as one run of the whole class; running a shard again changes nothing."""
+    """Two `grade --shard K/2` processes at once into one PostgreSQL gradebook, one of them killed midway and run
+    again; merged by `report`: the same grades.csv and intake.csv as one run of the whole class. Running a shard
+    again changes nothing."""
     from autograder.grading.collect import Shard
 
     root, code, solved = workspace
@@ -853,6 +878,7 @@ def test_shards_on_separate_processes_report_as_one_run(postgres_url, workspace,
     write_shard_class(subs, code, solved)
     halves = [[s for s in SHARD_STUDENTS if Shard(k, 2).holds(f"name:{s}")] for k in range(2)]
     assert all(halves) and sorted(halves[0] + halves[1]) == sorted(SHARD_STUDENTS), halves
+    killed = 0 if len(halves[0]) >= 2 else 1  # a shard of two students or more, killed after its first
 
     whole = grade(code, subs, tmp_path / "whole", jobs=1)
     assert whole.process.returncode == 0, whole.process.stderr[-3000:]
@@ -862,28 +888,40 @@ def test_shards_on_separate_processes_report_as_one_run(postgres_url, workspace,
     assert released.returncode == 0, released.stderr[-3000:]  # the gradebook's course, made once before the shards
 
     outs = [tmp_path / f"shard{k}" for k in range(2)]
-    runs = [None, None]
+    command = [sys.executable, "-m", "autograder", "grade", str(subs), "--out", str(outs[killed]), "--jobs", "1",
+               *LIMITS, "--shard", f"{killed}/2", "--db-url", postgres_url, *isolation_args()]
+    doomed = subprocess.Popen(command, cwd=tmp_path, env=course_env(code), stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    runs = []  # the other shard, graded meanwhile
+    meanwhile = threading.Thread(target=lambda: runs.append(grade(code, subs, outs[1 - killed], "--shard",
+                                                                  f"{1 - killed}/2", "--db-url", postgres_url, jobs=1)))
+    meanwhile.start()
+    deadline = time.monotonic() + RUN_TIMEOUT_S
+    while not (outs[killed] / "grades.csv").is_file() and doomed.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)  # grades.csv is written once the shard's first student is recorded
+    kill_tree(doomed.pid)
+    doomed.wait()
+    meanwhile.join()
+    other = runs[0]
+    midway = read_grades(outs[killed] / "grades.csv")
+    assert [row["status"] for row in midway.values()].count("graded") < len(halves[killed]), midway  # truly midway
+    assert other.process.returncode == 0, other.process.stderr[-3000:]
+    assert set(other.rows) == set(halves[1 - killed])
 
-    def run_shard(k: int) -> None:
-        runs[k] = grade(code, subs, outs[k], "--shard", f"{k}/2", "--db-url", postgres_url, jobs=1)
-
-    threads = [threading.Thread(target=run_shard, args=(k,)) for k in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    for k, run in enumerate(runs):
-        assert run.process.returncode == 0, (k, run.process.stderr[-3000:])
-        assert set(run.rows) == set(halves[k])
+    rerun = grade(code, subs, outs[killed], "--shard", f"{killed}/2", "--db-url", postgres_url, jobs=1)
+    assert rerun.process.returncode == 0, rerun.process.stderr[-3000:]
+    assert set(rerun.rows) == set(halves[killed])
+    roots = {*(sandbox.cgroup_controllers() or {}).values(), *filter(None, [sandbox.cpu_accounting_group()])}
+    assert not [f for root in roots for f in root.glob(f"siamese-grading-{doomed.pid}-*")]  # the next run tidied up
     merged = report(code, tmp_path / "merged", *outs, db_url=postgres_url)
     assert merged.returncode == 0, merged.stderr[-3000:]
     assert read_grades(tmp_path / "merged" / "grades.csv") == whole.rows
     assert (tmp_path / "merged" / "intake.csv").read_text() == (tmp_path / "whole" / "intake.csv").read_text()
     assert "syllabus.pdf" in (tmp_path / "merged" / "intake.csv").read_text()
 
-    again = grade(code, subs, outs[0], "--shard", "0/2", "--db-url", postgres_url, jobs=1)
+    again = grade(code, subs, outs[1 - killed], "--shard", f"{1 - killed}/2", "--db-url", postgres_url, jobs=1)
     assert again.process.returncode == 0, again.process.stderr[-3000:]
-    assert again.rows == runs[0].rows
+    assert again.rows == other.rows
     merged_again = report(code, tmp_path / "merged-again", *outs, db_url=postgres_url)
     assert merged_again.returncode == 0, merged_again.stderr[-3000:]
     assert read_grades(tmp_path / "merged-again" / "grades.csv") == whole.rows
@@ -1182,6 +1220,8 @@ def processes_with(marker: str) -> list[int]:
     """The PIDs of this machine whose command line holds ``marker`` (the host sees into every sandbox)."""
     found = []
     for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
         try:
             if entry.name.isdigit() and marker.encode() in (entry / "cmdline").read_bytes():
                 found.append(int(entry.name))

@@ -467,6 +467,9 @@ def grade(submissions: Path, out: Path, jobs: int = 1, db_url: str | None = None
     if db_url:
         check_database(db_url)
     sandboxed = choose_sandbox(isolate)
+    stale = sandbox_limits.remove_stale_groups()
+    if stale:
+        print(f"removed {len(stale)} students' cgroups left by a grading run that was killed")
     uploads = intake.Submissions(submissions, limits.archive_mb)  # a zip is checked as a whole here
     started = time.perf_counter()
     try:

@@ -253,32 +253,70 @@ class StudentGroup:
 
     def stop_all(self) -> int:
         """Kill every process still in the groups (what a notebook left running); return how many."""
-        killed: set[int] = set()
-        for _ in range(50):
-            pids = {int(p) for folder in self.folders for p in (folder / "cgroup.procs").read_text().split()}
-            if not pids - killed and not pids:
-                break
-            for pid in pids:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                    killed.add(pid)
-                except ProcessLookupError:
-                    pass
-            time.sleep(0.02)
-        return len(killed)
+        return stop_processes(self.folders)
 
     def remove(self) -> None:
         """Stop what is left and delete the groups."""
-        if not self.folders:
-            return
-        self.stop_all()
-        for folder in self.folders:
-            for _ in range(100):
-                try:
-                    folder.rmdir()
-                    break
-                except OSError:  # the last processes are still exiting
-                    time.sleep(0.05)
+        remove_groups(self.folders)
+
+
+def stop_processes(folders: list[Path]) -> int:
+    """Kill every process in the cgroups ``folders``, until none is left; return how many."""
+    killed: set[int] = set()
+    for _ in range(50):
+        pids = {int(p) for folder in folders for p in (folder / "cgroup.procs").read_text().split()}
+        if not pids:
+            break
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+                killed.add(pid)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.02)
+    return len(killed)
+
+
+def remove_groups(folders: list[Path]) -> None:
+    """Stop what is left in the cgroups ``folders`` and delete them."""
+    if not folders:
+        return
+    stop_processes(folders)
+    for folder in folders:
+        for _ in range(100):
+            try:
+                folder.rmdir()
+                break
+            except OSError:  # the last processes are still exiting
+                time.sleep(0.05)
+
+
+def remove_stale_groups() -> list[Path]:
+    """Remove the students' cgroups a grader left when it was killed (its pid, in their names, is gone); return them.
+
+    A process still in one (a kernel of the killed run) is stopped first.
+    """
+    roots = {*(cgroup_controllers() or {}).values(), *filter(None, [cpu_accounting_group()])}
+    removed = []
+    for folder in sorted(f for root in roots for f in root.glob("siamese-grading-*-*") if f.is_dir()):
+        pid = folder.name.split("-")[2]
+        if not pid.isdigit() or _alive(int(pid)):
+            continue
+        remove_groups([folder])
+        if not folder.exists():
+            removed.append(folder)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process with this pid exists."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def join_groups(folders: list[Path]) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import platform
 import random
+import sys
 
 import numpy as np
 import torch
@@ -58,12 +59,19 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     return "fp32"
 
 
+LOG_INTERVAL_S = 30  # off a terminal (a CI log, a Slurm job's file) a progress bar writes at most this often
+
+
 def make_progress(total: int, desc: str, enabled: bool = True):
-    """A tqdm progress bar, or a silent stand-in while nbgrader grades (its stderr would score 0)."""
+    """A tqdm progress bar, sparse off a terminal; or a silent stand-in while nbgrader grades (its stderr would score 0).
+
+    Off a terminal every refresh is a new line in the log, so it refreshes every ``LOG_INTERVAL_S`` seconds at most.
+    """
     from tqdm.auto import tqdm
 
     disabled = not enabled or bool(os.environ.get("NBGRADER_EXECUTION"))
-    return tqdm(total=total, desc=desc, disable=disabled, leave=False, dynamic_ncols=True)
+    interval = {} if sys.stderr.isatty() else {"mininterval": LOG_INTERVAL_S, "maxinterval": LOG_INTERVAL_S}
+    return tqdm(total=total, desc=desc, disable=disabled, leave=False, dynamic_ncols=True, **interval)
 
 
 def versions() -> dict[str, str]:

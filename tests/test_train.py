@@ -260,3 +260,18 @@ def test_resume_with_other_settings_refused(tmp_path, capsys):
             "--out", str(tmp_path), "--epochs", "2", "--precision", "fp32", "--resume", "--lr", "1e-3"]
     assert reference_run.main(argv) == 1
     assert "lr" in capsys.readouterr().err
+
+
+def test_a_progress_bar_off_a_terminal_writes_a_few_lines_not_one_per_step(monkeypatch, tmp_path):
+    """Into a log file (not a terminal), a second of steps gives one line, not one per tenth of a second (tqdm's
+    default): the reference run's log stays small in CI and in a Slurm job."""
+    monkeypatch.delenv("NBGRADER_EXECUTION", raising=False)
+    with open(tmp_path / "log", "w") as log:
+        monkeypatch.setattr("sys.stderr", log)
+        progress = runtime.make_progress(50, "epoch 1/1")
+        for _ in range(50):
+            time.sleep(0.02)
+            progress.update()
+        progress.close()
+    shown = (tmp_path / "log").read_text().count("/50 [")  # one per display of the bar
+    assert 1 <= shown <= 2, (tmp_path / "log").read_text()[:1000]

@@ -248,44 +248,45 @@ def test_a_sandboxed_kernel_executes_a_notebook(needs_sandbox, tmp_path):
 
 # ---------------------------------------------------------------- limits per student
 
-def test_a_student_group_limits_processes_together(tmp_path):
-    """In a student's cgroups, a fork loop stops at the process limit; the group is gone afterwards."""
+@pytest.fixture
+def student_group():
+    """A student's cgroups (1 GB of memory, 30 processes), removed after the test."""
     if sandbox.cgroup_controllers() is None:
         (pytest.fail if REQUIRED else pytest.skip)("no cgroups this user can create (memory and pids)")
     group = sandbox.StudentGroup("test-alice", memory_mb=1024, max_processes=30)
-    script = ("import os, sys, time\nfrom autograder.grading.sandbox import join_groups\n"
-              "join_groups([__import__('pathlib').Path(p) for p in sys.argv[1:]])\nstarted = 0\n"
-              "try:\n    for _ in range(200):\n        if os.fork() == 0:\n            os.closerange(0, 3)\n            time.sleep(20)\n"
-              "            os._exit(0)\n        started += 1\nexcept OSError:\n    pass\nprint(started)")
-    try:
-        result = subprocess.run([sys.executable, "-c", script, *map(str, group.folders)], capture_output=True,
-                                text=True, timeout=120, env=subprocess_env())
-        assert result.returncode == 0, result.stderr
-        assert 0 < int(result.stdout) < 30, result.stdout
-        assert group.stop_all() >= int(result.stdout)  # the sleeping children, stopped at once
-    finally:
-        group.remove()
-    assert not any(folder.exists() for folder in group.folders)
+    yield group
+    group.remove()
 
 
-def test_a_student_group_counts_the_cpu_of_every_process_in_it():
+def run_in_group(group: sandbox.StudentGroup, script: str) -> subprocess.CompletedProcess:
+    """Run a Python ``script`` in a process that first joins ``group``, as a worker does."""
+    join = ("import sys\nfrom pathlib import Path\nfrom autograder.grading.sandbox import join_groups\n"
+            "join_groups([Path(p) for p in sys.argv[1:]])\n")
+    return subprocess.run([sys.executable, "-c", join + script, *map(str, group.folders)], capture_output=True,
+                          text=True, timeout=120, env=subprocess_env())
+
+
+def test_a_student_group_limits_processes_together(student_group):
+    """In a student's cgroups, a fork loop stops at the process limit; the group is gone afterwards."""
+    result = run_in_group(student_group, "import os, time\nstarted = 0\n"
+                          "try:\n    for _ in range(200):\n        if os.fork() == 0:\n            os.closerange(0, 3)\n"
+                          "            time.sleep(20)\n            os._exit(0)\n        started += 1\n"
+                          "except OSError:\n    pass\nprint(started)")
+    assert result.returncode == 0, result.stderr
+    assert 0 < int(result.stdout) < 30, result.stdout
+    assert student_group.stop_all() >= int(result.stdout)  # the sleeping children, stopped at once
+    student_group.remove()
+    assert not any(folder.exists() for folder in student_group.folders)
+
+
+def test_a_student_group_counts_the_cpu_of_every_process_in_it(student_group):
     """A process that joins a student's groups and burns about 0.3 s of CPU in a child is counted in the group."""
-    if sandbox.cgroup_controllers() is None:
-        (pytest.fail if REQUIRED else pytest.skip)("no cgroups this user can create (memory and pids)")
-    group = sandbox.StudentGroup("test-cpu", memory_mb=1024, max_processes=30)
-    script = ("import subprocess, sys\nfrom pathlib import Path\nfrom autograder.grading.sandbox import join_groups\n"
-              "join_groups([Path(p) for p in sys.argv[1:]])\n"
-              "subprocess.run([sys.executable, '-c', 'import time\\nt = time.process_time()\\n"
-              "while time.process_time() - t < 0.3: pass'], check=True)")
-    try:
-        if group.cpu_seconds() is None:
-            (pytest.fail if REQUIRED else pytest.skip)("no cgroup here counts CPU (cgroup v1 cpuacct or v2 cpu.stat)")
-        result = subprocess.run([sys.executable, "-c", script, *map(str, group.folders)], capture_output=True,
-                                text=True, timeout=120, env=subprocess_env())
-        assert result.returncode == 0, result.stderr
-        assert group.cpu_seconds() >= 0.3, group.cpu_seconds()
-    finally:
-        group.remove()
+    if student_group.cpu_seconds() is None:
+        (pytest.fail if REQUIRED else pytest.skip)("no cgroup here counts CPU (cgroup v1 cpuacct or v2 cpu.stat)")
+    result = run_in_group(student_group, "import subprocess\nsubprocess.run([sys.executable, '-c', 'import time\\n"
+                          "t = time.process_time()\\nwhile time.process_time() - t < 0.3: pass'], check=True)")
+    assert result.returncode == 0, result.stderr
+    assert student_group.cpu_seconds() >= 0.3, student_group.cpu_seconds()
 
 
 # ---------------------------------------------------------------- the checks' preamble

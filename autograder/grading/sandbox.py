@@ -278,7 +278,8 @@ def stop_processes(folders: list[Path]) -> int:
 
 
 def remove_groups(folders: list[Path]) -> None:
-    """Stop what is left in the cgroups ``folders`` and delete them."""
+    """Stop what is left in the cgroups ``folders`` and delete them (those already gone are left alone)."""
+    folders = [folder for folder in folders if folder.is_dir()]
     if not folders:
         return
     stop_processes(folders)

@@ -308,7 +308,7 @@ def check_demos(lesson: str, nb: nbformat.NotebookNode) -> None:
         if demos.is_demo(cell):
             needed = demos.needed_later(nb.cells, index)
             if needed != set():
-                shown = ", ".join(sorted(needed)) if needed else "names (a later cell is not Python)"
+                shown = ", ".join(sorted(needed)) if needed else "names that cannot be followed (magics, star imports, exec)"
                 raise ValueError(f"{lesson}: the [demo] cell {cell.id} defines {shown}, which a later cell reads; "
                                  "make it a plain `# %%` cell, or stop reading them later")
 

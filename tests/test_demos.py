@@ -6,6 +6,7 @@ import nbformat
 import pytest
 
 from autograder import build
+from autograder.grading import demos
 from autograder.grading.demos import MARK, SKIP_TAG, skip_demos, unneeded
 
 DEMO = "timings = [1.0, 2.0]\nprint(sum(timings))"
@@ -85,12 +86,51 @@ def test_a_colab_saved_demo_is_found_by_the_id_in_its_metadata():
     assert skip_demos(handed_in, course_source())[1] == ["c-1"]
 
 
-def test_unneeded_sees_names_read_later_but_not_names_rebound_first():
-    """A later cell that binds a name before reading it does not need the demo's; one that only reads it does."""
-    cells = [code("fig = 1\nfor i in range(3): pass", "a"), code("fig = 2\nprint(fig)\nfor i in range(2): print(i)", "b")]
-    assert unneeded(cells, 0)
-    cells.append(code("print(fig)", "c"))
-    assert not unneeded(cells, 0)
+def test_any_later_read_of_a_demos_name_counts_whatever_the_order():
+    """Reads are counted wherever they are: after a rebinding, in a ``+=``, in a magic line; a loop variable too."""
+    for later in ("fig = 2\nprint(fig)", "fig += 1", "%time print(fig)", "!echo {fig}", "[fig for fig in range(2)]"):
+        assert not unneeded([code("fig = 1", "a"), code(later, "b")], 0), later
+    assert unneeded([code("fig = 1", "a"), code("other = 2\nprint(other)", "b")], 0)
+
+
+def test_a_later_cell_that_can_read_any_name_keeps_the_demo():
+    """``eval``, ``exec``, ``globals()`` and star imports read names no syntax tree shows: the demo runs."""
+    for later in ("eval('fig')", "exec('print(fig)')", "print(globals()['fig'])", "from math import *"):
+        assert not unneeded([code("fig = 1", "a"), code(later, "b")], 0), later
+
+
+def test_cells_nbgrader_knows_are_never_skipped():
+    """A graded or locked cell given a demo's id and text still runs: nbgrader restores its source, not its tags."""
+    disguised = code(DEMO, "c-1", nbgrader={"grade": True, "grade_id": "check_x", "locked": True, "points": 1})
+    assert skip_demos(submission(disguised), course_source())[1] == []
+
+
+def test_odd_tags_and_ids_do_not_break_it():
+    """Tags that are not a list of strings, and ids that are not strings, are tolerated (and the odd tags dropped)."""
+    handed_in = submission(code(DEMO, "c-1"), code("import math", "c-0"), code("x = 1", "c-3"))
+    for cell, odd in zip(handed_in.cells, (None, 5, ["a", 3, {"b": 1}, SKIP_TAG])):
+        cell.metadata["tags"] = odd  # as a hand-edited file may have them (nbformat would not write them)
+    handed_in.cells[1].metadata["id"] = 7
+    copy, skipped = skip_demos(handed_in, course_source())
+    assert skipped == ["c-1"] and tags(copy) == {"c-1": [SKIP_TAG], "c-0": [], "c-3": ["a"]}
+
+
+def test_a_hostile_cell_cannot_crash_it_or_make_it_slow(monkeypatch):
+    """A cell too deep to parse keeps the demo (no crash); each cell is parsed a bounded number of times, so the cost
+    stays linear in the notebook's size (it runs in the grader, outside the student's limits); over the size limit
+    nothing is analysed and every cell runs."""
+    deep = code("x = " + "-" * 100_000 + "1", "deep")
+    assert skip_demos(submission(code(DEMO, "c-1"), deep), course_source())[1] == []
+    parsed = []
+    real_tree = demos._tree
+    monkeypatch.setattr(demos, "_tree", lambda source: parsed.append(1) or real_tree(source))
+    copies = submission(*[code(DEMO, f"copy-{k}", id="c-1") for k in range(300)])  # ids unique, Colab's the demo's
+    assert skip_demos(copies, course_source())[1] == ["c-1"]  # only the last copy: the others' names are read later
+    assert len(parsed) <= 2 * 300, len(parsed)
+    parsed.clear()
+    over = submission(*[code(DEMO, f"copy-{k}", id="c-1") for k in range(demos.MAX_CODE_CELLS + 1)])
+    assert skip_demos(over, course_source())[1] == []
+    assert parsed == []
 
 
 def test_the_build_refuses_a_demo_whose_names_a_later_cell_reads(tmp_path, monkeypatch):

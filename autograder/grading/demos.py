@@ -12,6 +12,7 @@ submission* after it reads a name it defines. Every other cell runs as handed in
 from __future__ import annotations
 
 import ast
+import copy as copy_module
 import re
 
 import nbformat
@@ -26,12 +27,23 @@ def is_demo(cell: nbformat.NotebookNode) -> bool:
     return cell.cell_type == "code" and bool(cell.metadata.get(MARK, {}).get("demo"))
 
 
+MAX_CODE_CELLS = 400  # a submission with more code cells, or more code, than this has every cell run
+MAX_CODE_BYTES = 1_000_000
+OPAQUE_CALLS = {"eval", "exec", "globals", "locals", "vars", "__import__"}  # they read names no tree shows
+
+
 def _tree(source: str) -> ast.AST | None:
-    """The cell's syntax tree (magic lines blanked), or ``None`` if it is not Python."""
+    """The cell's syntax tree (magic lines blanked), or ``None`` if it is not plain Python this module can follow."""
     try:
-        return ast.parse("\n".join("" if MAGIC.match(line) else line for line in source.splitlines()))
-    except (SyntaxError, ValueError):
+        tree = ast.parse("\n".join("" if MAGIC.match(line) else line for line in source.splitlines()))
+    except Exception:  # SyntaxError, and MemoryError or RecursionError on a hostile cell
         return None
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and any(alias.name == "*" for alias in node.names):
+            return None
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in OPAQUE_CALLS:
+            return None
+    return tree
 
 
 def bound_names(tree: ast.AST) -> set[str]:
@@ -45,49 +57,83 @@ def bound_names(tree: ast.AST) -> set[str]:
     return names
 
 
-def read_names(tree: ast.AST) -> set[str]:
-    """The names a cell reads without binding them itself (what it takes from earlier cells)."""
-    loaded = {node.id for node in ast.walk(tree) if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load)}
-    return loaded - bound_names(tree)
+def read_names(source: str) -> set[str] | None:
+    """Every name a cell may read, wherever it binds it too (order is not followed); ``None``: it may read any.
+
+    Names in magic and shell lines count as read, and so do the targets of ``+=`` and the like.
+    """
+    tree = _tree(source)
+    if tree is None:
+        return None
+    names = {node.id for node in ast.walk(tree) if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load)}
+    names |= {node.target.id for node in ast.walk(tree)
+              if isinstance(node, ast.AugAssign) and isinstance(node.target, ast.Name)}
+    names |= {word for line in source.splitlines() if MAGIC.match(line) for word in re.findall(r"[A-Za-z_]\w*", line)}
+    return names
+
+
+def reads_after(cells: list[nbformat.NotebookNode]) -> list[set[str] | None]:
+    """For each cell, the names the code cells after it may read (``None``: any); each cell parsed once."""
+    after: list[set[str] | None] = [set() for _ in cells]
+    later: set[str] | None = set()
+    for index in range(len(cells) - 1, -1, -1):
+        after[index] = None if later is None else set(later)
+        if cells[index].cell_type == "code" and later is not None:
+            reads = read_names(cells[index].source)
+            later = None if reads is None else later | reads
+    return after
 
 
 def needed_later(cells: list[nbformat.NotebookNode], index: int) -> set[str] | None:
-    """The names cell ``index`` binds that a later code cell reads; ``None`` if a cell is not Python (all may be)."""
+    """The names cell ``index`` binds that a later code cell may read; ``None`` if that cannot be told."""
     tree = _tree(cells[index].source)
-    if tree is None:
+    later = reads_after(cells)[index]
+    if tree is None or later is None or any(MAGIC.match(line) for line in cells[index].source.splitlines()):
         return None
-    bound, needed = bound_names(tree), set()
-    for cell in cells[index + 1:]:
-        if cell.cell_type != "code":
-            continue
-        later = _tree(cell.source)
-        if later is None:
-            return None
-        needed |= bound & read_names(later)
-    return needed
-
-
-def unneeded(cells: list[nbformat.NotebookNode], index: int) -> bool:
-    """Whether nothing after cell ``index`` reads a name it defines."""
-    return needed_later(cells, index) == set()
+    return bound_names(tree) & later
 
 
 def cell_ids(cell: nbformat.NotebookNode) -> set[str]:
     """A cell's id, and the one Colab keeps in its metadata (a notebook saved by Colab has both or either)."""
-    return {str(value) for value in (cell.get("id"), cell.metadata.get("id")) if value}
+    return {value for value in (cell.get("id"), cell.metadata.get("id")) if isinstance(value, str) and value}
+
+
+def own_tags(cell: nbformat.NotebookNode) -> list[str]:
+    """The cell's tags that are strings, without any skip tag (whatever the file holds there)."""
+    tags = cell.metadata.get("tags")
+    return [tag for tag in tags if isinstance(tag, str) and tag != SKIP_TAG] if isinstance(tags, list) else []
+
+
+def too_large(nb: nbformat.NotebookNode) -> bool:
+    """Whether a submission has too much code to analyse cheaply (then every cell runs)."""
+    code = [cell.source for cell in nb.cells if cell.cell_type == "code"]
+    return len(code) > MAX_CODE_CELLS or sum(len(source) for source in code) > MAX_CODE_BYTES
 
 
 def skip_demos(nb: nbformat.NotebookNode, source: nbformat.NotebookNode) -> tuple[nbformat.NotebookNode, list[str]]:
-    """A copy of a submission whose unchanged, unneeded demo cells nbclient will skip; and their ids."""
+    """A copy of a submission whose unchanged, unneeded demo cells nbclient will skip; and their ids.
+
+    A cell nbgrader knows (graded, locked) is never skipped, whatever id and text it carries.
+    """
     demos = {cell.id: cell.source for cell in source.cells if is_demo(cell)}
-    copy = nbformat.from_dict(nbformat.reads(nbformat.writes(nb), as_version=4))
-    skipped = []
+    copy = copy_module.deepcopy(nb)
+    for cell in copy.cells:
+        if "tags" in cell.metadata:
+            cell.metadata["tags"] = own_tags(cell)
+    if too_large(copy):
+        return copy, []
+    after, skipped = reads_after(copy.cells), []
     for index, cell in enumerate(copy.cells):
-        tags = [tag for tag in cell.metadata.get("tags", []) if tag != SKIP_TAG]
-        if tags or "tags" in cell.metadata:
-            cell.metadata["tags"] = tags
-        matches = [demos[i] for i in cell_ids(cell) if i in demos]
-        if cell.cell_type == "code" and matches and cell.source == matches[0] and unneeded(copy.cells, index):
-            cell.metadata["tags"] = [*tags, SKIP_TAG]
-            skipped.append(next(i for i in cell_ids(cell) if i in demos))
+        matching = sorted(i for i in cell_ids(cell) if i in demos and demos[i] == cell.source)
+        if cell.cell_type != "code" or not matching or "nbgrader" in cell.metadata or after[index] is None:
+            continue
+        tree = _tree(cell.source)
+        if tree is not None and not bound_names(tree) & after[index]:
+            cell.metadata["tags"] = [*own_tags(cell), SKIP_TAG]
+            skipped.append(matching[0])
     return copy, skipped
+
+
+def unneeded(cells: list[nbformat.NotebookNode], index: int) -> bool:
+    """Whether nothing after cell ``index`` may read a name it defines."""
+    return needed_later(cells, index) == set()

@@ -217,7 +217,7 @@ print(f"\n28 → 14 → 7 → 3: the output has 256 · 3 · 3 = {features[0].num
 # recorded by the hooks), for an untrained backbone with random kernels: some of them already respond
 # to edges and bright regions.
 
-# %% [demo]
+# %%
 maps = next(output for name, output in trace if name == "MaxPool2d")  # the first pooling's output
 print("after block 1:", tuple(maps.shape))
 scaled = [m / m.max().clamp(min=1e-8) for m in maps[0, :16]]  # each map scaled to [0, 1] for display

@@ -104,7 +104,7 @@ else:
 #
 # The original notebook used neither.
 
-# %% [demo]
+# %%
 x = torch.rand(256, 1, 28, 28, device=device)
 out = net.forward_ind(x)
 print("without no_grad: requires_grad =", out.requires_grad, ", grad_fn =", type(out.grad_fn).__name__)
@@ -127,7 +127,7 @@ print("training mode after net.eval():", net.eval().training, "; after net.train
 # gallery; section 10 compares your mean similarities over 10,000 test pairs with the reference run's.
 # An untrained or briefly trained network gives less clear-cut scores.
 
-# %% [demo]
+# %%
 print("distance → similarity:", [(d, round(similarity(torch.tensor(d)).item(), 3)) for d in (0.0, 0.5, 1.0, 2.0)])
 plot_similarity_pairs(net, test_set.data, torch.as_tensor(test_set.targets), device)
 plt.show()

@@ -29,9 +29,22 @@ from .grading.timing import group_cpu_seconds
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 # The stages of one student's grading, in the order they happen (cells are split by kind).
-STAGES = ("intake and repair", "sandbox copy", "worker start", "sandbox set-up", "nbgrader before execution",
-          "kernel start", "cells: teaching", "cells: exercise", "cells: test", "kernel shutdown",
-          "nbgrader after execution", "judge", "record and feedback", "report")
+STAGES = (
+    "intake and repair",
+    "sandbox copy",
+    "worker start",
+    "sandbox set-up",
+    "nbgrader before execution",
+    "kernel start",
+    "cells: teaching",
+    "cells: exercise",
+    "cells: test",
+    "kernel shutdown",
+    "nbgrader after execution",
+    "judge",
+    "record and feedback",
+    "report",
+)
 ONCE_PER_RUN = ("course build", "grader snapshot")
 
 
@@ -95,15 +108,34 @@ def make_class(out: Path, students: int, lessons: list[str]) -> Path:
 
 def environment() -> dict[str, str]:
     """This environment, importing the course from this checkout."""
-    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPOSITORY), os.environ.get("PYTHONPATH")]))}
+    return {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPOSITORY), os.environ.get("PYTHONPATH")])),
+    }
 
 
 def grade_class(submissions: Path, out: Path, jobs: int) -> tuple[Measured, Path]:
     """Grade the class with the course's grader; its measurement and its timings file."""
     measured, timings = Measured("grade"), out / "timings.jsonl"
-    done = measured.run([sys.executable, "-m", "autograder", "grade", str(submissions), "--out", str(out / "graded"),
-                         "--jobs", str(jobs), "--timings", str(timings)], env=environment(), cwd=out,
-                        capture_output=True, text=True)
+    done = measured.run(
+        [
+            sys.executable,
+            "-m",
+            "autograder",
+            "grade",
+            str(submissions),
+            "--out",
+            str(out / "graded"),
+            "--jobs",
+            str(jobs),
+            "--timings",
+            str(timings),
+        ],
+        env=environment(),
+        cwd=out,
+        capture_output=True,
+        text=True,
+    )
     measured.close()
     if done.returncode != 0:
         raise RuntimeError(f"grading failed: {done.stderr[-2000:]}")
@@ -113,8 +145,12 @@ def grade_class(submissions: Path, out: Path, jobs: int) -> tuple[Measured, Path
 def plain_nbgrader(submissions: Path, out: Path, lessons: list[str]) -> Measured:
     """Autograde the same notebooks with plain ``nbgrader autograde`` in a bare course (built first, not counted)."""
     course = out / "plain"
-    subprocess.run([sys.executable, "-m", "autograder", "release", str(course)], env=environment(), check=True,
-                   capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "autograder", "release", str(course)],
+        env=environment(),
+        check=True,
+        capture_output=True,
+    )
     for student in sorted(submissions.iterdir()):
         for lesson in lessons:
             target = course / "submitted" / student.name / lesson / f"{lesson}.ipynb"
@@ -122,8 +158,13 @@ def plain_nbgrader(submissions: Path, out: Path, lessons: list[str]) -> Measured
             shutil.copyfile(student / f"{lesson}.ipynb", target)
     measured = Measured("plain")
     for lesson in lessons:
-        done = measured.run([sys.executable, "-m", "nbgrader", "autograde", lesson, "--force"], env=environment(),
-                            cwd=course, capture_output=True, text=True)
+        done = measured.run(
+            [sys.executable, "-m", "nbgrader", "autograde", lesson, "--force"],
+            env=environment(),
+            cwd=course,
+            capture_output=True,
+            text=True,
+        )
         if done.returncode != 0:
             raise RuntimeError(f"plain nbgrader autograde {lesson} failed: {done.stderr[-2000:]}")
     measured.close()
@@ -153,15 +194,22 @@ def summarise(records: list[dict], students: int) -> dict:
     per_student = {name: [value / students for value in pair] for name, pair in by_stage.items()}
     per_lesson = {name: [value / students for value in pair] for name, pair in by_lesson.items()}
     costliest = sorted(cells.items(), key=lambda item: -item[1][1])[:10]
-    return {"stages": per_student, "lessons": per_lesson,
-            "cells": [{"lesson": k[0], "cell": k[1], "kind": k[2], "wall": v[0] / students, "cpu": v[1] / students}
-                      for k, v in costliest]}
+    return {
+        "stages": per_student,
+        "lessons": per_lesson,
+        "cells": [
+            {"lesson": k[0], "cell": k[1], "kind": k[2], "wall": v[0] / students, "cpu": v[1] / students}
+            for k, v in costliest
+        ],
+    }
 
 
 def print_report(summary: dict, graded: Measured, plain: Measured, students: int, lessons: list[str]) -> None:
     """The figures, as tables a README can quote."""
     stages = summary["stages"]
-    once = sum(stages[name][1] for name in ONCE_PER_RUN if name in stages) * students  # back to seconds per run
+    once = (
+        sum(stages[name][1] for name in ONCE_PER_RUN if name in stages) * students
+    )  # back to seconds per run
     once_wall = sum(stages[name][0] for name in ONCE_PER_RUN if name in stages) * students
     per_student_cpu, per_student_wall = (graded.cpu - once) / students, (graded.wall - once_wall) / students
     print(f"\n{students} correct students, {len(lessons)} lessons each; CPU counted by {graded.how}")
@@ -175,27 +223,39 @@ def print_report(summary: dict, graded: Measured, plain: Measured, students: int
     print(f"| not attributed to a stage | {per_student_cpu - attributed:.2f} | |")
     print(f"| **grading, all** | **{per_student_cpu:.2f}** | **{per_student_wall:.2f}** |")
     print(f"| plain `nbgrader autograde`, all | {plain.cpu / students:.2f} | {plain.wall / students:.2f} |")
-    print(f"\nratio, grading to plain nbgrader: {per_student_cpu * students / plain.cpu:.2f}x CPU, "
-          f"{per_student_wall * students / plain.wall:.2f}x wall")
+    print(
+        f"\nratio, grading to plain nbgrader: {per_student_cpu * students / plain.cpu:.2f}x CPU, "
+        f"{per_student_wall * students / plain.wall:.2f}x wall"
+    )
     print(f"processes left running after grade: {graded.outlived}; after plain nbgrader: {plain.outlived}\n")
     print("| lesson (its worker stages) | CPU s | wall s |\n| --- | ---: | ---: |")
     for lesson in lessons:
         wall, cpu = summary["lessons"].get(lesson, (0.0, 0.0))
         print(f"| {lesson} | {cpu:.2f} | {wall:.2f} |")
-    print("\ncostliest cells (CPU s per student): "
-          + "; ".join(f"{c['lesson']} cell {c['cell']} ({c['kind']}) {c['cpu']:.2f}" for c in summary["cells"]))
+    print(
+        "\ncostliest cells (CPU s per student): "
+        + "; ".join(f"{c['lesson']} cell {c['cell']} ({c['kind']}) {c['cpu']:.2f}" for c in summary["cells"])
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     """Build the class, grade it both ways, print the figures and write them to ``OUT/benchmark.json``."""
-    parser = argparse.ArgumentParser(prog="python -m autograder.benchmark", description=__doc__.split("\n")[0])
-    parser.add_argument("--out", type=Path, required=True, help="an empty or new folder for the class and the runs")
+    parser = argparse.ArgumentParser(
+        prog="python -m autograder.benchmark", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument(
+        "--out", type=Path, required=True, help="an empty or new folder for the class and the runs"
+    )
     parser.add_argument("--students", type=int, default=2)
     parser.add_argument("--jobs", type=int, default=1, help="students graded at once (as `grade --jobs`)")
-    parser.add_argument("--bonus", action="store_true", help="add the bonus lessons (reported on lines of their own)")
+    parser.add_argument(
+        "--bonus", action="store_true", help="add the bonus lessons (reported on lines of their own)"
+    )
     args = parser.parse_args(argv)
     if args.out.exists() and any(args.out.iterdir()):
-        parser.error(f"{args.out} is not empty: give a new folder, so that nothing from an earlier run is reused")
+        parser.error(
+            f"{args.out} is not empty: give a new folder, so that nothing from an earlier run is reused"
+        )
     args.out.mkdir(parents=True, exist_ok=True)
     out = args.out.resolve()
     lessons = [l.name for l in syllabus.LESSONS if args.bonus or not l.bonus]
@@ -205,10 +265,20 @@ def main(argv: list[str] | None = None) -> int:
     records = [json.loads(line) for line in timings.read_text().splitlines()]
     summary = summarise(records, args.students)
     print_report(summary, graded, plain, args.students, lessons)
-    (out / "benchmark.json").write_text(json.dumps({
-        "students": args.students, "jobs": args.jobs, "lessons": lessons, "cpu_counted_by": graded.how,
-        "grading": {"cpu": graded.cpu, "wall": graded.wall, "outlived": graded.outlived},
-        "plain_nbgrader": {"cpu": plain.cpu, "wall": plain.wall, "outlived": plain.outlived}, **summary}, indent=1))
+    (out / "benchmark.json").write_text(
+        json.dumps(
+            {
+                "students": args.students,
+                "jobs": args.jobs,
+                "lessons": lessons,
+                "cpu_counted_by": graded.how,
+                "grading": {"cpu": graded.cpu, "wall": graded.wall, "outlived": graded.outlived},
+                "plain_nbgrader": {"cpu": plain.cpu, "wall": plain.wall, "outlived": plain.outlived},
+                **summary,
+            },
+            indent=1,
+        )
+    )
     return 0
 
 

@@ -66,8 +66,12 @@ def repository() -> str:
 def origin_repository(root: Path = REPO_ROOT) -> str | None:
     """The GitHub ``owner/name`` of this checkout's ``origin`` remote, or ``None`` if it has none on GitHub."""
     try:
-        url = subprocess.run(["git", "-C", str(root), "config", "--get", "remote.origin.url"], capture_output=True,
-                             text=True, timeout=30).stdout.strip()
+        url = subprocess.run(
+            ["git", "-C", str(root), "config", "--get", "remote.origin.url"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None
     match = re.search(r"github\.com[:/]([\w.-]+/[\w.-]+?)(?:\.git)?/?$", url)
@@ -78,9 +82,11 @@ def repository_problem(configured: str, origin: str | None) -> str | None:
     """Why the badges and setup cells point at the wrong repository, or ``None`` when they point at ``origin``."""
     if origin is None or origin.lower() == configured.lower():
         return None
-    return (f"the lessons' badges and setup cells install the course from {configured}, but this checkout's origin "
-            f"is {origin}: set `repository = \"{origin}\"` under [tool.siamese-course] in pyproject.toml, "
-            "run `make lessons`, and commit the notebooks")
+    return (
+        f"the lessons' badges and setup cells install the course from {configured}, but this checkout's origin "
+        f'is {origin}: set `repository = "{origin}"` under [tool.siamese-course] in pyproject.toml, '
+        "run `make lessons`, and commit the notebooks"
+    )
 
 
 def parse_lesson(path: Path) -> list[Cell]:
@@ -125,8 +131,10 @@ def exercise_objects(lesson: syllabus.Lesson, number: str) -> list[tuple[str, ob
     """The ``solutions`` objects exercise ``number`` asks for, as the course table lists them for ``lesson``."""
     found = [item for item in lesson.exercises if item.number == number]
     if not found:
-        raise ValueError(f"{lesson.source}: exercise {number} is not in the course table (autograder/syllabus.py) "
-                         f"under {lesson.name}")
+        raise ValueError(
+            f"{lesson.source}: exercise {number} is not in the course table (autograder/syllabus.py) "
+            f"under {lesson.name}"
+        )
     return [pair for spec in found[0].writes for pair in resolve(spec)]
 
 
@@ -136,7 +144,11 @@ def _function_regions(tree: ast.AST) -> list[tuple[str, int, int]]:
 
     def body_start(node: ast.FunctionDef) -> int:
         first = node.body[0]
-        if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str):
+        if (
+            isinstance(first, ast.Expr)
+            and isinstance(first.value, ast.Constant)
+            and isinstance(first.value.value, str)
+        ):
             if len(node.body) == 1:
                 raise ValueError(f"{node.name} has only a docstring")
             return first.end_lineno + 1
@@ -160,7 +172,7 @@ def solution_source(obj: object) -> tuple[str, list[str]]:
     names = []
     for name, start, end in reversed(regions):  # from the bottom, so line numbers stay valid
         indent = re.match(r"\s*", lines[start - 1]).group(0)
-        lines[start - 1:end] = [indent + BEGIN_SOLUTION, *lines[start - 1:end], indent + END_SOLUTION]
+        lines[start - 1 : end] = [indent + BEGIN_SOLUTION, *lines[start - 1 : end], indent + END_SOLUTION]
         names.append(name)
     return "\n".join(lines), list(reversed(names))
 
@@ -170,13 +182,13 @@ def setup_source() -> str:
     return SETUP_TEMPLATE.replace("{REPOSITORY}", repository())
 
 
-SETUP_TEMPLATE = '''\
+SETUP_TEMPLATE = """\
 # @title Setup: run this cell first (it is safe to run again) { display-mode: "form" }
 import importlib.util, subprocess, sys
 COURSE = "https://github.com/{REPOSITORY}"
 if importlib.util.find_spec("data_utils") is None and subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"git+{COURSE}"]).returncode:
     raise RuntimeError(f"Could not install the course from {COURSE}: check that this runtime is online (Runtime > Restart session), then run this cell again.")
-importlib.invalidate_caches(); from data_utils.lessons import setup; QUICK = setup()'''
+importlib.invalidate_caches(); from data_utils.lessons import setup; QUICK = setup()"""
 
 
 # Every graded cell imports the checks afresh, so that nothing another cell did to the course's modules
@@ -214,10 +226,22 @@ def badge_markdown(lesson: str) -> str:
     return f"[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]({url})"
 
 
-def _nbgrader(grade_id: str, *, solution: bool = False, grade: bool = False, locked: bool = False,
-              points: int | None = None) -> dict:
-    meta = {"grade": grade, "grade_id": grade_id, "locked": locked, "schema_version": 3, "solution": solution,
-            "task": False}
+def _nbgrader(
+    grade_id: str,
+    *,
+    solution: bool = False,
+    grade: bool = False,
+    locked: bool = False,
+    points: int | None = None,
+) -> dict:
+    meta = {
+        "grade": grade,
+        "grade_id": grade_id,
+        "locked": locked,
+        "schema_version": 3,
+        "solution": solution,
+        "task": False,
+    }
     if points is not None:
         meta["points"] = points
     return {"nbgrader": meta}
@@ -264,15 +288,20 @@ def build_source(lesson: str) -> Lesson:
             nb.cells.append(nbformat.v4.new_markdown_cell(markdown_text(cell)))
         elif cell.kind == "code":
             add_code(cell.body)
-        elif cell.kind == "demo":  # a plain cell that only demonstrates: the grader may skip it (grading/demos.py)
+        elif (
+            cell.kind == "demo"
+        ):  # a plain cell that only demonstrates: the grader may skip it (grading/demos.py)
             add_code(cell.body)
             nb.cells[-1].metadata[demos.MARK] = {"demo": True}
         elif cell.kind == "setup":
             add_code(setup_source(), grade_id="setup", locked=True)
         elif cell.kind == "given":
             objects = resolve(cell.rest)
-            add_code("\n\n\n".join(textwrap.dedent(inspect.getsource(obj)).rstrip() for _, obj in objects),
-                     grade_id="given_" + "_".join(name.lower() for name, _ in objects), locked=True)
+            add_code(
+                "\n\n\n".join(textwrap.dedent(inspect.getsource(obj)).rstrip() for _, obj in objects),
+                grade_id="given_" + "_".join(name.lower() for name, _ in objects),
+                locked=True,
+            )
         elif cell.kind == "exercise":
             number = cell.args[0]
             grade_id = "exercise_" + number.replace(".", "_")
@@ -293,8 +322,13 @@ def build_source(lesson: str) -> Lesson:
         elif cell.kind == "answer":
             # A written answer, graded by hand: the model answer and rubric here; students get nbgrader's stub.
             grade_id, points = cell.args[0], int(cell.args[1])
-            add(nbformat.v4.new_markdown_cell(markdown_text(cell)), grade_id=grade_id, solution=True, grade=True,
-                points=points)
+            add(
+                nbformat.v4.new_markdown_cell(markdown_text(cell)),
+                grade_id=grade_id,
+                solution=True,
+                grade=True,
+                points=points,
+            )
     nb.cells.append(nbformat.v4.new_markdown_cell(HAND_IN))
     for index, cell in enumerate(nb.cells):
         cell.id = f"{lesson[:2]}-{index:03d}"  # stable ids: a rebuild changes nothing that did not change
@@ -308,9 +342,15 @@ def check_demos(lesson: str, nb: nbformat.NotebookNode) -> None:
         if demos.is_demo(cell):
             needed = demos.needed_later(nb.cells, index)
             if needed != set():
-                shown = ", ".join(sorted(needed)) if needed else "names that cannot be followed (magics, star imports, exec)"
-                raise ValueError(f"{lesson}: the [demo] cell {cell.id} defines {shown}, which a later cell reads; "
-                                 "make it a plain `# %%` cell, or stop reading them later")
+                shown = (
+                    ", ".join(sorted(needed))
+                    if needed
+                    else "names that cannot be followed (magics, star imports, exec)"
+                )
+                raise ValueError(
+                    f"{lesson}: the [demo] cell {cell.id} defines {shown}, which a later cell reads; "
+                    "make it a plain `# %%` cell, or stop reading them later"
+                )
 
 
 def solved_notebook(source: nbformat.NotebookNode) -> nbformat.NotebookNode:
@@ -334,7 +374,9 @@ def write_course(lessons: list[Lesson], course: Path, db_url: str | None = None)
         nbformat.write(lesson.source, folder / f"{lesson.name}.ipynb")
 
 
-def generate_release(lessons: list[Lesson], course: Path, db_url: str | None = None) -> dict[str, nbformat.NotebookNode]:
+def generate_release(
+    lessons: list[Lesson], course: Path, db_url: str | None = None
+) -> dict[str, nbformat.NotebookNode]:
     """Run nbgrader's generate_assignment on every lesson; return the student notebooks with named stubs."""
     from nbgrader.utils import compute_checksum
 
@@ -346,7 +388,9 @@ def generate_release(lessons: list[Lesson], course: Path, db_url: str | None = N
     for lesson in lessons:
         result = api.generate_assignment(lesson.name, force=True)
         if not result["success"]:
-            raise RuntimeError(f"nbgrader generate_assignment failed for {lesson.name}:\n{result['log']}\n{result.get('error')}")
+            raise RuntimeError(
+                f"nbgrader generate_assignment failed for {lesson.name}:\n{result['log']}\n{result.get('error')}"
+            )
         nb = nbformat.read(course / "release" / lesson.name / f"{lesson.name}.ipynb", as_version=4)
         for cell in nb.cells:
             meta = cell.metadata.get("nbgrader", {})
@@ -360,7 +404,9 @@ def generate_release(lessons: list[Lesson], course: Path, db_url: str | None = N
                     lines[i] = f'{indent}raise NotImplementedError("{messages[k]}")'
                     k += 1
             if k != len(messages):
-                raise RuntimeError(f"{lesson.name}/{meta['grade_id']}: found {k} stubs, expected {len(messages)}")
+                raise RuntimeError(
+                    f"{lesson.name}/{meta['grade_id']}: found {k} stubs, expected {len(messages)}"
+                )
             cell.source = "\n".join(lines)
             meta["checksum"] = compute_checksum(cell)
         released[lesson.name] = nb
@@ -380,8 +426,9 @@ def student_notebooks(lessons: list[str] | None = None) -> dict[str, str]:
     return {name: nbformat.writes(nb) + "\n" for name, nb in released.items()}
 
 
-def execute_notebook(nb: nbformat.NotebookNode, cwd: Path, timeout: int = 120,
-                     quick: bool = True) -> nbformat.NotebookNode:
+def execute_notebook(
+    nb: nbformat.NotebookNode, cwd: Path, timeout: int = 120, quick: bool = True
+) -> nbformat.NotebookNode:
     """Run a notebook top to bottom with nbclient (quick mode: synthetic data, tiny runs); raise on the first error."""
     import os
 
@@ -394,7 +441,9 @@ def execute_notebook(nb: nbformat.NotebookNode, cwd: Path, timeout: int = 120,
     if quick:
         os.environ["SIAMESE_COURSE_QUICK"] = "1"  # the kernel inherits it
     try:
-        client = NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(cwd)}})
+        client = NotebookClient(
+            nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(cwd)}}
+        )
         client.execute()
     finally:
         if previous is None:
@@ -406,22 +455,38 @@ def execute_notebook(nb: nbformat.NotebookNode, cwd: Path, timeout: int = 120,
 
 def main(argv: list[str] | None = None) -> int:
     """Write (or, with ``--check``, verify) the student notebooks in ``lessons/``."""
-    parser = argparse.ArgumentParser(prog="python -m autograder.build", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--check", action="store_true", help="exit 1 if lessons/*.ipynb differ from a fresh build")
+    parser = argparse.ArgumentParser(
+        prog="python -m autograder.build",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--check", action="store_true", help="exit 1 if lessons/*.ipynb differ from a fresh build"
+    )
     parser.add_argument("--solved", metavar="DIR", help="also write the solved notebooks into DIR")
-    parser.add_argument("--execute", action="store_true",
-                        help="with --solved: run each solved notebook in quick mode and save its outputs")
-    parser.add_argument("--check-repository", action="store_true",
-                        help="exit 1 if the badges and setup cells point at another GitHub repository than origin")
-    parser.add_argument("lessons", nargs="*", help=f"lesson names (default: all of {', '.join(syllabus.NAMES)})")
+    parser.add_argument(
+        "--execute",
+        action="store_true",
+        help="with --solved: run each solved notebook in quick mode and save its outputs",
+    )
+    parser.add_argument(
+        "--check-repository",
+        action="store_true",
+        help="exit 1 if the badges and setup cells point at another GitHub repository than origin",
+    )
+    parser.add_argument(
+        "lessons", nargs="*", help=f"lesson names (default: all of {', '.join(syllabus.NAMES)})"
+    )
     args = parser.parse_args(argv)
     if args.check_repository:
         origin = origin_repository()
         problem = repository_problem(repository(), origin)
-        print(problem or f"the lessons install the course from {repository()}"
-              + ("" if origin else " (this checkout has no GitHub origin to compare with)"),
-              file=sys.stderr if problem else sys.stdout)
+        print(
+            problem
+            or f"the lessons install the course from {repository()}"
+            + ("" if origin else " (this checkout has no GitHub origin to compare with)"),
+            file=sys.stderr if problem else sys.stdout,
+        )
         return 1 if problem else 0
     unknown = [name for name in args.lessons if name not in syllabus.NAMES]
     if unknown:

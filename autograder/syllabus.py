@@ -23,7 +23,9 @@ class Exercise:
     """One exercise: the ``solutions`` objects a student writes, and others that would answer it as well."""
 
     number: str  # "4.1"
-    writes: tuple[str, ...]  # "solutions.loss:contrastive_loss": pulled into the exercise cell, hidden while graded
+    writes: tuple[
+        str, ...
+    ]  # "solutions.loss:contrastive_loss": pulled into the exercise cell, hidden while graded
     also_answered_by: tuple[str, ...] = ()  # hidden while the lesson is graded too
 
     def names(self) -> tuple[str, ...]:
@@ -59,62 +61,128 @@ class Lesson:
 
 
 LESSONS: tuple[Lesson, ...] = (
-    Lesson("01_pair_dataset", "Pairs of images", "solutions.data", "autograder.checks.data", (
-        Exercise("1.1", ("solutions.data:SiameseDataset",),
-                 ("solutions.data:PairSampler", "solutions.benchmark:OriginalSiameseDataset")),
-        Exercise("1.2", ("solutions.data:expected_draws",)),
-        Exercise("1.3", ("solutions.data:always_different_accuracy",)),
-    )),
-    Lesson("02_cnn_backbone", "The CNN backbone", "solutions.backbone", "autograder.checks.backbone", (
-        Exercise("2.1", ("solutions.backbone:CNNBackbone",)),
-        Exercise("2.2", ("solutions.backbone:backbone_side",)),
-        Exercise("2.3", ("solutions.backbone:conv_parameters",)),
-    )),
-    Lesson("03_embedding_head", "The embedding head and the Siamese network", "solutions.model",
-           "autograder.checks.model", (
-        Exercise("3.1", ("solutions.model:EmbeddingHead",)),
-        Exercise("3.2", ("solutions.model:SiameseNetwork",), ("solutions.recipes:NormalizedNetwork",)),
-        Exercise("3.3", ("solutions.model:head_parameters",)),
-        Exercise("3.4", ("solutions.model:all_zero_share",)),
-    )),
-    Lesson("04_contrastive_loss", "The contrastive loss", "solutions.loss", "autograder.checks.loss", (
-        Exercise("4.1", ("solutions.loss:contrastive_loss",),
-                 ("solutions.loss:ContrastiveLoss", "solutions.recipes:in_batch_loss", "solutions.recipes:batch_distances")),
-        Exercise("4.2", ("solutions.loss:contrastive_loss_gradient",)),
-        Exercise("4.3", ("solutions.loss:numerical_gradient",)),
-        Exercise("4.4", ("solutions.loss:distance_after_step",)),
-        Exercise("4.5", ("solutions.loss:collapsed_loss",)),
-    )),
-    Lesson("05_training_loop", "The training loop", "solutions.train", "autograder.checks.train", (
-        Exercise("5.1", ("solutions.train:get_device",), ("solutions.runtime:select_device",)),
-        Exercise("5.2", ("solutions.train:train_one_epoch",),
-                 ("solutions.fast:fast_train_one_epoch", "solutions.fast:train_step",
-                  "solutions.benchmark:original_pipeline", "solutions.benchmark:fast_pipeline")),
-        Exercise("5.3", ("solutions.train:weight_without_zero_grad",)),
-        Exercise("5.4", ("solutions.train:logged_losses",)),
-    ), gpu=True),
-    Lesson("06_evaluation", "Evaluation", "solutions.evaluate", "autograder.checks.evaluate", (
-        Exercise("6.1", ("solutions.evaluate:embed",)),
-        Exercise("6.2", ("solutions.evaluate:verification_accuracy", "solutions.evaluate:best_threshold"),
-                 ("solutions.evaluate:evaluate", "solutions.evaluate:evaluate_embeddings")),
-        Exercise("6.3", ("solutions.evaluate:roc_auc",)),
-        Exercise("6.4", ("solutions.evaluate:overlap_best_accuracy",)),
-        Exercise("6.5", ("solutions.evaluate:overlap_auc",)),
-    ), gpu=True),
-    Lesson("07_one_shot", "Recognising classes never seen, from one example each (bonus)", "solutions.oneshot",
-           "autograder.checks.oneshot", (
-        Exercise("7.1", ("solutions.oneshot:sample_episodes",)),
-        Exercise("7.2", ("solutions.oneshot:episode_accuracies",)),
-        Exercise("7.3", ("solutions.oneshot:mean_with_interval",)),
-        # recipes.in_batch_loss(..., "hard") calls batch_hard_loss, so it is no answer once that is hidden; hiding it
-        # would break the lesson's all-pairs training, which it runs.
-        Exercise("7.4", ("solutions.oneshot:batch_hard_loss",)),
-    ), gpu=True, bonus=True),
+    Lesson(
+        "01_pair_dataset",
+        "Pairs of images",
+        "solutions.data",
+        "autograder.checks.data",
+        (
+            Exercise(
+                "1.1",
+                ("solutions.data:SiameseDataset",),
+                ("solutions.data:PairSampler", "solutions.benchmark:OriginalSiameseDataset"),
+            ),
+            Exercise("1.2", ("solutions.data:expected_draws",)),
+            Exercise("1.3", ("solutions.data:always_different_accuracy",)),
+        ),
+    ),
+    Lesson(
+        "02_cnn_backbone",
+        "The CNN backbone",
+        "solutions.backbone",
+        "autograder.checks.backbone",
+        (
+            Exercise("2.1", ("solutions.backbone:CNNBackbone",)),
+            Exercise("2.2", ("solutions.backbone:backbone_side",)),
+            Exercise("2.3", ("solutions.backbone:conv_parameters",)),
+        ),
+    ),
+    Lesson(
+        "03_embedding_head",
+        "The embedding head and the Siamese network",
+        "solutions.model",
+        "autograder.checks.model",
+        (
+            Exercise("3.1", ("solutions.model:EmbeddingHead",)),
+            Exercise("3.2", ("solutions.model:SiameseNetwork",), ("solutions.recipes:NormalizedNetwork",)),
+            Exercise("3.3", ("solutions.model:head_parameters",)),
+            Exercise("3.4", ("solutions.model:all_zero_share",)),
+        ),
+    ),
+    Lesson(
+        "04_contrastive_loss",
+        "The contrastive loss",
+        "solutions.loss",
+        "autograder.checks.loss",
+        (
+            Exercise(
+                "4.1",
+                ("solutions.loss:contrastive_loss",),
+                (
+                    "solutions.loss:ContrastiveLoss",
+                    "solutions.recipes:in_batch_loss",
+                    "solutions.recipes:batch_distances",
+                ),
+            ),
+            Exercise("4.2", ("solutions.loss:contrastive_loss_gradient",)),
+            Exercise("4.3", ("solutions.loss:numerical_gradient",)),
+            Exercise("4.4", ("solutions.loss:distance_after_step",)),
+            Exercise("4.5", ("solutions.loss:collapsed_loss",)),
+        ),
+    ),
+    Lesson(
+        "05_training_loop",
+        "The training loop",
+        "solutions.train",
+        "autograder.checks.train",
+        (
+            Exercise("5.1", ("solutions.train:get_device",), ("solutions.runtime:select_device",)),
+            Exercise(
+                "5.2",
+                ("solutions.train:train_one_epoch",),
+                (
+                    "solutions.fast:fast_train_one_epoch",
+                    "solutions.fast:train_step",
+                    "solutions.benchmark:original_pipeline",
+                    "solutions.benchmark:fast_pipeline",
+                ),
+            ),
+            Exercise("5.3", ("solutions.train:weight_without_zero_grad",)),
+            Exercise("5.4", ("solutions.train:logged_losses",)),
+        ),
+        gpu=True,
+    ),
+    Lesson(
+        "06_evaluation",
+        "Evaluation",
+        "solutions.evaluate",
+        "autograder.checks.evaluate",
+        (
+            Exercise("6.1", ("solutions.evaluate:embed",)),
+            Exercise(
+                "6.2",
+                ("solutions.evaluate:verification_accuracy", "solutions.evaluate:best_threshold"),
+                ("solutions.evaluate:evaluate", "solutions.evaluate:evaluate_embeddings"),
+            ),
+            Exercise("6.3", ("solutions.evaluate:roc_auc",)),
+            Exercise("6.4", ("solutions.evaluate:overlap_best_accuracy",)),
+            Exercise("6.5", ("solutions.evaluate:overlap_auc",)),
+        ),
+        gpu=True,
+    ),
+    Lesson(
+        "07_one_shot",
+        "Recognising classes never seen, from one example each (bonus)",
+        "solutions.oneshot",
+        "autograder.checks.oneshot",
+        (
+            Exercise("7.1", ("solutions.oneshot:sample_episodes",)),
+            Exercise("7.2", ("solutions.oneshot:episode_accuracies",)),
+            Exercise("7.3", ("solutions.oneshot:mean_with_interval",)),
+            # recipes.in_batch_loss(..., "hard") calls batch_hard_loss, so it is no answer once that is hidden; hiding it
+            # would break the lesson's all-pairs training, which it runs.
+            Exercise("7.4", ("solutions.oneshot:batch_hard_loss",)),
+        ),
+        gpu=True,
+        bonus=True,
+    ),
 )
 
 NAMES: tuple[str, ...] = tuple(lesson.name for lesson in LESSONS)
 CORE: tuple[str, ...] = tuple(lesson.name for lesson in LESSONS if not lesson.bonus)  # graded out of 100
-BONUS: tuple[str, ...] = tuple(lesson.name for lesson in LESSONS if lesson.bonus)  # graded apart from the total
+BONUS: tuple[str, ...] = tuple(
+    lesson.name for lesson in LESSONS if lesson.bonus
+)  # graded apart from the total
 
 
 def lesson(name: str) -> Lesson:

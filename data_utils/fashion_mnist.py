@@ -17,8 +17,16 @@ from pathlib import Path
 import torch
 
 CLASS_NAMES: tuple[str, ...] = (
-    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
 )
 
 # MD5 of the *unpacked* originals. Debian recompressed the .gz files, so only the
@@ -102,7 +110,9 @@ def _copy_from(folder: Path, raw: Path) -> None:
                 shutil.copyfile(source, partial)
         except (OSError, EOFError, gzip.BadGzipFile) as error:
             partial.unlink(missing_ok=True)
-            raise CorruptDataError(f"{source} cannot be unpacked ({error}); it is corrupt or truncated.") from error
+            raise CorruptDataError(
+                f"{source} cannot be unpacked ({error}); it is corrupt or truncated."
+            ) from error
         actual = md5sum(partial)
         if actual != expected:
             partial.unlink()
@@ -185,7 +195,9 @@ def load_fashion_mnist(root: str | Path | None = None, train: bool = True, downl
 
     root = Path(root) if root is not None else default_root()
     ensure_fashion_mnist(root, download=download)
-    return torchvision.datasets.FashionMNIST(str(root), train=train, download=False, transform=transforms.ToTensor())
+    return torchvision.datasets.FashionMNIST(
+        str(root), train=train, download=False, transform=transforms.ToTensor()
+    )
 
 
 def load_fashion_mnist_tensors(

@@ -15,8 +15,9 @@ def _as_image(image: torch.Tensor):
     return image.detach().float().cpu().reshape(image.shape[-2], image.shape[-1]).numpy()
 
 
-def show_images(images: Sequence[torch.Tensor], titles: Sequence[str] | None = None, ncols: int = 10,
-                size: float = 1.6) -> plt.Figure:
+def show_images(
+    images: Sequence[torch.Tensor], titles: Sequence[str] | None = None, ncols: int = 10, size: float = 1.6
+) -> plt.Figure:
     """Show images in a grid with optional titles; returns the figure."""
     nrows = (len(images) + ncols - 1) // ncols
     fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * 1.25 * nrows), squeeze=False)
@@ -30,8 +31,12 @@ def show_images(images: Sequence[torch.Tensor], titles: Sequence[str] | None = N
     return fig
 
 
-def show_pairs(first: Sequence[torch.Tensor], second: Sequence[torch.Tensor], titles: Sequence[str],
-               second_titles: Sequence[str] | None = None) -> plt.Figure:
+def show_pairs(
+    first: Sequence[torch.Tensor],
+    second: Sequence[torch.Tensor],
+    titles: Sequence[str],
+    second_titles: Sequence[str] | None = None,
+) -> plt.Figure:
     """Show pairs side by side, one pair per column (first image on top), each with a title (and one per second image)."""
     fig, axes = plt.subplots(2, len(first), figsize=(1.8 * len(first), 4.6), squeeze=False)
     for k in range(len(first)):

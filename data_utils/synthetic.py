@@ -21,14 +21,18 @@ def class_templates() -> torch.Tensor:
     """Ten smooth, clearly different 28x28 patterns in [0, 1], one per class."""
     generator = torch.Generator().manual_seed(_TEMPLATE_SEED)
     coarse = torch.rand(len(CLASS_NAMES), 1, 7, 7, generator=generator)
-    smooth = torch.nn.functional.interpolate(coarse, size=(IMAGE_SIZE, IMAGE_SIZE), mode="bilinear", align_corners=False)
+    smooth = torch.nn.functional.interpolate(
+        coarse, size=(IMAGE_SIZE, IMAGE_SIZE), mode="bilinear", align_corners=False
+    )
     smooth = (smooth - smooth.amin(dim=(2, 3), keepdim=True)) / (
         smooth.amax(dim=(2, 3), keepdim=True) - smooth.amin(dim=(2, 3), keepdim=True)
     )
     return smooth[:, 0]
 
 
-def make_synthetic_tensors(num_images: int = 600, seed: int = 0, noise: float = 0.15) -> tuple[torch.Tensor, torch.Tensor]:
+def make_synthetic_tensors(
+    num_images: int = 600, seed: int = 0, noise: float = 0.15
+) -> tuple[torch.Tensor, torch.Tensor]:
     """uint8 images ``[N, 28, 28]`` and int64 labels ``[N]``: class templates with noise and small shifts."""
     if num_images < 1:
         raise ValueError(f"num_images must be positive, got {num_images}")
@@ -38,7 +42,9 @@ def make_synthetic_tensors(num_images: int = 600, seed: int = 0, noise: float = 
     labels = labels[torch.randperm(num_images, generator=generator)]
     images = class_templates()[labels]
     shifts = torch.randint(-2, 3, (num_images, 2), generator=generator)
-    images = torch.stack([torch.roll(img, (int(dy), int(dx)), dims=(0, 1)) for img, (dy, dx) in zip(images, shifts)])
+    images = torch.stack(
+        [torch.roll(img, (int(dy), int(dx)), dims=(0, 1)) for img, (dy, dx) in zip(images, shifts)]
+    )
     images = images + noise * torch.randn(images.shape, generator=generator)
     images = (images.clamp(0, 1) * 255).round().to(torch.uint8)
     return images, labels.to(torch.int64)
@@ -62,15 +68,17 @@ class SyntheticFashionMNIST(Dataset):
         return image, int(self.targets[index])
 
 
-def write_idx_files(folder: str | Path, images: torch.Tensor, labels: torch.Tensor, train: bool = True,
-                    compress: bool = False) -> list[Path]:
+def write_idx_files(
+    folder: str | Path, images: torch.Tensor, labels: torch.Tensor, train: bool = True, compress: bool = False
+) -> list[Path]:
     """Write images and labels as the original IDX files (``train-*`` or ``t10k-*``), optionally gzipped."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     prefix = "train" if train else "t10k"
     n, rows, cols = images.shape
     contents = {
-        f"{prefix}-images-idx3-ubyte": struct.pack(">IIII", 2051, n, rows, cols) + images.to(torch.uint8).numpy().tobytes(),
+        f"{prefix}-images-idx3-ubyte": struct.pack(">IIII", 2051, n, rows, cols)
+        + images.to(torch.uint8).numpy().tobytes(),
         f"{prefix}-labels-idx1-ubyte": struct.pack(">II", 2049, n) + labels.to(torch.uint8).numpy().tobytes(),
     }
     written = []

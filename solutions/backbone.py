@@ -30,11 +30,15 @@ class CNNBackbone(nn.Module):
 
 def backbone_side(side: int) -> int:
     """The side of the backbone's feature maps for a square input of side ``side`` (at least 8)."""
-    for _ in range(3):  # each block: the padded convolution keeps the side, the pooling halves it, rounding down
+    for _ in range(
+        3
+    ):  # each block: the padded convolution keeps the side, the pooling halves it, rounding down
         side = side // 2
     return side
 
 
 def conv_parameters(in_channels: int, out_channels: int, kernel: int) -> int:
     """Question 2.3: the parameters of ``Conv2d(in_channels, out_channels, kernel)``: weights and biases."""
-    return out_channels * (in_channels * kernel * kernel + 1)  # a kernel per input channel, and a bias, per output
+    return out_channels * (
+        in_channels * kernel * kernel + 1
+    )  # a kernel per input channel, and a bias, per output

@@ -68,13 +68,20 @@ def step_flop(net: SiameseNetwork) -> float:
     return 2 * (3 * forward - 2 * macs[0])
 
 
-def original_pipeline(dataset: Dataset, device: torch.device, batch_size: int, lr: float, margin: float,
-                      num_workers: int) -> Callable[[int], float]:
+def original_pipeline(
+    dataset: Dataset, device: torch.device, batch_size: int, lr: float, margin: float, num_workers: int
+) -> Callable[[int], float]:
     """A runner of ``n`` steps of the original pipeline: DataLoader workers, two forward passes, fp32."""
     net = SiameseNetwork().to(device)
     optimizer = torch.optim.Adam(net.parameters(), lr=lr)
-    loader = DataLoader(OriginalSiameseDataset(dataset), batch_size=batch_size, shuffle=True,
-                        num_workers=num_workers, persistent_workers=num_workers > 0, drop_last=True)
+    loader = DataLoader(
+        OriginalSiameseDataset(dataset),
+        batch_size=batch_size,
+        shuffle=True,
+        num_workers=num_workers,
+        persistent_workers=num_workers > 0,
+        drop_last=True,
+    )
     batches = _forever(loader)
 
     def run(steps: int) -> float:
@@ -92,8 +99,15 @@ def original_pipeline(dataset: Dataset, device: torch.device, batch_size: int, l
     return run
 
 
-def fast_pipeline(images: torch.Tensor, labels: torch.Tensor, device: torch.device, batch_size: int, lr: float,
-                  margin: float, precision: str) -> Callable[[int], float]:
+def fast_pipeline(
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    device: torch.device,
+    batch_size: int,
+    lr: float,
+    margin: float,
+    precision: str,
+) -> Callable[[int], float]:
     """A runner of ``n`` steps of the reference fast path (the step of ``fast_train_one_epoch``)."""
     from .fast import make_optimizer, make_scaler, prepare_model, train_step
 
@@ -131,14 +145,19 @@ def _sync(device: torch.device) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the interleaved benchmark and print its figures."""
-    parser = argparse.ArgumentParser(prog="python -m solutions.benchmark", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m solutions.benchmark",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--rounds", type=int, default=5, help="rounds of each pipeline (default 5)")
     parser.add_argument("--steps", type=int, default=40, help="training steps per round (default 40)")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
-    parser.add_argument("--workers", type=int, default=8, help="DataLoader workers of the original (default 8, as in it)")
+    parser.add_argument(
+        "--workers", type=int, default=8, help="DataLoader workers of the original (default 8, as in it)"
+    )
     parser.add_argument("--data-root", default=None)
     parser.add_argument("--synthetic", action="store_true", help="synthetic images instead of Fashion-MNIST")
     args = parser.parse_args(argv)
@@ -166,11 +185,14 @@ def main(argv: list[str] | None = None) -> int:
     flop = step_flop(SiameseNetwork())
     runners = {
         "original": original_pipeline(dataset, device, args.batch_size, 1e-5, 2.0, args.workers),
-        "fast": fast_pipeline(dataset.data, torch.as_tensor(dataset.targets), device, args.batch_size, 1e-5, 2.0,
-                              precision),
+        "fast": fast_pipeline(
+            dataset.data, torch.as_tensor(dataset.targets), device, args.batch_size, 1e-5, 2.0, precision
+        ),
     }
-    print(f"device {device_name(device)}; fast path precision {precision}; {flop / 1e9:.3f} GFLOP per training pair; "
-          f"{args.rounds} rounds of {args.steps} steps of {args.batch_size} pairs, alternating")
+    print(
+        f"device {device_name(device)}; fast path precision {precision}; {flop / 1e9:.3f} GFLOP per training pair; "
+        f"{args.rounds} rounds of {args.steps} steps of {args.batch_size} pairs, alternating"
+    )
     for run in runners.values():  # warm-up: workers started, kernels chosen, caches filled
         run(max(3, args.steps // 4))
     rates: dict[str, list[float]] = {name: [] for name in runners}
@@ -179,15 +201,22 @@ def main(argv: list[str] | None = None) -> int:
         for name, run in runners.items():
             rates[name].append(run(args.steps))
         ratios.append(rates["fast"][-1] / rates["original"][-1])
-        print(f"round {r + 1}: original {rates['original'][-1]:7.0f} pairs/s   fast {rates['fast'][-1]:7.0f} pairs/s   "
-              f"ratio {ratios[-1]:.2f}", flush=True)
+        print(
+            f"round {r + 1}: original {rates['original'][-1]:7.0f} pairs/s   fast {rates['fast'][-1]:7.0f} pairs/s   "
+            f"ratio {ratios[-1]:.2f}",
+            flush=True,
+        )
     print()
     for name in runners:
         median = statistics.median(rates[name])
-        print(f"{name:>8}: median {median:7.0f} pairs/s, {median * flop / 1e9:6.0f} GFLOP/s, "
-              f"full 5-epoch run ≈ {FULL_RUN_PAIRS / median / 60:5.1f} min")
-    print(f"   ratio: fast / original = {statistics.median(rates['fast']) / statistics.median(rates['original']):.2f} "
-          f"(median of medians); per-round median {statistics.median(ratios):.2f}")
+        print(
+            f"{name:>8}: median {median:7.0f} pairs/s, {median * flop / 1e9:6.0f} GFLOP/s, "
+            f"full 5-epoch run ≈ {FULL_RUN_PAIRS / median / 60:5.1f} min"
+        )
+    print(
+        f"   ratio: fast / original = {statistics.median(rates['fast']) / statistics.median(rates['original']):.2f} "
+        f"(median of medians); per-round median {statistics.median(ratios):.2f}"
+    )
     return 0
 
 

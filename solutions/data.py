@@ -71,8 +71,9 @@ class PairSampler:
         if int((self.count > 0).sum()) < 2:
             raise ValueError("PairSampler needs images of at least two classes")
 
-    def sample(self, index: torch.Tensor, generator: torch.Generator | None = None,
-               same: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def sample(
+        self, index: torch.Tensor, generator: torch.Generator | None = None, same: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Partners of the images ``index`` and the pair labels (float32, 0 = same, 1 = different).
 
         ``same`` (bool, one per index) fixes the coin instead of flipping it, for balanced test pairs.

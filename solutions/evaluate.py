@@ -15,13 +15,15 @@ def to_float_images(images: torch.Tensor) -> torch.Tensor:
     return images.reshape(-1, 1, images.shape[-2], images.shape[-1])
 
 
-def embed(net: nn.Module, images: torch.Tensor, device: torch.device | str = "cpu", batch_size: int = 1024) -> torch.Tensor:
+def embed(
+    net: nn.Module, images: torch.Tensor, device: torch.device | str = "cpu", batch_size: int = 1024
+) -> torch.Tensor:
     """Embeddings ``[N, D]`` (float32, on the CPU) of images, in eval mode and without gradients."""
     net.eval()  # layers like dropout or batch norm behave differently at inference
     chunks = []
     with torch.no_grad():  # no graph to keep: faster and far less memory
         for start in range(0, len(images), batch_size):
-            batch = to_float_images(images[start:start + batch_size]).to(device)
+            batch = to_float_images(images[start : start + batch_size]).to(device)
             chunks.append(net.forward_ind(batch).float().cpu())
     return torch.cat(chunks)
 
@@ -31,7 +33,9 @@ def similarity(distance: torch.Tensor) -> torch.Tensor:
     return torch.exp(-distance)
 
 
-def make_balanced_pairs(labels: torch.Tensor, num_pairs: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def make_balanced_pairs(
+    labels: torch.Tensor, num_pairs: int, seed: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """A fixed set of pairs, exactly half same-class: ``(first, second, pair_label)`` with 0 = same, 1 = different."""
     generator = torch.Generator().manual_seed(seed)
     first = torch.randint(len(labels), (num_pairs,), generator=generator)
@@ -58,7 +62,9 @@ def best_threshold(distances: torch.Tensor, pair_labels: torch.Tensor) -> float:
     different = pair_labels.reshape(-1).double()[order]
     # Threshold below d[k]: pairs 0..k-1 are called "same". Count the right calls for every k at once.
     same_right = torch.cat([torch.zeros(1, dtype=torch.float64), torch.cumsum(1 - different, 0)])
-    different_right = different.sum() - torch.cat([torch.zeros(1, dtype=torch.float64), torch.cumsum(different, 0)])
+    different_right = different.sum() - torch.cat(
+        [torch.zeros(1, dtype=torch.float64), torch.cumsum(different, 0)]
+    )
     correct = same_right + different_right
     # Only cut between distinct distances, so that tied pairs always get the same call.
     allowed = torch.ones(len(d) + 1, dtype=torch.bool)
@@ -92,7 +98,9 @@ def roc_auc(distances: torch.Tensor, pair_labels: torch.Tensor) -> float:
 
 def overlap_best_accuracy(shift: float, width: float) -> float:
     """Question 6.4: the best accuracy when same-class distances fill [0, width] and different ones [shift, shift + width]."""
-    return (1 + min(shift / width, 1.0)) / 2  # any threshold in the overlap [shift, width] gets every pair outside it right
+    return (
+        1 + min(shift / width, 1.0)
+    ) / 2  # any threshold in the overlap [shift, width] gets every pair outside it right
 
 
 def overlap_auc(shift: float, width: float) -> float:
@@ -100,29 +108,57 @@ def overlap_auc(shift: float, width: float) -> float:
     return 1 - (1 - min(shift / width, 1.0)) ** 2 / 2  # P(different > same) = 1 - P(same - different >= 0)
 
 
-def nearest_neighbour_accuracy(train_embeddings: torch.Tensor, train_labels: torch.Tensor,
-                               test_embeddings: torch.Tensor, test_labels: torch.Tensor, chunk: int = 1024) -> float:
+def nearest_neighbour_accuracy(
+    train_embeddings: torch.Tensor,
+    train_labels: torch.Tensor,
+    test_embeddings: torch.Tensor,
+    test_labels: torch.Tensor,
+    chunk: int = 1024,
+) -> float:
     """Class accuracy of labelling each test embedding with its nearest training embedding's class."""
     correct = 0
     for start in range(0, len(test_embeddings), chunk):
-        d = torch.cdist(test_embeddings[start:start + chunk], train_embeddings)
+        d = torch.cdist(test_embeddings[start : start + chunk], train_embeddings)
         predicted = train_labels[d.argmin(dim=1)]
-        correct += int((predicted == test_labels[start:start + chunk]).sum())
+        correct += int((predicted == test_labels[start : start + chunk]).sum())
     return correct / len(test_embeddings)
 
 
-def evaluate(net: nn.Module, train_images: torch.Tensor, train_labels: torch.Tensor, validation_images: torch.Tensor,
-             validation_labels: torch.Tensor, test_images: torch.Tensor, test_labels: torch.Tensor,
-             device: torch.device | str = "cpu", num_pairs: int = 10_000, seed: int = 0) -> dict[str, float]:
+def evaluate(
+    net: nn.Module,
+    train_images: torch.Tensor,
+    train_labels: torch.Tensor,
+    validation_images: torch.Tensor,
+    validation_labels: torch.Tensor,
+    test_images: torch.Tensor,
+    test_labels: torch.Tensor,
+    device: torch.device | str = "cpu",
+    num_pairs: int = 10_000,
+    seed: int = 0,
+) -> dict[str, float]:
     """Verification accuracy on training, validation and test pairs (the threshold chosen on validation pairs), ROC AUC."""
-    return evaluate_embeddings(embed(net, train_images, device), train_labels, embed(net, validation_images, device),
-                               validation_labels, embed(net, test_images, device), test_labels,
-                               num_pairs=num_pairs, seed=seed)
+    return evaluate_embeddings(
+        embed(net, train_images, device),
+        train_labels,
+        embed(net, validation_images, device),
+        validation_labels,
+        embed(net, test_images, device),
+        test_labels,
+        num_pairs=num_pairs,
+        seed=seed,
+    )
 
 
-def evaluate_embeddings(train_emb: torch.Tensor, train_labels: torch.Tensor, validation_emb: torch.Tensor,
-                        validation_labels: torch.Tensor, test_emb: torch.Tensor, test_labels: torch.Tensor,
-                        num_pairs: int = 10_000, seed: int = 0) -> dict[str, float]:
+def evaluate_embeddings(
+    train_emb: torch.Tensor,
+    train_labels: torch.Tensor,
+    validation_emb: torch.Tensor,
+    validation_labels: torch.Tensor,
+    test_emb: torch.Tensor,
+    test_labels: torch.Tensor,
+    num_pairs: int = 10_000,
+    seed: int = 0,
+) -> dict[str, float]:
     """``evaluate`` on embeddings computed already."""
     # The threshold is chosen on validation pairs: images the network never trained on, and never the test images.
     v_first, v_second, v_label = make_balanced_pairs(validation_labels, num_pairs, seed=seed + 2)
@@ -133,11 +169,15 @@ def evaluate_embeddings(train_emb: torch.Tensor, train_labels: torch.Tensor, val
     distances = pair_distances(test_emb, first, second)
     return {
         "threshold": threshold,
-        "train_pair_accuracy": verification_accuracy(pair_distances(train_emb, t_first, t_second), t_label, threshold),
+        "train_pair_accuracy": verification_accuracy(
+            pair_distances(train_emb, t_first, t_second), t_label, threshold
+        ),
         "validation_accuracy": verification_accuracy(validation_distances, v_label, threshold),
         "test_accuracy": verification_accuracy(distances, pair_label, threshold),
         "roc_auc": roc_auc(distances, pair_label),
-        "nearest_neighbour_accuracy": nearest_neighbour_accuracy(train_emb, train_labels, test_emb, test_labels),
+        "nearest_neighbour_accuracy": nearest_neighbour_accuracy(
+            train_emb, train_labels, test_emb, test_labels
+        ),
         "mean_similarity_same": similarity(distances[pair_label == 0]).mean().item(),
         "mean_similarity_different": similarity(distances[pair_label == 1]).mean().item(),
         "num_test_pairs": num_pairs,

@@ -29,8 +29,15 @@ class TensorPairLoader:
     partners, fixed by ``(seed, epoch)`` so that a resumed run repeats an uninterrupted one.
     """
 
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, device: torch.device,
-                 seed: int = 0, channels_last: bool = True) -> None:
+    def __init__(
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        batch_size: int,
+        device: torch.device,
+        seed: int = 0,
+        channels_last: bool = True,
+    ) -> None:
         self.images = to_float_images(images).to(device)
         if channels_last:
             self.images = self.images.contiguous(memory_format=torch.channels_last)
@@ -52,9 +59,13 @@ class TensorPairLoader:
         order = torch.randperm(len(self.images), generator=generator, device=self.device)
         partners, labels = self.sampler.sample(order, generator=generator)
         for start in range(0, len(order), self.batch_size):
-            first = order[start:start + self.batch_size]
-            second = partners[start:start + self.batch_size]
-            yield self.images[first], self.images[second], labels[start:start + self.batch_size].unsqueeze(1)
+            first = order[start : start + self.batch_size]
+            second = partners[start : start + self.batch_size]
+            yield (
+                self.images[first],
+                self.images[second],
+                labels[start : start + self.batch_size].unsqueeze(1),
+            )
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -83,9 +94,16 @@ def make_scaler(device: torch.device, precision: str) -> torch.amp.GradScaler:
     return torch.amp.GradScaler(device.type, enabled=precision == "fp16")
 
 
-def train_step(net: nn.Module, optimizer: torch.optim.Optimizer, img1: torch.Tensor, img2: torch.Tensor,
-               label: torch.Tensor, margin: float = 2.0, amp_dtype: torch.dtype | None = None,
-               scaler: torch.amp.GradScaler | None = None) -> torch.Tensor:
+def train_step(
+    net: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    img1: torch.Tensor,
+    img2: torch.Tensor,
+    label: torch.Tensor,
+    margin: float = 2.0,
+    amp_dtype: torch.dtype | None = None,
+    scaler: torch.amp.GradScaler | None = None,
+) -> torch.Tensor:
     """One optimisation step of the fast path; returns the batch loss (still on the device)."""
     with torch.autocast(img1.device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
         # One pass over 2B images: the same weights, the same result, bigger (faster) matrix products.
@@ -102,9 +120,16 @@ def train_step(net: nn.Module, optimizer: torch.optim.Optimizer, img1: torch.Ten
     return loss.detach()
 
 
-def fast_train_one_epoch(net: nn.Module, loader: TensorPairLoader, optimizer: torch.optim.Optimizer,
-                         margin: float = 2.0, log_every: int = 10, amp_dtype: torch.dtype | None = None,
-                         scaler: torch.amp.GradScaler | None = None, progress: Any = None) -> list[float]:
+def fast_train_one_epoch(
+    net: nn.Module,
+    loader: TensorPairLoader,
+    optimizer: torch.optim.Optimizer,
+    margin: float = 2.0,
+    log_every: int = 10,
+    amp_dtype: torch.dtype | None = None,
+    scaler: torch.amp.GradScaler | None = None,
+    progress: Any = None,
+) -> list[float]:
     """``train_one_epoch`` for the fast path: device-resident pairs, ``train_step``, no per-step sync."""
     net.train()
     logged = []
@@ -122,8 +147,9 @@ def fast_train_one_epoch(net: nn.Module, loader: TensorPairLoader, optimizer: to
     return torch.stack(logged).float().cpu().tolist()
 
 
-def take_steps(loader: TensorPairLoader, num_steps: int,
-               deadline: float | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+def take_steps(
+    loader: TensorPairLoader, num_steps: int, deadline: float | None = None
+) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
     """The first ``num_steps`` batches of ``loader``, epoch after epoch; none after ``deadline`` (a perf_counter time)."""
     epoch = 0
     while num_steps > 0 and len(loader) > 0:

@@ -9,21 +9,26 @@ import torch.nn.functional as F
 from torch import nn
 
 
-def contrastive_loss(out1: torch.Tensor, out2: torch.Tensor, label: torch.Tensor, margin: float = 2.0) -> torch.Tensor:
+def contrastive_loss(
+    out1: torch.Tensor, out2: torch.Tensor, label: torch.Tensor, margin: float = 2.0
+) -> torch.Tensor:
     """Mean over the batch of ``(1 - y) d² + y max(margin - d, 0)²``, with ``d`` the Euclidean distance.
 
     ``label`` (0 = same, 1 = different) may have shape ``[B]`` or ``[B, 1]``.
     """
     if label.numel() != out1.shape[0]:
-        raise ValueError(f"expected one label per pair ({out1.shape[0]}), got label of shape {tuple(label.shape)}")
+        raise ValueError(
+            f"expected one label per pair ({out1.shape[0]}), got label of shape {tuple(label.shape)}"
+        )
     # Flattening the label avoids the silent [B, 1] x [B] -> [B, B] broadcast.
     y = label.reshape(-1).to(out1.dtype)
     d = F.pairwise_distance(out1, out2)  # [B]
     return torch.mean((1 - y) * d.pow(2) + y * torch.clamp(margin - d, min=0).pow(2))
 
 
-def contrastive_loss_gradient(out1: torch.Tensor, out2: torch.Tensor, label: torch.Tensor,
-                              margin: float = 2.0) -> torch.Tensor:
+def contrastive_loss_gradient(
+    out1: torch.Tensor, out2: torch.Tensor, label: torch.Tensor, margin: float = 2.0
+) -> torch.Tensor:
     """``∂L/∂out1`` of the batch-mean contrastive loss, written by hand, for pairs at distance ``d > 0``."""
     y = label.reshape(-1, 1).to(out1.dtype)
     diff = out1 - out2

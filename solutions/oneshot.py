@@ -36,8 +36,15 @@ class Episodes:
         return len(self.classes)
 
 
-def sample_episodes(labels: torch.Tensor, classes: tuple[int, ...], n_way: int, k_shot: int, n_query: int,
-                    num_episodes: int, seed: int = 0) -> Episodes:
+def sample_episodes(
+    labels: torch.Tensor,
+    classes: tuple[int, ...],
+    n_way: int,
+    k_shot: int,
+    n_query: int,
+    num_episodes: int,
+    seed: int = 0,
+) -> Episodes:
     """Draw episodes from the images of ``classes``: per episode ``n_way`` distinct classes, then ``k_shot + n_query``
     distinct images of each, the first ``k_shot`` the supports."""
     if n_way > len(classes):
@@ -48,11 +55,22 @@ def sample_episodes(labels: torch.Tensor, classes: tuple[int, ...], n_way: int, 
         raise ValueError(f"classes {too_few} have fewer than k_shot + n_query = {k_shot + n_query} images")
     generator = torch.Generator().manual_seed(seed)
     pool = torch.tensor(classes)
-    chosen = torch.stack([pool[torch.randperm(len(pool), generator=generator)[:n_way]] for _ in range(num_episodes)])
-    images = torch.stack([
-        torch.stack([by_class[int(c)][torch.randperm(len(by_class[int(c)]), generator=generator)[:k_shot + n_query]]
-                     for c in episode])
-        for episode in chosen])  # [E, N, K + Q]
+    chosen = torch.stack(
+        [pool[torch.randperm(len(pool), generator=generator)[:n_way]] for _ in range(num_episodes)]
+    )
+    images = torch.stack(
+        [
+            torch.stack(
+                [
+                    by_class[int(c)][
+                        torch.randperm(len(by_class[int(c)]), generator=generator)[: k_shot + n_query]
+                    ]
+                    for c in episode
+                ]
+            )
+            for episode in chosen
+        ]
+    )  # [E, N, K + Q]
     return Episodes(images[:, :, :k_shot], images[:, :, k_shot:], chosen)
 
 
@@ -73,8 +91,16 @@ def mean_with_interval(values: torch.Tensor) -> tuple[float, float]:
     return float(values.mean()), Z_95 * spread / math.sqrt(len(values))
 
 
-def few_shot_accuracy(embeddings: torch.Tensor, labels: torch.Tensor, classes: tuple[int, ...], n_way: int,
-                      k_shot: int, num_episodes: int = 2000, n_query: int = 5, seed: int = 0) -> dict[str, float]:
+def few_shot_accuracy(
+    embeddings: torch.Tensor,
+    labels: torch.Tensor,
+    classes: tuple[int, ...],
+    n_way: int,
+    k_shot: int,
+    num_episodes: int = 2000,
+    n_query: int = 5,
+    seed: int = 0,
+) -> dict[str, float]:
     """N-way K-shot accuracy of ``embeddings`` over random episodes of ``classes``, with its 95% interval."""
     episodes = sample_episodes(labels, classes, n_way, k_shot, n_query, num_episodes, seed)
     accuracy, interval = mean_with_interval(episode_accuracies(embeddings.float(), episodes))
@@ -100,23 +126,37 @@ def batch_hard_loss(embeddings: torch.Tensor, labels: torch.Tensor, margin: floa
 
 # ---------------------------------------------------------------- baseline: a CNN trained on the supports alone
 
+
 class SupportCNN(nn.Module):
     """A small classifier trained from scratch on one episode's support images."""
 
     def __init__(self, n_way: int) -> None:
         super().__init__()
         self.layers = nn.Sequential(
-            nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),  # 14 x 14
-            nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),  # 7 x 7
-            nn.Flatten(), nn.Linear(32 * 7 * 7, n_way))
+            nn.Conv2d(1, 16, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),  # 14 x 14
+            nn.Conv2d(16, 32, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),  # 7 x 7
+            nn.Flatten(),
+            nn.Linear(32 * 7 * 7, n_way),
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Class scores of a batch ``[B, 1, 28, 28]``."""
         return self.layers(x)
 
 
-def support_cnn_accuracies(images: torch.Tensor, episodes: Episodes, steps: int = 50, lr: float = 1e-2,
-                           seed: int = 0, chunk: int = 250, device: torch.device | str = "cpu") -> torch.Tensor:
+def support_cnn_accuracies(
+    images: torch.Tensor,
+    episodes: Episodes,
+    steps: int = 50,
+    lr: float = 1e-2,
+    seed: int = 0,
+    chunk: int = 250,
+    device: torch.device | str = "cpu",
+) -> torch.Tensor:
     """Each episode's accuracy of its own ``SupportCNN``, trained for ``steps`` Adam steps on its supports alone.
 
     The episodes' networks train side by side (``torch.func.vmap``): one optimiser over their stacked weights is
@@ -130,8 +170,8 @@ def support_cnn_accuracies(images: torch.Tensor, episodes: Episodes, steps: int 
     n_way, k_shot, n_query = episodes.support.shape[1], episodes.support.shape[2], episodes.query.shape[2]
     found = []
     for start in range(0, len(episodes), chunk):
-        support = episodes.support[start:start + chunk].flatten(1).to(device)  # [E, N·K], class-major
-        query = episodes.query[start:start + chunk].flatten(1).to(device)
+        support = episodes.support[start : start + chunk].flatten(1).to(device)  # [E, N·K], class-major
+        query = episodes.query[start : start + chunk].flatten(1).to(device)
         weights, buffers = stack_module_state([SupportCNN(n_way).to(device) for _ in range(len(support))])
         template = SupportCNN(n_way).to("meta")
 
@@ -143,7 +183,9 @@ def support_cnn_accuracies(images: torch.Tensor, episodes: Episodes, steps: int 
         targets = torch.arange(n_way, device=device).repeat_interleave(k_shot).repeat(len(support))
         for _ in range(steps):
             logits = vmap(scores)(weights, buffers, pixels[support])  # [E, N·K, N]
-            loss = nn.functional.cross_entropy(logits.flatten(0, 1), targets) * len(support)  # sum of episodes' means
+            loss = nn.functional.cross_entropy(logits.flatten(0, 1), targets) * len(
+                support
+            )  # sum of episodes' means
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -156,14 +198,29 @@ def support_cnn_accuracies(images: torch.Tensor, episodes: Episodes, steps: int 
 
 # ---------------------------------------------------------------- a network scored on classes it never saw
 
-def unseen_class_scores(net: nn.Module, validation, test, unseen: tuple[int, ...], device: torch.device | str = "cpu",
-                        num_episodes: int = 2000, num_pairs: int = 10_000) -> dict[str, dict[str, float] | float]:
+
+def unseen_class_scores(
+    net: nn.Module,
+    validation,
+    test,
+    unseen: tuple[int, ...],
+    device: torch.device | str = "cpu",
+    num_episodes: int = 2000,
+    num_pairs: int = 10_000,
+) -> dict[str, dict[str, float] | float]:
     """How ``net``, trained without the classes ``unseen``, recognises them: 5-way 1-shot and 5-shot episodes of
     unseen test images, 10-way 1-shot over all ten test classes, and verification on balanced pairs of unseen test
     images with the threshold chosen on validation pairs of the seen classes (no unseen label is used to choose it)."""
     from data_utils.splits import NUM_CLASSES, with_classes
 
-    from .evaluate import best_threshold, embed, make_balanced_pairs, pair_distances, roc_auc, verification_accuracy
+    from .evaluate import (
+        best_threshold,
+        embed,
+        make_balanced_pairs,
+        pair_distances,
+        roc_auc,
+        verification_accuracy,
+    )
 
     seen = tuple(c for c in range(NUM_CLASSES) if c not in unseen)
     test_embeddings, test_labels = embed(net, test.data, device).float(), torch.as_tensor(test.targets)
@@ -179,8 +236,9 @@ def unseen_class_scores(net: nn.Module, validation, test, unseen: tuple[int, ...
         "unseen_classes": list(unseen),
         "five_way_one_shot": few_shot_accuracy(embeddings, labels, unseen, 5, 1, num_episodes),
         "five_way_five_shot": few_shot_accuracy(embeddings, labels, unseen, 5, 5, num_episodes),
-        "ten_way_one_shot": few_shot_accuracy(test_embeddings, test_labels, tuple(range(NUM_CLASSES)), 10, 1,
-                                              num_episodes),
+        "ten_way_one_shot": few_shot_accuracy(
+            test_embeddings, test_labels, tuple(range(NUM_CLASSES)), 10, 1, num_episodes
+        ),
         "verification_accuracy": verification_accuracy(distances, pair_label, threshold),
         "roc_auc": roc_auc(distances, pair_label),
         "threshold": threshold,

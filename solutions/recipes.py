@@ -64,7 +64,11 @@ class Recipe:
 
     def images_per_step(self) -> int:
         """Image passes of one optimisation step."""
-        return 2 * self.batch_pairs if self.batches == "pairs" else self.classes_per_batch * self.images_per_class
+        return (
+            2 * self.batch_pairs
+            if self.batches == "pairs"
+            else self.classes_per_batch * self.images_per_class
+        )
 
 
 ORIGINAL = Recipe()
@@ -101,8 +105,13 @@ class NormalizedNetwork(nn.Module):
         super().__init__()
         self.embed_below_head = embed_below_head
         self.backbone = CNNBackbone()
-        self.head = nn.Sequential(nn.Flatten(), nn.Linear(256 * 3 * 3, 1024), nn.BatchNorm1d(1024), nn.ReLU(),
-                                  nn.Linear(1024, embedding_dim))
+        self.head = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(256 * 3 * 3, 1024),
+            nn.BatchNorm1d(1024),
+            nn.ReLU(),
+            nn.Linear(1024, embedding_dim),
+        )
 
     def forward_ind(self, x: torch.Tensor) -> torch.Tensor:
         """Unit-length embeddings ``[B, embedding_dim]`` of images ``[B, 1, 28, 28]`` (in evaluation with
@@ -125,6 +134,7 @@ def build_network(recipe: Recipe) -> nn.Module:
 
 # ---------------------------------------------------------------- batches
 
+
 def pair_batches(labels: torch.Tensor, batch_pairs: int, generator: torch.Generator) -> Iterator[tuple]:
     """Endless batches ``(first, second, pair label)`` of random pairs as the original draws them (same class with
     probability one half, the partner uniform over the required classes)."""
@@ -137,28 +147,36 @@ def pair_batches(labels: torch.Tensor, batch_pairs: int, generator: torch.Genera
         yield first, second, pair_labels.unsqueeze(1)
 
 
-def class_batches(labels: torch.Tensor, classes_per_batch: int, images_per_class: int,
-                  generator: torch.Generator) -> Iterator[torch.Tensor]:
+def class_batches(
+    labels: torch.Tensor, classes_per_batch: int, images_per_class: int, generator: torch.Generator
+) -> Iterator[torch.Tensor]:
     """Endless batches of image indices: ``classes_per_batch`` random classes, ``images_per_class`` images of each."""
     classes = labels.unique()
     members = [(labels == c).nonzero().flatten() for c in classes]
     per_batch = min(classes_per_batch, len(classes))
     while True:
         chosen = torch.randperm(len(classes), generator=generator)[:per_batch]
-        yield torch.cat([members[c][torch.randint(len(members[c]), (images_per_class,), generator=generator)]
-                         for c in chosen.tolist()])
+        yield torch.cat(
+            [
+                members[c][torch.randint(len(members[c]), (images_per_class,), generator=generator)]
+                for c in chosen.tolist()
+            ]
+        )
 
 
 def augment(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """Random horizontal flips and shifts of up to two pixels (a garment mirrored or moved is the same garment)."""
     flip = torch.rand(len(images), generator=generator) < 0.5
     images = torch.where(flip.to(images.device)[:, None, None, None], images.flip(3), images)
-    shifts = torch.randint(-2, 3, (2,), generator=generator).tolist()  # one shift per batch: cheap, still varied
+    shifts = torch.randint(
+        -2, 3, (2,), generator=generator
+    ).tolist()  # one shift per batch: cheap, still varied
     padded = F.pad(images, (2, 2, 2, 2))
-    return padded[:, :, 2 + shifts[0]:30 + shifts[0], 2 + shifts[1]:30 + shifts[1]]
+    return padded[:, :, 2 + shifts[0] : 30 + shifts[0], 2 + shifts[1] : 30 + shifts[1]]
 
 
 # ---------------------------------------------------------------- losses inside a batch
+
 
 def batch_distances(embeddings: torch.Tensor) -> torch.Tensor:
     """All pairwise distances of a batch, with a gradient that stays finite where two embeddings coincide."""
@@ -181,7 +199,9 @@ def in_batch_loss(embeddings: torch.Tensor, labels: torch.Tensor, margin: float,
     return pull + (push[active].mean() if active.any() else push.sum())
 
 
-def supervised_contrastive_loss(embeddings: torch.Tensor, labels: torch.Tensor, temperature: float) -> torch.Tensor:
+def supervised_contrastive_loss(
+    embeddings: torch.Tensor, labels: torch.Tensor, temperature: float
+) -> torch.Tensor:
     """SupCon: minus each image's mean log-probability of its same-class images, under a softmax over its cosine
     similarities to the rest of the batch divided by ``temperature``."""
     unit = F.normalize(embeddings.float(), dim=1)
@@ -193,10 +213,19 @@ def supervised_contrastive_loss(embeddings: torch.Tensor, labels: torch.Tensor, 
 
 # ---------------------------------------------------------------- training
 
-def train(recipe: Recipe, images: torch.Tensor, labels: torch.Tensor, device: torch.device, precision: str = "fp32",
-          budget: int = IMAGE_PASSES, seed: int = 0, progress=None, log_every: int = 10,
-          batch_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
-          ) -> tuple[nn.Module, list[float]]:
+
+def train(
+    recipe: Recipe,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    device: torch.device,
+    precision: str = "fp32",
+    budget: int = IMAGE_PASSES,
+    seed: int = 0,
+    progress=None,
+    log_every: int = 10,
+    batch_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+) -> tuple[nn.Module, list[float]]:
     """Train a recipe's network on ``images`` (uint8 ``[N, 28, 28]``) for ``budget`` image passes; return it and the
     loss of every ``log_every``-th step. ``batch_loss(embeddings, labels)``, if given, replaces the recipe's loss of
     a class batch (lesson 7 trains with the student's)."""
@@ -204,16 +233,24 @@ def train(recipe: Recipe, images: torch.Tensor, labels: torch.Tensor, device: to
     generator = torch.Generator().manual_seed(seed)
     pixels = to_float_images(images).to(device)
     if device.type in ("cpu", "cuda"):
-        pixels = pixels.contiguous(memory_format=torch.channels_last)  # the layout prepare_model gives the network
+        pixels = pixels.contiguous(
+            memory_format=torch.channels_last
+        )  # the layout prepare_model gives the network
     labels = torch.as_tensor(labels)
     net = prepare_model(build_network(recipe), device)
     optimizer = make_optimizer(net, recipe.lr, device)
     steps = max(budget // recipe.images_per_step(), 1)
-    scheduler = (torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=recipe.lr, total_steps=steps)
-                 if recipe.schedule else None)
+    scheduler = (
+        torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=recipe.lr, total_steps=steps)
+        if recipe.schedule
+        else None
+    )
     amp_dtype = AMP_DTYPES[precision]
-    batches = (pair_batches(labels, recipe.batch_pairs, generator) if recipe.batches == "pairs"
-               else class_batches(labels, recipe.classes_per_batch, recipe.images_per_class, generator))
+    batches = (
+        pair_batches(labels, recipe.batch_pairs, generator)
+        if recipe.batches == "pairs"
+        else class_batches(labels, recipe.classes_per_batch, recipe.images_per_class, generator)
+    )
     net.train()
     logged = []
     for step in range(steps):
@@ -230,8 +267,16 @@ def train(recipe: Recipe, images: torch.Tensor, labels: torch.Tensor, device: to
     return net.eval(), torch.stack(logged).float().cpu().tolist()
 
 
-def _step(recipe: Recipe, net: nn.Module, pixels: torch.Tensor, labels: torch.Tensor, batch, generator,
-          amp_dtype, batch_loss=None) -> torch.Tensor:
+def _step(
+    recipe: Recipe,
+    net: nn.Module,
+    pixels: torch.Tensor,
+    labels: torch.Tensor,
+    batch,
+    generator,
+    amp_dtype,
+    batch_loss=None,
+) -> torch.Tensor:
     """The loss of one batch (pairs, or a class batch), images augmented if the recipe says so."""
     device = pixels.device
     indices = torch.cat(batch[:2]) if recipe.batches == "pairs" else batch

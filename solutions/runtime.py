@@ -21,10 +21,14 @@ def select_device(name: str = "auto") -> torch.device:
     if name == "auto":
         return get_device()
     if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda was asked for but no CUDA GPU is visible; use --device auto or cpu "
-                         "(in Colab: Runtime > Change runtime type > GPU).")
+        raise ValueError(
+            "--device cuda was asked for but no CUDA GPU is visible; use --device auto or cpu "
+            "(in Colab: Runtime > Change runtime type > GPU)."
+        )
     if name == "mps" and not torch.backends.mps.is_available():
-        raise ValueError("--device mps was asked for but Apple MPS is not available; use --device auto or cpu.")
+        raise ValueError(
+            "--device mps was asked for but Apple MPS is not available; use --device auto or cpu."
+        )
     return torch.device(name)
 
 
@@ -78,8 +82,14 @@ def versions() -> dict[str, str]:
     """Versions of what produced the numbers."""
     import torchvision
 
-    return {"python": platform.python_version(), "torch": torch.__version__, "torchvision": torchvision.__version__,
-            "numpy": np.__version__, "platform": platform.platform(), "processor": platform.processor() or platform.machine()}
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "numpy": np.__version__,
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+    }
 
 
 def device_name(device: torch.device) -> str:

@@ -26,8 +26,14 @@ def get_device() -> torch.device:
     return torch.device("cpu")
 
 
-def train_one_epoch(net: nn.Module, loader: Iterable, optimizer: torch.optim.Optimizer, device: torch.device | str,
-                    margin: float = 2.0, log_every: int = 10) -> list[float]:
+def train_one_epoch(
+    net: nn.Module,
+    loader: Iterable,
+    optimizer: torch.optim.Optimizer,
+    device: torch.device | str,
+    margin: float = 2.0,
+    log_every: int = 10,
+) -> list[float]:
     """Train for one pass over ``loader``; return the batch loss logged every ``log_every`` steps."""
     net.train()
     loss_history = []
@@ -56,7 +62,9 @@ def logged_losses(num_pairs: int, batch_size: int, log_every: int) -> int:
     return math.ceil(steps / log_every)  # steps 0, log_every, 2·log_every, ... below steps
 
 
-if __name__ == "__main__":  # `python -m solutions.train`: the reference run (its command line is solutions.main)
+if (
+    __name__ == "__main__"
+):  # `python -m solutions.train`: the reference run (its command line is solutions.main)
     from solutions.main import main
 
     sys.exit(main())

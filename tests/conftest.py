@@ -100,6 +100,8 @@ def real_data_root(tmp_path_factory):
     try:
         ensure_fashion_mnist(root, download=False)
     except DataNotFoundError as error:
-        pytest.skip(f"real Fashion-MNIST not available offline (install dataset-fashion-mnist or set "
-                    f"{fm.ENV_VAR}): {str(error).splitlines()[0]}")
+        pytest.skip(
+            f"real Fashion-MNIST not available offline (install dataset-fashion-mnist or set "
+            f"{fm.ENV_VAR}): {str(error).splitlines()[0]}"
+        )
     return root

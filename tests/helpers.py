@@ -31,9 +31,14 @@ def subprocess_env(**extra):
 
 def run_module(module, *args, cwd, env=None, timeout=300):
     """Run ``python -m module args`` in a fresh interpreter; return the CompletedProcess."""
-    return subprocess.run([sys.executable, "-m", module, *map(str, args)], cwd=cwd,
-                          env=env if env is not None else subprocess_env(),
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", module, *map(str, args)],
+        cwd=cwd,
+        env=env if env is not None else subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def has_debian_data():
@@ -102,8 +107,11 @@ def lesson_points(lesson: str, kind: str = "check") -> dict[str, int]:
     """grade_id → points of a lesson's ``check`` (autograded) or ``answer`` (written) cells, from its source."""
     from autograder.build import LESSONS_DIR, parse_lesson
 
-    return {cell.args[0]: int(cell.args[1]) for cell in parse_lesson(LESSONS_DIR / "src" / f"{lesson}.py")
-            if cell.kind == kind}
+    return {
+        cell.args[0]: int(cell.args[1])
+        for cell in parse_lesson(LESSONS_DIR / "src" / f"{lesson}.py")
+        if cell.kind == kind
+    }
 
 
 def autograded_points(lesson: str) -> float:

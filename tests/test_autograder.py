@@ -38,12 +38,23 @@ from solutions import train as ref_train
 
 # ---------------------------------------------------------------- every check, with the reference
 
-DATASET_CHECKS = [data_checks.check_pair_items, data_checks.check_pair_labels, data_checks.check_pair_balance,
-                  data_checks.check_pair_seeding, data_checks.check_pair_one_class]
-LOSS_CHECKS = [loss_checks.check_loss_similar_pairs, loss_checks.check_loss_hinge, loss_checks.check_loss_beyond_margin,
-               loss_checks.check_loss_margin_argument, loss_checks.check_loss_label_shapes,
-               loss_checks.check_loss_label_count, loss_checks.check_loss_gradients,
-               loss_checks.check_loss_gradient_at_zero]
+DATASET_CHECKS = [
+    data_checks.check_pair_items,
+    data_checks.check_pair_labels,
+    data_checks.check_pair_balance,
+    data_checks.check_pair_seeding,
+    data_checks.check_pair_one_class,
+]
+LOSS_CHECKS = [
+    loss_checks.check_loss_similar_pairs,
+    loss_checks.check_loss_hinge,
+    loss_checks.check_loss_beyond_margin,
+    loss_checks.check_loss_margin_argument,
+    loss_checks.check_loss_label_shapes,
+    loss_checks.check_loss_label_count,
+    loss_checks.check_loss_gradients,
+    loss_checks.check_loss_gradient_at_zero,
+]
 
 REFERENCE_CASES = [
     *[(data_check, (ref_data.SiameseDataset,)) for data_check in DATASET_CHECKS],
@@ -145,6 +156,7 @@ def test_a_check_is_reproducible():
 
 # ---------------------------------------------------------------- reporting
 
+
 def noisy_loss(out1, out2, label, margin=2.0):
     """A correct loss that also warns and writes to stderr (as a tqdm bar would)."""
     print("debugging to stderr", file=sys.stderr)
@@ -180,20 +192,24 @@ class StubModule(nn.Module):
         raise NotImplementedError("Exercise 2.1: __init__")
 
 
-@pytest.mark.parametrize("check, args", [
-    (data_checks.check_pair_items, (StubDataset,)),
-    (data_checks.check_pair_balance, (StubDataset,)),
-    (backbone_checks.check_backbone_layers, (StubModule,)),
-    (model_checks.check_shared_weights, (StubModule,)),
-    (loss_checks.check_loss_gradients, (stub,)),
-    (train_checks.check_get_device, (stub,)),
-    (train_checks.check_train_step, (stub,)),
-    (evaluate_checks.check_embed, (stub,)),
-    (evaluate_checks.check_verification, (stub, stub)),
-    (evaluate_checks.check_roc_auc, (stub,)),
-    (oneshot_checks.check_sample_episodes, (stub,)),
-    (oneshot_checks.check_batch_hard_loss, (stub,)),
-], ids=lambda v: getattr(v, "__name__", ""))
+@pytest.mark.parametrize(
+    "check, args",
+    [
+        (data_checks.check_pair_items, (StubDataset,)),
+        (data_checks.check_pair_balance, (StubDataset,)),
+        (backbone_checks.check_backbone_layers, (StubModule,)),
+        (model_checks.check_shared_weights, (StubModule,)),
+        (loss_checks.check_loss_gradients, (stub,)),
+        (train_checks.check_get_device, (stub,)),
+        (train_checks.check_train_step, (stub,)),
+        (evaluate_checks.check_embed, (stub,)),
+        (evaluate_checks.check_verification, (stub, stub)),
+        (evaluate_checks.check_roc_auc, (stub,)),
+        (oneshot_checks.check_sample_episodes, (stub,)),
+        (oneshot_checks.check_batch_hard_loss, (stub,)),
+    ],
+    ids=lambda v: getattr(v, "__name__", ""),
+)
 def test_unfinished_stub_is_named(check, args, capsys):
     with pytest.raises(CheckFailure) as info:
         check(*args)
@@ -240,7 +256,9 @@ def test_a_check_that_stumbles_still_fails_cleanly():
 
 
 def test_failure_message_format():
-    error = report.failure("a property", input="x", expected=1.0, got=torch.tensor([2.0, 3.0]), hint="a mistake")
+    error = report.failure(
+        "a property", input="x", expected=1.0, got=torch.tensor([2.0, 3.0]), hint="a mistake"
+    )
     lines = str(error).splitlines()
     assert lines[0] == "[FAIL] a property"
     assert lines[1] == "  input: x"
@@ -259,6 +277,7 @@ def _fails(check, *args, match: str, hidden: bool = False) -> str:
 
 
 # ---------------------------------------------------------------- lesson 01: SiameseDataset
+
 
 class OriginalRejection(Dataset):
     """The original notebook: a coin, then random.randint until the class fits; only dataset[i] is used."""
@@ -341,10 +360,14 @@ class OwnGenerator(ref_data.SiameseDataset):
         return image1, image2, torch.tensor([float(int(label1) != int(label2))])
 
 
-@pytest.mark.parametrize("cls", [OriginalRejection, TargetsIndexLists, PrecomputedPairs, OwnGenerator],
-                         ids=lambda c: c.__name__)
-@pytest.mark.parametrize("check", [data_checks.check_pair_items, data_checks.check_pair_labels,
-                                   data_checks.check_pair_balance], ids=lambda c: c.__name__)
+@pytest.mark.parametrize(
+    "cls", [OriginalRejection, TargetsIndexLists, PrecomputedPairs, OwnGenerator], ids=lambda c: c.__name__
+)
+@pytest.mark.parametrize(
+    "check",
+    [data_checks.check_pair_items, data_checks.check_pair_labels, data_checks.check_pair_balance],
+    ids=lambda c: c.__name__,
+)
 def test_other_correct_datasets_pass(cls, check):
     check(cls, hidden=False)
     check(cls, hidden=True)
@@ -519,8 +542,12 @@ DATASET_BUGS = {
     InvertedLabels: {"pair_labels": "labels are inverted: 1 should mean different"},
     IntLabel: {"pair_items": "float32"},
     ScalarLabel: {"pair_items": "shape [1]"},
-    RandomFirstImage: {"pair_items": "image1 must be dataset[index][0]", "pair_labels": "label 0 means same class",
-                       "pair_balance": "same-class pairs", "pair_seeding": "reading item i again gives the same pair"},
+    RandomFirstImage: {
+        "pair_items": "image1 must be dataset[index][0]",
+        "pair_labels": "label 0 means same class",
+        "pair_balance": "same-class pairs",
+        "pair_seeding": "reading item i again gives the same pair",
+    },
     WrongLength: {"pair_items": "len(self.dataset)"},
     LabelFromCoin: {"pair_labels": "compute the label from the classes", "pair_balance": "same-class pairs"},
     NoCoin: {"pair_balance": "flip a fair coin first"},
@@ -541,8 +568,9 @@ def test_a_dataset_bug_fails_exactly_the_properties_it_breaks(cls):
     assert_fails_exactly(DATASET_CHECKS, DATASET_BUGS[cls], cls)
 
 
-@pytest.mark.parametrize("cls", [OriginalRejection, TargetsIndexLists, PrecomputedPairs, OwnGenerator],
-                         ids=lambda c: c.__name__)
+@pytest.mark.parametrize(
+    "cls", [OriginalRejection, TargetsIndexLists, PrecomputedPairs, OwnGenerator], ids=lambda c: c.__name__
+)
 def test_a_dataset_without_the_seed_argument_loses_only_the_seeding_points(cls):
     """Correct pairs without the spec's ``seed`` (and, for some, without its ValueError): lesson 1's next cell
     (``SiameseDataset(train_set, seed=0)``) would fail, so the seeding check does, with a hint."""
@@ -551,8 +579,8 @@ def test_a_dataset_without_the_seed_argument_loses_only_the_seeding_points(cls):
     assert "argument named seed" in failed["pair_seeding"], failed["pair_seeding"]
 
 
-
 # ---------------------------------------------------------------- lesson 02: CNNBackbone
+
 
 class SeparateAttributesBackbone(nn.Module):
     """Layers as separate attributes, ReLU and pooling functional, pooling before ReLU (equivalent)."""
@@ -593,7 +621,8 @@ class ModuleListBackbone(nn.Module):
         super().__init__()
         self.blocks = nn.ModuleList(
             nn.Sequential(nn.Conv2d(i, o, k, padding=p), nn.ReLU(inplace=True), nn.MaxPool2d(2))
-            for i, o, k, p in [(1, 64, 5, 2), (64, 128, 5, 2), (128, 256, 3, 1)])
+            for i, o, k, p in [(1, 64, 5, 2), (64, 128, 5, 2), (128, 256, 3, 1)]
+        )
 
     def forward(self, x):
         for block in self.blocks:
@@ -604,13 +633,22 @@ class ModuleListBackbone(nn.Module):
 class SequentialSubclassBackbone(nn.Sequential):
     def __init__(self):
         super().__init__(
-            nn.Conv2d(1, 64, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(64, 128, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(128, 256, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2))
+            nn.Conv2d(1, 64, 5, padding=2),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(64, 128, 5, padding=2),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(128, 256, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+        )
 
 
 class ConfigurableBackbone(nn.Module):
-    def __init__(self, relu=(True, True, True), pool=nn.MaxPool2d, padding=(2, 2, 1), kernels=(5, 5, 3), pools=3):
+    def __init__(
+        self, relu=(True, True, True), pool=nn.MaxPool2d, padding=(2, 2, 1), kernels=(5, 5, 3), pools=3
+    ):
         super().__init__()
         layers = []
         for k, (cin, cout) in enumerate([(1, 64), (64, 128), (128, 256)]):
@@ -628,9 +666,17 @@ class ConfigurableBackbone(nn.Module):
 class PlainListBackbone(nn.Module):
     def __init__(self):
         super().__init__()
-        self.layers = [nn.Conv2d(1, 64, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
-                       nn.Conv2d(64, 128, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
-                       nn.Conv2d(128, 256, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2)]
+        self.layers = [
+            nn.Conv2d(1, 64, 5, padding=2),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(64, 128, 5, padding=2),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(128, 256, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+        ]
 
     def forward(self, x):
         for layer in self.layers:
@@ -643,13 +689,18 @@ class NoSuperInit(nn.Module):
         self.conv = nn.Conv2d(1, 64, 5)
 
 
-BACKBONE_CHECKS = [backbone_checks.check_backbone_shapes, backbone_checks.check_backbone_layers,
-                   backbone_checks.check_backbone_forward]
+BACKBONE_CHECKS = [
+    backbone_checks.check_backbone_shapes,
+    backbone_checks.check_backbone_layers,
+    backbone_checks.check_backbone_forward,
+]
 
 
-@pytest.mark.parametrize("cls", [SeparateAttributesBackbone, FunctionalBackbone, ModuleListBackbone,
-                                 SequentialSubclassBackbone],
-                         ids=lambda c: c.__name__)
+@pytest.mark.parametrize(
+    "cls",
+    [SeparateAttributesBackbone, FunctionalBackbone, ModuleListBackbone, SequentialSubclassBackbone],
+    ids=lambda c: c.__name__,
+)
 @pytest.mark.parametrize("check", BACKBONE_CHECKS, ids=lambda c: c.__name__)
 def test_other_correct_backbones_pass(cls, check):
     check(cls, hidden=False)
@@ -659,31 +710,65 @@ def test_other_correct_backbones_pass(cls, check):
 bug = functools.partial
 
 
-BACKBONE_CHECKS = [backbone_checks.check_backbone_shapes, backbone_checks.check_backbone_layers,
-                   backbone_checks.check_backbone_forward]
+BACKBONE_CHECKS = [
+    backbone_checks.check_backbone_shapes,
+    backbone_checks.check_backbone_layers,
+    backbone_checks.check_backbone_forward,
+]
 
 # Each single bug → {the check it fails: a fragment of that check's message}; every other check passes. A layer that
 # differs also changes the forward pass, and a layer that changes the output size fails every check that runs it.
 BACKBONE_BUGS = {
-    "no_relu_2": (bug(ConfigurableBackbone, relu=(True, False, True)),
-                  {"backbone_forward": "missing ReLU after the second convolution"}),
-    "no_relu_1": (bug(ConfigurableBackbone, relu=(False, True, True)),
-                  {"backbone_forward": "missing ReLU after the first convolution"}),
-    "no_last_relu": (bug(ConfigurableBackbone, relu=(True, True, False)), {"backbone_forward": "forgot the last ReLU"}),
-    "avg_pool": (bug(ConfigurableBackbone, pool=nn.AvgPool2d), {"backbone_layers": "avg pool instead of max pool",
-                                                              "backbone_forward": "avg pool instead of max pool"}),
-    "padding_1": (bug(ConfigurableBackbone, padding=(2, 1, 1)), {"backbone_layers": "layer 2 differs",
-                                                               "backbone_forward": "compare your layer order"}),
-    "kernel_5": (bug(ConfigurableBackbone, kernels=(5, 5, 5), padding=(2, 2, 2)),
-                 {"backbone_layers": "layer 3 differs", "backbone_forward": "run check_backbone_layers"}),
-    "two_pools": (bug(ConfigurableBackbone, pools=2), {"backbone_shapes": "a MaxPool2d(2, 2) is missing",
-                                                      "backbone_forward": "a MaxPool2d(2, 2) is missing"}),
-    "no_padding": (bug(ConfigurableBackbone, padding=(0, 0, 0)), {name: "padding" for name in
-                                                                  ("backbone_shapes", "backbone_layers", "backbone_forward")}),
-    "plain_list": (PlainListBackbone, {"backbone_shapes": "raised", "backbone_layers": "a plain python list",
-                                       "backbone_forward": "run check_backbone_layers"}),
-    "no_super_init": (NoSuperInit, {name: "super().__init__()" for name in
-                                    ("backbone_shapes", "backbone_layers", "backbone_forward")}),
+    "no_relu_2": (
+        bug(ConfigurableBackbone, relu=(True, False, True)),
+        {"backbone_forward": "missing ReLU after the second convolution"},
+    ),
+    "no_relu_1": (
+        bug(ConfigurableBackbone, relu=(False, True, True)),
+        {"backbone_forward": "missing ReLU after the first convolution"},
+    ),
+    "no_last_relu": (
+        bug(ConfigurableBackbone, relu=(True, True, False)),
+        {"backbone_forward": "forgot the last ReLU"},
+    ),
+    "avg_pool": (
+        bug(ConfigurableBackbone, pool=nn.AvgPool2d),
+        {
+            "backbone_layers": "avg pool instead of max pool",
+            "backbone_forward": "avg pool instead of max pool",
+        },
+    ),
+    "padding_1": (
+        bug(ConfigurableBackbone, padding=(2, 1, 1)),
+        {"backbone_layers": "layer 2 differs", "backbone_forward": "compare your layer order"},
+    ),
+    "kernel_5": (
+        bug(ConfigurableBackbone, kernels=(5, 5, 5), padding=(2, 2, 2)),
+        {"backbone_layers": "layer 3 differs", "backbone_forward": "run check_backbone_layers"},
+    ),
+    "two_pools": (
+        bug(ConfigurableBackbone, pools=2),
+        {
+            "backbone_shapes": "a MaxPool2d(2, 2) is missing",
+            "backbone_forward": "a MaxPool2d(2, 2) is missing",
+        },
+    ),
+    "no_padding": (
+        bug(ConfigurableBackbone, padding=(0, 0, 0)),
+        {name: "padding" for name in ("backbone_shapes", "backbone_layers", "backbone_forward")},
+    ),
+    "plain_list": (
+        PlainListBackbone,
+        {
+            "backbone_shapes": "raised",
+            "backbone_layers": "a plain python list",
+            "backbone_forward": "run check_backbone_layers",
+        },
+    ),
+    "no_super_init": (
+        NoSuperInit,
+        {name: "super().__init__()" for name in ("backbone_shapes", "backbone_layers", "backbone_forward")},
+    ),
 }
 
 
@@ -694,6 +779,7 @@ def test_a_backbone_bug_fails_exactly_the_checks_it_breaks(name):
 
 
 # ---------------------------------------------------------------- lesson 03: EmbeddingHead, SiameseNetwork
+
 
 class ViewHead(nn.Module):
     def __init__(self, in_features=2304, embedding_dim=256):
@@ -709,8 +795,11 @@ class ViewHead(nn.Module):
 class ConfigurableHead(nn.Module):
     def __init__(self, relu1=True, relu2=True, in_features=2304, embedding_dim=256):
         super().__init__()
-        layers = [nn.Flatten(), nn.Linear(in_features, 1024)] + ([nn.ReLU()] if relu1 else []) + [
-            nn.Linear(1024, embedding_dim)]
+        layers = (
+            [nn.Flatten(), nn.Linear(in_features, 1024)]
+            + ([nn.ReLU()] if relu1 else [])
+            + [nn.Linear(1024, embedding_dim)]
+        )
         self.layers = nn.Sequential(*layers, *([nn.ReLU()] if relu2 else []))
 
     def forward(self, x):
@@ -728,10 +817,19 @@ class OriginalSiamese(nn.Module):
     def __init__(self):
         super().__init__()
         self.cnn1 = nn.Sequential(
-            nn.Conv2d(1, 64, kernel_size=5, stride=1, padding=2), nn.ReLU(inplace=True), nn.MaxPool2d(2, stride=2),
-            nn.Conv2d(64, 128, kernel_size=5, padding=2), nn.ReLU(inplace=True), nn.MaxPool2d(2, stride=2),
-            nn.Conv2d(128, 256, kernel_size=3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2, stride=2))
-        self.fc1 = nn.Sequential(nn.Linear(2304, 1024), nn.ReLU(inplace=True), nn.Linear(1024, 256), nn.ReLU(inplace=True))
+            nn.Conv2d(1, 64, kernel_size=5, stride=1, padding=2),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(2, stride=2),
+            nn.Conv2d(64, 128, kernel_size=5, padding=2),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(2, stride=2),
+            nn.Conv2d(128, 256, kernel_size=3, padding=1),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(2, stride=2),
+        )
+        self.fc1 = nn.Sequential(
+            nn.Linear(2304, 1024), nn.ReLU(inplace=True), nn.Linear(1024, 256), nn.ReLU(inplace=True)
+        )
 
     def forward_ind(self, x):
         output = self.cnn1(x)
@@ -747,7 +845,7 @@ class ConcatSiamese(ref_model.SiameseNetwork):
 
     def forward(self, img1, img2):
         out = self.forward_ind(torch.cat([img1, img2]))
-        return out[: len(img1)], out[len(img1):]
+        return out[: len(img1)], out[len(img1) :]
 
 
 class TwoNetworks(nn.Module):
@@ -811,19 +909,26 @@ def test_other_correct_heads_pass(cls):
     model_checks.check_head(cls, hidden=True)
 
 
-@pytest.mark.parametrize("cls", [OriginalSiamese, ConcatSiamese, PermutedFlattenSiamese], ids=lambda c: c.__name__)
-@pytest.mark.parametrize("check", [model_checks.check_siamese_network, model_checks.check_shared_weights],
-                         ids=lambda c: c.__name__)
+@pytest.mark.parametrize(
+    "cls", [OriginalSiamese, ConcatSiamese, PermutedFlattenSiamese], ids=lambda c: c.__name__
+)
+@pytest.mark.parametrize(
+    "check", [model_checks.check_siamese_network, model_checks.check_shared_weights], ids=lambda c: c.__name__
+)
 def test_other_correct_networks_pass(cls, check):
     check(cls)
     check(cls, hidden=True)
 
 
-@pytest.mark.parametrize("check, cls, match, hidden", [
-    (model_checks.check_head, bug(ConfigurableHead, relu2=False), "forgot the last ReLU", False),
-    (model_checks.check_head, bug(ConfigurableHead, relu1=False), "missing ReLU between", False),
-    (model_checks.check_head, SqueezeHead, "batch dimension was lost", True),
-], ids=lambda v: v if isinstance(v, str) else None)
+@pytest.mark.parametrize(
+    "check, cls, match, hidden",
+    [
+        (model_checks.check_head, bug(ConfigurableHead, relu2=False), "forgot the last ReLU", False),
+        (model_checks.check_head, bug(ConfigurableHead, relu1=False), "missing ReLU between", False),
+        (model_checks.check_head, SqueezeHead, "batch dimension was lost", True),
+    ],
+    ids=lambda v: v if isinstance(v, str) else None,
+)
 def test_head_bugs_fail(check, cls, match, hidden):
     _fails(check, cls, match=match, hidden=hidden)
 
@@ -837,9 +942,14 @@ NETWORK_BUGS = {
     TwoBackbones: {"siamese_network": "two separate backbones", "shared_weights": "two separate backbones"},
     FirstTwice: {"shared_weights": "compute both embeddings with forward_ind"},
     NoHeadReLU: {"siamese_network": "forgot the last ReLU"},
-    ref_backbone.CNNBackbone: {"siamese_network": "only the backbone is registered", "shared_weights": "raised TypeError"},
-    NoForwardInd: {"siamese_network": "define `def forward_ind(self, x):`",
-                   "shared_weights": "define `def forward_ind(self, x):`"},
+    ref_backbone.CNNBackbone: {
+        "siamese_network": "only the backbone is registered",
+        "shared_weights": "raised TypeError",
+    },
+    NoForwardInd: {
+        "siamese_network": "define `def forward_ind(self, x):`",
+        "shared_weights": "define `def forward_ind(self, x):`",
+    },
 }
 
 
@@ -851,7 +961,9 @@ def test_a_network_bug_fails_exactly_the_checks_it_breaks(cls):
 FINAL_HEAD_RELU = "            nn.ReLU(),  # as in the original: embeddings are non-negative\n"
 
 
-def lesson_03_classes(head_source: str | None = None, network_source: str | None = None, own_backbone: bool = False):
+def lesson_03_classes(
+    head_source: str | None = None, network_source: str | None = None, own_backbone: bool = False
+):
     """``(EmbeddingHead, SiameseNetwork)`` as a lesson-03 notebook defines them: the exercise cells' code run in one
     namespace, with ``CNNBackbone`` imported from the reference, or (``own_backbone``) a copy of it, another class
     object, as the graded cells' fresh import of ``solutions`` makes the reference's classes differ from the notebook's.
@@ -876,8 +988,11 @@ def head_without_final_relu() -> str:
 @pytest.mark.parametrize("own_backbone", [False, True], ids=["imported_backbone", "copied_backbone"])
 def test_lesson_03_solution_passes(own_backbone, capsys):
     EmbeddingHead, SiameseNetwork = lesson_03_classes(own_backbone=own_backbone)
-    for check, cls in ((model_checks.check_head, EmbeddingHead), (model_checks.check_siamese_network, SiameseNetwork),
-                       (model_checks.check_shared_weights, SiameseNetwork)):
+    for check, cls in (
+        (model_checks.check_head, EmbeddingHead),
+        (model_checks.check_siamese_network, SiameseNetwork),
+        (model_checks.check_shared_weights, SiameseNetwork),
+    ):
         check(cls)
         check(cls, hidden=True)
     assert capsys.readouterr().out.count("[PASS]") == 6
@@ -913,22 +1028,35 @@ class SiameseNetwork(nn.Module):
 
 
 NORMALISED_EMBEDDINGS = network_source("nn.functional.normalize(self.head(self.backbone(x)))")
-BACKBONE_WITHOUT_LAST_RELU = network_source("self.head(self.backbone(x))", backbone="""nn.Sequential(
+BACKBONE_WITHOUT_LAST_RELU = network_source(
+    "self.head(self.backbone(x))",
+    backbone="""nn.Sequential(
             nn.Conv2d(1, 64, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
             nn.Conv2d(64, 128, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(128, 256, 3, padding=1), nn.MaxPool2d(2))""")
+            nn.Conv2d(128, 256, 3, padding=1), nn.MaxPool2d(2))""",
+)
 SKIPS_HEAD_RELU = network_source("self.head.layers[:-1](self.backbone(x))")
 
 
-@pytest.mark.parametrize("head_source", [None, "no_final_relu"], ids=["correct_head", "head_without_final_relu"])
-@pytest.mark.parametrize("source, match", [
-    (NORMALISED_EMBEDDINGS, "the checks' stand-in head"),
-    (BACKBONE_WITHOUT_LAST_RELU, "on the reference backbone's features"),
-], ids=["normalised_embeddings", "inline_backbone_without_last_relu"])
+@pytest.mark.parametrize(
+    "head_source", [None, "no_final_relu"], ids=["correct_head", "head_without_final_relu"]
+)
+@pytest.mark.parametrize(
+    "source, match",
+    [
+        (NORMALISED_EMBEDDINGS, "the checks' stand-in head"),
+        (BACKBONE_WITHOUT_LAST_RELU, "on the reference backbone's features"),
+    ],
+    ids=["normalised_embeddings", "inline_backbone_without_last_relu"],
+)
 def test_network_bugs_fail_against_the_stand_in_head(head_source, source, match):
     """The network is built around the checks' stand-in head, so the student's head, right or wrong, plays no part."""
-    EmbeddingHead, SiameseNetwork = lesson_03_classes(head_without_final_relu() if head_source else None, source)
-    message = _fails(model_checks.check_siamese_network, SiameseNetwork, match="forward_ind(x) is head(backbone(x))")
+    EmbeddingHead, SiameseNetwork = lesson_03_classes(
+        head_without_final_relu() if head_source else None, source
+    )
+    message = _fails(
+        model_checks.check_siamese_network, SiameseNetwork, match="forward_ind(x) is head(backbone(x))"
+    )
     assert match in message, message
 
 
@@ -948,7 +1076,10 @@ def head_with_embedding_size(size: int) -> str:
 def test_a_wrong_embedding_size_costs_only_the_head_exercise():
     EmbeddingHead, SiameseNetwork = lesson_03_classes(head_with_embedding_size(128))
     assert set(failed_checks([model_checks.check_head], EmbeddingHead)) == {"head"}
-    assert failed_checks([model_checks.check_siamese_network, model_checks.check_shared_weights], SiameseNetwork) == {}
+    assert (
+        failed_checks([model_checks.check_siamese_network, model_checks.check_shared_weights], SiameseNetwork)
+        == {}
+    )
 
 
 def test_the_stand_in_head_is_taken_away_again():
@@ -971,12 +1102,13 @@ def test_separate_networks_with_the_right_count_are_caught():
 
 # ---------------------------------------------------------------- lesson 04: contrastive_loss
 
+
 def loss_norm_relu(out1, out2, label, margin=2.0):
     if label.numel() != len(out1):
         raise ValueError("one label per pair")
     d = torch.norm(out1 - out2, dim=1)
     y = label.view(-1)
-    return ((1 - y) * d ** 2 + y * F.relu(margin - d) ** 2).mean()
+    return ((1 - y) * d**2 + y * F.relu(margin - d) ** 2).mean()
 
 
 def loss_manual_sqrt(out1, out2, label, margin=2.0):
@@ -1015,7 +1147,7 @@ def loss_cdist(out1, out2, label, margin=2.0):
         raise LabelCountError("one label per pair, please")
     d = torch.cdist(out1, out2).diagonal()
     y = label.flatten().float()
-    per_pair = torch.where(y == 0, d ** 2, torch.clamp(margin - d, min=0) ** 2)
+    per_pair = torch.where(y == 0, d**2, torch.clamp(margin - d, min=0) ** 2)
     return per_pair.sum() / len(per_pair)
 
 
@@ -1046,12 +1178,12 @@ def _d(out1, out2, label):
 
 def loss_inverted(out1, out2, label, margin=2.0):
     d, y = _d(out1, out2, label), label.view(-1)
-    return (y * d ** 2 + (1 - y) * torch.clamp(margin - d, min=0) ** 2).mean()
+    return (y * d**2 + (1 - y) * torch.clamp(margin - d, min=0) ** 2).mean()
 
 
 def loss_margin_not_squared(out1, out2, label, margin=2.0):
     d, y = _d(out1, out2, label), label.view(-1)
-    return ((1 - y) * d ** 2 + y * torch.clamp(margin - d, min=0)).mean()
+    return ((1 - y) * d**2 + y * torch.clamp(margin - d, min=0)).mean()
 
 
 def loss_no_squares(out1, out2, label, margin=2.0):
@@ -1061,12 +1193,12 @@ def loss_no_squares(out1, out2, label, margin=2.0):
 
 def loss_sum(out1, out2, label, margin=2.0):
     d, y = _d(out1, out2, label), label.view(-1)
-    return ((1 - y) * d ** 2 + y * torch.clamp(margin - d, min=0) ** 2).sum()
+    return ((1 - y) * d**2 + y * torch.clamp(margin - d, min=0) ** 2).sum()
 
 
 def loss_broadcast(out1, out2, label, margin=2.0):
     d = _d(out1, out2, label)  # [B], label [B, 1] → [B, B]
-    return torch.mean((1 - label) * d ** 2 + label * torch.clamp(margin - d, min=0) ** 2)
+    return torch.mean((1 - label) * d**2 + label * torch.clamp(margin - d, min=0) ** 2)
 
 
 def loss_squared_hinge(out1, out2, label, margin=2.0):
@@ -1092,7 +1224,7 @@ def loss_half(out1, out2, label, margin=2.0):
 
 def loss_keepdim_mean(out1, out2, label, margin=2.0):
     d, y = _d(out1, out2, label)[:, None], label.view(-1, 1)
-    return torch.mean((1 - y) * d ** 2 + y * torch.clamp(margin - d, min=0) ** 2, dim=0)  # shape [1]
+    return torch.mean((1 - y) * d**2 + y * torch.clamp(margin - d, min=0) ** 2, dim=0)  # shape [1]
 
 
 def loss_distance_not_squared(out1, out2, label, margin=2.0):
@@ -1102,31 +1234,36 @@ def loss_distance_not_squared(out1, out2, label, margin=2.0):
 
 def loss_no_clamp(out1, out2, label, margin=2.0):
     d, y = _d(out1, out2, label), label.view(-1)
-    return ((1 - y) * d ** 2 + y * (margin - d) ** 2).mean()
+    return ((1 - y) * d**2 + y * (margin - d) ** 2).mean()
 
 
 def loss_reversed_hinge(out1, out2, label, margin=2.0):
     d, y = _d(out1, out2, label), label.view(-1)
-    return ((1 - y) * d ** 2 + y * torch.clamp(d - margin, min=0) ** 2).mean()
+    return ((1 - y) * d**2 + y * torch.clamp(d - margin, min=0) ** 2).mean()
 
 
 def loss_mean_per_kind(out1, out2, label, margin=2.0):
     """Averages each kind of pair apart: right for batches of one kind, wrong for a mixed one."""
     d, y = _d(out1, out2, label), label.view(-1)
-    same, different = (1 - y) * d ** 2, y * torch.clamp(margin - d, min=0) ** 2
+    same, different = (1 - y) * d**2, y * torch.clamp(margin - d, min=0) ** 2
     return same.sum() / (1 - y).sum().clamp(min=1) + different.sum() / y.sum().clamp(min=1)
 
 
 def loss_no_label_check(out1, out2, label, margin=2.0):
     d, y = F.pairwise_distance(out1, out2), label.view(-1)
-    return ((1 - y) * d ** 2 + y * torch.clamp(margin - d, min=0) ** 2).mean()
+    return ((1 - y) * d**2 + y * torch.clamp(margin - d, min=0) ** 2).mean()
 
 
 # Each single bug → {the check it fails: a fragment of that check's message}; every other check passes.
 LOSS_BUGS = {
-    loss_inverted: {"similar_pairs": "labels are inverted", "hinge": "labels are inverted",
-                    "beyond_margin": "labels are inverted", "margin_argument": "labels are inverted",
-                    "label_shapes": "labels are inverted", "gradients": "towards each other"},
+    loss_inverted: {
+        "similar_pairs": "labels are inverted",
+        "hinge": "labels are inverted",
+        "beyond_margin": "labels are inverted",
+        "margin_argument": "labels are inverted",
+        "label_shapes": "labels are inverted",
+        "gradients": "towards each other",
+    },
     loss_margin_not_squared: {"hinge": "margin term not squared"},
     loss_distance_not_squared: {"similar_pairs": "missing square on the distance of similar pairs"},
     loss_no_squares: {"similar_pairs": "missing square", "hinge": "margin term not squared"},
@@ -1137,21 +1274,36 @@ LOSS_BUGS = {
     loss_squared_hinge: {"hinge": "squared distance used in the hinge"},
     loss_no_clamp: {"beyond_margin": "the max(·, 0) is missing"},
     loss_fixed_margin: {"margin_argument": "the margin argument is ignored"},
-    loss_reversed_hinge: {"hinge": "margin - d, not d - margin", "beyond_margin": "not max(d - margin, 0)",
-                          "margin_argument": "margin - d, not d - margin",
-                          "gradients": "away from each other"},  # nothing pushes a close pair apart
+    loss_reversed_hinge: {
+        "hinge": "margin - d, not d - margin",
+        "beyond_margin": "not max(d - margin, 0)",
+        "margin_argument": "margin - d, not d - margin",
+        "gradients": "away from each other",
+    },  # nothing pushes a close pair apart
     loss_mean_per_kind: {"hinge": "not each kind apart"},
     loss_no_label_check: {"label_count": "raises ValueError"},
     loss_detached: {"gradients": "not connected", "gradient_at_zero": "not connected"},
-    loss_item: {name: "returns a tensor" for name in ("similar_pairs", "hinge", "beyond_margin", "margin_argument",
-                                                       "label_shapes", "gradients", "gradient_at_zero")},
+    loss_item: {
+        name: "returns a tensor"
+        for name in (
+            "similar_pairs",
+            "hinge",
+            "beyond_margin",
+            "margin_argument",
+            "label_shapes",
+            "gradients",
+            "gradient_at_zero",
+        )
+    },
     loss_manual_sqrt: {"gradient_at_zero": "derivative of sqrt(x) at x = 0 is infinite"},
 }
 
 
 @pytest.mark.parametrize("loss", LOSS_BUGS, ids=lambda f: f.__name__)
 def test_a_loss_bug_fails_exactly_the_properties_it_breaks(loss):
-    assert_fails_exactly(LOSS_CHECKS, {f"loss_{name}": fragment for name, fragment in LOSS_BUGS[loss].items()}, loss)
+    assert_fails_exactly(
+        LOSS_CHECKS, {f"loss_{name}": fragment for name, fragment in LOSS_BUGS[loss].items()}, loss
+    )
 
 
 def loss_wrong_in_float64(out1, out2, label, margin=2.0):
@@ -1168,10 +1320,12 @@ def test_a_bug_only_the_hidden_cases_see():
 def test_a_loss_that_returns_zero_fails_every_check():
     """The checks of zeros (beyond the margin, label shapes) have guards: a constant loss earns nothing."""
     assert set(failed_checks(LOSS_CHECKS, lambda out1, out2, label, margin=2.0: (out1 - out2).sum() * 0)) == {
-        check.__name__.removeprefix("check_") for check in LOSS_CHECKS}
+        check.__name__.removeprefix("check_") for check in LOSS_CHECKS
+    }
 
 
 # ---------------------------------------------------------------- lesson 04: the gradient, by hand and numerically
+
 
 def gradient_by_autograd(out1, out2, label, margin=2.0):
     """Autograd instead of a derivation: the check runs with autograd off, so it cannot."""
@@ -1188,7 +1342,9 @@ def gradient_with_pairwise_distance(out1, out2, label, margin=2.0):
 
 
 def _scaled_gradient(factor):
-    return lambda out1, out2, label, margin=2.0: factor * ref_loss.contrastive_loss_gradient(out1, out2, label, margin)
+    return lambda out1, out2, label, margin=2.0: (
+        factor * ref_loss.contrastive_loss_gradient(out1, out2, label, margin)
+    )
 
 
 def gradient_summed(out1, out2, label, margin=2.0):
@@ -1212,15 +1368,19 @@ def test_another_correct_gradient_passes():
     loss_checks.check_loss_gradient_by_hand(gradient_with_pairwise_distance, hidden=True)
 
 
-@pytest.mark.parametrize("gradient, match", [
-    (gradient_by_autograd, "autograd switched off"),
-    (gradient_summed, "divide each pair's gradient by B"),
-    (_scaled_gradient(-1), "with respect to out1"),
-    (_scaled_gradient(0.5), "a factor 2 is missing"),
-    (gradient_without_clamp, "the clamp is missing"),
-    (gradient_without_unit_vector, "divide by d"),
-    (lambda out1, out2, label, margin=2.0: (out1 - out2)[:1], "same shape as out1"),
-], ids=["autograd", "sum_not_mean", "gradient_of_out2", "half", "no_clamp", "no_unit_vector", "one_row"])
+@pytest.mark.parametrize(
+    "gradient, match",
+    [
+        (gradient_by_autograd, "autograd switched off"),
+        (gradient_summed, "divide each pair's gradient by B"),
+        (_scaled_gradient(-1), "with respect to out1"),
+        (_scaled_gradient(0.5), "a factor 2 is missing"),
+        (gradient_without_clamp, "the clamp is missing"),
+        (gradient_without_unit_vector, "divide by d"),
+        (lambda out1, out2, label, margin=2.0: (out1 - out2)[:1], "same shape as out1"),
+    ],
+    ids=["autograd", "sum_not_mean", "gradient_of_out2", "half", "no_clamp", "no_unit_vector", "one_row"],
+)
 def test_gradient_by_hand_mistakes_are_named(gradient, match):
     _fails(loss_checks.check_loss_gradient_by_hand, gradient, match=match, hidden=True)
 
@@ -1254,12 +1414,16 @@ def numerical_by_autograd(f, x, h=1e-5):
     return torch.autograd.grad(torch.as_tensor(value), point)[0]
 
 
-@pytest.mark.parametrize("numerical, match", [
-    (numerical_one_sided, "one-sided difference"),
-    (numerical_in_place, "leaves x as it was"),
-    (numerical_all_at_once, "one element at a time"),
-    (numerical_by_autograd, "raised RuntimeError"),
-], ids=["one_sided", "moves_x", "all_at_once", "autograd"])
+@pytest.mark.parametrize(
+    "numerical, match",
+    [
+        (numerical_one_sided, "one-sided difference"),
+        (numerical_in_place, "leaves x as it was"),
+        (numerical_all_at_once, "one element at a time"),
+        (numerical_by_autograd, "raised RuntimeError"),
+    ],
+    ids=["one_sided", "moves_x", "all_at_once", "autograd"],
+)
 def test_numerical_gradient_mistakes_are_named(numerical, match):
     _fails(loss_checks.check_numerical_gradient, numerical, match=match, hidden=True)
 
@@ -1272,6 +1436,7 @@ def test_a_loss_with_a_bare_square_root_fails_only_at_zero():
 
 
 # ---------------------------------------------------------------- lesson 05: get_device, train_one_epoch
+
 
 def device_simple():
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -1290,17 +1455,22 @@ def device_accelerator():
     return accelerator if accelerator is not None else torch.device("cpu")
 
 
-@pytest.mark.parametrize("get_device", [device_simple, device_index, device_accelerator], ids=lambda f: f.__name__)
+@pytest.mark.parametrize(
+    "get_device", [device_simple, device_index, device_accelerator], ids=lambda f: f.__name__
+)
 def test_other_correct_get_device_pass(get_device):
     train_checks.check_get_device(get_device)
     train_checks.check_get_device(get_device, hidden=True)
 
 
-@pytest.mark.parametrize("get_device, match", [
-    (lambda: torch.device("cuda"), "never assume a GPU"),
-    (lambda: torch.device("cpu"), "use the GPU when"),
-    (lambda: "cuda" if torch.cuda.is_available() else "cpu", "torch.device('cuda'), not the string"),
-])
+@pytest.mark.parametrize(
+    "get_device, match",
+    [
+        (lambda: torch.device("cuda"), "never assume a GPU"),
+        (lambda: torch.device("cpu"), "use the GPU when"),
+        (lambda: "cuda" if torch.cuda.is_available() else "cpu", "torch.device('cuda'), not the string"),
+    ],
+)
 def test_get_device_bugs_fail(get_device, match):
     _fails(train_checks.check_get_device, get_device, match=match)
 
@@ -1393,11 +1563,18 @@ def train_with_tqdm(net, loader, optimizer, device, margin=2.0, log_every=10):
     return _loop(net, tqdm(loader), optimizer, device, margin, log_every)
 
 
-TRAIN_CHECKS = [train_checks.check_train_history, train_checks.check_train_step, train_checks.check_train_learns]
+TRAIN_CHECKS = [
+    train_checks.check_train_history,
+    train_checks.check_train_step,
+    train_checks.check_train_learns,
+]
 
 
-@pytest.mark.parametrize("train", [train_zero_grad_first, train_zero_grad_after_step, train_with_tqdm, _loop],
-                         ids=lambda f: f.__name__)
+@pytest.mark.parametrize(
+    "train",
+    [train_zero_grad_first, train_zero_grad_after_step, train_with_tqdm, _loop],
+    ids=lambda f: f.__name__,
+)
 @pytest.mark.parametrize("check", TRAIN_CHECKS, ids=lambda c: c.__name__)
 def test_other_correct_training_loops_pass(train, check, capsys):
     check(train)
@@ -1405,8 +1582,14 @@ def test_other_correct_training_loops_pass(train, check, capsys):
     assert capsys.readouterr().err == ""
 
 
-TRAINING_CHECKS = [train_checks.check_train_history, train_checks.check_train_step, train_checks.check_train_learns]
-CRASH = {name: "move every tensor to the same device" for name in ("train_history", "train_step", "train_learns")}
+TRAINING_CHECKS = [
+    train_checks.check_train_history,
+    train_checks.check_train_step,
+    train_checks.check_train_learns,
+]
+CRASH = {
+    name: "move every tensor to the same device" for name in ("train_history", "train_step", "train_learns")
+}
 
 # Each single mistake → {the check it fails: a fragment of that check's message}; every other check passes.
 # train_history trains at lr = 0, so only logging matters there; train_learns is the whole loop end to end, so every
@@ -1415,8 +1598,9 @@ TRAINING_BUGS = {
     "no_zero_grad": {"train_step": "missing zero_grad: gradients accumulate", "train_learns": "zero_grad"},
     "no_step": {"train_step": "no optimizer.step()", "train_learns": "optimizer.step()"},
     "zero_grad_step_backward": {"train_step": "no optimizer.step()", "train_learns": "optimizer.step()"},
-    "step_before_backward": {name: "step() before loss.backward()" for name in ("train_history", "train_step",
-                                                                                 "train_learns")},
+    "step_before_backward": {
+        name: "step() before loss.backward()" for name in ("train_history", "train_step", "train_learns")
+    },
     "margin": {"train_step": "the margin argument is ignored"},
     "no_train": {"train_step": "net.train() is missing"},
     "not_moved": dict(CRASH, train_history="move every tensor to the same device"),
@@ -1432,8 +1616,11 @@ def test_a_training_mistake_fails_exactly_the_checks_it_breaks(mistake):
 
 
 def test_a_loop_that_never_moves_its_batches_is_told_so_in_the_history_check():
-    _fails(train_checks.check_train_history, functools.partial(_loop, mistake="not_moved"),
-           match="never moved to the training device")
+    _fails(
+        train_checks.check_train_history,
+        functools.partial(_loop, mistake="not_moved"),
+        match="never moved to the training device",
+    )
 
 
 def test_training_zero_grad_between_backward_and_step_fails():
@@ -1470,6 +1657,7 @@ def test_training_without_return_fails():
 
 # ---------------------------------------------------------------- lesson 06: embed, verification, ROC AUC
 
+
 def embed_inference_mode(net, images, device):
     net.eval()
     with torch.inference_mode():
@@ -1495,7 +1683,7 @@ def embed_grad_off_globally(net, images, device):
 def embed_list(net, images, device):
     net.eval()
     with torch.no_grad():
-        return [net.forward_ind(images[i:i + 1]) for i in range(len(images))]
+        return [net.forward_ind(images[i : i + 1]) for i in range(len(images))]
 
 
 def test_other_correct_embed_passes():
@@ -1503,12 +1691,16 @@ def test_other_correct_embed_passes():
     evaluate_checks.check_embed(embed_inference_mode, hidden=True)
 
 
-@pytest.mark.parametrize("embed, match", [
-    (embed_no_eval, "forgetting eval()"),
-    (embed_detach, "gradients tracked in embed"),
-    (embed_grad_off_globally, "torch.no_grad()"),
-    (embed_list, "torch.cat"),
-], ids=lambda v: getattr(v, "__name__", None))
+@pytest.mark.parametrize(
+    "embed, match",
+    [
+        (embed_no_eval, "forgetting eval()"),
+        (embed_detach, "gradients tracked in embed"),
+        (embed_grad_off_globally, "torch.no_grad()"),
+        (embed_list, "torch.cat"),
+    ],
+    ids=lambda v: getattr(v, "__name__", None),
+)
 def test_embed_bugs_fail(embed, match):
     _fails(evaluate_checks.check_embed, embed, match=match)
 
@@ -1592,12 +1784,16 @@ def auc_without_check(distances, pair_labels):
     return float(wins.mean())  # NaN when one kind is missing
 
 
-@pytest.mark.parametrize("accuracy, threshold, match, hidden", [
-    (accuracy_reversed, ref_evaluate.best_threshold, "threshold direction reversed", False),
-    (ref_evaluate.verification_accuracy, threshold_reversed, "threshold direction reversed", False),
-    (accuracy_tensor, ref_evaluate.best_threshold, ".item()", False),
-    (accuracy_le, ref_evaluate.best_threshold, "exactly at the threshold", True),
-], ids=lambda v: getattr(v, "__name__", None))
+@pytest.mark.parametrize(
+    "accuracy, threshold, match, hidden",
+    [
+        (accuracy_reversed, ref_evaluate.best_threshold, "threshold direction reversed", False),
+        (ref_evaluate.verification_accuracy, threshold_reversed, "threshold direction reversed", False),
+        (accuracy_tensor, ref_evaluate.best_threshold, ".item()", False),
+        (accuracy_le, ref_evaluate.best_threshold, "exactly at the threshold", True),
+    ],
+    ids=lambda v: getattr(v, "__name__", None),
+)
 def test_verification_bugs_fail(accuracy, threshold, match, hidden):
     _fails(evaluate_checks.check_verification, accuracy, threshold, match=match, hidden=hidden)
 
@@ -1624,6 +1820,7 @@ def test_pairwise_auc_matches_reference():
 
 # ---------------------------------------------------------------- lesson 07: episodes, prototypes, interval, mining
 
+
 def sampler_with(*changes: str):
     """The reference sampler with lines changed (old, new, old, new, ...): a typical bug."""
     import inspect
@@ -1639,16 +1836,34 @@ def sampler_with(*changes: str):
 
 
 SAMPLER_BUGS = {
-    "with replacement": (("torch.randperm(len(by_class[int(c)]), generator=generator)[:k_shot + n_query]",
-                          "torch.randint(len(by_class[int(c)]), (k_shot + n_query,), generator=generator)"),
-                         "all different"),
-    "the first classes": (("pool[torch.randperm(len(pool), generator=generator)[:n_way]]", "pool[:n_way]"),
-                          "drawn at random"),
-    "the first images": (("[torch.randperm(len(by_class[int(c)]), generator=generator)[:k_shot + n_query]]",
-                          "[:k_shot + n_query]"), "drawn at random"),
+    "with replacement": (
+        (
+            "torch.randperm(len(by_class[int(c)]), generator=generator)[:k_shot + n_query]",
+            "torch.randint(len(by_class[int(c)]), (k_shot + n_query,), generator=generator)",
+        ),
+        "all different",
+    ),
+    "the first classes": (
+        ("pool[torch.randperm(len(pool), generator=generator)[:n_way]]", "pool[:n_way]"),
+        "drawn at random",
+    ),
+    "the first images": (
+        (
+            "[torch.randperm(len(by_class[int(c)]), generator=generator)[:k_shot + n_query]]",
+            "[:k_shot + n_query]",
+        ),
+        "drawn at random",
+    ),
     "unseeded": (("torch.Generator().manual_seed(seed)", "torch.Generator().manual_seed(0)"), "another seed"),
-    "any class": (("pool = torch.tensor(classes)", "pool = labels.unique()",
-                   "for c in classes}", "for c in labels.unique().tolist()}"), "from `classes`"),
+    "any class": (
+        (
+            "pool = torch.tensor(classes)",
+            "pool = labels.unique()",
+            "for c in classes}",
+            "for c in labels.unique().tolist()}",
+        ),
+        "from `classes`",
+    ),
 }
 
 
@@ -1658,11 +1873,18 @@ def test_a_sampler_bug_fails_the_property_it_breaks(name):
     _fails(oneshot_checks.check_sample_episodes, sampler_with(*changes), match=match, hidden=True)
 
 
-@pytest.mark.parametrize("old, new", [("    if n_way > len(classes):", "    if False:"),
-                                      ("    if too_few:", "    if False:")],
-                         ids=["too many classes", "too few images"])
+@pytest.mark.parametrize(
+    "old, new",
+    [("    if n_way > len(classes):", "    if False:"), ("    if too_few:", "    if False:")],
+    ids=["too many classes", "too few images"],
+)
 def test_a_sampler_that_does_not_refuse_fails_the_refusal_check(old, new):
-    _fails(oneshot_checks.check_sample_episodes_refuses, sampler_with(old, new), match="raises ValueError", hidden=True)
+    _fails(
+        oneshot_checks.check_sample_episodes_refuses,
+        sampler_with(old, new),
+        match="raises ValueError",
+        hidden=True,
+    )
 
 
 def first_support_accuracies(embeddings, episodes):
@@ -1691,24 +1913,34 @@ def class_number_accuracies(embeddings, episodes):
     return (nearest == truth).float().mean(dim=1)
 
 
-@pytest.mark.parametrize("wrong, match", [
-    (first_support_accuracies, "mean of the class's support"),
-    (nearest_support_accuracies, "mean of the class's support"),
-    (class_number_accuracies, "its position in the episode"),
-    (lambda embeddings, episodes: ref_oneshot.episode_accuracies(embeddings, episodes).mean(),
-     "one accuracy per episode"),
-], ids=["first support", "nearest support", "class number", "one mean"])
+@pytest.mark.parametrize(
+    "wrong, match",
+    [
+        (first_support_accuracies, "mean of the class's support"),
+        (nearest_support_accuracies, "mean of the class's support"),
+        (class_number_accuracies, "its position in the episode"),
+        (
+            lambda embeddings, episodes: ref_oneshot.episode_accuracies(embeddings, episodes).mean(),
+            "one accuracy per episode",
+        ),
+    ],
+    ids=["first support", "nearest support", "class number", "one mean"],
+)
 def test_an_accuracy_bug_is_named(wrong, match):
     _fails(oneshot_checks.check_episode_accuracies, wrong, match=match, hidden=True)
 
 
-@pytest.mark.parametrize("wrong, match", [
-    (lambda v: (float(v.mean()), 1.959964 * float(v.std(correction=0)) / len(v) ** 0.5), "n - 1"),
-    (lambda v: (float(v.mean()), float(v.std()) / len(v) ** 0.5), "1.96"),
-    (lambda v: (float(v.mean()), 1.96 * float(v.std()) / len(v)), "square root"),
-    (lambda v: (float(v.mean()), 1.96 * float(v.std())), "spread of single episodes"),
-    (lambda v: float(v.mean()), "(mean, half_width)"),
-], ids=["population std", "no 1.96", "divided by n", "no sqrt(n)", "one number"])
+@pytest.mark.parametrize(
+    "wrong, match",
+    [
+        (lambda v: (float(v.mean()), 1.959964 * float(v.std(correction=0)) / len(v) ** 0.5), "n - 1"),
+        (lambda v: (float(v.mean()), float(v.std()) / len(v) ** 0.5), "1.96"),
+        (lambda v: (float(v.mean()), 1.96 * float(v.std()) / len(v)), "square root"),
+        (lambda v: (float(v.mean()), 1.96 * float(v.std())), "spread of single episodes"),
+        (lambda v: float(v.mean()), "(mean, half_width)"),
+    ],
+    ids=["population std", "no 1.96", "divided by n", "no sqrt(n)", "one number"],
+)
 def test_an_interval_bug_is_named(wrong, match):
     _fails(oneshot_checks.check_mean_with_interval, wrong, match=match, hidden=True)
 
@@ -1725,22 +1957,35 @@ def hard_loss_with(old: str, new: str):
     return namespace["batch_hard_loss"]
 
 
-@pytest.mark.parametrize("old, new, match", [
-    ("distances.masked_fill(same, math.inf)", "distances.masked_fill(itself, math.inf)", "nearest"),
-    ("masked_fill(~same | itself, 0).amax(dim=1)", "masked_fill(~same | itself, 0).sum(1) / (same.sum(1) - 1)",
-     "farthest same-class"),
-    ("farthest_same.pow(2) +", "farthest_same +", "square the same-class distance"),
-    (").mean()", ").sum()", "not a sum"),
-    ("distances = squared.clamp_min(1e-12).sqrt()",
-     "distances = (embeddings[:, None] - embeddings[None]).pow(2).sum(-1).sqrt()", "finite gradient"),
-], ids=["other includes same", "mean same", "no square", "sum", "sqrt at 0"])
+@pytest.mark.parametrize(
+    "old, new, match",
+    [
+        ("distances.masked_fill(same, math.inf)", "distances.masked_fill(itself, math.inf)", "nearest"),
+        (
+            "masked_fill(~same | itself, 0).amax(dim=1)",
+            "masked_fill(~same | itself, 0).sum(1) / (same.sum(1) - 1)",
+            "farthest same-class",
+        ),
+        ("farthest_same.pow(2) +", "farthest_same +", "square the same-class distance"),
+        (").mean()", ").sum()", "not a sum"),
+        (
+            "distances = squared.clamp_min(1e-12).sqrt()",
+            "distances = (embeddings[:, None] - embeddings[None]).pow(2).sum(-1).sqrt()",
+            "finite gradient",
+        ),
+    ],
+    ids=["other includes same", "mean same", "no square", "sum", "sqrt at 0"],
+)
 def test_a_hard_loss_bug_is_named(old, new, match):
     _fails(oneshot_checks.check_batch_hard_loss, hard_loss_with(old, new), match=match, hidden=True)
 
 
 def test_a_float_loss_fails_with_a_reason():
-    _fails(oneshot_checks.check_batch_hard_loss,
-           lambda e, y, m: float(ref_oneshot.batch_hard_loss(e, y, m)), match="one-element tensor")
+    _fails(
+        oneshot_checks.check_batch_hard_loss,
+        lambda e, y, m: float(ref_oneshot.batch_hard_loss(e, y, m)),
+        match="one-element tensor",
+    )
 
 
 def masked_with_infinities(embeddings, labels, margin):

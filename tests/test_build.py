@@ -21,8 +21,11 @@ def fresh_notebooks() -> dict[str, str]:
 
 def test_committed_student_notebooks_are_fresh(fresh_notebooks):
     """lessons/*.ipynb equal a fresh build: run `make lessons` after changing lessons/src or solutions."""
-    stale = [name for name, text in fresh_notebooks.items()
-             if (REPO / "lessons" / f"{name}.ipynb").read_text() != text]
+    stale = [
+        name
+        for name, text in fresh_notebooks.items()
+        if (REPO / "lessons" / f"{name}.ipynb").read_text() != text
+    ]
     assert not stale, f"stale student notebooks {stale}: run `make lessons` and commit them"
 
 
@@ -33,7 +36,9 @@ def test_core_points_add_up_to_100_and_grade_ids_are_unique():
     for lesson in build.build_all(list(syllabus.CORE)):
         ids = [c.metadata["nbgrader"]["grade_id"] for c in lesson.source.cells if "nbgrader" in c.metadata]
         assert len(ids) == len(set(ids)), f"{lesson.name}: duplicated grade ids"
-        total += sum(c.metadata["nbgrader"].get("points", 0) for c in lesson.source.cells if "nbgrader" in c.metadata)
+        total += sum(
+            c.metadata["nbgrader"].get("points", 0) for c in lesson.source.cells if "nbgrader" in c.metadata
+        )
     assert total == 100
 
 
@@ -41,8 +46,11 @@ def test_student_stubs_name_their_exercise(fresh_notebooks):
     """Every exercise cell of the student version raises NotImplementedError naming the exercise, with no solution left."""
     for name, text in fresh_notebooks.items():
         nb = nbformat.reads(text, as_version=4)
-        exercises = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("solution")
-                     and not c.metadata["nbgrader"].get("grade")]  # a written answer is graded too
+        exercises = [
+            c
+            for c in nb.cells
+            if c.metadata.get("nbgrader", {}).get("solution") and not c.metadata["nbgrader"].get("grade")
+        ]  # a written answer is graded too
         assert exercises, f"{name} has no exercise"
         for cell in exercises:
             number = cell.metadata["nbgrader"]["grade_id"].removeprefix("exercise_").replace("_", ".")
@@ -66,7 +74,9 @@ def test_solution_source_wraps_every_function_body():
     code, names = build.solution_source(ContrastiveLoss)
     assert names == ["ContrastiveLoss.__init__", "ContrastiveLoss.forward"]
     assert code.count(build.BEGIN_SOLUTION) == 2 and code.count(build.END_SOLUTION) == 2
-    docstring_line = code.splitlines().index('        """The mean contrastive loss of a batch of embedding pairs."""')
+    docstring_line = code.splitlines().index(
+        '        """The mean contrastive loss of a batch of embedding pairs."""'
+    )
     assert code.splitlines()[docstring_line + 1].strip() == build.BEGIN_SOLUTION
 
 
@@ -81,12 +91,14 @@ def test_parse_lesson_rejects_unknown_cells(tmp_path):
 def test_markdown_cells_strip_the_comment_prefix(tmp_path):
     """`# ` prefixes go, lone `#` lines become blank lines."""
     source = tmp_path / "x.py"
-    source.write_text(textwrap.dedent("""\
+    source.write_text(
+        textwrap.dedent("""\
         # %% [markdown]
         # # Title
         #
         # text
-        """))
+        """)
+    )
     (cell,) = build.parse_lesson(source)
     assert build.markdown_text(cell) == "# Title\n\ntext"
 
@@ -119,16 +131,23 @@ def test_a_student_sees_one_line_per_test_cell_and_a_short_setup(fresh_notebooks
 def test_the_instructors_test_cells_keep_the_grading_preamble():
     """nbgrader restores the hidden preamble when it grades: it is in the source notebook, above the check."""
     lesson = build.build_source("04_contrastive_loss")
-    cell = next(c for c in lesson.source.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "loss_similar_pairs")
+    cell = next(
+        c
+        for c in lesson.source.cells
+        if c.metadata.get("nbgrader", {}).get("grade_id") == "loss_similar_pairs"
+    )
     assert cell.source.startswith(build.BEGIN_HIDDEN + "\n") and "sys.meta_path" in cell.source
     assert cell.source.count(build.BEGIN_HIDDEN) == 2
 
 
-@pytest.mark.parametrize("origin, problem", [
-    ("https://github.com/siamese-course/siamese-course.git", False),
-    ("git@github.com:Some-Teacher/siamese-fork.git", True),
-    (None, False),
-])
+@pytest.mark.parametrize(
+    "origin, problem",
+    [
+        ("https://github.com/siamese-course/siamese-course.git", False),
+        ("git@github.com:Some-Teacher/siamese-fork.git", True),
+        (None, False),
+    ],
+)
 def test_check_repository_says_when_the_badges_point_elsewhere(tmp_path, origin, problem):
     """``--check-repository`` compares the configured repository with the checkout's GitHub origin."""
     import subprocess
@@ -147,6 +166,8 @@ def test_check_repository_says_when_the_badges_point_elsewhere(tmp_path, origin,
 def test_an_exercise_the_table_does_not_list_stops_the_build():
     """A source's ``[exercise N.k]`` must be a row's exercise: the build says where to add it."""
     lesson = syllabus.lesson("04_contrastive_loss")
-    with pytest.raises(ValueError, match=r"exercise 4\.9 is not in the course table \(autograder/syllabus.py\)"):
+    with pytest.raises(
+        ValueError, match=r"exercise 4\.9 is not in the course table \(autograder/syllabus.py\)"
+    ):
         build.exercise_objects(lesson, "4.9")
     assert [name for name, _ in build.exercise_objects(lesson, "4.1")] == ["contrastive_loss"]

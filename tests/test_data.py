@@ -41,6 +41,7 @@ def trace(pairs, index):
 
 # ---------------------------------------------------------------- SiameseDataset
 
+
 def test_length_is_wrapped_length(synthetic_train):
     """One pair per image of the wrapped data set."""
     assert len(SiameseDataset(synthetic_train)) == len(synthetic_train)
@@ -142,6 +143,7 @@ def test_one_class_raises():
 
 # ---------------------------------------------------------------- PairSampler
 
+
 def test_sampler_labels_match_classes():
     """Pair labels are 0 exactly when the partner has the image's class."""
     labels = balanced_labels()
@@ -196,8 +198,9 @@ def test_sampler_with_absent_classes():
     labels = torch.tensor([2] * 5 + [5] * 10 + [9] * 5)
     sampler = PairSampler(labels)
     index = torch.zeros(6000, dtype=torch.int64)  # image 0 has class 2
-    partner, pair_label = sampler.sample(index, generator=torch.Generator().manual_seed(3),
-                                         same=torch.zeros(6000, dtype=torch.bool))
+    partner, pair_label = sampler.sample(
+        index, generator=torch.Generator().manual_seed(3), same=torch.zeros(6000, dtype=torch.bool)
+    )
     assert torch.all(pair_label == 1.0)
     counts = Counter(labels[partner].tolist())
     assert set(counts) == {5, 9}

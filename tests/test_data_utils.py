@@ -29,6 +29,7 @@ NAMES = list(fm.MD5)  # the four file names, in the order they are copied
 
 # ---------------------------------------------------------------- fixtures and helpers
 
+
 @pytest.fixture
 def originals(tmp_path, monkeypatch, offline):
     """Synthetic stand-ins for the four original files (unpacked) in a folder; MD5 patched to match them."""
@@ -56,6 +57,7 @@ def assert_verified(raw):
 
 
 # ---------------------------------------------------------------- class names and synthetic data
+
 
 def test_class_names_match_torchvision():
     """Ten class names in torchvision's order."""
@@ -141,6 +143,7 @@ def test_idx_files_load_in_torchvision_identically(tmp_path, monkeypatch, offlin
 
 # ---------------------------------------------------------------- ensure_fashion_mnist: where the data comes from
 
+
 def test_files_under_root_win(originals, data_root, monkeypatch, tmp_path):
     """Verified files already under the root are used; FASHION_MNIST_DIR is not even looked at."""
     raw = fm.raw_folder(data_root)
@@ -174,7 +177,9 @@ def test_env_folder_incomplete_names_missing_files(originals, data_root, monkeyp
     with pytest.raises(DataNotFoundError) as info:
         ensure_fashion_mnist(data_root, download=False)
     message = str(info.value)
-    assert fm.ENV_VAR in message and "t10k-images-idx3-ubyte" in message and "t10k-labels-idx1-ubyte" in message
+    assert (
+        fm.ENV_VAR in message and "t10k-images-idx3-ubyte" in message and "t10k-labels-idx1-ubyte" in message
+    )
     assert "train-images-idx3-ubyte" not in message
 
 
@@ -225,6 +230,7 @@ def test_download_without_files_is_data_not_found(originals, data_root, monkeypa
 
 
 # ---------------------------------------------------------------- ensure_fashion_mnist: damaged files
+
 
 def test_corrupt_file_under_root(originals, data_root):
     """A damaged file already under the root gives CorruptDataError naming it."""
@@ -278,6 +284,7 @@ def test_wrong_contents_in_source(originals, data_root, monkeypatch, tmp_path):
 
 # ---------------------------------------------------------------- python -m data_utils
 
+
 def test_cli_in_process_not_found(originals, data_root, capsys):
     """With no source, the command returns 1 and prints the offline options on stderr."""
     assert data_main(["--root", str(data_root), "--no-download"]) == 1
@@ -297,8 +304,14 @@ def test_cli_bad_env_folder_exits_1(tmp_path):
     """FASHION_MNIST_DIR naming an empty folder: exit 1, a message on stderr, no traceback."""
     empty = tmp_path / "empty"
     empty.mkdir()
-    result = run_module("data_utils", "--root", tmp_path / "data", "--no-download", cwd=tmp_path,
-                        env=subprocess_env(**{fm.ENV_VAR: empty}))
+    result = run_module(
+        "data_utils",
+        "--root",
+        tmp_path / "data",
+        "--no-download",
+        cwd=tmp_path,
+        env=subprocess_env(**{fm.ENV_VAR: empty}),
+    )
     assert result.returncode == 1
     assert result.stderr.startswith("error:") and fm.ENV_VAR in result.stderr
     assert "Traceback" not in result.stderr
@@ -322,6 +335,7 @@ def test_cli_debian_data_ready(tmp_path):
 
 
 # ---------------------------------------------------------------- the real data
+
 
 @pytest.mark.real_data
 def test_real_data_tensors(real_data_root):

@@ -38,7 +38,10 @@ def test_the_class_is_the_same_for_the_same_seed(tmp_path):
 
 def row(scores: dict[str, float | None], status: str = "graded") -> dict[str, str]:
     """A grades.csv row."""
-    return {**{name: "" if score is None else f"{score:g}" for name, score in scores.items()}, "status": status}
+    return {
+        **{name: "" if score is None else f"{score:g}" for name, score in scores.items()},
+        "status": status,
+    }
 
 
 def test_the_checker_accepts_the_right_rows(points):
@@ -46,21 +49,38 @@ def test_the_checker_accepts_the_right_rows(points):
     kinds = {"a": "correct", "b": "bug in 04_contrastive_loss", "c": "blank release", "d": "broken: ..."}
     buggy = {**points, "04_contrastive_loss": points["04_contrastive_loss"] - 5}
     broken = {**points, LESSONS[0]: None, LESSONS[1]: None}
-    rows = {"a": row(points), "b": row(buggy), "c": row({name: 0.0 for name in LESSONS}),
-            "d": row(broken, f"{LESSONS[0]} not graded: {LESSONS[0]}.ipynb is an empty file; {LESSONS[1]} not graded: "
-                             f"{LESSONS[1]}.ipynb is not a readable notebook (JSONDecodeError)")}
+    rows = {
+        "a": row(points),
+        "b": row(buggy),
+        "c": row({name: 0.0 for name in LESSONS}),
+        "d": row(
+            broken,
+            f"{LESSONS[0]} not graded: {LESSONS[0]}.ipynb is an empty file; {LESSONS[1]} not graded: "
+            f"{LESSONS[1]}.ipynb is not a readable notebook (JSONDecodeError)",
+        ),
+    }
     assert check_grades(kinds, rows, points) == []
-    waiting = {student: {**rows[student], "status": awaiting(6)} if student in "ab" else rows[student] for student in rows}
-    assert check_grades(kinds, waiting, points, answers=6) == []  # correct and buggy students wrote their answers
-    assert check_grades(kinds, rows, points, answers=6) == ["a (correct): status 'graded'",
-                                                            "b (bug in 04_contrastive_loss): status 'graded'"]
+    waiting = {
+        student: {**rows[student], "status": awaiting(6)} if student in "ab" else rows[student]
+        for student in rows
+    }
+    assert (
+        check_grades(kinds, waiting, points, answers=6) == []
+    )  # correct and buggy students wrote their answers
+    assert check_grades(kinds, rows, points, answers=6) == [
+        "a (correct): status 'graded'",
+        "b (bug in 04_contrastive_loss): status 'graded'",
+    ]
 
 
 def test_the_checker_names_every_wrong_row(points):
     """A missing row, a wrong status, a bug scored in full, a correct lesson scored 0: each is reported."""
     kinds = {"a": "correct", "b": "bug in 04_contrastive_loss", "c": "correct", "d": "blank release"}
-    rows = {"a": row({**points, "02_cnn_backbone": 0.0}), "b": row(points),
-            "d": row({name: 0.0 for name in LESSONS}, "06_evaluation not graded: kernel died in cell 3")}
+    rows = {
+        "a": row({**points, "02_cnn_backbone": 0.0}),
+        "b": row(points),
+        "d": row({name: 0.0 for name in LESSONS}, "06_evaluation not graded: kernel died in cell 3"),
+    }
     assert check_grades(kinds, rows, points) == [
         f"a (correct): 02_cnn_backbone scored 0.0, expected {points['02_cnn_backbone']}",
         f"b (bug in 04_contrastive_loss): 04_contrastive_loss scored {points['04_contrastive_loss']} of "
@@ -75,7 +95,11 @@ def test_check_from_the_command_line(tmp_path, capsys):
     kinds = make_class(tmp_path / "class", 3, seed=1)
     assert kinds == {"student001": "correct", "student002": "blank release", "student003": "blank release"}
     grades = tmp_path / "grades.csv"
-    grades.write_text("student," + ",".join(LESSONS) + ",total,status,notes\n"
-                      + "".join(f"{student}," + ",".join("0" for _ in LESSONS) + ",0,graded,\n" for student in kinds))
+    grades.write_text(
+        "student,"
+        + ",".join(LESSONS)
+        + ",total,status,notes\n"
+        + "".join(f"{student}," + ",".join("0" for _ in LESSONS) + ",0,graded,\n" for student in kinds)
+    )
     assert main([str(tmp_path / "class"), "--check", str(grades)]) == 1  # student001 is not a 0
     assert capsys.readouterr().out.strip().endswith("2 of 3 students graded as expected")

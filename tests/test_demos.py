@@ -23,8 +23,9 @@ def code(source: str, cell_id: str, demo: bool = False, **metadata) -> nbformat.
 
 def course_source() -> nbformat.NotebookNode:
     """An instructor's source notebook: setup, a demo, a graded test."""
-    return nbformat.v4.new_notebook(cells=[code("import math", "c-0"), code(DEMO, "c-1", demo=True),
-                                           code("assert math.pi > 3", "c-2")])
+    return nbformat.v4.new_notebook(
+        cells=[code("import math", "c-0"), code(DEMO, "c-1", demo=True), code("assert math.pi > 3", "c-2")]
+    )
 
 
 def submission(*cells: nbformat.NotebookNode) -> nbformat.NotebookNode:
@@ -68,8 +69,10 @@ def test_a_demo_runs_when_a_later_cell_is_not_python():
 
 def test_a_skip_tag_the_student_added_is_removed():
     """The decision is the grader's alone: a ``skip-execution`` tag in the submitted file is taken off every cell."""
-    handed_in = submission(code("import math", "c-0", tags=[SKIP_TAG, "mine"]),
-                           code("assert math.pi > 3", "c-2", tags=[SKIP_TAG]))
+    handed_in = submission(
+        code("import math", "c-0", tags=[SKIP_TAG, "mine"]),
+        code("assert math.pi > 3", "c-2", tags=[SKIP_TAG]),
+    )
     copy, skipped = skip_demos(handed_in, course_source())
     assert skipped == [] and tags(copy) == {"c-0": ["mine"], "c-2": []}
 
@@ -88,7 +91,13 @@ def test_a_colab_saved_demo_is_found_by_the_id_in_its_metadata():
 
 def test_any_later_read_of_a_demos_name_counts_whatever_the_order():
     """Reads are counted wherever they are: after a rebinding, in a ``+=``, in a magic line; a loop variable too."""
-    for later in ("fig = 2\nprint(fig)", "fig += 1", "%time print(fig)", "!echo {fig}", "[fig for fig in range(2)]"):
+    for later in (
+        "fig = 2\nprint(fig)",
+        "fig += 1",
+        "%time print(fig)",
+        "!echo {fig}",
+        "[fig for fig in range(2)]",
+    ):
         assert not unneeded([code("fig = 1", "a"), code(later, "b")], 0), later
     assert unneeded([code("fig = 1", "a"), code("other = 2\nprint(other)", "b")], 0)
 
@@ -101,7 +110,9 @@ def test_a_later_cell_that_can_read_any_name_keeps_the_demo():
 
 def test_cells_nbgrader_knows_are_never_skipped():
     """A graded or locked cell given a demo's id and text still runs: nbgrader restores its source, not its tags."""
-    disguised = code(DEMO, "c-1", nbgrader={"grade": True, "grade_id": "check_x", "locked": True, "points": 1})
+    disguised = code(
+        DEMO, "c-1", nbgrader={"grade": True, "grade_id": "check_x", "locked": True, "points": 1}
+    )
     assert skip_demos(submission(disguised), course_source())[1] == []
 
 
@@ -124,8 +135,12 @@ def test_a_hostile_cell_cannot_crash_it_or_make_it_slow(monkeypatch):
     parsed = []
     real_tree = demos._tree
     monkeypatch.setattr(demos, "_tree", lambda source: parsed.append(1) or real_tree(source))
-    copies = submission(*[code(DEMO, f"copy-{k}", id="c-1") for k in range(300)])  # ids unique, Colab's the demo's
-    assert skip_demos(copies, course_source())[1] == ["c-1"]  # only the last copy: the others' names are read later
+    copies = submission(
+        *[code(DEMO, f"copy-{k}", id="c-1") for k in range(300)]
+    )  # ids unique, Colab's the demo's
+    assert skip_demos(copies, course_source())[1] == [
+        "c-1"
+    ]  # only the last copy: the others' names are read later
     assert len(parsed) <= 2 * 300, len(parsed)
     parsed.clear()
     over = submission(*[code(DEMO, f"copy-{k}", id="c-1") for k in range(demos.MAX_CODE_CELLS + 1)])

@@ -57,8 +57,10 @@ def test_environment_yml_and_pyproject_name_the_same_packages():
         conda_names.add(CONDA_TO_PIP.get(name, name))
     conda_names -= NOT_PACKAGES
 
-    assert conda_names == pip_names, (f"only in environment.yml: {sorted(conda_names - pip_names)}; "
-                                      f"only in pyproject.toml: {sorted(pip_names - conda_names)}")
+    assert conda_names == pip_names, (
+        f"only in environment.yml: {sorted(conda_names - pip_names)}; "
+        f"only in pyproject.toml: {sorted(pip_names - conda_names)}"
+    )
 
 
 def test_line_parser_agrees_with_yaml():
@@ -79,7 +81,9 @@ def test_ci_runs_make_test():
     """.ci/run is executable and runs ``make test``, the developer's command."""
     ci = REPO / ".ci" / "run"
     assert ci.stat().st_mode & 0o111, ".ci/run is not executable"
-    commands = [line.strip() for line in ci.read_text().splitlines() if line.strip() and not line.startswith("#")]
+    commands = [
+        line.strip() for line in ci.read_text().splitlines() if line.strip() and not line.startswith("#")
+    ]
     assert "make test" in commands
 
 

@@ -27,8 +27,9 @@ def t(values):
 
 # ---------------------------------------------------------------- verification accuracy and threshold
 
+
 def test_verification_accuracy_known_values():
-    """"Same" means distance < threshold; the accuracy counts right calls."""
+    """ "Same" means distance < threshold; the accuracy counts right calls."""
     d, labels = t([0.1, 0.2, 0.8, 0.9]), t([0, 0, 1, 1])
     assert verification_accuracy(d, labels, 0.5) == 1.0
     assert verification_accuracy(d, labels, 0.15) == 0.75  # 0.2 is called "different"
@@ -81,6 +82,7 @@ def test_best_threshold_never_splits_ties():
 
 # ---------------------------------------------------------------- ROC AUC
 
+
 def test_roc_auc_separable():
     """Every different pair farther than every same pair: AUC 1."""
     assert roc_auc(t([0.1, 0.2, 0.8, 0.9]), t([0, 0, 1, 1])) == 1.0
@@ -118,6 +120,7 @@ def test_roc_auc_needs_both_kinds():
 
 
 # ---------------------------------------------------------------- pairs, similarity, nearest neighbour
+
 
 def test_balanced_pairs_exactly_half_same():
     """Exactly half the pairs are same-class, and every label is right."""
@@ -167,6 +170,7 @@ def test_nearest_neighbour_accuracy_clusters():
 
 # ---------------------------------------------------------------- embeddings and the whole evaluation
 
+
 @pytest.fixture(scope="module")
 def net():
     """A freshly initialised network (seeded)."""
@@ -202,14 +206,38 @@ def test_embed_batches_agree(net, synthetic_test):
 
 def test_evaluate_returns_all_metrics(net, synthetic_train, synthetic_test):
     """evaluate() returns every metric, each in its range."""
-    metrics = evaluate(net, synthetic_train.data[:60], synthetic_train.targets[:60], synthetic_train.data[60:90],
-                       synthetic_train.targets[60:90], synthetic_test.data, synthetic_test.targets, "cpu",
-                       num_pairs=100, seed=0)
-    assert set(metrics) == {"threshold", "train_pair_accuracy", "validation_accuracy", "test_accuracy", "roc_auc",
-                            "nearest_neighbour_accuracy", "mean_similarity_same", "mean_similarity_different",
-                            "num_test_pairs"}
-    for key in ("train_pair_accuracy", "validation_accuracy", "test_accuracy", "roc_auc", "nearest_neighbour_accuracy",
-                "mean_similarity_same", "mean_similarity_different"):
+    metrics = evaluate(
+        net,
+        synthetic_train.data[:60],
+        synthetic_train.targets[:60],
+        synthetic_train.data[60:90],
+        synthetic_train.targets[60:90],
+        synthetic_test.data,
+        synthetic_test.targets,
+        "cpu",
+        num_pairs=100,
+        seed=0,
+    )
+    assert set(metrics) == {
+        "threshold",
+        "train_pair_accuracy",
+        "validation_accuracy",
+        "test_accuracy",
+        "roc_auc",
+        "nearest_neighbour_accuracy",
+        "mean_similarity_same",
+        "mean_similarity_different",
+        "num_test_pairs",
+    }
+    for key in (
+        "train_pair_accuracy",
+        "validation_accuracy",
+        "test_accuracy",
+        "roc_auc",
+        "nearest_neighbour_accuracy",
+        "mean_similarity_same",
+        "mean_similarity_different",
+    ):
         assert 0.0 <= metrics[key] <= 1.0, key
     assert metrics["num_test_pairs"] == 100 and math.isfinite(metrics["threshold"])
 
@@ -217,8 +245,18 @@ def test_evaluate_returns_all_metrics(net, synthetic_train, synthetic_test):
 def test_the_threshold_is_the_best_one_on_validation_pairs(net, synthetic_train, synthetic_test):
     """The threshold comes from the validation pairs: it is their best threshold, whatever the other splits hold."""
     validation_images, validation_labels = synthetic_train.data[60:120], synthetic_train.targets[60:120]
-    metrics = evaluate(net, synthetic_train.data[:60], synthetic_train.targets[:60], validation_images,
-                       validation_labels, synthetic_test.data, synthetic_test.targets, "cpu", num_pairs=200, seed=3)
+    metrics = evaluate(
+        net,
+        synthetic_train.data[:60],
+        synthetic_train.targets[:60],
+        validation_images,
+        validation_labels,
+        synthetic_test.data,
+        synthetic_test.targets,
+        "cpu",
+        num_pairs=200,
+        seed=3,
+    )
     first, second, label = make_balanced_pairs(validation_labels, 200, seed=5)
     distances = pair_distances(embed(net, validation_images), first, second)
     assert metrics["threshold"] == best_threshold(distances, label)

@@ -14,14 +14,24 @@ import pytest
 from autograder import syllabus
 from autograder.checks.loss import COLLAPSE_WHY
 from autograder.grading import repair
-from helpers import (REPO, SANDBOX_REQUIRED, awaiting, isolation_args, lesson_points, read_grades, run_module,
-                     set_manual_score, write_solved_notebooks)
+from helpers import (
+    REPO,
+    SANDBOX_REQUIRED,
+    awaiting,
+    isolation_args,
+    lesson_points,
+    read_grades,
+    run_module,
+    set_manual_score,
+    write_solved_notebooks,
+)
 
 LESSONS = syllabus.NAMES
 CLASS_TIMEOUT_S = 3600
 
 
 # ---------------------------------------------------------------- notebook helpers
+
 
 def nbgrader_meta(cell) -> dict:
     """The cell's nbgrader metadata ({} if none)."""
@@ -35,12 +45,17 @@ def release_notebook(lesson: str) -> nbformat.NotebookNode:
 
 def graded_points(lesson: str) -> dict[str, int]:
     """grade_id → points of a lesson's autograded (test) cells, in notebook order; written answers aside."""
-    return {nbgrader_meta(c)["grade_id"]: nbgrader_meta(c)["points"] for c in release_notebook(lesson).cells
-            if nbgrader_meta(c).get("grade") and not nbgrader_meta(c).get("solution")}
+    return {
+        nbgrader_meta(c)["grade_id"]: nbgrader_meta(c)["points"]
+        for c in release_notebook(lesson).cells
+        if nbgrader_meta(c).get("grade") and not nbgrader_meta(c).get("solution")
+    }
 
 
 MAX_POINTS = {lesson: sum(graded_points(lesson).values()) for lesson in LESSONS}
-AUTOGRADED = sum(MAX_POINTS[lesson] for lesson in syllabus.CORE)  # the total of a correct course before its written
+AUTOGRADED = sum(
+    MAX_POINTS[lesson] for lesson in syllabus.CORE
+)  # the total of a correct course before its written
 # answers are graded by hand (a bonus lesson's points are a column of their own, outside it)
 # A student who wrote every written answer (the solved notebooks hold the model answers) waits for them.
 WROTE_ALL = awaiting(sum(len(lesson_points(lesson, "answer")) for lesson in LESSONS))
@@ -91,31 +106,70 @@ def colab_json(nb: nbformat.NotebookNode, name: str) -> str:
 
 # One typical bug per lesson: (lesson, exercise cell, exact text, replacement).
 BUGS = {
-    "bug_01": ("01_pair_dataset", "exercise_1_1",  # labels inverted
-               "float(int(label1) != int(label2))", "float(int(label1) == int(label2))"),
-    "bug_02": ("02_cnn_backbone", "exercise_2_1",  # average instead of max pooling in the first block
-               "nn.MaxPool2d(2, stride=2),  # → 14 x 14", "nn.AvgPool2d(2, stride=2),  # → 14 x 14"),
-    "bug_03": ("03_embedding_head", "exercise_3_1",  # the final ReLU of the head missing
-               "            nn.ReLU(),  # as in the original: embeddings are non-negative\n", ""),
-    "bug_04": ("04_contrastive_loss", "exercise_4_1",  # the margin term not squared
-               "torch.clamp(margin - d, min=0).pow(2)", "torch.clamp(margin - d, min=0)"),
-    "bug_05": ("05_training_loop", "exercise_5_2",  # gradients never reset
-               "        optimizer.zero_grad()\n", ""),
-    "bug_06": ("06_evaluation", "exercise_6_3",  # ROC AUC of the wrong direction (1 - AUC)
-               "d = distances.double()", "d = -distances.double()"),
+    "bug_01": (
+        "01_pair_dataset",
+        "exercise_1_1",  # labels inverted
+        "float(int(label1) != int(label2))",
+        "float(int(label1) == int(label2))",
+    ),
+    "bug_02": (
+        "02_cnn_backbone",
+        "exercise_2_1",  # average instead of max pooling in the first block
+        "nn.MaxPool2d(2, stride=2),  # → 14 x 14",
+        "nn.AvgPool2d(2, stride=2),  # → 14 x 14",
+    ),
+    "bug_03": (
+        "03_embedding_head",
+        "exercise_3_1",  # the final ReLU of the head missing
+        "            nn.ReLU(),  # as in the original: embeddings are non-negative\n",
+        "",
+    ),
+    "bug_04": (
+        "04_contrastive_loss",
+        "exercise_4_1",  # the margin term not squared
+        "torch.clamp(margin - d, min=0).pow(2)",
+        "torch.clamp(margin - d, min=0)",
+    ),
+    "bug_05": (
+        "05_training_loop",
+        "exercise_5_2",  # gradients never reset
+        "        optimizer.zero_grad()\n",
+        "",
+    ),
+    "bug_06": (
+        "06_evaluation",
+        "exercise_6_3",  # ROC AUC of the wrong direction (1 - AUC)
+        "d = distances.double()",
+        "d = -distances.double()",
+    ),
 }
 
 # The bonus lesson: one typical bug in each exercise, each student handing in that lesson alone.
 BONUS_BUGS = {
-    "bug_07_1": ("07_one_shot", "exercise_7_1",  # images drawn with replacement: a query can also be a support
-                 "torch.randperm(len(by_class[int(c)]), generator=generator)[:k_shot + n_query]",
-                 "torch.randint(len(by_class[int(c)]), (k_shot + n_query,), generator=generator)"),
-    "bug_07_2": ("07_one_shot", "exercise_7_2",  # the first support instead of the mean of the supports
-                 "embeddings[episodes.support].mean(dim=2)", "embeddings[episodes.support][:, :, 0]"),
-    "bug_07_3": ("07_one_shot", "exercise_7_3",  # the standard deviation divided by n, not n - 1
-                 "float(values.std())", "float(values.std(correction=0))"),
-    "bug_07_4": ("07_one_shot", "exercise_7_4",  # the nearest other-class image may be of the same class
-                 "distances.masked_fill(same, math.inf)", "distances.masked_fill(itself, math.inf)"),
+    "bug_07_1": (
+        "07_one_shot",
+        "exercise_7_1",  # images drawn with replacement: a query can also be a support
+        "torch.randperm(len(by_class[int(c)]), generator=generator)[:k_shot + n_query]",
+        "torch.randint(len(by_class[int(c)]), (k_shot + n_query,), generator=generator)",
+    ),
+    "bug_07_2": (
+        "07_one_shot",
+        "exercise_7_2",  # the first support instead of the mean of the supports
+        "embeddings[episodes.support].mean(dim=2)",
+        "embeddings[episodes.support][:, :, 0]",
+    ),
+    "bug_07_3": (
+        "07_one_shot",
+        "exercise_7_3",  # the standard deviation divided by n, not n - 1
+        "float(values.std())",
+        "float(values.std(correction=0))",
+    ),
+    "bug_07_4": (
+        "07_one_shot",
+        "exercise_7_4",  # the nearest other-class image may be of the same class
+        "distances.masked_fill(same, math.inf)",
+        "distances.masked_fill(itself, math.inf)",
+    ),
 }
 
 # The graded cells each bug fails: the properties it breaks (tests/test_autograder.py has the full tables).
@@ -124,7 +178,10 @@ BUG_FAILS = {
     "bug_02": {"backbone_layers", "backbone_forward"},
     "bug_03": {"head"},
     "bug_04": {"loss_hinge"},  # only the property it breaks
-    "bug_05": {"train_step", "train_learns"},  # the history is checked at lr = 0, where zero_grad cannot matter
+    "bug_05": {
+        "train_step",
+        "train_learns",
+    },  # the history is checked at lr = 0, where zero_grad cannot matter
     "bug_06": {"roc_auc"},
     "bug_07_1": {"episode_sampler"},
     "bug_07_2": {"episode_accuracy"},
@@ -137,8 +194,16 @@ EXERCISE_CELLS = {
     "exercise_1_1": {"pair_items", "pair_labels", "pair_balance", "pair_seeding", "pair_one_class"},
     "exercise_2_1": {"backbone_shapes", "backbone_layers", "backbone_forward"},
     "exercise_3_1": {"head"},
-    "exercise_4_1": {"loss_similar_pairs", "loss_hinge", "loss_beyond_margin", "loss_margin_argument",
-                     "loss_label_shapes", "loss_label_count", "loss_gradients", "loss_gradient_at_zero"},
+    "exercise_4_1": {
+        "loss_similar_pairs",
+        "loss_hinge",
+        "loss_beyond_margin",
+        "loss_margin_argument",
+        "loss_label_shapes",
+        "loss_label_count",
+        "loss_gradients",
+        "loss_gradient_at_zero",
+    },
     "exercise_5_2": {"train_history", "train_step", "train_learns"},
     "exercise_6_3": {"roc_auc", "roc_auc_one_kind"},
     "exercise_7_1": {"episode_sampler", "episode_refusals"},
@@ -181,7 +246,7 @@ class SiameseDataset(Dataset):
         img1, label1 = self.dataset[j]
         return img0, img1, torch.tensor([int(label0) != int(label1)], dtype=torch.float32)
 ''',
-    ("02_cnn_backbone", "exercise_2_1"): '''
+    ("02_cnn_backbone", "exercise_2_1"): """
 import torch.nn.functional as F
 
 
@@ -197,8 +262,8 @@ class CNNBackbone(nn.Module):
         x = F.max_pool2d(F.relu(self.conv2(x)), 2)
         x = F.max_pool2d(F.relu(self.conv3(x)), 2)
         return x
-''',
-    ("03_embedding_head", "exercise_3_1"): '''
+""",
+    ("03_embedding_head", "exercise_3_1"): """
 class EmbeddingHead(nn.Module):
     def __init__(self, in_features=256 * 3 * 3, embedding_dim=256):
         super().__init__()
@@ -209,8 +274,8 @@ class EmbeddingHead(nn.Module):
         x = x.view(x.size(0), -1)
         x = torch.relu(self.fc_a(x))
         return torch.relu(self.fc_b(x))
-''',
-    ("03_embedding_head", "exercise_3_2"): '''
+""",
+    ("03_embedding_head", "exercise_3_2"): """
 class SiameseNetwork(nn.Module):
     def __init__(self, embedding_dim=256):
         super().__init__()
@@ -227,20 +292,20 @@ class SiameseNetwork(nn.Module):
         output1 = self.forward_ind(input1)
         output2 = self.forward_ind(input2)
         return output1, output2
-''',
-    ("04_contrastive_loss", "exercise_4_1"): '''
+""",
+    ("04_contrastive_loss", "exercise_4_1"): """
 def contrastive_loss(out1, out2, label, margin=2.0):
     label = label.view(-1)
     if label.shape[0] != out1.shape[0]:
         raise ValueError("one label per pair")
     d = torch.norm(out1 - out2, dim=1)
     return torch.mean((1 - label) * d ** 2 + label * torch.relu(margin - d) ** 2)
-''',
-    ("05_training_loop", "exercise_5_1"): '''
+""",
+    ("05_training_loop", "exercise_5_1"): """
 def get_device():
     return torch.device("cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu")
-''',
-    ("05_training_loop", "exercise_5_2"): '''
+""",
+    ("05_training_loop", "exercise_5_2"): """
 def train_one_epoch(net, loader, optimizer, device, margin=2.0, log_every=10):
     net.train()
     history = []
@@ -254,8 +319,8 @@ def train_one_epoch(net, loader, optimizer, device, margin=2.0, log_every=10):
         if i % log_every == 0:
             history.append(loss_contrastive.item())
     return history
-''',
-    ("06_evaluation", "exercise_6_1"): '''
+""",
+    ("06_evaluation", "exercise_6_1"): """
 @torch.no_grad()
 def embed(net, images, device="cpu", batch_size=1024):
     net.eval()
@@ -264,8 +329,8 @@ def embed(net, images, device="cpu", batch_size=1024):
         x = to_float_images(images[i:i + batch_size]).to(device)
         outputs.append(net.forward_ind(x).float().cpu())
     return torch.cat(outputs)
-''',
-    ("06_evaluation", "exercise_6_2"): '''
+""",
+    ("06_evaluation", "exercise_6_2"): """
 def verification_accuracy(distances, pair_labels, threshold):
     predicted = (distances >= threshold).float()
     return (predicted == pair_labels.flatten().float()).float().mean().item()
@@ -280,8 +345,8 @@ def best_threshold(distances, pair_labels):
         if accuracy > best_accuracy:
             best, best_accuracy = t, accuracy
     return float(best)
-''',
-    ("06_evaluation", "exercise_6_3"): '''
+""",
+    ("06_evaluation", "exercise_6_3"): """
 def roc_auc(distances, pair_labels):
     labels = pair_labels.flatten()
     diff = distances[labels == 1].double()
@@ -290,7 +355,7 @@ def roc_auc(distances, pair_labels):
         raise ValueError("need same-class and different-class pairs")
     wins = (diff[:, None] > same[None, :]).double().sum() + 0.5 * (diff[:, None] == same[None, :]).double().sum()
     return float(wins / (len(diff) * len(same)))
-''',
+""",
 }
 
 
@@ -299,15 +364,30 @@ def roc_auc(distances, pair_labels):
 QUESTION_MISTAKES = {
     ("04_contrastive_loss", "exercise_4_4"): ("distance_after_step", None),  # left blank
     # m where the answer is m²: of the right form, so its self-check in Colab passes
-    ("04_contrastive_loss", "exercise_4_5"): ("collapsed_loss", "def collapsed_loss(p, margin):\n    return p * margin\n"),
+    ("04_contrastive_loss", "exercise_4_5"): (
+        "collapsed_loss",
+        "def collapsed_loss(p, margin):\n    return p * margin\n",
+    ),
     # the head's parameter count that lesson 3 prints, copied as a constant
-    ("03_embedding_head", "exercise_3_3"): ("head_parameters",
-                                            ("def head_parameters(in_features, hidden, embedding_dim):\n"
-                                             "    return 2_622_720\n")),
+    ("03_embedding_head", "exercise_3_3"): (
+        "head_parameters",
+        ("def head_parameters(in_features, hidden, embedding_dim):\n    return 2_622_720\n"),
+    ),
 }
 
 # Every student make_class writes (each has at least one gradable notebook).
-CLASS = {"solved", "blank", "colab", "alternative", "dora", "broken", "copied_exercise", "questions", *BUGS, *BONUS_BUGS}
+CLASS = {
+    "solved",
+    "blank",
+    "colab",
+    "alternative",
+    "dora",
+    "broken",
+    "copied_exercise",
+    "questions",
+    *BUGS,
+    *BONUS_BUGS,
+}
 
 # How the grader notes duplicated graded cells (it keeps the student's last copy of an exercise cell).
 DUPLICATES_KEPT = "kept the last copy of an exercise, the first of a test"
@@ -349,7 +429,9 @@ def make_class(root: Path, solved: Path) -> Path:
     questions = {lesson: solved_nb(lesson) for lesson, _ in QUESTION_MISTAKES}
     for (lesson, exercise), (_, code) in QUESTION_MISTAKES.items():
         if code is None:
-            cell_with_id(questions[lesson], exercise).source = cell_with_id(release_notebook(lesson), exercise).source
+            cell_with_id(questions[lesson], exercise).source = cell_with_id(
+                release_notebook(lesson), exercise
+            ).source
         else:
             rewrite_exercise(questions[lesson], exercise, code)
     for lesson, nb in questions.items():
@@ -380,7 +462,9 @@ def make_class(root: Path, solved: Path) -> Path:
     # Jupyter's copy and paste keeps a cell's metadata: the stub stays above, the student's solved copy below it.
     nb = solved_nb("04_contrastive_loss")
     solved_cell = cell_with_id(nb, "exercise_4_1")
-    stub = nbformat.from_dict(json.loads(json.dumps(cell_with_id(release_notebook("04_contrastive_loss"), "exercise_4_1"))))
+    stub = nbformat.from_dict(
+        json.loads(json.dumps(cell_with_id(release_notebook("04_contrastive_loss"), "exercise_4_1")))
+    )
     stub["id"] = "exercise-stub"
     nb.cells.insert(nb.cells.index(solved_cell), stub)
     put("copied_exercise", "04_contrastive_loss", nb)
@@ -389,19 +473,38 @@ def make_class(root: Path, solved: Path) -> Path:
 
 def grade_cli(submissions: Path, out: Path, jobs: int, cwd: Path, *options):
     """Run ``python -m autograder grade`` (with more ``options``) and return the finished process."""
-    return run_module("autograder", "grade", submissions, "--out", out, "--jobs", jobs, *isolation_args(), *options,
-                      cwd=cwd, timeout=CLASS_TIMEOUT_S)
+    return run_module(
+        "autograder",
+        "grade",
+        submissions,
+        "--out",
+        out,
+        "--jobs",
+        jobs,
+        *isolation_args(),
+        *options,
+        cwd=cwd,
+        timeout=CLASS_TIMEOUT_S,
+    )
 
 
-WORKER_STAGES = ("sandbox set-up", "nbgrader before execution", "kernel start", "kernel shutdown",
-                 "nbgrader after execution", "judge")
+WORKER_STAGES = (
+    "sandbox set-up",
+    "nbgrader before execution",
+    "kernel start",
+    "kernel shutdown",
+    "nbgrader after execution",
+    "judge",
+)
 
 
 def test_grade_timings_cover_every_stage_of_every_lesson(graded_class):
     """``grade --timings``: each lesson has each worker stage once and a record per code cell, graded tests among them;
     the laps inside the student's cgroup add up to no more than the cgroup counted for the whole worker."""
     _, out = graded_class
-    records = [json.loads(line) for line in (out.parent / "one-student-timings.jsonl").read_text().splitlines()]
+    records = [
+        json.loads(line) for line in (out.parent / "one-student-timings.jsonl").read_text().splitlines()
+    ]
     assert [r["stage"] for r in records].count("course build") == 1
     solved = json.loads((out.parent / "one-student" / "solved" / f"{LESSONS[0]}.ipynb").read_text())
     for lesson in LESSONS:
@@ -417,10 +520,14 @@ def test_grade_timings_cover_every_stage_of_every_lesson(graded_class):
         laps_cpu = sum(r["cpu"] for r in records if r.get("lesson") and r["stage"] != "worker start")
         assert 0 < laps_cpu <= whole["cpu"] + 0.01, (laps_cpu, whole)
     else:
-        assert not SANDBOX_REQUIRED, "a cgroup that counts CPU was required (SIAMESE_REQUIRE_SANDBOX) but not found"
+        assert not SANDBOX_REQUIRED, (
+            "a cgroup that counts CPU was required (SIAMESE_REQUIRE_SANDBOX) but not found"
+        )
 
 
-SUMMARY = re.compile(r"^graded (\d+) students? \((\d+) in grades\.csv\) in [\d.]+ s, [\d.]+ s per student → .*grades\.csv$")
+SUMMARY = re.compile(
+    r"^graded (\d+) students? \((\d+) in grades\.csv\) in [\d.]+ s, [\d.]+ s per student → .*grades\.csv$"
+)
 
 
 def summary_line(stdout: str, students: int) -> str:
@@ -448,8 +555,10 @@ def graded_class(tmp_path_factory, solved_dir):
     result = grade_cli(alone, root / "one-out", 1, root, "--timings", root / "one-student-timings.jsonl")
     seconds = time.perf_counter() - started
     assert result.returncode == 0, result.stderr
-    timing = f"grading one student's whole course ({len(LESSONS)} lessons, --jobs 1, fresh course): {seconds:.1f} s wall; " \
-             f"autograder says: {summary_line(result.stdout, 1)}"
+    timing = (
+        f"grading one student's whole course ({len(LESSONS)} lessons, --jobs 1, fresh course): {seconds:.1f} s wall; "
+        f"autograder says: {summary_line(result.stdout, 1)}"
+    )
     print(f"\n{timing}")
     (root / "one-student-time.txt").write_text(timing + "\n")
     assert float(read_grades(root / "one-out" / "grades.csv")["solved"]["total"]) == AUTOGRADED
@@ -458,7 +567,9 @@ def graded_class(tmp_path_factory, solved_dir):
     out = root / "out"
     started = time.perf_counter()
     result = grade_cli(subs, out, jobs=2, cwd=root)
-    print(f"grading the class ({len(list(subs.iterdir()))} entries, --jobs 2): {time.perf_counter() - started:.1f} s wall")
+    print(
+        f"grading the class ({len(list(subs.iterdir()))} entries, --jobs 2): {time.perf_counter() - started:.1f} s wall"
+    )
     assert result.returncode == 0, (result.stdout, result.stderr)
     assert "Traceback" not in result.stderr, result.stderr
     print(f"autograder says: {summary_line(result.stdout, len(CLASS))}")
@@ -488,13 +599,22 @@ def scores(row: dict[str, str]) -> dict[str, float | None]:
 
 # ---------------------------------------------------------------- the class's grades
 
+
 @pytest.mark.slow
 def test_grades_csv_has_the_documented_columns(graded_class):
     """grades.csv: student, student_id, one column per lesson, total, late, status, notes; one row per student."""
     rows, out = graded_class
     with open(out / "grades.csv", newline="") as f:
-        assert next(csv.reader(f)) == ["student", "student_id", *syllabus.CORE, "total", *syllabus.BONUS, "late", "status",
-                                       "notes"]
+        assert next(csv.reader(f)) == [
+            "student",
+            "student_id",
+            *syllabus.CORE,
+            "total",
+            *syllabus.BONUS,
+            "late",
+            "status",
+            "notes",
+        ]
     assert set(rows) == CLASS
 
 
@@ -515,7 +635,9 @@ def test_report_shows_100_once_the_written_answers_are_graded_by_hand(graded_cla
     assert (float(row["total"]), row["status"]) == (AUTOGRADED, WROTE_ALL)
     for lesson in LESSONS:
         for grade_id, points in lesson_points(lesson, "answer").items():
-            set_manual_score(f"sqlite:///{alone / 'course' / 'gradebook.db'}", lesson, grade_id, row["student_id"], points)
+            set_manual_score(
+                f"sqlite:///{alone / 'course' / 'gradebook.db'}", lesson, grade_id, row["student_id"], points
+            )
     result = run_module("autograder", "report", "--from", alone, "--out", tmp_path / "report", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     reported = read_grades(tmp_path / "report" / "grades.csv")["solved"]
@@ -544,8 +666,12 @@ def test_alternative_correct_implementations_score_every_autograded_point(graded
     """Other correct ways of writing every exercise get every autograded point."""
     rows, out = graded_class
     row = rows["alternative"]
-    failed = {lesson: {k: v for k, v in cell_scores(out, "alternative", lesson).items() if v < graded_points(lesson)[k]}
-              for lesson in LESSONS}
+    failed = {
+        lesson: {
+            k: v for k, v in cell_scores(out, "alternative", lesson).items() if v < graded_points(lesson)[k]
+        }
+        for lesson in LESSONS
+    }
     assert not any(failed.values()), failed
     assert (float(row["total"]), row["status"]) == (AUTOGRADED, WROTE_ALL)
 
@@ -622,7 +748,9 @@ def test_a_bug_fails_no_cell_of_another_exercise(graded_class, student):
 def test_a_copied_exercise_cell_keeps_the_students_work(graded_class):
     """A student who copied the exercise cell and solved it in the copy scores what their notebook shows (full points)."""
     row = graded_class[0]["copied_exercise"]
-    assert f"04_contrastive_loss: duplicated cells exercise_4_1: {DUPLICATES_KEPT}" in row["notes"], row["notes"]
+    assert f"04_contrastive_loss: duplicated cells exercise_4_1: {DUPLICATES_KEPT}" in row["notes"], row[
+        "notes"
+    ]
     assert scores(row)["04_contrastive_loss"] == MAX_POINTS["04_contrastive_loss"]
 
 
@@ -632,13 +760,17 @@ def test_flat_lms_files_are_assigned_to_their_student(graded_class):
     bonus lesson is not."""
     row = graded_class[0]["dora"]
     got = scores(row)
-    assert (got["01_pair_dataset"], got["04_contrastive_loss"]) == (MAX_POINTS["01_pair_dataset"],
-                                                                   MAX_POINTS["04_contrastive_loss"])
+    assert (got["01_pair_dataset"], got["04_contrastive_loss"]) == (
+        MAX_POINTS["01_pair_dataset"],
+        MAX_POINTS["04_contrastive_loss"],
+    )
     missing = [lesson for lesson in LESSONS if lesson not in ("01_pair_dataset", "04_contrastive_loss")]
     assert all(got[lesson] is None for lesson in missing), got
     assert float(row["total"]) == MAX_POINTS["01_pair_dataset"] + MAX_POINTS["04_contrastive_loss"]
     missing_core = [lesson for lesson in missing if lesson in syllabus.CORE]
-    assert "no notebook for" in row["status"] and all(lesson in row["status"] for lesson in missing_core), row["status"]
+    assert "no notebook for" in row["status"] and all(lesson in row["status"] for lesson in missing_core), (
+        row["status"]
+    )
     assert not any(lesson in row["status"] for lesson in syllabus.BONUS), row["status"]  # a bonus is optional
 
 
@@ -648,14 +780,22 @@ def test_broken_notebooks_are_reported_repaired_or_graded(graded_class):
     row = graded_class[0]["broken"]
     got = scores(row)
     status, notes = row["status"], row["notes"]
-    assert got["01_pair_dataset"] is None and "01_pair_dataset not graded: 01_pair_dataset.ipynb is an empty file" in status
+    assert (
+        got["01_pair_dataset"] is None
+        and "01_pair_dataset not graded: 01_pair_dataset.ipynb is an empty file" in status
+    )
     assert got["02_cnn_backbone"] is None and "02_cnn_backbone not graded" in status
     assert "02_cnn_backbone.ipynb is not a readable notebook" in status, status
     # Stripped metadata: the setup and exercise (and question) cells get theirs back (matched by source and "# Exercise N.M");
     # the solved test cells hold hidden tests, so they match no release cell and nbgrader re-adds its own.
     assert got["05_training_loop"] == MAX_POINTS["05_training_loop"], (got, notes)
-    assert "05_training_loop: restored stripped nbgrader metadata of 5 cells" in notes, notes  # setup, 5.1-5.4
-    assert got["03_embedding_head"] == MAX_POINTS["03_embedding_head"] and f"03_embedding_head: duplicated cells head: {DUPLICATES_KEPT}" in notes, notes
+    assert "05_training_loop: restored stripped nbgrader metadata of 5 cells" in notes, (
+        notes
+    )  # setup, 5.1-5.4
+    assert (
+        got["03_embedding_head"] == MAX_POINTS["03_embedding_head"]
+        and f"03_embedding_head: duplicated cells head: {DUPLICATES_KEPT}" in notes
+    ), notes
     assert got["04_contrastive_loss"] == MAX_POINTS["04_contrastive_loss"]
     assert "04_contrastive_loss: test cells loss_gradients deleted or not recognised" in notes, notes
     assert got["06_evaluation"] == MAX_POINTS["06_evaluation"]
@@ -673,6 +813,7 @@ def test_feedback_written_for_graded_students(graded_class):
 
 # ---------------------------------------------------------------- release, errors, file names
 
+
 @pytest.mark.slow
 def test_release_matches_the_committed_lessons(tmp_path):
     """`python -m autograder release OUT` writes every student notebook, equal cell by cell to lessons/*.ipynb."""
@@ -684,7 +825,9 @@ def test_release_matches_the_committed_lessons(tmp_path):
         released, committed = nbformat.read(path, as_version=4), release_notebook(lesson)
         assert [c.source for c in released.cells] == [c.source for c in committed.cells], lesson
         assert [c.cell_type for c in released.cells] == [c.cell_type for c in committed.cells], lesson
-        assert [nbgrader_meta(c) for c in released.cells] == [nbgrader_meta(c) for c in committed.cells], lesson
+        assert [nbgrader_meta(c) for c in released.cells] == [nbgrader_meta(c) for c in committed.cells], (
+            lesson
+        )
 
 
 def test_grade_missing_path_exits_1_cleanly(tmp_path):
@@ -696,16 +839,23 @@ def test_grade_missing_path_exits_1_cleanly(tmp_path):
     assert "Traceback" not in result.stderr
 
 
-@pytest.mark.parametrize("db_url, says", [
-    ("not a url", "is not a database URL"),
-    ("postgresql://nobody@127.0.0.1:9/gradebook", "cannot open the gradebook at postgresql://nobody@127.0.0.1:9/gradebook"),
-    ("mysql://nobody@127.0.0.1/gradebook", "the database driver 'MySQLdb' is not installed"),
-])
+@pytest.mark.parametrize(
+    "db_url, says",
+    [
+        ("not a url", "is not a database URL"),
+        (
+            "postgresql://nobody@127.0.0.1:9/gradebook",
+            "cannot open the gradebook at postgresql://nobody@127.0.0.1:9/gradebook",
+        ),
+        ("mysql://nobody@127.0.0.1/gradebook", "the database driver 'MySQLdb' is not installed"),
+    ],
+)
 def test_an_unusable_db_url_exits_1_cleanly(tmp_path, db_url, says):
     """A --db-url that cannot be opened is named with what to do, before anything is written."""
     (tmp_path / "subs").mkdir()
-    result = run_module("autograder", "grade", tmp_path / "subs", "--out", tmp_path / "out", "--db-url", db_url,
-                        cwd=tmp_path)
+    result = run_module(
+        "autograder", "grade", tmp_path / "subs", "--out", tmp_path / "out", "--db-url", db_url, cwd=tmp_path
+    )
     assert result.returncode == 1, (result.stdout, result.stderr)
     assert says in result.stderr and "Traceback" not in result.stderr, result.stderr
     assert not (tmp_path / "out").exists()
@@ -717,8 +867,13 @@ def test_an_unrecognisable_stripped_notebook_names_its_file():
     for cell in nb.cells:
         cell.metadata.pop("nbgrader", None)
     rewrite = cell_with_id(release_notebook("04_contrastive_loss"), "exercise_4_1").source.split("\n", 1)[1]
-    nb.cells = [c for c in nb.cells if not c.source.startswith("# Exercise 4.1")] + [nbformat.v4.new_code_cell(rewrite)]
-    repaired, _, reason = repair.check_notebook(nbformat.writes(nb).encode(), "mine.ipynb",
-                                                 release_notebook("04_contrastive_loss"))
+    nb.cells = [c for c in nb.cells if not c.source.startswith("# Exercise 4.1")] + [
+        nbformat.v4.new_code_cell(rewrite)
+    ]
+    repaired, _, reason = repair.check_notebook(
+        nbformat.writes(nb).encode(), "mine.ipynb", release_notebook("04_contrastive_loss")
+    )
     assert repaired is None
-    assert reason == "mine.ipynb lost its nbgrader metadata and exercise cells exercise_4_1 cannot be recognised"
+    assert (
+        reason == "mine.ipynb lost its nbgrader metadata and exercise cells exercise_4_1 cannot be recognised"
+    )

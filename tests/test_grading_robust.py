@@ -55,11 +55,14 @@ LIMITS = ["--notebook-timeout", "240", "--cell-timeout", "10", "--memory-mb", "8
 RUN_TIMEOUT_S = 1800
 PACKAGES = ("autograder", "solutions", "data_utils")
 ISOLATED, WHY_NOT_ISOLATED = availability()  # kernels run under bubblewrap where it can be built
-needs_isolation = pytest.mark.skipif(not ISOLATED and not os.environ.get("SIAMESE_REQUIRE_SANDBOX"),
-                                     reason=f"no sandbox on this machine: {WHY_NOT_ISOLATED}")
+needs_isolation = pytest.mark.skipif(
+    not ISOLATED and not os.environ.get("SIAMESE_REQUIRE_SANDBOX"),
+    reason=f"no sandbox on this machine: {WHY_NOT_ISOLATED}",
+)
 
 
 # ---------------------------------------------------------------- notebooks
+
 
 def nbgrader_meta(cell) -> dict:
     """The cell's nbgrader metadata ({} if none)."""
@@ -121,7 +124,11 @@ def colab_json(nb: nbformat.NotebookNode, name: str) -> str:
 
 def graded_points(nb) -> dict[str, float]:
     """grade_id → points of a notebook's graded cells."""
-    return {nbgrader_meta(c)["grade_id"]: nbgrader_meta(c)["points"] for c in nb.cells if nbgrader_meta(c).get("grade")}
+    return {
+        nbgrader_meta(c)["grade_id"]: nbgrader_meta(c)["points"]
+        for c in nb.cells
+        if nbgrader_meta(c).get("grade")
+    }
 
 
 # ---------------------------------------------------------------- the cases
@@ -132,13 +139,15 @@ FULL_SCORE, POINTS = autograded_points(LESSON), lesson_points(LESSON)
 # checks, so "buggy" differs from both "cheated" (FULL_SCORE) and "graded nothing" (0).
 BUG_OLD, BUG_NEW = "min=0).pow(2))", "min=0).pow(2)).detach()"
 BUGGY_SCORE = FULL_SCORE - POINTS["loss_gradients"] - POINTS["loss_gradient_at_zero"]
-LOSS_CELLS = ("loss_similar_pairs, loss_hinge, loss_beyond_margin, loss_margin_argument, loss_label_shapes, "
-              "loss_label_count, loss_gradients, loss_gradient_at_zero")
+LOSS_CELLS = (
+    "loss_similar_pairs, loss_hinge, loss_beyond_margin, loss_margin_argument, loss_label_shapes, "
+    "loss_label_count, loss_gradients, loss_gradient_at_zero"
+)
 # A correct course: the total counts the core lessons; every written answer, the bonus lesson's too, awaits grading.
 COURSE_SCORE = sum(autograded_points(lesson) for lesson in CORE)
 COURSE_STATUS = awaiting(sum(len(lesson_points(lesson, "answer")) for lesson in LESSONS))
 
-NOISY_EXERCISE = '''
+NOISY_EXERCISE = """
 import sys
 import warnings
 
@@ -156,22 +165,22 @@ def contrastive_loss(out1, out2, label, margin=2.0):
 print("contrastive_loss defined", file=sys.stderr)
 warnings.warn("a warning at the top of the exercise cell")
 "a non-numeric last value"
-'''
+"""
 
-ENDLESS_EXERCISE = '''
+ENDLESS_EXERCISE = """
 def contrastive_loss(out1, out2, label, margin=2.0):
     while True:
         pass
-'''
+"""
 
-REDEFINE_CHECKS = '''
+REDEFINE_CHECKS = """
 import autograder.checks.loss as L
 L.check_loss_gradients = lambda *args, **kwargs: print("[PASS] the loss can be differentiated")
 for name in [name for name in dir(L) if name.startswith("check_")]:
     setattr(L, name, L.check_loss_gradients)
-'''
+"""
 
-FAKE_MODULE = '''
+FAKE_MODULE = """
 import os, sys
 with open("autograder.py", "w") as f:
     f.write("class loss:\\n"
@@ -181,16 +190,16 @@ with open("autograder.py", "w") as f:
             "    check_loss_similar_pairs = check_loss_hinge = check_loss_beyond_margin = check_loss_gradients\\n"
             "    check_loss_margin_argument = check_loss_label_shapes = check_loss_label_count = check_loss_gradients\\n")
 sys.path.insert(0, os.getcwd())
-'''
+"""
 
-PATCH_REPORT = '''
+PATCH_REPORT = """
 import autograder.checks.report as R
 R.failure = lambda *args, **kwargs: AssertionError("never raised")
 R.fail = lambda *args, **kwargs: None
 R.close = lambda *args, **kwargs: True
-'''
+"""
 
-EDIT_GRADEBOOK = '''
+EDIT_GRADEBOOK = """
 import os, sqlite3
 here = os.getcwd()
 while True:
@@ -206,27 +215,27 @@ while True:
     if os.path.dirname(here) == here:
         break
     here = os.path.dirname(here)
-'''
+"""
 
-OVERWRITE_PACKAGE = '''
+OVERWRITE_PACKAGE = """
 import autograder.checks.loss as L
 with open(L.__file__, "a") as f:
     f.write("\\n\\ndef check_loss_gradients(*args, **kwargs):\\n    print('[PASS] faked by a student')\\n")
-'''
+"""
 
 # Right on every visible case (all float32), twice too large in float64, which only hidden cases use: the cell's
 # hidden part (restored by nbgrader, run at grading) is what finds it, in loss_similar_pairs and loss_hinge (3 + 3).
-HIDDEN_ONLY_BUG = '''
+HIDDEN_ONLY_BUG = """
 _right_in_float32 = contrastive_loss
 
 
 def contrastive_loss(out1, out2, label, margin=2.0):
     return _right_in_float32(out1, out2, label, margin) * (2 if out1.dtype == torch.float64 else 1)
-'''
+"""
 
-HIDE_TRACEBACKS = '''
+HIDE_TRACEBACKS = """
 get_ipython().showtraceback = lambda *args, **kwargs: None
-'''
+"""
 
 
 @dataclass
@@ -243,73 +252,154 @@ class Case:
 CASES: dict[str, Case] = {
     # correct submissions
     "solved": Case("every lesson solved", None, COURSE_STATUS, total=COURSE_SCORE),
-    "colab": Case("every lesson solved, saved by Colab (nbformat 4.0, 'Copy of ...')", None, COURSE_STATUS,
-                  total=COURSE_SCORE),
+    "colab": Case(
+        "every lesson solved, saved by Colab (nbformat 4.0, 'Copy of ...')",
+        None,
+        COURSE_STATUS,
+        total=COURSE_SCORE,
+    ),
     "buggy": Case("lesson 4 with the bug the tampering students hide (control)", BUGGY_SCORE),
-    "hidden_only_bug": Case("a loss wrong only where the hidden tests look (float64)",
-                            FULL_SCORE - POINTS["loss_similar_pairs"] - POINTS["loss_hinge"]),
+    "hidden_only_bug": Case(
+        "a loss wrong only where the hidden tests look (float64)",
+        FULL_SCORE - POINTS["loss_similar_pairs"] - POINTS["loss_hinge"],
+    ),
     # noise
     "noisy_plain": Case("plain cells that raise, write to stderr, warn, end with a string", FULL_SCORE),
-    "noisy_exercise": Case("exercise cell and function writing stderr and warning, ending with a string", FULL_SCORE),
+    "noisy_exercise": Case(
+        "exercise cell and function writing stderr and warning, ending with a string", FULL_SCORE
+    ),
     "raising_exercise": Case("exercise cell that raises after the definition", FULL_SCORE),
     # time
-    "endless_loop": Case("`while True: pass` in contrastive_loss: each of its graded cells is interrupted at the "
-                         "cell timeout (CellTimeoutError in the feedback); exercises 4.2-4.5 still score",
-                         sum(POINTS[name] for name in ("loss_gradient_by_hand", "numerical_gradient",
-                                                       "distance_after_step", "collapsed_loss")),
-                         notes=[f"{LESSON}: test cells {LOSS_CELLS} were stopped at "
-                                "the time limit for one cell; scored 0"]),
+    "endless_loop": Case(
+        "`while True: pass` in contrastive_loss: each of its graded cells is interrupted at the "
+        "cell timeout (CellTimeoutError in the feedback); exercises 4.2-4.5 still score",
+        sum(
+            POINTS[name]
+            for name in (
+                "loss_gradient_by_hand",
+                "numerical_gradient",
+                "distance_after_step",
+                "collapsed_loss",
+            )
+        ),
+        notes=[f"{LESSON}: test cells {LOSS_CELLS} were stopped at the time limit for one cell; scored 0"],
+    ),
     "slow_cell": Case("a plain cell sleeping past the cell timeout", FULL_SCORE),
     # kernel death
-    "os_exit": Case("os._exit(1) in the exercise cell", None,
-                    re.compile(rf"{LESSON} not graded: kernel died in cell \d+ \(exercise_4_1\); {MISSING}"),
-                    notes=["review: exercise code uses os._exit"]),
-    "sys_exit": Case("sys.exit() in the exercise cell (IPython reports SystemExit as an error)", FULL_SCORE,
-                     notes=["review: exercise code uses sys.exit"]),
-    "segfault": Case("ctypes.string_at(0) in the exercise cell", None,
-                     re.compile(rf"{LESSON} not graded: kernel died in cell \d+ \(exercise_4_1\); {MISSING}"),
-                     notes=["review: exercise code uses ctypes"]),
+    "os_exit": Case(
+        "os._exit(1) in the exercise cell",
+        None,
+        re.compile(rf"{LESSON} not graded: kernel died in cell \d+ \(exercise_4_1\); {MISSING}"),
+        notes=["review: exercise code uses os._exit"],
+    ),
+    "sys_exit": Case(
+        "sys.exit() in the exercise cell (IPython reports SystemExit as an error)",
+        FULL_SCORE,
+        notes=["review: exercise code uses sys.exit"],
+    ),
+    "segfault": Case(
+        "ctypes.string_at(0) in the exercise cell",
+        None,
+        re.compile(rf"{LESSON} not graded: kernel died in cell \d+ \(exercise_4_1\); {MISSING}"),
+        notes=["review: exercise code uses ctypes"],
+    ),
     "memory_hog": Case("bytearray(20 GiB) in the exercise cell (--memory-mb 8192: MemoryError)", FULL_SCORE),
     # tampering: the bug stays, the grade must stay at the bug's score
     "edited_test": Case("graded test cell replaced with `pass`", BUGGY_SCORE),
-    "deleted_test": Case("graded test cell deleted (nbgrader adds its copy back)", BUGGY_SCORE,
-                         notes=[f"{LESSON}: test cells loss_gradients deleted"]),
-    "redefined_check": Case("exercise cell redefines the check functions", BUGGY_SCORE,
-                            notes=["review: exercise code uses autograder"]),
-    "fake_module": Case("exercise cell writes autograder.py next to the notebook", BUGGY_SCORE,
-                        notes=["review: exercise code uses", "autograder", "open("]),
-    "patched_report": Case("exercise cell monkey-patches autograder.checks.report", BUGGY_SCORE,
-                           notes=["review: exercise code uses autograder"]),
-    "gradebook_editor": Case("exercise cell edits the gradebook.db it finds above its folder (its sandbox's)",
-                             BUGGY_SCORE, notes=["review: exercise code uses", "gradebook"]),
+    "deleted_test": Case(
+        "graded test cell deleted (nbgrader adds its copy back)",
+        BUGGY_SCORE,
+        notes=[f"{LESSON}: test cells loss_gradients deleted"],
+    ),
+    "redefined_check": Case(
+        "exercise cell redefines the check functions",
+        BUGGY_SCORE,
+        notes=["review: exercise code uses autograder"],
+    ),
+    "fake_module": Case(
+        "exercise cell writes autograder.py next to the notebook",
+        BUGGY_SCORE,
+        notes=["review: exercise code uses", "autograder", "open("],
+    ),
+    "patched_report": Case(
+        "exercise cell monkey-patches autograder.checks.report",
+        BUGGY_SCORE,
+        notes=["review: exercise code uses autograder"],
+    ),
+    "gradebook_editor": Case(
+        "exercise cell edits the gradebook.db it finds above its folder (its sandbox's)",
+        BUGGY_SCORE,
+        notes=["review: exercise code uses", "gradebook"],
+    ),
     "package_overwriter": (
-        Case("exercise cell appends a fake check to autograder/loss.py (read-only in the sandbox: OSError)",
-             BUGGY_SCORE, notes=["review: exercise code uses", "autograder"]) if ISOLATED else
-        Case("exercise cell appends a fake check to autograder/loss.py", None,
-             re.compile(rf"{LESSON} not graded: the notebook changed the grader's own files "
-                        rf"\(loss\.py\); they were restored; {MISSING}"),
-             notes=["review: exercise code uses", "autograder"])),
-    "hidden_tracebacks": Case("showtraceback silenced, with the bug (nbgrader records the error of the reply)",
-                              BUGGY_SCORE, notes=["review: exercise code uses get_ipython, showtraceback"]),
+        Case(
+            "exercise cell appends a fake check to autograder/loss.py (read-only in the sandbox: OSError)",
+            BUGGY_SCORE,
+            notes=["review: exercise code uses", "autograder"],
+        )
+        if ISOLATED
+        else Case(
+            "exercise cell appends a fake check to autograder/loss.py",
+            None,
+            re.compile(
+                rf"{LESSON} not graded: the notebook changed the grader's own files "
+                rf"\(loss\.py\); they were restored; {MISSING}"
+            ),
+            notes=["review: exercise code uses", "autograder"],
+        )
+    ),
+    "hidden_tracebacks": Case(
+        "showtraceback silenced, with the bug (nbgrader records the error of the reply)",
+        BUGGY_SCORE,
+        notes=["review: exercise code uses get_ipython, showtraceback"],
+    ),
     # structural damage
-    "duplicated": Case("a graded cell duplicated (same grade_id)", FULL_SCORE,
-                       notes=[f"{LESSON}: duplicated cells loss_gradients"]),
+    "duplicated": Case(
+        "a graded cell duplicated (same grade_id)",
+        FULL_SCORE,
+        notes=[f"{LESSON}: duplicated cells loss_gradients"],
+    ),
     "deleted_cells": Case("markdown and plain cells deleted", FULL_SCORE),
-    "stripped": Case("metadata.nbgrader stripped from every cell", FULL_SCORE,
-                     notes=[f"{LESSON}: restored stripped nbgrader metadata"]),
-    "retyped": Case("a graded cell turned into markdown", FULL_SCORE,
-                    notes=[f"{LESSON}: turned cells loss_gradients back into code cells"]),
+    "stripped": Case(
+        "metadata.nbgrader stripped from every cell",
+        FULL_SCORE,
+        notes=[f"{LESSON}: restored stripped nbgrader metadata"],
+    ),
+    "retyped": Case(
+        "a graded cell turned into markdown",
+        FULL_SCORE,
+        notes=[f"{LESSON}: turned cells loss_gradients back into code cells"],
+    ),
     "renamed": Case("'Copy of 04_contrastive_loss (3).ipynb'", FULL_SCORE),
-    "two_files": Case("two files for lesson 4: the older buggy, the newer solved", FULL_SCORE,
-                      notes=[f"2 files for {LESSON}; graded the newest, two_files/{LESSON} (1).ipynb"]),
-    "empty_file": Case("an empty file", None, f"{LESSON} not graded: {LESSON}.ipynb is an empty file; {MISSING}"),
-    "invalid_json": Case("a truncated JSON file", None,
-                         re.compile(rf"{LESSON} not graded: {LESSON}\.ipynb is not a readable notebook \(\w+\); {MISSING}")),
-    "stray_file": Case("solved lesson 4 and notes.txt", FULL_SCORE, notes=["ignored stray_file/notes.txt (not a lesson notebook)"]),
+    "two_files": Case(
+        "two files for lesson 4: the older buggy, the newer solved",
+        FULL_SCORE,
+        notes=[f"2 files for {LESSON}; graded the newest, two_files/{LESSON} (1).ipynb"],
+    ),
+    "empty_file": Case(
+        "an empty file", None, f"{LESSON} not graded: {LESSON}.ipynb is an empty file; {MISSING}"
+    ),
+    "invalid_json": Case(
+        "a truncated JSON file",
+        None,
+        re.compile(rf"{LESSON} not graded: {LESSON}\.ipynb is not a readable notebook \(\w+\); {MISSING}"),
+    ),
+    "stray_file": Case(
+        "solved lesson 4 and notes.txt",
+        FULL_SCORE,
+        notes=["ignored stray_file/notes.txt (not a lesson notebook)"],
+    ),
 }
 
-TAMPERING = ["edited_test", "deleted_test", "redefined_check", "fake_module", "patched_report", "gradebook_editor",
-             "hidden_tracebacks"]
+TAMPERING = [
+    "edited_test",
+    "deleted_test",
+    "redefined_check",
+    "fake_module",
+    "patched_report",
+    "gradebook_editor",
+    "hidden_tracebacks",
+]
 
 
 def make_corpus(subs: Path, solved: Path) -> None:
@@ -344,10 +434,13 @@ def make_corpus(subs: Path, solved: Path) -> None:
     put("hidden_only_bug", nb)
 
     nb = solved_nb()
-    insert_plain_cells(nb, 'raise RuntimeError("a plain cell that raises")',
-                       'import sys\nprint("a plain cell writing to stderr", file=sys.stderr)',
-                       'import warnings\nwarnings.warn("a plain cell that warns")',
-                       '"a plain cell ending with a string"')
+    insert_plain_cells(
+        nb,
+        'raise RuntimeError("a plain cell that raises")',
+        'import sys\nprint("a plain cell writing to stderr", file=sys.stderr)',
+        'import warnings\nwarnings.warn("a plain cell that warns")',
+        '"a plain cell ending with a string"',
+    )
     put("noisy_plain", nb)
     nb = solved_nb()
     rewrite_exercise(nb, "exercise_4_1", NOISY_EXERCISE)
@@ -363,9 +456,12 @@ def make_corpus(subs: Path, solved: Path) -> None:
     insert_plain_cells(nb, "import time\ntime.sleep(25)  # the cell timeout is 10 s")
     put("slow_cell", nb)
 
-    for student, code in (("os_exit", "import os\nos._exit(1)"), ("sys_exit", "import sys\nsys.exit()"),
-                          ("segfault", "import ctypes\nctypes.string_at(0)"),
-                          ("memory_hog", "hog = bytearray(20 * 2**30)")):
+    for student, code in (
+        ("os_exit", "import os\nos._exit(1)"),
+        ("sys_exit", "import sys\nsys.exit()"),
+        ("segfault", "import ctypes\nctypes.string_at(0)"),
+        ("memory_hog", "hog = bytearray(20 * 2**30)"),
+    ):
         nb = solved_nb()
         append_to_exercise(nb, code)
         put(student, nb)
@@ -376,9 +472,14 @@ def make_corpus(subs: Path, solved: Path) -> None:
     nb = buggy_nb()
     nb.cells.remove(cell_with_id(nb, "loss_gradients"))
     put("deleted_test", nb)
-    for student, code in (("redefined_check", REDEFINE_CHECKS), ("fake_module", FAKE_MODULE),
-                          ("patched_report", PATCH_REPORT), ("gradebook_editor", EDIT_GRADEBOOK),
-                          ("package_overwriter", OVERWRITE_PACKAGE), ("hidden_tracebacks", HIDE_TRACEBACKS)):
+    for student, code in (
+        ("redefined_check", REDEFINE_CHECKS),
+        ("fake_module", FAKE_MODULE),
+        ("patched_report", PATCH_REPORT),
+        ("gradebook_editor", EDIT_GRADEBOOK),
+        ("package_overwriter", OVERWRITE_PACKAGE),
+        ("hidden_tracebacks", HIDE_TRACEBACKS),
+    ):
         nb = buggy_nb()
         append_to_exercise(nb, code)
         put(student, nb)
@@ -391,8 +492,13 @@ def make_corpus(subs: Path, solved: Path) -> None:
     put("duplicated", nb)
     nb = solved_nb()
     keep = {"setup", *graded_points(nb)}  # and every exercise, and the cell of imports the exercises use
-    nb.cells = [c for c in nb.cells if nbgrader_meta(c).get("grade_id") in keep
-                or str(nbgrader_meta(c).get("grade_id", "")).startswith("exercise_") or "\nimport torch\n" in c.source]
+    nb.cells = [
+        c
+        for c in nb.cells
+        if nbgrader_meta(c).get("grade_id") in keep
+        or str(nbgrader_meta(c).get("grade_id", "")).startswith("exercise_")
+        or "\nimport torch\n" in c.source
+    ]
     put("deleted_cells", nb)
     nb = solved_nb()
     for cell in nb.cells:
@@ -417,17 +523,26 @@ def make_corpus(subs: Path, solved: Path) -> None:
 
 # ---------------------------------------------------------------- running the grader from a private copy
 
+
 def git(repo: Path, *args: str) -> str:
     """Run git in ``repo`` and return its output."""
-    return subprocess.run(["git", "-c", "user.name=test", "-c", "user.email=test@example.invalid", *args], cwd=repo,
-                          check=True, capture_output=True, text=True).stdout
+    return subprocess.run(
+        ["git", "-c", "user.name=test", "-c", "user.email=test@example.invalid", *args],
+        cwd=repo,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
 
 
 def copy_course(root: Path) -> Path:
     """A copy of the course's code and lessons, committed to a git repository of its own."""
     for name in (*PACKAGES, "lessons"):
-        shutil.copytree(REPO / name, root / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc",
-                                                                                   ".ipynb_checkpoints"))
+        shutil.copytree(
+            REPO / name,
+            root / name,
+            ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".ipynb_checkpoints"),
+        )
     shutil.copy(REPO / "pyproject.toml", root / "pyproject.toml")
     (root / ".gitignore").write_text("__pycache__/\n")
     git(root, "init", "-q")
@@ -460,11 +575,24 @@ def read_grades(path: Path) -> dict[str, dict[str, str]]:
 
 def grade(code: Path, submissions: Path, out: Path, *options: str, jobs: int = 2) -> Run:
     """Run ``python -m autograder grade`` from the copy ``code``; return the process, its time and grades.csv."""
-    command = [sys.executable, "-m", "autograder", "grade", str(submissions), "--out", str(out), "--jobs", str(jobs),
-               *LIMITS, *options, *isolation_args()]
+    command = [
+        sys.executable,
+        "-m",
+        "autograder",
+        "grade",
+        str(submissions),
+        "--out",
+        str(out),
+        "--jobs",
+        str(jobs),
+        *LIMITS,
+        *options,
+        *isolation_args(),
+    ]
     started = time.perf_counter()
-    process = subprocess.run(command, cwd=out.parent, env=course_env(code), capture_output=True, text=True,
-                             timeout=RUN_TIMEOUT_S)
+    process = subprocess.run(
+        command, cwd=out.parent, env=course_env(code), capture_output=True, text=True, timeout=RUN_TIMEOUT_S
+    )
     seconds = time.perf_counter() - started
     rows = read_grades(out / "grades.csv") if (out / "grades.csv").is_file() else {}
     return Run(process, seconds, rows)
@@ -485,7 +613,9 @@ def gradebook_scores(db_url: str, students: list[str]) -> dict[str, dict[str, fl
             scores[student] = {}
             for lesson in LESSONS:
                 try:
-                    scores[student][lesson] = gradebook.find_submission_notebook(lesson, lesson, student).score
+                    scores[student][lesson] = gradebook.find_submission_notebook(
+                        lesson, lesson, student
+                    ).score
                 except MissingEntry:
                     pass
     return scores
@@ -497,8 +627,14 @@ def workspace(tmp_path_factory):
     root = tmp_path_factory.mktemp("robust")
     code = copy_course(root / "course-code")
     solved = root / "solved"
-    result = subprocess.run([sys.executable, "-m", "autograder", "solutions", str(solved)], cwd=root,
-                            env=course_env(code), capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-m", "autograder", "solutions", str(solved)],
+        cwd=root,
+        env=course_env(code),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     return root, code, solved
 
@@ -517,14 +653,17 @@ def hostile_class(workspace):
         repaired_by_test = (code / "autograder" / "checks" / "loss.py").read_bytes() != loss_py
         if repaired_by_test:  # never leave a poisoned check behind for the tests that follow
             (code / "autograder" / "checks" / "loss.py").write_bytes(loss_py)
-    print(f"\ngrading the hostile class ({len(CASES)} students, --jobs 2): {run.seconds:.1f} s wall; "
-          f"autograder says: {run.process.stdout.strip().splitlines()[:1]}")
+    print(
+        f"\ngrading the hostile class ({len(CASES)} students, --jobs 2): {run.seconds:.1f} s wall; "
+        f"autograder says: {run.process.stdout.strip().splitlines()[:1]}"
+    )
     (root / "first-run.txt").write_text(f"{run.seconds:.1f} s\n{run.process.stdout}\n{run.process.stderr}")
     assert not repaired_by_test, "the grading left autograder/loss.py changed"
     return run, out, subs, code
 
 
 # ---------------------------------------------------------------- one run, every student reported
+
 
 @pytest.mark.slow
 def test_the_run_completes_with_a_row_per_student(hostile_class):
@@ -533,8 +672,9 @@ def test_the_run_completes_with_a_row_per_student(hostile_class):
     assert run.process.returncode == 0, (run.process.stdout[-3000:], run.process.stderr[-3000:])
     assert "Traceback" not in run.process.stderr, run.process.stderr[-3000:]
     assert set(run.rows) == set(CASES)
-    assert re.search(rf"graded {len(CASES) - 2} students \({len(CASES)} in grades.csv\)", run.process.stdout), \
-        run.process.stdout  # all but the empty and the invalid file reach nbgrader
+    assert re.search(
+        rf"graded {len(CASES) - 2} students \({len(CASES)} in grades.csv\)", run.process.stdout
+    ), run.process.stdout  # all but the empty and the invalid file reach nbgrader
 
 
 @pytest.mark.slow
@@ -543,8 +683,10 @@ def test_each_student_gets_the_expected_row(hostile_class, student):
     """Score, status and notes of every student as CASES says."""
     case = CASES[student]
     row = hostile_class[0].rows[student]
-    print(f"{student} ({case.what}): {LESSON}={row[LESSON]!r} total={row['total']} status={row['status']!r} "
-          f"notes={row['notes']!r}")
+    print(
+        f"{student} ({case.what}): {LESSON}={row[LESSON]!r} total={row['total']} status={row['status']!r} "
+        f"notes={row['notes']!r}"
+    )
     if case.total is not None:
         assert float(row["total"]) == case.total, row
     else:
@@ -564,7 +706,9 @@ def test_correct_submissions_score_every_autograded_point(hostile_class):
     """The solved course and its Colab save score every autograded point of every lesson; their answers wait."""
     rows = hostile_class[0].rows
     for student in ("solved", "colab"):
-        assert float(rows[student]["total"]) == COURSE_SCORE and rows[student]["status"] == COURSE_STATUS, rows[student]
+        assert float(rows[student]["total"]) == COURSE_SCORE and rows[student]["status"] == COURSE_STATUS, (
+            rows[student]
+        )
         assert [rows[student][lesson] for lesson in LESSONS] == [rows["solved"][lesson] for lesson in LESSONS]
 
 
@@ -604,8 +748,19 @@ def test_the_grader_keeps_its_own_files(hostile_class):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("student", ["noisy_plain", "noisy_exercise", "raising_exercise", "slow_cell", "endless_loop",
-                                     "sys_exit", "memory_hog", "hidden_tracebacks"])
+@pytest.mark.parametrize(
+    "student",
+    [
+        "noisy_plain",
+        "noisy_exercise",
+        "raising_exercise",
+        "slow_cell",
+        "endless_loop",
+        "sys_exit",
+        "memory_hog",
+        "hidden_tracebacks",
+    ],
+)
 def test_feedback_is_written_for_graded_troublemakers(hostile_class, student):
     """Students whose cells failed still get their feedback HTML."""
     out = hostile_class[1]
@@ -644,17 +799,26 @@ def test_without_namespaces_tampering_still_cannot_raise_a_grade(unwalled_class)
     assert "warning: --isolation off" in run.process.stdout  # what it exposes is said once
     assert all("not isolated (--isolation off)" in row["notes"] for row in run.rows.values()), run.rows
     scores = {student: lesson_score(row) for student, row in run.rows.items()}
-    assert scores == {"buggy": BUGGY_SCORE, "edited_test": BUGGY_SCORE, "gradebook_editor": BUGGY_SCORE,
-                      "package_overwriter": None, "c_planted_pyc": None}, run.rows
+    assert scores == {
+        "buggy": BUGGY_SCORE,
+        "edited_test": BUGGY_SCORE,
+        "gradebook_editor": BUGGY_SCORE,
+        "package_overwriter": None,
+        "c_planted_pyc": None,
+    }, run.rows
     for student in ("package_overwriter", "c_planted_pyc"):
         assert run.rows[student]["status"].startswith(
-            f"{LESSON} not graded: the notebook changed the grader's own files"), run.rows[student]
+            f"{LESSON} not graded: the notebook changed the grader's own files"
+        ), run.rows[student]
     assert git(code, "status", "--porcelain", "--untracked-files=all", *PACKAGES) == ""
-    planted = [p for p in code.rglob("*.pyc") if b"c_planted_pyc" in p.read_bytes()]  # git ignores __pycache__
+    planted = [
+        p for p in code.rglob("*.pyc") if b"c_planted_pyc" in p.read_bytes()
+    ]  # git ignores __pycache__
     assert not planted, planted
 
 
 # ---------------------------------------------------------------- late submissions
+
 
 @pytest.fixture(scope="module")
 def late_run(hostile_class, workspace):
@@ -665,8 +829,10 @@ def late_run(hostile_class, workspace):
     (subs / "late").mkdir()
     shutil.copy(solved / f"{LESSON}.ipynb", subs / "late" / f"{LESSON}.ipynb")
     run = grade(code, subs, out)
-    print(f"\nre-grading after 2 late submissions: {run.seconds:.1f} s wall (first run {first.seconds:.1f} s); "
-          f"autograder says: {run.process.stdout.strip().splitlines()[:1]}")
+    print(
+        f"\nre-grading after 2 late submissions: {run.seconds:.1f} s wall (first run {first.seconds:.1f} s); "
+        f"autograder says: {run.process.stdout.strip().splitlines()[:1]}"
+    )
     return first, run, out
 
 
@@ -675,16 +841,22 @@ def test_a_second_run_completes_with_every_student(late_run):
     """The second run exits 0 with a row for everyone, old and new (its speed comes from grading 2 students)."""
     first, run, _ = late_run
     assert run.process.returncode == 0, run.process.stderr[-3000:]
-    assert re.search(rf"graded \d+ students \({len(CASES) + 1} in grades.csv\)", run.process.stdout), run.process.stdout
+    assert re.search(rf"graded \d+ students \({len(CASES) + 1} in grades.csv\)", run.process.stdout), (
+        run.process.stdout
+    )
 
 
 @pytest.mark.slow
 def test_a_second_run_grades_only_what_changed(late_run):
     """Only the new student and the changed notebook are graded again; no unchanged notebook is noted as replaced."""
     first, run, _ = late_run
-    replaced = sorted(s for s, row in run.rows.items() if s != "buggy" and "a new submission replaced" in row["notes"])
+    replaced = sorted(
+        s for s, row in run.rows.items() if s != "buggy" and "a new submission replaced" in row["notes"]
+    )
     assert not replaced, replaced
-    assert re.search(rf"graded 2 students \({len(CASES) + 1} in grades.csv\)", run.process.stdout), run.process.stdout
+    assert re.search(rf"graded 2 students \({len(CASES) + 1} in grades.csv\)", run.process.stdout), (
+        run.process.stdout
+    )
 
 
 @pytest.mark.slow
@@ -694,8 +866,9 @@ def test_a_second_run_keeps_the_earlier_rows(late_run):
     for student, row in first.rows.items():
         if student != "buggy":
             again = run.rows[student]
-            assert ([again[k] for k in (*LESSONS, "total", "status")] ==
-                    [row[k] for k in (*LESSONS, "total", "status")]), (student, row, again)
+            assert [again[k] for k in (*LESSONS, "total", "status")] == [
+                row[k] for k in (*LESSONS, "total", "status")
+            ], (student, row, again)
     assert (lesson_score(run.rows["late"]), run.rows["late"]["status"]) == (FULL_SCORE, WROTE)
 
 
@@ -705,8 +878,11 @@ def test_a_replaced_submission_is_noted_and_kept(late_run):
     first, run, out = late_run
     row = run.rows["buggy"]
     assert lesson_score(row) == FULL_SCORE, row
-    match = re.search(rf"{LESSON}: a new submission replaced the one graded at (\S+) \(score then: {BUGGY_SCORE:g}(\.0)?; "
-                      rf"kept in (course/history/buggy/{LESSON}/[^)]+\.ipynb)\)", row["notes"])
+    match = re.search(
+        rf"{LESSON}: a new submission replaced the one graded at (\S+) \(score then: {BUGGY_SCORE:g}(\.0)?; "
+        rf"kept in (course/history/buggy/{LESSON}/[^)]+\.ipynb)\)",
+        row["notes"],
+    )
     assert match, row["notes"]
     old = nbformat.read(out / match.group(3), as_version=4)
     assert BUG_NEW in cell_with_id(old, "exercise_4_1").source  # the buggy version is what was kept
@@ -716,8 +892,15 @@ def test_a_replaced_submission_is_noted_and_kept(late_run):
 def test_a_second_run_keeps_the_earlier_notes(late_run):
     """The repairs noted for notebooks graded in the first run are still in the notes of the second."""
     first, run, _ = late_run
-    lost = {student: [note for note in first.rows[student]["notes"].split("; ") if note not in run.rows[student]["notes"]]
-            for student in first.rows if student != "buggy"}
+    lost = {
+        student: [
+            note
+            for note in first.rows[student]["notes"].split("; ")
+            if note not in run.rows[student]["notes"]
+        ]
+        for student in first.rows
+        if student != "buggy"
+    }
     assert not any(lost.values()), {student: notes for student, notes in lost.items() if notes}
 
 
@@ -733,12 +916,16 @@ def postgres_driver() -> str:
 
     from sqlalchemy.engine import make_url
 
-    default = make_url("postgresql://").get_dialect().driver  # psycopg (3) from SQLAlchemy 2.1, psycopg2 before
+    default = (
+        make_url("postgresql://").get_dialect().driver
+    )  # psycopg (3) from SQLAlchemy 2.1, psycopg2 before
     for driver in (default, "psycopg2"):
         if importlib.util.find_spec(driver) is not None:
             return "postgresql" if driver == default else f"postgresql+{driver}"
-    pytest.skip(f"no PostgreSQL driver: a postgresql:// URL needs `{default}` with this SQLAlchemy "
-                "(`pip install 'psycopg[binary]'`), or psycopg2 for postgresql+psycopg2://")
+    pytest.skip(
+        f"no PostgreSQL driver: a postgresql:// URL needs `{default}` with this SQLAlchemy "
+        "(`pip install 'psycopg[binary]'`), or psycopg2 for postgresql+psycopg2://"
+    )
 
 
 @pytest.fixture
@@ -751,8 +938,11 @@ def postgres_url():
     drivername = postgres_driver()
     given = os.environ.get(PG_URL_ENV)
     url = make_url(given or DEFAULT_PG_URL).set(drivername=drivername)
-    admin = create_engine(url.set(database=url.database or "postgres"), isolation_level="AUTOCOMMIT",
-                          connect_args={"connect_timeout": 5})
+    admin = create_engine(
+        url.set(database=url.database or "postgres"),
+        isolation_level="AUTOCOMMIT",
+        connect_args={"connect_timeout": 5},
+    )
     name = f"siamese_grading_{os.getpid()}_{int(time.time())}"
     try:
         with admin.connect() as connection:
@@ -760,8 +950,10 @@ def postgres_url():
     except DBAPIError as error:
         admin.dispose()
         where = f"{PG_URL_ENV}={given}" if given else f"{DEFAULT_PG_URL} (set {PG_URL_ENV} to use another)"
-        pytest.skip(f"no PostgreSQL server that lets the test create a database at {where}: "
-                    f"{str(error.orig).strip().splitlines()[0]}; `make postgres` starts a throwaway one")
+        pytest.skip(
+            f"no PostgreSQL server that lets the test create a database at {where}: "
+            f"{str(error.orig).strip().splitlines()[0]}; `make postgres` starts a throwaway one"
+        )
     try:
         yield url.set(database=name).render_as_string(hide_password=False)
     finally:
@@ -784,9 +976,13 @@ def test_grading_into_a_postgresql_gradebook(postgres_url, workspace, tmp_path):
     print(f"\ngrading 2 students into PostgreSQL: {run.seconds:.1f} s wall")
     assert run.process.returncode == 0, (run.process.stdout[-3000:], run.process.stderr[-3000:])
     assert {student: (lesson_score(row), row["status"]) for student, row in run.rows.items()} == {
-        "solved": (FULL_SCORE, WROTE), "blank": (0.0, MISSING)}
-    assert gradebook_scores(postgres_url, ["solved", "blank"]) == {"solved": {LESSON: FULL_SCORE},
-                                                                  "blank": {LESSON: 0.0}}
+        "solved": (FULL_SCORE, WROTE),
+        "blank": (0.0, MISSING),
+    }
+    assert gradebook_scores(postgres_url, ["solved", "blank"]) == {
+        "solved": {LESSON: FULL_SCORE},
+        "blank": {LESSON: 0.0},
+    }
     assert not (out / "course" / "gradebook.db").exists()  # PostgreSQL is the gradebook of record
 
 
@@ -806,7 +1002,9 @@ def write_shard_class(subs: Path, code: Path, solved: Path) -> None:
         shutil.copy(solved / f"{LESSON}.ipynb", target)
         if kind == "buggy":
             nb = nbformat.read(target, as_version=4)
-            cell = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "exercise_4_1")
+            cell = next(
+                c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "exercise_4_1"
+            )
             cell.source = cell.source.replace(BUG_OLD, BUG_NEW)
             nbformat.write(nb, target)
     (subs / "syllabus.pdf").write_bytes(b"%PDF-1.4 not a notebook")
@@ -814,10 +1012,20 @@ def write_shard_class(subs: Path, code: Path, solved: Path) -> None:
 
 def report(code: Path, out: Path, *sources: Path, db_url: str) -> subprocess.CompletedProcess:
     """``python -m autograder report --from ... --db-url ... --out out``."""
-    command = [sys.executable, "-m", "autograder", "report", *[f"--from={s}" for s in sources], "--db-url", db_url,
-               "--out", str(out)]
-    return subprocess.run(command, cwd=out.parent, env=course_env(code), capture_output=True, text=True,
-                          timeout=RUN_TIMEOUT_S)
+    command = [
+        sys.executable,
+        "-m",
+        "autograder",
+        "report",
+        *[f"--from={s}" for s in sources],
+        "--db-url",
+        db_url,
+        "--out",
+        str(out),
+    ]
+    return subprocess.run(
+        command, cwd=out.parent, env=course_env(code), capture_output=True, text=True, timeout=RUN_TIMEOUT_S
+    )
 
 
 def test_a_gradebook_sync_holds_the_postgresql_lock_until_it_ends(postgres_url):
@@ -830,7 +1038,9 @@ def test_a_gradebook_sync_holds_the_postgresql_lock_until_it_ends(postgres_url):
 
     def free() -> bool:
         with other.connect() as connection:
-            taken = connection.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": GRADEBOOK_LOCK}).scalar()
+            taken = connection.execute(
+                text("SELECT pg_try_advisory_lock(:k)"), {"k": GRADEBOOK_LOCK}
+            ).scalar()
             if taken:
                 connection.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": GRADEBOOK_LOCK})
             return bool(taken)
@@ -882,29 +1092,61 @@ def test_shards_on_separate_processes_report_as_one_run(postgres_url, workspace,
 
     whole = grade(code, subs, tmp_path / "whole", jobs=1)
     assert whole.process.returncode == 0, whole.process.stderr[-3000:]
-    released = subprocess.run([sys.executable, "-m", "autograder", "release", str(tmp_path / "prepared"), "--db-url",
-                               postgres_url], cwd=tmp_path, env=course_env(code), capture_output=True, text=True,
-                              timeout=RUN_TIMEOUT_S)
-    assert released.returncode == 0, released.stderr[-3000:]  # the gradebook's course, made once before the shards
+    released = subprocess.run(
+        [sys.executable, "-m", "autograder", "release", str(tmp_path / "prepared"), "--db-url", postgres_url],
+        cwd=tmp_path,
+        env=course_env(code),
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT_S,
+    )
+    assert released.returncode == 0, released.stderr[
+        -3000:
+    ]  # the gradebook's course, made once before the shards
 
     outs = [tmp_path / f"shard{k}" for k in range(2)]
-    command = [sys.executable, "-m", "autograder", "grade", str(subs), "--out", str(outs[killed]), "--jobs", "1",
-               *LIMITS, "--shard", f"{killed}/2", "--db-url", postgres_url, *isolation_args()]
-    doomed = subprocess.Popen(command, cwd=tmp_path, env=course_env(code), stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
+    command = [
+        sys.executable,
+        "-m",
+        "autograder",
+        "grade",
+        str(subs),
+        "--out",
+        str(outs[killed]),
+        "--jobs",
+        "1",
+        *LIMITS,
+        "--shard",
+        f"{killed}/2",
+        "--db-url",
+        postgres_url,
+        *isolation_args(),
+    ]
+    doomed = subprocess.Popen(
+        command, cwd=tmp_path, env=course_env(code), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     runs = []  # the other shard, graded meanwhile
-    meanwhile = threading.Thread(target=lambda: runs.append(grade(code, subs, outs[1 - killed], "--shard",
-                                                                  f"{1 - killed}/2", "--db-url", postgres_url, jobs=1)))
+    meanwhile = threading.Thread(
+        target=lambda: runs.append(
+            grade(
+                code, subs, outs[1 - killed], "--shard", f"{1 - killed}/2", "--db-url", postgres_url, jobs=1
+            )
+        )
+    )
     meanwhile.start()
     deadline = time.monotonic() + RUN_TIMEOUT_S
-    while not (outs[killed] / "grades.csv").is_file() and doomed.poll() is None and time.monotonic() < deadline:
+    while (
+        not (outs[killed] / "grades.csv").is_file() and doomed.poll() is None and time.monotonic() < deadline
+    ):
         time.sleep(0.2)  # grades.csv is written once the shard's first student is recorded
     kill_tree(doomed.pid)
     doomed.wait()
     meanwhile.join()
     other = runs[0]
     midway = read_grades(outs[killed] / "grades.csv")
-    assert [row["status"] for row in midway.values()].count("graded") < len(halves[killed]), midway  # truly midway
+    assert [row["status"] for row in midway.values()].count("graded") < len(halves[killed]), (
+        midway
+    )  # truly midway
     assert other.process.returncode == 0, other.process.stderr[-3000:]
     assert set(other.rows) == set(halves[1 - killed])
 
@@ -912,14 +1154,18 @@ def test_shards_on_separate_processes_report_as_one_run(postgres_url, workspace,
     assert rerun.process.returncode == 0, rerun.process.stderr[-3000:]
     assert set(rerun.rows) == set(halves[killed])
     roots = {*(sandbox.cgroup_controllers() or {}).values(), *filter(None, [sandbox.cpu_accounting_group()])}
-    assert not [f for root in roots for f in root.glob(f"siamese-grading-{doomed.pid}-*")]  # the next run tidied up
+    assert not [
+        f for root in roots for f in root.glob(f"siamese-grading-{doomed.pid}-*")
+    ]  # the next run tidied up
     merged = report(code, tmp_path / "merged", *outs, db_url=postgres_url)
     assert merged.returncode == 0, merged.stderr[-3000:]
     assert read_grades(tmp_path / "merged" / "grades.csv") == whole.rows
     assert (tmp_path / "merged" / "intake.csv").read_text() == (tmp_path / "whole" / "intake.csv").read_text()
     assert "syllabus.pdf" in (tmp_path / "merged" / "intake.csv").read_text()
 
-    again = grade(code, subs, outs[1 - killed], "--shard", f"{1 - killed}/2", "--db-url", postgres_url, jobs=1)
+    again = grade(
+        code, subs, outs[1 - killed], "--shard", f"{1 - killed}/2", "--db-url", postgres_url, jobs=1
+    )
     assert again.process.returncode == 0, again.process.stderr[-3000:]
     assert again.rows == other.rows
     merged_again = report(code, tmp_path / "merged-again", *outs, db_url=postgres_url)
@@ -1156,7 +1402,9 @@ def make_exploits(subs: Path, solved: Path, code: Path, out: Path, target: Targe
         (subs / student).mkdir(parents=True)
         nbformat.write(nb, subs / student / f"{LESSON}.ipynb")
 
-    def carrier(student: str, plain_cell: str) -> None:  # the blank lesson 2 (quick to run) with one more cell
+    def carrier(
+        student: str, plain_cell: str
+    ) -> None:  # the blank lesson 2 (quick to run) with one more cell
         nb = nbformat.read(code / "lessons" / "02_cnn_backbone.ipynb", as_version=4)
         insert_plain_cells(nb, plain_cell, before="exercise_2_1")
         (subs / student).mkdir(parents=True, exist_ok=True)
@@ -1182,8 +1430,20 @@ def make_exploits(subs: Path, solved: Path, code: Path, out: Path, target: Targe
     buggy_with("m_output", ATTACK_OUTPUT)
 
 
-ATTACKERS = {"a_unlock", "b_shadow", "c_pyc", "d_daemon", "e_hunter", "f_template", "h_walls", "i_network", "j_forge",
-             "k_forks", "l_processes", "m_output"}
+ATTACKERS = {
+    "a_unlock",
+    "b_shadow",
+    "c_pyc",
+    "d_daemon",
+    "e_hunter",
+    "f_template",
+    "h_walls",
+    "i_network",
+    "j_forge",
+    "k_forks",
+    "l_processes",
+    "m_output",
+}
 
 
 class Listener:
@@ -1244,7 +1504,9 @@ def feedback_attack(out: Path, student: str, lesson: str = LESSON) -> dict | Non
     path = out / "feedback" / student / f"{lesson}.html"
     if not path.is_file():
         return None
-    match = re.search(r"ATTACK (\{.*?\})\s*$", html.unescape(re.sub(r"<[^>]+>", "", path.read_text())), re.MULTILINE)
+    match = re.search(
+        r"ATTACK (\{.*?\})\s*$", html.unescape(re.sub(r"<[^>]+>", "", path.read_text())), re.MULTILINE
+    )
     return json.loads(match.group(1).replace("'", '"')) if match else None
 
 
@@ -1262,9 +1524,19 @@ def exploit_class(workspace, tmp_path_factory):
     out = root / "out"
     listener = Listener()
     pg_port = int(os.environ.get(PG_URL_ENV, DEFAULT_PG_URL).rsplit(":", 1)[1].split("/")[0])
-    target = Target(paths=[str(out), str(out / "course" / "source"), str(out / "sandbox-template"), str(subs),
-                           str(code / ".git"), str(code / "lessons"), str(root_dir / "submissions")],
-                    ports=[listener.port, pg_port], marker=f"siamese-test-daemon-{os.getpid()}-{int(time.time())}")
+    target = Target(
+        paths=[
+            str(out),
+            str(out / "course" / "source"),
+            str(out / "sandbox-template"),
+            str(subs),
+            str(code / ".git"),
+            str(code / "lessons"),
+            str(root_dir / "submissions"),
+        ],
+        ports=[listener.port, pg_port],
+        marker=f"siamese-test-daemon-{os.getpid()}-{int(time.time())}",
+    )
     make_exploits(subs, solved, code, out, target)
     seen: list[int] = []
     stop = threading.Event()
@@ -1311,10 +1583,13 @@ def test_a_notebook_cannot_change_the_gradebook_of_record(exploit_class):
     row = first.rows["e_hunter"]
     if ISOLATED:
         others = ", ".join(lesson for lesson in CORE if lesson != "02_cnn_backbone")
-        assert (lesson_score(row, "02_cnn_backbone"), row["status"]) == (0.0, f"no notebook for {others}"), row
+        assert (lesson_score(row, "02_cnn_backbone"), row["status"]) == (0.0, f"no notebook for {others}"), (
+            row
+        )
     else:
         assert row["status"].startswith(
-            "02_cnn_backbone not graded: the notebook changed the grader's own files (gradebook.db)"), row
+            "02_cnn_backbone not graded: the notebook changed the grader's own files (gradebook.db)"
+        ), row
     assert "review: other cells use" in row["notes"] and "sqlite3" in row["notes"], row
     earlier = ["b_shadow", "c_pyc", "d_daemon"]  # graded (and recorded) before e_hunter ran
     held = gradebook_scores(f"sqlite:///{out / 'course' / 'gradebook.db'}", earlier)
@@ -1357,7 +1632,9 @@ def test_no_process_of_a_notebook_outlives_the_grading(exploit_class):
 def test_grades_survive_a_process_left_behind(exploit_class):
     """Nothing rewrites the manifest once the run is over: the second run reports the first run's scores."""
     first, again, *_ = exploit_class
-    assert ({s: lesson_score(r) for s, r in again.rows.items()} == {s: lesson_score(r) for s, r in first.rows.items()})
+    assert {s: lesson_score(r) for s, r in again.rows.items()} == {
+        s: lesson_score(r) for s, r in first.rows.items()
+    }
 
 
 @pytest.mark.slow
@@ -1439,15 +1716,34 @@ def test_edits_of_the_checkout_while_grading_change_no_grade(workspace, tmp_path
     for student in ("a_first", "b_second", "c_third"):
         (subs / student).mkdir(parents=True)
         shutil.copy(solved / f"{LESSON}.ipynb", subs / student / f"{LESSON}.ipynb")
-    command = [sys.executable, "-m", "autograder", "grade", str(subs), "--out", str(out), "--jobs", "1", *LIMITS,
-               *(isolation_args() if isolation == "on" else ["--isolation", "off"])]
-    process = subprocess.Popen(command, cwd=tmp_path, env=course_env(checkout), stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+    command = [
+        sys.executable,
+        "-m",
+        "autograder",
+        "grade",
+        str(subs),
+        "--out",
+        str(out),
+        "--jobs",
+        "1",
+        *LIMITS,
+        *(isolation_args() if isolation == "on" else ["--isolation", "off"]),
+    ]
+    process = subprocess.Popen(
+        command,
+        cwd=tmp_path,
+        env=course_env(checkout),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + RUN_TIMEOUT_S
         while not _graded(out, "a_first") and process.poll() is None and time.monotonic() < deadline:
             time.sleep(0.2)
-        assert process.poll() is None, "the run ended before the checkout could be changed: " + process.stderr.read()
+        assert process.poll() is None, (
+            "the run ended before the checkout could be changed: " + process.stderr.read()
+        )
         loss, checks = checkout / "solutions" / "loss.py", checkout / "autograder" / "checks" / "loss.py"
         for path, edit in ((loss, BROKEN_REFERENCE), (checks, BROKEN_CHECKS)):
             path.write_text(path.read_text() + edit)
@@ -1459,14 +1755,19 @@ def test_edits_of_the_checkout_while_grading_change_no_grade(workspace, tmp_path
     assert process.returncode == 0, stderr[-3000:]
     rows = read_grades(out / "grades.csv")
     assert {student: lesson_score(row) for student, row in rows.items()} == {
-        "a_first": FULL_SCORE, "b_second": FULL_SCORE, "c_third": FULL_SCORE}, rows
+        "a_first": FULL_SCORE,
+        "b_second": FULL_SCORE,
+        "c_third": FULL_SCORE,
+    }, rows
     assert loss.read_text().endswith(BROKEN_REFERENCE) and checks.read_text().endswith(BROKEN_CHECKS)
     assert planted.read_text() == "PLANTED = True\n"
     # Without isolation a notebook could have made those edits: the run says which files changed.
     warned = [line for line in stdout.splitlines() if line.startswith("warning:") and "checkout" in line]
     if isolation == "off":
-        assert warned and all(name in warned[0] for name in ("solutions/loss.py", "autograder/checks/loss.py",
-                                                             "autograder/checks/planted.py")), stdout
+        assert warned and all(
+            name in warned[0]
+            for name in ("solutions/loss.py", "autograder/checks/loss.py", "autograder/checks/planted.py")
+        ), stdout
     else:
         assert warned == [], stdout
 
@@ -1486,14 +1787,30 @@ def test_the_copy_a_run_grades_from_holds_what_grading_reads(tmp_path):
     from autograder.grading.course import changed_since, code_environment, copy_course_code
 
     code = copy_course_code(tmp_path / "code", REPO)
-    assert sorted(p.name for p in code.iterdir()) == ["autograder", "data_utils", "lessons", "pyproject.toml", "solutions"]
+    assert sorted(p.name for p in code.iterdir()) == [
+        "autograder",
+        "data_utils",
+        "lessons",
+        "pyproject.toml",
+        "solutions",
+    ]
     assert [p.name for p in (code / "lessons").iterdir()] == ["src"]
     assert not list(code.rglob("__pycache__")) and not list(code.rglob("*.pyc"))
     env = code_environment(code)
     assert env["PYTHONPATH"].split(os.pathsep)[0] == str(code)
-    shown = subprocess.run([sys.executable, "-c", "import autograder, data_utils, solutions\n"
-                            "print(autograder.__file__, data_utils.__file__, solutions.__file__)"],
-                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    shown = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import autograder, data_utils, solutions\n"
+            "print(autograder.__file__, data_utils.__file__, solutions.__file__)",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert shown.returncode == 0, shown.stderr
     assert all(path.startswith(str(code) + os.sep) for path in shown.stdout.split()), shown.stdout
     assert changed_since(code, REPO) == []
@@ -1501,7 +1818,11 @@ def test_the_copy_a_run_grades_from_holds_what_grading_reads(tmp_path):
     (checkout / "solutions" / "loss.py").write_text("changed\n")
     (checkout / "lessons" / "src" / "new.py").write_text("added\n")
     (checkout / "data_utils" / "plotting.py").unlink()
-    assert changed_since(code, checkout) == ["data_utils/plotting.py", "lessons/src/new.py", "solutions/loss.py"]
+    assert changed_since(code, checkout) == [
+        "data_utils/plotting.py",
+        "lessons/src/new.py",
+        "solutions/loss.py",
+    ]
 
 
 def test_grading_refuses_to_start_when_the_judge_side_cannot_be_hidden(tmp_path):
@@ -1511,8 +1832,25 @@ def test_grading_refuses_to_start_when_the_judge_side_cannot_be_hidden(tmp_path)
     loss = checkout / "autograder" / "checks" / "loss.py"
     loss.write_text(loss.read_text() + "\n\ndef _new_helper():\n    flag = probing()\n    return flag\n")
     (tmp_path / "submissions").mkdir()
-    result = subprocess.run([sys.executable, "-m", "autograder", "grade", str(tmp_path / "submissions"), "--out",
-                             str(tmp_path / "out"), *isolation_args()], cwd=tmp_path, env=course_env(checkout),
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "autograder",
+            "grade",
+            str(tmp_path / "submissions"),
+            "--out",
+            str(tmp_path / "out"),
+            *isolation_args(),
+        ],
+        cwd=tmp_path,
+        env=course_env(checkout),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 1, result.stdout + result.stderr
-    assert "the checks' judge side cannot be hidden from the kernels: autograder.checks.loss line" in result.stderr
+    assert (
+        "the checks' judge side cannot be hidden from the kernels: autograder.checks.loss line"
+        in result.stderr
+    )

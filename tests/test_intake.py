@@ -40,15 +40,19 @@ def gathered(tmp_path: Path, members: dict[str, bytes], **links: str) -> intake.
 
 # ---------------------------------------------------------------- names and ids
 
-@pytest.mark.parametrize("filename, lesson, student", [
-    ("Copy of 01_pair_dataset (2).ipynb", "01_pair_dataset", ""),
-    ("alice_smith_04_contrastive_loss.ipynb", "04_contrastive_loss", "alice_smith"),
-    ("pair_dataset.ipynb", "01_pair_dataset", ""),
-    ("dora_Copy of 04_contrastive_loss (1).ipynb", "04_contrastive_loss", "dora"),
-    ("bob-training_loop(1).ipynb", "05_training_loop", "bob"),
-    ("..x_04_contrastive_loss.ipynb", "04_contrastive_loss", "..x"),
-    ("notes.ipynb", None, None),
-])
+
+@pytest.mark.parametrize(
+    "filename, lesson, student",
+    [
+        ("Copy of 01_pair_dataset (2).ipynb", "01_pair_dataset", ""),
+        ("alice_smith_04_contrastive_loss.ipynb", "04_contrastive_loss", "alice_smith"),
+        ("pair_dataset.ipynb", "01_pair_dataset", ""),
+        ("dora_Copy of 04_contrastive_loss (1).ipynb", "04_contrastive_loss", "dora"),
+        ("bob-training_loop(1).ipynb", "05_training_loop", "bob"),
+        ("..x_04_contrastive_loss.ipynb", "04_contrastive_loss", "..x"),
+        ("notes.ipynb", None, None),
+    ],
+)
 def test_file_names_identify_lesson_and_student(filename, lesson, student):
     """Lesson and student prefix are read from file names with Colab's and browsers' decorations; dots are the name's."""
     assert intake.identify_lesson(filename) == lesson
@@ -56,18 +60,23 @@ def test_file_names_identify_lesson_and_student(filename, lesson, student):
         assert intake.student_prefix(filename, lesson) == student
 
 
-@pytest.mark.parametrize("names", [
-    ("Zoë", "Zoé", "Zoe"),
-    ("李雷", "王芳", "student"),
-    ("--out", "out", "-out", "..out", "./out", "a/b", "a_b", "a__b"),
-    ("Anne-Marie", "Anne Marie", "Anne_Marie", "anne-marie"),
-])
+@pytest.mark.parametrize(
+    "names",
+    [
+        ("Zoë", "Zoé", "Zoe"),
+        ("李雷", "王芳", "student"),
+        ("--out", "out", "-out", "..out", "./out", "a/b", "a_b", "a__b"),
+        ("Anne-Marie", "Anne Marie", "Anne_Marie", "anne-marie"),
+    ],
+)
 def test_distinct_names_get_distinct_safe_ids(names):
     """No two names share an id; every id is a plain file name that no option or path parser can misread."""
     ids = [intake.derived_id(f"name:{intake.nfc(n)}") for n in names]
     assert len(set(ids)) == len(ids), dict(zip(names, ids))
     for sid in ids:
-        assert sid.isascii() and "/" not in sid and not sid.startswith(("-", ".")) and sid not in ("", ".", ".."), sid
+        assert (
+            sid.isascii() and "/" not in sid and not sid.startswith(("-", ".")) and sid not in ("", ".", "..")
+        ), sid
         assert len(sid) <= 64, sid
 
 
@@ -82,26 +91,68 @@ def test_an_id_depends_on_the_name_alone():
 
 def test_an_id_taken_by_another_identity_is_never_given_again():
     """Recorded ids stay; a newcomer whose derived id is held by someone else gets the long, unique form."""
-    registry = {"Zoe__" + records.sha256("name:Zoë".encode())[:10]: "name:someone else"}  # a forged hash prefix
+    registry = {
+        "Zoe__" + records.sha256("name:Zoë".encode())[:10]: "name:someone else"
+    }  # a forged hash prefix
     ids = intake.assign_ids(["name:Zoë", "name:alice"], registry)
     assert ids["name:Zoë"].startswith("Zoe__") and len(ids["name:Zoë"]) == len("Zoe__") + 64
     assert registry[ids["name:Zoë"]] == "name:Zoë" and registry[ids["name:alice"]] == "name:alice"
-    assert intake.assign_ids(["name:Zoë"], registry) == {"name:Zoë": ids["name:Zoë"]}  # the next run: the same id
+    assert intake.assign_ids(["name:Zoë"], registry) == {
+        "name:Zoë": ids["name:Zoë"]
+    }  # the next run: the same id
 
 
 # ---------------------------------------------------------------- LMS formats
 
-@pytest.mark.parametrize("filename, key, name, late, original", [
-    ("hoppergrace_1234_567890_Copy of 04_contrastive_loss (1).ipynb", "canvas:1234", "hoppergrace", False,
-     "Copy of 04_contrastive_loss (1).ipynb"),
-    ("hoppergrace_LATE_1234_567891_04_contrastive_loss-1.ipynb", "canvas:1234", "hoppergrace", True,
-     "04_contrastive_loss-1.ipynb"),
-    ("Grace Hopper_5678_assignsubmission_file_04_contrastive_loss.ipynb", "moodle:5678", "Grace Hopper", False, NB),
-    ("Lesson 4_gh42_attempt_2026-11-20-10-00-00_04_contrastive_loss.ipynb", "blackboard:gh42", "gh42", False, NB),
-    ("Lesson_4_gh42_attempt_2026-11-21-09-30-00_LATE_04_contrastive_loss.ipynb", "blackboard:gh42", "gh42", True, NB),
-    ("grace_04_contrastive_loss.ipynb", "name:grace", "grace", False, "grace_04_contrastive_loss.ipynb"),
-    ("alice_2024_01_pair_dataset.ipynb", "name:alice_2024", "alice_2024", False, "alice_2024_01_pair_dataset.ipynb"),
-])
+
+@pytest.mark.parametrize(
+    "filename, key, name, late, original",
+    [
+        (
+            "hoppergrace_1234_567890_Copy of 04_contrastive_loss (1).ipynb",
+            "canvas:1234",
+            "hoppergrace",
+            False,
+            "Copy of 04_contrastive_loss (1).ipynb",
+        ),
+        (
+            "hoppergrace_LATE_1234_567891_04_contrastive_loss-1.ipynb",
+            "canvas:1234",
+            "hoppergrace",
+            True,
+            "04_contrastive_loss-1.ipynb",
+        ),
+        (
+            "Grace Hopper_5678_assignsubmission_file_04_contrastive_loss.ipynb",
+            "moodle:5678",
+            "Grace Hopper",
+            False,
+            NB,
+        ),
+        (
+            "Lesson 4_gh42_attempt_2026-11-20-10-00-00_04_contrastive_loss.ipynb",
+            "blackboard:gh42",
+            "gh42",
+            False,
+            NB,
+        ),
+        (
+            "Lesson_4_gh42_attempt_2026-11-21-09-30-00_LATE_04_contrastive_loss.ipynb",
+            "blackboard:gh42",
+            "gh42",
+            True,
+            NB,
+        ),
+        ("grace_04_contrastive_loss.ipynb", "name:grace", "grace", False, "grace_04_contrastive_loss.ipynb"),
+        (
+            "alice_2024_01_pair_dataset.ipynb",
+            "name:alice_2024",
+            "alice_2024",
+            False,
+            "alice_2024_01_pair_dataset.ipynb",
+        ),
+    ],
+)
 def test_lms_file_names_name_their_owner(filename, key, name, late, original):
     """Canvas, Moodle and Blackboard names give the LMS's id, the display name, the late mark and the original name."""
     owner = intake.owner_from_file_name(filename)
@@ -117,11 +168,14 @@ def test_a_moodle_folder_is_its_student():
 def test_blackboard_attempt_files_give_the_full_name(tmp_path):
     """The attempt's .txt file ("Name: Alan Turing (at1)") names the student; the newest attempt is graded."""
     stamp1, stamp2 = "2026-11-20-10-00-00", "2026-11-21-09-30-00"
-    found = gathered(tmp_path, {
-        f"Lesson 4_at1_attempt_{stamp1}.txt": b"Name: Alan Turing (at1)\nAssignment: Lesson 4\n",
-        f"Lesson 4_at1_attempt_{stamp1}_{NB}": b"older",
-        f"Lesson 4_at1_attempt_{stamp2}_LATE_{NB}": b"newer",
-    })
+    found = gathered(
+        tmp_path,
+        {
+            f"Lesson 4_at1_attempt_{stamp1}.txt": b"Name: Alan Turing (at1)\nAssignment: Lesson 4\n",
+            f"Lesson 4_at1_attempt_{stamp1}_{NB}": b"older",
+            f"Lesson 4_at1_attempt_{stamp2}_LATE_{NB}": b"newer",
+        },
+    )
     student = found.students["blackboard:at1"]
     assert student.name == "Alan Turing" and found.unowned == []
     chosen = intake.choose(student, "04_contrastive_loss")
@@ -130,14 +184,26 @@ def test_blackboard_attempt_files_give_the_full_name(tmp_path):
 
 # ---------------------------------------------------------------- zip members, one by one
 
+
 def test_unsafe_members_are_skipped_and_noted_on_their_student(tmp_path):
     """Absolute, '..' and link members are never used; each is noted on the student its file name names."""
-    found = gathered(tmp_path, {
-        f"/etc/abs_{NB}": b"x", f"../../escape_{NB}": b"x", f"sub/../subby_{NB}": b"x", f"ok_{NB}": b"{}",
-    }, **{f"linker/{NB}": "/etc/passwd"})
+    found = gathered(
+        tmp_path,
+        {
+            f"/etc/abs_{NB}": b"x",
+            f"../../escape_{NB}": b"x",
+            f"sub/../subby_{NB}": b"x",
+            f"ok_{NB}": b"{}",
+        },
+        **{f"linker/{NB}": "/etc/passwd"},
+    )
     assert set(found.students) == {"name:abs", "name:escape", "name:subby", "name:ok", "name:linker"}
-    for key, why in (("name:abs", "an absolute path"), ("name:escape", "a path through '..'"),
-                     ("name:subby", "a path through '..'"), ("name:linker", "a link in the archive")):
+    for key, why in (
+        ("name:abs", "an absolute path"),
+        ("name:escape", "a path through '..'"),
+        ("name:subby", "a path through '..'"),
+        ("name:linker", "a link in the archive"),
+    ):
         student = found.students[key]
         assert student.files == {} and len(student.notes) == 1 and why in student.notes[0], student.notes
     assert list(found.students["name:ok"].files) == ["04_contrastive_loss"]
@@ -153,7 +219,9 @@ def test_duplicated_members_grade_the_last_and_say_so(tmp_path):
     student = intake.gather(submissions).students["name:dup"]
     chosen = intake.choose(student, "04_contrastive_loss")
     assert submissions.read(chosen.upload, 100) == b"second"
-    assert student.notes == [f"the archive holds 2 members named dup/{NB} for 04_contrastive_loss; graded the last one"]
+    assert student.notes == [
+        f"the archive holds 2 members named dup/{NB} for 04_contrastive_loss; graded the last one"
+    ]
 
 
 def test_utf8_names_without_the_utf8_flag_are_read_as_utf8(tmp_path):
@@ -189,14 +257,25 @@ def test_a_wrapping_folder_is_not_a_student(tmp_path):
 
 def test_junk_is_ignored_and_strays_are_listed(tmp_path):
     """macOS and Jupyter leftovers are no one's work; a file with no student in its name goes to intake.csv."""
-    found = gathered(tmp_path, {f"__MACOSX/._alice_{NB}": b"x", f"alice/.ipynb_checkpoints/{NB}": b"x",
-                                f"alice/{NB}": b"{}", "README.txt": b"hello", NB: b"{}"})
+    found = gathered(
+        tmp_path,
+        {
+            f"__MACOSX/._alice_{NB}": b"x",
+            f"alice/.ipynb_checkpoints/{NB}": b"x",
+            f"alice/{NB}": b"{}",
+            "README.txt": b"hello",
+            NB: b"{}",
+        },
+    )
     assert set(found.students) == {"name:alice"} and found.students["name:alice"].notes == []
-    assert dict(found.unowned) == {"README.txt": "not a lesson notebook, and no student in its name",
-                                   NB: "cannot tell the student from the file name"}
+    assert dict(found.unowned) == {
+        "README.txt": "not a lesson notebook, and no student in its name",
+        NB: "cannot tell the student from the file name",
+    }
 
 
 # ---------------------------------------------------------------- size limits
+
 
 def test_a_member_is_never_read_past_its_limit(tmp_path):
     """A 64 MiB member of a small zip: refused by its declared size, and by the bytes that arrive if the header lies."""
@@ -238,16 +317,27 @@ def test_a_folder_is_read_without_following_links(tmp_path):
     found = intake.gather(Submissions(subs))
     assert found.students["name:alice"].files == {}
     assert found.students["name:alice"].notes == [f"skipped alice/{NB}: a link, not a file"]
-    assert found.students["name:carol"].notes == [f"skipped carol/{NB}: a special file (device, pipe or socket)"]
+    assert found.students["name:carol"].notes == [
+        f"skipped carol/{NB}: a special file (device, pipe or socket)"
+    ]
     assert list(found.students["name:bob"].files) == ["04_contrastive_loss"]
 
 
 # ---------------------------------------------------------------- the report
 
-@pytest.mark.parametrize("value, shown", [
-    ("=HYPERLINK(\"x\")", "'=HYPERLINK(\"x\")"), ("--out", "'--out"), ("+1", "'+1"), ("@x", "'@x"),
-    ("Zoë", "Zoë"), ("..x", "..x"), ("bad\udcffbyte", "bad\ufffdbyte"),
-])
+
+@pytest.mark.parametrize(
+    "value, shown",
+    [
+        ('=HYPERLINK("x")', '\'=HYPERLINK("x")'),
+        ("--out", "'--out"),
+        ("+1", "'+1"),
+        ("@x", "'@x"),
+        ("Zoë", "Zoë"),
+        ("..x", "..x"),
+        ("bad\udcffbyte", "bad\ufffdbyte"),
+    ],
+)
 def test_csv_cells_are_never_formulas(value, shown):
     """A name a spreadsheet would run as a formula is quoted; undecodable bytes become U+FFFD."""
     assert records.cell_text(value) == shown
@@ -255,21 +345,34 @@ def test_csv_cells_are_never_formulas(value, shown):
 
 def test_a_manifest_of_the_first_format_is_converted(tmp_path):
     """Runs of the previous version keep their students, ids, scores and notes."""
-    (tmp_path / records.MANIFEST).write_text('{"alice": {"04_contrastive_loss": {"sha256": "ab", "score": 20.0, '
-                                             '"notes": ["n"], "graded_at": "t"}}}')
+    (tmp_path / records.MANIFEST).write_text(
+        '{"alice": {"04_contrastive_loss": {"sha256": "ab", "score": 20.0, '
+        '"notes": ["n"], "graded_at": "t"}}}'
+    )
     manifest = records.load_manifest(tmp_path)
     assert manifest["ids"] == {"alice": "name:alice"}
-    assert manifest["students"]["alice"] == {"name": "alice", "lessons": {"04_contrastive_loss": {
-        "file": "sha256:ab", "score": 20.0, "notes": ["n"], "graded_at": "t"}}}
+    assert manifest["students"]["alice"] == {
+        "name": "alice",
+        "lessons": {
+            "04_contrastive_loss": {"file": "sha256:ab", "score": 20.0, "notes": ["n"], "graded_at": "t"}
+        },
+    }
 
 
 # ---------------------------------------------------------------- attacks found in review
 
-@pytest.mark.parametrize("filename, key", [
-    (f"Mallory M_555_assignsubmission_file_x_777_assignsubmission_file_{NB}", "moodle:555"),
-    (f"HW1_mallory_attempt_2026-11-20-10-00-00_x_alice_attempt_2099-01-01-00-00-00_{NB}", "blackboard:mallory"),
-    (f"mallory_555555_123456_x_LATE_777777_654321_{NB}", "canvas:555555"),
-])
+
+@pytest.mark.parametrize(
+    "filename, key",
+    [
+        (f"Mallory M_555_assignsubmission_file_x_777_assignsubmission_file_{NB}", "moodle:555"),
+        (
+            f"HW1_mallory_attempt_2026-11-20-10-00-00_x_alice_attempt_2099-01-01-00-00-00_{NB}",
+            "blackboard:mallory",
+        ),
+        (f"mallory_555555_123456_x_LATE_777777_654321_{NB}", "canvas:555555"),
+    ],
+)
 def test_a_student_cannot_file_work_under_another_id(filename, key):
     """The LMS writes its part first; whatever the student puts in their own file name, the first id is theirs."""
     assert intake.owner_from_file_name(filename).key == key
@@ -278,11 +381,17 @@ def test_a_student_cannot_file_work_under_another_id(filename, key):
 def test_a_blackboard_attempt_file_names_only_its_own_user(tmp_path):
     """An attempt .txt names its own user only, and a long hostile line is read in linear time."""
     stamp = "2026-11-20-10-00-00"
-    found = gathered(tmp_path, {
-        f"HW1_alice_attempt_{stamp}_{NB}": b"{}",
-        f"HW1_mallory_attempt_{stamp}.txt": b"Name: Evil Name (alice)\n" + b"Name: " + b" " * 60_000 + b"x\n",
-        f"HW1_mallory_attempt_{stamp}_{NB}": b"{}",
-    })
+    found = gathered(
+        tmp_path,
+        {
+            f"HW1_alice_attempt_{stamp}_{NB}": b"{}",
+            f"HW1_mallory_attempt_{stamp}.txt": b"Name: Evil Name (alice)\n"
+            + b"Name: "
+            + b" " * 60_000
+            + b"x\n",
+            f"HW1_mallory_attempt_{stamp}_{NB}": b"{}",
+        },
+    )
     assert found.students["blackboard:alice"].name == "alice"
     assert found.students["blackboard:mallory"].name == "mallory"
 
@@ -301,10 +410,12 @@ def test_folders_with_names_in_other_encodings_stay_apart(tmp_path):
 
 
 def test_ids_differing_only_in_case_or_reserved_by_windows_are_avoided():
-    """"Alice" after "alice" gets a hashed id (one folder on case-insensitive systems); "CON" is never an id."""
+    """ "Alice" after "alice" gets a hashed id (one folder on case-insensitive systems); "CON" is never an id."""
     registry: dict[str, str] = {}
     ids = intake.assign_ids(["name:alice", "name:Alice", "name:CON"], registry)
-    assert ids["name:Alice"] == "Alice" and ids["name:alice"].startswith("alice__"), ids  # keys in sorted order
+    assert ids["name:Alice"] == "Alice" and ids["name:alice"].startswith("alice__"), (
+        ids
+    )  # keys in sorted order
     assert ids["name:CON"].startswith("CON__"), ids
 
 
@@ -320,6 +431,7 @@ def test_a_zip_whose_names_break_its_own_encoding_is_refused_cleanly(tmp_path):
 
 
 # ---------------------------------------------------------------- shards of a class
+
 
 @pytest.mark.parametrize("text", ["0/1", "3/8", "7/8"])
 def test_a_shard_is_k_of_n(text):
@@ -349,8 +461,15 @@ def test_shards_agree_across_processes():
 
     keys = [f"name:student{k}" for k in range(50)]
     here = [next(k for k in range(3) if intake.Shard(k, 3).holds(key)) for key in keys]
-    code = ("from autograder.grading.collect import Shard; keys = [f'name:student{k}' for k in range(50)]; "
-            "print([next(k for k in range(3) if Shard(k, 3).holds(key)) for key in keys])")
-    there = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                           env={**os.environ, "PYTHONHASHSEED": "12345"})
+    code = (
+        "from autograder.grading.collect import Shard; keys = [f'name:student{k}' for k in range(50)]; "
+        "print([next(k for k in range(3) if Shard(k, 3).holds(key)) for key in keys])"
+    )
+    there = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONHASHSEED": "12345"},
+    )
     assert there.stdout.strip() == str(here)

@@ -28,14 +28,25 @@ from autograder.grading import collect as intake
 from autograder.grading import run as grading
 from autograder.syllabus import CORE
 from autograder.syllabus import NAMES as LESSONS
-from helpers import isolation_args, read_grades as read_rows, run_module, subprocess_env, write_solved_notebooks
+from helpers import (
+    isolation_args,
+    read_grades as read_rows,
+    run_module,
+    subprocess_env,
+    write_solved_notebooks,
+)
 from test_grading_robust import BUGGY_SCORE, COURSE_SCORE, COURSE_STATUS, FULL_SCORE
 
 LESSON = "04_contrastive_loss"
 NB = f"{LESSON}.ipynb"
-OTHERS = ", ".join(lesson for lesson in CORE if lesson != LESSON)  # the missing core lessons (a bonus is optional)
-BUG = ("min=0).pow(2))", "min=0).pow(2)).detach()")  # no gradient through the loss: fails only the gradient checks
-BOMB_BYTES = 1024 ** 3
+OTHERS = ", ".join(
+    lesson for lesson in CORE if lesson != LESSON
+)  # the missing core lessons (a bonus is optional)
+BUG = (
+    "min=0).pow(2))",
+    "min=0).pow(2)).detach()",
+)  # no gradient through the loss: fails only the gradient checks
+BOMB_BYTES = 1024**3
 MEMORY_LIMIT_KB = 500 * 1024
 
 
@@ -78,11 +89,26 @@ EXPECTED = {
     "'--out": (FULL_SCORE, f"no notebook for {OTHERS}", None, ""),
     "evil": (None, "no notebook for 01_pair_dataset", "unsafe name in the archive (a path through '..')", ""),
     "abs": (None, "no notebook for 01_pair_dataset", "unsafe name in the archive (an absolute path)", ""),
-    "subby": (None, "no notebook for 01_pair_dataset", "unsafe name in the archive (a path through '..')", ""),
+    "subby": (
+        None,
+        "no notebook for 01_pair_dataset",
+        "unsafe name in the archive (a path through '..')",
+        "",
+    ),
     "linker": (None, "no notebook for 01_pair_dataset", "a link in the archive, not a file", ""),
-    "dup": (FULL_SCORE, f"no notebook for {OTHERS}", "the archive holds 2 members named dup/04_contrastive_loss.ipynb", ""),
+    "dup": (
+        FULL_SCORE,
+        f"no notebook for {OTHERS}",
+        "the archive holds 2 members named dup/04_contrastive_loss.ipynb",
+        "",
+    ),
     "bomber": (None, f"{LESSON} not graded: file too large (1024 MB; limit 20 MB): bomber/{NB}", None, ""),
-    "heavy": (None, f"{LESSON} not graded: files too large (30 MB together; limit 25 MB for one student)", None, ""),
+    "heavy": (
+        None,
+        f"{LESSON} not graded: files too large (30 MB together; limit 25 MB for one student)",
+        None,
+        "",
+    ),
     "hoppergrace": (FULL_SCORE, f"no notebook for {OTHERS}", None, LESSON),
     "Grace Hopper": (BUGGY_SCORE, f"no notebook for {OTHERS}", None, ""),
     "Alan Turing": (FULL_SCORE, f"no notebook for {OTHERS}", "2 files for 04_contrastive_loss", LESSON),
@@ -97,7 +123,9 @@ def make_class_zip(path: Path, solved: Path, canary: Path) -> None:
         for lesson in LESSONS:
             write_member(archive, f"Ada Lovelace/{lesson}.ipynb", notebook_bytes(solved, lesson))
         write_member(archive, f"Zoë_{NB}", good, (2026, 11, 20, 11, 0, 0))
-        write_member(archive, unicodedata.normalize("NFD", f"Zoë_{LESSON} (1).ipynb"), buggy)  # older, same Zoë
+        write_member(
+            archive, unicodedata.normalize("NFD", f"Zoë_{LESSON} (1).ipynb"), buggy
+        )  # older, same Zoë
         write_member(archive, f"Zoé_{NB}", buggy)
         write_member(archive, f"李雷_{NB}", good)
         write_member(archive, f"王芳_{NB}", buggy)
@@ -115,11 +143,17 @@ def make_class_zip(path: Path, solved: Path, canary: Path) -> None:
         write_bomb(archive, f"bomber/{NB}")
         padding = b" " * (15 * 1024 * 1024)  # two notebooks of 15 MB: each under 20 MB, together over 25 MB
         write_member(archive, f"heavy/{NB}", good[:-2] + padding + good[-2:])
-        write_member(archive, "heavy/01_pair_dataset.ipynb", notebook_bytes(solved, "01_pair_dataset")[:-2] + padding + b"}\n")
+        write_member(
+            archive,
+            "heavy/01_pair_dataset.ipynb",
+            notebook_bytes(solved, "01_pair_dataset")[:-2] + padding + b"}\n",
+        )
         write_member(archive, f"hoppergrace_LATE_1234_567890_Copy of {LESSON} (1).ipynb", good)
         write_member(archive, f"Grace Hopper_5678_assignsubmission_file_/{NB}", buggy)
         stamp1, stamp2 = "2026-11-20-10-00-00", "2026-11-21-09-30-00"
-        write_member(archive, f"Lesson 4_at1_attempt_{stamp1}.txt", b"Name: Alan Turing (at1)\nAssignment: Lesson 4\n")
+        write_member(
+            archive, f"Lesson 4_at1_attempt_{stamp1}.txt", b"Name: Alan Turing (at1)\nAssignment: Lesson 4\n"
+        )
         write_member(archive, f"Lesson 4_at1_attempt_{stamp1}_{NB}", buggy)
         write_member(archive, f"Lesson 4_at1_attempt_{stamp2}_LATE_{NB}", good)
         write_member(archive, "README.txt", b"the instructor's notes\n")
@@ -127,19 +161,38 @@ def make_class_zip(path: Path, solved: Path, canary: Path) -> None:
 
 def grade_watched(zip_path: Path, out: Path, tmpdir: Path) -> tuple[subprocess.CompletedProcess, int]:
     """Run the grader on the zip with TMPDIR=tmpdir; return the process and its own peak resident memory (kB)."""
-    command = [sys.executable, "-m", "autograder", "grade", str(zip_path), "--out", str(out), "--jobs", "2",
-               "--notebook-timeout", "120", "--cell-timeout", "20", "--max-student-mb", "25", *isolation_args()]
+    command = [
+        sys.executable,
+        "-m",
+        "autograder",
+        "grade",
+        str(zip_path),
+        "--out",
+        str(out),
+        "--jobs",
+        "2",
+        "--notebook-timeout",
+        "120",
+        "--cell-timeout",
+        "20",
+        "--max-student-mb",
+        "25",
+        *isolation_args(),
+    ]
     env = subprocess_env(TMPDIR=tmpdir)
     peak = 0
-    with subprocess.Popen(command, cwd=out.parent, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          text=True) as process:
+    with subprocess.Popen(
+        command, cwd=out.parent, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as process:
         status = Path(f"/proc/{process.pid}/status")
         reader = threading.Thread(target=lambda: setattr(process, "outputs", process.communicate()))
         reader.start()
         while process.poll() is None:
             try:
                 line = next(l for l in status.read_text().splitlines() if l.startswith("VmHWM:"))
-                peak = max(peak, int(line.split()[1]))  # the high-water mark only grows: the last look is the peak
+                peak = max(
+                    peak, int(line.split()[1])
+                )  # the high-water mark only grows: the last look is the peak
             except (OSError, StopIteration, ValueError):
                 pass
             time.sleep(0.05)
@@ -168,7 +221,9 @@ def intake_class(tmp_path_factory, solved):
     first, peak = grade_watched(zip_path, out, tmpdir)
     rows_after_first = (out / "grades.csv").read_bytes() if (out / "grades.csv").is_file() else b""
     second, _ = grade_watched(zip_path, out, tmpdir)
-    print(f"\nintake class: first run {first.stdout.strip().splitlines()[-1:]}; grader's peak {peak / 1024:.0f} MB")
+    print(
+        f"\nintake class: first run {first.stdout.strip().splitlines()[-1:]}; grader's peak {peak / 1024:.0f} MB"
+    )
     return first, peak, second, rows_after_first, out, canary, tmpdir, zip_path
 
 
@@ -207,8 +262,10 @@ def test_nothing_outside_is_touched_and_strays_are_listed(intake_class):
     assert snapshot(canary) == {"canary.txt": b"untouched\n"}
     assert list(tmpdir.iterdir()) == []
     with open(out / "intake.csv", newline="", encoding="utf-8") as f:
-        assert list(csv.reader(f)) == [["file", "what happened"],
-                                       ["README.txt", "not a lesson notebook, and no student in its name"]]
+        assert list(csv.reader(f)) == [
+            ["file", "what happened"],
+            ["README.txt", "not a lesson notebook, and no student in its name"],
+        ]
     assert not any("canary" in str(p) for p in out.rglob("*")), "a member's name became a path in the output"
 
 
@@ -233,12 +290,15 @@ def test_an_archive_over_its_limit_is_refused_with_one_message(tmp_path):
     path = tmp_path / "class.zip"
     with zipfile.ZipFile(path, "w") as archive:
         archive.writestr(f"a_{NB}", bytes(3 * 1024 * 1024))
-    result = run_module("autograder", "grade", path, "--out", tmp_path / "out", "--max-archive-mb", "1", cwd=tmp_path)
+    result = run_module(
+        "autograder", "grade", path, "--out", tmp_path / "out", "--max-archive-mb", "1", cwd=tmp_path
+    )
     assert result.returncode == 1 and "over the limit of 1 MB for one archive" in result.stderr, result.stderr
     assert "Traceback" not in result.stderr and not (tmp_path / "out").exists()
 
 
 # ---------------------------------------------------------------- failures injected at each stage
+
 
 class Injected(RuntimeError):
     """The failure a test puts into the grader."""
@@ -265,8 +325,12 @@ def injected_runs(tmp_path_factory, solved):
 
 def inject(patch: pytest.MonkeyPatch) -> None:
     """Make each stage of the grader fail for one student: intake, repair, execution, recording, a killed worker."""
-    real_place, real_check, real_run, real_record = intake.place, grading.check_notebook, grading.run_worker, \
-        grading.record_scores
+    real_place, real_check, real_run, real_record = (
+        intake.place,
+        grading.check_notebook,
+        grading.run_worker,
+        grading.record_scores,
+    )
     real_popen = grading.subprocess.Popen
 
     def place(upload, parts, *args):
@@ -303,13 +367,16 @@ def inject(patch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("student, reason", [
-    ("intake_victim", f"skipped intake_victim_{NB}: it could not be read (Injected: intake)"),
-    ("repair_victim", "internal error while reading and checking the notebook (Injected: repair)"),
-    ("exec_victim", "internal error while executing the notebook (Injected: execution)"),
-    ("record_victim", "internal error while recording the scores (Injected: recording)"),
-    ("killed_victim", "the grading process died (out of memory?); it is graded again on the next run"),
-])
+@pytest.mark.parametrize(
+    "student, reason",
+    [
+        ("intake_victim", f"skipped intake_victim_{NB}: it could not be read (Injected: intake)"),
+        ("repair_victim", "internal error while reading and checking the notebook (Injected: repair)"),
+        ("exec_victim", "internal error while executing the notebook (Injected: execution)"),
+        ("record_victim", "internal error while recording the scores (Injected: recording)"),
+        ("killed_victim", "the grading process died (out of memory?); it is graded again on the next run"),
+    ],
+)
 def test_a_failure_at_any_stage_stays_with_its_student(injected_runs, student, reason):
     """The failed student has a row that says why; the healthy one is graded in the same run."""
     first, _ = injected_runs
@@ -320,7 +387,9 @@ def test_a_failure_at_any_stage_stays_with_its_student(injected_runs, student, r
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("student", ["intake_victim", "repair_victim", "exec_victim", "record_victim", "killed_victim"])
+@pytest.mark.parametrize(
+    "student", ["intake_victim", "repair_victim", "exec_victim", "record_victim", "killed_victim"]
+)
 def test_the_next_run_grades_what_the_grader_failed_on(injected_runs, student):
     """Without the failures, the same command grades every victim: full points, no trace of the failure in the status."""
     _, second = injected_runs

@@ -60,18 +60,24 @@ def wrong_in_float64_loss(out1, out2, label, margin=2.0):
 
 # ---------------------------------------------------------------- plain data
 
+
 @pytest.mark.parametrize("dtype", sorted(transcript.DTYPES.values(), key=str), ids=str)
 def test_tensors_of_every_kept_dtype_travel_exactly(dtype):
     value = (torch.arange(12, dtype=torch.float64).reshape(3, 4) - 5).to(dtype)
-    back = transcript.decode(json.loads(json.dumps(transcript.encode(value, transcript.KnownTensors()))),
-                             transcript.KnownTensors())
+    back = transcript.decode(
+        json.loads(json.dumps(transcript.encode(value, transcript.KnownTensors()))), transcript.KnownTensors()
+    )
     assert back.dtype == dtype and back.shape == value.shape and torch.equal(back, value)
 
 
 def test_plain_values_travel_as_they_are():
-    value = {"a": [1, 2.5, float("nan"), float("-inf"), None, True, "text"], "b": (torch.device("cpu"), torch.float32)}
-    back = transcript.decode(json.loads(json.dumps(transcript.encode(value, transcript.KnownTensors()))),
-                             transcript.KnownTensors())
+    value = {
+        "a": [1, 2.5, float("nan"), float("-inf"), None, True, "text"],
+        "b": (torch.device("cpu"), torch.float32),
+    }
+    back = transcript.decode(
+        json.loads(json.dumps(transcript.encode(value, transcript.KnownTensors()))), transcript.KnownTensors()
+    )
     assert back["a"][:2] == [1, 2.5] and math.isnan(back["a"][2]) and back["a"][3] == -math.inf
     assert back["a"][4:] == [None, True, "text"] and back["b"] == (torch.device("cpu"), torch.float32)
 
@@ -83,7 +89,9 @@ def test_gradient_tracking_survives_but_no_graph():
 
 
 def test_anything_else_is_only_its_type_name():
-    back = transcript.decode(transcript.encode(object(), transcript.KnownTensors()), transcript.KnownTensors())
+    back = transcript.decode(
+        transcript.encode(object(), transcript.KnownTensors()), transcript.KnownTensors()
+    )
     assert type(back).__name__ == "object" and isinstance(back, transcript.Opaque)
 
 
@@ -105,7 +113,12 @@ def test_a_module_is_its_structure():
     assert [type(m).__name__ for m in back.modules()] == [type(m).__name__ for m in net.modules()]
     assert report.parameter_shapes(back) == report.parameter_shapes(net)
     conv = next(m for m in back.modules() if isinstance(m, nn.Conv2d))
-    assert (conv.in_channels, conv.out_channels, tuple(conv.kernel_size), tuple(conv.padding)) == (1, 64, (5, 5), (2, 2))
+    assert (conv.in_channels, conv.out_channels, tuple(conv.kernel_size), tuple(conv.padding)) == (
+        1,
+        64,
+        (5, 5),
+        (2, 2),
+    )
 
     shared = nn.Linear(3, 3)
     twice = nn.Sequential(shared, nn.ReLU(), shared)
@@ -113,20 +126,75 @@ def test_a_module_is_its_structure():
     assert report.count_parameters(again) == report.count_parameters(twice) == 12
 
 
-@pytest.mark.parametrize("data, why", [
-    ({"k": "pickle", "v": "gASV"}, "kind"),
-    ({"k": "tensor", "dtype": "float32", "shape": [4], "data": "eJxLTEoGAAJNASc="}, "does not hold"),  # b"abc"
-    ({"k": "tensor", "dtype": "float32", "shape": [1 << 30], "data": ""}, "too large"),
-    ({"k": "tensor", "dtype": "object", "shape": [1], "data": ""}, "malformed"),
-    ({"k": "tensor", "dtype": "float32", "shape": [1], "data": "not base64!"}, "malformed"),
-    ({"k": "list", "items": [{"k": "list", "items": [{"k": "list", "items": [{"k": "list", "items": [
-        {"k": "list", "items": [{"k": "list", "items": [{"k": "list", "items": [{"k": "list", "items": [
-            {"k": "list", "items": []}]}]}]}]}]}]}]}]}, "malformed"),
-    ({"k": "module", "type": "M", "params": [["w", {"shape": [1 << 24], "dtype": "float32"}]] * 3}, "too large"),
-    ({"k": "module", "type": "M", "attrs": {"__class__": {"k": "plain", "v": 1}}, "children": [["a.b", None]]},
-     "malformed"),
-    ("just text", "malformed"),
-])
+@pytest.mark.parametrize(
+    "data, why",
+    [
+        ({"k": "pickle", "v": "gASV"}, "kind"),
+        (
+            {"k": "tensor", "dtype": "float32", "shape": [4], "data": "eJxLTEoGAAJNASc="},
+            "does not hold",
+        ),  # b"abc"
+        ({"k": "tensor", "dtype": "float32", "shape": [1 << 30], "data": ""}, "too large"),
+        ({"k": "tensor", "dtype": "object", "shape": [1], "data": ""}, "malformed"),
+        ({"k": "tensor", "dtype": "float32", "shape": [1], "data": "not base64!"}, "malformed"),
+        (
+            {
+                "k": "list",
+                "items": [
+                    {
+                        "k": "list",
+                        "items": [
+                            {
+                                "k": "list",
+                                "items": [
+                                    {
+                                        "k": "list",
+                                        "items": [
+                                            {
+                                                "k": "list",
+                                                "items": [
+                                                    {
+                                                        "k": "list",
+                                                        "items": [
+                                                            {
+                                                                "k": "list",
+                                                                "items": [
+                                                                    {
+                                                                        "k": "list",
+                                                                        "items": [{"k": "list", "items": []}],
+                                                                    }
+                                                                ],
+                                                            }
+                                                        ],
+                                                    }
+                                                ],
+                                            }
+                                        ],
+                                    }
+                                ],
+                            }
+                        ],
+                    }
+                ],
+            },
+            "malformed",
+        ),
+        (
+            {"k": "module", "type": "M", "params": [["w", {"shape": [1 << 24], "dtype": "float32"}]] * 3},
+            "too large",
+        ),
+        (
+            {
+                "k": "module",
+                "type": "M",
+                "attrs": {"__class__": {"k": "plain", "v": 1}},
+                "children": [["a.b", None]],
+            },
+            "malformed",
+        ),
+        ("just text", "malformed"),
+    ],
+)
 def test_a_malformed_record_is_refused(data, why):
     with pytest.raises(transcript.TranscriptError, match=why):
         transcript.decode(data, transcript.KnownTensors())
@@ -138,10 +206,13 @@ def test_a_zip_bomb_tensor_is_refused_before_it_is_unpacked():
 
     bomb = base64.b64encode(zlib.compress(b"\0" * (64 << 20))).decode()
     with pytest.raises(transcript.TranscriptError, match="does not hold"):
-        transcript.decode({"k": "tensor", "dtype": "float32", "shape": [4], "data": bomb}, transcript.KnownTensors())
+        transcript.decode(
+            {"k": "tensor", "dtype": "float32", "shape": [4], "data": bomb}, transcript.KnownTensors()
+        )
 
 
 # ---------------------------------------------------------------- the judge decides
+
 
 def test_fresh_seeds_draw_fresh_inputs():
     assert transcript.derive(9) == 9  # a self-check keeps its inputs
@@ -153,11 +224,19 @@ def test_fresh_seeds_draw_fresh_inputs():
 
 
 def test_a_correct_record_passes_and_a_wrong_one_fails_with_the_self_checks_message():
-    verdict = report.judge(loss_checks.check_loss_gradients, True, probe(loss_checks.check_loss_gradients,
-                                                                          reference_loss, hidden=True), SEED)
+    verdict = report.judge(
+        loss_checks.check_loss_gradients,
+        True,
+        probe(loss_checks.check_loss_gradients, reference_loss, hidden=True),
+        SEED,
+    )
     assert verdict.passed and verdict.text.startswith("[PASS] contrastive_loss: gradients")
-    wrong = report.judge(loss_checks.check_loss_margin_argument, False, probe(loss_checks.check_loss_margin_argument,
-                                                                              wrong_margin_loss), SEED)
+    wrong = report.judge(
+        loss_checks.check_loss_margin_argument,
+        False,
+        probe(loss_checks.check_loss_margin_argument, wrong_margin_loss),
+        SEED,
+    )
     assert not wrong.passed and "the margin argument is ignored" in wrong.text
     with pytest.raises(CheckFailure) as self_check:
         loss_checks.check_loss_margin_argument(wrong_margin_loss)
@@ -196,7 +275,9 @@ def test_a_record_out_of_step_fails():
 def test_a_forged_value_must_be_the_right_one():
     """Changing a recorded value is no use unless it is the value the judge computes itself."""
     answers = probe(loss_checks.check_loss_similar_pairs, wrong_in_float64_loss)
-    assert report.judge(loss_checks.check_loss_similar_pairs, False, answers, SEED).passed  # visible: float32 only
+    assert report.judge(
+        loss_checks.check_loss_similar_pairs, False, answers, SEED
+    ).passed  # visible: float32 only
     forged = probe(loss_checks.check_loss_similar_pairs, wrong_in_float64_loss, hidden=True)
     for answer in forged:
         if "value" in answer:
@@ -219,27 +300,39 @@ def test_the_probe_needs_no_reference(monkeypatch):
 
 # ---------------------------------------------------------------- test cells
 
-SOURCE = "from autograder.checks import loss as checks\n\nchecks.check_loss_similar_pairs(contrastive_loss)\n" \
-         "### BEGIN HIDDEN TESTS\nchecks.check_loss_similar_pairs(contrastive_loss, hidden=True)\n### END HIDDEN TESTS\n"
+SOURCE = (
+    "from autograder.checks import loss as checks\n\nchecks.check_loss_similar_pairs(contrastive_loss)\n"
+    "### BEGIN HIDDEN TESTS\nchecks.check_loss_similar_pairs(contrastive_loss, hidden=True)\n### END HIDDEN TESTS\n"
+)
 
 
 def record_output(check, students, hidden=False, seed=SEED):
-    payload = {"check": check.__name__, "hidden": hidden, "seed": seed, "answers": probe(check, *students, hidden=hidden,
-                                                                                         seed=seed)}
-    return nbformat.v4.new_output("display_data", data={judging.TRANSCRIPT_MIME: payload, "text/plain": "[recorded]"})
+    payload = {
+        "check": check.__name__,
+        "hidden": hidden,
+        "seed": seed,
+        "answers": probe(check, *students, hidden=hidden, seed=seed),
+    }
+    return nbformat.v4.new_output(
+        "display_data", data={judging.TRANSCRIPT_MIME: payload, "text/plain": "[recorded]"}
+    )
 
 
 def test_a_test_cells_checks_are_read_from_the_instructors_source():
-    assert judging.check_calls(SOURCE) == [judging.CheckCall("check_loss_similar_pairs", False),
-                                           judging.CheckCall("check_loss_similar_pairs", True)]
+    assert judging.check_calls(SOURCE) == [
+        judging.CheckCall("check_loss_similar_pairs", False),
+        judging.CheckCall("check_loss_similar_pairs", True),
+    ]
 
 
 def test_a_cell_is_judged_from_its_records_only():
     """A numeric execute_result (nbgrader's partial credit), fake [PASS] lines and errors are ignored."""
-    outputs = [nbformat.v4.new_output("stream", name="stdout", text="[PASS] everything\n" * 5),
-               nbformat.v4.new_output("execute_result", data={"text/plain": "20.0"}, execution_count=1),
-               record_output(loss_checks.check_loss_similar_pairs, [wrong_in_float64_loss]),
-               record_output(loss_checks.check_loss_similar_pairs, [wrong_in_float64_loss], hidden=True)]
+    outputs = [
+        nbformat.v4.new_output("stream", name="stdout", text="[PASS] everything\n" * 5),
+        nbformat.v4.new_output("execute_result", data={"text/plain": "20.0"}, execution_count=1),
+        record_output(loss_checks.check_loss_similar_pairs, [wrong_in_float64_loss]),
+        record_output(loss_checks.check_loss_similar_pairs, [wrong_in_float64_loss], hidden=True),
+    ]
     passes, failure = judging.judge_cell("04_contrastive_loss", SOURCE, outputs, SEED)
     assert len(passes) == 1 and failure.startswith("[FAIL] same-class pairs cost the mean of d²")
     new = judging.verdict_outputs(passes, failure)
@@ -248,33 +341,66 @@ def test_a_cell_is_judged_from_its_records_only():
 
 def test_a_missing_or_repeated_record_fails():
     record = record_output(loss_checks.check_loss_similar_pairs, [reference_loss])
-    error = nbformat.v4.new_output("error", ename="NameError", evalue="name 'contrastive_loss' is not defined",
-                                   traceback=[])
-    assert "NameError: name 'contrastive_loss'" in judging.judge_cell("04_contrastive_loss", SOURCE, [error], SEED)[1]
+    error = nbformat.v4.new_output(
+        "error", ename="NameError", evalue="name 'contrastive_loss' is not defined", traceback=[]
+    )
+    assert (
+        "NameError: name 'contrastive_loss'"
+        in judging.judge_cell("04_contrastive_loss", SOURCE, [error], SEED)[1]
+    )
     hidden = record_output(loss_checks.check_loss_similar_pairs, [reference_loss], hidden=True)
     passes, failure = judging.judge_cell("04_contrastive_loss", SOURCE, [record, hidden, hidden], SEED)
     assert len(passes) == 1 and "2 records of it were shown" in failure
     assert judging.judge_cell("04_contrastive_loss", SOURCE, [record, hidden], SEED) == (
-        [report.judge(loss_checks.check_loss_similar_pairs, False, probe(loss_checks.check_loss_similar_pairs, reference_loss),
-                      SEED).text,
-         report.judge(loss_checks.check_loss_similar_pairs, True, probe(loss_checks.check_loss_similar_pairs, reference_loss,
-                                                                 hidden=True), SEED).text], None)
+        [
+            report.judge(
+                loss_checks.check_loss_similar_pairs,
+                False,
+                probe(loss_checks.check_loss_similar_pairs, reference_loss),
+                SEED,
+            ).text,
+            report.judge(
+                loss_checks.check_loss_similar_pairs,
+                True,
+                probe(loss_checks.check_loss_similar_pairs, reference_loss, hidden=True),
+                SEED,
+            ).text,
+        ],
+        None,
+    )
 
 
 # ---------------------------------------------------------------- the reference is hidden
 
 LESSONS_HIDDEN = {
-    "01_pair_dataset": {"solutions.data.SiameseDataset", "solutions.data.PairSampler",
-                        "solutions.benchmark.OriginalSiameseDataset", "solutions.data.expected_draws",
-                        "solutions.data.always_different_accuracy"},
-    "04_contrastive_loss": {"solutions.loss.contrastive_loss", "solutions.loss.ContrastiveLoss",
-                            "solutions.recipes.in_batch_loss", "solutions.recipes.batch_distances",
-                            "solutions.loss.contrastive_loss_gradient", "solutions.loss.numerical_gradient",
-                            "solutions.loss.distance_after_step", "solutions.loss.collapsed_loss"},
-    "05_training_loop": {"solutions.train.get_device", "solutions.runtime.select_device", "solutions.train.train_one_epoch",
-                         "solutions.fast.fast_train_one_epoch", "solutions.fast.train_step",
-                         "solutions.train.weight_without_zero_grad", "solutions.train.logged_losses",
-                         "solutions.benchmark.original_pipeline", "solutions.benchmark.fast_pipeline"},
+    "01_pair_dataset": {
+        "solutions.data.SiameseDataset",
+        "solutions.data.PairSampler",
+        "solutions.benchmark.OriginalSiameseDataset",
+        "solutions.data.expected_draws",
+        "solutions.data.always_different_accuracy",
+    },
+    "04_contrastive_loss": {
+        "solutions.loss.contrastive_loss",
+        "solutions.loss.ContrastiveLoss",
+        "solutions.recipes.in_batch_loss",
+        "solutions.recipes.batch_distances",
+        "solutions.loss.contrastive_loss_gradient",
+        "solutions.loss.numerical_gradient",
+        "solutions.loss.distance_after_step",
+        "solutions.loss.collapsed_loss",
+    },
+    "05_training_loop": {
+        "solutions.train.get_device",
+        "solutions.runtime.select_device",
+        "solutions.train.train_one_epoch",
+        "solutions.fast.fast_train_one_epoch",
+        "solutions.fast.train_step",
+        "solutions.train.weight_without_zero_grad",
+        "solutions.train.logged_losses",
+        "solutions.benchmark.original_pipeline",
+        "solutions.benchmark.fast_pipeline",
+    },
 }
 
 
@@ -297,46 +423,67 @@ def hidden_copies(tmp_path_factory):
 
 def run_in(copy, code: str) -> subprocess.CompletedProcess:
     """``code`` in a fresh Python that imports ``solutions`` from a generated copy."""
-    return subprocess.run([sys.executable, "-c", code], cwd=copy.parent, capture_output=True, text=True, timeout=120,
-                          env={"PYTHONPATH": str(copy.parent), "PATH": "/usr/bin:/bin",
-                               "PYTHONDONTWRITEBYTECODE": "1"})  # as in the sandbox
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=copy.parent,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PYTHONPATH": str(copy.parent), "PATH": "/usr/bin:/bin", "PYTHONDONTWRITEBYTECODE": "1"},
+    )  # as in the sandbox
 
 
-@pytest.mark.parametrize("use", [
-    "contrastive_loss(torch.zeros(2, 3), torch.ones(2, 3), torch.zeros(2))",
-    "class Mine(solutions.loss.ContrastiveLoss): pass",
-    "functools.wraps(contrastive_loss)(lambda *a: 0)",
-    "contrastive_loss.__wrapped__",
-    "ns = {}; exec(open(solutions.loss.__file__).read(), ns); ns['contrastive_loss'](1, 2, 3)",
-    "import solutions.benchmark, solutions.fast; solutions.fast.train_step",
-    "solutions.fast.contrastive_loss(torch.zeros(2, 3), torch.ones(2, 3), torch.zeros(2))",
-])
+@pytest.mark.parametrize(
+    "use",
+    [
+        "contrastive_loss(torch.zeros(2, 3), torch.ones(2, 3), torch.zeros(2))",
+        "class Mine(solutions.loss.ContrastiveLoss): pass",
+        "functools.wraps(contrastive_loss)(lambda *a: 0)",
+        "contrastive_loss.__wrapped__",
+        "ns = {}; exec(open(solutions.loss.__file__).read(), ns); ns['contrastive_loss'](1, 2, 3)",
+        "import solutions.benchmark, solutions.fast; solutions.fast.train_step",
+        "solutions.fast.contrastive_loss(torch.zeros(2, 3), torch.ones(2, 3), torch.zeros(2))",
+    ],
+)
 def test_every_use_of_a_hidden_reference_names_it(hidden_copies, use):
-    code = ("import functools, torch, solutions, solutions.loss, solutions.fast\n"
-            "from solutions.loss import contrastive_loss\n" + use)
+    code = (
+        "import functools, torch, solutions, solutions.loss, solutions.fast\n"
+        "from solutions.loss import contrastive_loss\n" + use
+    )
     result = run_in(hidden_copies["04_contrastive_loss"], code)
-    if "train_step" in use:  # another lesson's reference stays; this one's equivalent is hidden only in lesson 5
+    if (
+        "train_step" in use
+    ):  # another lesson's reference stays; this one's equivalent is hidden only in lesson 5
         assert result.returncode == 0, result.stderr
         return
     assert result.returncode != 0
-    assert "ReferenceSolutionHidden: uses the reference solution (solutions.loss." in result.stderr, result.stderr
+    assert "ReferenceSolutionHidden: uses the reference solution (solutions.loss." in result.stderr, (
+        result.stderr
+    )
 
 
 def test_a_reimplementation_of_the_loss_elsewhere_in_solutions_is_hidden_too(hidden_copies):
     """``recipes.in_batch_loss`` on a batch of one pair is that pair's contrastive loss: lesson 4 hides it too."""
-    code = ("import torch, solutions.recipes\n"
-            "solutions.recipes.in_batch_loss(torch.tensor([[0.0, 0.0], [1.0, 0.0]]), torch.tensor([0, 1]), 2.0, 'all')")
+    code = (
+        "import torch, solutions.recipes\n"
+        "solutions.recipes.in_batch_loss(torch.tensor([[0.0, 0.0], [1.0, 0.0]]), torch.tensor([0, 1]), 2.0, 'all')"
+    )
     result = run_in(hidden_copies["04_contrastive_loss"], code)
-    assert "ReferenceSolutionHidden: uses the reference solution (solutions.recipes.in_batch_loss)" in result.stderr
+    assert (
+        "ReferenceSolutionHidden: uses the reference solution (solutions.recipes.in_batch_loss)"
+        in result.stderr
+    )
     assert run_in(hidden_copies["05_training_loop"], code).returncode == 0, "lesson 5 may use it"
 
 
 def test_the_rest_of_solutions_still_works(hidden_copies):
     """Later lessons import what earlier ones built: it is all there, and no compiled file of the reference is."""
-    code = ("import torch\nfrom solutions.data import SiameseDataset, dataset_labels\n"
-            "from solutions.model import SiameseNetwork\nfrom solutions.loss import contrastive_loss\n"
-            "net = SiameseNetwork()\nx = torch.rand(2, 1, 28, 28)\na, b = net(x, x)\n"
-            "print(float(contrastive_loss(a, b, torch.zeros(2))))")
+    code = (
+        "import torch\nfrom solutions.data import SiameseDataset, dataset_labels\n"
+        "from solutions.model import SiameseNetwork\nfrom solutions.loss import contrastive_loss\n"
+        "net = SiameseNetwork()\nx = torch.rand(2, 1, 28, 28)\na, b = net(x, x)\n"
+        "print(float(contrastive_loss(a, b, torch.zeros(2))))"
+    )
     assert run_in(hidden_copies["05_training_loop"], code).returncode == 0
     for copy in hidden_copies.values():
         assert not list(copy.rglob("__pycache__")) and not list(copy.rglob("*.pyc"))
@@ -345,34 +492,59 @@ def test_the_rest_of_solutions_still_works(hidden_copies):
 
 
 # every object lesson 4 hides, in the order of solutions/loss.py: a use of the whole module uses them all
-LESSON_4_HIDDEN = ["solutions.loss.contrastive_loss", "solutions.loss.ContrastiveLoss",
-                   "solutions.loss.contrastive_loss_gradient", "solutions.loss.numerical_gradient",
-                   "solutions.loss.distance_after_step", "solutions.loss.collapsed_loss"]
+LESSON_4_HIDDEN = [
+    "solutions.loss.contrastive_loss",
+    "solutions.loss.ContrastiveLoss",
+    "solutions.loss.contrastive_loss_gradient",
+    "solutions.loss.numerical_gradient",
+    "solutions.loss.distance_after_step",
+    "solutions.loss.collapsed_loss",
+]
 
 
-@pytest.mark.parametrize("source, found", [
-    ("from solutions.loss import contrastive_loss", ["solutions.loss.contrastive_loss"]),
-    ("import solutions.loss as L\ndef contrastive_loss(a, b, y, margin=2.0):\n    return L.contrastive_loss(a, b, y)",
-     ["solutions.loss.contrastive_loss"]),
-    ("import solutions\nclass Loss(solutions.loss.ContrastiveLoss):\n    pass", ["solutions.loss.ContrastiveLoss"]),
-    ("import importlib\nm = importlib.import_module('solutions.loss')", LESSON_4_HIDDEN),
-    ("import inspect\nfrom solutions import loss\nexec(inspect.getsource(loss))", LESSON_4_HIDDEN),
-    ("from autograder.checks.loss import loop_loss", ["autograder.checks.loss.loop_loss"]),
-    ("from autograder.checks import loss\nloss.allowed_error(1, 2, 3, 4, 5)", ["autograder.checks.loss.allowed_error"]),
-    ("import autograder.checks.report as R\nR.fail = lambda *a, **k: None", []),  # tampering: the judge ignores it
-    ("import torch.nn.functional as F\ndef contrastive_loss(a, b, y, margin=2.0):\n"
-     "    '''As in solutions.loss.'''\n    return F.pairwise_distance(a, b).mean()", []),
-    ("from solutions.runtime import set_seed", []),
-    ("this is not python", []),
-])
+@pytest.mark.parametrize(
+    "source, found",
+    [
+        ("from solutions.loss import contrastive_loss", ["solutions.loss.contrastive_loss"]),
+        (
+            "import solutions.loss as L\ndef contrastive_loss(a, b, y, margin=2.0):\n    return L.contrastive_loss(a, b, y)",
+            ["solutions.loss.contrastive_loss"],
+        ),
+        (
+            "import solutions\nclass Loss(solutions.loss.ContrastiveLoss):\n    pass",
+            ["solutions.loss.ContrastiveLoss"],
+        ),
+        ("import importlib\nm = importlib.import_module('solutions.loss')", LESSON_4_HIDDEN),
+        ("import inspect\nfrom solutions import loss\nexec(inspect.getsource(loss))", LESSON_4_HIDDEN),
+        ("from autograder.checks.loss import loop_loss", ["autograder.checks.loss.loop_loss"]),
+        (
+            "from autograder.checks import loss\nloss.allowed_error(1, 2, 3, 4, 5)",
+            ["autograder.checks.loss.allowed_error"],
+        ),
+        (
+            "import autograder.checks.report as R\nR.fail = lambda *a, **k: None",
+            [],
+        ),  # tampering: the judge ignores it
+        (
+            "import torch.nn.functional as F\ndef contrastive_loss(a, b, y, margin=2.0):\n"
+            "    '''As in solutions.loss.'''\n    return F.pairwise_distance(a, b).mean()",
+            [],
+        ),
+        ("from solutions.runtime import set_seed", []),
+        ("this is not python", []),
+    ],
+)
 def test_the_syntax_tree_shows_a_use_of_the_reference(source, found):
-    assert reference.static_uses(source, reference.exercises("04_contrastive_loss"), reference.check_helpers()) == found
+    assert (
+        reference.static_uses(source, reference.exercises("04_contrastive_loss"), reference.check_helpers())
+        == found
+    )
 
 
 def test_the_checks_expected_values_refuse_to_run_during_a_probe():
     """A helper that computes expected values runs for the judge, never while the student's code may call it."""
     out1, out2, label = torch.zeros(2, 3), torch.ones(2, 3), torch.tensor([0.0, 1.0])
-    assert loss_checks.loop_loss(out1, out2, label) == pytest.approx(1.5 + 0.5 * (2 - 3 ** 0.5) ** 2)
+    assert loss_checks.loop_loss(out1, out2, label) == pytest.approx(1.5 + 0.5 * (2 - 3**0.5) ** 2)
     with transcript.running(transcript.Transcript(SEED)), pytest.raises(transcript.JudgeOnly) as refused:
         loss_checks.loop_loss(out1, out2, label)
     assert reference.runtime_uses(str(refused.value)) == ["autograder.checks.loss.loop_loss"]
@@ -380,10 +552,14 @@ def test_the_checks_expected_values_refuse_to_run_during_a_probe():
 
 
 def test_a_use_is_described_for_the_notes():
-    assert reference.describe(["solutions.loss.contrastive_loss"]) == \
-        "uses the reference solution (solutions.loss.contrastive_loss)"
-    assert reference.describe(["autograder.checks.loss.loop_loss"]) == \
-        "uses the course's checks (autograder.checks.loss.loop_loss)"
+    assert (
+        reference.describe(["solutions.loss.contrastive_loss"])
+        == "uses the reference solution (solutions.loss.contrastive_loss)"
+    )
+    assert (
+        reference.describe(["autograder.checks.loss.loop_loss"])
+        == "uses the course's checks (autograder.checks.loss.loop_loss)"
+    )
 
 
 def test_a_copy_of_the_reference_is_flagged_for_review_not_scored():
@@ -393,15 +569,21 @@ def test_a_copy_of_the_reference_is_flagged_for_review_not_scored():
     from autograder.build import solution_source
 
     code = solution_source(reference_loss)[0]
-    assert reference.copies({"4.1": "# my answer\n" + code.replace("    ", "  ")}, "04_contrastive_loss") == ["4.1"]
-    renamed = code.replace("d = F.pairwise_distance", "dist = F.pairwise_distance").replace("margin - d,", "margin - dist,")
+    assert reference.copies({"4.1": "# my answer\n" + code.replace("    ", "  ")}, "04_contrastive_loss") == [
+        "4.1"
+    ]
+    renamed = code.replace("d = F.pairwise_distance", "dist = F.pairwise_distance").replace(
+        "margin - d,", "margin - dist,"
+    )
     assert "dist" in renamed and reference.copies({"4.1": renamed}, "04_contrastive_loss") == []
     assert inspect.getsource(reference_loss) != renamed
 
 
 def test_a_record_cannot_make_the_judge_unpack_without_end():
     """Zeros compress to almost nothing: the judge stops unpacking at its limit, whatever was sent."""
-    zeros = transcript.encode(torch.zeros(transcript.MAX_ELEMENTS // 2, dtype=torch.float64), transcript.KnownTensors())
+    zeros = transcript.encode(
+        torch.zeros(transcript.MAX_ELEMENTS // 2, dtype=torch.float64), transcript.KnownTensors()
+    )
     assert len(json.dumps(zeros)) < 64_000  # 4 MB of float64 zeros
     known = transcript.KnownTensors()
     with pytest.raises(transcript.TranscriptError, match="too large"):
@@ -451,23 +633,32 @@ def test_the_judge_side_is_every_pattern_and_only_it():
     from autograder.grading import judge_side
 
     regions = judge_side.judge_side(SYNTHETIC_CHECKS, "autograder.checks.fake")
-    assert {r.name for r in regions} == {"autograder.checks.fake.expected_value", "autograder.checks.fake.after_return",
-                                         "autograder.checks.fake.branches"}
+    assert {r.name for r in regions} == {
+        "autograder.checks.fake.expected_value",
+        "autograder.checks.fake.after_return",
+        "autograder.checks.fake.branches",
+    }
     copy = judge_side.without_judge_side(SYNTHETIC_CHECKS, "autograder.checks.fake")
     compile(copy, "copy.py", "exec")
     for number in range(1, 8):
         assert f"JUDGE {number}" in SYNTHETIC_CHECKS and f"JUDGE {number}" not in copy, (number, copy)
     assert all(f"PROBE {number}" in copy for number in range(1, 4)), copy
-    assert 'expected_value = _StandIn("autograder.checks.fake.expected_value", "the course\'s checks")' in copy
-    assert 'None if probing() else _StandIn("autograder.checks.fake.branches", "the course\'s checks")()' in copy
+    assert (
+        'expected_value = _StandIn("autograder.checks.fake.expected_value", "the course\'s checks")' in copy
+    )
+    assert (
+        'None if probing() else _StandIn("autograder.checks.fake.branches", "the course\'s checks")()' in copy
+    )
 
 
 def test_a_raise_a_context_manager_may_swallow_hides_nothing_after_it():
     """Only a return surely skips what follows a with block: after a raise there, the code is still the probe's."""
     from autograder.grading import judge_side
 
-    source = ("def f(c):\n    with contextlib.suppress(Skip):\n        if probing():\n            raise Skip()\n"
-              "        judged = c * 2\n    kept = c + 1\n    return kept\n")
+    source = (
+        "def f(c):\n    with contextlib.suppress(Skip):\n        if probing():\n            raise Skip()\n"
+        "        judged = c * 2\n    kept = c + 1\n    return kept\n"
+    )
     copy = judge_side.without_judge_side(source, "autograder.checks.fake")
     assert "judged = c * 2" not in copy and "kept = c + 1" in copy, copy
 
@@ -478,24 +669,37 @@ def test_no_helper_of_the_checks_is_left_unused_in_the_probe_copy(probe_copy):
     import ast
 
     sources = {path: path.read_text() for path in (probe_copy / "autograder").rglob("*.py")}
-    used = {n.id if isinstance(n, ast.Name) else n.attr for text in sources.values() for n in ast.walk(ast.parse(text))
-            if isinstance(n, (ast.Name, ast.Attribute))}
-    unused = [f"{path.name}: {node.name}" for path, text in sources.items() for node in ast.parse(text).body
-              if isinstance(node, (ast.FunctionDef, ast.ClassDef)) and node.name.startswith("_")
-              and not node.name.startswith("__") and node.name not in used]
+    used = {
+        n.id if isinstance(n, ast.Name) else n.attr
+        for text in sources.values()
+        for n in ast.walk(ast.parse(text))
+        if isinstance(n, (ast.Name, ast.Attribute))
+    }
+    unused = [
+        f"{path.name}: {node.name}"
+        for path, text in sources.items()
+        for node in ast.parse(text).body
+        if isinstance(node, (ast.FunctionDef, ast.ClassDef))
+        and node.name.startswith("_")
+        and not node.name.startswith("__")
+        and node.name not in used
+    ]
     assert unused == []
 
 
-@pytest.mark.parametrize("source", [
-    "def f():\n    flag = probing()\n    return flag\n",
-    "def f():\n    if probing() and True:\n        return\n    return 1\n",
-    "def f():\n    if probing():\n        x = 1\n    elif True:\n        x = 2\n    return x\n",
-    "def f():\n    return [probing() for _ in range(2)]\n",
-    "def f():\n    for x in range(3):\n        if probing():\n            continue\n        judge(x)\n",
-    "def f(x):\n    if probing():\n        if x:\n            return 1\n        else:\n            return 2\n    return judge(x)\n",
-    "def f():\n    p = probing\n    if p():\n        return\n    return judge()\n",
-    "def f(probe=probing):\n    return probe()\n",
-])
+@pytest.mark.parametrize(
+    "source",
+    [
+        "def f():\n    flag = probing()\n    return flag\n",
+        "def f():\n    if probing() and True:\n        return\n    return 1\n",
+        "def f():\n    if probing():\n        x = 1\n    elif True:\n        x = 2\n    return x\n",
+        "def f():\n    return [probing() for _ in range(2)]\n",
+        "def f():\n    for x in range(3):\n        if probing():\n            continue\n        judge(x)\n",
+        "def f(x):\n    if probing():\n        if x:\n            return 1\n        else:\n            return 2\n    return judge(x)\n",
+        "def f():\n    p = probing\n    if p():\n        return\n    return judge()\n",
+        "def f(probe=probing):\n    return probe()\n",
+    ],
+)
 def test_a_use_of_probing_the_grader_cannot_hide_is_refused(source):
     """A new check that puts judge-side code where the grader does not look cannot be released to a kernel."""
     from autograder.grading import judge_side
@@ -512,10 +716,16 @@ def test_the_judge_side_of_the_checks_is_found(tmp_path):
     from autograder.grading import judge_side
 
     names = judge_side.stand_in_names(Path(autograder.__file__).parent)
-    for name in ("autograder.checks.train._reference_loop", "autograder.checks.evaluate.pairwise_auc",
-                 "autograder.checks.loss.loop_loss", "autograder.checks.backbone.reference_forward",
-                 "autograder.checks.model._expected_embeddings", "autograder.checks.loss._check_value",
-                 "autograder.checks.train._step_case", "autograder.checks.train._learns_case"):
+    for name in (
+        "autograder.checks.train._reference_loop",
+        "autograder.checks.evaluate.pairwise_auc",
+        "autograder.checks.loss.loop_loss",
+        "autograder.checks.backbone.reference_forward",
+        "autograder.checks.model._expected_embeddings",
+        "autograder.checks.loss._check_value",
+        "autograder.checks.train._step_case",
+        "autograder.checks.train._learns_case",
+    ):
         assert name in names
     assert names == reference.check_helpers()
 
@@ -537,28 +747,40 @@ def run_with_probe_copy(probe_copy, code: str, *args: str) -> subprocess.Complet
     """``code`` in a fresh Python that imports ``autograder`` from the probe copy, the rest from the repository."""
     from helpers import REPO
 
-    return subprocess.run([sys.executable, "-c", code, *args], cwd=probe_copy, capture_output=True, text=True, timeout=300,
-                          env={"PYTHONPATH": f"{probe_copy}:{REPO}", "PATH": "/usr/bin:/bin", "PYTHONDONTWRITEBYTECODE": "1"})
+    return subprocess.run(
+        [sys.executable, "-c", code, *args],
+        cwd=probe_copy,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={"PYTHONPATH": f"{probe_copy}:{REPO}", "PATH": "/usr/bin:/bin", "PYTHONDONTWRITEBYTECODE": "1"},
+    )
 
 
 ATTACKS_ON_THE_JUDGE_SIDE = {
     "through __wrapped__, by a computed name": (
         "import importlib\nm = importlib.import_module('auto' + 'grader.checks.tr' + 'ain')\n"
-        "getattr(m, '_reference' + '_loop').__wrapped__", "autograder.checks.train._reference_loop"),
+        "getattr(m, '_reference' + '_loop').__wrapped__",
+        "autograder.checks.train._reference_loop",
+    ),
     "with the probe guard switched off": (
         "from autograder.checks import transcript, evaluate\nimport torch\n"
         "record = transcript.Transcript(1)\nrecord.replaying = True\n"
         "with transcript.running(record):\n    evaluate.pairwise_auc(torch.rand(4), torch.tensor([0, 1, 0, 1]))",
-        "autograder.checks.evaluate.pairwise_auc"),
+        "autograder.checks.evaluate.pairwise_auc",
+    ),
     "a check's own expected value, the guard off": (
         "from autograder.checks import transcript, loss\nimport torch\n"
         "record = transcript.Transcript(1, [])\nrecord.replaying = False\n"
         "loss._check_value.__globals__['probing'] = lambda: False\n"
         "loss._check_value(lambda *a: torch.tensor(0.0), torch.zeros(2, 2), torch.ones(2, 2), torch.zeros(2, 1), None, "
-        "'t', 'w')", "autograder.checks.loss._check_value"),
+        "'t', 'w')",
+        "autograder.checks.loss._check_value",
+    ),
     "the source of a helper": (
         "import inspect\nfrom autograder.checks import loss\ninspect.getsource(loss.loop_loss)",
-        "autograder.checks.loss.loop_loss"),
+        "autograder.checks.loss.loop_loss",
+    ),
 }
 
 
@@ -569,7 +791,10 @@ def test_the_probe_copy_holds_no_answer(probe_copy, attack):
     result = run_with_probe_copy(probe_copy, code)
     assert result.returncode != 0
     assert reference.runtime_uses(result.stderr) == [name], result.stderr
-    assert not (probe_copy / "autograder" / "grading").exists() and not (probe_copy / "autograder" / "build.py").exists()
+    assert (
+        not (probe_copy / "autograder" / "grading").exists()
+        and not (probe_copy / "autograder" / "build.py").exists()
+    )
     assert not list(probe_copy.rglob("__pycache__"))
 
 
@@ -601,10 +826,18 @@ def test_a_probe_in_the_copy_is_judged_as_one_in_the_real_package(probe_copy):
     calls = []
     for lesson in syllabus.LESSONS:
         module = lesson.checks_module.rpartition(".")[2]
-        imports = [[spec.partition(":")[0], [spec.partition(":")[2]]] for item in lesson.exercises for spec in item.writes]
+        imports = [
+            [spec.partition(":")[0], [spec.partition(":")[2]]]
+            for item in lesson.exercises
+            for spec in item.writes
+        ]
         for cell in parse_lesson(SOURCES_DIR / f"{lesson.name}.py"):
             if cell.kind == "check":
-                calls += [[module, imports, line.strip()] for line in cell.body.splitlines() if "checks.check_" in line]
+                calls += [
+                    [module, imports, line.strip()]
+                    for line in cell.body.splitlines()
+                    if "checks.check_" in line
+                ]
     result = run_with_probe_copy(probe_copy, PROBE_EVERY_CHECK, json.dumps(calls), str(SEED))
     assert result.returncode == 0, result.stderr[-3000:]
     recorded = json.loads(result.stdout)
@@ -618,29 +851,34 @@ def test_a_probe_in_the_copy_is_judged_as_one_in_the_real_package(probe_copy):
 
 # ---------------------------------------------------------------- questions
 
-QUESTIONS = [(data_checks.check_expected_draws, reference_data.expected_draws),
-             (data_checks.check_always_different_accuracy, reference_data.always_different_accuracy),
-             (backbone_checks.check_backbone_side, reference_backbone.backbone_side),
-             (backbone_checks.check_conv_parameters, reference_backbone.conv_parameters),
-             (model_checks.check_head_parameters, reference_model.head_parameters),
-             (model_checks.check_all_zero_share, reference_model.all_zero_share),
-             (loss_checks.check_distance_after_step, reference_solutions.distance_after_step),
-             (loss_checks.check_collapsed_loss, reference_solutions.collapsed_loss),
-             (train_checks.check_weight_without_zero_grad, reference_train.weight_without_zero_grad),
-             (train_checks.check_logged_losses, reference_train.logged_losses),
-             (evaluate_checks.check_overlap_best_accuracy, reference_evaluate.overlap_best_accuracy),
-             (evaluate_checks.check_overlap_auc, reference_evaluate.overlap_auc)]
+QUESTIONS = [
+    (data_checks.check_expected_draws, reference_data.expected_draws),
+    (data_checks.check_always_different_accuracy, reference_data.always_different_accuracy),
+    (backbone_checks.check_backbone_side, reference_backbone.backbone_side),
+    (backbone_checks.check_conv_parameters, reference_backbone.conv_parameters),
+    (model_checks.check_head_parameters, reference_model.head_parameters),
+    (model_checks.check_all_zero_share, reference_model.all_zero_share),
+    (loss_checks.check_distance_after_step, reference_solutions.distance_after_step),
+    (loss_checks.check_collapsed_loss, reference_solutions.collapsed_loss),
+    (train_checks.check_weight_without_zero_grad, reference_train.weight_without_zero_grad),
+    (train_checks.check_logged_losses, reference_train.logged_losses),
+    (evaluate_checks.check_overlap_best_accuracy, reference_evaluate.overlap_best_accuracy),
+    (evaluate_checks.check_overlap_auc, reference_evaluate.overlap_auc),
+]
 
 
 @pytest.mark.parametrize("question, answer", QUESTIONS, ids=lambda v: getattr(v, "__name__", ""))
 def test_a_question_self_checks_its_form_only_and_is_judged_when_graded(question, answer):
     """In Colab a wrong answer of the right form passes its self-check; graded, it fails with the explanation."""
+
     def wrong(*args):
         return 0.5 * answer(*args)
 
     question(wrong)  # the self-check: a number for every input
     verdict = report.judge(question, True, probe(question, wrong, hidden=True), SEED)
-    assert not verdict.passed and "expected" in verdict.text and "likely mistake" in verdict.text, verdict.text
+    assert not verdict.passed and "expected" in verdict.text and "likely mistake" in verdict.text, (
+        verdict.text
+    )
     assert report.judge(question, True, probe(question, answer, hidden=True), SEED).passed
     with pytest.raises(CheckFailure, match="returns a number"):
         question(lambda *args: "about two")

@@ -24,8 +24,20 @@ import pytest
 from autograder.checks import loss as loss_checks
 from autograder.checks import transcript
 from solutions.loss import contrastive_loss as reference_loss
-from test_grading_robust import (FULL_SCORE, LESSON, LOSS_CELLS, POINTS, append_to_exercise, cell_with_id, grade,
-                                 lesson_score, needs_isolation, replace_once, rewrite_exercise, workspace)
+from test_grading_robust import (
+    FULL_SCORE,
+    LESSON,
+    LOSS_CELLS,
+    POINTS,
+    append_to_exercise,
+    cell_with_id,
+    grade,
+    lesson_score,
+    needs_isolation,
+    replace_once,
+    rewrite_exercise,
+    workspace,
+)
 
 __all__ = ["workspace"]  # the fixture, shared with test_grading_robust
 
@@ -34,33 +46,39 @@ BUGGY_SCORE = FULL_SCORE - POINTS["loss_margin_argument"]  # the one property th
 # Exercise 4.1's test cells score 0; the rest of the lesson (exercises 4.2, 4.3, questions 4.4, 4.5) is solved.
 OTHER_EXERCISES_SCORE = FULL_SCORE - sum(POINTS[grade_id] for grade_id in LOSS_CELLS.split(", "))
 
-WRAP = '''
+WRAP = """
 _inner = contrastive_loss
 
 
 def contrastive_loss(*args, **kwargs):
     {trick}
     return _inner(*args, **kwargs)
-'''
+"""
 
-DISPLAYHOOK = WRAP.format(trick='import sys; sys.displayhook("20.0")') + '\nimport sys\nsys.displayhook(20.0)\n'
+DISPLAYHOOK = (
+    WRAP.format(trick='import sys; sys.displayhook("20.0")') + "\nimport sys\nsys.displayhook(20.0)\n"
+)
 
-FRAMES = WRAP.format(trick='''import inspect
+FRAMES = WRAP.format(
+    trick="""import inspect
     frame = inspect.currentframe()
     while frame is not None:  # every checks module that called this loss gets a fail() that never fails
         if "fail" in frame.f_globals and "run_student" in frame.f_globals:
             frame.f_globals["fail"] = lambda *a, **k: None
             frame.f_globals["close"] = lambda *a, **k: True
-        frame = frame.f_back''')
+        frame = frame.f_back"""
+)
 
-GC = WRAP.format(trick='''import gc
+GC = WRAP.format(
+    trick="""import gc
     noop = (lambda *a, **k: None).__code__
     for obj in gc.get_objects():
         if type(obj).__name__ == "function" and (getattr(obj, "__module__", None) or "").startswith("autograder") \\
                 and obj.__name__ in ("fail", "close", "max_error"):
-            obj.__code__ = noop if obj.__name__ == "fail" else (lambda *a, **k: True).__code__''')
+            obj.__code__ = noop if obj.__name__ == "fail" else (lambda *a, **k: True).__code__"""
+)
 
-ALIASES = '''
+ALIASES = """
 import builtins
 import math
 import torch as T
@@ -72,9 +90,9 @@ T.equal = lambda *a, **k: True
 T.Tensor.__ne__ = lambda self, other: T.zeros_like(self, dtype=T.bool)
 TT.assert_close = lambda *a, **k: None
 math.isfinite = lambda x: True
-'''
+"""
 
-FAKE_PASS = '''
+FAKE_PASS = """
 import builtins, io, sys
 print("[PASS] contrastive_loss: values match a plain loop\\n" * 3)
 _inner = contrastive_loss
@@ -88,18 +106,18 @@ def contrastive_loss(*args, **kwargs):
 builtins.print = lambda *a, **k: sys.__stdout__.write("[PASS] printed\\n")
 sys.stdout = io.StringIO()
 sys.stderr = io.StringIO()
-'''
+"""
 
-HOOKS = '''
+HOOKS = """
 import sys
 sys.excepthook = lambda *a: None
 shell = get_ipython()
 shell.set_custom_exc((BaseException,), lambda shell, etype, value, tb, tb_offset=None: print("[PASS] all good"))
 shell.events.register("post_run_cell", lambda result: print("[PASS] after the cell"))
 shell.display_formatter.formatters["text/plain"].for_type(type(None), lambda *a: "20")
-'''
+"""
 
-REPLAY = '''
+REPLAY = """
 import json
 import IPython.display as shown
 SAVED = json.loads({saved!r})  # the margin check's answers, recorded at home where the reference is installed
@@ -114,14 +132,21 @@ def display(obj, *args, **kwargs):
 
 
 shown.display = display
-'''
+"""
 
-TRICKS = {"t_displayhook": DISPLAYHOOK, "t_frames": FRAMES, "t_gc": GC, "t_aliases": ALIASES, "t_fake_pass": FAKE_PASS,
-          "t_hooks": HOOKS}
+TRICKS = {
+    "t_displayhook": DISPLAYHOOK,
+    "t_frames": FRAMES,
+    "t_gc": GC,
+    "t_aliases": ALIASES,
+    "t_fake_pass": FAKE_PASS,
+    "t_hooks": HOOKS,
+}
 
 DELEGATIONS = {
     "d_import": ("from solutions.loss import contrastive_loss", "solutions.loss.contrastive_loss"),
-    "d_wraps": ('''
+    "d_wraps": (
+        """
 import functools
 import solutions.loss
 
@@ -129,8 +154,11 @@ import solutions.loss
 @functools.wraps(solutions.loss.contrastive_loss)
 def contrastive_loss(out1, out2, label, margin=2.0):
     return solutions.loss.contrastive_loss(out1, out2, label, margin)
-''', "solutions.loss.contrastive_loss"),
-    "d_subclass": ('''
+""",
+        "solutions.loss.contrastive_loss",
+    ),
+    "d_subclass": (
+        """
 import solutions.loss
 
 
@@ -140,30 +168,42 @@ class MyLoss(solutions.loss.ContrastiveLoss):
 
 def contrastive_loss(out1, out2, label, margin=2.0):
     return MyLoss(margin)(out1, out2, label)
-''', "solutions.loss.ContrastiveLoss"),
-    "d_dynamic": ('''
+""",
+        "solutions.loss.ContrastiveLoss",
+    ),
+    "d_dynamic": (
+        """
 import importlib
 _module = importlib.import_module("solu" + "tions.loss")
 
 
 def contrastive_loss(out1, out2, label, margin=2.0):
     return getattr(_module, "contrastive" + "_loss")(out1, out2, label, margin)
-''', "solutions.loss.contrastive_loss"),
-    "d_exec_file": ('''
+""",
+        "solutions.loss.contrastive_loss",
+    ),
+    "d_exec_file": (
+        """
 import importlib.util
 _namespace = {"__name__": "copied"}
 exec(open(importlib.util.find_spec("solu" + "tions.loss").origin).read(), _namespace)
 contrastive_loss = _namespace["contrastive" + "_loss"]
-''', "solutions.loss.contrastive_loss"),
-    "d_other_module": ('''
+""",
+        "solutions.loss.contrastive_loss",
+    ),
+    "d_other_module": (
+        """
 import importlib
 _train = importlib.import_module("solu" + "tions.train")
 
 
 def contrastive_loss(out1, out2, label, margin=2.0):
     return _train.contrastive_loss(out1, out2, label, margin)
-''', "solutions.loss.contrastive_loss"),
-    "d_modules_scan": ('''
+""",
+        "solutions.loss.contrastive_loss",
+    ),
+    "d_modules_scan": (
+        """
 import importlib
 import sys
 
@@ -173,22 +213,30 @@ def contrastive_loss(out1, out2, label, margin=2.0):
     for name, module in list(sys.modules.items()):
         if name.startswith("solu") and "contrastive_loss" in getattr(module, "__dict__", {}):
             return module.__dict__["contrastive_loss"](out1, out2, label, margin)
-''', "solutions.loss.contrastive_loss"),
-    "d_checks_dynamic": ("""
+""",
+        "solutions.loss.contrastive_loss",
+    ),
+    "d_checks_dynamic": (
+        """
 import importlib
 
 
 def contrastive_loss(out1, out2, label, margin=2.0):
     helper = getattr(importlib.import_module("autogr" + "ader.checks.loss"), "loop" + "_loss")
     return torch.tensor(helper(out1, out2, label, margin), dtype=out1.dtype)
-""", "autograder.checks.loss.loop_loss"),
-    "d_checks": ('''
+""",
+        "autograder.checks.loss.loop_loss",
+    ),
+    "d_checks": (
+        """
 from autograder.checks.loss import loop_loss
 
 
 def contrastive_loss(out1, out2, label, margin=2.0):
     return torch.tensor(loop_loss(out1, out2, label, margin), dtype=out1.dtype)
-''', "autograder.checks.loss.loop_loss"),
+""",
+        "autograder.checks.loss.loop_loss",
+    ),
 }
 
 
@@ -197,15 +245,15 @@ def contrastive_loss(out1, out2, label, margin=2.0):
 #: How an exercise reaches a helper of the checks: through ``__wrapped__`` past the probe guard, by a name built at
 #: run time; or directly, with the probe guard switched off around the call (the transcript told it is judging).
 REACH = {
-    "wrapped": '''
+    "wrapped": """
 import importlib
 _checks = importlib.import_module("auto" + "grader.checks.{module}")
 
 
 def _helper(name, *args):
     return getattr(_checks, name).__wrapped__(*args)
-''',
-    "guard_off": '''
+""",
+    "guard_off": """
 import importlib
 _checks = importlib.import_module("auto" + "grader.checks.{module}")
 _transcript = importlib.import_module("auto" + "grader.checks.transcript")
@@ -221,12 +269,15 @@ def _helper(name, *args):
     finally:
         if record is not None:
             record.replaying = before
-''',
+""",
 }
 
 #: lesson → (the exercise, its checks module, an answer built on one of the checks' helpers)
 JUDGE_SIDE_ANSWERS = {
-    "02_cnn_backbone": ("exercise_2_1", "backbone", '''
+    "02_cnn_backbone": (
+        "exercise_2_1",
+        "backbone",
+        """
 from torch import nn
 
 
@@ -240,8 +291,12 @@ class CNNBackbone(nn.Module):
     def forward(self, x):
         params = [p for conv in self.convs for p in (conv.weight, conv.bias)]
         return _helper("reference" + "_forward", x, params)
-'''),
-    "03_embedding_head": ("exercise_3_1", "model", '''
+""",
+    ),
+    "03_embedding_head": (
+        "exercise_3_1",
+        "model",
+        """
 from torch import nn
 
 
@@ -252,8 +307,12 @@ class EmbeddingHead(nn.Module):
 
     def forward(self, x):
         return _helper("_head" + "_forward", x, [self.fc1.weight, self.fc1.bias, self.fc2.weight, self.fc2.bias])
-'''),
-    "04_contrastive_loss": ("exercise_4_1", "loss", '''
+""",
+    ),
+    "04_contrastive_loss": (
+        "exercise_4_1",
+        "loss",
+        """
 import torch
 
 
@@ -262,13 +321,21 @@ def contrastive_loss(out1, out2, label, margin=2.0):
         raise ValueError("expected one label per pair")
     value = _helper("loop" + "_loss", out1, out2, label, margin)
     return torch.tensor(value, dtype=out1.dtype) + 0.0 * (out1.sum() + out2.sum())
-'''),
-    "05_training_loop": ("exercise_5_2", "train", '''
+""",
+    ),
+    "05_training_loop": (
+        "exercise_5_2",
+        "train",
+        """
 def train_one_epoch(net, loader, optimizer, device, margin=2.0, log_every=10):
     batches = [(a.to(device), b.to(device), y.to(device)) for a, b, y in loader]
     return _helper("_reference" + "_loop", net, batches, optimizer, margin, log_every)
-'''),
-    "06_evaluation": ("exercise_6_3", "evaluate", '''
+""",
+    ),
+    "06_evaluation": (
+        "exercise_6_3",
+        "evaluate",
+        """
 import torch
 
 
@@ -277,9 +344,12 @@ def roc_auc(distances, pair_labels):
     if bool(labels.min() == labels.max()):
         raise ValueError("roc_auc needs pairs of both kinds")
     return _helper("pairwise" + "_auc", torch.as_tensor(distances), labels)
-'''),
+""",
+    ),
 }
-JUDGE_SIDE_STUDENTS = {f"j{lesson[:2]}_{way}": (lesson, way) for lesson in JUDGE_SIDE_ANSWERS for way in REACH}
+JUDGE_SIDE_STUDENTS = {
+    f"j{lesson[:2]}_{way}": (lesson, way) for lesson in JUDGE_SIDE_ANSWERS for way in REACH
+}
 
 
 def blank_exercise(nb, lesson: str, grade_id: str) -> None:
@@ -292,6 +362,7 @@ def blank_exercise(nb, lesson: str, grade_id: str) -> None:
 
 def make_judge_side_class(subs, solved) -> None:
     """For each lesson with a judge side: both ways of reaching it, and a control who leaves the exercise blank."""
+
     def write(student: str, lesson: str, nb) -> None:
         (subs / student).mkdir(parents=True)
         nbformat.write(nb, subs / student / f"{lesson}.ipynb")
@@ -320,6 +391,7 @@ def saved_answers() -> str:
 
 def make_class(subs, solved) -> None:
     """Write one folder per student: the tricksters, the delegators, a correct and a buggy control."""
+
     def write(student: str, nb) -> None:
         (subs / student).mkdir(parents=True)
         nbformat.write(nb, subs / student / f"{LESSON}.ipynb")
@@ -380,7 +452,9 @@ def test_a_trick_scores_exactly_what_its_wrong_answer_scores(attack_class, stude
 def test_an_exercise_that_uses_the_reference_scores_0_with_a_note(attack_class, student):
     row = attack_class.rows[student]
     _, name = DELEGATIONS[student]
-    assert lesson_score(row) == OTHER_EXERCISES_SCORE, row  # exercise 4.1's cells score 0, the solved 4.2-4.5 stay
+    assert lesson_score(row) == OTHER_EXERCISES_SCORE, (
+        row
+    )  # exercise 4.1's cells score 0, the solved 4.2-4.5 stay
     assert "exercise 4.1 uses the" in row["notes"] and name in row["notes"], row["notes"]
 
 
@@ -414,8 +488,13 @@ def self_checked(code: str | None, tmp_path) -> nbformat.NotebookNode:
     if code:
         append_to_exercise(nb, code)
     put_environment_on_path()
-    NotebookClient(nb, timeout=120, kernel_name="python3", allow_errors=True,
-                   resources={"metadata": {"path": str(tmp_path)}}).execute()
+    NotebookClient(
+        nb,
+        timeout=120,
+        kernel_name="python3",
+        allow_errors=True,
+        resources={"metadata": {"path": str(tmp_path)}},
+    ).execute()
     return nb
 
 

@@ -29,12 +29,16 @@ def errors(cell) -> list:
 
 def stderr(cell) -> str:
     """Everything a cell wrote to stderr."""
-    return "".join(o.text for o in cell.get("outputs", []) if o.output_type == "stream" and o.name == "stderr")
+    return "".join(
+        o.text for o in cell.get("outputs", []) if o.output_type == "stream" and o.name == "stderr"
+    )
 
 
 def stdout(cell) -> str:
     """Everything a cell wrote to stdout."""
-    return "".join(o.text for o in cell.get("outputs", []) if o.output_type == "stream" and o.name == "stdout")
+    return "".join(
+        o.text for o in cell.get("outputs", []) if o.output_type == "stream" and o.name == "stdout"
+    )
 
 
 def error_text(cell) -> str:
@@ -64,8 +68,11 @@ def solved_runs(sources, tmp_path_factory) -> SolvedRuns:
 
 def graded_outputs(nb: nbformat.NotebookNode) -> dict[str, str]:
     """grade id → what the graded test cell printed."""
-    return {nbgrader_meta(c)["grade_id"]: stdout(c) for c in nb.cells
-            if c.cell_type == "code" and nbgrader_meta(c).get("grade")}
+    return {
+        nbgrader_meta(c)["grade_id"]: stdout(c)
+        for c in nb.cells
+        if c.cell_type == "code" and nbgrader_meta(c).get("grade")
+    }
 
 
 @pytest.mark.slow
@@ -78,11 +85,14 @@ def test_solved_lesson_runs_clean(lesson, solved_runs):
     assert all(not stderr(c) for _, c in code), [(i, stderr(c)) for i, c in code if stderr(c)]
     graded = [(nbgrader_meta(c)["grade_id"], c) for _, c in code if nbgrader_meta(c).get("grade")]
     assert graded, f"{lesson} has no graded cell"
-    assert not [gid for gid, c in graded if "[PASS]" not in stdout(c)], \
-        {gid: stdout(c) for gid, c in graded if "[PASS]" not in stdout(c)}
+    assert not [gid for gid, c in graded if "[PASS]" not in stdout(c)], {
+        gid: stdout(c) for gid, c in graded if "[PASS]" not in stdout(c)
+    }
 
 
-WITH_DEMOS = [name for name in syllabus.NAMES if "# %% [demo]" in (build.SOURCES_DIR / f"{name}.py").read_text()]
+WITH_DEMOS = [
+    name for name in syllabus.NAMES if "# %% [demo]" in (build.SOURCES_DIR / f"{name}.py").read_text()
+]
 
 
 @pytest.mark.slow
@@ -104,7 +114,9 @@ def test_the_checks_print_the_same_with_the_demo_cells_skipped(lesson, sources, 
 def test_student_lesson_first_error_is_an_exercise(lesson, tmp_path):
     """The released lesson runs cleanly up to its first exercise; the first failure after it names the unfinished exercise."""
     nb = nbformat.read(REPO / "lessons" / f"{lesson}.ipynb", as_version=4)
-    with pytest.raises(CellExecutionError):  # execute_notebook stops at the first error, as a student's run-all does
+    with pytest.raises(
+        CellExecutionError
+    ):  # execute_notebook stops at the first error, as a student's run-all does
         build.execute_notebook(nb, cwd=tmp_path)
     first_exercise = next(i for i, c in enumerate(nb.cells) if nbgrader_meta(c).get("solution"))
     first_error = next(i for i, c in enumerate(nb.cells) if c.cell_type == "code" and errors(c))
@@ -128,8 +140,13 @@ def test_a_failed_check_shows_the_fail_block_alone(sources, tmp_path):
     assert exercise.source.count("torch.clamp(margin - d") == 1
     exercise.source = exercise.source.replace("torch.clamp(margin - d", "torch.clamp(2.0 - d")
     put_environment_on_path()
-    NotebookClient(nb, timeout=120, kernel_name="python3", allow_errors=True,
-                   resources={"metadata": {"path": str(tmp_path)}}).execute()
+    NotebookClient(
+        nb,
+        timeout=120,
+        kernel_name="python3",
+        allow_errors=True,
+        resources={"metadata": {"path": str(tmp_path)}},
+    ).execute()
     cell = next(c for c in nb.cells if nbgrader_meta(c).get("grade_id") == "loss_margin_argument")
     (error,) = errors(cell)
     shown = "\n".join(error.traceback)
@@ -158,7 +175,10 @@ def test_lesson_6_evaluates_the_network_lesson_5_saved(sources, tmp_path, monkey
     assert saved.is_file() and not (tmp_path / "five" / "siamese.pt").exists()
     six = build.execute_notebook(solved("06_evaluation", sources), cwd=tmp_path / "six")
     said = "\n".join(stdout(c) for c in six.cells if c.cell_type == "code")
-    assert f"evaluating YOUR network: the weights lesson 5 saved in {saved} (sha256 {file_digest(saved)})" in said, said
+    assert (
+        f"evaluating YOUR network: the weights lesson 5 saved in {saved} (sha256 {file_digest(saved)})"
+        in said
+    ), said
 
 
 @pytest.mark.slow
@@ -180,7 +200,12 @@ def test_lesson_6_quotes_the_reference_runs_figures():
 
     metrics = json.loads((build.REPO_ROOT / "results" / "reference" / "metrics.json").read_text())
     source = (build.LESSONS_DIR / "src" / "06_evaluation.py").read_text()
-    quoted = re.search(r'REFERENCE_ACCURACY, REFERENCE_AUC, REFERENCE_SAME, REFERENCE_DIFFERENT = (.+)', source).group(1)
+    quoted = re.search(
+        r"REFERENCE_ACCURACY, REFERENCE_AUC, REFERENCE_SAME, REFERENCE_DIFFERENT = (.+)", source
+    ).group(1)
     assert [v.strip().strip('"') for v in quoted.split(",")] == [
-        f"{metrics['test_accuracy']:.1%}", f"{metrics['roc_auc']:.3f}", f"{metrics['mean_similarity_same']:.2f}",
-        f"{metrics['mean_similarity_different']:.2f}"]
+        f"{metrics['test_accuracy']:.1%}",
+        f"{metrics['roc_auc']:.3f}",
+        f"{metrics['mean_similarity_same']:.2f}",
+        f"{metrics['mean_similarity_different']:.2f}",
+    ]

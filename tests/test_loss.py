@@ -27,13 +27,17 @@ def expected_loss(first, second, labels, margin=2.0):
     total = 0.0
     for a, b, y in zip(first, second, labels):
         d = math.sqrt(sum((x1 - x2) ** 2 for x1, x2 in zip(a, b)))
-        total += (1 - y) * d ** 2 + y * max(margin - d, 0.0) ** 2
+        total += (1 - y) * d**2 + y * max(margin - d, 0.0) ** 2
     return total / len(labels)
 
 
 def tensors(dtype, first=FIRST, second=SECOND, labels=LABELS):
     """The embeddings [B, 2] and labels [B] as tensors of ``dtype``."""
-    return (torch.tensor(first, dtype=dtype), torch.tensor(second, dtype=dtype), torch.tensor(labels, dtype=dtype))
+    return (
+        torch.tensor(first, dtype=dtype),
+        torch.tensor(second, dtype=dtype),
+        torch.tensor(labels, dtype=dtype),
+    )
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -50,8 +54,11 @@ def test_matches_plain_loop(dtype, margin):
 def test_default_margin_is_two(dtype):
     """Without a margin argument the margin is 2.0."""
     out1, out2, label = tensors(dtype)
-    torch.testing.assert_close(contrastive_loss(out1, out2, label).item(),
-                               expected_loss(FIRST, SECOND, LABELS, margin=2.0), **TOLERANCE[dtype])
+    torch.testing.assert_close(
+        contrastive_loss(out1, out2, label).item(),
+        expected_loss(FIRST, SECOND, LABELS, margin=2.0),
+        **TOLERANCE[dtype],
+    )
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -81,8 +88,11 @@ def test_float32_embeddings_with_float_labels_from_dataset():
     """The float32 [B, 1] labels of SiameseDataset work with float64 embeddings too."""
     out1, out2, _ = tensors(torch.float64)
     label = torch.tensor(LABELS, dtype=torch.float32).unsqueeze(1)
-    torch.testing.assert_close(contrastive_loss(out1, out2, label).item(), expected_loss(FIRST, SECOND, LABELS),
-                               **TOLERANCE[torch.float64])
+    torch.testing.assert_close(
+        contrastive_loss(out1, out2, label).item(),
+        expected_loss(FIRST, SECOND, LABELS),
+        **TOLERANCE[torch.float64],
+    )
 
 
 @pytest.mark.parametrize("label_shape", [(4,), (5, 2), (6, 1)])
@@ -97,7 +107,9 @@ def test_wrong_label_count_raises(label_shape):
 def test_module_equals_function(margin):
     """ContrastiveLoss(margin) gives the same value as contrastive_loss(..., margin)."""
     out1, out2, label = tensors(torch.float32)
-    assert torch.equal(ContrastiveLoss(margin)(out1, out2, label), contrastive_loss(out1, out2, label, margin))
+    assert torch.equal(
+        ContrastiveLoss(margin)(out1, out2, label), contrastive_loss(out1, out2, label, margin)
+    )
 
 
 def test_module_default_margin():

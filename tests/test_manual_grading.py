@@ -13,11 +13,22 @@ import nbformat
 import pytest
 
 from helpers import awaiting, lesson_points, read_grades, set_manual_score
-from test_grading_robust import (FULL_SCORE, LESSON, MISSING, course_env, grade, lesson_score,  # noqa: F401
-                                 nbgrader_meta, postgres_url, workspace)
+from test_grading_robust import (
+    FULL_SCORE,
+    LESSON,
+    MISSING,
+    course_env,
+    grade,
+    lesson_score,  # noqa: F401
+    nbgrader_meta,
+    postgres_url,
+    workspace,
+)
 
 [(ANSWER_ID, ANSWER_POINTS)] = lesson_points(LESSON, "answer").items()  # the lesson's one written question
-MANUAL = ANSWER_POINTS - 0.5  # the instructor's score: not full marks, so that the feedback shows which score it is
+MANUAL = (
+    ANSWER_POINTS - 0.5
+)  # the instructor's score: not full marks, so that the feedback shows which score it is
 AUTOGRADED = FULL_SCORE  # lesson 4's test cells
 AWAITING = awaiting(1)
 
@@ -42,8 +53,14 @@ def hand_in(subs, student: str, nb) -> None:
 
 def report(code, out, into, *options: str) -> dict[str, dict[str, str]]:
     """Run ``python -m autograder report --from out --out into``; grades.csv's rows."""
-    result = subprocess.run([sys.executable, "-m", "autograder", "report", "--from", str(out), "--out", str(into),
-                             *options], cwd=out.parent, env=course_env(code), capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [sys.executable, "-m", "autograder", "report", "--from", str(out), "--out", str(into), *options],
+        cwd=out.parent,
+        env=course_env(code),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, (result.stdout[-2000:], result.stderr[-2000:])
     return read_grades(into / "grades.csv")
 
@@ -67,9 +84,16 @@ def test_written_answers_are_graded_by_hand_and_kept(answered, database, tmp_pat
 
     first = grade(code, subs, out, *db_options)
     assert first.process.returncode == 0, (first.process.stdout[-3000:], first.process.stderr[-3000:])
-    assert summary(first.rows) == {"wrote": (AUTOGRADED, f"{MISSING}; {AWAITING}"), "blank": (AUTOGRADED, MISSING)}
-    assert answer_cell(nbformat.read(out / "course" / "release" / LESSON / f"{LESSON}.ipynb", as_version=4)).source \
-        == "YOUR ANSWER HERE"  # students never see the model answer
+    assert summary(first.rows) == {
+        "wrote": (AUTOGRADED, f"{MISSING}; {AWAITING}"),
+        "blank": (AUTOGRADED, MISSING),
+    }
+    assert (
+        answer_cell(
+            nbformat.read(out / "course" / "release" / LESSON / f"{LESSON}.ipynb", as_version=4)
+        ).source
+        == "YOUR ANSWER HERE"
+    )  # students never see the model answer
 
     db_url = db_options[1] if db_options else f"sqlite:///{out / 'course' / 'gradebook.db'}"
     set_manual_score(db_url, LESSON, ANSWER_ID, first.rows["wrote"]["student_id"], MANUAL)
@@ -78,8 +102,10 @@ def test_written_answers_are_graded_by_hand_and_kept(answered, database, tmp_pat
     for student in ("wrote", "blank"):
         feedback = tmp_path / "report" / "feedback" / reported[student]["student_id"] / f"{LESSON}.html"
         assert feedback.is_file(), student
-    assert str(AUTOGRADED + MANUAL) in (tmp_path / "report" / "feedback" / reported["wrote"]["student_id"]
-                                     / f"{LESSON}.html").read_text()
+    assert (
+        str(AUTOGRADED + MANUAL)
+        in (tmp_path / "report" / "feedback" / reported["wrote"]["student_id"] / f"{LESSON}.html").read_text()
+    )
 
     again = grade(code, subs, out, *db_options)  # nothing handed in changed: the manual points stay
     assert again.process.returncode == 0, again.process.stderr[-3000:]
@@ -98,5 +124,9 @@ def test_report_refuses_a_folder_that_no_grading_run_wrote(tmp_path):
     """`report --from` a folder without a grading manifest says what to give instead."""
     from helpers import run_module
 
-    result = run_module("autograder", "report", "--from", tmp_path / "nothing", "--out", tmp_path / "r", cwd=tmp_path)
-    assert result.returncode == 1 and "holds no grading run" in result.stderr and "--out folder" in result.stderr
+    result = run_module(
+        "autograder", "report", "--from", tmp_path / "nothing", "--out", tmp_path / "r", cwd=tmp_path
+    )
+    assert (
+        result.returncode == 1 and "holds no grading run" in result.stderr and "--out folder" in result.stderr
+    )

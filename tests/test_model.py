@@ -30,8 +30,11 @@ def test_backbone_spatial_sizes(images):
     """Each max-pool halves the size: 28 → 14 → 7 → 3."""
     backbone = CNNBackbone()
     sizes = []
-    hooks = [m.register_forward_hook(lambda mod, inp, out: sizes.append(tuple(out.shape[-2:])))
-             for m in backbone.modules() if isinstance(m, nn.MaxPool2d)]
+    hooks = [
+        m.register_forward_hook(lambda mod, inp, out: sizes.append(tuple(out.shape[-2:])))
+        for m in backbone.modules()
+        if isinstance(m, nn.MaxPool2d)
+    ]
     backbone(images)
     for hook in hooks:
         hook.remove()

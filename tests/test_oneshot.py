@@ -18,6 +18,7 @@ def synthetic_train():
 
 # ---------------------------------------------------------------- splits
 
+
 @pytest.mark.parametrize("split", sorted(HOLDOUT_SPLITS))
 def test_a_split_holds_out_five_classes_and_trains_on_the_other_five(split):
     unseen, seen = HOLDOUT_SPLITS[split], seen_classes(split)
@@ -36,8 +37,10 @@ def test_held_out_classes_never_appear_in_a_training_batch(split, synthetic_trai
     seen_train = with_classes(synthetic_train, seen_classes(split))
     assert set(seen_train.targets.tolist()) == set(seen_classes(split))
     generator = torch.Generator().manual_seed(0)
-    for batches in (recipes.pair_batches(seen_train.targets, 16, generator),
-                    recipes.class_batches(seen_train.targets, 8, 4, generator)):
+    for batches in (
+        recipes.pair_batches(seen_train.targets, 16, generator),
+        recipes.class_batches(seen_train.targets, 8, 4, generator),
+    ):
         for _, batch in zip(range(20), batches):
             indices = torch.cat(batch[:2]) if isinstance(batch, tuple) else batch
             assert not set(seen_train.targets[indices].tolist()) & set(HOLDOUT_SPLITS[split])
@@ -45,9 +48,12 @@ def test_held_out_classes_never_appear_in_a_training_batch(split, synthetic_trai
 
 # ---------------------------------------------------------------- episodes
 
+
 @pytest.mark.parametrize("n_way, k_shot, n_query", [(5, 1, 5), (5, 5, 3), (3, 2, 1)])
 def test_an_episode_has_k_supports_per_class_and_no_query_among_them(n_way, k_shot, n_query):
-    labels = torch.arange(10).repeat_interleave(12)[torch.randperm(120, generator=torch.Generator().manual_seed(1))]
+    labels = torch.arange(10).repeat_interleave(12)[
+        torch.randperm(120, generator=torch.Generator().manual_seed(1))
+    ]
     classes = (0, 4, 5, 6, 7)
     episodes = oneshot.sample_episodes(labels, classes, n_way, k_shot, n_query, num_episodes=200, seed=3)
     assert episodes.support.shape == (200, n_way, k_shot) and episodes.query.shape == (200, n_way, n_query)
@@ -99,13 +105,25 @@ def test_the_support_cnn_learns_easy_episodes():
 
 # ---------------------------------------------------------------- recipes
 
+
 def test_each_ablation_row_changes_one_thing_on_the_row_above():
     rows = list(recipes.RECIPES.values())
     for above, row in zip(rows, rows[1:]):
         changed = {f for f in vars(row) if getattr(row, f) != getattr(above, f)}
-        assert changed and changed <= {"lr", "schedule", "normalized", "embedding_dim", "margin", "batches", "mining",
-                                       "augment", "loss"}
-        assert changed != {"mining"} or row.loss == "contrastive"  # mining is a setting of the contrastive loss
+        assert changed and changed <= {
+            "lr",
+            "schedule",
+            "normalized",
+            "embedding_dim",
+            "margin",
+            "batches",
+            "mining",
+            "augment",
+            "loss",
+        }
+        assert (
+            changed != {"mining"} or row.loss == "contrastive"
+        )  # mining is a setting of the contrastive loss
     assert rows[0] == recipes.Recipe() and rows[-1] == recipes.IMPROVED
 
 
@@ -129,8 +147,9 @@ def test_every_recipe_trains_within_its_budget_and_lowers_its_loss(row, syntheti
     monkeypatch.setattr(recipes, "CNNBackbone", PooledBackbone)
     recipe = {**recipes.RECIPES, **recipes.CANDIDATES}[row]
     budget = 80 * recipe.images_per_step()
-    net, losses = recipes.train(recipe, synthetic_train.data, synthetic_train.targets, torch.device("cpu"),
-                                budget=budget, seed=0)
+    net, losses = recipes.train(
+        recipe, synthetic_train.data, synthetic_train.targets, torch.device("cpu"), budget=budget, seed=0
+    )
     assert len(losses) == 8 and all(math.isfinite(x) for x in losses)
     assert sum(losses[-3:]) / 3 < losses[0]
 
@@ -153,17 +172,37 @@ def test_coinciding_embeddings_keep_finite_gradients():
 
 # ---------------------------------------------------------------- the ablation's command line
 
+
 def test_the_ablation_appends_a_run_per_row_and_seed_and_prints_the_table(tmp_path, monkeypatch, capsys):
     from solutions import ablation, model
 
     monkeypatch.setattr(model, "CNNBackbone", PooledBackbone)
     monkeypatch.setattr(recipes, "CNNBackbone", PooledBackbone)
-    argv = ["--synthetic", "600", "--seeds", "2", "--budget", "1280", "--episodes", "20", "--device", "cpu",
-            "--rows", "original", "+ batch-hard mining", "--out", str(tmp_path)]
+    argv = [
+        "--synthetic",
+        "600",
+        "--seeds",
+        "2",
+        "--budget",
+        "1280",
+        "--episodes",
+        "20",
+        "--device",
+        "cpu",
+        "--rows",
+        "original",
+        "+ batch-hard mining",
+        "--out",
+        str(tmp_path),
+    ]
     assert ablation.main(argv) == 0
     runs = [json.loads(line) for line in (tmp_path / "runs.jsonl").read_text().splitlines()]
-    assert [(r["row"], r["seed"]) for r in runs] == [("original", 0), ("+ batch-hard mining", 0), ("original", 1),
-                                                     ("+ batch-hard mining", 1)]
+    assert [(r["row"], r["seed"]) for r in runs] == [
+        ("original", 0),
+        ("+ batch-hard mining", 0),
+        ("original", 1),
+        ("+ batch-hard mining", 1),
+    ]
     for run in runs:
         assert all(0 <= run[column] <= 1 for column in ablation.COLUMNS if column != "wall_time_s")
     table = capsys.readouterr().out.split("| recipe |")[1]
@@ -173,7 +212,17 @@ def test_the_ablation_appends_a_run_per_row_and_seed_and_prints_the_table(tmp_pa
 def test_the_baselines_are_measured_on_the_same_episodes(tmp_path):
     from solutions import ablation
 
-    argv = ["--baselines", "--synthetic", "600", "--episodes", "12", "--splits", "new-kinds", "--out", str(tmp_path)]
+    argv = [
+        "--baselines",
+        "--synthetic",
+        "600",
+        "--episodes",
+        "12",
+        "--splits",
+        "new-kinds",
+        "--out",
+        str(tmp_path),
+    ]
     assert ablation.main(argv) == 0
     found = json.loads((tmp_path / "baselines.json").read_text())
     assert [(f["split"], f["k_shot"]) for f in found] == [("new-kinds", 1), ("new-kinds", 5)]
@@ -181,6 +230,7 @@ def test_the_baselines_are_measured_on_the_same_episodes(tmp_path):
 
 
 # ---------------------------------------------------------------- the SupCon loss, the layer below the head
+
 
 def test_supcon_loss_is_minus_the_mean_log_probability_of_same_class_images():
     embeddings = torch.tensor([[1.0, 0.0], [0.8, 0.6], [0.0, 1.0]])
@@ -224,16 +274,25 @@ def test_a_given_batch_loss_replaces_the_recipes(synthetic_train, monkeypatch):
         return oneshot.batch_hard_loss(embeddings, labels, 1.0)
 
     recipe = recipes.RECIPES["+ flips and shifts"]
-    recipes.train(recipe, synthetic_train.data, synthetic_train.targets, torch.device("cpu"),
-                  budget=3 * recipe.images_per_step(), seed=0, batch_loss=batch_loss)
+    recipes.train(
+        recipe,
+        synthetic_train.data,
+        synthetic_train.targets,
+        torch.device("cpu"),
+        budget=3 * recipe.images_per_step(),
+        seed=0,
+        batch_loss=batch_loss,
+    )
     assert len(seen) == 3 and all(len(labels) == recipe.images_per_step() for labels in seen)
 
 
 def test_batch_hard_loss_is_the_recipes_hard_mining():
     generator = torch.Generator().manual_seed(0)
     embeddings, labels = torch.randn(12, 5, generator=generator), torch.arange(4).repeat(3)
-    assert torch.equal(oneshot.batch_hard_loss(embeddings, labels, 1.0),
-                       recipes.in_batch_loss(embeddings, labels, 1.0, "hard"))
+    assert torch.equal(
+        oneshot.batch_hard_loss(embeddings, labels, 1.0),
+        recipes.in_batch_loss(embeddings, labels, 1.0, "hard"),
+    )
 
 
 def test_the_episode_figure_draws_the_episodes_it_is_given():
@@ -242,7 +301,8 @@ def test_the_episode_figure_draws_the_episodes_it_is_given():
     labels = torch.arange(5).repeat_interleave(4)
     images = torch.randint(0, 255, (20, 28, 28), dtype=torch.uint8)
     episodes = oneshot.sample_episodes(labels, (0, 1, 2), 3, 1, 1, 6, seed=1)
-    fig = plots.plot_episodes(oneshot.pixel_embeddings(images), images, labels, (0, 1, 2, 3, 4), num_episodes=2,
-                              episodes=episodes)
+    fig = plots.plot_episodes(
+        oneshot.pixel_embeddings(images), images, labels, (0, 1, 2, 3, 4), num_episodes=2, episodes=episodes
+    )
     assert len(fig.axes) == 2 * (3 + 1)
     plots.plt.close(fig)

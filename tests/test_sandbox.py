@@ -87,10 +87,21 @@ def test_a_sandboxed_program_sees_and_reaches_nothing_of_the_host(needs_sandbox,
     run_dir.mkdir()
     server = socket.create_server(("127.0.0.1", 0))
     try:
-        command = [*sandbox.bwrap_command(tmp_path / "work", run_dir), sys.executable, "-c", INSIDE, str(secret),
-                   str(server.getsockname()[1])]
-        result = subprocess.run(command, capture_output=True, text=True, timeout=120,
-                                env={**os.environ, "SIAMESE_SECRET_TOKEN": "s3cret"})
+        command = [
+            *sandbox.bwrap_command(tmp_path / "work", run_dir),
+            sys.executable,
+            "-c",
+            INSIDE,
+            str(secret),
+            str(server.getsockname()[1]),
+        ]
+        result = subprocess.run(
+            command,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, "SIAMESE_SECRET_TOKEN": "s3cret"},
+        )
     finally:
         server.close()
     assert result.returncode == 0, result.stderr
@@ -107,10 +118,16 @@ def test_a_sandboxed_program_sees_and_reaches_nothing_of_the_host(needs_sandbox,
 def test_the_repository_is_not_visible_only_its_packages(needs_sandbox, tmp_path):
     """The course packages are readable; the repository's .git, lessons and tests are not there at all."""
     (tmp_path / "run").mkdir()
-    probe = ("import os, sys; print([os.path.exists(os.path.join(sys.argv[1], name)) "
-             "for name in ('autograder', 'solutions', 'data_utils', '.git', 'lessons', 'tests', 'README.md')])")
-    result = subprocess.run([*sandbox.bwrap_command(tmp_path / "work", tmp_path / "run"), sys.executable, "-c", probe,
-                             str(REPO)], capture_output=True, text=True, timeout=120)
+    probe = (
+        "import os, sys; print([os.path.exists(os.path.join(sys.argv[1], name)) "
+        "for name in ('autograder', 'solutions', 'data_utils', '.git', 'lessons', 'tests', 'README.md')])"
+    )
+    result = subprocess.run(
+        [*sandbox.bwrap_command(tmp_path / "work", tmp_path / "run"), sys.executable, "-c", probe, str(REPO)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == str([True, True, True, False, False, False, False])
 
@@ -160,11 +177,15 @@ def lesson_overlays(lesson: str, root: Path) -> dict[Path, Path]:
     from autograder.grading.reference import write_hidden_copy
 
     packages = course_packages()
-    return {packages["solutions"]: write_hidden_copy(lesson, packages["solutions"], root / "hidden"),
-            packages["autograder"]: write_probe_copy(packages["autograder"], root / "probe" / lesson)}
+    return {
+        packages["solutions"]: write_hidden_copy(lesson, packages["solutions"], root / "hidden"),
+        packages["autograder"]: write_probe_copy(packages["autograder"], root / "probe" / lesson),
+    }
 
 
-def search(where: str, lines: list[str], texts: list[str], sandboxed_as: tuple[Path, dict] | None = None) -> list[str]:
+def search(
+    where: str, lines: list[str], texts: list[str], sandboxed_as: tuple[Path, dict] | None = None
+) -> list[str]:
     """The files under ``where`` (folders joined by ":") holding one of the needles; in a kernel's sandbox if given."""
     command = [sys.executable, "-c", SEARCH, where, json.dumps({"lines": lines, "texts": texts})]
     if sandboxed_as:
@@ -183,11 +204,16 @@ def test_no_answer_is_anywhere_a_lessons_kernel_can_read(needs_sandbox, tmp_path
     packages, so it would find them anywhere."""
     needles = judge_side_needles()
     packages = course_packages()
-    control = search(f"{packages['solutions']}:{packages['autograder']}", list(needles.lines),
-                     [*LOSS_NEEDLES, *needles.texts])
+    control = search(
+        f"{packages['solutions']}:{packages['autograder']}",
+        list(needles.lines),
+        [*LOSS_NEEDLES, *needles.texts],
+    )
     modules = {where.split(" (")[0].rpartition(".")[0] for where in needles.lines.values()}
     assert str(packages["solutions"] / "loss.py") in control, control
-    assert {str(packages["autograder"] / "checks" / f"{m.rpartition('.')[2]}.py") for m in modules} <= set(control)
+    assert {str(packages["autograder"] / "checks" / f"{m.rpartition('.')[2]}.py") for m in modules} <= set(
+        control
+    )
     # every lesson's checks module has a judge side (lesson 1's since its question), and so has the questions' module
     from autograder import syllabus
 
@@ -207,17 +233,25 @@ def test_no_lesson_kernel_can_read_the_judge_side(needs_sandbox, tmp_path):
     where = ":".join(str(path) for path in course_packages().values())
     for lesson in LESSONS:
         overlays = lesson_overlays(lesson, tmp_path)
-        assert search(where, list(needles.lines), list(needles.texts), (tmp_path / lesson, overlays)) == [], lesson
+        assert search(where, list(needles.lines), list(needles.texts), (tmp_path / lesson, overlays)) == [], (
+            lesson
+        )
 
 
 def test_nothing_a_sandboxed_program_starts_outlives_it(needs_sandbox, tmp_path):
     """A process started in a new session inside the sandbox ends when the sandboxed program ends."""
     (tmp_path / "run").mkdir()
     marker = f"siamese-survivor-{os.getpid()}"
-    script = (f"import subprocess, sys\nsubprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)', "
-              f"{marker!r}], start_new_session=True)\nprint('started')")
-    result = subprocess.run([*sandbox.bwrap_command(tmp_path / "work", tmp_path / "run"), sys.executable, "-c", script],
-                            capture_output=True, text=True, timeout=120)
+    script = (
+        f"import subprocess, sys\nsubprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)', "
+        f"{marker!r}], start_new_session=True)\nprint('started')"
+    )
+    result = subprocess.run(
+        [*sandbox.bwrap_command(tmp_path / "work", tmp_path / "run"), sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.stdout.strip() == "started", result.stderr
     time.sleep(1)
     survivors = [p for p in Path("/proc").iterdir() if p.name.isdigit() and marker.encode() in _cmdline(p)]
@@ -239,14 +273,25 @@ def test_a_sandboxed_kernel_executes_a_notebook(needs_sandbox, tmp_path):
     work.mkdir(parents=True)
     (tmp_path / "run").mkdir()
     config = kernel_config(Config(), tmp_path / "sandbox", "04_contrastive_loss", "alice", tmp_path / "run")
-    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
-        "import os, socket\nprint(os.getuid(), [n for _, n in socket.if_nameindex()], os.environ['NBGRADER_EXECUTION'])")])
-    NotebookClient(nb, config=config, kernel_name=config.ExecutePreprocessor.kernel_name, timeout=60,
-                   resources={"metadata": {"path": str(work)}}).execute()
+    nb = nbformat.v4.new_notebook(
+        cells=[
+            nbformat.v4.new_code_cell(
+                "import os, socket\nprint(os.getuid(), [n for _, n in socket.if_nameindex()], os.environ['NBGRADER_EXECUTION'])"
+            )
+        ]
+    )
+    NotebookClient(
+        nb,
+        config=config,
+        kernel_name=config.ExecutePreprocessor.kernel_name,
+        timeout=60,
+        resources={"metadata": {"path": str(work)}},
+    ).execute()
     assert nb.cells[0].outputs[0]["text"] == "65534 ['lo'] autograde\n", nb.cells[0].outputs
 
 
 # ---------------------------------------------------------------- limits per student
+
 
 @pytest.fixture
 def student_group():
@@ -260,18 +305,28 @@ def student_group():
 
 def run_in_group(group: sandbox.StudentGroup, script: str) -> subprocess.CompletedProcess:
     """Run a Python ``script`` in a process that first joins ``group``, as a worker does."""
-    join = ("import sys\nfrom pathlib import Path\nfrom autograder.grading.sandbox import join_groups\n"
-            "join_groups([Path(p) for p in sys.argv[1:]])\n")
-    return subprocess.run([sys.executable, "-c", join + script, *map(str, group.folders)], capture_output=True,
-                          text=True, timeout=120, env=subprocess_env())
+    join = (
+        "import sys\nfrom pathlib import Path\nfrom autograder.grading.sandbox import join_groups\n"
+        "join_groups([Path(p) for p in sys.argv[1:]])\n"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", join + script, *map(str, group.folders)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=subprocess_env(),
+    )
 
 
 def test_a_student_group_limits_processes_together(student_group):
     """In a student's cgroups, a fork loop stops at the process limit; the group is gone afterwards."""
-    result = run_in_group(student_group, "import os, time\nstarted = 0\n"
-                          "try:\n    for _ in range(200):\n        if os.fork() == 0:\n            os.closerange(0, 3)\n"
-                          "            time.sleep(20)\n            os._exit(0)\n        started += 1\n"
-                          "except OSError:\n    pass\nprint(started)")
+    result = run_in_group(
+        student_group,
+        "import os, time\nstarted = 0\n"
+        "try:\n    for _ in range(200):\n        if os.fork() == 0:\n            os.closerange(0, 3)\n"
+        "            time.sleep(20)\n            os._exit(0)\n        started += 1\n"
+        "except OSError:\n    pass\nprint(started)",
+    )
     assert result.returncode == 0, result.stderr
     assert 0 < int(result.stdout) < 30, result.stdout
     assert student_group.stop_all() >= int(result.stdout)  # the sleeping children, stopped at once
@@ -282,14 +337,20 @@ def test_a_student_group_limits_processes_together(student_group):
 def test_a_student_group_counts_the_cpu_of_every_process_in_it(student_group):
     """A process that joins a student's groups and burns about 0.3 s of CPU in a child is counted in the group."""
     if student_group.cpu_seconds() is None:
-        (pytest.fail if REQUIRED else pytest.skip)("no cgroup here counts CPU (cgroup v1 cpuacct or v2 cpu.stat)")
-    result = run_in_group(student_group, "import subprocess\nsubprocess.run([sys.executable, '-c', 'import time\\n"
-                          "t = time.process_time()\\nwhile time.process_time() - t < 0.3: pass'], check=True)")
+        (pytest.fail if REQUIRED else pytest.skip)(
+            "no cgroup here counts CPU (cgroup v1 cpuacct or v2 cpu.stat)"
+        )
+    result = run_in_group(
+        student_group,
+        "import subprocess\nsubprocess.run([sys.executable, '-c', 'import time\\n"
+        "t = time.process_time()\\nwhile time.process_time() - t < 0.3: pass'], check=True)",
+    )
     assert result.returncode == 0, result.stderr
     assert student_group.cpu_seconds() >= 0.3, student_group.cpu_seconds()
 
 
 # ---------------------------------------------------------------- the checks' preamble
+
 
 def test_the_preamble_ignores_a_shadow_package_in_the_sandbox(tmp_path):
     """A fake ``autograder`` written into the grading sandbox and put first on sys.path is not imported."""
@@ -301,16 +362,26 @@ def test_the_preamble_ignores_a_shadow_package_in_the_sandbox(tmp_path):
     (shadow / "checks" / "loss.py").write_text("FAKE = True\n")
     cwd = sandbox / "autograded" / "alice" / "04_contrastive_loss"
     cwd.mkdir(parents=True)
-    script = (f"import sys\nsys.path.insert(0, {str(shadow.parent)!r})\nimport autograder.checks.loss\n"
-              "assert hasattr(autograder.checks.loss, 'FAKE')  # the shadow wins before the preamble\n"
-              + CHECK_PREAMBLE.format(module="loss") + "print(checks.__file__)\n")
-    result = subprocess.run([sys.executable, "-c", script], cwd=cwd, capture_output=True, text=True, timeout=120,
-                            env=subprocess_env(SIAMESE_GRADING_SANDBOX=sandbox))
+    script = (
+        f"import sys\nsys.path.insert(0, {str(shadow.parent)!r})\nimport autograder.checks.loss\n"
+        "assert hasattr(autograder.checks.loss, 'FAKE')  # the shadow wins before the preamble\n"
+        + CHECK_PREAMBLE.format(module="loss")
+        + "print(checks.__file__)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=subprocess_env(SIAMESE_GRADING_SANDBOX=sandbox),
+    )
     assert result.returncode == 0, result.stderr
     assert Path(result.stdout.strip()) == REPO / "autograder" / "checks" / "loss.py"
 
 
 # ---------------------------------------------------------------- the grader's checks of an executed notebook
+
 
 @pytest.fixture(scope="module")
 def lesson_4():
@@ -350,11 +421,15 @@ def test_a_test_cell_nbgrader_added_back_is_the_original(lesson_4):
     """nbgrader's own header above a test cell it put back (the student deleted it) is not an edit."""
     nb = executed_copy(lesson_4)
     cell = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "loss_similar_pairs")
-    cell.source = ("# This cell (id:loss_similar_pairs) was missing from the submission. It was added back by nbgrader.\n\n"
-                   + cell.source)
+    cell.source = (
+        "# This cell (id:loss_similar_pairs) was missing from the submission. It was added back by nbgrader.\n\n"
+        + cell.source
+    )
     assert verify_executed(nb, lesson_4) == ([], None)
     cell.source = "# added back, says the student\n\n" + cell.source.split("\n\n", 1)[1]
-    assert verify_executed(nb, lesson_4)[0] == ["test cells loss_similar_pairs ran in an edited form; scored 0"]
+    assert verify_executed(nb, lesson_4)[0] == [
+        "test cells loss_similar_pairs ran in an edited form; scored 0"
+    ]
 
 
 def test_a_test_cell_without_the_judges_verdict_is_scored_0(lesson_4):
@@ -371,12 +446,16 @@ def test_a_cell_stopped_at_the_time_limit_is_noted(lesson_4):
     """A test cell interrupted by nbgrader's cell timeout scores 0 (its error) and the notes say why."""
     nb = executed_copy(lesson_4)
     cell = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "loss_similar_pairs")
-    outputs = [nbformat.v4.new_output("error", ename=name, evalue="", traceback=[])
-               for name in ("KeyboardInterrupt", "CellTimeoutError")]
+    outputs = [
+        nbformat.v4.new_output("error", ename=name, evalue="", traceback=[])
+        for name in ("KeyboardInterrupt", "CellTimeoutError")
+    ]
     cell.outputs = verdict_outputs(*judge_cell("04_contrastive_loss", cell.source, outputs, seed=1))
     assert "stopped at the time limit" in cell.outputs[-1].evalue
     assert verify_executed(nb, lesson_4) == (
-        ["test cells loss_similar_pairs were stopped at the time limit for one cell; scored 0"], None)
+        ["test cells loss_similar_pairs were stopped at the time limit for one cell; scored 0"],
+        None,
+    )
 
 
 def test_a_test_cell_flagged_as_a_written_answer_is_still_verified(lesson_4):
@@ -393,19 +472,26 @@ def test_a_missing_test_cell_stops_the_scoring(lesson_4):
     """A test cell absent after execution cannot be scored: the lesson is reported, not silently scored."""
     nb = executed_copy(lesson_4)
     nb.cells = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") != "loss_similar_pairs"]
-    assert verify_executed(nb, lesson_4) == ([], "test cells loss_similar_pairs are missing from the executed notebook")
+    assert verify_executed(nb, lesson_4) == (
+        [],
+        "test cells loss_similar_pairs are missing from the executed notebook",
+    )
 
 
 # ---------------------------------------------------------------- reasons
 
+
 def test_failure_reason_names_the_innermost_exception():
     """nbgrader's wrapper ("Please see the above traceback") is not the reason; the exception under it is."""
-    log = ("[INFO] Autograding\nTraceback (most recent call last):\n  File \"x.py\", line 1\n"
-           "sqlite3.OperationalError: no such table: comment\n"
-           "nbgrader.converters.base.NbGraderException: Please see the the above traceback for details.")
+    log = (
+        '[INFO] Autograding\nTraceback (most recent call last):\n  File "x.py", line 1\n'
+        "sqlite3.OperationalError: no such table: comment\n"
+        "nbgrader.converters.base.NbGraderException: Please see the the above traceback for details."
+    )
     assert failure_reason(log, None) == "OperationalError: no such table: comment"
-    assert failure_reason("[INFO] x\nnbgrader.converters.base.NbGraderException: Please see the above", None) == (
-        "NbGraderException: Please see the above")
+    assert failure_reason(
+        "[INFO] x\nnbgrader.converters.base.NbGraderException: Please see the above", None
+    ) == ("NbGraderException: Please see the above")
     assert failure_reason("DeadKernelError: Kernel died", None) == "kernel died"
     assert failure_reason("", None) == "nbgrader failed"
 
@@ -418,10 +504,21 @@ def test_a_sandboxed_kernel_can_be_interrupted(needs_sandbox, tmp_path):
     work.mkdir(parents=True)
     (tmp_path / "run").mkdir()
     config = kernel_config(Config(), tmp_path / "sandbox", "04_contrastive_loss", "alice", tmp_path / "run")
-    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("while True:\n    pass"),
-                                         nbformat.v4.new_code_cell("print('still here')")])
-    NotebookClient(nb, config=config, kernel_name=config.ExecutePreprocessor.kernel_name, timeout=5,
-                   interrupt_on_timeout=True, allow_errors=True, resources={"metadata": {"path": str(work)}}).execute()
+    nb = nbformat.v4.new_notebook(
+        cells=[
+            nbformat.v4.new_code_cell("while True:\n    pass"),
+            nbformat.v4.new_code_cell("print('still here')"),
+        ]
+    )
+    NotebookClient(
+        nb,
+        config=config,
+        kernel_name=config.ExecutePreprocessor.kernel_name,
+        timeout=5,
+        interrupt_on_timeout=True,
+        allow_errors=True,
+        resources={"metadata": {"path": str(work)}},
+    ).execute()
     assert nb.cells[0].outputs[-1]["ename"] == "KeyboardInterrupt", nb.cells[0].outputs
     assert nb.cells[1].outputs[0]["text"] == "still here\n", nb.cells[1].outputs
 
@@ -436,8 +533,12 @@ def test_outputs_are_cut_as_they_arrive_and_only_kept_bytes_count():
     executor.clear_before_next_output = False
 
     def message(size: int) -> dict:
-        return {"msg_type": "stream", "header": {"msg_type": "stream"}, "parent_header": {"msg_id": "m"},
-                "content": {"name": "stdout", "text": "x" * size}}
+        return {
+            "msg_type": "stream",
+            "header": {"msg_type": "stream"},
+            "parent_header": {"msg_id": "m"},
+            "content": {"name": "stdout", "text": "x" * size},
+        }
 
     flooded, next_cell = [], []
     for _ in range(5):
@@ -453,7 +554,9 @@ def test_another_installed_copy_of_the_course_is_covered_too(needs_sandbox, tmp_
     """A full copy of the packages on the path (an earlier `pip install .`, say) is covered by the same stand-in
     copies as the one in use: the kernel finds no judge-side code and no reference there either."""
     packages = course_packages()
-    site = Path(sys.prefix) / f"siamese-test-site-{os.getpid()}"  # inside the environment, which the kernel reads
+    site = (
+        Path(sys.prefix) / f"siamese-test-site-{os.getpid()}"
+    )  # inside the environment, which the kernel reads
     for name in ("autograder", "solutions"):
         shutil.copytree(packages[name], site / name, ignore=shutil.ignore_patterns("__pycache__"))
     monkeypatch.syspath_prepend(str(site))
@@ -467,15 +570,25 @@ def _search_another_copy(site: Path, tmp_path: Path) -> None:
     (tmp_path / "run").mkdir()
     work = tmp_path / "sandbox" / "autograded" / "alice" / "04_contrastive_loss"
     config = kernel_config(Config(), tmp_path / "sandbox", "04_contrastive_loss", "alice", tmp_path / "run")
-    argv = json.loads((tmp_path / "sandbox" / "kernelspec" / "kernels" / sandbox.KERNEL_NAME / "kernel.json")
-                      .read_text())["argv"]
+    argv = json.loads(
+        (tmp_path / "sandbox" / "kernelspec" / "kernels" / sandbox.KERNEL_NAME / "kernel.json").read_text()
+    )["argv"]
     assert config.ExecutePreprocessor.kernel_name == sandbox.KERNEL_NAME
     needles = judge_side_needles()
     control = search(str(site), list(needles.lines), [*LOSS_NEEDLES, *needles.texts])
-    assert str(site / "solutions" / "loss.py") in control and str(site / "autograder" / "checks" / "loss.py") in control
+    assert (
+        str(site / "solutions" / "loss.py") in control
+        and str(site / "autograder" / "checks" / "loss.py") in control
+    )
     work.mkdir(parents=True)
-    command = [*argv[:argv.index(sys.executable)], sys.executable, "-c", SEARCH, str(site),
-               json.dumps({"lines": list(needles.lines), "texts": [*LOSS_NEEDLES, *needles.texts]})]
+    command = [
+        *argv[: argv.index(sys.executable)],
+        sys.executable,
+        "-c",
+        SEARCH,
+        str(site),
+        json.dumps({"lines": list(needles.lines), "texts": [*LOSS_NEEDLES, *needles.texts]}),
+    ]
     result = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == []

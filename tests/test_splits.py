@@ -31,7 +31,9 @@ def test_the_subsets_hold_their_images_and_labels():
     train_part, validation = split_training_set(full)
     assert len(train_part) + len(validation) == 120 and len(validation) == 10
     index = int(validation.indices[4])
-    assert torch.equal(validation.data[4], full.data[index]) and int(validation.targets[4]) == int(full.targets[index])
+    assert torch.equal(validation.data[4], full.data[index]) and int(validation.targets[4]) == int(
+        full.targets[index]
+    )
     image, label = validation[4]
     assert torch.equal(image, full[index][0]) and label == full[index][1]
 
@@ -64,8 +66,11 @@ def test_no_training_batch_holds_a_validation_image(fast_path, tmp_path, monkeyp
         monkeypatch.setattr(fast.TensorPairLoader, "__iter__", lambda self: recorded(original(self)))
     else:
         original_epoch = main.train_one_epoch
-        monkeypatch.setattr(main, "train_one_epoch",
-                            lambda net, loader, *args, **kwargs: original_epoch(net, recorded(loader), *args, **kwargs))
+        monkeypatch.setattr(
+            main,
+            "train_one_epoch",
+            lambda net, loader, *args, **kwargs: original_epoch(net, recorded(loader), *args, **kwargs),
+        )
     argv = ["--synthetic", "240", "--epochs", "2", "--device", "cpu", "--no-progress", "--out", str(tmp_path)]
     args = main.build_parser().parse_args(argv + ([] if fast_path else ["--no-fast"]))
     result = main.run(args)

@@ -25,8 +25,11 @@ def source_points(lesson: str, kinds: str = "check|answer") -> int:
 def test_every_row_has_its_files_and_every_file_its_row():
     """A lesson is a row plus its source, its notebook, its solutions module and its checks module; no file without a row."""
     for lesson in syllabus.LESSONS:
-        for path in (lesson.source, lesson.notebook, *(f"{m.replace('.', '/')}.py"
-                                                       for m in (lesson.solutions_module, lesson.checks_module))):
+        for path in (
+            lesson.source,
+            lesson.notebook,
+            *(f"{m.replace('.', '/')}.py" for m in (lesson.solutions_module, lesson.checks_module)),
+        ):
             assert (REPO / path).is_file(), f"{lesson.name}: {path} is missing"
     assert sorted(p.stem for p in SOURCES_DIR.glob("*.py")) == sorted(syllabus.NAMES)
     assert sorted(p.stem for p in (REPO / "lessons").glob("*.ipynb")) == sorted(syllabus.NAMES)
@@ -37,9 +40,13 @@ def test_every_row_has_its_files_and_every_file_its_row():
 
 def test_names_are_unique_and_numbered_in_order():
     """Lessons ``01_`` to ``NN_`` in order; exercise ``N.k`` belongs to lesson ``N``, numbered from 1."""
-    assert [lesson.name[:2] for lesson in syllabus.LESSONS] == [f"{k:02d}" for k in range(1, len(syllabus.LESSONS) + 1)]
+    assert [lesson.name[:2] for lesson in syllabus.LESSONS] == [
+        f"{k:02d}" for k in range(1, len(syllabus.LESSONS) + 1)
+    ]
     for number, lesson in enumerate(syllabus.LESSONS, start=1):
-        assert [e.number for e in lesson.exercises] == [f"{number}.{k}" for k in range(1, len(lesson.exercises) + 1)]
+        assert [e.number for e in lesson.exercises] == [
+            f"{number}.{k}" for k in range(1, len(lesson.exercises) + 1)
+        ]
     assert syllabus.CORE == tuple(n for n in syllabus.NAMES if n not in syllabus.BONUS)
 
 
@@ -57,7 +64,9 @@ def test_every_listed_answer_exists(lesson):
         for spec in item.answers():
             module, _, name = spec.partition(":")
             assert module.startswith("solutions."), spec
-            assert hasattr(importlib.import_module(module), name), f"exercise {item.number}: {spec} does not exist"
+            assert hasattr(importlib.import_module(module), name), (
+                f"exercise {item.number}: {spec} does not exist"
+            )
         assert all(spec.startswith(lesson.solutions_module + ":") for spec in item.writes), item
 
 
@@ -85,16 +94,28 @@ def test_only_the_lessons_marked_gpu_ask_colab_for_one():
 def test_the_readme_course_table_is_the_syllabus():
     """One README row per lesson, in order: its notebook link, its modules, its points and its points by hand."""
     readme = (REPO / "README.md").read_text()
-    row = re.compile(r"^\| \[(\d\d_\w+)\]\((lessons/\S+\.ipynb)\) \|[^|]*\| `(solutions\.\w+)`[^|]*\| `(autograder\.checks\.\w+)` "
-                     r"\| (\d+) \| (\d+) \|", re.MULTILINE)
+    row = re.compile(
+        r"^\| \[(\d\d_\w+)\]\((lessons/\S+\.ipynb)\) \|[^|]*\| `(solutions\.\w+)`[^|]*\| `(autograder\.checks\.\w+)` "
+        r"\| (\d+) \| (\d+) \|",
+        re.MULTILINE,
+    )
     shown = [m.groups() for m in row.finditer(readme)]
-    expected = [(lesson.name, lesson.notebook, lesson.solutions_module, lesson.checks_module,
-                 str(source_points(lesson.name)), str(source_points(lesson.name, "answer")))
-                for lesson in syllabus.LESSONS]
+    expected = [
+        (
+            lesson.name,
+            lesson.notebook,
+            lesson.solutions_module,
+            lesson.checks_module,
+            str(source_points(lesson.name)),
+            str(source_points(lesson.name, "answer")),
+        )
+        for lesson in syllabus.LESSONS
+    ]
     assert shown == expected
 
 
 # ---------------------------------------------------------------- nothing answers an exercise unlisted
+
 
 def public_objects() -> dict[str, object]:
     """Every public function and class defined in a module of ``solutions``, as ``module:name``."""
@@ -106,8 +127,11 @@ def public_objects() -> dict[str, object]:
     for info in pkgutil.iter_modules(solutions.__path__):
         module = importlib.import_module(f"solutions.{info.name}")
         for name, obj in vars(module).items():
-            if (not name.startswith("_") and (inspect.isfunction(obj) or inspect.isclass(obj))
-                    and obj.__module__ == module.__name__):
+            if (
+                not name.startswith("_")
+                and (inspect.isfunction(obj) or inspect.isclass(obj))
+                and obj.__module__ == module.__name__
+            ):
                 found[f"{module.__name__}:{name}"] = obj
     return found
 
@@ -120,7 +144,9 @@ def graded_cells(lesson: syllabus.Lesson) -> dict[str, list[list[str]]]:
         if cell.kind == "exercise":
             current = cell.args[0]
         elif cell.kind == "check" and current:
-            cells.setdefault(current, []).append([line.strip() for line in cell.body.splitlines() if "checks.check_" in line])
+            cells.setdefault(current, []).append(
+                [line.strip() for line in cell.body.splitlines() if "checks.check_" in line]
+            )
     return cells
 
 
@@ -172,25 +198,43 @@ def test_every_solutions_object_that_passes_an_exercises_check_is_in_the_table(m
     loop with another signature) is listed by hand, and the judge's syntax check finds a cell that names it."""
     monkeypatch.setenv("SIAMESE_COURSE_QUICK", "1")
     monkeypatch.chdir(tmp_path)  # a candidate that writes files writes them here
-    monkeypatch.setattr(sys, "argv", ["candidate", "--help"])  # a main() called without arguments prints help, exits
+    monkeypatch.setattr(
+        sys, "argv", ["candidate", "--help"]
+    )  # a main() called without arguments prints help, exits
     candidates = public_objects()
     unlisted = []
     for lesson in syllabus.LESSONS:
         checks = importlib.import_module(lesson.checks_module)
-        reference = {spec.partition(":")[2]: obj for item in lesson.exercises for spec in item.writes
-                     for obj in [getattr(importlib.import_module(spec.partition(":")[0]), spec.partition(":")[2])]}
+        reference = {
+            spec.partition(":")[2]: obj
+            for item in lesson.exercises
+            for spec in item.writes
+            for obj in [getattr(importlib.import_module(spec.partition(":")[0]), spec.partition(":")[2])]
+        }
         for number, cells in graded_cells(lesson).items():
             item = syllabus.exercise(number)
-            assert all(passes(call, {"checks": checks, **reference}) for calls in cells for call in calls), number
+            assert all(passes(call, {"checks": checks, **reference}) for calls in cells for call in calls), (
+                number
+            )
             for name in item.names():
-                mine = [calls for calls in cells if any(re.search(rf"\b{name}\b", call) for call in calls)
-                        and not any(all(passes(c, {"checks": checks, **reference, name: trivial}) for c in calls)
-                                    for trivial in TRIVIAL)]  # a cell a trivial function passes tells nothing
+                mine = [
+                    calls
+                    for calls in cells
+                    if any(re.search(rf"\b{name}\b", call) for call in calls)
+                    and not any(
+                        all(passes(c, {"checks": checks, **reference, name: trivial}) for c in calls)
+                        for trivial in TRIVIAL
+                    )
+                ]  # a cell a trivial function passes tells nothing
                 for spec, candidate in candidates.items():
                     namespace = {"checks": checks, **reference, name: candidate}
-                    if spec not in item.answers() and any(all(passes(c, namespace) for c in calls) for calls in mine):
+                    if spec not in item.answers() and any(
+                        all(passes(c, namespace) for c in calls) for calls in mine
+                    ):
                         unlisted.append(f"{spec} passes a test cell of exercise {number} ({name})")
-    assert not unlisted, "add these to the exercise's also_answered_by in autograder/syllabus.py:\n" + "\n".join(unlisted)
+    assert not unlisted, (
+        "add these to the exercise's also_answered_by in autograder/syllabus.py:\n" + "\n".join(unlisted)
+    )
 
 
 def test_a_bonus_lesson_is_a_column_after_the_total_and_outside_it(monkeypatch, tmp_path):

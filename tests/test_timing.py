@@ -12,18 +12,40 @@ from autograder.grading.timing import LapClock, Timings, clean_record, group_cpu
 
 def test_a_worker_timing_record_keeps_only_known_fields_of_the_right_type():
     """A record from a worker line is checked field by field: wrong types, booleans, huge numbers and extras go."""
-    hostile = {"stage": "cell", "cell": True, "kind": ["x"], "wall": 1e12, "cpu": -1, "score": 100, "lesson": "a" * 500}
+    hostile = {
+        "stage": "cell",
+        "cell": True,
+        "kind": ["x"],
+        "wall": 1e12,
+        "cpu": -1,
+        "score": 100,
+        "lesson": "a" * 500,
+    }
     assert clean_record(hostile) == {"stage": "cell", "lesson": "a" * 100}
-    assert clean_record({"stage": "judge", "wall": 0.5, "cpu": 2}) == {"stage": "judge", "wall": 0.5, "cpu": 2.0}
+    assert clean_record({"stage": "judge", "wall": 0.5, "cpu": 2}) == {
+        "stage": "judge",
+        "wall": 0.5,
+        "cpu": 2.0,
+    }
     assert clean_record({"wall": 1.0}) is None  # no stage
     assert clean_record(["stage", "judge"]) is None
 
 
 def test_a_worker_line_brings_its_timings_cleaned_and_nothing_else():
     """``worker_message`` keeps the lesson's cleaned timings; records that are not dicts with a stage are dropped."""
-    line = json.dumps({"lesson": "01_x", "notes": [], "timings": [{"stage": "judge", "cpu": 1.5, "x": 1}, 7, {}],
-                       "score": 99})
-    assert worker_message(line, ["01_x"]) == {"lesson": "01_x", "notes": [], "timings": [{"stage": "judge", "cpu": 1.5}]}
+    line = json.dumps(
+        {
+            "lesson": "01_x",
+            "notes": [],
+            "timings": [{"stage": "judge", "cpu": 1.5, "x": 1}, 7, {}],
+            "score": 99,
+        }
+    )
+    assert worker_message(line, ["01_x"]) == {
+        "lesson": "01_x",
+        "notes": [],
+        "timings": [{"stage": "judge", "cpu": 1.5}],
+    }
     no_list = json.dumps({"lesson": "01_x", "timings": "all of them"})
     assert "timings" not in worker_message(no_list, ["01_x"])
 
@@ -35,7 +57,12 @@ def test_laps_follow_each_other_and_carry_cpu_only_where_a_group_counts_it(tmp_p
     clock.lap("first")
     clock.lap("second", cell=3, kind="test")
     assert clock.records[0]["stage"] == "first" and clock.records[0]["wall"] >= 0.05
-    assert clock.records[1] == {"stage": "second", "cell": 3, "kind": "test", "wall": clock.records[1]["wall"]}
+    assert clock.records[1] == {
+        "stage": "second",
+        "cell": 3,
+        "kind": "test",
+        "wall": clock.records[1]["wall"],
+    }
     assert clock.records[1]["wall"] < 0.05
     (tmp_path / "cpuacct.usage").write_text("2500000000\n")
     assert group_cpu_seconds(tmp_path) == 2.5
@@ -67,10 +94,22 @@ def test_a_stage_counts_this_threads_cpu_not_its_sleep(tmp_path):
 
 def test_the_benchmark_adds_stages_per_student_and_lesson():
     """``summarise``: seconds per student by stage (cells by kind) and by lesson; the whole worker is not a stage."""
-    records = [{"stage": "cell", "kind": "teaching", "lesson": "01", "cell": 2, "wall": 2.0, "cpu": 4.0, "student": s}
-               for s in ("a", "b")]
-    records += [{"stage": "judge", "lesson": "01", "wall": 1.0, "cpu": 1.0, "student": "a"},
-                {"stage": "worker, all", "student": "a", "wall": 9.0, "cpu": 9.0}]
+    records = [
+        {
+            "stage": "cell",
+            "kind": "teaching",
+            "lesson": "01",
+            "cell": 2,
+            "wall": 2.0,
+            "cpu": 4.0,
+            "student": s,
+        }
+        for s in ("a", "b")
+    ]
+    records += [
+        {"stage": "judge", "lesson": "01", "wall": 1.0, "cpu": 1.0, "student": "a"},
+        {"stage": "worker, all", "student": "a", "wall": 9.0, "cpu": 9.0},
+    ]
     summary = summarise(records, students=2)
     assert summary["stages"] == {"cells: teaching": [2.0, 4.0], "judge": [0.5, 0.5]}
     assert summary["lessons"] == {"01": [2.5, 4.5]}

@@ -32,7 +32,9 @@ class TinySiamese(nn.Module):
 
     def __init__(self):
         super().__init__()
-        self.layers = nn.Sequential(nn.Conv2d(1, 8, 5, stride=3), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 8 * 8, 16))
+        self.layers = nn.Sequential(
+            nn.Conv2d(1, 8, 5, stride=3), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 8 * 8, 16)
+        )
 
     def forward_ind(self, x):
         return self.layers(x)
@@ -47,6 +49,7 @@ def mean(values):
 
 
 # ---------------------------------------------------------------- devices and precision
+
 
 def test_select_device_cpu():
     """``cpu`` always gives the CPU."""
@@ -94,6 +97,7 @@ def test_resolve_precision_unknown_raises():
 
 # ---------------------------------------------------------------- the teaching loop
 
+
 def test_train_one_epoch_lowers_loss(synthetic_train):
     """A few epochs of the teaching loop on a separable synthetic set lower the loss."""
     torch.manual_seed(0)
@@ -132,6 +136,7 @@ def test_train_one_epoch_updates_parameters(synthetic_train):
 
 # ---------------------------------------------------------------- the fast loop
 
+
 @pytest.mark.parametrize("amp_dtype", [None, torch.bfloat16], ids=["fp32", "bf16"])
 def test_fast_train_one_epoch_lowers_loss(synthetic_train, amp_dtype):
     """A few epochs of the fast loop (fp32, or bf16 autocast on the CPU) lower the loss."""
@@ -149,6 +154,7 @@ def test_fast_train_one_epoch_lowers_loss(synthetic_train, amp_dtype):
 
 
 # ---------------------------------------------------------------- TensorPairLoader
+
 
 @pytest.fixture
 def traceable():
@@ -224,10 +230,23 @@ def test_take_steps_stops_at_the_deadline(traceable):
 
 # ---------------------------------------------------------------- seeded runs and resuming (real network)
 
+
 def run_main(out, *extra):
     """Train the real network on 40 synthetic images in-process; return the metrics written."""
-    argv = ["--synthetic", "40", "--batch-size", "8", "--log-every", "1", "--eval-pairs", "50",
-            "--no-progress", "--out", str(out), *extra]
+    argv = [
+        "--synthetic",
+        "40",
+        "--batch-size",
+        "8",
+        "--log-every",
+        "1",
+        "--eval-pairs",
+        "50",
+        "--no-progress",
+        "--out",
+        str(out),
+        *extra,
+    ]
     assert reference_run.main(argv) == 0
     return json.loads((out / "metrics.json").read_text())
 
@@ -256,8 +275,26 @@ def test_resume_with_other_settings_refused(tmp_path, capsys):
     """--resume with a different learning rate exits 1 naming the setting."""
     run_main(tmp_path, "--epochs", "1", "--precision", "fp32")
     capsys.readouterr()
-    argv = ["--synthetic", "40", "--batch-size", "8", "--log-every", "1", "--eval-pairs", "50", "--no-progress",
-            "--out", str(tmp_path), "--epochs", "2", "--precision", "fp32", "--resume", "--lr", "1e-3"]
+    argv = [
+        "--synthetic",
+        "40",
+        "--batch-size",
+        "8",
+        "--log-every",
+        "1",
+        "--eval-pairs",
+        "50",
+        "--no-progress",
+        "--out",
+        str(tmp_path),
+        "--epochs",
+        "2",
+        "--precision",
+        "fp32",
+        "--resume",
+        "--lr",
+        "1e-3",
+    ]
     assert reference_run.main(argv) == 1
     assert "lr" in capsys.readouterr().err
 

@@ -16,8 +16,21 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import syllabus
-from .report import (check, close, copy_parameters_by_order, count_parameters, describe, fail, images,
-                     max_error, parameter_shapes, passed, run_student, seed_parameters, type_name)
+from .report import (
+    check,
+    close,
+    copy_parameters_by_order,
+    count_parameters,
+    describe,
+    fail,
+    images,
+    max_error,
+    parameter_shapes,
+    passed,
+    run_student,
+    seed_parameters,
+    type_name,
+)
 from . import questions
 from .transcript import generator_for, judge_only, probing
 
@@ -36,8 +49,12 @@ def make_backbone(CNNBackbone: Any) -> nn.Module:
     """``CNNBackbone()``, checked to be an ``nn.Module``."""
     net = run_student(EXERCISE, "CNNBackbone()", CNNBackbone)
     if not isinstance(net, nn.Module):
-        fail("CNNBackbone() creates an nn.Module", expected="an nn.Module", got=type(net).__name__,
-             hint="write `class CNNBackbone(nn.Module):` and call super().__init__() first in __init__")
+        fail(
+            "CNNBackbone() creates an nn.Module",
+            expected="an nn.Module",
+            got=type(net).__name__,
+            hint="write `class CNNBackbone(nn.Module):` and call super().__init__() first in __init__",
+        )
     return net
 
 
@@ -58,15 +75,22 @@ def shape_hint(shape: tuple[int, ...], batch: int) -> str | None:
         return "two MaxPool2d(2, 2) are missing (28 → 14 → 7 → 3 needs three of them)"
     if (height, width) == (28, 28):
         return "the MaxPool2d(2, 2) layers are missing"
-    return ("check the padding (each convolution must keep the side: in + 2·padding − kernel + 1 = in) and the "
-            "pooling (MaxPool2d(2, stride=2) halves it, rounding down)")
+    return (
+        "check the padding (each convolution must keep the side: in + 2·padding − kernel + 1 = in) and the "
+        "pooling (MaxPool2d(2, stride=2) halves it, rounding down)"
+    )
 
 
 def forward_student(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """``net(x)``, checked to be a tensor."""
     out = run_student(EXERCISE, f"CNNBackbone()(x) with x of shape {list(x.shape)}", net, x)
     if not isinstance(out, torch.Tensor):
-        fail("forward returns one tensor", input=describe(x), expected="a tensor [B, 256, 3, 3]", got=type_name(out))
+        fail(
+            "forward returns one tensor",
+            input=describe(x),
+            expected="a tensor [B, 256, 3, 3]",
+            got=type_name(out),
+        )
     return out
 
 
@@ -74,11 +98,21 @@ def _check_shape(net: nn.Module, batch: int, dtype: torch.dtype, generator: torc
     x = images(batch, generator, dtype)
     out = forward_student(net, x)
     if tuple(out.shape) != (batch, 256, 3, 3):
-        fail("CNNBackbone maps [B, 1, 28, 28] to [B, 256, 3, 3]", input=f"images of shape {list(x.shape)}",
-             expected=f"shape {[batch, 256, 3, 3]}", got=f"shape {list(out.shape)}", hint=shape_hint(tuple(out.shape), batch))
+        fail(
+            "CNNBackbone maps [B, 1, 28, 28] to [B, 256, 3, 3]",
+            input=f"images of shape {list(x.shape)}",
+            expected=f"shape {[batch, 256, 3, 3]}",
+            got=f"shape {list(out.shape)}",
+            hint=shape_hint(tuple(out.shape), batch),
+        )
     if out.dtype != dtype:
-        fail("the features have the images' dtype", input=f"images of dtype {dtype} (network converted with .to({dtype}))",
-             expected=str(dtype), got=str(out.dtype), hint="do not convert tensors inside forward")
+        fail(
+            "the features have the images' dtype",
+            input=f"images of dtype {dtype} (network converted with .to({dtype}))",
+            expected=str(dtype),
+            got=str(out.dtype),
+            hint="do not convert tensors inside forward",
+        )
 
 
 @check
@@ -91,7 +125,10 @@ def check_backbone_shapes(CNNBackbone: Any, hidden: bool = False) -> None:
         for batch in (1, 5):
             _check_shape(net, batch, torch.float32, generator)
         _check_shape(copy.deepcopy(net).to(torch.float64), 3, torch.float64, generator)
-    passed("CNNBackbone: [B, 1, 28, 28] images → [B, 256, 3, 3] features" + (" [with hidden cases]" if hidden else ""))
+    passed(
+        "CNNBackbone: [B, 1, 28, 28] images → [B, 256, 3, 3] features"
+        + (" [with hidden cases]" if hidden else "")
+    )
 
 
 def _padding(conv: nn.Conv2d) -> tuple[int, int] | str:
@@ -109,87 +146,159 @@ def check_backbone_layers(CNNBackbone: Any, hidden: bool = False) -> None:
     convs = [m for m in net.modules() if isinstance(m, nn.Conv2d)]
     if convs:
         if len(convs) != 3:
-            fail("CNNBackbone has three Conv2d layers", expected=3, got=len(convs),
-                 hint="one Conv2d per block: 1 → 64 (5x5), 64 → 128 (5x5), 128 → 256 (3x3)")
+            fail(
+                "CNNBackbone has three Conv2d layers",
+                expected=3,
+                got=len(convs),
+                hint="one Conv2d per block: 1 → 64 (5x5), 64 → 128 (5x5), 128 → 256 (3x3)",
+            )
         for k, (conv, (cin, cout, size)) in enumerate(zip(convs, CONVS), start=1):
             pad = side_keeping_padding(size)
             expected = f"Conv2d({cin}, {cout}, kernel_size={size}, stride=1, a padding that keeps the side)"
-            got = (f"Conv2d({conv.in_channels}, {conv.out_channels}, kernel_size={tuple(conv.kernel_size)}, "
-                   f"stride={tuple(conv.stride)}, padding={conv.padding})")
+            got = (
+                f"Conv2d({conv.in_channels}, {conv.out_channels}, kernel_size={tuple(conv.kernel_size)}, "
+                f"stride={tuple(conv.stride)}, padding={conv.padding})"
+            )
             if (conv.in_channels, conv.out_channels) != (cin, cout):
-                fail(f"convolution {k} has {cin} input and {cout} output channels", expected=expected, got=got,
-                     hint=f"layer {k} differs: the channels go 1 → 64 → 128 → 256")
+                fail(
+                    f"convolution {k} has {cin} input and {cout} output channels",
+                    expected=expected,
+                    got=got,
+                    hint=f"layer {k} differs: the channels go 1 → 64 → 128 → 256",
+                )
             if tuple(conv.kernel_size) != (size, size):
-                fail(f"convolution {k} has a {size}x{size} kernel", expected=expected, got=got,
-                     hint=f"layer {k} differs: kernel sizes are 5, 5, 3")
+                fail(
+                    f"convolution {k} has a {size}x{size} kernel",
+                    expected=expected,
+                    got=got,
+                    hint=f"layer {k} differs: kernel sizes are 5, 5, 3",
+                )
             if tuple(conv.stride) != (1, 1) or tuple(conv.dilation) != (1, 1) or conv.groups != 1:
-                fail(f"convolution {k} has stride 1 (the pooling halves the size, not the convolution)",
-                     expected=expected, got=got, hint=f"layer {k} differs: leave stride, dilation and groups at 1")
-            if _padding(conv) != (pad, pad):  # the number is the exercise's answer: the message names the rule only
-                fail(f"convolution {k} keeps the image size (the shapes in the exercise's table)",
-                     expected=expected, got=got, hint=f"layer {k} differs: with stride 1 the side becomes in + 2·padding − {size} + 1; "
-                                   "choose the padding that makes it equal to in")
+                fail(
+                    f"convolution {k} has stride 1 (the pooling halves the size, not the convolution)",
+                    expected=expected,
+                    got=got,
+                    hint=f"layer {k} differs: leave stride, dilation and groups at 1",
+                )
+            if _padding(conv) != (
+                pad,
+                pad,
+            ):  # the number is the exercise's answer: the message names the rule only
+                fail(
+                    f"convolution {k} keeps the image size (the shapes in the exercise's table)",
+                    expected=expected,
+                    got=got,
+                    hint=f"layer {k} differs: with stride 1 the side becomes in + 2·padding − {size} + 1; "
+                    "choose the padding that makes it equal to in",
+                )
             if conv.bias is None:
-                fail(f"convolution {k} has a bias", expected=expected, got=got + ", bias=False",
-                     hint=f"layer {k} differs: keep the default bias=True")
+                fail(
+                    f"convolution {k} has a bias",
+                    expected=expected,
+                    got=got + ", bias=False",
+                    hint=f"layer {k} differs: keep the default bias=True",
+                )
     else:
         # Functional style (F.conv2d with nn.Parameters): check the weight shapes; padding shows in the output shape.
         weights = [list(p.shape) for p in net.parameters() if p.dim() == 4]
         expected_weights = [[cout, cin, size, size] for cin, cout, size in CONVS]
         if weights != expected_weights:
-            fail("CNNBackbone has three convolutions 1 → 64 (5x5), 64 → 128 (5x5), 128 → 256 (3x3)",
-                 expected=f"convolution weights of shapes {expected_weights}", got=f"{weights}",
-                 hint="no convolution weights are registered: layers kept in a plain Python list are not registered "
-                      "(use nn.Sequential, nn.ModuleList or attributes)" if not weights else None)
+            fail(
+                "CNNBackbone has three convolutions 1 → 64 (5x5), 64 → 128 (5x5), 128 → 256 (3x3)",
+                expected=f"convolution weights of shapes {expected_weights}",
+                got=f"{weights}",
+                hint="no convolution weights are registered: layers kept in a plain Python list are not registered "
+                "(use nn.Sequential, nn.ModuleList or attributes)"
+                if not weights
+                else None,
+            )
         _check_shape(net, 2, torch.float32, generator_for(3))
-    avg = [type(m).__name__ for m in net.modules() if isinstance(m, (nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.LPPool2d))]
+    avg = [
+        type(m).__name__
+        for m in net.modules()
+        if isinstance(m, (nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.LPPool2d))
+    ]
     if avg:
-        fail("CNNBackbone pools with MaxPool2d(2, stride=2)", expected="MaxPool2d", got=", ".join(avg),
-             hint="avg pool instead of max pool: the original uses nn.MaxPool2d(2, stride=2)")
+        fail(
+            "CNNBackbone pools with MaxPool2d(2, stride=2)",
+            expected="MaxPool2d",
+            got=", ".join(avg),
+            hint="avg pool instead of max pool: the original uses nn.MaxPool2d(2, stride=2)",
+        )
     for m in net.modules():
         if isinstance(m, nn.MaxPool2d):
             kernel = m.kernel_size if isinstance(m.kernel_size, int) else tuple(m.kernel_size)
             stride = m.stride if isinstance(m.stride, int) else tuple(m.stride)
             if kernel not in (2, (2, 2)) or stride not in (2, (2, 2)) or m.padding not in (0, (0, 0)):
-                fail("every MaxPool2d has kernel 2 and stride 2", expected="MaxPool2d(2, stride=2)",
-                     got=f"MaxPool2d(kernel_size={m.kernel_size}, stride={m.stride}, padding={m.padding})")
+                fail(
+                    "every MaxPool2d has kernel 2 and stride 2",
+                    expected="MaxPool2d(2, stride=2)",
+                    got=f"MaxPool2d(kernel_size={m.kernel_size}, stride={m.stride}, padding={m.padding})",
+                )
     total = count_parameters(net)
     if total != NUM_PARAMETERS:
-        extra = sorted({type(m).__name__ for m in net.modules()
-                        if any(True for _ in m.parameters(recurse=False)) and not isinstance(m, nn.Conv2d)})
+        extra = sorted(
+            {
+                type(m).__name__
+                for m in net.modules()
+                if any(True for _ in m.parameters(recurse=False)) and not isinstance(m, nn.Conv2d)
+            }
+        )
         hint = None
         if total == 0:
             hint = "no parameters are registered: keep the layers as attributes or in nn.Sequential, not in a plain list"
         elif extra:
             hint = f"layers the original does not have: {', '.join(extra)}"
-        fail("CNNBackbone has 501,760 parameters (64·1·5·5 + 64 + 128·64·5·5 + 128 + 256·128·3·3 + 256)",
-             expected=f"{NUM_PARAMETERS:,}", got=f"{total:,} (parameter shapes {parameter_shapes(net)})", hint=hint)
+        fail(
+            "CNNBackbone has 501,760 parameters (64·1·5·5 + 64 + 128·64·5·5 + 128 + 256·128·3·3 + 256)",
+            expected=f"{NUM_PARAMETERS:,}",
+            got=f"{total:,} (parameter shapes {parameter_shapes(net)})",
+            hint=hint,
+        )
     if hidden:
         frozen = [list(p.shape) for p in net.parameters() if not p.requires_grad]
         if frozen:
-            fail("every parameter is trainable (requires_grad=True)", got=f"frozen parameters of shapes {frozen}")
+            fail(
+                "every parameter is trainable (requires_grad=True)",
+                got=f"frozen parameters of shapes {frozen}",
+            )
         # Weights registered as parameters travel with state_dict and .to(): a fresh instance loaded
         # from this one's state_dict computes the same features.
         twin = make_backbone(CNNBackbone)
-        run_student(EXERCISE, "CNNBackbone().load_state_dict(net.state_dict())", twin.load_state_dict, net.state_dict())
+        run_student(
+            EXERCISE,
+            "CNNBackbone().load_state_dict(net.state_dict())",
+            twin.load_state_dict,
+            net.state_dict(),
+        )
         x = images(2, generator_for(4))
         net.eval()
         twin.eval()
         with torch.no_grad():
             a, b = forward_student(net, x), forward_student(twin, x)
         if not close(a, b):
-            fail("the weights are all registered (a copy made with load_state_dict computes the same features)",
-                 got=f"largest difference {max_error(a, b):.3g}",
-                 hint="a weight stored as a plain tensor is neither saved nor trained: use nn.Parameter or nn.Conv2d")
-    passed("CNNBackbone: Conv2d 1→64 (5x5, pad 2), 64→128 (5x5, pad 2), 128→256 (3x3, pad 1), max pooling, "
-           "501,760 parameters" + (" [with hidden cases]" if hidden else ""))
+            fail(
+                "the weights are all registered (a copy made with load_state_dict computes the same features)",
+                got=f"largest difference {max_error(a, b):.3g}",
+                hint="a weight stored as a plain tensor is neither saved nor trained: use nn.Parameter or nn.Conv2d",
+            )
+    passed(
+        "CNNBackbone: Conv2d 1→64 (5x5, pad 2), 64→128 (5x5, pad 2), 128→256 (3x3, pad 1), max pooling, "
+        "501,760 parameters" + (" [with hidden cases]" if hidden else "")
+    )
 
 
 # ---------------------------------------------------------------- forward
 
+
 @judge_only
-def reference_forward(x: torch.Tensor, params: list[torch.Tensor], relu: tuple[bool, bool, bool] = (True, True, True),
-                      pool: str = "max", activation: Any = F.relu) -> torch.Tensor:
+def reference_forward(
+    x: torch.Tensor,
+    params: list[torch.Tensor],
+    relu: tuple[bool, bool, bool] = (True, True, True),
+    pool: str = "max",
+    activation: Any = F.relu,
+) -> torch.Tensor:
     """The backbone as functional calls, with switches to reproduce common mistakes."""
     for k in range(3):
         weight, bias = params[2 * k], params[2 * k + 1]
@@ -221,7 +330,9 @@ def diagnose_forward(x: torch.Tensor, params: list[torch.Tensor], out: torch.Ten
     return None
 
 
-def _compare(net: nn.Module, batch: int, dtype: torch.dtype, generator: torch.Generator, scale: float = 1.0) -> None:
+def _compare(
+    net: nn.Module, batch: int, dtype: torch.dtype, generator: torch.Generator, scale: float = 1.0
+) -> None:
     seed_parameters(net, generator)
     x = images(batch, generator, dtype) * scale
     net.eval()
@@ -233,22 +344,33 @@ def _compare(net: nn.Module, batch: int, dtype: torch.dtype, generator: torch.Ge
 
     reference = Reference().to(dtype)
     if sorted(parameter_shapes(net)) != sorted(parameter_shapes(reference)):
-        fail("CNNBackbone has the reference's parameters (3 convolution weights and biases)",
-             expected=f"parameter shapes {parameter_shapes(reference)}", got=f"parameter shapes {parameter_shapes(net)}",
-             hint="run check_backbone_layers: it names the layer that differs")
+        fail(
+            "CNNBackbone has the reference's parameters (3 convolution weights and biases)",
+            expected=f"parameter shapes {parameter_shapes(reference)}",
+            got=f"parameter shapes {parameter_shapes(net)}",
+            hint="run check_backbone_layers: it names the layer that differs",
+        )
     copy_parameters_by_order(net, reference)
     with torch.no_grad():
         expected = reference(x)
     if out.shape != expected.shape:
-        fail("CNNBackbone maps [B, 1, 28, 28] to [B, 256, 3, 3]", input=f"images of shape {list(x.shape)}",
-             expected=f"shape {list(expected.shape)}", got=f"shape {list(out.shape)}", hint=shape_hint(tuple(out.shape), batch))
+        fail(
+            "CNNBackbone maps [B, 1, 28, 28] to [B, 256, 3, 3]",
+            input=f"images of shape {list(x.shape)}",
+            expected=f"shape {list(expected.shape)}",
+            got=f"shape {list(out.shape)}",
+            hint=shape_hint(tuple(out.shape), batch),
+        )
     if not close(out, expected, dtype):
         params = [p.detach() for p in reference.parameters()]
-        fail("CNNBackbone computes conv → ReLU → max-pool three times (same weights as the reference)",
-             input=f"random images {list(x.shape)} ({dtype}), random weights in your network and the reference",
-             expected=describe(expected), got=describe(out) + f" (largest difference {max_error(out, expected):.3g})",
-             hint=diagnose_forward(x, params, out)
-             or "compare your layer order with conv → ReLU → MaxPool2d(2, 2), three times")
+        fail(
+            "CNNBackbone computes conv → ReLU → max-pool three times (same weights as the reference)",
+            input=f"random images {list(x.shape)} ({dtype}), random weights in your network and the reference",
+            expected=describe(expected),
+            got=describe(out) + f" (largest difference {max_error(out, expected):.3g})",
+            hint=diagnose_forward(x, params, out)
+            or "compare your layer order with conv → ReLU → MaxPool2d(2, 2), three times",
+        )
 
 
 @check
@@ -261,15 +383,19 @@ def check_backbone_forward(CNNBackbone: Any, hidden: bool = False) -> None:
         _compare(net, 1, torch.float32, generator)
         _compare(net, 2, torch.float32, generator, scale=-1.0)  # negative inputs: every ReLU matters
         _compare(copy.deepcopy(net).to(torch.float64), 4, torch.float64, generator)
-    passed("CNNBackbone: the same features as the reference with the same weights (conv → ReLU → max-pool, three times)"
-           + (" [with hidden cases]" if hidden else ""))
+    passed(
+        "CNNBackbone: the same features as the reference with the same weights (conv → ReLU → max-pool, three times)"
+        + (" [with hidden cases]" if hidden else "")
+    )
 
 
 # ---------------------------------------------------------------- question 2.2
 
 SIDE_QUESTION = "backbone_side (question 2.2)"
-SIDE_WHY = ("each convolution keeps the side (padding (k - 1)/2 with stride 1), and each 2 × 2 max pooling with "
-            "stride 2 halves it, rounding down: ⌊⌊⌊s/2⌋/2⌋/2⌋, which is ⌊s/8⌋")
+SIDE_WHY = (
+    "each convolution keeps the side (padding (k - 1)/2 with stride 1), and each 2 × 2 max pooling with "
+    "stride 2 halves it, rounding down: ⌊⌊⌊s/2⌋/2⌋/2⌋, which is ⌊s/8⌋"
+)
 
 
 @judge_only
@@ -282,22 +408,33 @@ def side_after_backbone(side: int) -> int:
 def check_backbone_side(backbone_side: Any, hidden: bool = False) -> None:
     """Question 2.2: the feature maps' side for square inputs of sides drawn per run."""
     generator = generator_for(30)
-    cases = [(questions.draw_int(generator, 8, 27),), (questions.draw_int(generator, 29, 100),),
-             (questions.draw_int(generator, 101, 300),)]
+    cases = [
+        (questions.draw_int(generator, 8, 27),),
+        (questions.draw_int(generator, 29, 100),),
+        (questions.draw_int(generator, 101, 300),),
+    ]
     if hidden:
         cases += [(questions.draw_int(generator, 8, 15),), (questions.draw_int(generator, 301, 1000),)]
     answers = questions.answers(SIDE_QUESTION, backbone_side, "backbone_side", cases)
     if probing():
         return
-    questions.verdict("backbone_side", answers, cases, side_after_backbone, SIDE_WHY,
-                      "the right side for every input" + (" [with hidden cases]" if hidden else ""))
+    questions.verdict(
+        "backbone_side",
+        answers,
+        cases,
+        side_after_backbone,
+        SIDE_WHY,
+        "the right side for every input" + (" [with hidden cases]" if hidden else ""),
+    )
 
 
 # ---------------------------------------------------------------- question 2.3
 
 CONV_QUESTION = "conv_parameters (question 2.3)"
-CONV_WHY = ("each of the out_channels output channels has one k × k kernel for every input channel and one bias: "
-            "out_channels · (in_channels · k · k + 1). ReLU and pooling have none")
+CONV_WHY = (
+    "each of the out_channels output channels has one k × k kernel for every input channel and one bias: "
+    "out_channels · (in_channels · k · k + 1). ReLU and pooling have none"
+)
 
 
 @judge_only
@@ -310,10 +447,18 @@ def conv_parameter_count(in_channels: int, out_channels: int, kernel: int) -> in
 def check_conv_parameters(conv_parameters: Any, hidden: bool = False) -> None:
     """Question 2.3: a convolution's parameter count, for layer sizes drawn per run."""
     g = generator_for(34)  # a short name: every parameter below is drawn from it
-    cases = [(questions.draw_int(g, 1, 512), questions.draw_int(g, 1, 512), questions.draw_int(g, 1, 4) * 2 + 1)
-             for _ in range(3 if not hidden else 5)]
+    cases = [
+        (questions.draw_int(g, 1, 512), questions.draw_int(g, 1, 512), questions.draw_int(g, 1, 4) * 2 + 1)
+        for _ in range(3 if not hidden else 5)
+    ]
     answers = questions.answers(CONV_QUESTION, conv_parameters, "conv_parameters", cases)
     if probing():
         return
-    questions.verdict("conv_parameters", answers, cases, conv_parameter_count, CONV_WHY,
-                      "the right count for every convolution" + (" [with hidden cases]" if hidden else ""))
+    questions.verdict(
+        "conv_parameters",
+        answers,
+        cases,
+        conv_parameter_count,
+        CONV_WHY,
+        "the right count for every convolution" + (" [with hidden cases]" if hidden else ""),
+    )

@@ -16,8 +16,19 @@ from torch import nn
 
 from .. import syllabus
 from . import questions
-from .report import (check, close, describe, fail, images, max_error, passed, require_refusal, run_student,
-                     to_float, type_name)
+from .report import (
+    check,
+    close,
+    describe,
+    fail,
+    images,
+    max_error,
+    passed,
+    require_refusal,
+    run_student,
+    to_float,
+    type_name,
+)
 from .transcript import generator_for, judge_only, probing
 
 EMBED_EXERCISE = syllabus.label("6.1")
@@ -30,13 +41,15 @@ AUC_QUESTION = "overlap_auc (question 6.5)"
 
 # ---------------------------------------------------------------- embed
 
+
 class DropoutNet(nn.Module):
     """A small network with Dropout (so that a missing ``eval()`` changes the result) that records how it is called."""
 
     def __init__(self, embedding_dim: int = 6) -> None:
         super().__init__()
-        self.body = nn.Sequential(nn.Flatten(), nn.Linear(28 * 28, 24), nn.ReLU(), nn.Dropout(0.5),
-                                  nn.Linear(24, embedding_dim))
+        self.body = nn.Sequential(
+            nn.Flatten(), nn.Linear(28 * 28, 24), nn.ReLU(), nn.Dropout(0.5), nn.Linear(24, embedding_dim)
+        )
         self.calls: list[tuple[bool, bool]] = []  # (gradients enabled, training mode) of each forward_ind
 
     def forward_ind(self, x: torch.Tensor) -> torch.Tensor:
@@ -59,7 +72,9 @@ def _observed_embed(embed: Any, net: DropoutNet, x: torch.Tensor, device: Any) -
     return result, list(net.calls), grad_left_off
 
 
-def _embed_case(embed: Any, generator: torch.Generator, count: int, device: Any, train_mode: bool = True) -> None:
+def _embed_case(
+    embed: Any, generator: torch.Generator, count: int, device: Any, train_mode: bool = True
+) -> None:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(torch.randint(1 << 30, (1,), generator=generator)))
         net = DropoutNet()
@@ -68,39 +83,77 @@ def _embed_case(embed: Any, generator: torch.Generator, count: int, device: Any,
     x = images(count, generator)
     mode = "training" if train_mode else "eval"
     where = f"{count} images {list(x.shape)}, device={device!r}, a network with Dropout in {mode} mode"
-    result, calls, grad_left_off = run_student(EMBED_EXERCISE, f"embed(net, images, {device!r})", _observed_embed,
-                                               embed, net, x, device)
+    result, calls, grad_left_off = run_student(
+        EMBED_EXERCISE, f"embed(net, images, {device!r})", _observed_embed, embed, net, x, device
+    )
     if grad_left_off:
-        fail("embed leaves gradient tracking as it was", input=where, expected="torch.is_grad_enabled() still True afterwards",
-             got="gradients switched off globally",
-             hint="use `with torch.no_grad():` (a block), not torch.set_grad_enabled(False)")
+        fail(
+            "embed leaves gradient tracking as it was",
+            input=where,
+            expected="torch.is_grad_enabled() still True afterwards",
+            got="gradients switched off globally",
+            hint="use `with torch.no_grad():` (a block), not torch.set_grad_enabled(False)",
+        )
     if not isinstance(result, torch.Tensor):
-        fail("embed returns a tensor of embeddings", input=where, expected="a float32 tensor [N, D]", got=type_name(result),
-             hint="concatenate the batches with torch.cat" if isinstance(result, (list, tuple)) else None)
+        fail(
+            "embed returns a tensor of embeddings",
+            input=where,
+            expected="a float32 tensor [N, D]",
+            got=type_name(result),
+            hint="concatenate the batches with torch.cat" if isinstance(result, (list, tuple)) else None,
+        )
     with torch.no_grad():
         expected = reference.forward_ind(x)
     if tuple(result.shape) != tuple(expected.shape):
-        fail("embed returns one embedding per image, [N, D]", input=where, expected=f"shape {list(expected.shape)}",
-             got=f"shape {list(result.shape)}")
+        fail(
+            "embed returns one embedding per image, [N, D]",
+            input=where,
+            expected=f"shape {list(expected.shape)}",
+            got=f"shape {list(result.shape)}",
+        )
     if result.dtype != torch.float32:
-        fail("the embeddings are float32", input=where, expected="float32", got=str(result.dtype), hint="call .float()")
+        fail(
+            "the embeddings are float32",
+            input=where,
+            expected="float32",
+            got=str(result.dtype),
+            hint="call .float()",
+        )
     if result.device.type != "cpu":
-        fail("the embeddings are on the CPU", input=where, expected="cpu", got=str(result.device), hint="call .cpu()")
+        fail(
+            "the embeddings are on the CPU",
+            input=where,
+            expected="cpu",
+            got=str(result.device),
+            hint="call .cpu()",
+        )
     if any(training for _, training in calls):
-        fail("embed runs the network in eval mode", input=where, expected="net.eval() before the forward pass",
-             got="forward_ind called in training mode",
-             hint="forgetting eval(): model left in training mode, Dropout (and batch norm) change the embeddings")
+        fail(
+            "embed runs the network in eval mode",
+            input=where,
+            expected="net.eval() before the forward pass",
+            got="forward_ind called in training mode",
+            hint="forgetting eval(): model left in training mode, Dropout (and batch norm) change the embeddings",
+        )
     if any(grad for grad, _ in calls) or result.requires_grad:
-        fail("embed does not track gradients", input=where, expected="forward_ind under torch.no_grad() (or inference_mode)",
-             got="gradients tracked" + (" (the result requires grad)" if result.requires_grad else ""),
-             hint="gradients tracked in embed: wrap the forward pass in `with torch.no_grad():` "
-                  "(it saves memory and time; .detach() afterwards is too late)")
+        fail(
+            "embed does not track gradients",
+            input=where,
+            expected="forward_ind under torch.no_grad() (or inference_mode)",
+            got="gradients tracked" + (" (the result requires grad)" if result.requires_grad else ""),
+            hint="gradients tracked in embed: wrap the forward pass in `with torch.no_grad():` "
+            "(it saves memory and time; .detach() afterwards is too late)",
+        )
     if not calls and not close(result, expected):
         fail("embed uses net.forward_ind", input=where, expected=describe(expected), got=describe(result))
     if not close(result, expected):
-        fail("embed(net, images) equals net.forward_ind(images) in eval mode", input=where, expected=describe(expected),
-             got=describe(result) + f" (largest difference {max_error(result, expected):.3g})",
-             hint="embed every image once, in order, and concatenate the batches")
+        fail(
+            "embed(net, images) equals net.forward_ind(images) in eval mode",
+            input=where,
+            expected=describe(expected),
+            got=describe(result) + f" (largest difference {max_error(result, expected):.3g})",
+            hint="embed every image once, in order, and concatenate the batches",
+        )
 
 
 @check
@@ -112,11 +165,14 @@ def check_embed(embed: Any, hidden: bool = False) -> None:
         _embed_case(embed, generator, 1, "cpu")
         _embed_case(embed, generator, 37, torch.device("cpu"), train_mode=False)
         _embed_case(embed, generator, 130, "cpu")
-    passed("embed: float32 [N, D] embeddings on the CPU, in eval mode, without gradients, equal to forward_ind"
-           + (" [with hidden cases]" if hidden else ""))
+    passed(
+        "embed: float32 [N, D] embeddings on the CPU, in eval mode, without gradients, equal to forward_ind"
+        + (" [with hidden cases]" if hidden else "")
+    )
 
 
 # ---------------------------------------------------------------- verification accuracy and threshold
+
 
 @judge_only
 def _accuracy(distances: torch.Tensor, labels: torch.Tensor, threshold: float) -> float:
@@ -129,26 +185,42 @@ def _accuracy(distances: torch.Tensor, labels: torch.Tensor, threshold: float) -
 def achievable(distances: torch.Tensor, labels: torch.Tensor) -> tuple[float, float]:
     """The best and the worst accuracy over all thresholds (brute force over every cut between distinct distances)."""
     values = torch.unique(distances.double())
-    cuts = [float(values[0]) - 1.0] + [float(v) for v in (values[1:] + values[:-1]) / 2] + [float(values[-1]) + 1.0]
+    cuts = (
+        [float(values[0]) - 1.0]
+        + [float(v) for v in (values[1:] + values[:-1]) / 2]
+        + [float(values[-1]) + 1.0]
+    )
     accuracies = [_accuracy(distances, labels, t) for t in cuts]
     return max(accuracies), min(accuracies)
 
 
 def _number(result: Any, what: str, where: str, exercise_hint: str) -> float:
     if isinstance(result, torch.Tensor):
-        fail(f"{what} returns a Python float", input=where, expected="a float", got=describe(result),
-             hint=f"convert with .item() ({exercise_hint})")
+        fail(
+            f"{what} returns a Python float",
+            input=where,
+            expected="a float",
+            got=describe(result),
+            hint=f"convert with .item() ({exercise_hint})",
+        )
     value = to_float(result)
     if value is None:
         fail(f"{what} returns a Python float", input=where, expected="a float", got=type_name(result))
     return value
 
 
-def _accuracy_case(verification_accuracy: Any, distances: torch.Tensor, labels: torch.Tensor, threshold: float,
-                   what: str) -> None:
+def _accuracy_case(
+    verification_accuracy: Any, distances: torch.Tensor, labels: torch.Tensor, threshold: float, what: str
+) -> None:
     where = f"distances = {describe(distances)}; pair_labels = {describe(labels)}; threshold = {threshold:g} ({what})"
-    result = run_student(ACCURACY_EXERCISE, f"verification_accuracy(distances, pair_labels, {threshold:g})",
-                         verification_accuracy, distances, labels, threshold)
+    result = run_student(
+        ACCURACY_EXERCISE,
+        f"verification_accuracy(distances, pair_labels, {threshold:g})",
+        verification_accuracy,
+        distances,
+        labels,
+        threshold,
+    )
     value = _number(result, "verification_accuracy", where, "the accuracy of the calls")
     if probing():
         return  # the reference's accuracy is the judge's to compute
@@ -160,19 +232,28 @@ def _accuracy_case(verification_accuracy: Any, distances: torch.Tensor, labels: 
         at_threshold = bool((distances == threshold).any())
         le = float(((distances.reshape(-1) > threshold) == flat.bool()).double().mean())
         if abs(value - reversed_) <= 1e-6 and abs(reversed_ - expected) > 1e-6:
-            hint = ("threshold direction reversed: a pair is called 'same' (label 0) when its distance is SMALLER than "
-                    "the threshold")
+            hint = (
+                "threshold direction reversed: a pair is called 'same' (label 0) when its distance is SMALLER than "
+                "the threshold"
+            )
         elif at_threshold and abs(value - le) <= 1e-6:
             hint = "a pair exactly at the threshold counts as 'different': same means distance < threshold (strictly)"
         elif abs(value - 100 * expected) <= 1e-4:
             hint = "return a fraction between 0 and 1, not a percentage"
-        fail("verification accuracy: the fraction of pairs called right, 'same' when distance < threshold", input=where,
-             expected=f"{expected:.6g}", got=f"{value:.6g}", hint=hint)
+        fail(
+            "verification accuracy: the fraction of pairs called right, 'same' when distance < threshold",
+            input=where,
+            expected=f"{expected:.6g}",
+            got=f"{value:.6g}",
+            hint=hint,
+        )
 
 
 def _threshold_case(best_threshold: Any, distances: torch.Tensor, labels: torch.Tensor, what: str) -> None:
     where = f"distances = {describe(distances)}; pair_labels = {describe(labels)} ({what})"
-    result = run_student(THRESHOLD_EXERCISE, "best_threshold(distances, pair_labels)", best_threshold, distances, labels)
+    result = run_student(
+        THRESHOLD_EXERCISE, "best_threshold(distances, pair_labels)", best_threshold, distances, labels
+    )
     threshold = _number(result, "best_threshold", where, "the threshold")
     if probing():
         return
@@ -181,10 +262,14 @@ def _threshold_case(best_threshold: Any, distances: torch.Tensor, labels: torch.
     if got < best - 1e-9:
         hint = None
         if abs(got - worst) <= 1e-9 and worst < best:
-            hint = ("threshold direction reversed: 'same' means distance < threshold, so maximise the accuracy of that rule")
-        fail("best_threshold gives the highest verification accuracy achievable on these pairs", input=where,
-             expected=f"a threshold with accuracy {best:.6g}", got=f"threshold {threshold:.6g} with accuracy {got:.6g}",
-             hint=hint)
+            hint = "threshold direction reversed: 'same' means distance < threshold, so maximise the accuracy of that rule"
+        fail(
+            "best_threshold gives the highest verification accuracy achievable on these pairs",
+            input=where,
+            expected=f"a threshold with accuracy {best:.6g}",
+            got=f"threshold {threshold:.6g} with accuracy {got:.6g}",
+            hint=hint,
+        )
 
 
 @check
@@ -197,7 +282,9 @@ def check_verification(verification_accuracy: Any, best_threshold: Any, hidden: 
         _accuracy_case(verification_accuracy, d, y, t, "hand-made")
     _accuracy_case(verification_accuracy, d, y.reshape(-1, 1), 0.7, "labels of shape [N, 1]")
     mixed = torch.tensor([0.2, 1.1, 0.4, 2.5, 0.8, 1.9])
-    _accuracy_case(verification_accuracy, mixed, torch.tensor([0.0, 0.0, 1.0, 1.0, 0.0, 1.0]), 1.0, "hand-made, mixed")
+    _accuracy_case(
+        verification_accuracy, mixed, torch.tensor([0.0, 0.0, 1.0, 1.0, 0.0, 1.0]), 1.0, "hand-made, mixed"
+    )
     same = torch.rand(20, generator=generator)
     different = 2 + torch.rand(20, generator=generator)
     separable = torch.cat([same, different])
@@ -211,19 +298,26 @@ def check_verification(verification_accuracy: Any, best_threshold: Any, hidden: 
         _accuracy_case(verification_accuracy, d, y, 0.5, "a pair exactly at the threshold")
         labels = (torch.rand(50, generator=generator) < 0.5).float()
         distances = torch.rand(50, generator=generator, dtype=torch.float64) * 3
-        _accuracy_case(verification_accuracy, distances, labels.reshape(-1, 1), 1.3, "random, float64, labels [N, 1]")
-        _threshold_case(best_threshold, separable[order], separable_labels[order].reshape(-1, 1), "labels of shape [N, 1]")
+        _accuracy_case(
+            verification_accuracy, distances, labels.reshape(-1, 1), 1.3, "random, float64, labels [N, 1]"
+        )
+        _threshold_case(
+            best_threshold, separable[order], separable_labels[order].reshape(-1, 1), "labels of shape [N, 1]"
+        )
         tied = torch.round(torch.rand(60, generator=generator) * 5) / 5
         tied_labels = ((tied + 0.3 * torch.randn(60, generator=generator)) > 0.5).float()
         _threshold_case(best_threshold, tied, tied_labels, "many tied distances")
         unbalanced_labels = (torch.rand(80, generator=generator) < 0.2).float()
         unbalanced = torch.rand(80, generator=generator, dtype=torch.float64) + 0.4 * unbalanced_labels
         _threshold_case(best_threshold, unbalanced, unbalanced_labels, "unbalanced, float64")
-    passed("verification_accuracy and best_threshold: right accuracies, and a threshold with the best achievable accuracy"
-           + (" [with hidden cases]" if hidden else ""))
+    passed(
+        "verification_accuracy and best_threshold: right accuracies, and a threshold with the best achievable accuracy"
+        + (" [with hidden cases]" if hidden else "")
+    )
 
 
 # ---------------------------------------------------------------- ROC AUC
+
 
 @judge_only
 def pairwise_auc(distances: torch.Tensor, labels: torch.Tensor) -> float:
@@ -236,7 +330,9 @@ def pairwise_auc(distances: torch.Tensor, labels: torch.Tensor) -> float:
     return float((greater + 0.5 * ties).mean())
 
 
-def _auc_case(roc_auc: Any, distances: torch.Tensor, labels: torch.Tensor, what: str, expected: float | None = None) -> None:
+def _auc_case(
+    roc_auc: Any, distances: torch.Tensor, labels: torch.Tensor, what: str, expected: float | None = None
+) -> None:
     where = f"distances = {describe(distances)}; pair_labels = {describe(labels)} ({what})"
     result = run_student(AUC_EXERCISE, "roc_auc(distances, pair_labels)", roc_auc, distances, labels)
     value = _number(result, "roc_auc", where, "the area")
@@ -253,13 +349,19 @@ def _auc_case(roc_auc: Any, distances: torch.Tensor, labels: torch.Tensor, what:
         strict = float((d[different][:, None] > d[~different][None, :]).double().mean())
         ties_one = float((d[different][:, None] >= d[~different][None, :]).double().mean())
         if abs(value - (1 - want)) <= 1e-6:
-            hint = ("inverted: the AUC is P(distance of a different pair > distance of a same pair); "
-                    "a small distance means 'same' (label 0)")
+            hint = (
+                "inverted: the AUC is P(distance of a different pair > distance of a same pair); "
+                "a small distance means 'same' (label 0)"
+            )
         elif abs(value - strict) <= 1e-6 or abs(value - ties_one) <= 1e-6:
             hint = "ties count 1/2: a different pair and a same pair at equal distance add 0.5"
-        fail("ROC AUC = P(d of a different pair > d of a same pair), ties counting 1/2", input=where,
-             expected=f"{want:.6g}" + (f" (brute force {no_ties:.6g})" if expected is None else ""), got=f"{value:.6g}",
-             hint=hint)
+        fail(
+            "ROC AUC = P(d of a different pair > d of a same pair), ties counting 1/2",
+            input=where,
+            expected=f"{want:.6g}" + (f" (brute force {no_ties:.6g})" if expected is None else ""),
+            got=f"{value:.6g}",
+            hint=hint,
+        )
 
 
 @check
@@ -279,33 +381,53 @@ def check_roc_auc(roc_auc: Any, hidden: bool = False) -> None:
         tied = torch.round(torch.rand(80, generator=generator) * 4) / 4
         tied_labels = (torch.rand(80, generator=generator) < 0.5).float()
         _auc_case(roc_auc, tied, tied_labels, "many tied distances")
-        _auc_case(roc_auc, torch.tensor([0.3, 0.3]), torch.tensor([0.0, 1.0]), "one pair of each kind, tied", expected=0.5)
+        _auc_case(
+            roc_auc,
+            torch.tensor([0.3, 0.3]),
+            torch.tensor([0.0, 1.0]),
+            "one pair of each kind, tied",
+            expected=0.5,
+        )
         unbalanced_labels = (torch.rand(300, generator=generator) < 0.15).float()
         unbalanced = torch.rand(300, generator=generator, dtype=torch.float64) + 0.3 * unbalanced_labels
         _auc_case(roc_auc, unbalanced, unbalanced_labels, "unbalanced, float64")
-    passed("roc_auc: P(d different > d same) with ties counting 1/2 (1.0 separable, 0.0 inverted, 0.5 all tied)"
-           + (" [with hidden cases]" if hidden else ""))
+    passed(
+        "roc_auc: P(d different > d same) with ties counting 1/2 (1.0 separable, 0.0 inverted, 0.5 all tied)"
+        + (" [with hidden cases]" if hidden else "")
+    )
 
 
 @check
 def check_roc_auc_one_kind(roc_auc: Any, hidden: bool = False) -> None:
     """Pairs of one kind only (no same-class or no different-class pair): the AUC is undefined, a ``ValueError``."""
-    cases = [("only different-class pairs", torch.tensor([0.2, 0.9, 1.4]), torch.ones(3)),
-             ("only same-class pairs", torch.tensor([0.2, 0.9, 1.4]), torch.zeros(3))]
+    cases = [
+        ("only different-class pairs", torch.tensor([0.2, 0.9, 1.4]), torch.ones(3)),
+        ("only same-class pairs", torch.tensor([0.2, 0.9, 1.4]), torch.zeros(3)),
+    ]
     if hidden:
-        cases += [("one same-class pair, labels [N, 1]", torch.tensor([0.5]), torch.zeros(1, 1)),
-                  ("no pairs at all", torch.zeros(0), torch.zeros(0))]
+        cases += [
+            ("one same-class pair, labels [N, 1]", torch.tensor([0.5]), torch.zeros(1, 1)),
+            ("no pairs at all", torch.zeros(0), torch.zeros(0)),
+        ]
     for what, distances, labels in cases:
         call = f"roc_auc(distances, pair_labels) with {what}: distances = {describe(distances)}"
-        require_refusal(ValueError, AUC_EXERCISE, call, roc_auc, distances, labels,
-                        prop="roc_auc raises ValueError when there are no same-class or no different-class pairs",
-                        expected="ValueError (the AUC compares the two kinds: with one kind it is undefined)",
-                        hint="count both kinds first and `raise ValueError(...)` when one of them is empty "
-                             "(the mean over no combinations would be NaN, or a division by zero)")
+        require_refusal(
+            ValueError,
+            AUC_EXERCISE,
+            call,
+            roc_auc,
+            distances,
+            labels,
+            prop="roc_auc raises ValueError when there are no same-class or no different-class pairs",
+            expected="ValueError (the AUC compares the two kinds: with one kind it is undefined)",
+            hint="count both kinds first and `raise ValueError(...)` when one of them is empty "
+            "(the mean over no combinations would be NaN, or a division by zero)",
+        )
     passed("roc_auc: pairs of one kind only raise ValueError" + (" [with hidden cases]" if hidden else ""))
 
 
 # ---------------------------------------------------------------- questions 6.4 and 6.5
+
 
 def overlap_cases(generator: torch.Generator, count: int) -> list[tuple[float, float]]:
     """``(shift, width)`` pairs with the two blocks overlapping (0 < shift < width), drawn per run."""
@@ -322,10 +444,12 @@ def best_overlap_accuracy(shift: float, width: float) -> float:
     return (1 + shift / width) / 2
 
 
-OVERLAP_ACCURACY_WHY = ("with a threshold t in the overlap [shift, width], a share t/width of the same-class pairs is "
-                        "called same and a share (shift + width - t)/width of the different ones is called different; "
-                        "their mean, (1 + shift/width)/2, does not depend on t. Outside the overlap it is lower. Half "
-                        "the pairs inside the overlap are called wrong, whatever t")
+OVERLAP_ACCURACY_WHY = (
+    "with a threshold t in the overlap [shift, width], a share t/width of the same-class pairs is "
+    "called same and a share (shift + width - t)/width of the different ones is called different; "
+    "their mean, (1 + shift/width)/2, does not depend on t. Outside the overlap it is lower. Half "
+    "the pairs inside the overlap are called wrong, whatever t"
+)
 
 
 @check
@@ -335,8 +459,14 @@ def check_overlap_best_accuracy(overlap_best_accuracy: Any, hidden: bool = False
     answers = questions.answers(ACCURACY_QUESTION, overlap_best_accuracy, "overlap_best_accuracy", cases)
     if probing():
         return
-    questions.verdict("overlap_best_accuracy", answers, cases, best_overlap_accuracy, OVERLAP_ACCURACY_WHY,
-                      "the best accuracy for every overlap" + (" [with hidden cases]" if hidden else ""))
+    questions.verdict(
+        "overlap_best_accuracy",
+        answers,
+        cases,
+        best_overlap_accuracy,
+        OVERLAP_ACCURACY_WHY,
+        "the best accuracy for every overlap" + (" [with hidden cases]" if hidden else ""),
+    )
 
 
 @judge_only
@@ -345,9 +475,11 @@ def auc_of_overlap(shift: float, width: float) -> float:
     return 1 - (1 - shift / width) ** 2 / 2
 
 
-OVERLAP_AUC_WHY = ("the AUC is P(D > S) for a different-class distance D = shift + width·U and a same-class one "
-                   "S = width·V, with U, V uniform on [0, 1]. D <= S means V - U >= r, with r = shift/width: a triangle "
-                   "of the unit square with area (1 - r)²/2. So the AUC is 1 - (1 - r)²/2")
+OVERLAP_AUC_WHY = (
+    "the AUC is P(D > S) for a different-class distance D = shift + width·U and a same-class one "
+    "S = width·V, with U, V uniform on [0, 1]. D <= S means V - U >= r, with r = shift/width: a triangle "
+    "of the unit square with area (1 - r)²/2. So the AUC is 1 - (1 - r)²/2"
+)
 
 
 @check
@@ -357,5 +489,11 @@ def check_overlap_auc(overlap_auc: Any, hidden: bool = False) -> None:
     answers = questions.answers(AUC_QUESTION, overlap_auc, "overlap_auc", cases)
     if probing():
         return
-    questions.verdict("overlap_auc", answers, cases, auc_of_overlap, OVERLAP_AUC_WHY,
-                      "the ROC AUC for every overlap" + (" [with hidden cases]" if hidden else ""))
+    questions.verdict(
+        "overlap_auc",
+        answers,
+        cases,
+        auc_of_overlap,
+        OVERLAP_AUC_WHY,
+        "the ROC AUC for every overlap" + (" [with hidden cases]" if hidden else ""),
+    )

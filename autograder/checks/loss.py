@@ -39,12 +39,14 @@ def loop_loss(out1: torch.Tensor, out2: torch.Tensor, label: torch.Tensor, margi
     total = 0.0
     for ai, bi, yi in zip(a, b, y):
         d = math.sqrt(sum((p - q) ** 2 for p, q in zip(ai, bi)))
-        total += (1 - yi) * d ** 2 + yi * max(margin - d, 0.0) ** 2
+        total += (1 - yi) * d**2 + yi * max(margin - d, 0.0) ** 2
     return total / len(a)
 
 
 @judge_only
-def _mistakes(out1: torch.Tensor, out2: torch.Tensor, label: torch.Tensor, margin: float) -> list[tuple[str, float]]:
+def _mistakes(
+    out1: torch.Tensor, out2: torch.Tensor, label: torch.Tensor, margin: float
+) -> list[tuple[str, float]]:
     """What common mistakes would return on these inputs (float64)."""
     o1, o2 = out1.detach().double(), out2.detach().double()
     d = (o1 - o2).pow(2).sum(1).sqrt()
@@ -53,30 +55,51 @@ def _mistakes(out1: torch.Tensor, out2: torch.Tensor, label: torch.Tensor, margi
     hinge = torch.clamp(margin - d, min=0)
     pos, neg = (1 - y) * d2, y * hinge.pow(2)
     mistakes = [
-        ("labels are inverted: 1 should mean different (the d² term is for y = 0, the hinge for y = 1)",
-         (y * d2 + (1 - y) * hinge.pow(2)).mean()),
+        (
+            "labels are inverted: 1 should mean different (the d² term is for y = 0, the hinge for y = 1)",
+            (y * d2 + (1 - y) * hinge.pow(2)).mean(),
+        ),
         ("margin term not squared: use max(margin - d, 0)**2", (pos + y * hinge).mean()),
         ("missing square on the distance of similar pairs: use d**2 for y = 0", ((1 - y) * d + neg).mean()),
-        ("missing square: both terms must be squared, d**2 and max(margin - d, 0)**2", ((1 - y) * d + y * hinge).mean()),
+        (
+            "missing square: both terms must be squared, d**2 and max(margin - d, 0)**2",
+            ((1 - y) * d + y * hinge).mean(),
+        ),
         ("sum instead of mean: average the per-pair losses over the batch (.mean())", (pos + neg).sum()),
-        ("squared distance used in the hinge: it is max(margin - d, 0)**2 with d, not d**2",
-         (pos + y * torch.clamp(margin - d2, min=0).pow(2)).mean()),
-        ("forgot the square root: d is the Euclidean distance, sqrt of the sum of squares",
-         ((1 - y) * d2.pow(2) + y * torch.clamp(margin - d2, min=0).pow(2)).mean()),
-        ("the max(·, 0) is missing, or reversed: pairs farther apart than the margin must cost nothing "
-         "(max(margin - d, 0)², not max(d - margin, 0)²)",
-         (pos + y * (margin - d).pow(2)).mean()),
-        ("the [B,1] label broadcast against [B] distances gives a [B,B] matrix: flatten the label "
-         "(label.view(-1)) or keep the distance as [B, 1] (keepdim=True)",
-         ((1 - y[:, None]) * d2[None, :] + y[:, None] * hinge.pow(2)[None, :]).mean()),
-        ("a factor 1/2 too much: this course uses (1 - y) d² + y max(m - d, 0)² without the 1/2", 0.5 * (pos + neg).mean()),
-        ("the margin argument is ignored (2.0 used instead)", ((1 - y) * d2 + y * torch.clamp(2.0 - d, min=0).pow(2)).mean()),
+        (
+            "squared distance used in the hinge: it is max(margin - d, 0)**2 with d, not d**2",
+            (pos + y * torch.clamp(margin - d2, min=0).pow(2)).mean(),
+        ),
+        (
+            "forgot the square root: d is the Euclidean distance, sqrt of the sum of squares",
+            ((1 - y) * d2.pow(2) + y * torch.clamp(margin - d2, min=0).pow(2)).mean(),
+        ),
+        (
+            "the max(·, 0) is missing, or reversed: pairs farther apart than the margin must cost nothing "
+            "(max(margin - d, 0)², not max(d - margin, 0)²)",
+            (pos + y * (margin - d).pow(2)).mean(),
+        ),
+        (
+            "the [B,1] label broadcast against [B] distances gives a [B,B] matrix: flatten the label "
+            "(label.view(-1)) or keep the distance as [B, 1] (keepdim=True)",
+            ((1 - y[:, None]) * d2[None, :] + y[:, None] * hinge.pow(2)[None, :]).mean(),
+        ),
+        (
+            "a factor 1/2 too much: this course uses (1 - y) d² + y max(m - d, 0)² without the 1/2",
+            0.5 * (pos + neg).mean(),
+        ),
+        (
+            "the margin argument is ignored (2.0 used instead)",
+            ((1 - y) * d2 + y * torch.clamp(2.0 - d, min=0).pow(2)).mean(),
+        ),
     ]
     return [(message, float(value)) for message, value in mistakes]
 
 
 @judge_only
-def allowed_error(out1: torch.Tensor, out2: torch.Tensor, expected: float, margin: float, dtype: torch.dtype) -> float:
+def allowed_error(
+    out1: torch.Tensor, out2: torch.Tensor, expected: float, margin: float, dtype: torch.dtype
+) -> float:
     """Tolerance: the dtype's rounding plus the effect of ``F.pairwise_distance``'s eps on d."""
     rtol, atol = tolerance(dtype)
     d = (out1.detach().double() - out2.detach().double()).pow(2).sum(1).sqrt()
@@ -85,7 +108,9 @@ def allowed_error(out1: torch.Tensor, out2: torch.Tensor, expected: float, margi
     return atol + rtol * abs(expected) + eps_effect
 
 
-def _call(loss_fn: Any, out1: torch.Tensor, out2: torch.Tensor, label: torch.Tensor, margin: float | None) -> Any:
+def _call(
+    loss_fn: Any, out1: torch.Tensor, out2: torch.Tensor, label: torch.Tensor, margin: float | None
+) -> Any:
     what = f"contrastive_loss(out1, out2, label{'' if margin is None else f', margin={margin:g}'})"
     if margin is None:
         return run_student(EXERCISE, what, loss_fn, out1, out2, label)
@@ -93,28 +118,50 @@ def _call(loss_fn: Any, out1: torch.Tensor, out2: torch.Tensor, label: torch.Ten
 
 
 def _input_text(out1: torch.Tensor, out2: torch.Tensor, label: torch.Tensor, margin: float | None) -> str:
-    return (f"out1 = {describe(out1)}; out2 = {describe(out2)}; label = {describe(label)}; "
-            f"margin = {2.0 if margin is None else margin:g}")
+    return (
+        f"out1 = {describe(out1)}; out2 = {describe(out2)}; label = {describe(label)}; "
+        f"margin = {2.0 if margin is None else margin:g}"
+    )
 
 
-def _scalar(result: Any, out1: torch.Tensor, out2: torch.Tensor, label: torch.Tensor, margin: float | None) -> float:
+def _scalar(
+    result: Any, out1: torch.Tensor, out2: torch.Tensor, label: torch.Tensor, margin: float | None
+) -> float:
     """The loss as a float, after checking it is a one-element tensor."""
     where = _input_text(out1, out2, label, margin)
     batch = out1.shape[0]
     if not isinstance(result, torch.Tensor):
-        fail("contrastive_loss returns a tensor", input=where, expected="a 0-d tensor", got=type_name(result),
-             hint="do not call .item(), float() or NumPy inside the loss: backward() needs the tensor")
+        fail(
+            "contrastive_loss returns a tensor",
+            input=where,
+            expected="a 0-d tensor",
+            got=type_name(result),
+            hint="do not call .item(), float() or NumPy inside the loss: backward() needs the tensor",
+        )
     if result.numel() != 1:
         hint = "take the mean over the batch (.mean())"
         if tuple(result.shape) == (batch, batch) and batch > 1:
             hint = "the [B,1] label broadcast against [B] distances gives a [B,B] matrix: flatten the label (label.view(-1))"
-        fail("contrastive_loss returns a single number (the mean over the batch)", input=where,
-             expected="a 0-d tensor", got=f"shape {list(result.shape)}", hint=hint)
+        fail(
+            "contrastive_loss returns a single number (the mean over the batch)",
+            input=where,
+            expected="a 0-d tensor",
+            got=f"shape {list(result.shape)}",
+            hint=hint,
+        )
     return float(result.detach().double().reshape(-1)[0])
 
 
-def _check_value(loss_fn: Any, out1: torch.Tensor, out2: torch.Tensor, label: torch.Tensor, margin: float | None,
-                 title: str, what: str, suspect: str = "") -> None:
+def _check_value(
+    loss_fn: Any,
+    out1: torch.Tensor,
+    out2: torch.Tensor,
+    label: torch.Tensor,
+    margin: float | None,
+    title: str,
+    what: str,
+    suspect: str = "",
+) -> None:
     """The loss on one input equals the plain loop's value; ``title`` names the property under test.
 
     ``suspect`` names the mistake to name first when several fit the value (the one this input is built for).
@@ -127,52 +174,86 @@ def _check_value(loss_fn: Any, out1: torch.Tensor, out2: torch.Tensor, label: to
     allowed = allowed_error(out1, out2, expected, m, out1.dtype)
     if math.isfinite(value) and abs(value - expected) <= allowed:
         return
-    fail(f"{title} ({what})", input=_input_text(out1, out2, label, margin),
-         expected=f"{expected:.6g} (mean of (1 - y)·d² + y·max(margin - d, 0)²)", got=f"{value:.6g}",
-         hint=_likely_mistake(value, expected, allowed, out1, out2, label, m, suspect))
+    fail(
+        f"{title} ({what})",
+        input=_input_text(out1, out2, label, margin),
+        expected=f"{expected:.6g} (mean of (1 - y)·d² + y·max(margin - d, 0)²)",
+        got=f"{value:.6g}",
+        hint=_likely_mistake(value, expected, allowed, out1, out2, label, m, suspect),
+    )
 
 
 @judge_only
-def _likely_mistake(value: float, expected: float, allowed: float, out1: torch.Tensor, out2: torch.Tensor,
-                    label: torch.Tensor, margin: float, suspect: str = "") -> str | None:
+def _likely_mistake(
+    value: float,
+    expected: float,
+    allowed: float,
+    out1: torch.Tensor,
+    out2: torch.Tensor,
+    label: torch.Tensor,
+    margin: float,
+    suspect: str = "",
+) -> str | None:
     """The usual mistake that gives ``value`` on this input (``suspect`` first), if one does."""
     mistakes = sorted(_mistakes(out1, out2, label, margin), key=lambda mistake: suspect not in mistake[0])
     for message, candidate in mistakes:
-        if abs(candidate - expected) > 10 * allowed and abs(candidate - value) <= max(allowed, 1e-4 * abs(candidate)):
+        if abs(candidate - expected) > 10 * allowed and abs(candidate - value) <= max(
+            allowed, 1e-4 * abs(candidate)
+        ):
             if "broadcast" in message and label.dim() != 2:
-                return ("the label [B] broadcast against [B, 1] distances gives a [B,B] matrix: "
-                        "use distances of shape [B] (no keepdim) or reshape the label to match")
+                return (
+                    "the label [B] broadcast against [B, 1] distances gives a [B,B] matrix: "
+                    "use distances of shape [B] (no keepdim) or reshape the label to match"
+                )
             return message
     if not math.isfinite(value):
         return "the loss is not a finite number"
-    if abs(value) <= allowed < expected:  # the pairs cost nothing at all: the term their label selects is wrong
+    if (
+        abs(value) <= allowed < expected
+    ):  # the pairs cost nothing at all: the term their label selects is wrong
         y = label.reshape(-1)
         return INSIDE if bool((y == 1).all()) else SAME_FREE if bool((y == 0).all()) else None
     return None
 
 
-INSIDE = ("a different-class pair inside the margin costs nothing: the second term is max(margin - d, 0)² "
-          "(margin - d, not d - margin), selected by y = 1")
+INSIDE = (
+    "a different-class pair inside the margin costs nothing: the second term is max(margin - d, 0)² "
+    "(margin - d, not d - margin), selected by y = 1"
+)
 SAME_FREE = "same-class pairs cost nothing: the first term is (1 - y)·d², selected by y = 0"
 
 
-def _check_positive(loss_fn: Any, out1: torch.Tensor, out2: torch.Tensor, label: torch.Tensor, margin: float | None,
-                    title: str, what: str, hint: str = INSIDE) -> None:
+def _check_positive(
+    loss_fn: Any,
+    out1: torch.Tensor,
+    out2: torch.Tensor,
+    label: torch.Tensor,
+    margin: float | None,
+    title: str,
+    what: str,
+    hint: str = INSIDE,
+) -> None:
     """The loss on one input is above 0: a guard that a loss which returns 0 everywhere cannot pass a check of zeros."""
     value = _scalar(_call(loss_fn, out1, out2, label, margin), out1, out2, label, margin)
     if probing():
         return
     if not (math.isfinite(value) and value > 0):
-        fail(f"{title} ({what})", input=_input_text(out1, out2, label, margin), expected="a loss above 0",
-             got=f"{value:.6g}", hint=hint)
+        fail(
+            f"{title} ({what})",
+            input=_input_text(out1, out2, label, margin),
+            expected="a loss above 0",
+            got=f"{value:.6g}",
+            hint=hint,
+        )
 
 
 def _t(rows: list[list[float]], dtype: torch.dtype = torch.float32) -> torch.Tensor:
     return torch.tensor(rows, dtype=dtype)
 
 
-def _pairs_at(generator: torch.Generator, distances: list[float], dim: int,
-              dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
+def _pairs_at(
+    generator: torch.Generator, distances: list[float], dim: int, dtype: torch.dtype = torch.float32
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Random pairs of ``dim``-d embeddings whose distances are exactly ``distances`` (up to rounding)."""
     out1 = torch.randn(len(distances), dim, generator=generator, dtype=torch.float64)
     direction = torch.randn(len(distances), dim, generator=generator, dtype=torch.float64)
@@ -199,17 +280,25 @@ def check_loss_similar_pairs(contrastive_loss: Any, hidden: bool = False) -> Non
     generator = generator_for(9)
     # d = 0, √2 and 5: a square, a square root and the mean are all visible in the result.
     out1, out2 = _t([[0.0, 0.0], [1.0, 0.0], [0.0, 0.0]]), _t([[0.0, 0.0], [0.0, 1.0], [3.0, 4.0]])
-    _check_value(contrastive_loss, out1, out2, _column(0.0, 3), None, SAME, "hand-built 2-D pairs at d = 0, √2, 5")
+    _check_value(
+        contrastive_loss, out1, out2, _column(0.0, 3), None, SAME, "hand-built 2-D pairs at d = 0, √2, 5"
+    )
     a, b = _pairs_at(generator, _uniform(generator, 8, 0.2, 3.0), 16)
     _check_value(contrastive_loss, a, b, _column(0.0, 8), None, SAME, "random 16-d pairs")
     if hidden:
         a, b = _pairs_at(generator, _uniform(generator, 7, 0.1, 4.0), 8, torch.float64)
         _check_value(contrastive_loss, a, b, _column(0.0, 7, torch.float64), None, SAME, "float64 pairs")
         a, b = _pairs_at(generator, _uniform(generator, 64, 0.0, 2.5), 256)
-        _check_value(contrastive_loss, a, b, _column(0.0, 64), 1.5, SAME, "a batch of 64 256-d pairs, margin=1.5")
+        _check_value(
+            contrastive_loss, a, b, _column(0.0, 64), 1.5, SAME, "a batch of 64 256-d pairs, margin=1.5"
+        )
         a, b = _pairs_at(generator, [1.7], 3)
-        _check_value(contrastive_loss, a, b, torch.zeros(1, dtype=torch.long), None, SAME, "one pair, integer label")
-    passed("contrastive_loss: same-class pairs cost the mean of d²" + (" [with hidden cases]" if hidden else ""))
+        _check_value(
+            contrastive_loss, a, b, torch.zeros(1, dtype=torch.long), None, SAME, "one pair, integer label"
+        )
+    passed(
+        "contrastive_loss: same-class pairs cost the mean of d²" + (" [with hidden cases]" if hidden else "")
+    )
 
 
 HINGE = "different-class pairs inside the margin cost the mean of (margin - d)²"
@@ -221,7 +310,9 @@ def check_loss_hinge(contrastive_loss: Any, hidden: bool = False) -> None:
     generator = generator_for(10)
     # d = 0, 0.5 and 1.5 with the default margin 2: the squared hinge gives (4 + 2.25 + 0.25) / 3.
     out1, out2 = _t([[0.0, 0.0], [0.0, 0.0], [1.0, 1.0]]), _t([[0.0, 0.0], [0.5, 0.0], [1.0, -0.5]])
-    _check_value(contrastive_loss, out1, out2, _column(1.0, 3), None, HINGE, "hand-built 2-D pairs at d = 0, 0.5, 1.5")
+    _check_value(
+        contrastive_loss, out1, out2, _column(1.0, 3), None, HINGE, "hand-built 2-D pairs at d = 0, 0.5, 1.5"
+    )
     a, b = _pairs_at(generator, _uniform(generator, 8, 0.1, 1.9), 16)
     _check_value(contrastive_loss, a, b, _column(1.0, 8), None, HINGE, "random 16-d pairs, margin 2")
     _check_mixed_mean(contrastive_loss, generator)
@@ -231,9 +322,13 @@ def check_loss_hinge(contrastive_loss: Any, hidden: bool = False) -> None:
         a, b = _pairs_at(generator, _uniform(generator, 64, 0.5, 1.9), 256)
         _check_value(contrastive_loss, a, b, _column(1.0, 64), None, HINGE, "a batch of 64 256-d pairs")
         a, b = _pairs_at(generator, [0.8], 3)
-        _check_value(contrastive_loss, a, b, torch.ones(1, dtype=torch.long), None, HINGE, "one pair, integer label")
-    passed("contrastive_loss: different-class pairs inside the margin cost the mean of (margin - d)²"
-           + (" [with hidden cases]" if hidden else ""))
+        _check_value(
+            contrastive_loss, a, b, torch.ones(1, dtype=torch.long), None, HINGE, "one pair, integer label"
+        )
+    passed(
+        "contrastive_loss: different-class pairs inside the margin cost the mean of (margin - d)²"
+        + (" [with hidden cases]" if hidden else "")
+    )
 
 
 def _check_mixed_mean(loss_fn: Any, generator: torch.Generator) -> None:
@@ -254,10 +349,13 @@ def _check_mixed_mean(loss_fn: Any, generator: torch.Generator) -> None:
     if any(math.isfinite(v) and abs(v - expected) <= allowed for v in values):
         return
     hint = _likely_mistake(values[1], expected, allowed, a, b, label.reshape(-1, 1), 2.0)
-    fail(f"{HINGE} (mixed with same-class pairs at d = 0: the mean is over all {len(label)} pairs)",
-         input=_input_text(a, b, label, None), expected=f"{expected:.6g}",
-         got=f"{values[0]:.6g} with label [B], {values[1]:.6g} with label [B, 1]",
-         hint=hint or "average over the whole batch, both kinds of pairs together (not each kind apart)")
+    fail(
+        f"{HINGE} (mixed with same-class pairs at d = 0: the mean is over all {len(label)} pairs)",
+        input=_input_text(a, b, label, None),
+        expected=f"{expected:.6g}",
+        got=f"{values[0]:.6g} with label [B], {values[1]:.6g} with label [B, 1]",
+        hint=hint or "average over the whole batch, both kinds of pairs together (not each kind apart)",
+    )
 
 
 BEYOND = "different-class pairs farther apart than the margin cost nothing"
@@ -272,14 +370,24 @@ def check_loss_beyond_margin(contrastive_loss: Any, hidden: bool = False) -> Non
     a, b = _pairs_at(generator, _uniform(generator, 8, 2.2, 6.0), 16)
     _check_value(contrastive_loss, a, b, _column(1.0, 8), None, BEYOND, "random 16-d pairs at 2.2 < d < 6")
     a, b = _pairs_at(generator, [1.0], 4)
-    _check_positive(contrastive_loss, a, b, _column(1.0, 1), None, "a different-class pair inside the margin costs "
-                    "more than 0", "one pair at d = 1")
+    _check_positive(
+        contrastive_loss,
+        a,
+        b,
+        _column(1.0, 1),
+        None,
+        "a different-class pair inside the margin costs more than 0",
+        "one pair at d = 1",
+    )
     if hidden:
         a, b = _pairs_at(generator, _uniform(generator, 6, 2.05, 10.0), 5, torch.float64)
         _check_value(contrastive_loss, a, b, _column(1.0, 6, torch.float64), None, BEYOND, "float64 pairs")
         a, b = _pairs_at(generator, [2.5], 3)
         _check_value(contrastive_loss, a, b, torch.ones(1), None, BEYOND, "one pair at d = 2.5, label [1]")
-    passed("contrastive_loss: different-class pairs beyond the margin cost nothing" + (" [with hidden cases]" if hidden else ""))
+    passed(
+        "contrastive_loss: different-class pairs beyond the margin cost nothing"
+        + (" [with hidden cases]" if hidden else "")
+    )
 
 
 MARGIN = "the loss honours the margin argument"
@@ -292,7 +400,9 @@ def _margin_case(loss_fn: Any, generator: torch.Generator, distance: float, marg
     a, b = _pairs_at(generator, [distance], 3)
     label, what = _column(1.0, 1), f"one different-class pair at d = {distance:g}, margin={margin:g}"
     if distance == margin:
-        _check_value(loss_fn, a, b, label, margin, MARGIN, what + " (exactly at the margin)", suspect="margin argument")
+        _check_value(
+            loss_fn, a, b, label, margin, MARGIN, what + " (exactly at the margin)", suspect="margin argument"
+        )
     else:
         _check_positive(loss_fn, a, b, label, margin, MARGIN, what + " (inside this margin, beyond 2)")
 
@@ -306,43 +416,73 @@ def check_loss_margin_argument(contrastive_loss: Any, hidden: bool = False) -> N
     if hidden:
         for distance, margin in ((1.25, 1.25), (1.75, 1.75), (2.5, 8.0)):
             _margin_case(contrastive_loss, generator, distance, margin)
-    passed("contrastive_loss: the margin argument is honoured (margins 1, 1.5 and 5)" + (" [with hidden cases]" if hidden else ""))
+    passed(
+        "contrastive_loss: the margin argument is honoured (margins 1, 1.5 and 5)"
+        + (" [with hidden cases]" if hidden else "")
+    )
 
 
-def _check_shape_case(loss_fn: Any, out1: torch.Tensor, out2: torch.Tensor, label: torch.Tensor, what: str) -> None:
+def _check_shape_case(
+    loss_fn: Any, out1: torch.Tensor, out2: torch.Tensor, label: torch.Tensor, what: str
+) -> None:
     """One label form: the result is a 0-d float tensor of the right value."""
     result = _call(loss_fn, out1, out2, label, None)
     where = f"{what}: " + _input_text(out1, out2, label, None)
     if not isinstance(result, torch.Tensor):
-        fail("contrastive_loss returns a tensor", input=where, expected="a 0-d tensor", got=type_name(result),
-             hint="do not call .item() or float() inside the loss: backward() needs the tensor")
+        fail(
+            "contrastive_loss returns a tensor",
+            input=where,
+            expected="a 0-d tensor",
+            got=type_name(result),
+            hint="do not call .item() or float() inside the loss: backward() needs the tensor",
+        )
     if result.dim() != 0:
         hint = None
         if result.dim() == 2 and tuple(result.shape) == (out1.shape[0],) * 2:
-            hint = ("the [B,1] label broadcast against [B] distances gives a [B,B] matrix (or a [B] label against "
-                    "[B, 1] distances): bring label and distances to the same shape, e.g. label.view(-1)")
+            hint = (
+                "the [B,1] label broadcast against [B] distances gives a [B,B] matrix (or a [B] label against "
+                "[B, 1] distances): bring label and distances to the same shape, e.g. label.view(-1)"
+            )
         elif result.numel() == 1:
             hint = "the mean of a [B, 1] tensor with keepdim, or a [1]-shaped result: return a 0-d tensor (.mean() of a [B] tensor)"
         elif result.numel() == out1.shape[0]:
             hint = "take the mean over the batch (.mean())"
-        fail("contrastive_loss returns a 0-d tensor (a scalar)", input=where, expected="shape []",
-             got=f"shape {list(result.shape)}", hint=hint)
+        fail(
+            "contrastive_loss returns a 0-d tensor (a scalar)",
+            input=where,
+            expected="shape []",
+            got=f"shape {list(result.shape)}",
+            hint=hint,
+        )
     if not result.dtype.is_floating_point:
-        fail("the loss is a floating-point tensor", input=where, expected="a float dtype", got=str(result.dtype))
+        fail(
+            "the loss is a floating-point tensor",
+            input=where,
+            expected="a float dtype",
+            got=str(result.dtype),
+        )
     value = float(result.detach().double())
     if probing():
         return
     expected = loop_loss(out1, out2, label)
     allowed = allowed_error(out1, out2, expected, 2.0, out1.dtype)
     if abs(value - expected) > allowed:
-        hint = _likely_mistake(value, expected, allowed, out1, out2, label.reshape(-1, 1), 2.0, suspect="broadcast")
-        fail("labels of shape [B] and [B, 1] give the same loss", input=where, expected=f"{expected:.6g}",
-             got=f"{value:.6g}", hint=hint or "read the label as one value per pair, whatever its shape "
-                                              "([B], [B, 1], float or integer)")
+        hint = _likely_mistake(
+            value, expected, allowed, out1, out2, label.reshape(-1, 1), 2.0, suspect="broadcast"
+        )
+        fail(
+            "labels of shape [B] and [B, 1] give the same loss",
+            input=where,
+            expected=f"{expected:.6g}",
+            got=f"{value:.6g}",
+            hint=hint
+            or "read the label as one value per pair, whatever its shape ([B], [B, 1], float or integer)",
+        )
 
 
-def _label_shape_pairs(generator: torch.Generator, same: int, different: int, dim: int,
-                       dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _label_shape_pairs(
+    generator: torch.Generator, same: int, different: int, dim: int, dtype: torch.dtype
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Same-class pairs at d = 0 and different-class pairs at d = 2, shuffled, with labels of shape [B].
 
     Every pair then costs 0 whatever squares or clamps the formula has, while a [B, B] broadcast
@@ -360,18 +500,37 @@ def check_loss_label_shapes(contrastive_loss: Any, hidden: bool = False) -> None
     generator = generator_for(13)
     cases = [(2, 2, 3, torch.float32, "a batch of 4")]
     if hidden:
-        cases += [(3, 6, 7, torch.float32, "a batch of 9"), (1, 4, 2, torch.float64, "a batch of 5 in float64")]
+        cases += [
+            (3, 6, 7, torch.float32, "a batch of 9"),
+            (1, 4, 2, torch.float64, "a batch of 5 in float64"),
+        ]
     for same, different, dim, dtype, what in cases:
         a, b, label = _label_shape_pairs(generator, same, different, dim, dtype)
-        for form, y in (("label [B]", label), ("label [B, 1]", label.reshape(-1, 1)), ("integer label [B]", label.long())):
+        for form, y in (
+            ("label [B]", label),
+            ("label [B, 1]", label.reshape(-1, 1)),
+            ("integer label [B]", label.long()),
+        ):
             _check_shape_case(contrastive_loss, a, b, y, f"{what}, {form}")
     a, b = _pairs_at(generator, [0.0], 3)
-    _check_shape_case(contrastive_loss, a, b, torch.zeros(1, 1), "a batch of one same-class pair at d = 0, label [1, 1]")
+    _check_shape_case(
+        contrastive_loss, a, b, torch.zeros(1, 1), "a batch of one same-class pair at d = 0, label [1, 1]"
+    )
     a, b = _pairs_at(generator, [1.0], 3)
-    _check_positive(contrastive_loss, a, b, torch.zeros(1), None, "the label is read", "a same-class pair at d = 1, label [1]",
-                    hint=SAME_FREE)
-    passed("contrastive_loss: a 0-d tensor, the same for labels [B], [B, 1] and integer, also for a batch of one"
-           + (" [with hidden cases]" if hidden else ""))
+    _check_positive(
+        contrastive_loss,
+        a,
+        b,
+        torch.zeros(1),
+        None,
+        "the label is read",
+        "a same-class pair at d = 1, label [1]",
+        hint=SAME_FREE,
+    )
+    passed(
+        "contrastive_loss: a 0-d tensor, the same for labels [B], [B, 1] and integer, also for a batch of one"
+        + (" [with hidden cases]" if hidden else "")
+    )
 
 
 @check
@@ -386,10 +545,17 @@ def check_loss_label_count(contrastive_loss: Any, hidden: bool = False) -> None:
         what = f"contrastive_loss(out1, out2, label) with label of shape {shape} for B = 3 pairs"
         outcome = run_student_expecting(ValueError, EXERCISE, what, contrastive_loss, a, b, label)
         if outcome is not None:
-            fail("a label that does not hold one value per pair raises ValueError", input=what,
-                 expected="ValueError", got=outcome,
-                 hint="compare label.numel() with out1.shape[0] and `raise ValueError(...)` when they differ")
-    passed("contrastive_loss: a label without one value per pair raises ValueError" + (" [with hidden cases]" if hidden else ""))
+            fail(
+                "a label that does not hold one value per pair raises ValueError",
+                input=what,
+                expected="ValueError",
+                got=outcome,
+                hint="compare label.numel() with out1.shape[0] and `raise ValueError(...)` when they differ",
+            )
+    passed(
+        "contrastive_loss: a label without one value per pair raises ValueError"
+        + (" [with hidden cases]" if hidden else "")
+    )
 
 
 def _backward(loss: torch.Tensor, out1: torch.Tensor, out2: torch.Tensor) -> tuple[Any, Any]:
@@ -398,16 +564,22 @@ def _backward(loss: torch.Tensor, out1: torch.Tensor, out2: torch.Tensor) -> tup
     return out1.grad, out2.grad
 
 
-def _gradient_case(loss_fn: Any, out1: torch.Tensor, out2: torch.Tensor, label: torch.Tensor, what: str) -> None:
+def _gradient_case(
+    loss_fn: Any, out1: torch.Tensor, out2: torch.Tensor, label: torch.Tensor, what: str
+) -> None:
     """Both gradients exist, are opposite, and pull a same-class pair together or push a different-class pair apart."""
     a, b = out1.clone().requires_grad_(True), out2.clone().requires_grad_(True)
     where = f"{what}: " + _input_text(out1, out2, label, None)
     result = _call(loss_fn, a, b, label, None)
     _scalar(result, out1, out2, label, None)
     if not result.requires_grad:
-        fail("the loss can be differentiated with respect to the embeddings", input=where,
-             expected="a tensor with requires_grad=True", got="a tensor without gradient",
-             hint="the loss is not connected to out1/out2: no .item(), .detach(), torch.tensor(...) or NumPy inside")
+        fail(
+            "the loss can be differentiated with respect to the embeddings",
+            input=where,
+            expected="a tensor with requires_grad=True",
+            got="a tensor without gradient",
+            hint="the loss is not connected to out1/out2: no .item(), .detach(), torch.tensor(...) or NumPy inside",
+        )
     grads = run_student(EXERCISE, "loss.backward()", _backward, result, a, b)
     if probing():
         return
@@ -415,26 +587,44 @@ def _gradient_case(loss_fn: Any, out1: torch.Tensor, out2: torch.Tensor, label: 
 
 
 @judge_only
-def _judge_gradients(grads: tuple[Any, Any], out1: torch.Tensor, out2: torch.Tensor, label: torch.Tensor,
-                     where: str) -> None:
+def _judge_gradients(
+    grads: tuple[Any, Any], out1: torch.Tensor, out2: torch.Tensor, label: torch.Tensor, where: str
+) -> None:
     """Scale-free: each pair's gradient on out1 is a positive multiple of ±(out1 - out2), and out2's is its opposite."""
-    sign = 1.0 if float(label.reshape(-1)[0]) == 0 else -1.0  # same class: pull together; different: push apart
+    sign = (
+        1.0 if float(label.reshape(-1)[0]) == 0 else -1.0
+    )  # same class: pull together; different: push apart
     want = sign * (out1 - out2).double()
     for name, got in (("out1", grads[0]), ("out2", grads[1])):
         if not isinstance(got, torch.Tensor):
-            fail(f"the gradient reaches {name}", input=where, expected=f"a tensor of shape {list(out1.shape)}",
-                 got="None", hint="the loss is not connected to the embeddings: no .item(), .detach() or NumPy inside")
+            fail(
+                f"the gradient reaches {name}",
+                input=where,
+                expected=f"a tensor of shape {list(out1.shape)}",
+                got="None",
+                hint="the loss is not connected to the embeddings: no .item(), .detach() or NumPy inside",
+            )
     g1, g2 = grads[0].double(), grads[1].double()
     cosine = torch.nn.functional.cosine_similarity(g1, want, dim=1, eps=1e-30)
     direction = "towards each other" if sign > 0 else "away from each other"
     if not bool(torch.isfinite(g1).all()) or bool((cosine < 1 - 1e-4).any()):
-        fail(f"the gradient moves each pair {direction}", input=where,
-             expected=f"∂loss/∂out1 a positive multiple of {'+' if sign > 0 else '-'}(out1 - out2) for every pair",
-             got=describe(grads[0]), hint="check the sign of each term and which label selects it (0 = same class)")
-    if not bool(torch.isfinite(g2).all()) or float((g1 + g2).abs().max()) > 1e-6 * max(1.0, float(g1.abs().max())):
-        fail("the gradients on out1 and out2 are opposite (the loss depends only on out1 - out2)", input=where,
-             expected=describe(-grads[0]), got=describe(grads[1]),
-             hint="compute d from out1 - out2 only (e.g. F.pairwise_distance(out1, out2)), the same way for both")
+        fail(
+            f"the gradient moves each pair {direction}",
+            input=where,
+            expected=f"∂loss/∂out1 a positive multiple of {'+' if sign > 0 else '-'}(out1 - out2) for every pair",
+            got=describe(grads[0]),
+            hint="check the sign of each term and which label selects it (0 = same class)",
+        )
+    if not bool(torch.isfinite(g2).all()) or float((g1 + g2).abs().max()) > 1e-6 * max(
+        1.0, float(g1.abs().max())
+    ):
+        fail(
+            "the gradients on out1 and out2 are opposite (the loss depends only on out1 - out2)",
+            input=where,
+            expected=describe(-grads[0]),
+            got=describe(grads[1]),
+            hint="compute d from out1 - out2 only (e.g. F.pairwise_distance(out1, out2)), the same way for both",
+        )
 
 
 @check
@@ -450,15 +640,19 @@ def check_loss_gradients(contrastive_loss: Any, hidden: bool = False) -> None:
         a, b = _pairs_at(generator, _uniform(generator, batch, 0.3, 1.3), dim, torch.float64)
         kind = "same-class" if y == 0 else "different-class"
         _gradient_case(contrastive_loss, a, b, _column(y, batch), f"{batch} {kind} pairs in float64")
-    passed("contrastive_loss: gradients reach both embeddings, pull same-class pairs together and push close "
-           "different-class pairs apart" + (" [with hidden cases]" if hidden else ""))
+    passed(
+        "contrastive_loss: gradients reach both embeddings, pull same-class pairs together and push close "
+        "different-class pairs apart" + (" [with hidden cases]" if hidden else "")
+    )
 
 
 AT_ZERO = "the gradients stay finite when two embeddings coincide (d = 0)"
-SQRT_AT_ZERO = ("a bare square root at d = 0: the derivative of sqrt(x) at x = 0 is infinite, and 0 · ∞ gives NaN. "
-                "Identical embeddings happen in training (an image paired with itself, two all-zero embeddings after "
-                "the final ReLU) and one NaN step turns every weight into NaN: use F.pairwise_distance (its eps), "
-                "torch.linalg.vector_norm (gradient 0 at 0) or sqrt(sum + eps)")
+SQRT_AT_ZERO = (
+    "a bare square root at d = 0: the derivative of sqrt(x) at x = 0 is infinite, and 0 · ∞ gives NaN. "
+    "Identical embeddings happen in training (an image paired with itself, two all-zero embeddings after "
+    "the final ReLU) and one NaN step turns every weight into NaN: use F.pairwise_distance (its eps), "
+    "torch.linalg.vector_norm (gradient 0 at 0) or sqrt(sum + eps)"
+)
 
 
 def _zero_case(loss_fn: Any, generator: torch.Generator, y: float, count: int, dim: int) -> None:
@@ -468,14 +662,21 @@ def _zero_case(loss_fn: Any, generator: torch.Generator, y: float, count: int, d
     out1, out2 = _pairs_at(generator, [distances[i] for i in order], dim, torch.float64)
     label = _column(y, 2 * count, torch.float64)
     kind = "same-class" if y == 0 else "different-class"
-    where = (f"{2 * count} {kind} pairs in float64, rows {sorted(k for k, i in enumerate(order) if i < count)} "
-             f"identical (d = 0): " + _input_text(out1, out2, label, None))
+    where = (
+        f"{2 * count} {kind} pairs in float64, rows {sorted(k for k, i in enumerate(order) if i < count)} "
+        f"identical (d = 0): " + _input_text(out1, out2, label, None)
+    )
     a, b = out1.clone().requires_grad_(True), out2.clone().requires_grad_(True)
     result = _call(loss_fn, a, b, label, None)
     _scalar(result, out1, out2, label, None)
     if not result.requires_grad:
-        fail(AT_ZERO, input=where, expected="a tensor with requires_grad=True", got="a tensor without gradient",
-             hint="the loss is not connected to out1/out2: no .item(), .detach(), torch.tensor(...) or NumPy inside")
+        fail(
+            AT_ZERO,
+            input=where,
+            expected="a tensor with requires_grad=True",
+            got="a tensor without gradient",
+            hint="the loss is not connected to out1/out2: no .item(), .detach(), torch.tensor(...) or NumPy inside",
+        )
     grads = run_student(EXERCISE, "loss.backward()", _backward, result, a, b)
     if probing():
         return
@@ -483,24 +684,40 @@ def _zero_case(loss_fn: Any, generator: torch.Generator, y: float, count: int, d
 
 
 @judge_only
-def _judge_finite(grads: tuple[Any, Any], out1: torch.Tensor, out2: torch.Tensor, where: str, guard: bool) -> None:
+def _judge_finite(
+    grads: tuple[Any, Any], out1: torch.Tensor, out2: torch.Tensor, where: str, guard: bool
+) -> None:
     """Every gradient is finite; with ``guard``, same-class pairs apart get one (so a constant loss cannot pass).
 
     Only same-class pairs guard: their d² term pulls at every d > 0, whatever the hinge does.
     """
     for name, got in (("out1", grads[0]), ("out2", grads[1])):
         if not isinstance(got, torch.Tensor):
-            fail(AT_ZERO, input=where, expected=f"a gradient on {name}", got="None",
-                 hint="the loss is not connected to the embeddings: no .item(), .detach() or NumPy inside")
+            fail(
+                AT_ZERO,
+                input=where,
+                expected=f"a gradient on {name}",
+                got="None",
+                hint="the loss is not connected to the embeddings: no .item(), .detach() or NumPy inside",
+            )
         if not bool(torch.isfinite(got).all()):
             bad = sorted({int(row) for row in (~torch.isfinite(got)).nonzero()[:, 0]})
-            fail(AT_ZERO, input=where, expected=f"finite values in ∂loss/∂{name}",
-                 got=f"non-finite values in rows {bad}: {describe(got)}", hint=SQRT_AT_ZERO)
+            fail(
+                AT_ZERO,
+                input=where,
+                expected=f"finite values in ∂loss/∂{name}",
+                got=f"non-finite values in rows {bad}: {describe(got)}",
+                hint=SQRT_AT_ZERO,
+            )
     apart = (out1 - out2).double().norm(dim=1) > 0
     if guard and float(grads[0].double()[apart].abs().max()) == 0.0:
-        fail(AT_ZERO + ", and the pairs that are apart get a gradient", input=where,
-             expected="∂loss/∂out1 not 0 for the same-class pairs at 0.3 < d < 1.3", got=describe(grads[0]),
-             hint="the loss does not depend on the embeddings: compute it from the distances d")
+        fail(
+            AT_ZERO + ", and the pairs that are apart get a gradient",
+            input=where,
+            expected="∂loss/∂out1 not 0 for the same-class pairs at 0.3 < d < 1.3",
+            got=describe(grads[0]),
+            hint="the loss does not depend on the embeddings: compute it from the distances d",
+        )
 
 
 @check
@@ -512,8 +729,10 @@ def check_loss_gradient_at_zero(contrastive_loss: Any, hidden: bool = False) -> 
         cases += [(0.0, 4, 16), (1.0, 4, 16), (1.0, 1, 2)]
     for y, count, dim in cases:
         _zero_case(contrastive_loss, generator, y, count, dim)
-    passed("contrastive_loss: finite gradients at d = 0, for same-class and different-class pairs"
-           + (" [with hidden cases]" if hidden else ""))
+    passed(
+        "contrastive_loss: finite gradients at d = 0, for same-class and different-class pairs"
+        + (" [with hidden cases]" if hidden else "")
+    )
 
 
 # ---------------------------------------------------------------- exercise 4.2: the gradient by hand
@@ -530,12 +749,15 @@ def _without_autograd(func: Any, *args: Any, **kwargs: Any) -> Any:
     except RuntimeError as error:
         if "grad" not in str(error):
             raise
-        raise RuntimeError(f"{error} (the check runs contrastive_loss_gradient with autograd switched off: derive "
-                           "the gradient by hand, with tensor operations only)") from error
+        raise RuntimeError(
+            f"{error} (the check runs contrastive_loss_gradient with autograd switched off: derive "
+            "the gradient by hand, with tensor operations only)"
+        ) from error
 
 
-def _mixed_pairs(generator: torch.Generator, count: int, dim: int,
-                 margin: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _mixed_pairs(
+    generator: torch.Generator, count: int, dim: int, margin: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``count`` pairs of both labels in float64, different-class ones inside and beyond the margin (never at it)."""
     label = (torch.arange(count) % 2).to(torch.float64)[torch.randperm(count, generator=generator)]
     inside = _uniform(generator, count, 0.2, margin - 0.15)
@@ -555,8 +777,9 @@ def hand_gradient(out1: torch.Tensor, out2: torch.Tensor, label: torch.Tensor, m
 
 
 @judge_only
-def _gradient_mistake(got: torch.Tensor, out1: torch.Tensor, out2: torch.Tensor, label: torch.Tensor,
-                      margin: float) -> str | None:
+def _gradient_mistake(
+    got: torch.Tensor, out1: torch.Tensor, out2: torch.Tensor, label: torch.Tensor, margin: float
+) -> str | None:
     """The usual slip that gives ``got``, if one does."""
     diff, y = (out1 - out2).double(), label.double().reshape(-1, 1)
     d, batch = diff.norm(dim=1, keepdim=True), len(diff)
@@ -565,40 +788,64 @@ def _gradient_mistake(got: torch.Tensor, out1: torch.Tensor, out2: torch.Tensor,
     candidates = [
         ("the loss is the batch *mean*: divide each pair's gradient by B", right * batch),
         ("this is ∂L/∂out2 (its opposite): the exercise asks for the gradient with respect to out1", -right),
-        ("a factor 2 is missing: ∂(d²)/∂out1 = 2(out1 - out2), ∂(max(m - d, 0)²)/∂out1 = -2 max(m - d, 0) ∂d/∂out1",
-         right / 2),
-        ("labels inverted: y = 0 selects the d² term (same class), y = 1 the hinge",
-         (y * 2 * diff - (1 - y) * 2 * hinge * diff / d) / batch),
-        ("the clamp is missing: a different-class pair beyond the margin has no gradient",
-         ((1 - y) * 2 * diff - y * 2 * (margin - d) * diff / d) / batch),
-        ("∂d/∂out1 is the unit vector (out1 - out2)/d: divide by d", ((1 - y) * 2 * diff - y * 2 * hinge * diff) / batch),
-        ("the hinge's gradient has the wrong sign: it pushes a close different-class pair apart",
-         ((1 - y) * 2 * diff + y * 2 * hinge * diff / d) / batch),
+        (
+            "a factor 2 is missing: ∂(d²)/∂out1 = 2(out1 - out2), ∂(max(m - d, 0)²)/∂out1 = -2 max(m - d, 0) ∂d/∂out1",
+            right / 2,
+        ),
+        (
+            "labels inverted: y = 0 selects the d² term (same class), y = 1 the hinge",
+            (y * 2 * diff - (1 - y) * 2 * hinge * diff / d) / batch,
+        ),
+        (
+            "the clamp is missing: a different-class pair beyond the margin has no gradient",
+            ((1 - y) * 2 * diff - y * 2 * (margin - d) * diff / d) / batch,
+        ),
+        (
+            "∂d/∂out1 is the unit vector (out1 - out2)/d: divide by d",
+            ((1 - y) * 2 * diff - y * 2 * hinge * diff) / batch,
+        ),
+        (
+            "the hinge's gradient has the wrong sign: it pushes a close different-class pair apart",
+            ((1 - y) * 2 * diff + y * 2 * hinge * diff / d) / batch,
+        ),
     ]
     for message, candidate in candidates:
-        if tuple(got.shape) == tuple(candidate.shape) and float((got.double() - candidate).abs().max()) <= 1e-5 * (
-                1 + float(candidate.abs().max())):
+        if tuple(got.shape) == tuple(candidate.shape) and float(
+            (got.double() - candidate).abs().max()
+        ) <= 1e-5 * (1 + float(candidate.abs().max())):
             return message
     return None
 
 
-def _by_hand_case(gradient_fn: Any, out1: torch.Tensor, out2: torch.Tensor, label: torch.Tensor, margin: float,
-                  what: str) -> None:
+def _by_hand_case(
+    gradient_fn: Any, out1: torch.Tensor, out2: torch.Tensor, label: torch.Tensor, margin: float, what: str
+) -> None:
     call = f"contrastive_loss_gradient(out1, out2, label, margin={margin:.4g})"
-    got = run_student(GRADIENT_EXERCISE, call, _without_autograd, gradient_fn, out1, out2, label, margin=margin)
+    got = run_student(
+        GRADIENT_EXERCISE, call, _without_autograd, gradient_fn, out1, out2, label, margin=margin
+    )
     where = f"{what}: " + _input_text(out1, out2, label, margin)
     if not isinstance(got, torch.Tensor) or tuple(got.shape) != tuple(out1.shape):
-        fail(BY_HAND, input=where, expected=f"a tensor of shape {list(out1.shape)}, like out1",
-             got=type_name(got) if not isinstance(got, torch.Tensor) else f"shape {list(got.shape)}",
-             hint="one gradient row per pair: the same shape as out1")
+        fail(
+            BY_HAND,
+            input=where,
+            expected=f"a tensor of shape {list(out1.shape)}, like out1",
+            got=type_name(got) if not isinstance(got, torch.Tensor) else f"shape {list(got.shape)}",
+            hint="one gradient row per pair: the same shape as out1",
+        )
     if probing():
         return
     expected = hand_gradient(out1, out2, label, margin)
     if float((got.double() - expected).abs().max()) <= 1e-5 * (1 + float(expected.abs().max())):
         return
-    fail(BY_HAND, input=where, expected=describe(expected), got=describe(got),
-         hint=_gradient_mistake(got, out1, out2, label, margin)
-         or "work out each kind of pair apart: ∂(d²)/∂out1, then ∂(max(m - d, 0)²)/∂out1 with ∂d/∂out1 = (out1 - out2)/d")
+    fail(
+        BY_HAND,
+        input=where,
+        expected=describe(expected),
+        got=describe(got),
+        hint=_gradient_mistake(got, out1, out2, label, margin)
+        or "work out each kind of pair apart: ∂(d²)/∂out1, then ∂(max(m - d, 0)²)/∂out1 with ∂d/∂out1 = (out1 - out2)/d",
+    )
 
 
 @check
@@ -610,12 +857,17 @@ def check_loss_gradient_by_hand(contrastive_loss_gradient: Any, hidden: bool = F
     generator = generator_for(17)
     cases = [(6, 3, 2.0), (8, 5, 1.0 + 2.0 * float(torch.rand(1, generator=generator, dtype=torch.float64)))]
     if hidden:
-        cases += [(1, 2, 2.0), (16, 8, 0.5 + 3.0 * float(torch.rand(1, generator=generator, dtype=torch.float64)))]
+        cases += [
+            (1, 2, 2.0),
+            (16, 8, 0.5 + 3.0 * float(torch.rand(1, generator=generator, dtype=torch.float64))),
+        ]
     for count, dim, margin in cases:
         out1, out2, label = _mixed_pairs(generator, count, dim, margin)
         _by_hand_case(contrastive_loss_gradient, out1, out2, label, margin, f"{count} pairs of both kinds")
-    passed("contrastive_loss_gradient: ∂L/∂out1 by hand matches the loss's gradient for both kinds of pair"
-           + (" [with hidden cases]" if hidden else ""))
+    passed(
+        "contrastive_loss_gradient: ∂L/∂out1 by hand matches the loss's gradient for both kinds of pair"
+        + (" [with hidden cases]" if hidden else "")
+    )
 
 
 # ---------------------------------------------------------------- exercise 4.3: the numerical gradient
@@ -648,7 +900,9 @@ def _call_numerical(numerical_fn: Any, f: Any, x: torch.Tensor, h: float | None)
     return got, x.clone()
 
 
-def _numerical_case(numerical_fn: Any, generator: torch.Generator, shape: tuple[int, ...], h: float | None) -> None:
+def _numerical_case(
+    numerical_fn: Any, generator: torch.Generator, shape: tuple[int, ...], h: float | None
+) -> None:
     w = torch.randn(shape, generator=generator, dtype=torch.float64)
     a = 0.5 + 1.5 * torch.rand(shape, generator=generator, dtype=torch.float64)
     c = 0.25 + float(torch.rand(1, generator=generator, dtype=torch.float64))
@@ -656,13 +910,24 @@ def _numerical_case(numerical_fn: Any, generator: torch.Generator, shape: tuple[
     start = x.clone()
     call = f"numerical_gradient(f, x{'' if h is None else f', h={h:g}'})"
     where = f"f(x) = Σ w·sin(a·x) + {c:.4g}·(Σ x)², w = {describe(w)}, a = {describe(a)}, x = {describe(x)}"
-    got, after = run_student(NUMERICAL_EXERCISE, call, _call_numerical, numerical_fn, _smooth_function(w, a, c), x, h)
+    got, after = run_student(
+        NUMERICAL_EXERCISE, call, _call_numerical, numerical_fn, _smooth_function(w, a, c), x, h
+    )
     if not isinstance(got, torch.Tensor) or tuple(got.shape) != shape:
-        fail(NUMERICAL, input=where, expected=f"a tensor of shape {list(shape)}, like x",
-             got=type_name(got) if not isinstance(got, torch.Tensor) else f"shape {list(got.shape)}")
+        fail(
+            NUMERICAL,
+            input=where,
+            expected=f"a tensor of shape {list(shape)}, like x",
+            got=type_name(got) if not isinstance(got, torch.Tensor) else f"shape {list(got.shape)}",
+        )
     if not torch.equal(after, start):
-        fail("numerical_gradient leaves x as it was", input=where, expected=describe(start), got=describe(after),
-             hint="put each element back after its two evaluations, or work on x.clone()")
+        fail(
+            "numerical_gradient leaves x as it was",
+            input=where,
+            expected=describe(start),
+            got=describe(after),
+            hint="put each element back after its two evaluations, or work on x.clone()",
+        )
     if probing():
         return
     _judge_numerical(got, smooth_gradient(w, a, c, x), where, 1e-5 if h is None else h)
@@ -676,9 +941,17 @@ def _judge_numerical(got: torch.Tensor, exact: torch.Tensor, where: str, h: floa
         return
     hint = "perturb one element at a time by +h and -h, and divide the difference of f by 2h"
     if error <= 50 * h * (1 + float(exact.abs().max())):
-        hint = ("a one-sided difference (f(x + h) - f(x)) / h is off by O(h): the central one (f(x + h) - f(x - h)) / 2h "
-                "by O(h²) only")
-    fail(NUMERICAL, input=where, expected=describe(exact) + " (the exact gradient)", got=describe(got), hint=hint)
+        hint = (
+            "a one-sided difference (f(x + h) - f(x)) / h is off by O(h): the central one (f(x + h) - f(x - h)) / 2h "
+            "by O(h²) only"
+        )
+    fail(
+        NUMERICAL,
+        input=where,
+        expected=describe(exact) + " (the exact gradient)",
+        got=describe(got),
+        hint=hint,
+    )
 
 
 @check
@@ -690,8 +963,10 @@ def check_numerical_gradient(numerical_gradient: Any, hidden: bool = False) -> N
         cases += [((5,), 1e-3), ((1, 4), None)]
     for shape, h in cases:
         _numerical_case(numerical_gradient, generator, shape, h)
-    passed("numerical_gradient: central differences match the exact gradient, and x is left as it was"
-           + (" [with hidden cases]" if hidden else ""))
+    passed(
+        "numerical_gradient: central differences match the exact gradient, and x is left as it was"
+        + (" [with hidden cases]" if hidden else "")
+    )
 
 
 # ---------------------------------------------------------------- questions 4.4 and 4.5
@@ -706,10 +981,12 @@ def step_distance(d: float, y: int, margin: float, lr: float) -> float:
     return abs(1 - 4 * lr) * d if y == 0 else d + 4 * lr * max(margin - d, 0.0)
 
 
-STEP_WHY = ("∂L/∂out1 = 2(out1 - out2) for a same-class pair and ∂L/∂out2 is its opposite, so one step moves each "
-            "embedding 2·lr·d towards the other: d becomes |1 - 4·lr|·d (beyond lr = 0.25 they overshoot). For a "
-            "different-class pair inside the margin each moves 2·lr·(m - d) away: d becomes d + 4·lr·(m - d); beyond "
-            "the margin nothing moves")
+STEP_WHY = (
+    "∂L/∂out1 = 2(out1 - out2) for a same-class pair and ∂L/∂out2 is its opposite, so one step moves each "
+    "embedding 2·lr·d towards the other: d becomes |1 - 4·lr|·d (beyond lr = 0.25 they overshoot). For a "
+    "different-class pair inside the margin each moves 2·lr·(m - d) away: d becomes d + 4·lr·(m - d); beyond "
+    "the margin nothing moves"
+)
 
 
 @check
@@ -717,17 +994,26 @@ def check_distance_after_step(distance_after_step: Any, hidden: bool = False) ->
     """Question 4.4: the distance of a lone pair after one gradient-descent step, for parameters drawn per run."""
     g = generator_for(19)  # a short name: every parameter below is drawn from it
     margin = questions.draw(g, 1.0, 3.0)
-    cases = [(questions.draw(g, 0.5, 2.0), 0, margin, questions.draw(g, 0.01, 0.2)),
-             (questions.draw(g, 0.1, margin - 0.1), 1, margin, questions.draw(g, 0.01, 0.1)),
-             (questions.draw(g, margin + 0.1, margin + 2.0), 1, margin, questions.draw(g, 0.01, 0.2)),
-             (questions.draw(g, 0.5, 2.0), 0, margin, questions.draw(g, 0.3, 0.45))]
+    cases = [
+        (questions.draw(g, 0.5, 2.0), 0, margin, questions.draw(g, 0.01, 0.2)),
+        (questions.draw(g, 0.1, margin - 0.1), 1, margin, questions.draw(g, 0.01, 0.1)),
+        (questions.draw(g, margin + 0.1, margin + 2.0), 1, margin, questions.draw(g, 0.01, 0.2)),
+        (questions.draw(g, 0.5, 2.0), 0, margin, questions.draw(g, 0.3, 0.45)),
+    ]
     if hidden:
         cases += [(questions.draw(g, 0.1, 0.5), 1, margin, questions.draw(g, 0.1, 0.2))]
     answers = questions.answers(STEP_QUESTION, distance_after_step, "distance_after_step", cases)
     if probing():
         return
-    questions.verdict("distance_after_step", answers, cases, step_distance, STEP_WHY,
-                      "the right distance after one step, for both kinds of pair" + (" [with hidden cases]" if hidden else ""))
+    questions.verdict(
+        "distance_after_step",
+        answers,
+        cases,
+        step_distance,
+        STEP_WHY,
+        "the right distance after one step, for both kinds of pair"
+        + (" [with hidden cases]" if hidden else ""),
+    )
 
 
 @judge_only
@@ -736,18 +1022,28 @@ def collapse_value(p: float, margin: float) -> float:
     return p * margin**2
 
 
-COLLAPSE_WHY = ("when every embedding is the same point, d = 0 for every pair: a same-class pair costs d² = 0 and a "
-                "different-class pair max(m - 0, 0)² = m², so the batch mean is p·m²")
+COLLAPSE_WHY = (
+    "when every embedding is the same point, d = 0 for every pair: a same-class pair costs d² = 0 and a "
+    "different-class pair max(m - 0, 0)² = m², so the batch mean is p·m²"
+)
 
 
 @check
 def check_collapsed_loss(collapsed_loss: Any, hidden: bool = False) -> None:
     """Question 4.5: the loss of a batch whose embeddings all coincide, for parameters drawn per run."""
     generator = generator_for(20)
-    cases = [(questions.draw(generator, 0.1, 0.9), questions.draw(generator, 0.5, 3.0))
-             for _ in range(3 if not hidden else 5)]
+    cases = [
+        (questions.draw(generator, 0.1, 0.9), questions.draw(generator, 0.5, 3.0))
+        for _ in range(3 if not hidden else 5)
+    ]
     answers = questions.answers(COLLAPSE_QUESTION, collapsed_loss, "collapsed_loss", cases)
     if probing():
         return
-    questions.verdict("collapsed_loss", answers, cases, collapse_value, COLLAPSE_WHY,
-                      "the loss of a collapsed network" + (" [with hidden cases]" if hidden else ""))
+    questions.verdict(
+        "collapsed_loss",
+        answers,
+        cases,
+        collapse_value,
+        COLLAPSE_WHY,
+        "the loss of a collapsed network" + (" [with hidden cases]" if hidden else ""),
+    )

@@ -22,8 +22,21 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import syllabus
-from .report import (check, close, copy_parameters_by_order, count_parameters, describe, fail, images,
-                     max_error, parameter_shapes, passed, run_student, seed_parameters, type_name)
+from .report import (
+    check,
+    close,
+    copy_parameters_by_order,
+    count_parameters,
+    describe,
+    fail,
+    images,
+    max_error,
+    parameter_shapes,
+    passed,
+    run_student,
+    seed_parameters,
+    type_name,
+)
 from . import questions
 from .transcript import generator_for, judge_only, probing
 
@@ -34,15 +47,29 @@ HEAD_PARAMETERS = 2_622_720
 NETWORK_PARAMETERS = 3_124_480
 BACKBONE_SHAPES = sorted([[64, 1, 5, 5], [64], [128, 64, 5, 5], [128], [256, 128, 3, 3], [256]])
 HEAD_SHAPES = sorted([[1024, 2304], [1024], [256, 1024], [256]])
-NETWORK_SHAPES = [[64, 1, 5, 5], [64], [128, 64, 5, 5], [128], [256, 128, 3, 3], [256],
-                  [1024, 2304], [1024], [256, 1024], [256]]  # in the reference's order
+NETWORK_SHAPES = [
+    [64, 1, 5, 5],
+    [64],
+    [128, 64, 5, 5],
+    [128],
+    [256, 128, 3, 3],
+    [256],
+    [1024, 2304],
+    [1024],
+    [256, 1024],
+    [256],
+]  # in the reference's order
 
 
 def _make(cls: Any, exercise: str, name: str) -> nn.Module:
     net = run_student(exercise, f"{name}()", cls)
     if not isinstance(net, nn.Module):
-        fail(f"{name}() creates an nn.Module", expected="an nn.Module", got=type(net).__name__,
-             hint=f"write `class {name}(nn.Module):` and call super().__init__() first in __init__")
+        fail(
+            f"{name}() creates an nn.Module",
+            expected="an nn.Module",
+            got=type(net).__name__,
+            hint=f"write `class {name}(nn.Module):` and call super().__init__() first in __init__",
+        )
     return net
 
 
@@ -53,9 +80,15 @@ def _features(batch: int, generator: torch.Generator, dtype: torch.dtype = torch
 
 # ---------------------------------------------------------------- head
 
+
 @judge_only
-def _head_forward(x: torch.Tensor, params: list[torch.Tensor], relu1: bool = True, relu2: bool = True,
-                  channels_last: bool = False) -> torch.Tensor:
+def _head_forward(
+    x: torch.Tensor,
+    params: list[torch.Tensor],
+    relu1: bool = True,
+    relu2: bool = True,
+    channels_last: bool = False,
+) -> torch.Tensor:
     w1, b1, w2, b2 = params
     flat = x.permute(0, 2, 3, 1).flatten(1) if channels_last else x.flatten(1)
     h = F.linear(flat, w1, b1)
@@ -66,9 +99,16 @@ def _head_forward(x: torch.Tensor, params: list[torch.Tensor], relu1: bool = Tru
 
 
 def _call_head(head: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    out = run_student(HEAD_EXERCISE, f"EmbeddingHead()(features) with features of shape {list(x.shape)}", head, x)
+    out = run_student(
+        HEAD_EXERCISE, f"EmbeddingHead()(features) with features of shape {list(x.shape)}", head, x
+    )
     if not isinstance(out, torch.Tensor):
-        fail("EmbeddingHead returns one tensor", input=describe(x), expected="a tensor [B, 256]", got=type_name(out))
+        fail(
+            "EmbeddingHead returns one tensor",
+            input=describe(x),
+            expected="a tensor [B, 256]",
+            got=type_name(out),
+        )
     return out
 
 
@@ -89,15 +129,26 @@ def _compare_head(head: nn.Module, batch: int, dtype: torch.dtype, generator: to
     if tuple(out.shape) != (batch, 256):
         hint = None
         if out.dim() == 1:
-            hint = ("the batch dimension was lost (e.g. by squeeze() or view(-1)): "
-                    "flatten with x.flatten(1) or x.view(x.size(0), -1)")
+            hint = (
+                "the batch dimension was lost (e.g. by squeeze() or view(-1)): "
+                "flatten with x.flatten(1) or x.view(x.size(0), -1)"
+            )
         elif out.dim() > 2:
             hint = "flatten the features first: x.flatten(1), x.view(x.size(0), -1) or nn.Flatten()"
-        fail("EmbeddingHead maps [B, 256, 3, 3] features to [B, 256] embeddings", input=f"features of shape {list(x.shape)}",
-             expected=f"shape {[batch, 256]}", got=f"shape {list(out.shape)}", hint=hint)
+        fail(
+            "EmbeddingHead maps [B, 256, 3, 3] features to [B, 256] embeddings",
+            input=f"features of shape {list(x.shape)}",
+            expected=f"shape {[batch, 256]}",
+            got=f"shape {list(out.shape)}",
+            hint=hint,
+        )
     if out.dtype != dtype:
-        fail("the embeddings have the features' dtype", input=f"features of dtype {dtype}", expected=str(dtype),
-             got=str(out.dtype))
+        fail(
+            "the embeddings have the features' dtype",
+            input=f"features of dtype {dtype}",
+            expected=str(dtype),
+            got=str(out.dtype),
+        )
     if close(out, expected, dtype):
         return
     params = [p.detach() for p in reference.parameters()]
@@ -109,24 +160,40 @@ def _compare_head(head: nn.Module, batch: int, dtype: torch.dtype, generator: to
             hint = "forgot the last ReLU: embeddings should be non-negative (Linear(1024, 256) → ReLU)"
         elif close(out, _head_forward(x, params, relu1=False), dtype):
             hint = "missing ReLU between Linear(2304, 1024) and Linear(1024, 256)"
-    fail("EmbeddingHead computes flatten → Linear(2304, 1024) → ReLU → Linear(1024, 256) → ReLU",
-         input=f"random features {list(x.shape)} ({dtype}), random weights in your head and the reference",
-         expected=describe(expected), got=describe(out) + f" (largest difference {max_error(out, expected):.3g})",
-         hint=hint or "compare the order of your layers with flatten → Linear → ReLU → Linear → ReLU")
+    fail(
+        "EmbeddingHead computes flatten → Linear(2304, 1024) → ReLU → Linear(1024, 256) → ReLU",
+        input=f"random features {list(x.shape)} ({dtype}), random weights in your head and the reference",
+        expected=describe(expected),
+        got=describe(out) + f" (largest difference {max_error(out, expected):.3g})",
+        hint=hint or "compare the order of your layers with flatten → Linear → ReLU → Linear → ReLU",
+    )
 
 
 def _check_embedding_dim(EmbeddingHead: Any, size: int, generator: torch.Generator) -> None:
     """``EmbeddingHead(embedding_dim=size)`` gives ``[B, size]`` embeddings (exercise 3.2 builds the head this way)."""
-    head = run_student(HEAD_EXERCISE, f"EmbeddingHead(embedding_dim={size})", EmbeddingHead, embedding_dim=size)
+    head = run_student(
+        HEAD_EXERCISE, f"EmbeddingHead(embedding_dim={size})", EmbeddingHead, embedding_dim=size
+    )
     x = _features(2, generator)
     with torch.no_grad():
-        out = run_student(HEAD_EXERCISE, f"EmbeddingHead(embedding_dim={size})(features) with features of shape "
-                          f"{list(x.shape)}", head, x) if isinstance(head, nn.Module) else head
+        out = (
+            run_student(
+                HEAD_EXERCISE,
+                f"EmbeddingHead(embedding_dim={size})(features) with features of shape {list(x.shape)}",
+                head,
+                x,
+            )
+            if isinstance(head, nn.Module)
+            else head
+        )
     if not isinstance(out, torch.Tensor) or tuple(out.shape) != (2, size):
-        fail(f"EmbeddingHead(embedding_dim={size}) gives embeddings of {size} coordinates",
-             input=f"features of shape {list(x.shape)}", expected=f"shape [2, {size}]",
-             got=f"shape {list(out.shape)}" if isinstance(out, torch.Tensor) else type_name(out),
-             hint="use the embedding_dim argument for the last layer: nn.Linear(1024, embedding_dim)")
+        fail(
+            f"EmbeddingHead(embedding_dim={size}) gives embeddings of {size} coordinates",
+            input=f"features of shape {list(x.shape)}",
+            expected=f"shape [2, {size}]",
+            got=f"shape {list(out.shape)}" if isinstance(out, torch.Tensor) else type_name(out),
+            hint="use the embedding_dim argument for the last layer: nn.Linear(1024, embedding_dim)",
+        )
 
 
 @check
@@ -136,22 +203,30 @@ def check_head(EmbeddingHead: Any, hidden: bool = False) -> None:
     head = _make(EmbeddingHead, HEAD_EXERCISE, "EmbeddingHead")
     total = count_parameters(head)
     if total != HEAD_PARAMETERS or sorted(parameter_shapes(head)) != HEAD_SHAPES:
-        hint = "no parameters are registered: keep the layers as attributes or in nn.Sequential" if total == 0 else \
-            "the layers are Linear(2304, 1024) and Linear(1024, 256), both with bias"
-        fail("EmbeddingHead has 2,622,720 parameters (2304·1024 + 1024 + 1024·256 + 256)",
-             expected=f"{HEAD_PARAMETERS:,} in shapes [[1024, 2304], [1024], [256, 1024], [256]]",
-             got=f"{total:,} in shapes {parameter_shapes(head)}", hint=hint)
+        hint = (
+            "no parameters are registered: keep the layers as attributes or in nn.Sequential"
+            if total == 0
+            else "the layers are Linear(2304, 1024) and Linear(1024, 256), both with bias"
+        )
+        fail(
+            "EmbeddingHead has 2,622,720 parameters (2304·1024 + 1024 + 1024·256 + 256)",
+            expected=f"{HEAD_PARAMETERS:,} in shapes [[1024, 2304], [1024], [256, 1024], [256]]",
+            got=f"{total:,} in shapes {parameter_shapes(head)}",
+            hint=hint,
+        )
     _compare_head(head, 4, torch.float32, generator)
     _check_embedding_dim(EmbeddingHead, 64, generator)
     if hidden:
         _compare_head(head, 1, torch.float32, generator)
         _compare_head(copy.deepcopy(head).to(torch.float64), 6, torch.float64, generator)
-    passed("EmbeddingHead: [B, 256, 3, 3] → flatten → Linear(2304, 1024) → ReLU → Linear(1024, 256) → ReLU → "
-           "[B, 256]"
-           + (" [with hidden cases]" if hidden else ""))
+    passed(
+        "EmbeddingHead: [B, 256, 3, 3] → flatten → Linear(2304, 1024) → ReLU → Linear(1024, 256) → ReLU → "
+        "[B, 256]" + (" [with hidden cases]" if hidden else "")
+    )
 
 
 # ---------------------------------------------------------------- network
+
 
 class StandInHead(nn.Module):
     """The checks' neutral head for exercise 3.2: one ``Linear(in_features, embedding_dim)`` on the flattened features.
@@ -216,17 +291,25 @@ def _has_stand_in(net: nn.Module) -> bool:
 def _layout(net: nn.Module) -> tuple[int, list[list[int]], str]:
     """The parameter count, the parameter shapes and the description the network should have."""
     if _has_stand_in(net):
-        return (BACKBONE_PARAMETERS + STAND_IN_PARAMETERS, sorted(BACKBONE_SHAPES + STAND_IN_SHAPES),
-                "a CNNBackbone (501,760) and the checks' stand-in head, Linear(2304, 256) (590,080)")
-    return (NETWORK_PARAMETERS, sorted(NETWORK_SHAPES),
-            "a CNNBackbone (501,760) and a head built without EmbeddingHead (2,622,720)")
+        return (
+            BACKBONE_PARAMETERS + STAND_IN_PARAMETERS,
+            sorted(BACKBONE_SHAPES + STAND_IN_SHAPES),
+            "a CNNBackbone (501,760) and the checks' stand-in head, Linear(2304, 256) (590,080)",
+        )
+    return (
+        NETWORK_PARAMETERS,
+        sorted(NETWORK_SHAPES),
+        "a CNNBackbone (501,760) and a head built without EmbeddingHead (2,622,720)",
+    )
 
 
 def _count_hint(total: int, expected: int, head: int) -> str | None:
     hints = {
-        expected + BACKBONE_PARAMETERS: "two separate backbones: create one CNNBackbone and use it for both images",
+        expected
+        + BACKBONE_PARAMETERS: "two separate backbones: create one CNNBackbone and use it for both images",
         expected + head: "two separate heads: create one EmbeddingHead and use it for both images",
-        2 * expected: "two separate networks (one per image): one backbone and one head must embed both images",
+        2
+        * expected: "two separate networks (one per image): one backbone and one head must embed both images",
         BACKBONE_PARAMETERS: "only the backbone is registered: add the EmbeddingHead as an attribute",
         head: "only the head is registered: add the CNNBackbone as an attribute",
         0: "no parameters are registered: keep the backbone and the head as attributes (self.backbone = ...)",
@@ -239,31 +322,55 @@ def _check_count(net: nn.Module) -> None:
     expected, _, parts = _layout(net)
     if total != expected:
         head = expected - BACKBONE_PARAMETERS
-        fail(f"SiameseNetwork holds one backbone and one head: {parts}", expected=f"{expected:,} parameters",
-             got=f"{total:,}", hint=_count_hint(total, expected, head))
+        fail(
+            f"SiameseNetwork holds one backbone and one head: {parts}",
+            expected=f"{expected:,} parameters",
+            got=f"{total:,}",
+            hint=_count_hint(total, expected, head),
+        )
 
 
 def _call_forward_ind(net: nn.Module, x: torch.Tensor) -> Any:
     if not callable(getattr(net, "forward_ind", None)):
-        fail("SiameseNetwork has a method forward_ind(x)", expected="net.forward_ind(images) → embeddings",
-             got="no forward_ind method", hint="define `def forward_ind(self, x):` (backbone, then head)")
+        fail(
+            "SiameseNetwork has a method forward_ind(x)",
+            expected="net.forward_ind(images) → embeddings",
+            got="no forward_ind method",
+            hint="define `def forward_ind(self, x):` (backbone, then head)",
+        )
     return net.forward_ind(x)
 
 
 def _forward_ind(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    out = run_student(NETWORK_EXERCISE, f"net.forward_ind(x) with x of shape {list(x.shape)}", _call_forward_ind, net, x)
+    out = run_student(
+        NETWORK_EXERCISE, f"net.forward_ind(x) with x of shape {list(x.shape)}", _call_forward_ind, net, x
+    )
     if not isinstance(out, torch.Tensor):
-        fail("forward_ind returns one tensor", input=describe(x), expected="a tensor [B, 256]", got=type_name(out))
+        fail(
+            "forward_ind returns one tensor",
+            input=describe(x),
+            expected="a tensor [B, 256]",
+            got=type_name(out),
+        )
     return out
 
 
 def _forward(net: nn.Module, a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     out = run_student(NETWORK_EXERCISE, f"net(img1, img2) with images of shape {list(a.shape)}", net, a, b)
-    if not isinstance(out, (tuple, list)) or len(out) != 2 or not all(isinstance(o, torch.Tensor) for o in out):
-        fail("forward(img1, img2) returns a tuple of two embedding tensors", input=f"two batches of shape {list(a.shape)}",
-             expected="(embeddings of img1, embeddings of img2)", got=type_name(out) if not isinstance(out, (tuple, list))
-             else f"{type(out).__name__} of {len(out)} items",
-             hint="return self.forward_ind(img1), self.forward_ind(img2)")
+    if (
+        not isinstance(out, (tuple, list))
+        or len(out) != 2
+        or not all(isinstance(o, torch.Tensor) for o in out)
+    ):
+        fail(
+            "forward(img1, img2) returns a tuple of two embedding tensors",
+            input=f"two batches of shape {list(a.shape)}",
+            expected="(embeddings of img1, embeddings of img2)",
+            got=type_name(out)
+            if not isinstance(out, (tuple, list))
+            else f"{type(out).__name__} of {len(out)} items",
+            hint="return self.forward_ind(img1), self.forward_ind(img2)",
+        )
     return out[0], out[1]
 
 
@@ -281,7 +388,9 @@ def _submodule(net: nn.Module, shapes: list[list[int]]) -> nn.Module | None:
 
 
 @judge_only
-def _expected_embeddings(net: nn.Module, x: torch.Tensor, dtype: torch.dtype) -> tuple[list[torch.Tensor], str]:
+def _expected_embeddings(
+    net: nn.Module, x: torch.Tensor, dtype: torch.dtype
+) -> tuple[list[torch.Tensor], str]:
     """What ``forward_ind(x)`` may equal: the reference backbone, then the network's head, with the network's weights."""
     from solutions.backbone import CNNBackbone as ReferenceBackbone
     from solutions.model import EmbeddingHead as ReferenceHead
@@ -295,8 +404,10 @@ def _expected_embeddings(net: nn.Module, x: torch.Tensor, dtype: torch.dtype) ->
         backbone, head = whole[0], whole[1]
     features = _as_reference(backbone, ReferenceBackbone, dtype)(x)
     if stand_in:
-        return [_as_reference(head, StandInHead, dtype)(features)], \
-            "the checks' stand-in head, Linear(2304, 256), on the reference backbone's features (the same weights)"
+        return (
+            [_as_reference(head, StandInHead, dtype)(features)],
+            "the checks' stand-in head, Linear(2304, 256), on the reference backbone's features (the same weights)",
+        )
     params = [p.detach() for p in _as_reference(head, ReferenceHead, dtype).parameters()]
     both_orders = [_head_forward(features, params), _head_forward(features, params, channels_last=True)]
     return both_orders, "the reference's head(backbone(x)) with the same weights"
@@ -309,18 +420,29 @@ def _network_case(net: nn.Module, batch: int, dtype: torch.dtype, generator: tor
     with torch.no_grad():
         out = _forward_ind(net, x)
         if tuple(out.shape) != (batch, 256):
-            fail("forward_ind maps [B, 1, 28, 28] images to [B, 256] embeddings", input=f"images of shape {list(x.shape)}",
-                 expected=f"shape {[batch, 256]}", got=f"shape {list(out.shape)}",
-                 hint="forward_ind(x) should return self.head(self.backbone(x))")
+            fail(
+                "forward_ind maps [B, 1, 28, 28] images to [B, 256] embeddings",
+                input=f"images of shape {list(x.shape)}",
+                expected=f"shape {[batch, 256]}",
+                got=f"shape {list(out.shape)}",
+                hint="forward_ind(x) should return self.head(self.backbone(x))",
+            )
         pair = _forward(net, x, images(batch, generator, dtype))
         for k, o in enumerate(pair, start=1):
             if tuple(o.shape) != (batch, 256):
-                fail("forward(img1, img2) returns two [B, 256] embeddings", input=f"two batches of shape {list(x.shape)}",
-                     expected=f"shape {[batch, 256]}", got=f"output {k} of shape {list(o.shape)}")
+                fail(
+                    "forward(img1, img2) returns two [B, 256] embeddings",
+                    input=f"two batches of shape {list(x.shape)}",
+                    expected=f"shape {[batch, 256]}",
+                    got=f"output {k} of shape {list(o.shape)}",
+                )
         _, shapes, parts = _layout(net)
         if sorted(parameter_shapes(net)) != shapes:
-            fail(f"SiameseNetwork holds {parts}", expected=f"parameter shapes {shapes}",
-                 got=f"parameter shapes {parameter_shapes(net)}")
+            fail(
+                f"SiameseNetwork holds {parts}",
+                expected=f"parameter shapes {shapes}",
+                got=f"parameter shapes {parameter_shapes(net)}",
+            )
         if probing():
             return  # the expected embeddings are the judge's to compute
         expected, source = _expected_embeddings(net, x, dtype)
@@ -329,10 +451,14 @@ def _network_case(net: nn.Module, batch: int, dtype: torch.dtype, generator: tor
     hint = None
     if bool((out < 0).any()) and not bool((expected[0] < 0).any()):
         hint = "negative embeddings: forgot the last ReLU (in the head or the backbone)"
-    fail("forward_ind(x) is head(backbone(x))",
-         input=f"random images {list(x.shape)} ({dtype}), random weights", expected=f"{source}: {describe(expected[0])}",
-         got=describe(out) + f" (largest difference {max_error(out, expected[0]):.3g})",
-         hint=hint or "forward_ind should apply the backbone, then the head (self.head(features)), and nothing else")
+    fail(
+        "forward_ind(x) is head(backbone(x))",
+        input=f"random images {list(x.shape)} ({dtype}), random weights",
+        expected=f"{source}: {describe(expected[0])}",
+        got=describe(out) + f" (largest difference {max_error(out, expected[0]):.3g})",
+        hint=hint
+        or "forward_ind should apply the backbone, then the head (self.head(features)), and nothing else",
+    )
 
 
 @check
@@ -345,12 +471,15 @@ def check_siamese_network(SiameseNetwork: Any, hidden: bool = False) -> None:
     if hidden:
         _network_case(net, 1, torch.float32, generator)
         _network_case(copy.deepcopy(net).to(torch.float64), 3, torch.float64, generator)
-    passed("SiameseNetwork (built around the checks' stand-in head, so that exercise 3.1 is not graded twice): "
-           "one backbone and one head, forward_ind(x) = head(backbone(x)) → [B, 256], "
-           "forward(img1, img2) → two embeddings" + (" [with hidden cases]" if hidden else ""))
+    passed(
+        "SiameseNetwork (built around the checks' stand-in head, so that exercise 3.1 is not graded twice): "
+        "one backbone and one head, forward_ind(x) = head(backbone(x)) → [B, 256], "
+        "forward(img1, img2) → two embeddings" + (" [with hidden cases]" if hidden else "")
+    )
 
 
 # ---------------------------------------------------------------- shared weights
+
 
 def _touched(net: nn.Module, output: torch.Tensor, retain_graph: bool) -> list[int]:
     net.zero_grad(set_to_none=True)
@@ -362,13 +491,17 @@ def _touched(net: nn.Module, output: torch.Tensor, retain_graph: bool) -> list[i
 
 def _grad_params(net: nn.Module, output: torch.Tensor, retain_graph: bool = False) -> set[int]:
     """Indices of the parameters that receive a non-zero gradient from ``output.sum()``."""
-    touched = run_student(NETWORK_EXERCISE, "backward() through the embeddings", _touched, net, output, retain_graph)
+    touched = run_student(
+        NETWORK_EXERCISE, "backward() through the embeddings", _touched, net, output, retain_graph
+    )
     if not isinstance(touched, list) or not all(isinstance(k, int) for k in touched):
         fail("the gradients of the embeddings reach the network's parameters", got=type_name(touched))
     return set(touched)
 
 
-def _shared_case(net: nn.Module, batch: int, generator: torch.Generator, dtype: torch.dtype = torch.float32) -> None:
+def _shared_case(
+    net: nn.Module, batch: int, generator: torch.Generator, dtype: torch.dtype = torch.float32
+) -> None:
     a, b = images(batch, generator, dtype), images(batch, generator, dtype)
     where = f"two batches of random images of shape {list(a.shape)}"
     net.eval()
@@ -376,29 +509,45 @@ def _shared_case(net: nn.Module, batch: int, generator: torch.Generator, dtype: 
         o1, o2 = _forward(net, a, b)
         i1, i2 = _forward_ind(net, a), _forward_ind(net, b)
         if close(o1, i2, dtype) and close(o2, i1, dtype) and not close(o1, i1, dtype):
-            fail("forward(img1, img2) returns (forward_ind(img1), forward_ind(img2)) in that order", input=where,
-                 hint="the two embeddings are swapped")
+            fail(
+                "forward(img1, img2) returns (forward_ind(img1), forward_ind(img2)) in that order",
+                input=where,
+                hint="the two embeddings are swapped",
+            )
         if not (close(o1, i1, dtype) and close(o2, i2, dtype)):
-            fail("forward(img1, img2) equals (forward_ind(img1), forward_ind(img2))", input=where,
-                 expected=f"forward_ind(img2) = {describe(i2)}", got=f"second output = {describe(o2)}",
-                 hint="compute both embeddings with forward_ind: two separate networks (or layers) give different results")
+            fail(
+                "forward(img1, img2) equals (forward_ind(img1), forward_ind(img2))",
+                input=where,
+                expected=f"forward_ind(img2) = {describe(i2)}",
+                got=f"second output = {describe(o2)}",
+                hint="compute both embeddings with forward_ind: two separate networks (or layers) give different results",
+            )
         s1, s2 = _forward(net, a, a)
         if not close(s1, s2, dtype):
-            fail("the same image gets the same embedding in both branches", input=f"net(x, x) with x of shape {list(a.shape)}",
-                 expected="two equal embeddings", got=f"largest difference {max_error(s1, s2):.3g}",
-                 hint="two separate networks: use one backbone and one head for both images")
+            fail(
+                "the same image gets the same embedding in both branches",
+                input=f"net(x, x) with x of shape {list(a.shape)}",
+                expected="two equal embeddings",
+                got=f"largest difference {max_error(s1, s2):.3g}",
+                hint="two separate networks: use one backbone and one head for both images",
+            )
     o1, o2 = _forward(net, a, b)
-    from_first = _grad_params(net, o1, retain_graph=True)  # the two outputs may share a graph (one pass for both)
+    from_first = _grad_params(
+        net, o1, retain_graph=True
+    )  # the two outputs may share a graph (one pass for both)
     from_second = _grad_params(net, o2)
     every = set(range(len(list(net.parameters()))))
     if from_first != from_second or from_first != every:
         only_first = len(from_first - from_second)
         only_second = len(from_second - from_first)
-        fail("the gradients of both embeddings reach the same parameters (all of them)", input=where,
-             expected=f"all {len(every)} parameter tensors from both outputs",
-             got=f"{len(from_first)} from the first, {len(from_second)} from the second "
-                 f"({only_first} only from the first, {only_second} only from the second)",
-             hint="two separate networks: both images must go through the same backbone and head")
+        fail(
+            "the gradients of both embeddings reach the same parameters (all of them)",
+            input=where,
+            expected=f"all {len(every)} parameter tensors from both outputs",
+            got=f"{len(from_first)} from the first, {len(from_second)} from the second "
+            f"({only_first} only from the first, {only_second} only from the second)",
+            hint="two separate networks: both images must go through the same backbone and head",
+        )
 
 
 @check
@@ -410,21 +559,29 @@ def check_shared_weights(SiameseNetwork: Any, hidden: bool = False) -> None:
     expected, _, parts = _layout(net)
     hint = _count_hint(total, expected, expected - BACKBONE_PARAMETERS)
     if total != expected and hint and "separate" in hint:
-        fail(f"one backbone and one head embed both images: {parts}", expected=f"{expected:,} parameters",
-             got=f"{total:,}", hint=hint)
+        fail(
+            f"one backbone and one head embed both images: {parts}",
+            expected=f"{expected:,} parameters",
+            got=f"{total:,}",
+            hint=hint,
+        )
     _shared_case(net, 3, generator)
     if hidden:
         _shared_case(net, 1, generator)
         _shared_case(copy.deepcopy(net).to(torch.float64), 2, generator, torch.float64)
-    passed("SiameseNetwork: both images go through the same weights (forward = forward_ind twice, "
-           "gradients of both outputs reach the same parameters)" + (" [with hidden cases]" if hidden else ""))
+    passed(
+        "SiameseNetwork: both images go through the same weights (forward = forward_ind twice, "
+        "gradients of both outputs reach the same parameters)" + (" [with hidden cases]" if hidden else "")
+    )
 
 
 # ---------------------------------------------------------------- question 3.3
 
 PARAMETERS_QUESTION = "head_parameters (question 3.3)"
-PARAMETERS_WHY = ("Linear(n_in, n_out) has a weight matrix [n_out, n_in] and n_out biases; Flatten and ReLU have none: "
-                  "in·hidden + hidden + hidden·embedding_dim + embedding_dim")
+PARAMETERS_WHY = (
+    "Linear(n_in, n_out) has a weight matrix [n_out, n_in] and n_out biases; Flatten and ReLU have none: "
+    "in·hidden + hidden + hidden·embedding_dim + embedding_dim"
+)
 
 
 @judge_only
@@ -437,20 +594,30 @@ def head_parameter_count(in_features: int, hidden: int, embedding_dim: int) -> i
 def check_head_parameters(head_parameters: Any, hidden: bool = False) -> None:
     """Question 3.3: the head's parameter count for layer sizes drawn per run."""
     g = generator_for(31)  # a short name: every parameter below is drawn from it
-    cases = [(questions.draw_int(g, 16, 4096), questions.draw_int(g, 8, 2048), questions.draw_int(g, 2, 512))
-             for _ in range(3 if not hidden else 5)]
+    cases = [
+        (questions.draw_int(g, 16, 4096), questions.draw_int(g, 8, 2048), questions.draw_int(g, 2, 512))
+        for _ in range(3 if not hidden else 5)
+    ]
     answers = questions.answers(PARAMETERS_QUESTION, head_parameters, "head_parameters", cases)
     if probing():
         return
-    questions.verdict("head_parameters", answers, cases, head_parameter_count, PARAMETERS_WHY,
-                      "the right count for every size" + (" [with hidden cases]" if hidden else ""))
+    questions.verdict(
+        "head_parameters",
+        answers,
+        cases,
+        head_parameter_count,
+        PARAMETERS_WHY,
+        "the right count for every size" + (" [with hidden cases]" if hidden else ""),
+    )
 
 
 # ---------------------------------------------------------------- question 3.4
 
 ZERO_QUESTION = "all_zero_share (question 3.4)"
-ZERO_WHY = ("an embedding is 0 everywhere when every one of its embedding_dim coordinates is cut; for independent cuts "
-            "of probability p each, that is p · p · ... · p = p ** embedding_dim")
+ZERO_WHY = (
+    "an embedding is 0 everywhere when every one of its embedding_dim coordinates is cut; for independent cuts "
+    "of probability p each, that is p · p · ... · p = p ** embedding_dim"
+)
 
 
 @judge_only
@@ -463,9 +630,17 @@ def zero_share(p: float, embedding_dim: int) -> float:
 def check_all_zero_share(all_zero_share: Any, hidden: bool = False) -> None:
     """Question 3.4: the share of all-zero embeddings under independent cuts, for values drawn per run."""
     g = generator_for(35)
-    cases = [(questions.draw(g, 0.5, 0.99), questions.draw_int(g, 2, 6)) for _ in range(3 if not hidden else 5)]
+    cases = [
+        (questions.draw(g, 0.5, 0.99), questions.draw_int(g, 2, 6)) for _ in range(3 if not hidden else 5)
+    ]
     answers = questions.answers(ZERO_QUESTION, all_zero_share, "all_zero_share", cases)
     if probing():
         return
-    questions.verdict("all_zero_share", answers, cases, zero_share, ZERO_WHY,
-                      "the right share for every case" + (" [with hidden cases]" if hidden else ""))
+    questions.verdict(
+        "all_zero_share",
+        answers,
+        cases,
+        zero_share,
+        ZERO_WHY,
+        "the right share for every case" + (" [with hidden cases]" if hidden else ""),
+    )

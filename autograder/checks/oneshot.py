@@ -30,13 +30,16 @@ PARTS = ("support", "query", "classes")
 
 # ---------------------------------------------------------------- exercise 7.1: the episode sampler
 
+
 def _episode_parts(sample_episodes: Any, *args: Any, **kwargs: Any) -> tuple:
     """``sample_episodes(...)`` as its three tensors (what the probe records), or a ``TypeError`` saying what is missing."""
     episodes = sample_episodes(*args, **kwargs)
     missing = [name for name in PARTS if not isinstance(getattr(episodes, name, None), torch.Tensor)]
     if missing:
-        raise TypeError(f"the result has no tensor attribute {', '.join(missing)}: return Episodes(support, query, "
-                        f"classes), got {type(episodes).__name__}")
+        raise TypeError(
+            f"the result has no tensor attribute {', '.join(missing)}: return Episodes(support, query, "
+            f"classes), got {type(episodes).__name__}"
+        )
     return tuple(getattr(episodes, name) for name in PARTS)
 
 
@@ -48,25 +51,50 @@ def episode_labels(counts: dict[int, int], generator: torch.Generator) -> torch.
 
 def _sampled(sample_episodes: Any, labels: torch.Tensor, setting: tuple, seed: int) -> tuple:
     classes, n_way, k_shot, n_query, num_episodes = setting
-    call = (f"sample_episodes(labels, classes={classes}, n_way={n_way}, k_shot={k_shot}, n_query={n_query}, "
-            f"num_episodes={num_episodes}, seed={seed})")
-    return call, run_student(SAMPLER_EXERCISE, call, _episode_parts, sample_episodes, labels, classes, n_way, k_shot,
-                             n_query, num_episodes, seed)
+    call = (
+        f"sample_episodes(labels, classes={classes}, n_way={n_way}, k_shot={k_shot}, n_query={n_query}, "
+        f"num_episodes={num_episodes}, seed={seed})"
+    )
+    return call, run_student(
+        SAMPLER_EXERCISE,
+        call,
+        _episode_parts,
+        sample_episodes,
+        labels,
+        classes,
+        n_way,
+        k_shot,
+        n_query,
+        num_episodes,
+        seed,
+    )
 
 
 @judge_only
 def _judge_shapes(parts: tuple, setting: tuple, call: str) -> None:
     _, n_way, k_shot, n_query, num_episodes = setting
-    wanted = {"support": [num_episodes, n_way, k_shot], "query": [num_episodes, n_way, n_query],
-              "classes": [num_episodes, n_way]}
+    wanted = {
+        "support": [num_episodes, n_way, k_shot],
+        "query": [num_episodes, n_way, n_query],
+        "classes": [num_episodes, n_way],
+    }
     for name, tensor in zip(PARTS, parts):
         if not isinstance(tensor, torch.Tensor) or list(tensor.shape) != wanted[name]:
-            fail(f"episodes.{name} has shape [episodes, n_way{', ...' if name != 'classes' else ''}]", input=call,
-                 expected=f"shape {wanted[name]}", got=type_name(tensor),
-                 hint="support [E, N, K] and query [E, N, Q] hold image indices, classes [E, N] the class of each row")
+            fail(
+                f"episodes.{name} has shape [episodes, n_way{', ...' if name != 'classes' else ''}]",
+                input=call,
+                expected=f"shape {wanted[name]}",
+                got=type_name(tensor),
+                hint="support [E, N, K] and query [E, N, Q] hold image indices, classes [E, N] the class of each row",
+            )
         if tensor.dtype.is_floating_point or tensor.dtype == torch.bool:
-            fail(f"episodes.{name} holds integer indices", input=call, expected="an integer tensor (torch.long)",
-                 got=describe(tensor), hint="index tensors come from nonzero(), randperm() or torch.tensor(list of ints)")
+            fail(
+                f"episodes.{name} holds integer indices",
+                input=call,
+                expected="an integer tensor (torch.long)",
+                got=describe(tensor),
+                hint="index tensors come from nonzero(), randperm() or torch.tensor(list of ints)",
+            )
 
 
 @judge_only
@@ -75,19 +103,31 @@ def _judge_classes(classes_drawn: torch.Tensor, setting: tuple, call: str) -> No
     allowed = set(classes)
     for e, row in enumerate(classes_drawn.tolist()):
         if not set(row) <= allowed:
-            fail("every episode's classes come from `classes`", input=call, expected=f"classes among {sorted(allowed)}",
-                 got=f"episode {e} has classes {row}",
-                 hint="classes[e, n] holds class numbers taken from `classes` (such as 3 or 8), not positions in it, "
-                      "and never a class outside it")
+            fail(
+                "every episode's classes come from `classes`",
+                input=call,
+                expected=f"classes among {sorted(allowed)}",
+                got=f"episode {e} has classes {row}",
+                hint="classes[e, n] holds class numbers taken from `classes` (such as 3 or 8), not positions in it, "
+                "and never a class outside it",
+            )
         if len(set(row)) != n_way:
-            fail("an episode's n_way classes are distinct", input=call, expected=f"{n_way} different classes",
-                 got=f"episode {e} has classes {row}",
-                 hint="draw without replacement: torch.randperm(len(classes))[:n_way], not torch.randint")
+            fail(
+                "an episode's n_way classes are distinct",
+                input=call,
+                expected=f"{n_way} different classes",
+                got=f"episode {e} has classes {row}",
+                hint="draw without replacement: torch.randperm(len(classes))[:n_way], not torch.randint",
+            )
     seen = set(classes_drawn.flatten().tolist())
     if len(allowed) > n_way and seen != allowed:
-        fail("the classes are drawn at random, so every class of `classes` appears in some episode", input=call,
-             expected=f"all of {sorted(allowed)} over {num_episodes} episodes", got=f"only {sorted(seen)}",
-             hint="the same classes in every episode: pick n_way of them at random for each episode")
+        fail(
+            "the classes are drawn at random, so every class of `classes` appears in some episode",
+            input=call,
+            expected=f"all of {sorted(allowed)} over {num_episodes} episodes",
+            got=f"only {sorted(seen)}",
+            hint="the same classes in every episode: pick n_way of them at random for each episode",
+        )
 
 
 @judge_only
@@ -96,27 +136,42 @@ def _judge_images(parts: tuple, labels: torch.Tensor, setting: tuple, call: str)
     _, _, k_shot, _, _ = setting
     for name, indices in (("support", support), ("query", query)):
         if int(indices.min()) < 0 or int(indices.max()) >= len(labels):
-            fail(f"episodes.{name} holds indices of images", input=call, expected=f"integers in [0, {len(labels)})",
-                 got=describe(indices))
+            fail(
+                f"episodes.{name} holds indices of images",
+                input=call,
+                expected=f"integers in [0, {len(labels)})",
+                got=describe(indices),
+            )
         wrong = labels[indices] != classes_drawn[:, :, None]
         if bool(wrong.any()):
             e, n, k = (int(v) for v in wrong.nonzero()[0])
-            fail(f"every {name} image is of its row's class", input=call,
-                 expected=f"episode {e}, row {n}: images of class {int(classes_drawn[e, n])}",
-                 got=f"image {int(indices[e, n, k])} of class {int(labels[indices[e, n, k]])}",
-                 hint="row n of support and query holds images of classes[e, n]: pick them among (labels == c).nonzero()")
+            fail(
+                f"every {name} image is of its row's class",
+                input=call,
+                expected=f"episode {e}, row {n}: images of class {int(classes_drawn[e, n])}",
+                got=f"image {int(indices[e, n, k])} of class {int(labels[indices[e, n, k]])}",
+                hint="row n of support and query holds images of classes[e, n]: pick them among (labels == c).nonzero()",
+            )
     together = torch.cat([support.flatten(1), query.flatten(1)], dim=1)
     for e, row in enumerate(together.tolist()):
         if len(set(row)) != len(row):
-            fail("the images of an episode are all different (no query is also a support)", input=call,
-                 expected="distinct indices", got=f"episode {e} uses {sorted(row)}",
-                 hint="draw k_shot + n_query images of a class at once without replacement (randperm), then split them")
+            fail(
+                "the images of an episode are all different (no query is also a support)",
+                input=call,
+                expected="distinct indices",
+                got=f"episode {e} uses {sorted(row)}",
+                hint="draw k_shot + n_query images of a class at once without replacement (randperm), then split them",
+            )
     for c in classes_drawn.unique().tolist():
         used = support[classes_drawn == c].unique()
         if len(used) <= k_shot and int((labels == c).sum()) > k_shot and int((classes_drawn == c).sum()) > 3:
-            fail("the support images are drawn at random", input=call,
-                 expected=f"various support images of class {c} over the episodes", got=f"always images {used.tolist()}",
-                 hint="the first images of a class every time: shuffle the class's images (randperm) in each episode")
+            fail(
+                "the support images are drawn at random",
+                input=call,
+                expected=f"various support images of class {c} over the episodes",
+                got=f"always images {used.tolist()}",
+                hint="the first images of a class every time: shuffle the class's images (randperm) in each episode",
+            )
 
 
 def _check_seed(sample_episodes: Any, labels: torch.Tensor, setting: tuple, parts: tuple, seed: int) -> None:
@@ -125,12 +180,21 @@ def _check_seed(sample_episodes: Any, labels: torch.Tensor, setting: tuple, part
     if probing():
         return
     if not all(isinstance(a, torch.Tensor) and torch.equal(a, b) for a, b in zip(again, parts)):
-        fail("the same seed gives the same episodes", input=again_call, expected="the episodes of the first call",
-             got="other episodes",
-             hint="draw everything from torch.Generator().manual_seed(seed), passed as generator= to each random call")
+        fail(
+            "the same seed gives the same episodes",
+            input=again_call,
+            expected="the episodes of the first call",
+            got="other episodes",
+            hint="draw everything from torch.Generator().manual_seed(seed), passed as generator= to each random call",
+        )
     if all(isinstance(a, torch.Tensor) and torch.equal(a, b) for a, b in zip(other, parts)):
-        fail("another seed gives other episodes", input=other_call, expected="other episodes", got="the same episodes",
-             hint="seed the generator with `seed`, not a constant")
+        fail(
+            "another seed gives other episodes",
+            input=other_call,
+            expected="other episodes",
+            got="the same episodes",
+            hint="seed the generator with `seed`, not a constant",
+        )
 
 
 def _sampler_case(sample_episodes: Any, labels: torch.Tensor, setting: tuple, seed: int) -> None:
@@ -152,34 +216,60 @@ def check_sample_episodes(sample_episodes: Any, hidden: bool = False) -> None:
         uneven = episode_labels({0: 6, 2: 9, 5: 30, 7: 4, 9: 11}, generator)
         _sampler_case(sample_episodes, uneven, ((0, 2, 5, 7, 9), 5, 1, 3, 30), 11)
         _sampler_case(sample_episodes, uneven, ((2, 5, 9), 2, 5, 1, 25), 3)
-    passed("sample_episodes: distinct classes from the split, k_shot + n_query distinct images of each, random and "
-           "seeded" + (" [with hidden cases]" if hidden else ""))
+    passed(
+        "sample_episodes: distinct classes from the split, k_shot + n_query distinct images of each, random and "
+        "seeded" + (" [with hidden cases]" if hidden else "")
+    )
 
 
 @check
 def check_sample_episodes_refuses(sample_episodes: Any, hidden: bool = False) -> None:
     """Episodes that cannot be drawn raise ``ValueError``."""
     labels = episode_labels({0: 5, 1: 5, 2: 2}, generator_for(71))
-    cases = [("n_way larger than the number of classes", ((0, 1), 3, 1, 1, 4, 0)),
-             ("class 2 has 2 images, fewer than k_shot + n_query = 3", ((0, 1, 2), 3, 1, 2, 4, 0))]
+    cases = [
+        ("n_way larger than the number of classes", ((0, 1), 3, 1, 1, 4, 0)),
+        ("class 2 has 2 images, fewer than k_shot + n_query = 3", ((0, 1, 2), 3, 1, 2, 4, 0)),
+    ]
     if hidden:
         cases.append(("class 2 has 2 images, k_shot + n_query = 3", ((2, 0), 2, 2, 1, 1, 0)))
     for what, (classes, n_way, k_shot, n_query, num_episodes, seed) in cases:
-        call = (f"sample_episodes(labels, classes={classes}, n_way={n_way}, k_shot={k_shot}, n_query={n_query}, "
-                f"num_episodes={num_episodes}) where {what}")
-        require_refusal(ValueError, SAMPLER_EXERCISE, call, _episode_parts, sample_episodes, labels, classes, n_way,
-                        k_shot, n_query, num_episodes, seed,
-                        prop="sample_episodes raises ValueError for episodes it cannot draw",
-                        expected="ValueError saying why",
-                        hint="check n_way <= len(classes) and that each class has k_shot + n_query images, and "
-                             "`raise ValueError(...)` otherwise (torch would repeat or truncate silently)")
+        call = (
+            f"sample_episodes(labels, classes={classes}, n_way={n_way}, k_shot={k_shot}, n_query={n_query}, "
+            f"num_episodes={num_episodes}) where {what}"
+        )
+        require_refusal(
+            ValueError,
+            SAMPLER_EXERCISE,
+            call,
+            _episode_parts,
+            sample_episodes,
+            labels,
+            classes,
+            n_way,
+            k_shot,
+            n_query,
+            num_episodes,
+            seed,
+            prop="sample_episodes raises ValueError for episodes it cannot draw",
+            expected="ValueError saying why",
+            hint="check n_way <= len(classes) and that each class has k_shot + n_query images, and "
+            "`raise ValueError(...)` otherwise (torch would repeat or truncate silently)",
+        )
     passed("sample_episodes: refuses episodes it cannot draw" + (" [with hidden cases]" if hidden else ""))
 
 
 # ---------------------------------------------------------------- exercise 7.2: nearest-prototype accuracy
 
-def random_episodes(labels: torch.Tensor, classes: tuple[int, ...], n_way: int, k_shot: int, n_query: int,
-                    num_episodes: int, generator: torch.Generator):
+
+def random_episodes(
+    labels: torch.Tensor,
+    classes: tuple[int, ...],
+    n_way: int,
+    k_shot: int,
+    n_query: int,
+    num_episodes: int,
+    generator: torch.Generator,
+):
     """Episodes drawn by the check itself (never by the student's sampler), as ``solutions.oneshot.Episodes``."""
     from solutions.oneshot import Episodes
 
@@ -187,15 +277,18 @@ def random_episodes(labels: torch.Tensor, classes: tuple[int, ...], n_way: int, 
     for _ in range(num_episodes):
         row = torch.tensor(classes)[torch.randperm(len(classes), generator=generator)[:n_way]]
         members = [(labels == c).nonzero().flatten() for c in row.tolist()]
-        images.append(torch.stack([m[torch.randperm(len(m), generator=generator)[:k_shot + n_query]] for m in members]))
+        images.append(
+            torch.stack([m[torch.randperm(len(m), generator=generator)[: k_shot + n_query]] for m in members])
+        )
         chosen.append(row)
     images = torch.stack(images)
     return Episodes(images[:, :, :k_shot], images[:, :, k_shot:], torch.stack(chosen))
 
 
 @judge_only
-def loop_accuracies(embeddings: torch.Tensor, support: torch.Tensor, query: torch.Tensor,
-                    prototype: str = "mean") -> list[float]:
+def loop_accuracies(
+    embeddings: torch.Tensor, support: torch.Tensor, query: torch.Tensor, prototype: str = "mean"
+) -> list[float]:
     """Each episode's share of queries nearest their own row's prototype, by plain loops (float64).
 
     ``prototype="nearest support"`` is the usual mistake: the nearest single support instead of the mean."""
@@ -206,10 +299,14 @@ def loop_accuracies(embeddings: torch.Tensor, support: torch.Tensor, query: torc
         for n in range(query.shape[1]):
             for q in query[e, n].tolist():
                 if prototype == "mean":
-                    distances = [float((x[q] - x[support[e, m]].mean(0)).norm()) for m in range(support.shape[1])]
+                    distances = [
+                        float((x[q] - x[support[e, m]].mean(0)).norm()) for m in range(support.shape[1])
+                    ]
                 else:
-                    distances = [min(float((x[q] - x[s]).norm()) for s in support[e, m].tolist())
-                                 for m in range(support.shape[1])]
+                    distances = [
+                        min(float((x[q] - x[s]).norm()) for s in support[e, m].tolist())
+                        for m in range(support.shape[1])
+                    ]
                 right += int(min(range(len(distances)), key=distances.__getitem__) == n)
         found.append(right / query[e].numel())
     return found
@@ -221,36 +318,57 @@ def _accuracy_hint(value: torch.Tensor, embeddings: torch.Tensor, episodes: Any)
     if k > 1:
         first = loop_accuracies(embeddings, episodes.support[:, :, :1], episodes.query)
         nearest = loop_accuracies(embeddings, episodes.support, episodes.query, "nearest support")
-        if any(torch.allclose(value.double(), torch.tensor(wrong, dtype=torch.float64), atol=1e-6)
-               for wrong in (first, nearest)):
+        if any(
+            torch.allclose(value.double(), torch.tensor(wrong, dtype=torch.float64), atol=1e-6)
+            for wrong in (first, nearest)
+        ):
             return "with k_shot > 1, compare each query with the prototype, the MEAN of the class's support embeddings"
     prototypes = embeddings.double()[episodes.support].mean(dim=2)
     queries = embeddings.double()[episodes.query]
     nearest_row = torch.cdist(queries.reshape(e, -1, queries.shape[-1]), prototypes).argmin(dim=2)
-    by_class_number = (nearest_row == episodes.classes.repeat_interleave(queries.shape[2], dim=1)).double().mean(dim=1)
+    by_class_number = (
+        (nearest_row == episodes.classes.repeat_interleave(queries.shape[2], dim=1)).double().mean(dim=1)
+    )
     if torch.allclose(value.double(), by_class_number, atol=1e-6):
-        return ("the right answer for a query in row n is prototype n (its position in the episode), not the class "
-                "number classes[e, n]")
+        return (
+            "the right answer for a query in row n is prototype n (its position in the episode), not the class "
+            "number classes[e, n]"
+        )
     return None
 
 
 def _accuracy_case(episode_accuracies: Any, embeddings: torch.Tensor, episodes: Any, what: str) -> None:
     e, n, k = episodes.support.shape
-    where = (f"embeddings {describe(embeddings)}; {e} episodes, {n}-way {k}-shot, {episodes.query.shape[2]} queries "
-             f"per class ({what})")
-    result = run_student(ACCURACY_EXERCISE, "episode_accuracies(embeddings, episodes)", episode_accuracies,
-                         embeddings, episodes)
+    where = (
+        f"embeddings {describe(embeddings)}; {e} episodes, {n}-way {k}-shot, {episodes.query.shape[2]} queries "
+        f"per class ({what})"
+    )
+    result = run_student(
+        ACCURACY_EXERCISE,
+        "episode_accuracies(embeddings, episodes)",
+        episode_accuracies,
+        embeddings,
+        episodes,
+    )
     if not isinstance(result, torch.Tensor) or list(result.shape) != [e]:
-        fail("episode_accuracies returns one accuracy per episode", input=where, expected=f"a tensor of shape [{e}]",
-             got=type_name(result), hint="average each episode's queries separately: one number per episode, not one "
-                                        "for all")
+        fail(
+            "episode_accuracies returns one accuracy per episode",
+            input=where,
+            expected=f"a tensor of shape [{e}]",
+            got=type_name(result),
+            hint="average each episode's queries separately: one number per episode, not one for all",
+        )
     if probing():
         return
     expected = torch.tensor(loop_accuracies(embeddings, episodes.support, episodes.query))
     if not torch.allclose(result.detach().double().cpu(), expected.double(), atol=1e-6):
-        fail("each episode's share of queries nearest their own class's prototype", input=where,
-             expected=describe(expected.float()), got=describe(result), hint=_accuracy_hint(result.detach().cpu(),
-                                                                                           embeddings, episodes))
+        fail(
+            "each episode's share of queries nearest their own class's prototype",
+            input=where,
+            expected=describe(expected.float()),
+            got=describe(result),
+            hint=_accuracy_hint(result.detach().cpu(), embeddings, episodes),
+        )
 
 
 @check
@@ -258,58 +376,106 @@ def check_episode_accuracies(episode_accuracies: Any, hidden: bool = False) -> N
     """Per-episode accuracy of the nearest prototype (the mean support embedding), against a plain loop."""
     generator = generator_for(72)
     labels = episode_labels({c: 10 for c in range(6)}, generator)
-    embeddings = torch.randn(len(labels), 4, generator=generator) + 1.5 * torch.nn.functional.one_hot(labels % 4, 4)
-    _accuracy_case(episode_accuracies, embeddings, random_episodes(labels, tuple(range(6)), 3, 1, 2, 6, generator),
-                   "1-shot")
-    _accuracy_case(episode_accuracies, embeddings, random_episodes(labels, tuple(range(6)), 4, 3, 2, 8, generator),
-                   "3-shot: the prototype is the mean of three supports")
+    embeddings = torch.randn(len(labels), 4, generator=generator) + 1.5 * torch.nn.functional.one_hot(
+        labels % 4, 4
+    )
+    _accuracy_case(
+        episode_accuracies,
+        embeddings,
+        random_episodes(labels, tuple(range(6)), 3, 1, 2, 6, generator),
+        "1-shot",
+    )
+    _accuracy_case(
+        episode_accuracies,
+        embeddings,
+        random_episodes(labels, tuple(range(6)), 4, 3, 2, 8, generator),
+        "3-shot: the prototype is the mean of three supports",
+    )
     if hidden:
         wide = torch.randn(len(labels), 16, generator=generator, dtype=torch.float64)
-        _accuracy_case(episode_accuracies, wide, random_episodes(labels, (1, 2, 4, 5), 4, 5, 3, 5, generator),
-                       "5-shot, float64, classes 1, 2, 4, 5")
-        _accuracy_case(episode_accuracies, embeddings, random_episodes(labels, (3, 5), 2, 2, 1, 1, generator),
-                       "one episode")
-    passed("episode_accuracies: each episode's share of queries nearest their own prototype"
-           + (" [with hidden cases]" if hidden else ""))
+        _accuracy_case(
+            episode_accuracies,
+            wide,
+            random_episodes(labels, (1, 2, 4, 5), 4, 5, 3, 5, generator),
+            "5-shot, float64, classes 1, 2, 4, 5",
+        )
+        _accuracy_case(
+            episode_accuracies,
+            embeddings,
+            random_episodes(labels, (3, 5), 2, 2, 1, 1, generator),
+            "one episode",
+        )
+    passed(
+        "episode_accuracies: each episode's share of queries nearest their own prototype"
+        + (" [with hidden cases]" if hidden else "")
+    )
 
 
 # ---------------------------------------------------------------- exercise 7.3: the 95% confidence interval
 
+
 def _pair_of_numbers(result: Any, call: str) -> tuple[float, float]:
     if not isinstance(result, (tuple, list)) or len(result) != 2:
-        fail("mean_with_interval returns (mean, half_width)", input=call, expected="a tuple of two numbers",
-             got=type_name(result))
+        fail(
+            "mean_with_interval returns (mean, half_width)",
+            input=call,
+            expected="a tuple of two numbers",
+            got=type_name(result),
+        )
     values = tuple(to_float(v) for v in result)
     if any(v is None or not math.isfinite(v) for v in values):
-        fail("mean_with_interval returns two finite numbers", input=call, expected="(mean, half_width)",
-             got=str(result)[:200], hint="convert tensors with .item()")
+        fail(
+            "mean_with_interval returns two finite numbers",
+            input=call,
+            expected="(mean, half_width)",
+            got=str(result)[:200],
+            hint="convert tensors with .item()",
+        )
     return values
 
 
 @judge_only
 def _interval_hint(values: torch.Tensor, half_width: float) -> str | None:
     n, std = len(values), float(values.double().std())
-    mistakes = [("use the standard deviation of the values with n - 1 (torch.std's default), not n",
-                 Z_95 * float(values.double().std(correction=0)) / math.sqrt(n)),
-                ("multiply the standard error by 1.96, the normal quantile of a two-sided 95% interval",
-                 std / math.sqrt(n)),
-                ("the standard error divides by the SQUARE ROOT of the number of episodes", Z_95 * std / n),
-                ("that is the spread of single episodes: divide by sqrt(n) for the spread of their mean", Z_95 * std)]
+    mistakes = [
+        (
+            "use the standard deviation of the values with n - 1 (torch.std's default), not n",
+            Z_95 * float(values.double().std(correction=0)) / math.sqrt(n),
+        ),
+        (
+            "multiply the standard error by 1.96, the normal quantile of a two-sided 95% interval",
+            std / math.sqrt(n),
+        ),
+        ("the standard error divides by the SQUARE ROOT of the number of episodes", Z_95 * std / n),
+        ("that is the spread of single episodes: divide by sqrt(n) for the spread of their mean", Z_95 * std),
+    ]
     return next((why for why, wrong in mistakes if abs(half_width - wrong) <= 1e-4 * (1 + wrong)), None)
 
 
 def _interval_case(mean_with_interval: Any, values: torch.Tensor) -> None:
     call = f"mean_with_interval(values) with values = {describe(values)}"
-    mean, half_width = _pair_of_numbers(run_student(INTERVAL_EXERCISE, call, mean_with_interval, values), call)
+    mean, half_width = _pair_of_numbers(
+        run_student(INTERVAL_EXERCISE, call, mean_with_interval, values), call
+    )
     if probing():
         return
     expected_mean = float(values.double().mean())
     expected_half = Z_95 * float(values.double().std()) / math.sqrt(len(values))
     if abs(mean - expected_mean) > 1e-6:
-        fail("the first number is the mean of the values", input=call, expected=f"{expected_mean:.6g}", got=f"{mean:.6g}")
+        fail(
+            "the first number is the mean of the values",
+            input=call,
+            expected=f"{expected_mean:.6g}",
+            got=f"{mean:.6g}",
+        )
     if abs(half_width - expected_half) > 2e-5 * (1 + expected_half):  # 1.96 or 1.959964 both pass
-        fail("the half-width is 1.96 standard errors of the mean", input=call, expected=f"{expected_half:.6g}",
-             got=f"{half_width:.6g}", hint=_interval_hint(values, half_width))
+        fail(
+            "the half-width is 1.96 standard errors of the mean",
+            input=call,
+            expected=f"{expected_half:.6g}",
+            got=f"{half_width:.6g}",
+            hint=_interval_hint(values, half_width),
+        )
 
 
 @check
@@ -317,11 +483,16 @@ def check_mean_with_interval(mean_with_interval: Any, hidden: bool = False) -> N
     """The mean and 1.96 standard errors (sample standard deviation over sqrt(n))."""
     generator = generator_for(73)
     for n in (8, 200) if not hidden else (8, 200, 2, 33):
-        _interval_case(mean_with_interval, torch.randint(0, 6, (n,), generator=generator).float() / 5)  # 5 queries
-    passed("mean_with_interval: the mean and 1.96 standard errors" + (" [with hidden cases]" if hidden else ""))
+        _interval_case(
+            mean_with_interval, torch.randint(0, 6, (n,), generator=generator).float() / 5
+        )  # 5 queries
+    passed(
+        "mean_with_interval: the mean and 1.96 standard errors" + (" [with hidden cases]" if hidden else "")
+    )
 
 
 # ---------------------------------------------------------------- exercise 7.4: the batch-hard loss
+
 
 @judge_only
 def loop_hard_loss(embeddings: torch.Tensor, labels: torch.Tensor, margin: float, mistake: str = "") -> float:
@@ -330,10 +501,14 @@ def loop_hard_loss(embeddings: torch.Tensor, labels: torch.Tensor, margin: float
     total = 0.0
     for i in range(len(y)):
         same = [float((x[i] - x[j]).norm()) for j in range(len(y)) if y[j] == y[i] and j != i]
-        other = [float((x[i] - x[j]).norm()) for j in range(len(y)) if y[j] != y[i] or mistake == "other with itself"]
-        pull = (sum(same) / len(same) if mistake == "mean same" else max(same, default=0.0))
+        other = [
+            float((x[i] - x[j]).norm())
+            for j in range(len(y))
+            if y[j] != y[i] or mistake == "other with itself"
+        ]
+        pull = sum(same) / len(same) if mistake == "mean same" else max(same, default=0.0)
         push = sum(other) / len(other) if mistake == "mean other" else min(other)
-        total += (pull if mistake == "no squares" else pull ** 2) + max(margin - push, 0.0) ** 2
+        total += (pull if mistake == "no squares" else pull**2) + max(margin - push, 0.0) ** 2
     return total / len(y) if mistake != "sum" else total
 
 
@@ -346,7 +521,9 @@ HARD_MISTAKES = {
 }
 
 
-def _loss_and_gradient(batch_hard_loss: Any, embeddings: torch.Tensor, labels: torch.Tensor, margin: float) -> tuple:
+def _loss_and_gradient(
+    batch_hard_loss: Any, embeddings: torch.Tensor, labels: torch.Tensor, margin: float
+) -> tuple:
     x = embeddings.clone().requires_grad_(True)
     loss = batch_hard_loss(x, labels, margin)
     if not isinstance(loss, torch.Tensor) or loss.numel() != 1 or not loss.requires_grad:
@@ -355,27 +532,56 @@ def _loss_and_gradient(batch_hard_loss: Any, embeddings: torch.Tensor, labels: t
     return loss.detach().reshape(()), x.grad
 
 
-def _hard_case(batch_hard_loss: Any, embeddings: torch.Tensor, labels: torch.Tensor, margin: float, what: str) -> None:
+def _hard_case(
+    batch_hard_loss: Any, embeddings: torch.Tensor, labels: torch.Tensor, margin: float, what: str
+) -> None:
     where = f"embeddings {describe(embeddings)}; labels {labels.tolist()}; margin {margin} ({what})"
-    loss, gradient = run_student(HARD_EXERCISE, f"batch_hard_loss(embeddings, labels, {margin})", _loss_and_gradient,
-                                 batch_hard_loss, embeddings, labels, margin)
+    loss, gradient = run_student(
+        HARD_EXERCISE,
+        f"batch_hard_loss(embeddings, labels, {margin})",
+        _loss_and_gradient,
+        batch_hard_loss,
+        embeddings,
+        labels,
+        margin,
+    )
     if gradient is None or not bool(torch.isfinite(gradient).all()):
-        fail("the loss has a finite gradient, even where two embeddings coincide", input=where,
-             expected="finite gradients", got=describe(gradient) if gradient is not None else "no gradient",
-             hint="the gradient of sqrt at 0 is infinite: take the square root of distances².clamp_min(1e-12)")
+        fail(
+            "the loss has a finite gradient, even where two embeddings coincide",
+            input=where,
+            expected="finite gradients",
+            got=describe(gradient) if gradient is not None else "no gradient",
+            hint="the gradient of sqrt at 0 is infinite: take the square root of distances².clamp_min(1e-12)",
+        )
     if probing():
         return
     expected = loop_hard_loss(embeddings, labels, margin)
     value = float(loss)
     if not math.isfinite(value):
-        fail("the loss is a finite number", input=where, expected=f"{expected:.6g}", got=f"{value}",
-             hint="an amax or amin over entries that are all hidden gives -inf or inf: hide the excluded distances "
-                  "with 0 for the farthest same-class image (distances are >= 0) and with inf for the nearest other")
+        fail(
+            "the loss is a finite number",
+            input=where,
+            expected=f"{expected:.6g}",
+            got=f"{value}",
+            hint="an amax or amin over entries that are all hidden gives -inf or inf: hide the excluded distances "
+            "with 0 for the farthest same-class image (distances are >= 0) and with inf for the nearest other",
+        )
     if abs(value - expected) > 1e-4 * (1 + abs(expected)):
-        hint = next((why for mistake, why in HARD_MISTAKES.items()
-                     if abs(value - loop_hard_loss(embeddings, labels, margin, mistake)) <= 1e-4 * (1 + abs(value))), None)
-        fail("the mean over images of (farthest same-class distance)² + max(margin - nearest other-class distance, 0)²",
-             input=where, expected=f"{expected:.6g}", got=f"{value:.6g}", hint=hint)
+        hint = next(
+            (
+                why
+                for mistake, why in HARD_MISTAKES.items()
+                if abs(value - loop_hard_loss(embeddings, labels, margin, mistake)) <= 1e-4 * (1 + abs(value))
+            ),
+            None,
+        )
+        fail(
+            "the mean over images of (farthest same-class distance)² + max(margin - nearest other-class distance, 0)²",
+            input=where,
+            expected=f"{expected:.6g}",
+            got=f"{value:.6g}",
+            hint=hint,
+        )
 
 
 @check
@@ -389,12 +595,21 @@ def check_batch_hard_loss(batch_hard_loss: Any, hidden: bool = False) -> None:
     twins = torch.randn(6, 3, generator=generator)
     twins[1] = twins[0]
     twins[4] = twins[2]  # a same-class and an other-class pair at distance 0
-    _hard_case(batch_hard_loss, twins, torch.tensor([0, 0, 1, 2, 2, 1]), 1.5, "images 0 and 1 (class 0), and 2 "
-               "(class 1) and 4 (class 2) have the same embedding")
+    _hard_case(
+        batch_hard_loss,
+        twins,
+        torch.tensor([0, 0, 1, 2, 2, 1]),
+        1.5,
+        "images 0 and 1 (class 0), and 2 (class 1) and 4 (class 2) have the same embedding",
+    )
     if hidden:
-        wide = torch.nn.functional.normalize(torch.randn(16, 8, generator=generator, dtype=torch.float64), dim=1)
+        wide = torch.nn.functional.normalize(
+            torch.randn(16, 8, generator=generator, dtype=torch.float64), dim=1
+        )
         _hard_case(batch_hard_loss, wide, torch.arange(2).repeat(8), 0.7, "unit-length, float64, 2 classes")
         far = torch.randn(8, 4, generator=generator) * 10
         _hard_case(batch_hard_loss, far, torch.arange(4).repeat(2), 1.0, "spread far apart")
-    passed("batch_hard_loss: each image's farthest same-class and nearest other-class distance, finite gradients"
-           + (" [with hidden cases]" if hidden else ""))
+    passed(
+        "batch_hard_loss: each image's farthest same-class and nearest other-class distance, finite gradients"
+        + (" [with hidden cases]" if hidden else "")
+    )

@@ -41,15 +41,21 @@ def answers(question: str, func: Any, name: str, cases: list[tuple]) -> list[flo
         call = call_text(name, case)
         value = to_float(run_student(question, call, func, *case))
         if value is None or not math.isfinite(value):
-            fail(f"{name} returns a number", input=call, expected="a finite number",
-                 got="something else", hint="return a Python number (or a 0-d tensor) computed from the arguments")
+            fail(
+                f"{name} returns a number",
+                input=call,
+                expected="a finite number",
+                got="something else",
+                hint="return a Python number (or a 0-d tensor) computed from the arguments",
+            )
         found.append(value)
     return found
 
 
 @judge_only
-def verdict(name: str, given: list[float], cases: list[tuple], right: Callable[..., float], why: str,
-            what: str) -> None:
+def verdict(
+    name: str, given: list[float], cases: list[tuple], right: Callable[..., float], why: str, what: str
+) -> None:
     """The judge's side of a question: in a self-check the form only (``[PASS]``), else each answer against ``right``."""
     if self_checking():
         passed(f"{name}: returns a number for every input" + FORM_ONLY)
@@ -59,10 +65,17 @@ def verdict(name: str, given: list[float], cases: list[tuple], right: Callable[.
 
 
 @judge_only
-def judge_answers(name: str, given: list[float], cases: list[tuple], right: Callable[..., float], why: str) -> None:
+def judge_answers(
+    name: str, given: list[float], cases: list[tuple], right: Callable[..., float], why: str
+) -> None:
     """Each answer equals ``right(*case)``; a wrong one is told the right value and the reasoning ``why``."""
     for case, answer in zip(cases, given):
         expected = right(*case)
         if abs(answer - expected) > 1e-6 * (1 + abs(expected)):
-            fail(f"{name} predicts the right value", input=call_text(name, case),
-                 expected=f"{expected:.6g}", got=f"{answer:.6g}", hint=why)
+            fail(
+                f"{name} predicts the right value",
+                input=call_text(name, case),
+                expected=f"{expected:.6g}",
+                got=f"{answer:.6g}",
+                hint=why,
+            )

@@ -61,6 +61,7 @@ class CheckTimeout(BaseException):
 
 # ---------------------------------------------------------------- messages
 
+
 def describe(value: Any, limit: int = 300) -> str:
     """A short, readable description of a value for a message (tensors: shape, dtype, a few values)."""
     if isinstance(value, torch.Tensor):
@@ -81,7 +82,11 @@ def describe(value: Any, limit: int = 300) -> str:
         return repr(value)
     if isinstance(value, float):
         return _number(value)
-    if isinstance(value, (list, tuple)) and len(value) <= 12 and all(isinstance(v, (int, float)) for v in value):
+    if (
+        isinstance(value, (list, tuple))
+        and len(value) <= 12
+        and all(isinstance(v, (int, float)) for v in value)
+    ):
         inner = ", ".join(_number(v) if isinstance(v, float) else str(v) for v in value)
         return f"[{inner}]" if isinstance(value, list) else f"({inner}{',' if len(value) == 1 else ''})"
     text = repr(value)
@@ -107,8 +112,9 @@ def passed(what: str) -> None:
         print(f"[PASS] {what}", flush=True)
 
 
-def failure(prop: str, *, input: Any = None, expected: Any = None, got: Any = None,
-            hint: str | None = None) -> CheckFailure:
+def failure(
+    prop: str, *, input: Any = None, expected: Any = None, got: Any = None, hint: str | None = None
+) -> CheckFailure:
     """A ``CheckFailure`` with the standard ``[FAIL]`` message (strings are shown as they are)."""
     lines = [f"[FAIL] {prop}"]
     for key, value in (("input", input), ("expected", expected), ("got", got)):
@@ -119,33 +125,47 @@ def failure(prop: str, *, input: Any = None, expected: Any = None, got: Any = No
     return CheckFailure("\n".join(lines))
 
 
-def fail(prop: str, *, input: Any = None, expected: Any = None, got: Any = None, hint: str | None = None) -> NoReturn:
+def fail(
+    prop: str, *, input: Any = None, expected: Any = None, got: Any = None, hint: str | None = None
+) -> NoReturn:
     """Raise the standard ``CheckFailure``."""
     raise failure(prop, input=input, expected=expected, got=got, hint=hint)
 
 
 def _error_hint(error: BaseException, what: str = "") -> str | None:
     text = str(error)
-    if "Module.__init__() call" in text or "has no attribute '_modules'" in text or "has no attribute '_parameters'" in text:
+    if (
+        "Module.__init__() call" in text
+        or "has no attribute '_modules'" in text
+        or "has no attribute '_parameters'" in text
+    ):
         return "call super().__init__() as the first line of __init__"
     if "Expected all tensors to be on the same device" in text:
         return "move every tensor to the same device (.to(device))"
     if "mat1 and mat2 shapes cannot be multiplied" in text:
         return "the input size of a Linear layer does not match the flattened features"
     if "modified by an inplace operation" in text:
-        return ("optimizer.step() before loss.backward()? the update changes weights that backward() still needs: "
-                "zero_grad(), then backward(), then step()")
+        return (
+            "optimizer.step() before loss.backward()? the update changes weights that backward() still needs: "
+            "zero_grad(), then backward(), then step()"
+        )
     if "Trying to backward through the graph a second time" in text:
         return "backward() called twice on the same loss, or a tensor of an earlier step reused: compute a fresh loss per batch"
     unexpected = re.search(r"unexpected keyword argument '(\w+)'", text)
     if unexpected and "StandInHead" in text:
-        return ("create the head as the exercise says, EmbeddingHead(embedding_dim=embedding_dim): the network "
-                "checks put a stand-in with that signature in its place")
-    if unexpected and f"{unexpected.group(1)}=" in what:  # the check's own call: the student's signature lacks it
+        return (
+            "create the head as the exercise says, EmbeddingHead(embedding_dim=embedding_dim): the network "
+            "checks put a stand-in with that signature in its place"
+        )
+    if (
+        unexpected and f"{unexpected.group(1)}=" in what
+    ):  # the check's own call: the student's signature lacks it
         return f"the exercise asks for an argument named {unexpected.group(1)}: add it to the signature (see the exercise's text)"
     if "'StandInHead' object has no attribute" in text:
-        return ("use the head only by calling it, self.head(features): the network checks put a stand-in "
-                "(one Linear layer) in place of your EmbeddingHead, so that exercise 3.1 is not graded twice")
+        return (
+            "use the head only by calling it, self.head(features): the network checks put a stand-in "
+            "(one Linear layer) in place of your EmbeddingHead, so that exercise 3.1 is not graded twice"
+        )
     if "view size is not compatible" in text:
         return "use .reshape(...) or .flatten(1) instead of .view(...)"
     return None
@@ -172,8 +192,9 @@ def run_student(exercise: str, what: str, func: Callable[..., Any], *args: Any, 
     return result
 
 
-def run_student_expecting(error_type: type[Exception], exercise: str, what: str, func: Callable[..., Any],
-                          *args: Any, **kwargs: Any) -> str | None:
+def run_student_expecting(
+    error_type: type[Exception], exercise: str, what: str, func: Callable[..., Any], *args: Any, **kwargs: Any
+) -> str | None:
     """Call the student's ``func`` where it should raise ``error_type``: ``None`` if it did, else what it did instead.
 
     An unfinished exercise or an endless loop still fails the check as ``run_student`` reports it.
@@ -190,8 +211,16 @@ def run_student_expecting(error_type: type[Exception], exercise: str, what: str,
     return f"no error: it returned {type_name(result)}"
 
 
-def require_refusal(error_type: type[Exception], exercise: str, call: str, func: Callable[..., Any], *args: Any,
-                    prop: str, expected: str, hint: str) -> None:
+def require_refusal(
+    error_type: type[Exception],
+    exercise: str,
+    call: str,
+    func: Callable[..., Any],
+    *args: Any,
+    prop: str,
+    expected: str,
+    hint: str,
+) -> None:
     """Fail with the property ``prop`` unless the student's ``func(*args)`` raises ``error_type``."""
     outcome = run_student_expecting(error_type, exercise, call, func, *args)
     if outcome is not None:
@@ -205,15 +234,19 @@ def _replay(record: transcript.Transcript, what: str) -> Any:
         if "error" not in answer:
             return record.value(answer)
     except transcript.TranscriptError as error:
-        raise CheckFailure(f"[FAIL] the answers recorded while your notebook ran do not fit this check ({error})\n"
-                           "  likely mistake: code that changes the checks or their inputs while they run") from error
+        raise CheckFailure(
+            f"[FAIL] the answers recorded while your notebook ran do not fit this check ({error})\n"
+            "  likely mistake: code that changes the checks or their inputs while they run"
+        ) from error
     failure_text = str(answer.get("error"))[:4000]
     cause_type = getattr(builtins, str(answer.get("cause")), None)
     cause = None
     if isinstance(cause_type, type) and issubclass(cause_type, Exception):
         try:
             cause = cause_type(str(answer.get("cause_text")))
-        except Exception:  # some need more than a message to be made (UnicodeDecodeError): its class is what counts
+        except (
+            Exception
+        ):  # some need more than a message to be made (UnicodeDecodeError): its class is what counts
             cause = cause_type.__new__(cause_type)
     raise CheckFailure(failure_text) from cause
 
@@ -244,6 +277,7 @@ def _call_student(exercise: str, what: str, func: Callable[..., Any], *args: Any
 
 # ---------------------------------------------------------------- isolation
 
+
 @contextlib.contextmanager
 def _time_limit(seconds: float) -> Iterator[None]:
     """Raise ``CheckTimeout`` after ``seconds`` (POSIX main thread only; a no-op elsewhere or when nested)."""
@@ -251,7 +285,8 @@ def _time_limit(seconds: float) -> Iterator[None]:
         seconds > 0
         and hasattr(signal, "setitimer")
         and threading.current_thread() is threading.main_thread()
-        and signal.getitimer(signal.ITIMER_REAL)[0] == 0  # someone else's alarm (an outer check, pytest-timeout)
+        and signal.getitimer(signal.ITIMER_REAL)[0]
+        == 0  # someone else's alarm (an outer check, pytest-timeout)
     )
     if not usable:
         yield
@@ -349,8 +384,9 @@ def _decide(func: Callable[..., Any], args: tuple, kwargs: dict) -> None:
         ) from error
 
 
-def _probe(func: Callable[..., Any], seed: int, args: tuple, kwargs: dict,
-           show: bool) -> tuple[list, BaseException | None]:
+def _probe(
+    func: Callable[..., Any], seed: int, args: tuple, kwargs: dict, show: bool
+) -> tuple[list, BaseException | None]:
     """Run the check on the student's code, recording every answer; show the record when the grader asked for it.
 
     Returns the answers as the judge reads them (through JSON), and what the student's code raised, if anything.
@@ -377,7 +413,10 @@ def _show(name: str, hidden: bool, seed: int, answers: list) -> None:
     except ImportError:  # not in a kernel: nobody to show it to
         return
     payload = {"check": name, "hidden": hidden, "seed": seed, "answers": answers}
-    display({transcript.TRANSCRIPT_MIME: payload, "text/plain": f"[{name}: answers recorded for the grader]"}, raw=True)
+    display(
+        {transcript.TRANSCRIPT_MIME: payload, "text/plain": f"[{name}: answers recorded for the grader]"},
+        raw=True,
+    )
 
 
 @dataclasses.dataclass
@@ -395,8 +434,11 @@ def judge(func: Callable[..., Any], hidden: bool, answers: list, seed: int) -> V
     Runs in the grader's worker (or, for a self-check, right after the probe): the student's code
     is not called, every expected value is computed here.
     """
-    students = [transcript.Opaque() for name, parameter in inspect.signature(func).parameters.items()
-                if parameter.default is inspect.Parameter.empty]
+    students = [
+        transcript.Opaque()
+        for name, parameter in inspect.signature(func).parameters.items()
+        if parameter.default is inspect.Parameter.empty
+    ]
     record = transcript.Transcript(seed, answers)
     printed = io.StringIO()
     try:
@@ -405,13 +447,16 @@ def judge(func: Callable[..., Any], hidden: bool, answers: list, seed: int) -> V
     except CheckFailure as error:
         return Verdict(False, str(error), error)
     if record.unused():
-        error = CheckFailure(f"[FAIL] {func.__name__}: your notebook recorded {record.unused()} answers more than the "
-                             "check asked for\n  likely mistake: code that changes the checks or their inputs while they run")
+        error = CheckFailure(
+            f"[FAIL] {func.__name__}: your notebook recorded {record.unused()} answers more than the "
+            "check asked for\n  likely mistake: code that changes the checks or their inputs while they run"
+        )
         return Verdict(False, str(error), error)
     return Verdict(True, printed.getvalue().strip())
 
 
 # ---------------------------------------------------------------- numbers and tensors
+
 
 def tolerance(dtype: torch.dtype) -> tuple[float, float]:
     """``(rtol, atol)`` for comparing results computed in ``dtype`` in different but correct ways."""
@@ -435,8 +480,13 @@ def max_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
     return float(diff.max())
 
 
-def close(actual: torch.Tensor, expected: torch.Tensor, dtype: torch.dtype | None = None, scale: float = 1.0,
-          extra_atol: float = 0.0) -> bool:
+def close(
+    actual: torch.Tensor,
+    expected: torch.Tensor,
+    dtype: torch.dtype | None = None,
+    scale: float = 1.0,
+    extra_atol: float = 0.0,
+) -> bool:
     """Whether ``actual`` matches ``expected`` within the dtype's tolerance, relative to the largest expected value."""
     rtol, atol = tolerance(dtype or expected.dtype)
     size = float(expected.detach().double().abs().max()) if expected.numel() else 0.0
@@ -490,7 +540,9 @@ def seed_parameters(net: nn.Module, generator: torch.Generator) -> None:
             if parameter.dim() > 1:
                 fan_in = math.prod(parameter.shape[1:])
             bound = 1.0 / math.sqrt(max(fan_in, 1))
-            values = (torch.rand(tuple(parameter.shape), generator=generator, dtype=torch.float64) * 2 - 1) * bound
+            values = (
+                torch.rand(tuple(parameter.shape), generator=generator, dtype=torch.float64) * 2 - 1
+            ) * bound
             parameter.copy_(values.to(parameter.dtype))
 
 

@@ -32,6 +32,7 @@ CPU = torch.device("cpu")
 
 # ---------------------------------------------------------------- get_device
 
+
 @contextlib.contextmanager
 def simulated_devices(cuda: bool, mps: bool) -> Iterator[None]:
     """Pretend that a CUDA GPU and/or Apple MPS is (or is not) available, for the checks of ``get_device``."""
@@ -60,16 +61,28 @@ def simulated_devices(cuda: bool, mps: bool) -> Iterator[None]:
 
 
 def _device_case(get_device: Any, cuda: bool, mps: bool, simulated: bool) -> None:
-    situation = ("CUDA " + ("available" if cuda else "not available") + ", MPS " + ("available" if mps else "not available")
-                 + (" (simulated)" if simulated else " (this machine)"))
+    situation = (
+        "CUDA "
+        + ("available" if cuda else "not available")
+        + ", MPS "
+        + ("available" if mps else "not available")
+        + (" (simulated)" if simulated else " (this machine)")
+    )
     if simulated:
         with simulated_devices(cuda, mps):
             device = run_student(DEVICE_EXERCISE, "get_device()", get_device)
     else:
         device = run_student(DEVICE_EXERCISE, "get_device()", get_device)
     if not isinstance(device, torch.device):
-        fail("get_device() returns a torch.device", input=situation, expected="torch.device(...)", got=type_name(device),
-             hint="wrap the name: torch.device('cuda'), not the string 'cuda'" if isinstance(device, str) else None)
+        fail(
+            "get_device() returns a torch.device",
+            input=situation,
+            expected="torch.device(...)",
+            got=type_name(device),
+            hint="wrap the name: torch.device('cuda'), not the string 'cuda'"
+            if isinstance(device, str)
+            else None,
+        )
     if cuda:
         allowed = {"cuda"}
         expected = "torch.device('cuda')"
@@ -87,8 +100,13 @@ def _device_case(get_device: Any, cuda: bool, mps: bool, simulated: bool) -> Non
             hint = "use the GPU when torch.cuda.is_available() is True"
         elif device.type == "mps" and cuda:
             hint = "check CUDA before MPS"
-        fail("get_device() picks CUDA if available, else MPS, else the CPU", input=situation, expected=expected,
-             got=repr(device), hint=hint)
+        fail(
+            "get_device() picks CUDA if available, else MPS, else the CPU",
+            input=situation,
+            expected=expected,
+            got=repr(device),
+            hint=hint,
+        )
 
 
 @check
@@ -102,10 +120,14 @@ def check_get_device(get_device: Any, hidden: bool = False) -> None:
     if hidden:
         _device_case(get_device, False, True, simulated=True)
         _device_case(get_device, True, True, simulated=True)
-    passed("get_device: a torch.device, CUDA when available, else MPS or the CPU" + (" [with hidden cases]" if hidden else ""))
+    passed(
+        "get_device: a torch.device, CUDA when available, else MPS or the CPU"
+        + (" [with hidden cases]" if hidden else "")
+    )
 
 
 # ---------------------------------------------------------------- tiny problems
+
 
 class TinySiamese(nn.Module):
     """A small stand-in for ``SiameseNetwork``: the same interface, a few thousand parameters."""
@@ -127,7 +149,9 @@ class TinySiamese(nn.Module):
         return self.forward_ind(img1), self.forward_ind(img2)
 
 
-def random_batches(generator: torch.Generator, sizes: list[int]) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+def random_batches(
+    generator: torch.Generator, sizes: list[int]
+) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
     """Batches ``(img1, img2, label [B, 1] float32)`` of random images, as a DataLoader over the pair dataset gives."""
     batches = []
     for size in sizes:
@@ -159,13 +183,22 @@ class NotOnDevice(torch.Tensor):
     def __torch_function__(cls, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
         kwargs = kwargs or {}
         flat = [*args, *kwargs.values()]
-        moving = "device" in kwargs or (func in (torch.Tensor.to, torch.Tensor.cuda) and any(
-            isinstance(a, (torch.device, str, int)) or (isinstance(a, torch.Tensor) and not isinstance(a, cls))
-            for a in flat[1:]))
-        mixed = any(isinstance(a, torch.Tensor) and not isinstance(a, cls) and a.dim() > 0 for a in _tensors(flat))
+        moving = "device" in kwargs or (
+            func in (torch.Tensor.to, torch.Tensor.cuda)
+            and any(
+                isinstance(a, (torch.device, str, int))
+                or (isinstance(a, torch.Tensor) and not isinstance(a, cls))
+                for a in flat[1:]
+            )
+        )
+        mixed = any(
+            isinstance(a, torch.Tensor) and not isinstance(a, cls) and a.dim() > 0 for a in _tensors(flat)
+        )
         if mixed and not moving:
-            raise RuntimeError("Expected all tensors to be on the same device, but a batch from the loader was "
-                               "never moved to the training device")
+            raise RuntimeError(
+                "Expected all tensors to be on the same device, but a batch from the loader was "
+                "never moved to the training device"
+            )
         with torch._C.DisableTorchFunctionSubclass():
             result = func(*args, **kwargs)
         return _plain(result) if moving else _keep_off_device(result, cls)
@@ -200,15 +233,28 @@ def off_device(batches: list) -> list:
     return [tuple(t.as_subclass(NotOnDevice) for t in batch) for batch in batches]
 
 
-def _trained(train_one_epoch: Any, net: nn.Module, batches: list, optimizer: torch.optim.Optimizer,
-             kwargs: dict[str, Any], keep_parameters: bool) -> tuple[Any, list[torch.Tensor] | None]:
+def _trained(
+    train_one_epoch: Any,
+    net: nn.Module,
+    batches: list,
+    optimizer: torch.optim.Optimizer,
+    kwargs: dict[str, Any],
+    keep_parameters: bool,
+) -> tuple[Any, list[torch.Tensor] | None]:
     """The student's epoch on ``net``, and (if asked) the parameters it left: the judge needs them as an answer."""
     result = train_one_epoch(net, off_device(batches), optimizer, CPU, **kwargs)
     return result, [p.detach().clone() for p in net.parameters()] if keep_parameters else None
 
 
-def _call_train(train_one_epoch: Any, net: nn.Module, batches: list, optimizer: torch.optim.Optimizer,
-                margin: float | None, log_every: int | None, keep_parameters: bool = False) -> Any:
+def _call_train(
+    train_one_epoch: Any,
+    net: nn.Module,
+    batches: list,
+    optimizer: torch.optim.Optimizer,
+    margin: float | None,
+    log_every: int | None,
+    keep_parameters: bool = False,
+) -> Any:
     """``train_one_epoch`` on ``net``; with ``keep_parameters``, ``net`` holds the parameters it left afterwards."""
     kwargs: dict[str, Any] = {}
     args_text = "net, loader, optimizer, device"
@@ -219,8 +265,16 @@ def _call_train(train_one_epoch: Any, net: nn.Module, batches: list, optimizer: 
         kwargs["log_every"] = log_every
         args_text += f", log_every={log_every}"
     result, parameters = run_student(
-        TRAIN_EXERCISE, f"train_one_epoch({args_text}) on a tiny network and {len(batches)} batches",
-        _trained, train_one_epoch, net, batches, optimizer, kwargs, keep_parameters)
+        TRAIN_EXERCISE,
+        f"train_one_epoch({args_text}) on a tiny network and {len(batches)} batches",
+        _trained,
+        train_one_epoch,
+        net,
+        batches,
+        optimizer,
+        kwargs,
+        keep_parameters,
+    )
     if keep_parameters:  # while judging, the recorded parameters take the place of the student's updates
         _set_parameters(net, parameters)
     return result
@@ -228,18 +282,30 @@ def _call_train(train_one_epoch: Any, net: nn.Module, batches: list, optimizer: 
 
 def _set_parameters(net: nn.Module, values: Any) -> None:
     mine = list(net.parameters())
-    if not isinstance(values, list) or len(values) != len(mine) or not all(
-            isinstance(v, torch.Tensor) and v.shape == p.shape for v, p in zip(values, mine)):
-        fail("train_one_epoch keeps the network's parameters (same number and shapes)",
-             expected=f"{len(mine)} parameter tensors", got=type_name(values))
+    if (
+        not isinstance(values, list)
+        or len(values) != len(mine)
+        or not all(isinstance(v, torch.Tensor) and v.shape == p.shape for v, p in zip(values, mine))
+    ):
+        fail(
+            "train_one_epoch keeps the network's parameters (same number and shapes)",
+            expected=f"{len(mine)} parameter tensors",
+            got=type_name(values),
+        )
     with torch.no_grad():
         for p, v in zip(mine, values):
             p.copy_(v)
 
 
 @judge_only
-def _reference_loop(net: nn.Module, batches: list, optimizer: torch.optim.Optimizer, margin: float, log_every: int = 10,
-                    mistake: str | None = None) -> list[float]:
+def _reference_loop(
+    net: nn.Module,
+    batches: list,
+    optimizer: torch.optim.Optimizer,
+    margin: float,
+    log_every: int = 10,
+    mistake: str | None = None,
+) -> list[float]:
     """The reference loop, or the same loop with one ``mistake`` (to name the student's)."""
     from solutions.loss import contrastive_loss
 
@@ -261,10 +327,10 @@ def _reference_loop(net: nn.Module, batches: list, optimizer: torch.optim.Optimi
 
 MISTAKES = {
     "no_zero_grad": "missing zero_grad: gradients accumulate over the steps "
-                    "(call optimizer.zero_grad() before loss.backward())",
+    "(call optimizer.zero_grad() before loss.backward())",
     "no_step": "the parameters never change: no optimizer.step(), or step() runs while the gradients are zero "
-               "(zero_grad() between backward() and step() erases them; step() right after zero_grad() comes "
-               "before backward())",
+    "(zero_grad() between backward() and step() erases them; step() right after zero_grad() comes "
+    "before backward())",
     "margin": "the margin argument is ignored (2.0 used): pass `margin` to contrastive_loss",
     "no_train": "net.train() is missing: put the network in training mode at the start of the epoch",
 }
@@ -281,13 +347,29 @@ def _parameter_gap(a: nn.Module, b: nn.Module, start: nn.Module) -> float:
 def _history(result: Any, expected_length: int, log_every: int, steps: int, where: str) -> list[float]:
     if not isinstance(result, list):
         hint = "return the list of logged losses (return loss_history)" if result is None else None
-        fail("train_one_epoch returns a list of floats", input=where, expected="a list", got=type_name(result), hint=hint)
+        fail(
+            "train_one_epoch returns a list of floats",
+            input=where,
+            expected="a list",
+            got=type_name(result),
+            hint=hint,
+        )
     for value in result:
         if isinstance(value, torch.Tensor):
-            fail("the loss history holds Python floats", input=where, expected="floats (loss.item())", got=describe(value),
-                 hint="append loss.item(), not the tensor (a tensor keeps the whole graph alive)")
+            fail(
+                "the loss history holds Python floats",
+                input=where,
+                expected="floats (loss.item())",
+                got=describe(value),
+                hint="append loss.item(), not the tensor (a tensor keeps the whole graph alive)",
+            )
         if not isinstance(value, float):
-            fail("the loss history holds Python floats", input=where, expected="floats (loss.item())", got=type_name(value))
+            fail(
+                "the loss history holds Python floats",
+                input=where,
+                expected="floats (loss.item())",
+                got=type_name(value),
+            )
     if len(result) != expected_length:
         hint = None
         if len(result) == steps and log_every > 1:
@@ -298,8 +380,13 @@ def _history(result: Any, expected_length: int, log_every: int, steps: int, wher
             hint = "nothing was logged: append loss.item() when step % log_every == 0"
         elif log_every != 10 and len(result) == math.ceil(steps / 10):
             hint = "the log_every argument is ignored (10 used)"
-        fail(f"one logged loss every {log_every} steps (steps 0, {log_every}, ...)", input=where,
-             expected=f"{expected_length} values for {steps} steps", got=f"{len(result)} values", hint=hint)
+        fail(
+            f"one logged loss every {log_every} steps (steps 0, {log_every}, ...)",
+            input=where,
+            expected=f"{expected_length} values for {steps} steps",
+            got=f"{len(result)} values",
+            hint=hint,
+        )
     return result
 
 
@@ -312,8 +399,14 @@ def _first_loss(net: nn.Module, batches: list, margin: float) -> float:
         return float(contrastive_loss(out1, out2, batches[0][2], margin))
 
 
-def _history_case(train_one_epoch: Any, generator: torch.Generator, steps: int, margin: float | None,
-                  log_every: int | None, compare_all: bool = False) -> None:
+def _history_case(
+    train_one_epoch: Any,
+    generator: torch.Generator,
+    steps: int,
+    margin: float | None,
+    log_every: int | None,
+    compare_all: bool = False,
+) -> None:
     net = _new_net(int(torch.randint(1 << 30, (1,), generator=generator)))
     batches = random_batches(generator, [4] * steps)
     # lr = 0: the weights never move, so each logged value is its batch's loss under the first weights
@@ -322,8 +415,9 @@ def _history_case(train_one_epoch: Any, generator: torch.Generator, steps: int, 
     m = 2.0 if margin is None else margin
     k = 10 if log_every is None else log_every
     start = copy.deepcopy(net)
-    where = (f"{steps} batches of 4 pairs, margin={m:g}, log_every={k}"
-             + (" (defaults)" if margin is None and log_every is None else ""))
+    where = f"{steps} batches of 4 pairs, margin={m:g}, log_every={k}" + (
+        " (defaults)" if margin is None and log_every is None else ""
+    )
     result = _call_train(train_one_epoch, net, batches, make(net), margin, log_every)
     history = _history(result, math.ceil(steps / k), k, steps, where)
     if probing():
@@ -331,17 +425,28 @@ def _history_case(train_one_epoch: Any, generator: torch.Generator, steps: int, 
     expected_first = _first_loss(start, batches, m)
     if abs(history[0] - expected_first) > 1e-5 * max(1.0, abs(expected_first)):
         hint = None
-        if margin is not None and abs(history[0] - _first_loss(start, batches, 2.0)) <= 1e-5 * max(1.0, abs(history[0])):
+        if margin is not None and abs(history[0] - _first_loss(start, batches, 2.0)) <= 1e-5 * max(
+            1.0, abs(history[0])
+        ):
             hint = MISTAKES["margin"]
-        fail("the first logged value is the loss of the first batch, before any update", input=where,
-             expected=f"{expected_first:.6g}", got=f"{history[0]:.6g}", hint=hint)
+        fail(
+            "the first logged value is the loss of the first batch, before any update",
+            input=where,
+            expected=f"{expected_first:.6g}",
+            got=f"{history[0]:.6g}",
+            hint=hint,
+        )
     if compare_all:
         reference_net = copy.deepcopy(start)
         expected = _reference_loop(reference_net, batches, make(reference_net), m, k)
         for step, (got, want) in enumerate(zip(history, expected)):
             if abs(got - want) > 1e-4 * max(1.0, abs(want)):
-                fail("every logged value is the loss of its batch (steps 0, log_every, ...)", input=where,
-                     expected=describe(expected), got=describe(history))
+                fail(
+                    "every logged value is the loss of its batch (steps 0, log_every, ...)",
+                    input=where,
+                    expected=describe(expected),
+                    got=describe(history),
+                )
 
 
 @check
@@ -355,19 +460,30 @@ def check_train_history(train_one_epoch: Any, hidden: bool = False) -> None:
         _history_case(train_one_epoch, generator, 5, None, 1, compare_all=True)
         _history_case(train_one_epoch, generator, 11, None, 5, compare_all=True)
         _history_case(train_one_epoch, generator, 1, None, 10)
-    passed("train_one_epoch: returns the batch losses (Python floats) of steps 0, log_every, 2·log_every, ..."
-           + (" [with hidden cases]" if hidden else ""))
+    passed(
+        "train_one_epoch: returns the batch losses (Python floats) of steps 0, log_every, 2·log_every, ..."
+        + (" [with hidden cases]" if hidden else "")
+    )
 
 
 # ---------------------------------------------------------------- one epoch = the reference's updates
 
-def _step_case(train_one_epoch: Any, generator: torch.Generator, sizes: list[int], margin: float,
-               make_optimizer: Callable[[nn.Module], torch.optim.Optimizer], optimizer_text: str) -> None:
+
+def _step_case(
+    train_one_epoch: Any,
+    generator: torch.Generator,
+    sizes: list[int],
+    margin: float,
+    make_optimizer: Callable[[nn.Module], torch.optim.Optimizer],
+    optimizer_text: str,
+) -> None:
     start = _new_net(int(torch.randint(1 << 30, (1,), generator=generator)), batch_norm=True)
     start.eval()  # the loop must switch to training mode itself
     batches = random_batches(generator, sizes)
     student_net, reference_net = copy.deepcopy(start), copy.deepcopy(start)
-    _call_train(train_one_epoch, student_net, batches, make_optimizer(student_net), margin, None, keep_parameters=True)
+    _call_train(
+        train_one_epoch, student_net, batches, make_optimizer(student_net), margin, None, keep_parameters=True
+    )
     if probing():
         return
     _reference_loop(reference_net, batches, make_optimizer(reference_net), margin)
@@ -381,18 +497,25 @@ def _step_case(train_one_epoch: Any, generator: torch.Generator, sizes: list[int
             _reference_loop(variant, batches, make_optimizer(variant), margin, mistake=mistake)
         except Exception:  # a mistake that PyTorch itself rejects cannot be the student's silent one
             continue
-        if _parameter_gap(student_net, variant, start) <= 1e-3 and _parameter_gap(variant, reference_net, start) > 1e-2:
+        if (
+            _parameter_gap(student_net, variant, start) <= 1e-3
+            and _parameter_gap(variant, reference_net, start) > 1e-2
+        ):
             hint = message
             break
     if hint is None and _parameter_gap(student_net, start, reference_net) == 0:
         hint = MISTAKES["no_step"]
-    fail("after one epoch the parameters equal those of the reference loop (forward, loss, zero_grad, backward, step)",
-         input=f"a tiny network in eval mode, {len(batches)} batches of sizes {sizes}, {optimizer_text}, margin={margin:g}",
-         expected="the reference's parameters", got=f"parameters off by {gap:.3g} × the size of the reference's update",
-         # The hint names what to check, not the loop itself: the loop is the exercise.
-         hint=hint or "go through section 3's update for each batch: is the network in training mode, are the "
-                      "batch's tensors on the device, does the loss use `margin`, are the old gradients cleared "
-                      "before the new ones are computed, and does every batch take exactly one step?")
+    fail(
+        "after one epoch the parameters equal those of the reference loop (forward, loss, zero_grad, backward, step)",
+        input=f"a tiny network in eval mode, {len(batches)} batches of sizes {sizes}, {optimizer_text}, margin={margin:g}",
+        expected="the reference's parameters",
+        got=f"parameters off by {gap:.3g} × the size of the reference's update",
+        # The hint names what to check, not the loop itself: the loop is the exercise.
+        hint=hint
+        or "go through section 3's update for each batch: is the network in training mode, are the "
+        "batch's tensors on the device, does the loss use `margin`, are the old gradients cleared "
+        "before the new ones are computed, and does every batch take exactly one step?",
+    )
 
 
 @check
@@ -406,14 +529,18 @@ def check_train_step(train_one_epoch: Any, hidden: bool = False) -> None:
         plain = lambda model: torch.optim.SGD(model.parameters(), lr=0.2)  # noqa: E731
         _step_case(train_one_epoch, generator, [6, 6, 6], 3.0, adam, "Adam(lr=0.01)")
         _step_case(train_one_epoch, generator, [5, 7], 2.0, plain, "SGD(lr=0.2)")
-    passed("train_one_epoch: the same updates as the reference loop (train mode, zero_grad, backward, step, margin)"
-           + (" [with hidden cases]" if hidden else ""))
+    passed(
+        "train_one_epoch: the same updates as the reference loop (train mode, zero_grad, backward, step, margin)"
+        + (" [with hidden cases]" if hidden else "")
+    )
 
 
 # ---------------------------------------------------------------- it learns
 
-def separable_pairs(generator: torch.Generator, num_batches: int, batch_size: int, num_classes: int = 4,
-                    noise: float = 0.2) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+
+def separable_pairs(
+    generator: torch.Generator, num_batches: int, batch_size: int, num_classes: int = 4, noise: float = 0.2
+) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
     """Balanced pairs of noisy class templates (easy to separate), as batches."""
     from data_utils.synthetic import class_templates
 
@@ -439,8 +566,14 @@ def _mean_loss(net: nn.Module, batches: list, margin: float) -> float:
         return sum(float(contrastive_loss(*net(a, b), y, margin)) for a, b, y in batches) / len(batches)
 
 
-def _learns_case(train_one_epoch: Any, generator: torch.Generator, epochs: int, margin: float | None,
-                 make_optimizer: Callable[[nn.Module], torch.optim.Optimizer], optimizer_text: str) -> None:
+def _learns_case(
+    train_one_epoch: Any,
+    generator: torch.Generator,
+    epochs: int,
+    margin: float | None,
+    make_optimizer: Callable[[nn.Module], torch.optim.Optimizer],
+    optimizer_text: str,
+) -> None:
     m = 2.0 if margin is None else margin
     net = _new_net(int(torch.randint(1 << 30, (1,), generator=generator)), hidden=32, embedding_dim=8)
     batches = separable_pairs(generator, 8, 16)
@@ -448,20 +581,27 @@ def _learns_case(train_one_epoch: Any, generator: torch.Generator, epochs: int, 
     net.eval()  # as measuring the loss leaves it: the loop must switch to training mode itself
     before = None if probing() else _mean_loss(net, batches, m)
     for epoch in range(epochs):
-        history = _call_train(train_one_epoch, net, batches, optimizer, margin, None, keep_parameters=epoch == epochs - 1)
+        history = _call_train(
+            train_one_epoch, net, batches, optimizer, margin, None, keep_parameters=epoch == epochs - 1
+        )
         values = [to_float(v) for v in history] if isinstance(history, list) else []
-        if not all(v is not None and math.isfinite(v) for v in values):  # floats are check_train_history's property
+        if not all(
+            v is not None and math.isfinite(v) for v in values
+        ):  # floats are check_train_history's property
             fail("the logged losses are finite numbers", input=f"epoch {epoch + 1}", got=describe(history))
     if probing():
         return  # the loss before and after is the judge's to compute
     after = _mean_loss(net, batches, m)
     if not after <= 0.5 * before:
-        fail("a few epochs on an easy problem lower the loss clearly (at least halve it)",
-             input=f"a tiny network, 8 batches of 16 pairs of noisy templates of 4 classes, {optimizer_text}, "
-                   f"{epochs} epochs, margin={m:g}",
-             expected=f"mean loss below {0.5 * before:.4g} (it was {before:.4g} before training)", got=f"{after:.4g}",
-             hint="is optimizer.step() called after loss.backward()? is zero_grad() called every step? "
-                  "is the loss computed on the network's outputs for this batch?")
+        fail(
+            "a few epochs on an easy problem lower the loss clearly (at least halve it)",
+            input=f"a tiny network, 8 batches of 16 pairs of noisy templates of 4 classes, {optimizer_text}, "
+            f"{epochs} epochs, margin={m:g}",
+            expected=f"mean loss below {0.5 * before:.4g} (it was {before:.4g} before training)",
+            got=f"{after:.4g}",
+            hint="is optimizer.step() called after loss.backward()? is zero_grad() called every step? "
+            "is the loss computed on the network's outputs for this batch?",
+        )
 
 
 @check
@@ -473,11 +613,14 @@ def check_train_learns(train_one_epoch: Any, hidden: bool = False) -> None:
     if hidden:
         sgd = lambda model: torch.optim.SGD(model.parameters(), lr=0.02, momentum=0.9)  # noqa: E731
         _learns_case(train_one_epoch, generator, 3, 1.0, sgd, "SGD(lr=0.02, momentum=0.9)")
-    passed("train_one_epoch: a few epochs on an easy problem clearly lower the loss"
-           + (" [with hidden cases]" if hidden else ""))
+    passed(
+        "train_one_epoch: a few epochs on an easy problem clearly lower the loss"
+        + (" [with hidden cases]" if hidden else "")
+    )
 
 
 # ---------------------------------------------------------------- questions 5.3 and 5.4
+
 
 @judge_only
 def two_steps_without_zero_grad(a: float, w: float, lr: float) -> float:
@@ -487,22 +630,38 @@ def two_steps_without_zero_grad(a: float, w: float, lr: float) -> float:
     return w1 - lr * (g0 + 2 * a**2 * w1)
 
 
-ZERO_GRAD_WHY = ("the gradient of (a·w)² is 2a²·w. The first step is w₁ = w - lr·2a²·w. Without zero_grad(), the second "
-                 "backward() adds 2a²·w₁ to the gradient already stored, so the second step is w₂ = w₁ - lr·(2a²·w + "
-                 "2a²·w₁): it still pushes with the first step's gradient")
+ZERO_GRAD_WHY = (
+    "the gradient of (a·w)² is 2a²·w. The first step is w₁ = w - lr·2a²·w. Without zero_grad(), the second "
+    "backward() adds 2a²·w₁ to the gradient already stored, so the second step is w₂ = w₁ - lr·(2a²·w + "
+    "2a²·w₁): it still pushes with the first step's gradient"
+)
 
 
 @check
 def check_weight_without_zero_grad(weight_without_zero_grad: Any, hidden: bool = False) -> None:
     """Question 5.3: two SGD steps whose gradients pile up, for parameters drawn per run."""
     generator = generator_for(40)
-    cases = [(questions.draw(generator, 0.5, 3.0), questions.draw(generator, -2.0, 2.0), questions.draw(generator, 0.01, 0.1))
-             for _ in range(3 if not hidden else 5)]
-    answers = questions.answers(ZERO_GRAD_QUESTION, weight_without_zero_grad, "weight_without_zero_grad", cases)
+    cases = [
+        (
+            questions.draw(generator, 0.5, 3.0),
+            questions.draw(generator, -2.0, 2.0),
+            questions.draw(generator, 0.01, 0.1),
+        )
+        for _ in range(3 if not hidden else 5)
+    ]
+    answers = questions.answers(
+        ZERO_GRAD_QUESTION, weight_without_zero_grad, "weight_without_zero_grad", cases
+    )
     if probing():
         return
-    questions.verdict("weight_without_zero_grad", answers, cases, two_steps_without_zero_grad, ZERO_GRAD_WHY,
-                      "the weight after two steps without zero_grad()" + (" [with hidden cases]" if hidden else ""))
+    questions.verdict(
+        "weight_without_zero_grad",
+        answers,
+        cases,
+        two_steps_without_zero_grad,
+        ZERO_GRAD_WHY,
+        "the weight after two steps without zero_grad()" + (" [with hidden cases]" if hidden else ""),
+    )
 
 
 @judge_only
@@ -511,21 +670,37 @@ def logged_count(num_pairs: int, batch_size: int, log_every: int) -> int:
     return math.ceil(math.ceil(num_pairs / batch_size) / log_every)
 
 
-LOGGED_WHY = ("an epoch of n pairs in batches of b has ceil(n / b) steps: the DataLoader keeps the last, smaller batch, "
-              "and it is a step like the others. Counting steps from 0, the logged ones are 0, k, 2k, ... below that "
-              "number: ceil(steps / k) of them")
+LOGGED_WHY = (
+    "an epoch of n pairs in batches of b has ceil(n / b) steps: the DataLoader keeps the last, smaller batch, "
+    "and it is a step like the others. Counting steps from 0, the logged ones are 0, k, 2k, ... below that "
+    "number: ceil(steps / k) of them"
+)
 
 
 @check
 def check_logged_losses(logged_losses: Any, hidden: bool = False) -> None:
     """Question 5.4: the length of an epoch's loss history, for sizes drawn per run (often with a last, smaller batch)."""
     generator = generator_for(41)
-    cases = [(questions.draw_int(generator, 100, 5_000), questions.draw_int(generator, 8, 128),
-              questions.draw_int(generator, 2, 20)) for _ in range(3 if not hidden else 5)]
+    cases = [
+        (
+            questions.draw_int(generator, 100, 5_000),
+            questions.draw_int(generator, 8, 128),
+            questions.draw_int(generator, 2, 20),
+        )
+        for _ in range(3 if not hidden else 5)
+    ]
     batch_size = cases[0][1]
-    cases.append((batch_size * questions.draw_int(generator, 10, 40), batch_size, 10))  # one without a partial batch
+    cases.append(
+        (batch_size * questions.draw_int(generator, 10, 40), batch_size, 10)
+    )  # one without a partial batch
     answers = questions.answers(LOGGED_QUESTION, logged_losses, "logged_losses", cases)
     if probing():
         return
-    questions.verdict("logged_losses", answers, cases, logged_count, LOGGED_WHY,
-                      "the number of logged losses for every epoch size" + (" [with hidden cases]" if hidden else ""))
+    questions.verdict(
+        "logged_losses",
+        answers,
+        cases,
+        logged_count,
+        LOGGED_WHY,
+        "the number of logged losses for every epoch size" + (" [with hidden cases]" if hidden else ""),
+    )

@@ -39,12 +39,26 @@ SEED_VARIABLE = "SIAMESE_CHECK_SEED"
 TRANSCRIPT_MIME = "application/vnd.siamese.transcript+json"
 MAX_ELEMENTS = 1 << 20  # per tensor: far above what any check asks for (25,000 at most), far below what hurts
 DECODE_LIMIT = 1 << 24  # all the tensors the judge unpacks from one record (zlib makes zeros tiny to send)
-MODULE_ELEMENTS = 1 << 25  # the parameters of one rebuilt module (zeros: values are never sent); 2 networks are 6.2 M
+MODULE_ELEMENTS = (
+    1 << 25
+)  # the parameters of one rebuilt module (zeros: values are never sent); 2 networks are 6.2 M
 MAX_DEPTH = 6
 MAX_ITEMS = 10_000
-DTYPES = {str(d).removeprefix("torch."): d for d in (
-    torch.float16, torch.bfloat16, torch.float32, torch.float64, torch.uint8, torch.int8, torch.int16, torch.int32,
-    torch.int64, torch.bool)}
+DTYPES = {
+    str(d).removeprefix("torch."): d
+    for d in (
+        torch.float16,
+        torch.bfloat16,
+        torch.float32,
+        torch.float64,
+        torch.uint8,
+        torch.int8,
+        torch.int16,
+        torch.int32,
+        torch.int64,
+        torch.bool,
+    )
+}
 
 
 def _builtin_name(error: BaseException) -> str:
@@ -80,9 +94,15 @@ class Transcript:
         """Probe: keep the answer to one call (or the failure it caused)."""
         if error is not None:
             cause = error.__cause__
-            self.answers.append({"what": what, "run": self.run, "error": str(error)[:4000],
-                                 "cause": _builtin_name(cause) if cause is not None else None,
-                                 "cause_text": str(cause)[:500] if cause is not None else None})
+            self.answers.append(
+                {
+                    "what": what,
+                    "run": self.run,
+                    "error": str(error)[:4000],
+                    "cause": _builtin_name(cause) if cause is not None else None,
+                    "cause_text": str(cause)[:500] if cause is not None else None,
+                }
+            )
         else:
             self.answers.append({"what": what, "run": self.run, "value": encode(value, self.known)})
 
@@ -93,8 +113,10 @@ class Transcript:
         answer = self.answers[self.position]
         self.position += 1
         if not isinstance(answer, dict) or answer.get("what") != what:
-            raise TranscriptError(f"the record answers {str(answer.get('what') if isinstance(answer, dict) else answer)[:200]!r} "
-                                  f"where the check asks {what!r}")
+            raise TranscriptError(
+                f"the record answers {str(answer.get('what') if isinstance(answer, dict) else answer)[:200]!r} "
+                f"where the check asks {what!r}"
+            )
         if answer.get("run") != self.run:
             raise TranscriptError(f"the answer to {what!r} was recorded in another run, for other inputs")
         return answer
@@ -181,8 +203,10 @@ def judge_only(func: Any) -> Any:
     @functools.wraps(func)
     def guarded(*args: Any, **kwargs: Any) -> Any:
         if probing():
-            raise JudgeOnly(f"uses the course's checks ({func.__module__}.{func.__qualname__}): the checks' expected "
-                            "values are not an answer")
+            raise JudgeOnly(
+                f"uses the course's checks ({func.__module__}.{func.__qualname__}): the checks' expected "
+                "values are not an answer"
+            )
         return func(*args, **kwargs)
 
     return guarded
@@ -214,6 +238,7 @@ def generator_for(number: int) -> torch.Generator:
 
 # ---------------------------------------------------------------- plain data, both ways
 
+
 def encode(value: Any, known: KnownTensors, depth: int = 0) -> dict:
     """``value`` as JSON-ready plain data; anything that is not data is kept as its type's name only."""
     if depth > MAX_DEPTH:
@@ -227,8 +252,10 @@ def encode(value: Any, known: KnownTensors, depth: int = 0) -> dict:
     if isinstance(value, torch.Tensor):
         return _encode_tensor(value, known)
     if isinstance(value, (list, tuple)) and len(value) <= MAX_ITEMS:
-        return {"k": type(value).__name__ if type(value) in (list, tuple) else "list",
-                "items": [encode(v, known, depth + 1) for v in value]}
+        return {
+            "k": type(value).__name__ if type(value) in (list, tuple) else "list",
+            "items": [encode(v, known, depth + 1) for v in value],
+        }
     if isinstance(value, dict) and len(value) <= MAX_ITEMS and all(isinstance(k, str) for k in value):
         return {"k": "dict", "items": [[k, encode(v, known, depth + 1)] for k, v in value.items()]}
     if isinstance(value, torch.device):
@@ -253,17 +280,27 @@ def _encode_tensor(value: torch.Tensor, known: KnownTensors) -> dict:
     if dtype not in DTYPES or tensor.numel() > MAX_ELEMENTS:
         return {"k": "opaque", "type": f"tensor of shape {list(tensor.shape)}, dtype {dtype}"}
     raw = tensor.contiguous().reshape(-1).view(torch.uint8).numpy().tobytes() if tensor.numel() else b""
-    return {"k": "tensor", "dtype": dtype, "shape": list(tensor.shape), "requires_grad": bool(value.requires_grad),
-            "device": value.device.type, "data": base64.b64encode(zlib.compress(raw, 1)).decode()}
+    return {
+        "k": "tensor",
+        "dtype": dtype,
+        "shape": list(tensor.shape),
+        "requires_grad": bool(value.requires_grad),
+        "device": value.device.type,
+        "data": base64.b64encode(zlib.compress(raw, 1)).decode(),
+    }
 
 
 def _plain_attribute(value: Any) -> bool:
     if value is None or isinstance(value, (bool, int, float, str)):
         return not isinstance(value, str) or len(value) <= 200
-    return isinstance(value, tuple) and len(value) <= 8 and all(isinstance(v, (bool, int, float)) for v in value)
+    return (
+        isinstance(value, tuple) and len(value) <= 8 and all(isinstance(v, (bool, int, float)) for v in value)
+    )
 
 
-def _encode_module(module: nn.Module, modules: dict[int, int], parameters: dict[int, int], depth: int) -> dict:
+def _encode_module(
+    module: nn.Module, modules: dict[int, int], parameters: dict[int, int], depth: int
+) -> dict:
     """A module's structure: its class, plain attributes, parameters (shape, dtype, trainable; not their values),
     buffers and submodules, in registration order. A module or parameter met again is named by its number."""
     if id(module) in modules:
@@ -271,8 +308,11 @@ def _encode_module(module: nn.Module, modules: dict[int, int], parameters: dict[
     modules[id(module)] = len(modules)
     cls = type(module)
     builtin = cls.__module__.startswith("torch.nn.modules.") and getattr(nn, cls.__name__, None) is cls
-    attrs = {k: encode(v, KnownTensors()) for k, v in vars(module).items()
-             if not k.startswith("_") and _plain_attribute(v)}
+    attrs = {
+        k: encode(v, KnownTensors())
+        for k, v in vars(module).items()
+        if not k.startswith("_") and _plain_attribute(v)
+    }
     params = []
     for name, param in module._parameters.items():
         if param is None:
@@ -281,14 +321,36 @@ def _encode_module(module: nn.Module, modules: dict[int, int], parameters: dict[
             params.append([name, {"ref": parameters[id(param)]}])
         else:
             parameters[id(param)] = len(parameters)
-            params.append([name, {"shape": list(param.shape), "dtype": str(param.dtype).removeprefix("torch."),
-                                  "requires_grad": bool(param.requires_grad)}])
-    buffers = [[name, None if b is None else {"shape": list(b.shape), "dtype": str(b.dtype).removeprefix("torch.")}]
-               for name, b in module._buffers.items()]
-    children = [[name, None if child is None or depth >= 12 else _encode_module(child, modules, parameters, depth + 1)]
-                for name, child in module._modules.items()]
-    return {"k": "module", "type": cls.__name__, "builtin": builtin, "attrs": attrs, "params": params,
-            "buffers": buffers, "children": children}
+            params.append(
+                [
+                    name,
+                    {
+                        "shape": list(param.shape),
+                        "dtype": str(param.dtype).removeprefix("torch."),
+                        "requires_grad": bool(param.requires_grad),
+                    },
+                ]
+            )
+    buffers = [
+        [name, None if b is None else {"shape": list(b.shape), "dtype": str(b.dtype).removeprefix("torch.")}]
+        for name, b in module._buffers.items()
+    ]
+    children = [
+        [
+            name,
+            None if child is None or depth >= 12 else _encode_module(child, modules, parameters, depth + 1),
+        ]
+        for name, child in module._modules.items()
+    ]
+    return {
+        "k": "module",
+        "type": cls.__name__,
+        "builtin": builtin,
+        "attrs": attrs,
+        "params": params,
+        "buffers": buffers,
+        "children": children,
+    }
 
 
 class Opaque:
@@ -326,7 +388,9 @@ def decode(data: Any, known: KnownTensors, depth: int = 0) -> Any:
             return values if kind == "list" else tuple(values)
     elif kind == "dict":
         items = data.get("items")
-        if isinstance(items, list) and all(isinstance(i, list) and len(i) == 2 and isinstance(i[0], str) for i in items):
+        if isinstance(items, list) and all(
+            isinstance(i, list) and len(i) == 2 and isinstance(i[0], str) for i in items
+        ):
             return {key: decode(v, known, depth + 1) for key, v in items}
     elif kind == "device":
         return torch.device(str(data.get("v")))
@@ -355,13 +419,18 @@ def _decode_tensor(data: dict, known: KnownTensors) -> torch.Tensor:
     if count > MAX_ELEMENTS or known.decoded > DECODE_LIMIT:
         raise TranscriptError("a tensor in the record is too large")
     try:
-        raw = zlib.decompressobj().decompress(base64.b64decode(str(data.get("data")), validate=True), count * itemsize + 1)
+        raw = zlib.decompressobj().decompress(
+            base64.b64decode(str(data.get("data")), validate=True), count * itemsize + 1
+        )
     except (ValueError, zlib.error) as error:
         raise TranscriptError("a tensor in the record is malformed") from error
     if len(raw) != count * itemsize:
         raise TranscriptError("a tensor in the record does not hold as many values as its shape says")
-    tensor = torch.frombuffer(bytearray(raw), dtype=torch.uint8).view(dtype).reshape(shape) if count else \
-        torch.empty(shape, dtype=dtype)
+    tensor = (
+        torch.frombuffer(bytearray(raw), dtype=torch.uint8).view(dtype).reshape(shape)
+        if count
+        else torch.empty(shape, dtype=dtype)
+    )
     if data.get("requires_grad") is True and dtype.is_floating_point:
         tensor.requires_grad_(True)
     return tensor
@@ -395,7 +464,9 @@ class ModuleBuilder:
         for name, spec in data.get("params") or []:
             module.register_parameter(_name(name), self._parameter(spec))
         for name, spec in data.get("buffers") or []:
-            module.register_buffer(_name(name), None if spec is None else torch.zeros(_shape(spec), dtype=_dtype(spec)))
+            module.register_buffer(
+                _name(name), None if spec is None else torch.zeros(_shape(spec), dtype=_dtype(spec))
+            )
         for name, child in data.get("children") or []:
             module.add_module(_name(name), None if child is None else self.build(child, depth + 1))
         return module
@@ -423,8 +494,10 @@ class ModuleBuilder:
         self.elements += math.prod(shape)
         if self.elements > MODULE_ELEMENTS:
             raise TranscriptError("a module in the record is too large")
-        parameter = nn.Parameter(torch.zeros(shape, dtype=dtype),
-                                 requires_grad=spec.get("requires_grad") is not False and dtype.is_floating_point)
+        parameter = nn.Parameter(
+            torch.zeros(shape, dtype=dtype),
+            requires_grad=spec.get("requires_grad") is not False and dtype.is_floating_point,
+        )
         self.parameters.append(parameter)
         return parameter
 
@@ -441,8 +514,11 @@ def _name(name: Any) -> str:
 
 def _shape(spec: dict) -> list[int]:
     shape = spec.get("shape")
-    if not isinstance(shape, list) or not all(isinstance(s, int) and 0 <= s for s in shape) or \
-            math.prod(shape) > MODULE_ELEMENTS:
+    if (
+        not isinstance(shape, list)
+        or not all(isinstance(s, int) and 0 <= s for s in shape)
+        or math.prod(shape) > MODULE_ELEMENTS
+    ):
         raise TranscriptError("a shape in the record is malformed")
     return shape
 

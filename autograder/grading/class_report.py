@@ -37,8 +37,10 @@ def read_run(out: Path) -> GradedRun:
     """The manifest of the ``grade`` run that wrote ``out``; a clear error if there is none."""
     course = out / "course"
     if not (course / records.MANIFEST).is_file():
-        raise FileNotFoundError(f"{out} holds no grading run (no {course / records.MANIFEST}): give the --out folder "
-                                "of a finished `python -m autograder grade`")
+        raise FileNotFoundError(
+            f"{out} holds no grading run (no {course / records.MANIFEST}): give the --out folder "
+            "of a finished `python -m autograder grade`"
+        )
     return GradedRun(out, records.load_manifest(course)["students"])
 
 
@@ -48,8 +50,10 @@ def merge_students(runs: list[GradedRun]) -> dict[str, tuple[GradedRun, dict]]:
     for run in runs:
         for sid, record in run.students.items():
             if sid in merged:
-                raise ValueError(f"student id {sid} is in both {merged[sid][0].out} and {run.out}: give each student's "
-                                 "run once")
+                raise ValueError(
+                    f"student id {sid} is in both {merged[sid][0].out} and {run.out}: give each student's "
+                    "run once"
+                )
             merged[sid] = (run, record)
     return merged
 
@@ -93,8 +97,12 @@ def write_report(sources: list[Path], out: Path, db_url: str | None = None) -> l
     for run in runs:
         refresh_from_gradebook(run.out / "course", db_url, run.students)
     failed = [name for run in runs for name in write_feedback(run, db_url, out)]
-    results = [records.summarise(sid, record.get("name", sid), record["lessons"], record.get("notes", []),
-                                 record.get("late", [])) for sid, (_, record) in students.items()]
+    results = [
+        records.summarise(
+            sid, record.get("name", sid), record["lessons"], record.get("notes", []), record.get("late", [])
+        )
+        for sid, (_, record) in students.items()
+    ]
     records.write_grades(out / "grades.csv", results)
     records.write_intake(out / "intake.csv", unowned_files(runs))
     if failed:

@@ -47,12 +47,21 @@ BROWSER_SUFFIX = re.compile(r"\s*\(\d+\)$")  # "name (1).ipynb" from repeated do
 COPY_PREFIX = re.compile(r"copy of\s+", re.IGNORECASE)  # Colab's "Copy of name.ipynb"
 # The LMS writes its part first and the student's file name last, so every name part is matched
 # lazily: a student who puts "x_777_assignsubmission_file_" in their own file name stays themselves.
-CANVAS = re.compile(r"^(?P<name>.+?)(?P<late>_LATE)?_(?P<user>\d{3,})_(?P<submission>\d{3,})_(?P<original>.+)$")
+CANVAS = re.compile(
+    r"^(?P<name>.+?)(?P<late>_LATE)?_(?P<user>\d{3,})_(?P<submission>\d{3,})_(?P<original>.+)$"
+)
 MOODLE = re.compile(r"^(?P<name>.+?)_(?P<user>\d+)_assignsubmission_(?:file|onlinetext)_(?P<original>.*)$")
-BLACKBOARD = re.compile(r"^(?P<assignment>.*?)_(?P<user>[^_]+)_attempt_(?P<stamp>\d{4}(?:-\d\d){5})"
-                        r"(?P<late>_LATE)?(?:_(?P<original>.+)|(?P<info>\.txt))?$", re.IGNORECASE)
-PLAIN_ID = re.compile(r"^[A-Za-z0-9]+(?:[._-][A-Za-z0-9]+)*$")  # ids kept as they are: never "__", never a dot first
-RESERVED_ID = re.compile(r"^(con|prn|aux|nul|com\d|lpt\d)(\..*)?$", re.IGNORECASE)  # names Windows cannot hold
+BLACKBOARD = re.compile(
+    r"^(?P<assignment>.*?)_(?P<user>[^_]+)_attempt_(?P<stamp>\d{4}(?:-\d\d){5})"
+    r"(?P<late>_LATE)?(?:_(?P<original>.+)|(?P<info>\.txt))?$",
+    re.IGNORECASE,
+)
+PLAIN_ID = re.compile(
+    r"^[A-Za-z0-9]+(?:[._-][A-Za-z0-9]+)*$"
+)  # ids kept as they are: never "__", never a dot first
+RESERVED_ID = re.compile(
+    r"^(con|prn|aux|nul|com\d|lpt\d)(\..*)?$", re.IGNORECASE
+)  # names Windows cannot hold
 ID_FOLD_LENGTH = 40
 
 
@@ -61,6 +70,7 @@ class IntakeError(ValueError):
 
 
 # ---------------------------------------------------------------- one file handed in
+
 
 @dataclass
 class Upload:
@@ -132,17 +142,23 @@ def _open_archive(location: Path, limit_mb: int) -> zipfile.ZipFile:
     """The zip, checked as a whole before any member is read."""
     size = location.stat().st_size
     if size > limit_mb * MB:
-        raise IntakeError(f"{location} is {size / MB:.0f} MB, over the limit of {limit_mb} MB for one archive; "
-                          "split it, or raise --max-archive-mb")
+        raise IntakeError(
+            f"{location} is {size / MB:.0f} MB, over the limit of {limit_mb} MB for one archive; "
+            "split it, or raise --max-archive-mb"
+        )
     try:
         archive = zipfile.ZipFile(location)
     except Exception as error:  # not a zip, truncated, a name that breaks its own encoding flag
-        raise IntakeError(f"{location} is not a readable zip file ({error}); download it from the LMS again, "
-                          "or give the folder of submissions") from None
+        raise IntakeError(
+            f"{location} is not a readable zip file ({error}); download it from the LMS again, "
+            "or give the folder of submissions"
+        ) from None
     count = len(archive.infolist())
     if count > ARCHIVE_MEMBER_LIMIT:
         archive.close()
-        raise IntakeError(f"{location} holds {count} files, over the limit of {ARCHIVE_MEMBER_LIMIT} for one archive")
+        raise IntakeError(
+            f"{location} holds {count} files, over the limit of {ARCHIVE_MEMBER_LIMIT} for one archive"
+        )
     return archive
 
 
@@ -175,8 +191,15 @@ def _zip_upload(info: zipfile.ZipInfo) -> Upload:
     elif info.flag_bits & 0x1:
         problem = "an encrypted member of the archive"
     stamp = _zip_time(info)
-    return Upload(parts or (name,), info.file_size, stamp,
-                  f"size={info.file_size};crc={info.CRC:08x};time={stamp:.0f}", problem, member=info, name=name)
+    return Upload(
+        parts or (name,),
+        info.file_size,
+        stamp,
+        f"size={info.file_size};crc={info.CRC:08x};time={stamp:.0f}",
+        problem,
+        member=info,
+        name=name,
+    )
 
 
 def _zip_time(info: zipfile.ZipInfo) -> float:
@@ -208,17 +231,30 @@ def _walk_folder(root: Path):
             yield _folder_upload(root, path, problem, info)
     for error in unreadable:  # a folder that cannot be listed is reported, never silently passed over
         path = Path(error.filename)
-        yield Upload(path.relative_to(root).parts or (path.name,), 0, 0.0, "unreadable",
-                     f"a folder that cannot be read ({error.strerror})", path=path)
+        yield Upload(
+            path.relative_to(root).parts or (path.name,),
+            0,
+            0.0,
+            "unreadable",
+            f"a folder that cannot be read ({error.strerror})",
+            path=path,
+        )
 
 
 def _folder_upload(root: Path, path: Path, problem: str | None, info: os.stat_result | None = None) -> Upload:
     info = info or path.lstat()
-    return Upload(path.relative_to(root).parts, info.st_size, info.st_mtime,
-                  f"size={info.st_size};mtime_ns={info.st_mtime_ns}", problem, path=path)
+    return Upload(
+        path.relative_to(root).parts,
+        info.st_size,
+        info.st_mtime,
+        f"size={info.st_size};mtime_ns={info.st_mtime_ns}",
+        problem,
+        path=path,
+    )
 
 
 # ---------------------------------------------------------------- whose file, for which lesson
+
 
 def identify_lesson(filename: str) -> str | None:
     """The lesson a file name refers to, tolerating "Copy of " and " (1)"; ``None`` if none."""
@@ -239,7 +275,9 @@ def student_prefix(filename: str, lesson: str) -> str:
     if at < 0:
         at = stem.lower().find(lesson[3:])
     prefix = COPY_PREFIX.sub("", stem[:at]) if at >= 0 else stem
-    return re.sub(r"[\s_-]+$", "", prefix).lstrip()  # the separator before the lesson; leading dots are the name's
+    return re.sub(
+        r"[\s_-]+$", "", prefix
+    ).lstrip()  # the separator before the lesson; leading dots are the name's
 
 
 def nfc(text: str) -> str:
@@ -263,12 +301,19 @@ class Owner:
 def owner_from_file_name(filename: str) -> Owner | None:
     """The owner of a flat file from its name alone (an LMS format, or ``name_lesson.ipynb``); ``None`` if unknown."""
     if match := CANVAS.match(filename):
-        return Owner(f"canvas:{match['user']}", nfc(match["name"]), bool(match["late"]), original=match["original"])
+        return Owner(
+            f"canvas:{match['user']}", nfc(match["name"]), bool(match["late"]), original=match["original"]
+        )
     if match := MOODLE.match(filename):
         return Owner(f"moodle:{match['user']}", nfc(match["name"]), original=match["original"])
     if match := BLACKBOARD.match(filename):
-        return Owner(f"blackboard:{nfc(match['user'])}", nfc(match["user"]), bool(match["late"]), match["stamp"],
-                     match["original"] or "")
+        return Owner(
+            f"blackboard:{nfc(match['user'])}",
+            nfc(match["user"]),
+            bool(match["late"]),
+            match["stamp"],
+            match["original"] or "",
+        )
     lesson = identify_lesson(filename)
     prefix = nfc(student_prefix(filename, lesson)) if lesson else ""
     return Owner(f"name:{prefix}", prefix, original=filename) if prefix else None
@@ -283,6 +328,7 @@ def owner_from_folder(folder: str) -> Owner:
 
 # ---------------------------------------------------------------- student ids
 
+
 def fold(name: str) -> str:
     """ASCII letters, digits and single underscores from a name: ``Zoë Åberg`` → ``Zoe_Aberg``."""
     ascii_text = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
@@ -296,7 +342,12 @@ def derived_id(key: str, long: bool = False) -> str:
     """
     kind, _, value = key.partition(":")
     readable = value if kind == "name" else f"{kind}-{value}"
-    if PLAIN_ID.match(readable) and not RESERVED_ID.match(readable) and len(readable) <= ID_FOLD_LENGTH and not long:
+    if (
+        PLAIN_ID.match(readable)
+        and not RESERVED_ID.match(readable)
+        and len(readable) <= ID_FOLD_LENGTH
+        and not long
+    ):
         return readable
     digest = hashlib.sha256(key.encode()).hexdigest()
     return f"{fold(readable) or 'student'}__{digest if long else digest[:10]}"
@@ -316,7 +367,9 @@ class Shard:
         """``"K/N"`` with 0 <= K < N; a ``ValueError`` saying what is expected otherwise."""
         index, slash, count = text.partition("/")
         if not (slash and index.isdigit() and count.isdigit() and 0 <= int(index) < int(count)):
-            raise ValueError(f"--shard takes K/N with 0 <= K < N (shard K of N, counted from 0), got {text!r}")
+            raise ValueError(
+                f"--shard takes K/N with 0 <= K < N (shard K of N, counted from 0), got {text!r}"
+            )
         return cls(int(index), int(count))
 
     def holds(self, key: str) -> bool:
@@ -343,6 +396,7 @@ def assign_ids(keys: list[str], registry: dict[str, str]) -> dict[str, str]:
 
 # ---------------------------------------------------------------- the class, student by student
 
+
 @dataclass
 class Candidate:
     """A file that may be a student's notebook for one lesson."""
@@ -363,7 +417,9 @@ class Student:
     name: str
     files: dict[str, list[Candidate]] = field(default_factory=dict)  # lesson → candidate files
     notes: list[str] = field(default_factory=list)
-    problems: dict[str, str] = field(default_factory=dict)  # lesson → why nothing can be graded (too large, ...)
+    problems: dict[str, str] = field(
+        default_factory=dict
+    )  # lesson → why nothing can be graded (too large, ...)
 
 
 @dataclass
@@ -396,7 +452,11 @@ def gather(submissions: Submissions) -> ClassIntake:
     depth = strip_wrapper([u for u in uploads if u.problem is None])
     students: dict[str, Student] = {}
     unowned: list[tuple[str, str]] = []
-    infos = [u for u in uploads if u.problem is None and len(u.parts) == depth + 1 and is_blackboard_info(u.parts[-1])]
+    infos = [
+        u
+        for u in uploads
+        if u.problem is None and len(u.parts) == depth + 1 and is_blackboard_info(u.parts[-1])
+    ]
     names = blackboard_names(submissions, infos)
     for upload in uploads:
         # A name that climbs out of the archive says nothing about folders: only its file name is read.
@@ -407,7 +467,9 @@ def gather(submissions: Submissions) -> ClassIntake:
         except Exception as error:  # never let one file stop the class, nor lose its student
             fallback = fallback_owner(parts)
             student = students.setdefault(fallback.key, Student(fallback.key, fallback.name))
-            student.notes.append(f"skipped {upload.shown}: it could not be read ({type(error).__name__}: {error})")
+            student.notes.append(
+                f"skipped {upload.shown}: it could not be read ({type(error).__name__}: {error})"
+            )
     return ClassIntake(students, unowned)
 
 
@@ -439,21 +501,36 @@ def blackboard_names(submissions: Submissions, infos: list[Upload]) -> dict[str,
         user = BLACKBOARD.match(upload.parts[-1])["user"]
         for line in text.splitlines()[:20]:  # "Name: Jane Doe (jdoe)" near the top; plain string work, linear
             name, paren, rest = line.removeprefix("Name:").rpartition("(")
-            if line.startswith("Name:") and paren and rest.strip().rstrip(")").strip() == user and name.strip():
-                names[f"blackboard:{nfc(user)}"] = nfc(name)  # only the attempt's own user: no one names another
+            if (
+                line.startswith("Name:")
+                and paren
+                and rest.strip().rstrip(")").strip() == user
+                and name.strip()
+            ):
+                names[f"blackboard:{nfc(user)}"] = nfc(
+                    name
+                )  # only the attempt's own user: no one names another
                 break
     return names
 
 
-def place(upload: Upload, parts: tuple[str, ...], students: dict[str, Student], unowned: list[tuple[str, str]],
-          names: dict[str, str]) -> None:
+def place(
+    upload: Upload,
+    parts: tuple[str, ...],
+    students: dict[str, Student],
+    unowned: list[tuple[str, str]],
+    names: dict[str, str],
+) -> None:
     """Put one upload with its student: as a candidate notebook, or as a note saying why not."""
     filename = parts[-1] if parts else upload.shown
     owner = owner_from_folder(parts[0]) if len(parts) > 1 else owner_from_file_name(filename)
     if owner is None:
         lesson = identify_lesson(filename) if filename.lower().endswith(".ipynb") else None
-        why = upload.problem or ("cannot tell the student from the file name" if lesson
-                                 else "not a lesson notebook, and no student in its name")
+        why = upload.problem or (
+            "cannot tell the student from the file name"
+            if lesson
+            else "not a lesson notebook, and no student in its name"
+        )
         unowned.append((upload.shown, why))
         return
     if owner.key in names:
@@ -475,7 +552,10 @@ def place(upload: Upload, parts: tuple[str, ...], students: dict[str, Student], 
 
 def newest(student: Student, lesson: str) -> Candidate:
     """The file to grade for a lesson: the newest, and of members with one name, the last in the archive."""
-    return max(student.files[lesson], key=lambda c: (c.order(), c.upload.member.header_offset if c.upload.member else 0))
+    return max(
+        student.files[lesson],
+        key=lambda c: (c.order(), c.upload.member.header_offset if c.upload.member else 0),
+    )
 
 
 def choose(student: Student, lesson: str) -> Candidate:
@@ -483,8 +563,10 @@ def choose(student: Student, lesson: str) -> Candidate:
     chosen = newest(student, lesson)
     shown = [c.upload.shown for c in student.files[lesson]]
     if len(set(shown)) < len(shown):
-        student.notes.append(f"the archive holds {len(shown)} members named {chosen.upload.shown} for {lesson}; "
-                             "graded the last one")
+        student.notes.append(
+            f"the archive holds {len(shown)} members named {chosen.upload.shown} for {lesson}; "
+            "graded the last one"
+        )
     elif len(shown) > 1:
         student.notes.append(f"{len(shown)} files for {lesson}; graded the newest, {chosen.upload.shown}")
     return chosen

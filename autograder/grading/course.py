@@ -16,7 +16,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 #: repository in pyproject.toml.
 CODE = ("autograder", "solutions", "data_utils", "lessons/src", "pyproject.toml")
 
-CONFIG_TEMPLATE = '''\
+CONFIG_TEMPLATE = """\
 # nbgrader configuration of the Siamese-network course (written by `python -m autograder`).
 c = get_config()  # noqa: F821 (defined by nbgrader when it reads this file)
 c.CourseDirectory.course_id = "{course_id}"
@@ -25,7 +25,7 @@ c.CourseDirectory.db_url = "{db_url}"
 c.ClearSolutions.code_stub = {{"python": "# YOUR CODE HERE\\nraise NotImplementedError()"}}
 c.ExecutePreprocessor.timeout = {timeout}
 c.OverwriteCells.add_missing_cells = True  # a deleted test cell is put back and graded, not skipped
-'''
+"""
 
 
 def db_url_for(course: Path, db_url: str | None = None) -> str:
@@ -67,21 +67,29 @@ def check_database(db_url: str) -> None:
     try:
         url = make_url(db_url)
     except ArgumentError as error:
-        raise ValueError(f"--db-url {db_url!r} is not a database URL ({error}); "
-                         "e.g. postgresql://user:password@host/database") from None
+        raise ValueError(
+            f"--db-url {db_url!r} is not a database URL ({error}); "
+            "e.g. postgresql://user:password@host/database"
+        ) from None
     shown = url.render_as_string(hide_password=True)
     try:
-        engine = create_engine(url, connect_args={"connect_timeout": 10} if url.get_backend_name() == "postgresql" else {})
+        engine = create_engine(
+            url, connect_args={"connect_timeout": 10} if url.get_backend_name() == "postgresql" else {}
+        )
         with engine.connect() as connection:
             connection.execute(text("SELECT 1"))
         engine.dispose()
     except ModuleNotFoundError as error:
-        raise ValueError(f"--db-url {shown}: the database driver {error.name!r} is not installed "
-                         "(for PostgreSQL: pip install 'psycopg[binary]', part of the instructor extra)") from None
+        raise ValueError(
+            f"--db-url {shown}: the database driver {error.name!r} is not installed "
+            "(for PostgreSQL: pip install 'psycopg[binary]', part of the instructor extra)"
+        ) from None
     except SQLAlchemyError as error:
         reason = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
-        raise ValueError(f"cannot open the gradebook at {shown}: {reason}; check the URL, that the server is "
-                         "running and that the database exists (e.g. createdb)") from None
+        raise ValueError(
+            f"cannot open the gradebook at {shown}: {reason}; check the URL, that the server is "
+            "running and that the database exists (e.g. createdb)"
+        ) from None
 
 
 def nbgrader_config(course: Path, db_url: str | None = None, timeout: int = CELL_TIMEOUT_S):
@@ -102,8 +110,11 @@ def write_config(course: Path, db_url: str | None = None, timeout: int = CELL_TI
     """Write ``nbgrader_config.py`` into the course folder so plain ``nbgrader`` commands work there too."""
     course.mkdir(parents=True, exist_ok=True)
     path = course / "nbgrader_config.py"
-    path.write_text(CONFIG_TEMPLATE.format(course_id=COURSE_ID, root=course.resolve(),
-                                           db_url=db_url_for(course, db_url), timeout=timeout))
+    path.write_text(
+        CONFIG_TEMPLATE.format(
+            course_id=COURSE_ID, root=course.resolve(), db_url=db_url_for(course, db_url), timeout=timeout
+        )
+    )
     return path
 
 
@@ -144,7 +155,9 @@ def code_environment(code: Path) -> dict[str, str]:
     """This process's environment, with the course imported from the copy ``code`` before anything else."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(code), env.get("PYTHONPATH")) if p)
-    env["PYTHONDONTWRITEBYTECODE"] = "1"  # the copy stays byte for byte as taken: no __pycache__ appears in it
+    env["PYTHONDONTWRITEBYTECODE"] = (
+        "1"  # the copy stays byte for byte as taken: no __pycache__ appears in it
+    )
     return env
 
 
@@ -153,7 +166,7 @@ def _code_files(root: Path) -> dict[str, bytes]:
     found = {}
     for name in CODE:
         top = root / name
-        for path in ([top] if top.is_file() else sorted(top.rglob("*")) if top.is_dir() else []):
+        for path in [top] if top.is_file() else sorted(top.rglob("*")) if top.is_dir() else []:
             if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc":
                 found[str(path.relative_to(root))] = path.read_bytes()
     return found

@@ -26,13 +26,33 @@ from .repair import is_answer_cell, is_test_cell
 
 # lesson → (exercise cell, text in the reference solution, the same text with a typical mistake)
 BUGS: dict[str, tuple[str, str, str]] = {
-    "01_pair_dataset": ("exercise_1_1", "float(int(label1) != int(label2))", "float(int(label1) == int(label2))"),
-    "02_cnn_backbone": ("exercise_2_1", "nn.MaxPool2d(2, stride=2),  # → 14 x 14", "nn.AvgPool2d(2, stride=2),  # → 14 x 14"),
-    "03_embedding_head": ("exercise_3_1", "            nn.ReLU(),  # as in the original: embeddings are non-negative\n", ""),
-    "04_contrastive_loss": ("exercise_4_1", "torch.clamp(margin - d, min=0).pow(2)", "torch.clamp(margin - d, min=0)"),
+    "01_pair_dataset": (
+        "exercise_1_1",
+        "float(int(label1) != int(label2))",
+        "float(int(label1) == int(label2))",
+    ),
+    "02_cnn_backbone": (
+        "exercise_2_1",
+        "nn.MaxPool2d(2, stride=2),  # → 14 x 14",
+        "nn.AvgPool2d(2, stride=2),  # → 14 x 14",
+    ),
+    "03_embedding_head": (
+        "exercise_3_1",
+        "            nn.ReLU(),  # as in the original: embeddings are non-negative\n",
+        "",
+    ),
+    "04_contrastive_loss": (
+        "exercise_4_1",
+        "torch.clamp(margin - d, min=0).pow(2)",
+        "torch.clamp(margin - d, min=0)",
+    ),
     "05_training_loop": ("exercise_5_2", "        optimizer.zero_grad()\n", ""),
     "06_evaluation": ("exercise_6_3", "d = distances.double()", "d = -distances.double()"),
-    "07_one_shot": ("exercise_7_4", "distances.masked_fill(same, math.inf)", "distances.masked_fill(itself, math.inf)"),
+    "07_one_shot": (
+        "exercise_7_4",
+        "distances.masked_fill(same, math.inf)",
+        "distances.masked_fill(itself, math.inf)",
+    ),
 }
 
 
@@ -70,8 +90,7 @@ def make_class(out: Path, students: int, seed: int = 0) -> dict[str, str]:
     rng = random.Random(seed)
     built = build_all()
     solved = {lesson.name: solved_notebook(lesson.source) for lesson in built}
-    blank = {name: nbformat.read(LESSONS_DIR / f"{name}.ipynb", as_version=4)
-             for name in LESSONS}
+    blank = {name: nbformat.read(LESSONS_DIR / f"{name}.ipynb", as_version=4) for name in LESSONS}
     kinds = {}
     for k in range(students):
         student = f"student{k + 1:03d}"
@@ -90,7 +109,9 @@ def make_class(out: Path, students: int, seed: int = 0) -> dict[str, str]:
             lesson = rng.choice(LESSONS)
             kind = f"bug in {lesson}"
             for name in LESSONS:
-                nbformat.write(with_bug(solved[name], name) if name == lesson else solved[name], folder / f"{name}.ipynb")
+                nbformat.write(
+                    with_bug(solved[name], name) if name == lesson else solved[name], folder / f"{name}.ipynb"
+                )
         elif roll < 0.85:
             kind = "blank release"
             for name in LESSONS:
@@ -118,8 +139,12 @@ def make_class(out: Path, students: int, seed: int = 0) -> dict[str, str]:
 
 def lesson_points() -> dict[str, float]:
     """The points each lesson's test cells are worth (its written answers aside: those are graded by hand)."""
-    return {lesson.name: float(sum(c.metadata["nbgrader"].get("points", 0) for c in lesson.source.cells
-                                   if is_test_cell(c))) for lesson in build_all()}
+    return {
+        lesson.name: float(
+            sum(c.metadata["nbgrader"].get("points", 0) for c in lesson.source.cells if is_test_cell(c))
+        )
+        for lesson in build_all()
+    }
 
 
 def written_answers() -> int:
@@ -127,14 +152,17 @@ def written_answers() -> int:
     return sum(is_answer_cell(c) for lesson in build_all() for c in lesson.source.cells)
 
 
-def check_grades(kinds: dict[str, str], rows: dict[str, dict[str, str]], points: dict[str, float],
-                 answers: int = 0) -> list[str]:
+def check_grades(
+    kinds: dict[str, str], rows: dict[str, dict[str, str]], points: dict[str, float], answers: int = 0
+) -> list[str]:
     """What is wrong in ``rows`` (grades.csv as student → row) for a class of ``kinds``; empty if nothing.
 
     ``points`` are the autograded points per lesson; a student who wrote every one of the ``answers``
     awaits manual grading for them, and is not yet scored for them.
     """
-    awaiting = f"awaiting manual grading: {answers} answer{'' if answers == 1 else 's'}" if answers else "graded"
+    awaiting = (
+        f"awaiting manual grading: {answers} answer{'' if answers == 1 else 's'}" if answers else "graded"
+    )
     problems = []
     for student, kind in kinds.items():
         row = rows.get(student)
@@ -152,8 +180,10 @@ def check_grades(kinds: dict[str, str], rows: dict[str, dict[str, str]], points:
             expected, status = {name: 0.0 for name in LESSONS}, "graded"
         else:
             expected = {name: (None if name in LESSONS[:2] else points[name]) for name in LESSONS}
-            status = (f"{LESSONS[0]} not graded: {LESSONS[0]}.ipynb is an empty file; "
-                      f"{LESSONS[1]} not graded: {LESSONS[1]}.ipynb is not a readable notebook (")
+            status = (
+                f"{LESSONS[0]} not graded: {LESSONS[0]}.ipynb is an empty file; "
+                f"{LESSONS[1]} not graded: {LESSONS[1]}.ipynb is not a readable notebook ("
+            )
         if not row["status"].startswith(status):
             problems.append(f"{student} ({kind}): status {row['status']!r}")
         for name in LESSONS:
@@ -161,19 +191,28 @@ def check_grades(kinds: dict[str, str], rows: dict[str, dict[str, str]], points:
                 if scores[name] is None or not 0 <= scores[name] < points[name]:
                     problems.append(f"{student} ({kind}): {name} scored {scores[name]} of {points[name]}")
             elif scores[name] != expected[name]:
-                problems.append(f"{student} ({kind}): {name} scored {scores[name]}, expected {expected[name]}")
+                problems.append(
+                    f"{student} ({kind}): {name} scored {scores[name]}, expected {expected[name]}"
+                )
     return problems
 
 
 def main(argv: list[str] | None = None) -> int:
     """Write the class and print what each student handed in, or check a grades.csv of it."""
-    parser = argparse.ArgumentParser(prog="python -m autograder.grading.demo_class", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m autograder.grading.demo_class",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("out", type=Path)
     parser.add_argument("--students", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--check", type=Path, metavar="GRADES_CSV",
-                        help="check the grades.csv of the class written in OUT earlier, instead of writing one")
+    parser.add_argument(
+        "--check",
+        type=Path,
+        metavar="GRADES_CSV",
+        help="check the grades.csv of the class written in OUT earlier, instead of writing one",
+    )
     args = parser.parse_args(argv)
     if args.check:
         kinds = json.loads((args.out / "CLASS.json").read_text())
@@ -182,7 +221,9 @@ def main(argv: list[str] | None = None) -> int:
         problems = check_grades(kinds, rows, lesson_points(), written_answers())
         for line in problems:
             print(line)
-        print(f"{len(kinds) - len({p.split(' ')[0] for p in problems})} of {len(kinds)} students graded as expected")
+        print(
+            f"{len(kinds) - len({p.split(' ')[0] for p in problems})} of {len(kinds)} students graded as expected"
+        )
         return 1 if problems else 0
     if args.students < 1:
         parser.error("--students must be at least 1")

@@ -48,7 +48,9 @@ def _tree(source: str) -> ast.AST | None:
 
 def bound_names(tree: ast.AST) -> set[str]:
     """Every name a cell binds: assignments, loop and ``with`` targets, functions, classes, imports."""
-    names = {node.id for node in ast.walk(tree) if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store)}
+    names = {
+        node.id for node in ast.walk(tree) if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store)
+    }
     for node in ast.walk(tree):
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
             names.add(node.name)
@@ -65,10 +67,20 @@ def read_names(source: str) -> set[str] | None:
     tree = _tree(source)
     if tree is None:
         return None
-    names = {node.id for node in ast.walk(tree) if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load)}
-    names |= {node.target.id for node in ast.walk(tree)
-              if isinstance(node, ast.AugAssign) and isinstance(node.target, ast.Name)}
-    names |= {word for line in source.splitlines() if MAGIC.match(line) for word in re.findall(r"[A-Za-z_]\w*", line)}
+    names = {
+        node.id for node in ast.walk(tree) if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load)
+    }
+    names |= {
+        node.target.id
+        for node in ast.walk(tree)
+        if isinstance(node, ast.AugAssign) and isinstance(node.target, ast.Name)
+    }
+    names |= {
+        word
+        for line in source.splitlines()
+        if MAGIC.match(line)
+        for word in re.findall(r"[A-Za-z_]\w*", line)
+    }
     return names
 
 
@@ -110,7 +122,9 @@ def too_large(nb: nbformat.NotebookNode) -> bool:
     return len(code) > MAX_CODE_CELLS or sum(len(source) for source in code) > MAX_CODE_BYTES
 
 
-def skip_demos(nb: nbformat.NotebookNode, source: nbformat.NotebookNode) -> tuple[nbformat.NotebookNode, list[str]]:
+def skip_demos(
+    nb: nbformat.NotebookNode, source: nbformat.NotebookNode
+) -> tuple[nbformat.NotebookNode, list[str]]:
     """A copy of a submission whose unchanged, unneeded demo cells nbclient will skip; and their ids.
 
     A cell nbgrader knows (graded, locked) is never skipped, whatever id and text it carries.

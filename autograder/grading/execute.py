@@ -22,6 +22,7 @@ from . import sandbox as sandbox_limits
 from .course import write_config
 from .timing import clean_record
 
+
 def make_sandbox(template: dict[Path, bytes], template_root: Path, root: Path, student: str) -> Path:
     """A fresh course folder for one student, written from the template's bytes read when grading began."""
     sandbox = root / student
@@ -37,9 +38,17 @@ def make_sandbox(template: dict[Path, bytes], template_root: Path, root: Path, s
     return sandbox
 
 
-def run_worker(sandbox: Path, student: str, lessons: list[str], notebook_timeout: int, cell_timeout: int,
-               memory_mb: int, sandboxed: bool = True, group: sandbox_limits.StudentGroup | None = None,
-               env: dict[str, str] | None = None) -> dict[str, dict]:
+def run_worker(
+    sandbox: Path,
+    student: str,
+    lessons: list[str],
+    notebook_timeout: int,
+    cell_timeout: int,
+    memory_mb: int,
+    sandboxed: bool = True,
+    group: sandbox_limits.StudentGroup | None = None,
+    env: dict[str, str] | None = None,
+) -> dict[str, dict]:
     """Execute ``lessons`` in the sandbox course in a child process; a lesson that hangs or crashes it is reported.
 
     ``sandboxed`` runs every kernel under bubblewrap; ``group`` is the student's cgroups, which the worker joins;
@@ -54,23 +63,41 @@ def run_worker(sandbox: Path, student: str, lessons: list[str], notebook_timeout
             options.append("--sandboxed")
         options += group.join_command() if group else []
         # Options first, then "--": nothing after it is read as an option, whatever a name looks like.
-        command = [sys.executable, "-m", "autograder.grading.worker", *options, "--", str(sandbox), student,
-                   *remaining]
+        command = [
+            sys.executable,
+            "-m",
+            "autograder.grading.worker",
+            *options,
+            "--",
+            str(sandbox),
+            student,
+            *remaining,
+        ]
         worker_env = {k: v for k, v in base.items() if k not in ("SIAMESE_COURSE_QUICK",)}
         worker_env["PYTHONDONTWRITEBYTECODE"] = "1"  # the grader's packages stay byte for byte as snapshotted
         # Results come back on a pipe of their own that only the worker holds: kernels inherit its stdout
         # and stderr, so those lead nowhere, and nothing a notebook writes can pass for a result.
         read_end, write_end = os.pipe()
-        command[command.index("--"):command.index("--")] = ["--result-fd", str(write_end)]
+        command[command.index("--") : command.index("--")] = ["--result-fd", str(write_end)]
         try:
-            process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                       stderr=subprocess.DEVNULL, env=worker_env, cwd=sandbox, start_new_session=True,
-                                       pass_fds=(write_end,))
+            process = subprocess.Popen(
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                env=worker_env,
+                cwd=sandbox,
+                start_new_session=True,
+                pass_fds=(write_end,),
+            )
         finally:
             os.close(write_end)
         lines: queue.Queue = queue.Queue()
-        threading.Thread(target=_read_lines, args=(os.fdopen(read_end, encoding="utf-8", errors="replace"), lines),
-                         daemon=True).start()
+        threading.Thread(
+            target=_read_lines,
+            args=(os.fdopen(read_end, encoding="utf-8", errors="replace"), lines),
+            daemon=True,
+        ).start()
         current, deadline = None, time.monotonic() + notebook_timeout + 60
         while True:
             try:
@@ -81,10 +108,15 @@ def run_worker(sandbox: Path, student: str, lessons: list[str], notebook_timeout
                 _kill_group(process)
                 lesson = current or remaining[0]
                 if line == "timeout":
-                    results[lesson] = {"error": f"ran past the limit of {notebook_timeout} s for one notebook"}
+                    results[lesson] = {
+                        "error": f"ran past the limit of {notebook_timeout} s for one notebook"
+                    }
                 else:  # the worker itself was killed (out of memory?): not a verdict on the notebook
-                    results[lesson] = {"error": "the grading process died (out of memory?); it is graded again on the "
-                                                "next run", "retry": True}
+                    results[lesson] = {
+                        "error": "the grading process died (out of memory?); it is graded again on the "
+                        "next run",
+                        "retry": True,
+                    }
                 remaining.remove(lesson)
                 break
             message = worker_message(line, remaining)
@@ -125,7 +157,10 @@ def worker_message(line: str, remaining: list[str]) -> dict | None:
     if message.get("lesson") not in remaining:
         return None
     notes = message.get("notes", [])
-    kept = {"lesson": message["lesson"], "notes": [str(n)[:500] for n in notes[:10]] if isinstance(notes, list) else []}
+    kept = {
+        "lesson": message["lesson"],
+        "notes": [str(n)[:500] for n in notes[:10]] if isinstance(notes, list) else [],
+    }
     if "error" in message:
         kept["error"] = str(message["error"])[:500]
     timings = message.get("timings", [])

@@ -37,10 +37,17 @@ def check_calls(source: str) -> list[CheckCall]:
     """The checks an (instructor's) test cell calls, in order."""
     calls = []
     for node in ast.walk(ast.parse(source)):
-        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr.startswith("check_")
-                and isinstance(node.func.value, ast.Name) and node.func.value.id == "checks"):
-            hidden = any(k.arg == "hidden" and isinstance(k.value, ast.Constant) and k.value.value is True
-                         for k in node.keywords)
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr.startswith("check_")
+            and isinstance(node.func.value, ast.Name)
+            and node.func.value.id == "checks"
+        ):
+            hidden = any(
+                k.arg == "hidden" and isinstance(k.value, ast.Constant) and k.value.value is True
+                for k in node.keywords
+            )
             calls.append((node.lineno, node.col_offset, CheckCall(node.func.attr, hidden)))
     return [call for _, _, call in sorted(calls, key=lambda c: (c[0], c[1]))]
 
@@ -62,7 +69,9 @@ def _why_missing(outputs: list) -> str:
         return "the cell was stopped at the time limit for one cell"
     for output in outputs:
         if output.get("output_type") == "error":
-            return f"the cell stopped with {str(output.get('ename'))[:100]}: {str(output.get('evalue'))[:300]}"
+            return (
+                f"the cell stopped with {str(output.get('ename'))[:100]}: {str(output.get('evalue'))[:300]}"
+            )
     return "no record of it reached the grader"
 
 
@@ -84,7 +93,10 @@ def judge_cell(lesson: str, source: str, outputs: list, seed: int) -> tuple[list
             return passes, f"[FAIL] {label}: its record is malformed"
         verdict = report.judge(getattr(module, call.name), call.hidden, answers, seed)
         if not verdict.passed and any(output.get("ename") == "CellTimeoutError" for output in outputs):
-            return passes, f"[FAIL] {label} did not run to the end: {_why_missing(outputs)}"  # its record stops there
+            return (
+                passes,
+                f"[FAIL] {label} did not run to the end: {_why_missing(outputs)}",
+            )  # its record stops there
         if not verdict.passed:
             return passes, verdict.text
         passes.append(verdict.text)
@@ -97,8 +109,11 @@ def verdict_outputs(passes: list[str], failure: str | None) -> list:
     if passes:
         outputs.append(nbformat.v4.new_output("stream", name="stdout", text="\n".join(passes) + "\n"))
     if failure is not None:
-        outputs.append(nbformat.v4.new_output("error", ename="CheckFailure", evalue=failure,
-                                              traceback=failure.splitlines()))
+        outputs.append(
+            nbformat.v4.new_output(
+                "error", ename="CheckFailure", evalue=failure, traceback=failure.splitlines()
+            )
+        )
     return outputs
 
 
@@ -121,7 +136,9 @@ def reference_uses(nb: nbformat.NotebookNode, lesson: str, owners: dict[str, str
     used: dict[str, list[str]] = {}
     for cell in nb.cells:
         grade_id = str(_meta(cell).get("grade_id", ""))
-        own = grade_id.removeprefix("exercise_").replace("_", ".") if grade_id.startswith("exercise_") else None
+        own = (
+            grade_id.removeprefix("exercise_").replace("_", ".") if grade_id.startswith("exercise_") else None
+        )
         if own:
             used.setdefault(own, []).extend(reference.static_uses(cell.source, hidden, helpers))
         text = "\n".join(str(o.get("evalue", "")) + str(o.get("text", "")) for o in cell.get("outputs", []))
@@ -143,24 +160,40 @@ def judge_notebook(executed: Path, source: nbformat.NotebookNode, lesson: str, s
     nb = nbformat.read(executed, as_version=4)
     originals = {_meta(c)["grade_id"]: c.source for c in source.cells if is_test_cell(c)}
     owners = exercise_of_tests(source)
-    uses = reference_uses(nb, lesson, owners)  # before the test cells' outputs are replaced: they may show a stand-in
+    uses = reference_uses(
+        nb, lesson, owners
+    )  # before the test cells' outputs are replaced: they may show a stand-in
     for cell in nb.cells:
         grade_id = _meta(cell).get("grade_id")
-        if cell.cell_type != "code" or grade_id not in originals:  # the source's tests, whatever the file's flags
+        if (
+            cell.cell_type != "code" or grade_id not in originals
+        ):  # the source's tests, whatever the file's flags
             continue
         if ADDED_BACK.sub("", cell.source) != originals[grade_id]:
             continue
         used = uses.get(owners.get(grade_id, ""), [])
         if used:
-            passes, failure = [], (f"[FAIL] exercise {owners[grade_id]} {reference.describe(used)}\n"
-                                   "  The exercise is yours to write: the reference is not an answer.")
+            passes, failure = (
+                [],
+                (
+                    f"[FAIL] exercise {owners[grade_id]} {reference.describe(used)}\n"
+                    "  The exercise is yours to write: the reference is not an answer."
+                ),
+            )
         else:
             passes, failure = judge_cell(lesson, originals[grade_id], cell.get("outputs", []), seed)
         cell.outputs = verdict_outputs(passes, failure)
         cell.metadata.setdefault("siamese", {})["judged"] = True
     nbformat.write(nb, executed)
-    exercises = {str(_meta(c)["grade_id"]).removeprefix("exercise_").replace("_", "."): c.source for c in nb.cells
-                 if str(_meta(c).get("grade_id", "")).startswith("exercise_")}
-    return ([f"exercise {exercise} {reference.describe(names)}; its checks score 0" for exercise, names in sorted(uses.items())]
-            + [f"review: exercise {exercise} is the reference solution token for token"
-               for exercise in reference.copies(exercises, lesson)])
+    exercises = {
+        str(_meta(c)["grade_id"]).removeprefix("exercise_").replace("_", "."): c.source
+        for c in nb.cells
+        if str(_meta(c).get("grade_id", "")).startswith("exercise_")
+    }
+    return [
+        f"exercise {exercise} {reference.describe(names)}; its checks score 0"
+        for exercise, names in sorted(uses.items())
+    ] + [
+        f"review: exercise {exercise} is the reference solution token for token"
+        for exercise in reference.copies(exercises, lesson)
+    ]

@@ -29,7 +29,9 @@ from pathlib import Path
 from .reference import STAND_IN_MODULE
 
 CHECKS = "the course's checks"  # what a stand-in of this copy says it hides (reference.MARKER reads it)
-STAND_IN_IMPORT = "from autograder.checks._hidden import StandIn as _StandIn"  # absolute: works in an exec'd copy
+STAND_IN_IMPORT = (
+    "from autograder.checks._hidden import StandIn as _StandIn"  # absolute: works in an exec'd copy
+)
 
 
 @dataclass(frozen=True)
@@ -48,9 +50,17 @@ class Region:
 
 def _is_probing(node: ast.AST) -> bool:
     """``probing()`` or ``transcript.probing()``."""
-    return (isinstance(node, ast.Call) and not node.args and not node.keywords
-            and (isinstance(node.func, ast.Name) and node.func.id == "probing"
-                 or isinstance(node.func, ast.Attribute) and node.func.attr == "probing"))
+    return (
+        isinstance(node, ast.Call)
+        and not node.args
+        and not node.keywords
+        and (
+            isinstance(node.func, ast.Name)
+            and node.func.id == "probing"
+            or isinstance(node.func, ast.Attribute)
+            and node.func.attr == "probing"
+        )
+    )
 
 
 def _is_not_probing(node: ast.AST) -> bool:
@@ -59,8 +69,12 @@ def _is_not_probing(node: ast.AST) -> bool:
 
 def _is_judge_only(node: ast.AST) -> bool:
     return isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and any(
-        isinstance(d, ast.Name) and d.id == "judge_only" or isinstance(d, ast.Attribute) and d.attr == "judge_only"
-        for d in node.decorator_list)
+        isinstance(d, ast.Name)
+        and d.id == "judge_only"
+        or isinstance(d, ast.Attribute)
+        and d.attr == "judge_only"
+        for d in node.decorator_list
+    )
 
 
 def _span(first: ast.AST, last: ast.AST, kind: str, name: str) -> Region:
@@ -84,8 +98,14 @@ class _Finder:
     def definition(self, node: ast.AST, name: str) -> None:
         if _is_judge_only(node):
             first = min([node, *node.decorator_list], key=lambda n: n.lineno)
-            self.regions.append(Region(f"{self.module}.{node.name}", "helper", (first.lineno, node.col_offset),
-                                       (node.end_lineno, node.end_col_offset)))
+            self.regions.append(
+                Region(
+                    f"{self.module}.{node.name}",
+                    "helper",
+                    (first.lineno, node.col_offset),
+                    (node.end_lineno, node.end_col_offset),
+                )
+            )
             return
         self.expressions(node, name)
         self.block(node.body, name)
@@ -93,7 +113,9 @@ class _Finder:
     def expressions(self, node: ast.AST, name: str) -> None:
         """``x if probing() else y``: ``y`` is judge side (``x`` for ``if not probing()``)."""
         for expression in ast.walk(node):
-            if isinstance(expression, ast.IfExp) and (_is_probing(expression.test) or _is_not_probing(expression.test)):
+            if isinstance(expression, ast.IfExp) and (
+                _is_probing(expression.test) or _is_not_probing(expression.test)
+            ):
                 negated = _is_not_probing(expression.test)
                 self.handled.add(id(expression.test.operand if negated else expression.test))
                 judged = expression.body if negated else expression.orelse
@@ -105,7 +127,7 @@ class _Finder:
         for index, statement in enumerate(statements):
             leaves = self.statement(statement, name)
             if leaves:
-                rest = statements[index + 1:]
+                rest = statements[index + 1 :]
                 if rest:
                     self.regions.append(_span(rest[0], rest[-1], "statements", name))
                 return leaves
@@ -133,7 +155,9 @@ class _Finder:
         self.handled.add(id(node.test.operand if negated else node.test))
         probe, judged = (node.orelse, node.body) if negated else (node.body, node.orelse)
         if node.orelse and len(node.orelse) == 1 and isinstance(node.orelse[0], ast.If):
-            raise ValueError(f"{self.module} line {node.lineno}: elif after a probing() test (write else: and a block)")
+            raise ValueError(
+                f"{self.module} line {node.lineno}: elif after a probing() test (write else: and a block)"
+            )
         if judged:
             self.regions.append(_span(judged[0], judged[-1], "statements", name))
         self.block(probe, name)
@@ -148,8 +172,10 @@ class _Finder:
             return "raise"
         jumps = (ast.Return, ast.Raise, ast.Continue, ast.Break)
         if any(isinstance(n, jumps) for statement in probe for n in _walk_code(statement)):
-            raise ValueError(f"{self.module} line {line}: the probe branch of a probing() test leaves by other than its "
-                             "last statement (return or raise): what is judge side after it cannot be told")
+            raise ValueError(
+                f"{self.module} line {line}: the probe branch of a probing() test leaves by other than its "
+                "last statement (return or raise): what is judge side after it cannot be told"
+            )
         return None
 
 
@@ -163,8 +189,14 @@ def _walk_code(node: ast.AST):
 
 def _references_of_probing(tree: ast.AST) -> list[ast.AST]:
     """Every ``probing`` a module names (``probing``, ``transcript.probing``), called or not."""
-    return [node for node in ast.walk(tree) if isinstance(node, ast.Name) and node.id == "probing"
-            or isinstance(node, ast.Attribute) and node.attr == "probing"]
+    return [
+        node
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Name)
+        and node.id == "probing"
+        or isinstance(node, ast.Attribute)
+        and node.attr == "probing"
+    ]
 
 
 def judge_side(source: str, module: str) -> list[Region]:
@@ -182,8 +214,10 @@ def judge_side(source: str, module: str) -> list[Region]:
         at = (reference.lineno, reference.col_offset)
         inside = any(r.start <= at < r.end for r in outermost)
         if id(reference) not in understood and not inside:
-            raise ValueError(f"{module} line {reference.lineno}: probing used outside the patterns the grader can hide "
-                             "(if probing(): return / else / if not probing(): / x if probing() else y)")
+            raise ValueError(
+                f"{module} line {reference.lineno}: probing used outside the patterns the grader can hide "
+                "(if probing(): return / else / if not probing(): / x if probing() else y)"
+            )
     return outermost
 
 
@@ -195,7 +229,7 @@ def _replace(lines: list[str], region: Region, text: str) -> None:
         after = ""  # a comment on the judge side's last line goes with it
     if region.kind != "expression" and (before.strip() or after.strip()):
         raise ValueError(f"{region.name}: judge-side statements share a line with other code (line {first})")
-    lines[first - 1:last] = [before + text + after]
+    lines[first - 1 : last] = [before + text + after]
 
 
 def without_judge_side(source: str, module: str) -> str:
@@ -213,8 +247,13 @@ def without_judge_side(source: str, module: str) -> str:
         _replace(lines, region, text)
     tree = ast.parse(source)
     futures = [n for n in tree.body if isinstance(n, ast.ImportFrom) and n.module == "__future__"]
-    docstring = tree.body[0] if tree.body and isinstance(tree.body[0], ast.Expr) and isinstance(
-        getattr(tree.body[0], "value", None), ast.Constant) else None
+    docstring = (
+        tree.body[0]
+        if tree.body
+        and isinstance(tree.body[0], ast.Expr)
+        and isinstance(getattr(tree.body[0], "value", None), ast.Constant)
+        else None
+    )
     at = max([n.end_lineno for n in futures] + ([docstring.end_lineno] if docstring else []) + [0])
     lines.insert(at, STAND_IN_IMPORT)
     return "\n".join(lines) + "\n"
@@ -222,12 +261,19 @@ def without_judge_side(source: str, module: str) -> str:
 
 def checks_sources(autograder: Path) -> dict[str, str]:
     """``{dotted module name: source}`` of every module of ``autograder/checks``."""
-    return {f"autograder.checks.{path.stem}": path.read_text() for path in sorted((autograder / "checks").glob("*.py"))}
+    return {
+        f"autograder.checks.{path.stem}": path.read_text()
+        for path in sorted((autograder / "checks").glob("*.py"))
+    }
 
 
 def stand_in_names(autograder: Path) -> set[str]:
     """Every name a stand-in of the probe copy reports: the ``@judge_only`` helpers and the functions with a judge side."""
-    return {region.name for module, text in checks_sources(autograder).items() for region in judge_side(text, module)}
+    return {
+        region.name
+        for module, text in checks_sources(autograder).items()
+        for region in judge_side(text, module)
+    }
 
 
 @dataclass
@@ -242,8 +288,12 @@ def needles(autograder: Path, others: tuple[Path, ...] = (), shortest: int = 40)
     """The lines of every judge-side region at least ``shortest`` characters long that no probe-side line and no
     ``.py`` file under ``others`` (code a kernel may read, such as ``solutions``) holds; and the helpers' docstrings."""
     sources = checks_sources(autograder)
-    elsewhere = {line.strip() for folder in others for path in folder.rglob("*.py")
-                 for line in path.read_text().splitlines()}
+    elsewhere = {
+        line.strip()
+        for folder in others
+        for path in folder.rglob("*.py")
+        for line in path.read_text().splitlines()
+    }
     judged: dict[str, str] = {}
     for module, text in sources.items():
         where = {n: r for r in judge_side(text, module) for n in range(r.start[0], r.end[0] + 1)}
@@ -252,9 +302,16 @@ def needles(autograder: Path, others: tuple[Path, ...] = (), shortest: int = 40)
             if region is None:
                 elsewhere.add(line.strip())
             else:  # an expression's whole line too: the copy's line differs from it
-                judged.setdefault(line.strip(), f"{region.name} ({module.rpartition('.')[2]}.py line {number})")
-    lines = {line: where for line, where in judged.items() if len(line) >= shortest and line not in elsewhere
-             and not line.startswith(("#", "@", "from ", "import "))}
+                judged.setdefault(
+                    line.strip(), f"{region.name} ({module.rpartition('.')[2]}.py line {number})"
+                )
+    lines = {
+        line: where
+        for line, where in judged.items()
+        if len(line) >= shortest
+        and line not in elsewhere
+        and not line.startswith(("#", "@", "from ", "import "))
+    }
     texts = {}
     for module, text in sources.items():
         for node in ast.walk(ast.parse(text)):
@@ -270,8 +327,12 @@ def write_probe_copy(autograder: Path, destination: Path) -> Path:
         shutil.rmtree(target)
     (target / "checks").mkdir(parents=True)
     shutil.copyfile(autograder / "__init__.py", target / "__init__.py")
-    shutil.copyfile(autograder / "syllabus.py", target / "syllabus.py")  # the course table names exercises in messages
-    for module, text in checks_sources(autograder).items():  # never __pycache__: it holds the judge side compiled
+    shutil.copyfile(
+        autograder / "syllabus.py", target / "syllabus.py"
+    )  # the course table names exercises in messages
+    for module, text in checks_sources(
+        autograder
+    ).items():  # never __pycache__: it holds the judge side compiled
         (target / "checks" / f"{module.rpartition('.')[2]}.py").write_text(without_judge_side(text, module))
     (target / "checks" / "_hidden.py").write_text(STAND_IN_MODULE)
     return target

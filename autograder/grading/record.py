@@ -18,24 +18,32 @@ from .course import db_url_for, nbgrader_config
 from .repair import _meta, is_test_cell
 from . import report as records
 
+
 def _fail_cell(cell, why: str) -> None:
     """Give a graded cell an error output, so that nbgrader scores it 0 and the feedback says why."""
-    cell.outputs.append(nbformat.v4.new_output("error", ename="GradingError", evalue=why,
-                                               traceback=[f"GradingError: {why}"]))
+    cell.outputs.append(
+        nbformat.v4.new_output("error", ename="GradingError", evalue=why, traceback=[f"GradingError: {why}"])
+    )
 
 
 # The line nbgrader puts above a test cell that it added back (OverwriteCells.add_missing_cells)
-ADDED_BACK = re.compile(r"\A# This cell \(id:[^)]+\) was missing from the submission\. It was added back by nbgrader\.\n\n")
+ADDED_BACK = re.compile(
+    r"\A# This cell \(id:[^)]+\) was missing from the submission\. It was added back by nbgrader\.\n\n"
+)
 
 
-def verify_executed(executed: nbformat.NotebookNode, source_nb: nbformat.NotebookNode) -> tuple[list[str], str | None]:
+def verify_executed(
+    executed: nbformat.NotebookNode, source_nb: nbformat.NotebookNode
+) -> tuple[list[str], str | None]:
     """Check an executed notebook before it is scored; return (notes, reason it cannot be scored).
 
     Every test cell must be the original (nbgrader restores them from a gradebook the notebook could
     reach) and must carry the judge's verdict (its outputs are then the judge's, not the kernel's).
     Cells that fail either check are scored 0; cells stopped at the cell time limit are noted.
     """
-    originals = {_meta(c)["grade_id"]: c for c in source_nb.cells if is_test_cell(c)}  # written answers: by hand
+    originals = {
+        _meta(c)["grade_id"]: c for c in source_nb.cells if is_test_cell(c)
+    }  # written answers: by hand
     # Which cells are tests is the instructor's notebook's word, never the flags of the student's file.
     cells = {_meta(c).get("grade_id"): c for c in executed.cells if _meta(c).get("grade_id") in originals}
     missing = sorted(set(originals) - set(cells))
@@ -51,11 +59,16 @@ def verify_executed(executed: nbformat.NotebookNode, source_nb: nbformat.Noteboo
             cell.outputs = []
             _fail_cell(cell, "the judge gave no verdict on this cell")
             silent.append(grade_id)
-    timed_out = [grade_id for grade_id, cell in cells.items()
-                 if any("stopped at the time limit" in str(o.get("evalue", "")) for o in cell.get("outputs", []))]
+    timed_out = [
+        grade_id
+        for grade_id, cell in cells.items()
+        if any("stopped at the time limit" in str(o.get("evalue", "")) for o in cell.get("outputs", []))
+    ]
     notes = []
     if timed_out:
-        notes.append(f"test cells {', '.join(timed_out)} were stopped at the time limit for one cell; scored 0")
+        notes.append(
+            f"test cells {', '.join(timed_out)} were stopped at the time limit for one cell; scored 0"
+        )
     if changed:
         notes.append(f"test cells {', '.join(changed)} ran in an edited form; scored 0")
     if silent:
@@ -79,19 +92,26 @@ def record_scores(course: Path, db_url: str | None, student: str, lesson: str, e
     config.Autograde.sanitize_preprocessors = [CheckCellMetadata]
     config.Autograde.autograde_preprocessors = [SaveAutoGrades, AssignLatePenalties, CheckCellMetadata]
     api = NbGraderAPI(coursedir=CourseDirectory(config=config), config=config)
-    with warnings.catch_warnings():  # SQLAlchemy's notes on nbgrader's session use, not the instructor's concern
+    with (
+        warnings.catch_warnings()
+    ):  # SQLAlchemy's notes on nbgrader's session use, not the instructor's concern
         warnings.simplefilter("ignore", SAWarning)
         outcome = api.autograde(lesson, student, force=True, create=True)
         if not outcome["success"]:
-            return {"error": f"could not record the scores ({(outcome.get('error') or '').strip().splitlines()[-1:]}); "
-                             "it is graded again on the next run", "retry": True}
+            return {
+                "error": f"could not record the scores ({(outcome.get('error') or '').strip().splitlines()[-1:]}); "
+                "it is graded again on the next run",
+                "retry": True,
+            }
         with Gradebook(db_url_for(course, db_url)) as gradebook:
             forget_manual_grades(gradebook.find_submission_notebook(lesson, lesson, student))
             gradebook.db.commit()
         feedback = api.generate_feedback(lesson, student, force=True)  # from the gradebook of record
         with Gradebook(db_url_for(course, db_url)) as gradebook:
-            return {**gradebook_entry(gradebook.find_submission_notebook(lesson, lesson, student)),
-                    "feedback_ok": bool(feedback["success"])}
+            return {
+                **gradebook_entry(gradebook.find_submission_notebook(lesson, lesson, student)),
+                "feedback_ok": bool(feedback["success"]),
+            }
 
 
 def forget_manual_grades(notebook) -> None:
@@ -99,14 +119,20 @@ def forget_manual_grades(notebook) -> None:
     for grade in notebook.grades:
         if grade.manual_score is not None:
             grade.manual_score = None
-            grade.needs_manual_grade = grade.auto_score is None  # a written answer waits for its instructor again
+            grade.needs_manual_grade = (
+                grade.auto_score is None
+            )  # a written answer waits for its instructor again
 
 
 def gradebook_entry(notebook) -> dict:
     """What ``grades.csv`` shows of one submitted notebook: its score in the gradebook and its answers still to grade."""
     awaiting = sum(1 for grade in notebook.grades if grade.needs_manual_grade)
-    return {"score": notebook.score, "max_score": notebook.max_score, "awaiting": awaiting,
-            "needs_manual_grade": awaiting > 0}
+    return {
+        "score": notebook.score,
+        "max_score": notebook.max_score,
+        "awaiting": awaiting,
+        "needs_manual_grade": awaiting > 0,
+    }
 
 
 def refresh_from_gradebook(course: Path, db_url: str | None, students: dict) -> None:
@@ -121,14 +147,21 @@ def refresh_from_gradebook(course: Path, db_url: str | None, students: dict) -> 
                 try:
                     entry.update(gradebook_entry(gradebook.find_submission_notebook(lesson, lesson, sid)))
                 except MissingEntry:
-                    entry.setdefault("notes", []).append("not in the gradebook: the score is the one recorded last")
+                    entry.setdefault("notes", []).append(
+                        "not in the gradebook: the score is the one recorded last"
+                    )
 
 
 # ---------------------------------------------------------------- integrity of the grader
 
+
 def _trusted_files(folders: list[Path], with_db: bool) -> list[Path]:
-    return [path for folder in folders for path in folder.rglob("*")
-            if path.is_file() and (with_db or path.suffix != ".db")]
+    return [
+        path
+        for folder in folders
+        for path in folder.rglob("*")
+        if path.is_file() and (with_db or path.suffix != ".db")
+    ]
 
 
 def grader_snapshot(folders: list[Path], with_db: bool = False) -> dict[Path, bytes]:

@@ -15,10 +15,12 @@ from ..build import solved_notebook
 
 # Code that a correct answer never needs, in an exercise cell or a cell the student added: noted for a human
 # to look at, because code that patches the Python process the tests run in is beyond any check's reach.
-SUSPICIOUS = re.compile(r"get_ipython|sys\.modules|sys\.path|meta_path|path_importer_cache|__import__|importlib|"
-                        r"builtins|showtraceback|gradebook|sqlite3|/proc|os\._exit|sys\.exit|signal\.|ctypes|"
-                        r"autograder|NBGRADER|subprocess|Popen|os\.system|shutil\.|open\(|setattr\(|"
-                        r"torch\.[\w.]+\s*=(?!=)")  # the last: replacing a torch function the checks rely on
+SUSPICIOUS = re.compile(
+    r"get_ipython|sys\.modules|sys\.path|meta_path|path_importer_cache|__import__|importlib|"
+    r"builtins|showtraceback|gradebook|sqlite3|/proc|os\._exit|sys\.exit|signal\.|ctypes|"
+    r"autograder|NBGRADER|subprocess|Popen|os\.system|shutil\.|open\(|setattr\(|"
+    r"torch\.[\w.]+\s*=(?!=)"
+)  # the last: replacing a torch function the checks rely on
 
 
 def _meta(cell) -> dict:
@@ -65,9 +67,12 @@ def restore_metadata(nb: nbformat.NotebookNode, release_nb: nbformat.NotebookNod
     return restored, unmatched
 
 
-def check_notebook(data: bytes, name: str, release_nb: nbformat.NotebookNode,
-                   source_nb: nbformat.NotebookNode | None = None,
-                   ) -> tuple[nbformat.NotebookNode | None, list[str], str | None]:
+def check_notebook(
+    data: bytes,
+    name: str,
+    release_nb: nbformat.NotebookNode,
+    source_nb: nbformat.NotebookNode | None = None,
+) -> tuple[nbformat.NotebookNode | None, list[str], str | None]:
     """Check one submitted notebook (its bytes, and the file name to mention) against the release and the source.
 
     Returns (repaired notebook, notes, reason it cannot be graded).
@@ -86,8 +91,14 @@ def check_notebook(data: bytes, name: str, release_nb: nbformat.NotebookNode,
     if restored:
         notes.append(f"restored stripped nbgrader metadata of {restored} cells")
     if unmatched:
-        return None, notes, (f"{name} lost its nbgrader metadata and exercise cells {', '.join(unmatched)} "
-                             "cannot be recognised")
+        return (
+            None,
+            notes,
+            (
+                f"{name} lost its nbgrader metadata and exercise cells {', '.join(unmatched)} "
+                "cannot be recognised"
+            ),
+        )
 
     reference = {_meta(c)["grade_id"]: c for c in release_nb.cells if _meta(c).get("grade_id")}
     seen: set[str] = set()
@@ -110,13 +121,19 @@ def check_notebook(data: bytes, name: str, release_nb: nbformat.NotebookNode,
                 notes.append(f"unknown grade id {grade_id} treated as a plain cell")
             elif cell.cell_type != reference[grade_id].cell_type:
                 retyped.append(grade_id)
-                make = nbformat.v4.new_code_cell if reference[grade_id].cell_type == "code" else nbformat.v4.new_markdown_cell
+                make = (
+                    nbformat.v4.new_code_cell
+                    if reference[grade_id].cell_type == "code"
+                    else nbformat.v4.new_markdown_cell
+                )
                 cell = make(cell.source, metadata=cell.metadata)
         kept.append(cell)
     nb.cells = kept
     if duplicates:
-        notes.append(f"duplicated cells {', '.join(sorted(duplicates))}: kept the last copy of an exercise, "
-                     "the first of a test")
+        notes.append(
+            f"duplicated cells {', '.join(sorted(duplicates))}: kept the last copy of an exercise, "
+            "the first of a test"
+        )
     if retyped:
         for kind in ("code", "markdown"):
             these = [gid for gid in retyped if reference[gid].cell_type == kind]
@@ -124,20 +141,36 @@ def check_notebook(data: bytes, name: str, release_nb: nbformat.NotebookNode,
                 notes.append(f"turned cells {', '.join(these)} back into {kind} cells")
     missing_tests = [gid for gid, c in reference.items() if is_test_cell(c) and gid not in seen]
     if missing_tests:
-        notes.append(f"test cells {', '.join(missing_tests)} deleted or not recognised: nbgrader's copies added")
-    missing_exercises = [gid for gid, c in reference.items()
-                         if _meta(c).get("solution") and not is_answer_cell(c) and gid not in seen]
+        notes.append(
+            f"test cells {', '.join(missing_tests)} deleted or not recognised: nbgrader's copies added"
+        )
+    missing_exercises = [
+        gid
+        for gid, c in reference.items()
+        if _meta(c).get("solution") and not is_answer_cell(c) and gid not in seen
+    ]
     if missing_exercises:
         notes.append(f"exercise cells {', '.join(missing_exercises)} were deleted (their tests will fail)")
     missing_answers = [gid for gid, c in reference.items() if is_answer_cell(c) and gid not in seen]
     if missing_answers:
-        notes.append(f"written answers {', '.join(missing_answers)} deleted or not recognised: nbgrader adds empty "
-                     "copies back, for an instructor to grade")
-    given = {c.source.strip() for nb_ in (release_nb, source_nb, source_nb and solved_notebook(source_nb)) if nb_
-             for c in nb_.cells if c.cell_type == "code"}  # cells as handed out or solved: not the student's code
-    for label, cells in (("exercise code uses", [c for c in nb.cells if _meta(c).get("solution") and c.cell_type == "code"]),
-                         ("other cells use", [c for c in nb.cells if c.cell_type == "code" and not _meta(c)
-                                              and c.source.strip() not in given])):
+        notes.append(
+            f"written answers {', '.join(missing_answers)} deleted or not recognised: nbgrader adds empty "
+            "copies back, for an instructor to grade"
+        )
+    given = {
+        c.source.strip()
+        for nb_ in (release_nb, source_nb, source_nb and solved_notebook(source_nb))
+        if nb_
+        for c in nb_.cells
+        if c.cell_type == "code"
+    }  # cells as handed out or solved: not the student's code
+    for label, cells in (
+        ("exercise code uses", [c for c in nb.cells if _meta(c).get("solution") and c.cell_type == "code"]),
+        (
+            "other cells use",
+            [c for c in nb.cells if c.cell_type == "code" and not _meta(c) and c.source.strip() not in given],
+        ),
+    ):
         suspicious = sorted({m.group(0) for c in cells for m in SUSPICIOUS.finditer(c.source)})
         if suspicious:
             notes.append(f"review: {label} {', '.join(suspicious)}")

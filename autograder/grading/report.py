@@ -41,14 +41,20 @@ def file_version(data: bytes) -> str:
 def load_manifest(course: Path) -> dict:
     """The manifest of earlier runs (an empty one if none); a manifest of the first format is converted."""
     path = course / MANIFEST
-    manifest = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {"version": VERSION, "ids": {}, "students": {}}
+    manifest = (
+        json.loads(path.read_text(encoding="utf-8"))
+        if path.is_file()
+        else {"version": VERSION, "ids": {}, "students": {}}
+    )
     if manifest.get("version") != VERSION:  # format 1: {student: {lesson: entry}}, ids from ASCII names
         old = manifest
         manifest = {"version": VERSION, "ids": {}, "students": {}}
         for sid, lessons in old.items():
             manifest["ids"][sid] = f"name:{sid}"
-            entries = {lesson: {**{k: v for k, v in e.items() if k != "sha256"}, "file": f"sha256:{e.get('sha256')}"}
-                       for lesson, e in lessons.items()}
+            entries = {
+                lesson: {**{k: v for k, v in e.items() if k != "sha256"}, "file": f"sha256:{e.get('sha256')}"}
+                for lesson, e in lessons.items()
+            }
             manifest["students"][sid] = {"name": sid, "lessons": entries}
     return manifest
 
@@ -99,7 +105,9 @@ def summarise(student_id: str, name: str, entries: dict, notes: list[str], late:
         problems.append(f"no notebook for {', '.join(missing)}")
     if awaiting:
         problems.append(f"awaiting manual grading: {awaiting} answer{'' if awaiting == 1 else 's'}")
-    return StudentResult(name, student_id, scores, late, "graded" if not problems else "; ".join(problems), notes)
+    return StudentResult(
+        name, student_id, scores, late, "graded" if not problems else "; ".join(problems), notes
+    )
 
 
 def cell_text(value: str) -> str:
@@ -118,9 +126,18 @@ def write_grades(path: Path, results: list[StudentResult]) -> None:
         for r in sorted(results, key=lambda r: (r.student.casefold(), r.student_id)):
             shown = {lesson: "" if score is None else f"{score:g}" for lesson, score in r.scores.items()}
             total = sum(r.scores[lesson] or 0 for lesson in CORE)
-            writer.writerow([cell_text(r.student), r.student_id, *(shown[lesson] for lesson in CORE), f"{total:g}",
-                             *(shown[lesson] for lesson in BONUS), " ".join(r.late), cell_text(r.status),
-                             cell_text("; ".join(r.notes))])
+            writer.writerow(
+                [
+                    cell_text(r.student),
+                    r.student_id,
+                    *(shown[lesson] for lesson in CORE),
+                    f"{total:g}",
+                    *(shown[lesson] for lesson in BONUS),
+                    " ".join(r.late),
+                    cell_text(r.status),
+                    cell_text("; ".join(r.notes)),
+                ]
+            )
     partial.replace(path)
 
 

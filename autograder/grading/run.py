@@ -40,12 +40,26 @@ from . import report as records
 from . import sandbox as sandbox_limits
 from .. import syllabus
 from ..build import build_all, generate_release, solved_notebook
-from .course import (CELL_TIMEOUT_S, changed_since, check_database, code_environment, copy_course_code, db_url_for,
-                     gradebook_sync_lock, put_environment_on_path)
+from .course import (
+    CELL_TIMEOUT_S,
+    changed_since,
+    check_database,
+    code_environment,
+    copy_course_code,
+    db_url_for,
+    gradebook_sync_lock,
+    put_environment_on_path,
+)
 from .demos import skip_demos
 from .execute import make_sandbox, run_worker
-from .record import (file_digest, grader_snapshot, record_scores, refresh_from_gradebook, restore_grader,
-                     verify_executed)
+from .record import (
+    file_digest,
+    grader_snapshot,
+    record_scores,
+    refresh_from_gradebook,
+    restore_grader,
+    verify_executed,
+)
 from .repair import check_notebook
 from .timing import Timings
 
@@ -93,19 +107,31 @@ def prepare_course(out: Path, db_url: str | None, code: Path) -> Course:
     for folder, url in ((course, db_url), (template, None)):
         if not all((folder / "release" / n / f"{n}.ipynb").is_file() for n in syllabus.NAMES):
             # Building imports the solutions and torch: a child process keeps the grader itself small.
-            command = [sys.executable, "-m", "autograder", "release", str(folder.resolve()),
-                       *(["--db-url", url] if url else [])]
+            command = [
+                sys.executable,
+                "-m",
+                "autograder",
+                "release",
+                str(folder.resolve()),
+                *(["--db-url", url] if url else []),
+            ]
             # Started in the copy, which `-m` puts first on the path (never this process's folder: a checkout, often).
-            built = subprocess.run(command, capture_output=True, text=True, env=code_environment(code), cwd=code)
+            built = subprocess.run(
+                command, capture_output=True, text=True, env=code_environment(code), cwd=code
+            )
             if built.returncode != 0:
-                raise RuntimeError(f"could not build the nbgrader course in {folder}: "
-                                   f"{(built.stderr or built.stdout).strip()[-2000:]}")
+                raise RuntimeError(
+                    f"could not build the nbgrader course in {folder}: "
+                    f"{(built.stderr or built.stdout).strip()[-2000:]}"
+                )
 
     def read(kind: str, lesson: str) -> nbformat.NotebookNode:
         return nbformat.read(course / kind / lesson / f"{lesson}.ipynb", as_version=4)
 
     names = syllabus.NAMES
-    return Course(course, template, {n: read("release", n) for n in names}, {n: read("source", n) for n in names})
+    return Course(
+        course, template, {n: read("release", n) for n in names}, {n: read("source", n) for n in names}
+    )
 
 
 @dataclass
@@ -141,16 +167,32 @@ class Enrolled:
 
 def internal_error(stage: str, error: BaseException) -> dict:
     """A manifest entry for a lesson the grader itself failed on: reported, and graded again on the next run."""
-    return {"error": f"internal error while {stage} ({type(error).__name__}: {str(error)[:200]}); "
-                     "it is graded again on the next run", "retry": True}
+    return {
+        "error": f"internal error while {stage} ({type(error).__name__}: {str(error)[:200]}); "
+        "it is graded again on the next run",
+        "retry": True,
+    }
 
 
 class GradingRun:
     """One run of ``grade``: intake, checking, execution and recording, each student apart from the others."""
 
-    def __init__(self, out: Path, db_url: str | None, limits: Limits, sandboxed: bool, workdir: Path,
-                 shard: intake.Shard | None = None):
-        self.out, self.db_url, self.limits, self.sandboxed, self.workdir = out, db_url, limits, sandboxed, workdir
+    def __init__(
+        self,
+        out: Path,
+        db_url: str | None,
+        limits: Limits,
+        sandboxed: bool,
+        workdir: Path,
+        shard: intake.Shard | None = None,
+    ):
+        self.out, self.db_url, self.limits, self.sandboxed, self.workdir = (
+            out,
+            db_url,
+            limits,
+            sandboxed,
+            workdir,
+        )
         self.shard = shard  # grade only this shard's students (and leave the files of no student to shard 0)
         self.timings = Timings()
         with self.timings.stage("course build", children=True):
@@ -159,7 +201,9 @@ class GradingRun:
             try:  # the kernels' copy of the checks can be made: said now, not as an internal error of every student
                 judge_side.stand_in_names(self.code / "autograder")
             except ValueError as error:
-                raise RuntimeError(f"the checks' judge side cannot be hidden from the kernels: {error}") from None
+                raise RuntimeError(
+                    f"the checks' judge side cannot be hidden from the kernels: {error}"
+                ) from None
             self.env = code_environment(self.code)
             self.course = prepare_course(out, db_url, self.code)
         self.manifest = records.load_manifest(self.course.course)
@@ -172,8 +216,11 @@ class GradingRun:
     def take_in(self, submissions: intake.Submissions) -> None:
         """Sort the uploads into students and give each their id (kept from earlier runs)."""
         found = intake.gather(submissions)
-        students = {key: student for key, student in found.students.items()
-                    if self.shard is None or self.shard.holds(key)}
+        students = {
+            key: student
+            for key, student in found.students.items()
+            if self.shard is None or self.shard.holds(key)
+        }
         self.unowned = found.unowned if self.shard is None or self.shard.index == 0 else []
         ids = intake.assign_ids(list(students), self.manifest["ids"])
         for key, student in students.items():
@@ -197,8 +244,12 @@ class GradingRun:
                 try:
                     self.check_lesson(submissions, enrolled, lesson)
                 except Exception as error:  # a bug of the grader's, met on this notebook: this lesson only
-                    self.lessons(sid)[lesson] = {"file": "", "graded_at": self.now, "notes": [],
-                                                 **internal_error("reading and checking the notebook", error)}
+                    self.lessons(sid)[lesson] = {
+                        "file": "",
+                        "graded_at": self.now,
+                        "notes": [],
+                        **internal_error("reading and checking the notebook", error),
+                    }
             # What `report` needs to write this student's row again later, without the submissions.
             self.manifest["students"][sid].update(late=enrolled.late, notes=enrolled.student.notes)
         records.save_manifest(self.course.course, self.manifest)
@@ -215,27 +266,36 @@ class GradingRun:
         entries = self.lessons(enrolled.sid)
         notebook_limit = self.limits.notebook_mb * intake.MB
         sizes = [intake.newest(enrolled.student, l).upload.size for l in enrolled.student.files]
-        together = sum(size for size in sizes if size <= notebook_limit)  # a file over its own limit is never read
+        together = sum(
+            size for size in sizes if size <= notebook_limit
+        )  # a file over its own limit is never read
         data, version, verdict = None, chosen.upload.fingerprint, None
         if chosen.upload.size <= notebook_limit and together > self.limits.student_mb * intake.MB:
-            verdict = (f"files too large ({together / intake.MB:.0f} MB together; limit {self.limits.student_mb} MB "
-                       "for one student)")
+            verdict = (
+                f"files too large ({together / intake.MB:.0f} MB together; limit {self.limits.student_mb} MB "
+                "for one student)"
+            )
         else:
             try:
                 data = submissions.read(chosen.upload, notebook_limit)
                 version = records.file_version(data)
             except intake.TooLarge as error:
-                verdict = (f"file too large ({error.args[0] / intake.MB:.0f} MB; "
-                           f"limit {self.limits.notebook_mb} MB): {chosen.upload.shown}")
+                verdict = (
+                    f"file too large ({error.args[0] / intake.MB:.0f} MB; "
+                    f"limit {self.limits.notebook_mb} MB): {chosen.upload.shown}"
+                )
             except Exception as error:  # a damaged member, a method zipfile lacks: a verdict on this upload
-                verdict = f"{chosen.upload.shown} could not be read from the submissions ({type(error).__name__})"
+                verdict = (
+                    f"{chosen.upload.shown} could not be read from the submissions ({type(error).__name__})"
+                )
         previous = entries.get(lesson)
         if previous and previous.get("file") == version and not previous.get("retry"):
             return  # this very file was judged before: keep that result and its notes
         notes = self.replaced(enrolled.sid, lesson, previous, version)
         if verdict is None:
-            nb, found, verdict = check_notebook(data, chosen.upload.parts[-1], self.course.released[lesson],
-                                                self.course.sources[lesson])
+            nb, found, verdict = check_notebook(
+                data, chosen.upload.parts[-1], self.course.released[lesson], self.course.sources[lesson]
+            )
             notes += found
         entry = {"file": version, "graded_at": self.now, "notes": notes}
         if verdict:
@@ -245,19 +305,27 @@ class GradingRun:
         submitted.parent.mkdir(parents=True, exist_ok=True)
         nbformat.write(nb, submitted)
         enrolled.planned[lesson] = Planned(nb, version, notes)
-        entries[lesson] = {**entry, "pending": True, "retry": True}  # until recorded: a stopped run retries it
+        entries[lesson] = {
+            **entry,
+            "pending": True,
+            "retry": True,
+        }  # until recorded: a stopped run retries it
 
     def replaced(self, sid: str, lesson: str, previous: dict | None, version: str) -> list[str]:
         """Keep the submission graded before, when a new file replaces it; the note that says so."""
         if not previous or previous.get("file") == version or "graded_at" not in previous:
             return []
-        backup = self.course.course / "history" / sid / lesson / f"{previous['graded_at'].replace(':', '-')}.ipynb"
+        backup = (
+            self.course.course / "history" / sid / lesson / f"{previous['graded_at'].replace(':', '-')}.ipynb"
+        )
         old = self.course.course / "submitted" / sid / lesson / f"{lesson}.ipynb"
         if old.is_file():
             backup.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(old, backup)
-        return [f"a new submission replaced the one graded at {previous['graded_at']} "
-                f"(score then: {previous.get('score', 'none')}; kept in {backup.relative_to(self.out)})"]
+        return [
+            f"a new submission replaced the one graded at {previous['graded_at']} "
+            f"(score then: {previous.get('score', 'none')}; kept in {backup.relative_to(self.out)})"
+        ]
 
     # -- stage 3: execution, each student in a sandbox of their own
     def execute_all(self, jobs: int) -> None:
@@ -266,7 +334,9 @@ class GradingRun:
             self.watch_grader()
         to_grade = sorted(sid for sid, enrolled in self.enrolled.items() if enrolled.planned)
         # Progress on stdout, and only on a terminal: nbgrader's own messages are on stderr.
-        with tqdm(total=len(to_grade), unit="student", desc="grading", file=sys.stdout, disable=None) as progress:
+        with tqdm(
+            total=len(to_grade), unit="student", desc="grading", file=sys.stdout, disable=None
+        ) as progress:
             with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
                 list(pool.map(lambda sid: self.grade_student(sid, progress), to_grade))
             if self.discard:
@@ -280,8 +350,12 @@ class GradingRun:
         course = self.course.course
         self.trusted = [self.code, course / "source", course / "release"]
         self.snapshot = grader_snapshot(self.trusted)
-        self.template_bytes = grader_snapshot([self.course.template], with_db=True)  # sandboxes come from these bytes
-        self.gradebook = Path(db_url_for(course, self.db_url).removeprefix("sqlite:///")) if not self.db_url else None
+        self.template_bytes = grader_snapshot(
+            [self.course.template], with_db=True
+        )  # sandboxes come from these bytes
+        self.gradebook = (
+            Path(db_url_for(course, self.db_url).removeprefix("sqlite:///")) if not self.db_url else None
+        )
         if self.gradebook and self.gradebook.is_file():
             shutil.copyfile(self.gradebook, course / "gradebook.backup.db")
         self.gradebook_digest = file_digest(self.gradebook) if self.gradebook else None
@@ -295,7 +369,9 @@ class GradingRun:
         try:
             outcomes = self.execute(enrolled, sandbox)
         except Exception as error:
-            outcomes = {lesson: internal_error("executing the notebook", error) for lesson in enrolled.planned}
+            outcomes = {
+                lesson: internal_error("executing the notebook", error) for lesson in enrolled.planned
+            }
         with self.lock:
             self.running.discard(sid)
             try:
@@ -303,8 +379,12 @@ class GradingRun:
                     self.record(enrolled, sandbox, outcomes, alone)
             except Exception as error:
                 for lesson, planned in enrolled.planned.items():
-                    self.lessons(sid)[lesson] = {"file": planned.version, "graded_at": self.now,
-                                                 "notes": planned.notes, **internal_error("recording the scores", error)}
+                    self.lessons(sid)[lesson] = {
+                        "file": planned.version,
+                        "graded_at": self.now,
+                        "notes": planned.notes,
+                        **internal_error("recording the scores", error),
+                    }
             with self.timings.stage("report", student=sid):
                 records.save_manifest(self.course.course, self.manifest)
                 self.report()  # grades.csv as it stands: a stopped run loses only the students in flight
@@ -326,8 +406,17 @@ class GradingRun:
         group = sandbox_limits.StudentGroup(enrolled.sid, limits.memory_mb, MAX_PROCESSES)
         started = time.perf_counter()
         try:
-            outcomes = run_worker(sandbox, enrolled.sid, list(enrolled.planned), limits.notebook_timeout,
-                                  limits.cell_timeout, limits.memory_mb, self.sandboxed, group, self.env)
+            outcomes = run_worker(
+                sandbox,
+                enrolled.sid,
+                list(enrolled.planned),
+                limits.notebook_timeout,
+                limits.cell_timeout,
+                limits.memory_mb,
+                self.sandboxed,
+                group,
+                self.env,
+            )
             left = group.stop_all()
             whole = {"stage": "worker, all", "student": enrolled.sid, "wall": time.perf_counter() - started}
             cpu = group.cpu_seconds()  # the worker and every kernel it started (not the worker's imports)
@@ -339,21 +428,25 @@ class GradingRun:
                 self.timings.add({**record, "student": enrolled.sid, "lesson": lesson})
         if left:
             for outcome in outcomes.values():
-                outcome.setdefault("notes", []).append(f"stopped {left} process{'es' if left > 1 else ''} "
-                                                       "the notebook left running")
+                outcome.setdefault("notes", []).append(
+                    f"stopped {left} process{'es' if left > 1 else ''} the notebook left running"
+                )
         return outcomes
 
     # -- stage 4: recording, one student at a time, in the gradebook of record
     def tampered(self, sid: str, alone: bool) -> list[str]:
         """Restore the grader's files if anything changed them; return what changed that a notebook could have done."""
-        touched = restore_grader(self.snapshot, self.trusted) + \
-            restore_grader(self.template_bytes, [self.course.template], with_db=True)
+        touched = restore_grader(self.snapshot, self.trusted) + restore_grader(
+            self.template_bytes, [self.course.template], with_db=True
+        )
         if self.sandboxed:
             # Sandboxed notebooks cannot write there: another program did (an editor, a second grader).
             if touched:
-                tqdm.write(f"warning: {', '.join(sorted(set(touched)))} changed while {sid} was graded; notebooks "
-                           "cannot write there, so another program did: restored to the version grading began with",
-                           file=sys.stdout)
+                tqdm.write(
+                    f"warning: {', '.join(sorted(set(touched)))} changed while {sid} was graded; notebooks "
+                    "cannot write there, so another program did: restored to the version grading began with",
+                    file=sys.stdout,
+                )
             return []
         if self.gradebook and file_digest(self.gradebook) != self.gradebook_digest:
             shutil.copyfile(self.course.course / "gradebook.backup.db", self.gradebook)
@@ -370,17 +463,28 @@ class GradingRun:
             return
         for lesson, planned in enrolled.planned.items():
             outcome = outcomes.get(lesson, {"error": "not graded (no result)", "retry": True})
-            entry = {"file": planned.version, "graded_at": self.now, "notes": planned.notes + outcome.get("notes", [])}
+            entry = {
+                "file": planned.version,
+                "graded_at": self.now,
+                "notes": planned.notes + outcome.get("notes", []),
+            }
             if touched:
-                outcome = {"error": f"the notebook changed the grader's own files ({', '.join(sorted(set(touched)))}); "
-                                    "they were restored"}
+                outcome = {
+                    "error": f"the notebook changed the grader's own files ({', '.join(sorted(set(touched)))}); "
+                    "they were restored"
+                }
             try:
                 if "error" not in outcome:
                     outcome = self.score(enrolled.sid, lesson, sandbox, entry["notes"])
             except Exception as error:
                 outcome = internal_error("recording the scores", error)
-            entry.update({k: v for k, v in outcome.items() if k in ("error", "score", "max_score",
-                                                                    "needs_manual_grade", "awaiting", "retry")})
+            entry.update(
+                {
+                    k: v
+                    for k, v in outcome.items()
+                    if k in ("error", "score", "max_score", "needs_manual_grade", "awaiting", "retry")
+                }
+            )
             self.lessons(enrolled.sid)[lesson] = entry
         if self.gradebook and self.gradebook.is_file():
             shutil.copyfile(self.gradebook, self.course.course / "gradebook.backup.db")
@@ -415,14 +519,19 @@ class GradingRun:
         try:  # scores as the gradebook holds them: an instructor's manual grades of unchanged notebooks are kept
             refresh_from_gradebook(self.course.course, self.db_url, self.manifest["students"])
         except Exception as error:
-            print(f"warning: could not read the gradebook ({type(error).__name__}: {error}); grades.csv shows the "
-                  "scores recorded by the grader, without manual grades")
+            print(
+                f"warning: could not read the gradebook ({type(error).__name__}: {error}); grades.csv shows the "
+                "scores recorded by the grader, without manual grades"
+            )
         results = []
         for sid, record in self.manifest["students"].items():
             enrolled = self.enrolled.get(sid)
             notes = enrolled.student.notes if enrolled else ["not in this batch; earlier grades kept"]
-            results.append(records.summarise(sid, record.get("name", sid), record["lessons"], notes,
-                                             enrolled.late if enrolled else []))
+            results.append(
+                records.summarise(
+                    sid, record.get("name", sid), record["lessons"], notes, enrolled.late if enrolled else []
+                )
+            )
         records.write_grades(self.out / "grades.csv", results)
         records.write_intake(self.out / "intake.csv", self.unowned)
         return results
@@ -431,13 +540,17 @@ class GradingRun:
 def choose_sandbox(isolate: bool) -> bool:
     """Whether kernels run under bubblewrap: always, unless told not to; refuse where it cannot be built."""
     if not isolate:
-        print("warning: --isolation off: notebooks run as your own user, with your network and files; the grader "
-              "still restores its files and checks every test cell (README: 'Isolation')")
+        print(
+            "warning: --isolation off: notebooks run as your own user, with your network and files; the grader "
+            "still restores its files and checks every test cell (README: 'Isolation')"
+        )
         return False
     available, why_not = sandbox_limits.availability()
     if not available:
-        raise RuntimeError(f"cannot sandbox the notebooks: {why_not}; or grade with --isolation off, trusting every "
-                           "notebook (README: 'Isolation')")
+        raise RuntimeError(
+            f"cannot sandbox the notebooks: {why_not}; or grade with --isolation off, trusting every "
+            "notebook (README: 'Isolation')"
+        )
     return True
 
 
@@ -446,13 +559,22 @@ def warn_of_changed_checkout(code: Path) -> None:
     changed = changed_since(code)
     if changed:
         shown = ", ".join(changed[:10]) + (f" and {len(changed) - 10} more" if len(changed) > 10 else "")
-        print(f"warning: {shown} changed in the course's checkout while grading ran (this run graded with the code as "
-              "it was when it started); with --isolation off a notebook can write there: check them before the next run")
+        print(
+            f"warning: {shown} changed in the course's checkout while grading ran (this run graded with the code as "
+            "it was when it started); with --isolation off a notebook can write there: check them before the next run"
+        )
 
 
-def grade(submissions: Path, out: Path, jobs: int = 1, db_url: str | None = None, isolate: bool = True,
-          limits: Limits | None = None, shard: intake.Shard | None = None,
-          timings: Path | None = None) -> list[records.StudentResult]:
+def grade(
+    submissions: Path,
+    out: Path,
+    jobs: int = 1,
+    db_url: str | None = None,
+    isolate: bool = True,
+    limits: Limits | None = None,
+    shard: intake.Shard | None = None,
+    timings: Path | None = None,
+) -> list[records.StudentResult]:
     """Check, repair and autograde every student's notebooks; write ``grades.csv``, ``intake.csv`` and feedback.
 
     ``isolate``: run every kernel under bubblewrap (``autograder.grading.sandbox``), refusing to grade where it cannot;
@@ -491,6 +613,9 @@ def grade(submissions: Path, out: Path, jobs: int = 1, db_url: str | None = None
         uploads.close()
     elapsed = time.perf_counter() - started
     graded = len([e for e in run.enrolled.values() if e.planned])
-    print(f"graded {graded} student{'' if graded == 1 else 's'} ({len(results)} in grades.csv) in {elapsed:.1f} s"
-          + (f", {elapsed / graded:.1f} s per student" if graded else "") + f" → {out / 'grades.csv'}")
+    print(
+        f"graded {graded} student{'' if graded == 1 else 's'} ({len(results)} in grades.csv) in {elapsed:.1f} s"
+        + (f", {elapsed / graded:.1f} s per student" if graded else "")
+        + f" → {out / 'grades.csv'}"
+    )
     return results

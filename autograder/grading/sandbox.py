@@ -42,7 +42,14 @@ SANDBOX_UID = 65534  # "nobody"
 KERNEL_NAME = "siamese-sandbox"
 PACKAGES = ("autograder", "solutions", "data_utils")
 TMPFS_BYTES = 512 * 1024 * 1024  # each of /tmp, /dev/shm and the working folder
-ETC_FILES = ("/etc/ld.so.cache", "/etc/passwd", "/etc/group", "/etc/localtime", "/etc/nsswitch.conf", "/etc/fonts")
+ETC_FILES = (
+    "/etc/ld.so.cache",
+    "/etc/passwd",
+    "/etc/group",
+    "/etc/localtime",
+    "/etc/nsswitch.conf",
+    "/etc/fonts",
+)
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 
 
@@ -96,8 +103,13 @@ def kernel_environment(work_dir: Path, extra: dict[str, str] | None = None) -> d
     """The whole environment of a sandboxed kernel: nothing of the grader's (no tokens, no database URLs), and ``extra``."""
     env = {
         "PATH": os.pathsep.join([str(Path(sys.executable).parent), "/usr/local/bin", "/usr/bin", "/bin"]),
-        "HOME": str(work_dir), "TMPDIR": "/var/tmp", "LANG": "C.UTF-8", "MPLCONFIGDIR": "/var/tmp/matplotlib",
-        "NBGRADER_EXECUTION": "autograde", "OMP_NUM_THREADS": "1", "PYTHONDONTWRITEBYTECODE": "1",
+        "HOME": str(work_dir),
+        "TMPDIR": "/var/tmp",
+        "LANG": "C.UTF-8",
+        "MPLCONFIGDIR": "/var/tmp/matplotlib",
+        "NBGRADER_EXECUTION": "autograde",
+        "OMP_NUM_THREADS": "1",
+        "PYTHONDONTWRITEBYTECODE": "1",
         "SIAMESE_GRADING_SANDBOX": str(work_dir),
         "SIAMESE_GRADING_SANDBOXED": "1",  # the checks' preamble: import nothing from a folder the notebook can write
     }
@@ -106,16 +118,29 @@ def kernel_environment(work_dir: Path, extra: dict[str, str] | None = None) -> d
     return {**env, **(extra or {})}
 
 
-def bwrap_command(work_dir: Path, run_dir: Path, env: dict[str, str] | None = None,
-                  overlays: dict[Path, Path] | None = None) -> list[str]:
+def bwrap_command(
+    work_dir: Path, run_dir: Path, env: dict[str, str] | None = None, overlays: dict[Path, Path] | None = None
+) -> list[str]:
     """The bubblewrap command line that runs a program in the sandbox (the program's argv follows it).
 
     ``env`` adds to the kernel's environment; ``overlays`` maps a folder the kernel would read to the host
     folder bound over it, read-only (``solutions`` → a copy without the lesson's reference, say).
     """
-    args = [shutil.which("bwrap") or "bwrap", "--unshare-all", "--unshare-user", "--die-with-parent", "--new-session",
-            "--cap-drop", "ALL", "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID), "--disable-userns",
-            "--clearenv"]
+    args = [
+        shutil.which("bwrap") or "bwrap",
+        "--unshare-all",
+        "--unshare-user",
+        "--die-with-parent",
+        "--new-session",
+        "--cap-drop",
+        "ALL",
+        "--uid",
+        str(SANDBOX_UID),
+        "--gid",
+        str(SANDBOX_UID),
+        "--disable-userns",
+        "--clearenv",
+    ]
     for name, value in kernel_environment(work_dir, env).items():
         args += ["--setenv", name, value]
     # Order matters: a later mount covers what an earlier one put at or below its place.
@@ -126,22 +151,52 @@ def bwrap_command(work_dir: Path, run_dir: Path, env: dict[str, str] | None = No
         args += ["--ro-bind", str(path), str(path)]
     for target, source in (overlays or {}).items():
         args += ["--ro-bind", str(source), str(target)]
-    args += ["--bind", str(run_dir), str(run_dir), "--size", str(TMPFS_BYTES), "--tmpfs", str(work_dir),
-             "--chdir", str(work_dir)]
+    args += [
+        "--bind",
+        str(run_dir),
+        str(run_dir),
+        "--size",
+        str(TMPFS_BYTES),
+        "--tmpfs",
+        str(work_dir),
+        "--chdir",
+        str(work_dir),
+    ]
     # The folders made to hold the mounts (under / and /tmp, where grading folders often are) stay read-only:
     # a notebook cannot plant a package next to the course's. The mounts themselves keep their own flags.
     return args + ["--remount-ro", "/tmp", "--remount-ro", "/"]
 
 
-def write_kernelspec(folder: Path, work_dir: Path, run_dir: Path, env: dict[str, str] | None = None,
-                     overlays: dict[Path, Path] | None = None) -> Path:
+def write_kernelspec(
+    folder: Path,
+    work_dir: Path,
+    run_dir: Path,
+    env: dict[str, str] | None = None,
+    overlays: dict[Path, Path] | None = None,
+) -> Path:
     """A kernelspec named ``siamese-sandbox`` in ``folder/kernels`` (put ``folder`` on ``JUPYTER_PATH``)."""
     spec = folder / "kernels" / KERNEL_NAME
     spec.mkdir(parents=True, exist_ok=True)
-    argv = [*bwrap_command(work_dir, run_dir, env, overlays), sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+    argv = [
+        *bwrap_command(work_dir, run_dir, env, overlays),
+        sys.executable,
+        "-m",
+        "ipykernel_launcher",
+        "-f",
+        "{connection_file}",
+    ]
     # Interrupts go as a message on the control channel: a signal would reach bubblewrap, not the kernel.
-    (spec / "kernel.json").write_text(json.dumps({"argv": argv, "display_name": "Python 3 (grading sandbox)",
-                                                  "language": "python", "interrupt_mode": "message"}, indent=1))
+    (spec / "kernel.json").write_text(
+        json.dumps(
+            {
+                "argv": argv,
+                "display_name": "Python 3 (grading sandbox)",
+                "language": "python",
+                "interrupt_mode": "message",
+            },
+            indent=1,
+        )
+    )
     return spec
 
 
@@ -162,7 +217,13 @@ def availability() -> tuple[bool, str]:
     if shutil.which("bwrap") is None:
         return False, "bubblewrap is not installed (Debian/Ubuntu: apt-get install bubblewrap)"
     with tempfile.TemporaryDirectory(prefix="siamese-sandbox-probe-") as folder:
-        command = [*bwrap_command(Path(folder) / "work", Path(folder) / "run"), sys.executable, "-I", "-c", PROBE]
+        command = [
+            *bwrap_command(Path(folder) / "work", Path(folder) / "run"),
+            sys.executable,
+            "-I",
+            "-c",
+            PROBE,
+        ]
         (Path(folder) / "run").mkdir()
         try:
             probe = subprocess.run(command, capture_output=True, text=True, timeout=60)
@@ -170,13 +231,16 @@ def availability() -> tuple[bool, str]:
             return False, f"bubblewrap could not be run ({error})"
     if probe.returncode != 0 or "sandboxed" not in probe.stdout:
         lines = (probe.stderr or probe.stdout).strip().splitlines()
-        return False, (f"bubblewrap cannot build the sandbox here ({lines[-1] if lines else probe.returncode}); "
-                       "it needs unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1, "
-                       "or Docker with a seccomp profile that allows them)")
+        return False, (
+            f"bubblewrap cannot build the sandbox here ({lines[-1] if lines else probe.returncode}); "
+            "it needs unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1, "
+            "or Docker with a seccomp profile that allows them)"
+        )
     return True, ""
 
 
 # ---------------------------------------------------------------- limits per student (cgroups)
+
 
 def cgroup_controllers() -> dict[str, Path] | None:
     """Where this process may create memory and pids groups: {"memory": ..., "pids": ...}, ``None`` if nowhere."""

@@ -27,7 +27,9 @@ def group_cpu_seconds(folder: Path) -> float | None:
         if (folder / "cpuacct.usage").is_file():  # cgroup v1: nanoseconds
             return int((folder / "cpuacct.usage").read_text()) / 1e9
         if (folder / "cpu.stat").is_file():  # cgroup v2: "usage_usec N" among other lines
-            fields = dict(line.split() for line in (folder / "cpu.stat").read_text().splitlines() if line.strip())
+            fields = dict(
+                line.split() for line in (folder / "cpu.stat").read_text().splitlines() if line.strip()
+            )
             return int(fields["usage_usec"]) / 1e6
     except (OSError, ValueError, KeyError):
         pass
@@ -52,7 +54,12 @@ def clean_record(record: object) -> dict | None:
     kept = {}
     for name, kind in FIELDS.items():
         value = record.get(name)
-        if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value < 1e7:
+        if (
+            kind is float
+            and isinstance(value, (int, float))
+            and not isinstance(value, bool)
+            and 0 <= value < 1e7
+        ):
             kept[name] = float(value)
         elif kind is int and isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 1e6:
             kept[name] = value

@@ -45,7 +45,9 @@ MESSAGE_LIMIT_BYTES = 32 * 1024 * 1024  # ZeroMQ drops a larger message before i
 CHECK_SEED_VARIABLE = "SIAMESE_CHECK_SEED"  # autograder.checks.transcript.SEED_VARIABLE
 
 # A one-line exception at the start of a line of nbgrader's log, e.g. "sqlite3.OperationalError: ..."
-EXCEPTION_LINE = re.compile(r"^\s*(?:[A-Za-z_][\w.]*\.)?([A-Z]\w*(?:Error|Exception|Exit|Interrupt)):\s*(.*)$")
+EXCEPTION_LINE = re.compile(
+    r"^\s*(?:[A-Za-z_][\w.]*\.)?([A-Z]\w*(?:Error|Exception|Exit|Interrupt)):\s*(.*)$"
+)
 GENERIC = ("NbGraderException", "CellExecutionError")  # wrappers that only say "see the traceback above"
 
 
@@ -128,10 +130,16 @@ class LimitedExecute(Execute):
         if over_cell or sum(self.output_bytes.values()) + size > NOTEBOOK_OUTPUT_LIMIT_BYTES:
             self.cut_cells.add(cell_index)
             limit = CELL_OUTPUT_LIMIT_BYTES if over_cell else NOTEBOOK_OUTPUT_LIMIT_BYTES
-            outs.append(_note(f"[grading: output cut here, over {limit // 2**20} MB "
-                              f"{'for one cell' if over_cell else 'for the notebook'}]"))
+            outs.append(
+                _note(
+                    f"[grading: output cut here, over {limit // 2**20} MB "
+                    f"{'for one cell' if over_cell else 'for the notebook'}]"
+                )
+            )
             return None
-        self.output_bytes[cell_index] = self.output_bytes.get(cell_index, 0) + size  # only what is kept counts
+        self.output_bytes[cell_index] = (
+            self.output_bytes.get(cell_index, 0) + size
+        )  # only what is kept counts
         return super().output(outs, msg, display_id, cell_index)
 
 
@@ -177,11 +185,15 @@ def kernel_config(config, sandbox: Path, lesson: str, student: str, run_dir: Pat
         probe = sandbox / "probe" / "autograder"
         if not probe.is_dir():  # the same for every lesson
             judge_side.write_probe_copy(packages["autograder"], sandbox / "probe")
-        overlays = {packages["solutions"]: hidden, packages["autograder"]: probe}  # target → what is bound there
+        overlays = {
+            packages["solutions"]: hidden,
+            packages["autograder"]: probe,
+        }  # target → what is bound there
         for name, copy in (("solutions", hidden), ("autograder", probe)):
             overlays.update({other: copy for other in kernel_sandbox.other_copies(name, packages[name])})
-        kernel_sandbox.write_kernelspec(sandbox / "kernelspec", work_dir, run_dir, {CHECK_SEED_VARIABLE: str(seed)},
-                                        overlays)
+        kernel_sandbox.write_kernelspec(
+            sandbox / "kernelspec", work_dir, run_dir, {CHECK_SEED_VARIABLE: str(seed)}, overlays
+        )
         os.environ["JUPYTER_PATH"] = str(sandbox / "kernelspec")
         config.KernelManager.connection_file = str(run_dir / "kernel.json")  # the kernel reads it there
         config.KernelManager.transport = "ipc"
@@ -196,9 +208,14 @@ def locate_kernel_death(notebook: Path, config) -> str:
     from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 
     nb = nbformat.read(notebook, as_version=4)
-    client = NotebookClient(nb, config=config, timeout=config.ExecutePreprocessor.timeout, allow_errors=True,
-                            kernel_name=config.ExecutePreprocessor.kernel_name,
-                            resources={"metadata": {"path": str(notebook.parent)}})
+    client = NotebookClient(
+        nb,
+        config=config,
+        timeout=config.ExecutePreprocessor.timeout,
+        allow_errors=True,
+        kernel_name=config.ExecutePreprocessor.kernel_name,
+        resources={"metadata": {"path": str(notebook.parent)}},
+    )
     try:
         with client.setup_kernel():
             for index, cell in enumerate(nb.cells):
@@ -225,28 +242,41 @@ def execute_only_api(sandbox: Path, config):
     from nbgrader.preprocessors import CheckCellMetadata, IgnorePattern, LimitOutput
 
     # No SaveAutoGrades: nothing a notebook does to this gradebook while it runs can reach a score.
-    config.Autograde.autograde_preprocessors = [LimitedExecute, IgnorePattern, ClearMetadataPreprocessor, LimitOutput,
-                                                CheckCellMetadata]
+    config.Autograde.autograde_preprocessors = [
+        LimitedExecute,
+        IgnorePattern,
+        ClearMetadataPreprocessor,
+        LimitOutput,
+        CheckCellMetadata,
+    ]
     return NbGraderAPI(coursedir=CourseDirectory(config=config), config=config)
 
 
-def execute_lesson(sandbox: Path, student: str, lesson: str, cell_timeout: int, sandboxed: bool,
-                   clock: LapClock) -> dict:
+def execute_lesson(
+    sandbox: Path, student: str, lesson: str, cell_timeout: int, sandboxed: bool, clock: LapClock
+) -> dict:
     """Restore the test cells of one lesson, execute it, and judge its test cells, timing each stage; never raise."""
     result = _execute_lesson(sandbox, student, lesson, cell_timeout, sandboxed, clock)
     clock.lap("judge" if "executed" in result else "nbgrader after execution")
     return {**result, "timings": clock.records}
 
 
-def _execute_lesson(sandbox: Path, student: str, lesson: str, cell_timeout: int, sandboxed: bool,
-                    clock: LapClock) -> dict:
+def _execute_lesson(
+    sandbox: Path, student: str, lesson: str, cell_timeout: int, sandboxed: bool, clock: LapClock
+) -> dict:
     """``execute_lesson`` without its timings."""
     LimitedExecute.clock = clock
-    run_dir = kernel_run_dir() if sandboxed else None  # the kernel's sockets and connection file: nothing else
-    seed = secrets.randbits(62) | 1  # this run's inputs for the checks: drawn now, so no answer exists in advance
+    run_dir = (
+        kernel_run_dir() if sandboxed else None
+    )  # the kernel's sockets and connection file: nothing else
+    seed = (
+        secrets.randbits(62) | 1
+    )  # this run's inputs for the checks: drawn now, so no answer exists in advance
     os.environ[CHECK_SEED_VARIABLE] = str(seed)  # a kernel started without the sandbox inherits it
     try:
-        config = kernel_config(nbgrader_config(sandbox, timeout=cell_timeout), sandbox, lesson, student, run_dir, seed)
+        config = kernel_config(
+            nbgrader_config(sandbox, timeout=cell_timeout), sandbox, lesson, student, run_dir, seed
+        )
         clock.lap("sandbox set-up")
         outcome = execute_only_api(sandbox, config).autograde(lesson, student, force=True, create=True)
         if not outcome["success"]:
@@ -273,12 +303,17 @@ def kernel_environment(sandbox: Path) -> None:
     home = sandbox / "home"
     for folder in (home / ".cache", home / ".config" / "matplotlib", home / "runtime", sandbox / "tmp"):
         folder.mkdir(parents=True, exist_ok=True)
-    os.environ.update({
-        "HOME": str(home), "TMPDIR": str(sandbox / "tmp"), "XDG_CACHE_HOME": str(home / ".cache"),
-        "MPLCONFIGDIR": str(home / ".config" / "matplotlib"), "JUPYTER_RUNTIME_DIR": str(home / "runtime"),
-        "PYTHONDONTWRITEBYTECODE": "1",  # the grader checks its packages' files, .pyc included
-        "SIAMESE_GRADING_SANDBOX": str(sandbox),  # the checks' preamble never imports from here
-    })
+    os.environ.update(
+        {
+            "HOME": str(home),
+            "TMPDIR": str(sandbox / "tmp"),
+            "XDG_CACHE_HOME": str(home / ".cache"),
+            "MPLCONFIGDIR": str(home / ".config" / "matplotlib"),
+            "JUPYTER_RUNTIME_DIR": str(home / "runtime"),
+            "PYTHONDONTWRITEBYTECODE": "1",  # the grader checks its packages' files, .pyc included
+            "SIAMESE_GRADING_SANDBOX": str(sandbox),  # the checks' preamble never imports from here
+        }
+    )
     # The checks are small, and one thread each keeps parallel graders from spinning against each other.
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
@@ -304,7 +339,9 @@ def main(argv: list[str] | None = None) -> int:
     limit_memory(args.memory_mb)
     pristine = (sandbox / "gradebook.db").read_bytes()  # read before any notebook runs
     counter = cpu_counter(args.cgroup)
-    usage = resource.getrusage(resource.RUSAGE_SELF)  # this process until now: Python, nbgrader, jupyter imported
+    usage = resource.getrusage(
+        resource.RUSAGE_SELF
+    )  # this process until now: Python, nbgrader, jupyter imported
     started = [{"stage": "worker start", "cpu": usage.ru_utime + usage.ru_stime}]
     for lesson in args.lessons:
         # Each lesson starts from the pristine gradebook, so an earlier lesson cannot unlock its tests.

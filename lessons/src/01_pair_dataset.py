@@ -210,7 +210,10 @@ for i in range(10):
     image1, image2, label = pairs[i]
     first.append(image1)
     second.append(image2)
-    name1, name2 = (class_name(c) if c is not None else "?" for c in (image_class(image1, train_set), image_class(image2, train_set)))
+    name1, name2 = (
+        class_name(c) if c is not None else "?"
+        for c in (image_class(image1, train_set), image_class(image2, train_set))
+    )
     titles.append(f"label {label.item():.0f} ({'same' if label.item() == 0 else 'different'})\n{name1}")
     second_titles.append(name2)
 show_pairs(first, second, titles, second_titles)
@@ -221,8 +224,10 @@ plt.show()
 
 # %%
 labels = torch.cat([pairs[i][2] for i in range(min(len(pairs), 2000))])
-print(f"{len(labels)} pairs: {(labels == 0).float().mean():.1%} same class (label 0), "
-      f"{(labels == 1).float().mean():.1%} different classes (label 1)")
+print(
+    f"{len(labels)} pairs: {(labels == 0).float().mean():.1%} same class (label 0), "
+    f"{(labels == 1).float().mean():.1%} different classes (label 1)"
+)
 
 epoch0 = SiameseDataset(train_set, seed=0)
 epoch1 = SiameseDataset(train_set, seed=0)
@@ -252,6 +257,7 @@ checks.check_expected_draws(expected_draws, hidden=True)
 # %% [markdown]
 # Now count the picks, on Fashion-MNIST's labels, next to your prediction:
 
+
 # %%
 def picks_for_one_pair(anchor_class: int, want_same: bool, generator: torch.Generator) -> int:
     """Rejection sampling as the original does it: random picks until one's class fits the coin."""
@@ -263,10 +269,14 @@ def picks_for_one_pair(anchor_class: int, want_same: bool, generator: torch.Gene
 
 generator = torch.Generator().manual_seed(0)
 n = min(len(targets), 2000)
-counts = [picks_for_one_pair(int(targets[i]), bool(torch.rand(1, generator=generator) < 0.5), generator)
-          for i in range(n)]
-print(f"rejection sampling: {sum(counts) / len(counts):.2f} picks per pair on average over {n:,} pairs; "
-      f"your prediction for k = 10: {expected_draws(10):.2f}")
+counts = [
+    picks_for_one_pair(int(targets[i]), bool(torch.rand(1, generator=generator) < 0.5), generator)
+    for i in range(n)
+]
+print(
+    f"rejection sampling: {sum(counts) / len(counts):.2f} picks per pair on average over {n:,} pairs; "
+    f"your prediction for k = 10: {expected_draws(10):.2f}"
+)
 
 # %% [markdown]
 # What happens to the average as $k$ grows, and what happens when $k = 1$? Which side of the coin costs
@@ -295,8 +305,10 @@ checks.check_always_different_accuracy(always_different_accuracy, hidden=True)
 random_partners = torch.randint(len(targets), (n,), generator=generator)
 random_labels = (targets[random_partners] != targets[:n]).float()  # 1 = different, as in your dataset
 balanced_labels = torch.cat([pairs[i][2] for i in range(n)])
-print(f"'always different' is right on {random_labels.mean():.1%} of random pairs (your prediction for k = 10: "
-      f"{always_different_accuracy(10):.1%}) and on {balanced_labels.mean():.1%} of your balanced pairs")
+print(
+    f"'always different' is right on {random_labels.mean():.1%} of random pairs (your prediction for k = 10: "
+    f"{always_different_accuracy(10):.1%}) and on {balanced_labels.mean():.1%} of your balanced pairs"
+)
 
 # %% [markdown]
 # ### Question 1.4 (written, graded by your instructor): why balanced pairs

@@ -45,9 +45,7 @@ print("one image:", tuple(image.shape), "  as a batch:", tuple(batch.shape), f" 
 # Here is a hand-made kernel that responds to vertical edges (dark on the left, bright on the right):
 
 # %%
-edge_kernel = torch.tensor([[-1.0, 0.0, 1.0],
-                            [-2.0, 0.0, 2.0],
-                            [-1.0, 0.0, 1.0]])
+edge_kernel = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]])
 conv = nn.Conv2d(1, 1, kernel_size=3, bias=False)  # no padding: the kernel fits 26 times along 28 pixels
 with torch.no_grad():
     conv.weight.copy_(edge_kernel.reshape(1, 1, 3, 3))
@@ -78,7 +76,9 @@ plt.show()
 # %%
 for padding in (0, 3):
     conv = nn.Conv2d(1, 64, kernel_size=7, stride=1, padding=padding)
-    print(f"Conv2d(1, 64, kernel_size=7, padding={padding}): {tuple(batch.shape)} → {tuple(conv(batch).shape)}")
+    print(
+        f"Conv2d(1, 64, kernel_size=7, padding={padding}): {tuple(batch.shape)} → {tuple(conv(batch).shape)}"
+    )
 
 # %% [markdown]
 # ## 2. ReLU
@@ -178,7 +178,9 @@ checks.check_backbone_side(backbone_side, hidden=True)
 with torch.no_grad():
     for side in (28, 32, 45, 64):
         measured = CNNBackbone()(torch.zeros(1, 1, side, side)).shape[-1]
-        print(f"input {side} x {side}: feature maps {measured} x {measured}, your prediction {backbone_side(side)}")
+        print(
+            f"input {side} x {side}: feature maps {measured} x {measured}, your prediction {backbone_side(side)}"
+        )
 
 # %% [markdown]
 # ## 6. Shapes through your backbone
@@ -245,7 +247,9 @@ checks.check_conv_parameters(conv_parameters, hidden=True)
 # Now count them in your backbone, tensor by tensor, next to your prediction for its three convolutions:
 
 # %%
-predicted = sum(conv_parameters(c_in, c_out, k) for c_in, c_out, k in ((1, 64, 5), (64, 128, 5), (128, 256, 3)))
+predicted = sum(
+    conv_parameters(c_in, c_out, k) for c_in, c_out, k in ((1, 64, 5), (64, 128, 5), (128, 256, 3))
+)
 for name, p in net.named_parameters():
     print(f"{name:<22} {str(tuple(p.shape)):<20} {p.numel():>9,}")
 num_params = sum(p.numel() for p in net.parameters())

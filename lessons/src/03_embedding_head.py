@@ -206,16 +206,20 @@ print("embeddings", tuple(embeddings.shape), " smallest value:", embeddings.min(
 print(f"{(embeddings == 0).float().mean():.0%} of the coordinates are exactly 0 (cut by the last ReLU)")
 all_zero = (random_embeddings == 0).all(dim=1)
 cut = (random_embeddings == 0).float().mean().item()
-print(f"random inputs: {cut:.0%} of the coordinates are 0; {int(all_zero.sum())} of 512 embeddings are 0 everywhere "
-      f"(your prediction for independent cuts: {512 * all_zero_share(cut, 256):.3g} of 512)")
+print(
+    f"random inputs: {cut:.0%} of the coordinates are 0; {int(all_zero.sum())} of 512 embeddings are 0 everywhere "
+    f"(your prediction for independent cuts: {512 * all_zero_share(cut, 256):.3g} of 512)"
+)
 with torch.no_grad():  # a last layer whose biases (-1) outweigh its pre-activations, as training can leave it
     shifted = EmbeddingHead()
     for module in shifted.modules():
         if isinstance(module, nn.Linear) and module.out_features == 256:
             module.bias.fill_(-1.0)
     shifted_embeddings = shifted(torch.randn(512, 256, 3, 3))
-print(f"with bias -1 in the last layer: {int((shifted_embeddings == 0).all(dim=1).sum())} of 512 embeddings are 0 "
-      "everywhere")
+print(
+    f"with bias -1 in the last layer: {int((shifted_embeddings == 0).all(dim=1).sum())} of 512 embeddings are 0 "
+    "everywhere"
+)
 
 # %% [markdown]
 # About half the coordinates are cut: a random pre-activation is as likely negative as positive. A whole
@@ -268,11 +272,12 @@ with torch.no_grad():
 
     a, b = net(images[:4], images[4:])
     distances = torch.linalg.vector_norm(a - b, dim=1)
-show_images(list(images[:4]) + list(images[4:]),
-            [class_name(train_set[i][1]) for i in range(8)], ncols=4)
+show_images(list(images[:4]) + list(images[4:]), [class_name(train_set[i][1]) for i in range(8)], ncols=4)
 plt.show()
 for i in range(4):
-    print(f"{class_name(train_set[i][1]):>12} vs {class_name(train_set[i + 4][1]):<12} distance {distances[i]:.4f}")
+    print(
+        f"{class_name(train_set[i][1]):>12} vs {class_name(train_set[i + 4][1]):<12} distance {distances[i]:.4f}"
+    )
 
 # %% [markdown]
 # These distances mean nothing yet: the network is untrained. The next lesson writes the loss that

@@ -306,9 +306,11 @@ print("distances:", F.pairwise_distance(a, b).numpy().round(2))
 
 # %%
 point = torch.tensor([[0.5, -1.0, 2.0]])
-for name, distance in [("bare square root ", lambda u, v: ((u - v) ** 2).sum(dim=1).sqrt()),
-                       ("vector_norm      ", lambda u, v: torch.linalg.vector_norm(u - v, dim=1)),
-                       ("pairwise_distance", lambda u, v: F.pairwise_distance(u, v))]:
+for name, distance in [
+    ("bare square root ", lambda u, v: ((u - v) ** 2).sum(dim=1).sqrt()),
+    ("vector_norm      ", lambda u, v: torch.linalg.vector_norm(u - v, dim=1)),
+    ("pairwise_distance", lambda u, v: F.pairwise_distance(u, v)),
+]:
     u = point.clone().requires_grad_(True)
     distance(u, point).pow(2).sum().backward()  # d², the same-class term, at d = 0
     print(f"{name}: d = {distance(point, point).item():.1e}, gradient of d² = {u.grad.tolist()}")
@@ -356,8 +358,10 @@ for d_start, pair_label, lr in ((1.0, 0, 0.1), (1.0, 0, 0.4), (1.0, 1, 0.1), (2.
     with torch.no_grad():
         measured = torch.linalg.vector_norm((a - lr * a.grad) - (b - lr * b.grad)).item()
     kind = "same     " if pair_label == 0 else "different"
-    print(f"{kind} pair at d = {d_start}, lr = {lr}: measured {measured:.3f}, "
-          f"your prediction {distance_after_step(d_start, pair_label, 2.0, lr):.3f}")
+    print(
+        f"{kind} pair at d = {d_start}, lr = {lr}: measured {measured:.3f}, "
+        f"your prediction {distance_after_step(d_start, pair_label, 2.0, lr):.3f}"
+    )
 
 # %% [markdown]
 # Look at the same-class pair at `lr = 0.4`: where did it end? What would happen at
@@ -384,8 +388,10 @@ checks.check_collapsed_loss(collapsed_loss, hidden=True)
 # %%
 collapsed = torch.ones(8, 16)
 labels = torch.tensor([0.0, 1.0, 0.0, 0.0, 1.0, 0.0, 1.0, 0.0])
-print(f"measured {contrastive_loss(collapsed, collapsed.clone(), labels).item():.4f}, "
-      f"your prediction {collapsed_loss(3 / 8, 2.0):.4f}")
+print(
+    f"measured {contrastive_loss(collapsed, collapsed.clone(), labels).item():.4f}, "
+    f"your prediction {collapsed_loss(3 / 8, 2.0):.4f}"
+)
 
 # %% [markdown]
 # Lesson 1 builds balanced pairs ($p = 0.5$) and the course trains with margin 2: put these into your
@@ -398,6 +404,7 @@ print(f"measured {contrastive_loss(collapsed, collapsed.clone(), labels).item():
 # parameter, and each step of Adam lowers your contrastive loss over all pairs. Run it with margin 1
 # and margin 2 and compare the distances the loss settles at. **Predict first**: with twice the
 # margin, will the different-class distances double? Will the same-class ones?
+
 
 # %%
 def arrange_points(margin: float, steps: int = 300, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -421,8 +428,10 @@ for ax, m in zip(axes, (1.0, 2.0)):
     first, second = torch.triu_indices(40, 40, offset=1)
     d = F.pairwise_distance(points[first], points[second])
     same = classes[first] == classes[second]
-    print(f"margin {m}: same-class pairs at mean d = {d[same].mean():.2f}, "
-          f"different-class pairs at min d = {d[~same].min():.2f}, mean d = {d[~same].mean():.2f}")
+    print(
+        f"margin {m}: same-class pairs at mean d = {d[same].mean():.2f}, "
+        f"different-class pairs at min d = {d[~same].min():.2f}, mean d = {d[~same].mean():.2f}"
+    )
     ax.scatter(points[:, 0], points[:, 1], c=classes, cmap="tab10", vmax=9, s=20)
     ax.set_title(f"margin {m}")
     ax.set_aspect("equal")

@@ -107,7 +107,9 @@ w = torch.tensor(1.0, requires_grad=True)
 for step in range(3):
     loss = (3 * w) ** 2  # d(loss)/dw = 18 w = 18 at w = 1
     loss.backward()
-    print(f"after backward() number {step + 1}: w.grad = {w.grad.item()}  (without zero_grad it keeps growing)")
+    print(
+        f"after backward() number {step + 1}: w.grad = {w.grad.item()}  (without zero_grad it keeps growing)"
+    )
 
 # %% [markdown]
 # The four steps on a problem with one weight: the loss $(a\,w)^2$ with $a = 3$, smallest at $w = 0$,
@@ -116,10 +118,10 @@ for step in range(3):
 # %%
 w = torch.tensor(1.0, requires_grad=True)
 optimizer = torch.optim.SGD([w], lr=0.05)
-loss = (3 * w) ** 2       # 1. forward
-optimizer.zero_grad()     # 2. clear old gradients
-loss.backward()           # 3. new gradient: 18 w = 18
-optimizer.step()          # 4. w = 1 - 0.05 * 18
+loss = (3 * w) ** 2  # 1. forward
+optimizer.zero_grad()  # 2. clear old gradients
+loss.backward()  # 3. new gradient: 18 w = 18
+optimizer.step()  # 4. w = 1 - 0.05 * 18
 print(f"after one step: w = {w.item():.3f}")
 
 # %% [markdown]
@@ -198,6 +200,7 @@ checks.check_weight_without_zero_grad(weight_without_zero_grad, hidden=True)
 # **Experiment.** Run two steps without `zero_grad()` and compare with your prediction; then watch 30
 # steps with and without it on the same problem.
 
+
 # %%
 def sgd_weights(a: float, w_start: float, lr: float, steps: int, clear_gradients: bool) -> list[float]:
     """The weight after each of `steps` SGD steps on the loss (a w)², with or without zero_grad()."""
@@ -214,11 +217,18 @@ def sgd_weights(a: float, w_start: float, lr: float, steps: int, clear_gradients
     return weights
 
 
-print(f"two steps without zero_grad: measured w = {sgd_weights(3.0, 1.0, 0.05, 2, False)[-1]:.4f}, "
-      f"your prediction {weight_without_zero_grad(3.0, 1.0, 0.05):.4f}")
-with_zero_grad, without_zero_grad = sgd_weights(3.0, 1.0, 0.05, 30, True), sgd_weights(3.0, 1.0, 0.05, 30, False)
+print(
+    f"two steps without zero_grad: measured w = {sgd_weights(3.0, 1.0, 0.05, 2, False)[-1]:.4f}, "
+    f"your prediction {weight_without_zero_grad(3.0, 1.0, 0.05):.4f}"
+)
+with_zero_grad, without_zero_grad = (
+    sgd_weights(3.0, 1.0, 0.05, 30, True),
+    sgd_weights(3.0, 1.0, 0.05, 30, False),
+)
 for step in (0, 1, 2, 5, 10, 20, 29):
-    print(f"step {step + 1:2d}: w = {with_zero_grad[step]:+.4f} with zero_grad, {without_zero_grad[step]:+.4f} without")
+    print(
+        f"step {step + 1:2d}: w = {with_zero_grad[step]:+.4f} with zero_grad, {without_zero_grad[step]:+.4f} without"
+    )
 
 # %% [markdown]
 # With `zero_grad()` the weight shrinks towards 0 by the same factor every step. Without it, every step
@@ -293,18 +303,27 @@ else:
     CPU_SECONDS = 180  # the whole CPU run: your loop's 100 steps, then the fast loop
     num_epochs, num_images, num_workers = 1, min(len(train_set), 6_400), min(2, os.cpu_count() or 1)
     precision = resolve_precision("auto", device)  # bf16 where the CPU computes it natively, else fp32
-    timer = fast_pipeline(train_set.data[:2_048], torch.as_tensor(train_set.targets)[:2_048], device,
-                          batch_size, lr, 2.0, precision)
+    timer = fast_pipeline(
+        train_set.data[:2_048],
+        torch.as_tensor(train_set.targets)[:2_048],
+        device,
+        batch_size,
+        lr,
+        2.0,
+        precision,
+    )
     timer(3)  # warm-up: the first steps choose kernels and fill caches, and are slower
     fast_steps_per_s = timer(20) / batch_size
     # Log every 1, 2, 4, 5 or 10 steps (divisors of your loop's 100, so the two parts line up),
     # the most that still gives about 100 points over the whole run.
     log_every = max(d for d in (1, 2, 4, 5, 10) if d == 1 or CPU_SECONDS * fast_steps_per_s >= 100 * d)
-    print(f"SHORTENED run: no GPU, so about {CPU_SECONDS // 60} minutes instead of 5 epochs on "
-          f"{len(train_set):,} images (10-60+ minutes on a CPU): your loop for 1 epoch on the first "
-          f"{num_images:,} images, then the fast loop ({precision}, {fast_steps_per_s:.1f} steps/s measured "
-          f"now) on all {len(train_set):,}. Loss logged every {log_every} steps.\n"
-          "For the full run, switch to a GPU (Runtime > Change runtime type) and run the notebook again.")
+    print(
+        f"SHORTENED run: no GPU, so about {CPU_SECONDS // 60} minutes instead of 5 epochs on "
+        f"{len(train_set):,} images (10-60+ minutes on a CPU): your loop for 1 epoch on the first "
+        f"{num_images:,} images, then the fast loop ({precision}, {fast_steps_per_s:.1f} steps/s measured "
+        f"now) on all {len(train_set):,}. Loss logged every {log_every} steps.\n"
+        "For the full run, switch to a GPU (Runtime > Change runtime type) and run the notebook again."
+    )
 
 set_seed(0)
 pairs = SiameseDataset(Subset(train_set, range(num_images)))
@@ -327,12 +346,16 @@ if use_progress_bar:
 loss_history = []
 started = time.perf_counter()
 for epoch in range(num_epochs):
-    batches = tqdm(loader, desc=f"epoch {epoch + 1}/{num_epochs}", leave=False) if use_progress_bar else loader
+    batches = (
+        tqdm(loader, desc=f"epoch {epoch + 1}/{num_epochs}", leave=False) if use_progress_bar else loader
+    )
     logged = train_one_epoch(net, batches, optimizer, device, margin=2.0, log_every=log_every)
     loss_history.extend(logged)
-    print(f"epoch {epoch + 1}/{num_epochs}: mean logged loss {sum(logged) / len(logged):.4f} "
-          f"({time.perf_counter() - started:.0f} s so far); {len(logged)} losses logged, your question 5.4 "
-          f"predicted {logged_losses(len(pairs), batch_size, log_every)}")
+    print(
+        f"epoch {epoch + 1}/{num_epochs}: mean logged loss {sum(logged) / len(logged):.4f} "
+        f"({time.perf_counter() - started:.0f} s so far); {len(logged)} losses logged, your question 5.4 "
+        f"predicted {logged_losses(len(pairs), batch_size, log_every)}"
+    )
 
 # %% [markdown]
 # On a CPU, the fast loop now continues for the rest of the 3 minutes (on a GPU, and while grading,
@@ -345,21 +368,28 @@ if device.type == "cpu" and not QUICK:
     from solutions.fast import TensorPairLoader, fast_train_one_epoch, take_steps
     from solutions.runtime import make_progress
 
-    fast_loader = TensorPairLoader(train_set.data, torch.as_tensor(train_set.targets), batch_size, device, seed=0)
+    fast_loader = TensorPairLoader(
+        train_set.data, torch.as_tensor(train_set.targets), batch_size, device, seed=0
+    )
     net.to(memory_format=torch.channels_last)  # the layout the fast loop's batches have: faster convolutions
     time_left = max(CPU_SECONDS - (time.perf_counter() - started), 10)  # a few steps even on a slow machine
     fast_steps = max(1, int(time_left * fast_steps_per_s))
     batches = take_steps(fast_loader, fast_steps, deadline=time.perf_counter() + time_left)
     progress = make_progress(fast_steps, "fast loop")
-    logged = fast_train_one_epoch(net, batches, optimizer, log_every=log_every, amp_dtype=AMP_DTYPES[precision],
-                                  progress=progress)
+    logged = fast_train_one_epoch(
+        net, batches, optimizer, log_every=log_every, amp_dtype=AMP_DTYPES[precision], progress=progress
+    )
     progress.close()
     loss_history.extend(logged)
     steps_per_epoch = len(fast_loader)  # mark the epochs of 55,000 pairs on the plot
-    steps_done = len(logged) * log_every  # one logged loss every log_every steps (the bar may be switched off)
-    print(f"fast loop: about {steps_done} steps, mean logged loss {sum(logged) / len(logged):.4f}, last logged "
-          f"{logged[-1]:.4f}; about {num_images + steps_done * batch_size:,} pairs in "
-          f"{time.perf_counter() - started:.0f} s")
+    steps_done = (
+        len(logged) * log_every
+    )  # one logged loss every log_every steps (the bar may be switched off)
+    print(
+        f"fast loop: about {steps_done} steps, mean logged loss {sum(logged) / len(logged):.4f}, last logged "
+        f"{logged[-1]:.4f}; about {num_images + steps_done * batch_size:,} pairs in "
+        f"{time.perf_counter() - started:.0f} s"
+    )
 
 # %% [markdown]
 # ## 8. The loss history

@@ -39,8 +39,10 @@ device = get_device()
 train_set = course_dataset("train")
 validation_set = course_dataset("validation")  # 5,000 training images that lesson 5 never trained on
 test_set = course_dataset("test")
-print(f"device {device}; {len(train_set):,} training, {len(validation_set):,} validation and "
-      f"{len(test_set):,} test images")
+print(
+    f"device {device}; {len(train_set):,} training, {len(validation_set):,} validation and "
+    f"{len(test_set):,} test images"
+)
 
 # %% [markdown]
 # ## 1. The trained network
@@ -60,26 +62,42 @@ net = SiameseNetwork().to(device)
 
 if CHECKPOINT_PATH.exists():
     net.load_state_dict(torch.load(CHECKPOINT_PATH, map_location=device, weights_only=True))
-    print(f"evaluating YOUR network: the weights lesson 5 saved in {CHECKPOINT_PATH} "
-          f"(sha256 {file_digest(CHECKPOINT_PATH)})")
+    print(
+        f"evaluating YOUR network: the weights lesson 5 saved in {CHECKPOINT_PATH} "
+        f"(sha256 {file_digest(CHECKPOINT_PATH)})"
+    )
 else:
-    print(f"no trained network found at {CHECKPOINT_PATH} (lesson 5 saves it there at its end). Evaluating a "
-          "network trained now with the reference's loop instead: the figures below are not your network's.")
+    print(
+        f"no trained network found at {CHECKPOINT_PATH} (lesson 5 saves it there at its end). Evaluating a "
+        "network trained now with the reference's loop instead: the figures below are not your network's."
+    )
     if QUICK:
         num_epochs, num_images = 1, min(len(train_set), 256)
-        print(f"QUICK run (grading or testing): training {num_epochs} epoch on {num_images} synthetic images.")
+        print(
+            f"QUICK run (grading or testing): training {num_epochs} epoch on {num_images} synthetic images."
+        )
     elif device.type != "cpu":
         num_epochs, num_images = 5, len(train_set)
         print(f"training {num_epochs} epochs on {device} now.")
     else:
         CPU_SECONDS = 180  # as lesson 5's shortened run
         num_epochs, num_images = 1, len(train_set)
-        print(f"no GPU: a SHORTENED run of about {CPU_SECONDS // 60} minutes on {num_images:,} images; "
-              "the results will be below the reference's.")
-    loader = TensorPairLoader(train_set.data[:num_images], torch.as_tensor(train_set.targets)[:num_images],
-                              batch_size=64, device=device, seed=0, channels_last=False)
+        print(
+            f"no GPU: a SHORTENED run of about {CPU_SECONDS // 60} minutes on {num_images:,} images; "
+            "the results will be below the reference's."
+        )
+    loader = TensorPairLoader(
+        train_set.data[:num_images],
+        torch.as_tensor(train_set.targets)[:num_images],
+        batch_size=64,
+        device=device,
+        seed=0,
+        channels_last=False,
+    )
     optimizer = torch.optim.Adam(net.parameters(), lr=1e-5)
-    if device.type == "cpu" and not QUICK:  # as many steps as fit in the time, over as many epochs as that takes
+    if (
+        device.type == "cpu" and not QUICK
+    ):  # as many steps as fit in the time, over as many epochs as that takes
         batches = take_steps(loader, 100 * len(loader), deadline=time.perf_counter() + CPU_SECONDS)
         logged = fast_train_one_epoch(net, batches, optimizer)
         print(f"about {10 * len(logged)} steps: mean logged loss {sum(logged) / len(logged):.4f}")
@@ -128,7 +146,10 @@ print("training mode after net.eval():", net.eval().training, "; after net.train
 # An untrained or briefly trained network gives less clear-cut scores.
 
 # %%
-print("distance → similarity:", [(d, round(similarity(torch.tensor(d)).item(), 3)) for d in (0.0, 0.5, 1.0, 2.0)])
+print(
+    "distance → similarity:",
+    [(d, round(similarity(torch.tensor(d)).item(), 3)) for d in (0.0, 0.5, 1.0, 2.0)],
+)
 plot_similarity_pairs(net, test_set.data, torch.as_tensor(test_set.targets), device)
 plt.show()
 
@@ -170,7 +191,10 @@ checks.check_embed(embed, hidden=True)
 
 # %%
 num_train_eval = min(len(train_set), 10_000)
-train_images, train_labels = train_set.data[:num_train_eval], torch.as_tensor(train_set.targets)[:num_train_eval]
+train_images, train_labels = (
+    train_set.data[:num_train_eval],
+    torch.as_tensor(train_set.targets)[:num_train_eval],
+)
 test_images, test_labels = test_set.data, torch.as_tensor(test_set.targets)
 
 validation_images, validation_labels = validation_set.data, torch.as_tensor(validation_set.targets)
@@ -178,8 +202,14 @@ validation_images, validation_labels = validation_set.data, torch.as_tensor(vali
 train_embeddings = embed(net, train_images, device)
 validation_embeddings = embed(net, validation_images, device)
 test_embeddings = embed(net, test_images, device)
-print("embeddings: training", tuple(train_embeddings.shape), " validation", tuple(validation_embeddings.shape),
-      " test", tuple(test_embeddings.shape))
+print(
+    "embeddings: training",
+    tuple(train_embeddings.shape),
+    " validation",
+    tuple(validation_embeddings.shape),
+    " test",
+    tuple(test_embeddings.shape),
+)
 
 # %% [markdown]
 # ## 5. From distances to decisions: the threshold
@@ -195,7 +225,9 @@ print("embeddings: training", tuple(train_embeddings.shape), " validation", tupl
 num_pairs = 10_000
 train_first, train_second, train_pair_labels = make_balanced_pairs(train_labels, num_pairs, seed=1)
 train_distances = pair_distances(train_embeddings, train_first, train_second)
-validation_first, validation_second, validation_pair_labels = make_balanced_pairs(validation_labels, num_pairs, seed=2)
+validation_first, validation_second, validation_pair_labels = make_balanced_pairs(
+    validation_labels, num_pairs, seed=2
+)
 validation_distances = pair_distances(validation_embeddings, validation_first, validation_second)
 
 
@@ -207,7 +239,9 @@ def plot_distance_histogram(distances, pair_labels, title, threshold=None):
     ax.hist(distances[pair_labels == 0], bins=bins, alpha=0.6, label="same class (label 0)")
     ax.hist(distances[pair_labels == 1], bins=bins, alpha=0.6, label="different classes (label 1)")
     if threshold is not None:
-        ax.axvline(threshold, color="black", linestyle="--", linewidth=1, label=f"threshold t = {threshold:.3f}")
+        ax.axvline(
+            threshold, color="black", linestyle="--", linewidth=1, label=f"threshold t = {threshold:.3f}"
+        )
     ax.set_xlabel("distance between the embeddings")
     ax.set_ylabel("number of pairs")
     ax.set_title(title)
@@ -216,7 +250,9 @@ def plot_distance_histogram(distances, pair_labels, title, threshold=None):
     return fig
 
 
-plot_distance_histogram(validation_distances, validation_pair_labels, f"{num_pairs:,} balanced validation pairs")
+plot_distance_histogram(
+    validation_distances, validation_pair_labels, f"{num_pairs:,} balanced validation pairs"
+)
 plt.show()
 
 # %% [markdown]
@@ -258,10 +294,16 @@ checks.check_verification(verification_accuracy, best_threshold, hidden=True)
 # %%
 threshold = best_threshold(validation_distances, validation_pair_labels)
 validation_accuracy = verification_accuracy(validation_distances, validation_pair_labels, threshold)
-print(f"threshold t = {threshold:.4f} (similarity exp(-t) = {similarity(torch.tensor(threshold)).item():.3f})")
+print(
+    f"threshold t = {threshold:.4f} (similarity exp(-t) = {similarity(torch.tensor(threshold)).item():.3f})"
+)
 print(f"verification accuracy on the validation pairs: {validation_accuracy:.1%}")
-plot_distance_histogram(validation_distances, validation_pair_labels,
-                        "Validation pairs: left of t is called same, right of t different", threshold=threshold)
+plot_distance_histogram(
+    validation_distances,
+    validation_pair_labels,
+    "Validation pairs: left of t is called same, right of t different",
+    threshold=threshold,
+)
 plt.show()
 
 # %% [markdown]
@@ -320,7 +362,9 @@ def roc_points(distances, pair_labels):
     """False and true positive rates of "different = distance >= t", for t from +infinity down to 0."""
     different = pair_labels.reshape(-1).bool()[torch.argsort(distances, descending=True)].double()
     tpr = torch.cat([torch.zeros(1, dtype=torch.float64), torch.cumsum(different, 0) / different.sum()])
-    fpr = torch.cat([torch.zeros(1, dtype=torch.float64), torch.cumsum(1 - different, 0) / (1 - different).sum()])
+    fpr = torch.cat(
+        [torch.zeros(1, dtype=torch.float64), torch.cumsum(1 - different, 0) / (1 - different).sum()]
+    )
     return fpr, tpr
 
 
@@ -340,8 +384,10 @@ ax.legend(loc="lower right")
 ax.grid(alpha=0.3)
 fig.tight_layout()
 plt.show()
-print(f"area under the drawn curve: {torch.trapezoid(tpr, fpr).item():.4f};  your roc_auc: "
-      f"{roc_auc(test_distances, test_pair_labels):.4f}")
+print(
+    f"area under the drawn curve: {torch.trapezoid(tpr, fpr).item():.4f};  your roc_auc: "
+    f"{roc_auc(test_distances, test_pair_labels):.4f}"
+)
 
 # %% [markdown]
 # ## 9. Questions 6.4 and 6.5 (predict, then measure): two overlapping blocks
@@ -388,10 +434,14 @@ block_labels = torch.arange(4_000) % 2  # balanced: 0 = same class, 1 = differen
 block_distances = width * torch.rand(4_000, generator=blocks) + shift * block_labels
 block_threshold = best_threshold(block_distances, block_labels)
 print(f"shift {shift}, width {width}: best threshold {block_threshold:.3f}")
-print(f"  best accuracy: measured {verification_accuracy(block_distances, block_labels, block_threshold):.3f}, "
-      f"your prediction {overlap_best_accuracy(shift, width):.3f}")
-print(f"  ROC AUC:       measured {roc_auc(block_distances, block_labels):.3f}, "
-      f"your prediction {overlap_auc(shift, width):.3f}")
+print(
+    f"  best accuracy: measured {verification_accuracy(block_distances, block_labels, block_threshold):.3f}, "
+    f"your prediction {overlap_best_accuracy(shift, width):.3f}"
+)
+print(
+    f"  ROC AUC:       measured {roc_auc(block_distances, block_labels):.3f}, "
+    f"your prediction {overlap_auc(shift, width):.3f}"
+)
 
 # %% [markdown]
 # ## 10. Your results
@@ -405,8 +455,11 @@ print(f"  ROC AUC:       measured {roc_auc(block_distances, block_labels):.3f}, 
 train_accuracy = verification_accuracy(train_distances, train_pair_labels, threshold)
 test_accuracy = verification_accuracy(test_distances, test_pair_labels, threshold)
 print(f"verification accuracy with t = {threshold:.3f} (chosen on the validation pairs):")
-for name, accuracy in (("training pairs", train_accuracy), ("validation pairs", validation_accuracy),
-                       ("test pairs", test_accuracy)):
+for name, accuracy in (
+    ("training pairs", train_accuracy),
+    ("validation pairs", validation_accuracy),
+    ("test pairs", test_accuracy),
+):
     print(f"  {name:17} {accuracy:.1%}")
 
 # %% [markdown]
@@ -461,8 +514,12 @@ print(f"{'':34} {'yours':>8} {'reference (5 epochs)':>22}")
 print(f"{'verification accuracy (test pairs)':34} {test_accuracy:>8.1%} {REFERENCE_ACCURACY:>22}")
 print(f"{'ROC AUC (test pairs)':34} {auc:>8.3f} {REFERENCE_AUC:>22}")
 print(f"{'1-nearest-neighbour (test images)':34} {nn_accuracy:>8.1%} {'- (see above)':>22}")
-print(f"{'mean similarity, same class':34} {similarity(test_distances[same]).mean():>8.3f} {REFERENCE_SAME:>22}")
-print(f"{'mean similarity, different classes':34} {similarity(test_distances[~same]).mean():>8.3f} {REFERENCE_DIFFERENT:>22}")
+print(
+    f"{'mean similarity, same class':34} {similarity(test_distances[same]).mean():>8.3f} {REFERENCE_SAME:>22}"
+)
+print(
+    f"{'mean similarity, different classes':34} {similarity(test_distances[~same]).mean():>8.3f} {REFERENCE_DIFFERENT:>22}"
+)
 
 # %% [markdown]
 # Finally, a map of the test embeddings: their 256 coordinates projected onto the two directions of

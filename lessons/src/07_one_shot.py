@@ -69,8 +69,10 @@ print("never seen (tested):", ", ".join(CLASS_NAMES[c] for c in UNSEEN))
 seen_train = with_classes(train_set, SEEN)
 unseen_test = with_classes(test_set, UNSEEN)
 seen_test = with_classes(test_set, SEEN)
-print(f"{len(seen_train):,} training images of the seen classes; {len(unseen_test):,} test images of the unseen "
-      f"classes, {len(seen_test):,} of the seen ones")
+print(
+    f"{len(seen_train):,} training images of the seen classes; {len(unseen_test):,} test images of the unseen "
+    f"classes, {len(seen_test):,} of the seen ones"
+)
 assert not torch.isin(seen_train.targets, torch.tensor(UNSEEN)).any(), "an unseen class leaked into training"
 
 # %% [markdown]
@@ -283,19 +285,26 @@ if QUICK:
     print("QUICK run (grading or testing): a few steps on synthetic images; the figures mean nothing.")
 elif device.type == "cpu":
     budget = 40_000
-    print(f"no GPU: a SHORTENED run of {budget:,} image passes per network (the full budget is 600,000); "
-          "expect lower figures than on a GPU.")
+    print(
+        f"no GPU: a SHORTENED run of {budget:,} image passes per network (the full budget is 600,000); "
+        "expect lower figures than on a GPU."
+    )
 else:
     budget = 600_000
 precision = resolve_precision("auto", device)
 networks = {}
-for name, recipe, loss in (("all pairs", all_pairs, None),
-                           ("batch-hard (yours)", hard, lambda e, y: batch_hard_loss(e, y, hard.margin))):
+for name, recipe, loss in (
+    ("all pairs", all_pairs, None),
+    ("batch-hard (yours)", hard, lambda e, y: batch_hard_loss(e, y, hard.margin)),
+):
     started = time.perf_counter()
-    networks[name], losses = train(recipe, seen_train.data, seen_train.targets, device, precision, budget, seed=0,
-                                   batch_loss=loss)
-    print(f"{name}: {budget:,} image passes in {time.perf_counter() - started:.0f} s; "
-          f"loss {losses[0]:.3f} → {losses[-1]:.3f}")
+    networks[name], losses = train(
+        recipe, seen_train.data, seen_train.targets, device, precision, budget, seed=0, batch_loss=loss
+    )
+    print(
+        f"{name}: {budget:,} image passes in {time.perf_counter() - started:.0f} s; "
+        f"loss {losses[0]:.3f} → {losses[-1]:.3f}"
+    )
 
 # %%
 print(f"5-way accuracy over {NUM_EPISODES} episodes of test images, ± the 95% interval (chance: 20%):")
@@ -319,16 +328,23 @@ for classes, images, where in ((SEEN, seen_test, "seen"), (UNSEEN, unseen_test, 
 for name, net in networks.items():
     net.embed_below_head = True
     for classes, images, where in ((SEEN, seen_test, "seen"), (UNSEEN, unseen_test, "UNSEEN")):
-        show(f"{name}, below the head, {where}, 1-shot", few_shot(embed(net, images.data, device), images.targets,
-                                                                 classes, 1))
+        show(
+            f"{name}, below the head, {where}, 1-shot",
+            few_shot(embed(net, images.data, device), images.targets, classes, 1),
+        )
     net.embed_below_head = False
 
 # %% [markdown]
 # Your network's one-shot episodes on the unseen classes, framed as before but by its embeddings:
 
 # %%
-plot_episodes(embed(networks["batch-hard (yours)"], unseen_test.data, device), unseen_test.data,
-              unseen_test.targets, UNSEEN, episodes=shown)
+plot_episodes(
+    embed(networks["batch-hard (yours)"], unseen_test.data, device),
+    unseen_test.data,
+    unseen_test.targets,
+    UNSEEN,
+    episodes=shown,
+)
 plt.show()
 
 # %% [markdown]

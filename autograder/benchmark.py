@@ -94,8 +94,9 @@ class Measured:
 
 def make_class(out: Path, students: int, lessons: list[str]) -> Path:
     """A folder of ``students`` correct students, one sub-folder each, as ``grade`` reads them."""
-    from .build import build_all, solved_notebook
     import nbformat
+
+    from .build import build_all, solved_notebook
 
     solved = {lesson.name: solved_notebook(lesson.source) for lesson in build_all() if lesson.name in lessons}
     for k in range(students):
@@ -258,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     args.out.mkdir(parents=True, exist_ok=True)
     out = args.out.resolve()
-    lessons = [l.name for l in syllabus.LESSONS if args.bonus or not l.bonus]
+    lessons = [lesson.name for lesson in syllabus.LESSONS if args.bonus or not lesson.bonus]
     submissions = make_class(out / "submissions", args.students, lessons)
     graded, timings = grade_class(submissions, out, args.jobs)
     plain = plain_nbgrader(submissions, out, lessons)

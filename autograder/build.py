@@ -23,11 +23,11 @@ import subprocess
 import sys
 import tempfile
 import textwrap
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import nbformat
+import tomllib
 
 from . import syllabus
 from .grading import demos
@@ -188,7 +188,7 @@ import importlib.util, subprocess, sys
 COURSE = "https://github.com/{REPOSITORY}"
 if importlib.util.find_spec("data_utils") is None and subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"git+{COURSE}"]).returncode:
     raise RuntimeError(f"Could not install the course from {COURSE}: check that this runtime is online (Runtime > Restart session), then run this cell again.")
-importlib.invalidate_caches(); from data_utils.lessons import setup; QUICK = setup()"""
+importlib.invalidate_caches(); from data_utils.lessons import setup; QUICK = setup()"""  # noqa: E501 (as students see it)
 
 
 # Every graded cell imports the checks afresh, so that nothing another cell did to the course's modules

@@ -169,8 +169,8 @@ LESSONS: tuple[Lesson, ...] = (
             Exercise("7.1", ("solutions.oneshot:sample_episodes",)),
             Exercise("7.2", ("solutions.oneshot:episode_accuracies",)),
             Exercise("7.3", ("solutions.oneshot:mean_with_interval",)),
-            # recipes.in_batch_loss(..., "hard") calls batch_hard_loss, so it is no answer once that is hidden; hiding it
-            # would break the lesson's all-pairs training, which it runs.
+            # recipes.in_batch_loss(..., "hard") calls batch_hard_loss, so it is no answer once that is
+            # hidden; hiding it would break the lesson's all-pairs training, which it runs.
             Exercise("7.4", ("solutions.oneshot:batch_hard_loss",)),
         ),
         gpu=True,
@@ -203,7 +203,8 @@ def exercise(number: str) -> Exercise:
 
 
 def label(number: str, name: str | None = None) -> str:
-    """How a failure message names an exercise: ``contrastive_loss (exercise 4.1)``; ``name`` picks one of its objects."""
+    """How a failure message names an exercise: ``contrastive_loss (exercise 4.1)``; ``name`` picks one of its
+    objects."""
     names = exercise(number).names()
     if name is not None and name not in names:
         raise KeyError(f"exercise {number} asks for {', '.join(names)}, not {name}")

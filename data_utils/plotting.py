@@ -37,7 +37,8 @@ def show_pairs(
     titles: Sequence[str],
     second_titles: Sequence[str] | None = None,
 ) -> plt.Figure:
-    """Show pairs side by side, one pair per column (first image on top), each with a title (and one per second image)."""
+    """Show pairs side by side, one pair per column (first image on top), each with a title (and one per
+    second image)."""
     fig, axes = plt.subplots(2, len(first), figsize=(1.8 * len(first), 4.6), squeeze=False)
     for k in range(len(first)):
         for row, image in enumerate((first[k], second[k])):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import struct
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 from torch.utils.data import Dataset
@@ -53,7 +54,7 @@ def make_synthetic_tensors(
 class SyntheticFashionMNIST(Dataset):
     """A stand-in for ``torchvision.datasets.FashionMNIST`` with ``ToTensor()``: same attributes, same items."""
 
-    classes = list(CLASS_NAMES)
+    classes: ClassVar[list[str]] = list(CLASS_NAMES)
 
     def __init__(self, num_images: int = 600, seed: int = 0, train: bool = True) -> None:
         # The test split gets its own images by default, as the real one does.

@@ -1,4 +1,5 @@
-"""``python -m solutions.ablation``: each recipe change of ``solutions.recipes``, over several seeds, for the same compute.
+"""``python -m solutions.ablation``: each recipe change of ``solutions.recipes``, over several seeds, for the
+same compute.
 
 For every row and seed it trains two networks for the same budget of image passes:
 

@@ -20,9 +20,9 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from .fast import TensorPairLoader
 from .loss import contrastive_loss
 from .model import SiameseNetwork
-from .fast import TensorPairLoader
 from .runtime import AMP_DTYPES, device_name, resolve_precision, select_device
 
 FULL_RUN_PAIRS = 5 * 60_000
@@ -48,7 +48,8 @@ class OriginalSiameseDataset(Dataset):
 
 
 def step_flop(net: SiameseNetwork) -> float:
-    """FLOP of one training step per pair: forward and backward of both images (no input gradient for the first layer)."""
+    """FLOP of one training step per pair: forward and backward of both images (no input gradient for the
+    first layer)."""
     macs: list[float] = []
 
     def count(module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:

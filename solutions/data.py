@@ -16,7 +16,8 @@ def dataset_labels(dataset: Dataset) -> torch.Tensor:
 
 
 class SiameseDataset(Dataset):
-    """Item ``i``: image ``i``, a second image of the same class with probability 1/2 (else of another class), and the label.
+    """Item ``i``: image ``i``, a second image of the same class with probability 1/2 (else of another class),
+    and the label.
 
     The label is a float32 tensor of shape ``[1]``: 0 = same class, 1 = different class.
     With ``seed`` set, every item is reproducible; call ``set_epoch`` to get fresh pairs each epoch.

@@ -97,7 +97,8 @@ def roc_auc(distances: torch.Tensor, pair_labels: torch.Tensor) -> float:
 
 
 def overlap_best_accuracy(shift: float, width: float) -> float:
-    """Question 6.4: the best accuracy when same-class distances fill [0, width] and different ones [shift, shift + width]."""
+    """Question 6.4: the best accuracy when same-class distances fill [0, width] and different ones [shift,
+    shift + width]."""
     return (
         1 + min(shift / width, 1.0)
     ) / 2  # any threshold in the overlap [shift, width] gets every pair outside it right
@@ -136,7 +137,8 @@ def evaluate(
     num_pairs: int = 10_000,
     seed: int = 0,
 ) -> dict[str, float]:
-    """Verification accuracy on training, validation and test pairs (the threshold chosen on validation pairs), ROC AUC."""
+    """Verification accuracy on training, validation and test pairs (the threshold chosen on validation
+    pairs), ROC AUC."""
     return evaluate_embeddings(
         embed(net, train_images, device),
         train_labels,

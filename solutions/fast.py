@@ -150,7 +150,8 @@ def fast_train_one_epoch(
 def take_steps(
     loader: TensorPairLoader, num_steps: int, deadline: float | None = None
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-    """The first ``num_steps`` batches of ``loader``, epoch after epoch; none after ``deadline`` (a perf_counter time)."""
+    """The first ``num_steps`` batches of ``loader``, epoch after epoch; none after ``deadline`` (a
+    perf_counter time)."""
     epoch = 0
     while num_steps > 0 and len(loader) > 0:
         loader.set_epoch(epoch)  # fresh shuffle and partners for every pass over the images

@@ -177,7 +177,7 @@ def support_cnn_accuracies(
 
         def scores(w: dict, b: dict, x: torch.Tensor) -> torch.Tensor:
             """Class scores of the episodes' networks, one per stacked weight set."""
-            return functional_call(template, (w, b), (x,))
+            return functional_call(template, (w, b), (x,))  # noqa: B023 (used in this iteration only)
 
         optimizer = torch.optim.Adam(weights.values(), lr=lr)
         targets = torch.arange(n_way, device=device).repeat_interleave(k_shot).repeat(len(support))

@@ -62,7 +62,8 @@ def plot_similarity_pairs(
     num_pairs: int = 10,
     path: str | Path | None = None,
 ) -> plt.Figure:
-    """One fixed test image against ``num_pairs`` others (half of its class), titled with ``exp(-d)`` and class names."""
+    """One fixed test image against ``num_pairs`` others (half of its class), titled with ``exp(-d)`` and
+    class names."""
     others = gallery_partners(labels, first_index, num_pairs)
     first = torch.full_like(others, first_index)
     # The few embeddings are computed here, not with ``evaluate.embed``: lesson 6 shows this figure before its

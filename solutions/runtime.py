@@ -67,7 +67,8 @@ LOG_INTERVAL_S = 30  # off a terminal (a CI log, a Slurm job's file) a progress 
 
 
 def make_progress(total: int, desc: str, enabled: bool = True):
-    """A tqdm progress bar, sparse off a terminal; or a silent stand-in while nbgrader grades (its stderr would score 0).
+    """A tqdm progress bar, sparse off a terminal; or a silent stand-in while nbgrader grades (its stderr
+    would score 0).
 
     Off a terminal every refresh is a new line in the log, so it refreshes every ``LOG_INTERVAL_S`` seconds at most.
     """

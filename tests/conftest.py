@@ -11,10 +11,10 @@ matplotlib.use("Agg")  # before pyplot is imported anywhere: tests never open wi
 import matplotlib.pyplot as plt
 import pytest
 import torch
+from helpers import DATA_ENV_VARS
 
 import data_utils.fashion_mnist as fm
 from data_utils import DataNotFoundError, SyntheticFashionMNIST, ensure_fashion_mnist
-from helpers import DATA_ENV_VARS
 
 # The suite runs on small, shared CPUs. When another job keeps the cores busy, two OpenMP threads
 # wait on each other at every operation (measured: 60x slower on 2 cores); one thread does not.

@@ -77,7 +77,8 @@ def read_grades(path):
 
 
 def failed_checks(checks, *args) -> dict:
-    """Run every check (visible, then hidden cases) on ``args``: ``{check name: first line and hint}`` of those that fail."""
+    """Run every check (visible, then hidden cases) on ``args``: ``{check name: first line and hint}`` of
+    those that fail."""
     import contextlib
     import io
 

@@ -1,4 +1,5 @@
-"""The autograder's checks: the reference passes, other correct solutions pass, typical bugs fail with a useful message."""
+"""The autograder's checks: the reference passes, other correct solutions pass, typical bugs fail with a
+useful message."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import assert_fails_exactly, failed_checks
 from torch import nn
 from torch.utils.data import Dataset
 
@@ -28,7 +30,6 @@ from autograder.checks import report, transcript
 from autograder.checks import train as train_checks
 from autograder.checks.report import CheckFailure
 from solutions import backbone as ref_backbone
-from helpers import assert_fails_exactly, failed_checks
 from solutions import data as ref_data
 from solutions import evaluate as ref_evaluate
 from solutions import loss as ref_loss
@@ -160,7 +161,7 @@ def test_a_check_is_reproducible():
 def noisy_loss(out1, out2, label, margin=2.0):
     """A correct loss that also warns and writes to stderr (as a tqdm bar would)."""
     print("debugging to stderr", file=sys.stderr)
-    warnings.warn("a student's warning")
+    warnings.warn("a student's warning", stacklevel=2)
     return ref_loss.contrastive_loss(out1, out2, label, margin)
 
 
@@ -329,7 +330,7 @@ class PrecomputedPairs(Dataset):
         for i, c in enumerate(labels):
             by_class.setdefault(c, []).append(i)
         self.pairs = []
-        for i, c in enumerate(labels):
+        for c in labels:
             if torch.rand(1).item() < 0.5:
                 j = random.choice(by_class[c])
             else:
@@ -755,7 +756,7 @@ BACKBONE_BUGS = {
     ),
     "no_padding": (
         bug(ConfigurableBackbone, padding=(0, 0, 0)),
-        {name: "padding" for name in ("backbone_shapes", "backbone_layers", "backbone_forward")},
+        dict.fromkeys(("backbone_shapes", "backbone_layers", "backbone_forward"), "padding"),
     ),
     "plain_list": (
         PlainListBackbone,
@@ -767,7 +768,7 @@ BACKBONE_BUGS = {
     ),
     "no_super_init": (
         NoSuperInit,
-        {name: "super().__init__()" for name in ("backbone_shapes", "backbone_layers", "backbone_forward")},
+        dict.fromkeys(("backbone_shapes", "backbone_layers", "backbone_forward"), "super().__init__()"),
     ),
 }
 
@@ -1000,7 +1001,8 @@ def test_lesson_03_solution_passes(own_backbone, capsys):
 
 @pytest.mark.parametrize("own_backbone", [False, True], ids=["imported_backbone", "copied_backbone"])
 def test_a_head_bug_costs_only_the_head_exercise(own_backbone, capsys):
-    """A head without its final ReLU (exercise 3.1) in an otherwise correct SiameseNetwork (3.2): only check_head fails."""
+    """A head without its final ReLU (exercise 3.1) in an otherwise correct SiameseNetwork (3.2): only
+    check_head fails."""
     EmbeddingHead, SiameseNetwork = lesson_03_classes(head_without_final_relu(), own_backbone=own_backbone)
     _fails(model_checks.check_head, EmbeddingHead, match="forgot the last ReLU")
     _fails(model_checks.check_head, EmbeddingHead, match="forgot the last ReLU", hidden=True)
@@ -1051,9 +1053,7 @@ SKIPS_HEAD_RELU = network_source("self.head.layers[:-1](self.backbone(x))")
 )
 def test_network_bugs_fail_against_the_stand_in_head(head_source, source, match):
     """The network is built around the checks' stand-in head, so the student's head, right or wrong, plays no part."""
-    EmbeddingHead, SiameseNetwork = lesson_03_classes(
-        head_without_final_relu() if head_source else None, source
-    )
+    _, SiameseNetwork = lesson_03_classes(head_without_final_relu() if head_source else None, source)
     message = _fails(
         model_checks.check_siamese_network, SiameseNetwork, match="forward_ind(x) is head(backbone(x))"
     )
@@ -1283,9 +1283,8 @@ LOSS_BUGS = {
     loss_mean_per_kind: {"hinge": "not each kind apart"},
     loss_no_label_check: {"label_count": "raises ValueError"},
     loss_detached: {"gradients": "not connected", "gradient_at_zero": "not connected"},
-    loss_item: {
-        name: "returns a tensor"
-        for name in (
+    loss_item: dict.fromkeys(
+        (
             "similar_pairs",
             "hinge",
             "beyond_margin",
@@ -1293,8 +1292,9 @@ LOSS_BUGS = {
             "label_shapes",
             "gradients",
             "gradient_at_zero",
-        )
-    },
+        ),
+        "returns a tensor",
+    ),
     loss_manual_sqrt: {"gradient_at_zero": "derivative of sqrt(x) at x = 0 is infinite"},
 }
 
@@ -1543,8 +1543,7 @@ def train_zero_grad_after_step(net, loader, optimizer, device, margin=2.0, log_e
     net.train()
     optimizer.zero_grad()
     history = []
-    step = 0
-    for img1, img2, label in loader:
+    for step, (img1, img2, label) in enumerate(loader):
         out1, out2 = net(img1.to(device), img2.to(device))
         loss = ref_loss.contrastive_loss(out1, out2, label.to(device), margin)
         loss.backward()
@@ -1552,7 +1551,6 @@ def train_zero_grad_after_step(net, loader, optimizer, device, margin=2.0, log_e
         optimizer.zero_grad(set_to_none=False)
         if step % log_every == 0:
             history.append(loss.detach().cpu().item())
-        step += 1
     return history
 
 
@@ -1587,9 +1585,7 @@ TRAINING_CHECKS = [
     train_checks.check_train_step,
     train_checks.check_train_learns,
 ]
-CRASH = {
-    name: "move every tensor to the same device" for name in ("train_history", "train_step", "train_learns")
-}
+CRASH = dict.fromkeys(("train_history", "train_step", "train_learns"), "move every tensor to the same device")
 
 # Each single mistake → {the check it fails: a fragment of that check's message}; every other check passes.
 # train_history trains at lr = 0, so only logging matters there; train_learns is the whole loop end to end, so every
@@ -1598,9 +1594,9 @@ TRAINING_BUGS = {
     "no_zero_grad": {"train_step": "missing zero_grad: gradients accumulate", "train_learns": "zero_grad"},
     "no_step": {"train_step": "no optimizer.step()", "train_learns": "optimizer.step()"},
     "zero_grad_step_backward": {"train_step": "no optimizer.step()", "train_learns": "optimizer.step()"},
-    "step_before_backward": {
-        name: "step() before loss.backward()" for name in ("train_history", "train_step", "train_learns")
-    },
+    "step_before_backward": dict.fromkeys(
+        ("train_history", "train_step", "train_learns"), "step() before loss.backward()"
+    ),
     "margin": {"train_step": "the margin argument is ignored"},
     "no_train": {"train_step": "net.train() is missing"},
     "not_moved": dict(CRASH, train_history="move every tensor to the same device"),
@@ -1838,7 +1834,7 @@ def sampler_with(*changes: str):
 SAMPLER_BUGS = {
     "with replacement": (
         (
-            "torch.randperm(len(by_class[int(c)]), generator=generator)[:k_shot + n_query]",
+            "torch.randperm(len(by_class[int(c)]), generator=generator)[: k_shot + n_query]",
             "torch.randint(len(by_class[int(c)]), (k_shot + n_query,), generator=generator)",
         ),
         "all different",
@@ -1849,8 +1845,8 @@ SAMPLER_BUGS = {
     ),
     "the first images": (
         (
-            "[torch.randperm(len(by_class[int(c)]), generator=generator)[:k_shot + n_query]]",
-            "[:k_shot + n_query]",
+            "torch.randperm(len(by_class[int(c)]), generator=generator)[: k_shot + n_query]",
+            "torch.arange(len(by_class[int(c)]))[: k_shot + n_query]",
         ),
         "drawn at random",
     ),

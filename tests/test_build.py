@@ -43,7 +43,8 @@ def test_core_points_add_up_to_100_and_grade_ids_are_unique():
 
 
 def test_student_stubs_name_their_exercise(fresh_notebooks):
-    """Every exercise cell of the student version raises NotImplementedError naming the exercise, with no solution left."""
+    """Every exercise cell of the student version raises NotImplementedError naming the exercise, with no
+    solution left."""
     for name, text in fresh_notebooks.items():
         nb = nbformat.reads(text, as_version=4)
         exercises = [

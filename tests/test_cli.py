@@ -5,10 +5,10 @@ import math
 
 import pytest
 import torch
+from helpers import CUDA, has_debian_data, png_ok, run_module, subprocess_env
 
 import data_utils.fashion_mnist as fm
 import solutions.main as reference_run
-from helpers import CUDA, has_debian_data, png_ok, run_module, subprocess_env
 
 METRIC_KEYS = {
     "epoch_mean_loss",
@@ -33,7 +33,7 @@ def assert_complete_run(out):
     for name in OUTPUT_FILES[1:4]:
         assert png_ok(out / name), f"{name} is not a PNG"
     metrics = json.loads((out / "metrics.json").read_text())
-    assert METRIC_KEYS <= set(metrics), METRIC_KEYS - set(metrics)
+    assert set(metrics) >= METRIC_KEYS, METRIC_KEYS - set(metrics)
     assert metrics["loss_history"] and all(math.isfinite(x) for x in metrics["loss_history"])
     assert len(metrics["epoch_mean_loss"]) == metrics["args"]["epochs"]
     return metrics

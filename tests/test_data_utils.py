@@ -7,6 +7,7 @@ import matplotlib.pyplot as plt
 import pytest
 import torch
 import torchvision
+from helpers import has_debian_data, run_module, subprocess_env
 
 import data_utils.fashion_mnist as fm
 from data_utils import (
@@ -22,7 +23,6 @@ from data_utils import (
 )
 from data_utils.__main__ import main as data_main
 from data_utils.plotting import image_class, show_pairs
-from helpers import has_debian_data, run_module, subprocess_env
 
 NAMES = list(fm.MD5)  # the four file names, in the order they are copied
 
@@ -97,7 +97,7 @@ def test_synthetic_dataset_items_like_torchvision(synthetic_train):
     """Items are (float32 [1, 28, 28] in [0, 1], int), like FashionMNIST with ToTensor()."""
     image, label = synthetic_train[5]
     assert image.shape == (1, 28, 28) and image.dtype == torch.float32
-    assert 0.0 <= float(image.min()) and float(image.max()) <= 1.0
+    assert float(image.min()) >= 0.0 and float(image.max()) <= 1.0
     assert type(label) is int and label == int(synthetic_train.targets[5])
     assert len(synthetic_train) == 200
     assert synthetic_train.classes == torchvision.datasets.FashionMNIST.classes

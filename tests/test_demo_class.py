@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 
 import pytest
+from helpers import awaiting
+from helpers import lesson_points as source_points
 
-from autograder.syllabus import CORE, NAMES as LESSONS
 from autograder.grading.demo_class import check_grades, lesson_points, main, make_class, written_answers
-from helpers import awaiting, lesson_points as source_points
+from autograder.syllabus import CORE
+from autograder.syllabus import NAMES as LESSONS
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +54,7 @@ def test_the_checker_accepts_the_right_rows(points):
     rows = {
         "a": row(points),
         "b": row(buggy),
-        "c": row({name: 0.0 for name in LESSONS}),
+        "c": row(dict.fromkeys(LESSONS, 0.0)),
         "d": row(
             broken,
             f"{LESSONS[0]} not graded: {LESSONS[0]}.ipynb is an empty file; {LESSONS[1]} not graded: "
@@ -79,7 +81,7 @@ def test_the_checker_names_every_wrong_row(points):
     rows = {
         "a": row({**points, "02_cnn_backbone": 0.0}),
         "b": row(points),
-        "d": row({name: 0.0 for name in LESSONS}, "06_evaluation not graded: kernel died in cell 3"),
+        "d": row(dict.fromkeys(LESSONS, 0.0), "06_evaluation not graded: kernel died in cell 3"),
     }
     assert check_grades(kinds, rows, points) == [
         f"a (correct): 02_cnn_backbone scored 0.0, expected {points['02_cnn_backbone']}",

@@ -1,4 +1,5 @@
-"""The instructor's grading from the command line: one class of made-up submissions through the real nbgrader pipeline."""
+"""The instructor's grading from the command line: one class of made-up submissions through the real nbgrader
+pipeline."""
 
 import csv
 import html
@@ -10,10 +11,6 @@ from pathlib import Path
 
 import nbformat
 import pytest
-
-from autograder import syllabus
-from autograder.checks.loss import COLLAPSE_WHY
-from autograder.grading import repair
 from helpers import (
     REPO,
     SANDBOX_REQUIRED,
@@ -25,6 +22,10 @@ from helpers import (
     set_manual_score,
     write_solved_notebooks,
 )
+
+from autograder import syllabus
+from autograder.checks.loss import COLLAPSE_WHY
+from autograder.grading import repair
 
 LESSONS = syllabus.NAMES
 CLASS_TIMEOUT_S = 3600
@@ -149,7 +150,7 @@ BONUS_BUGS = {
     "bug_07_1": (
         "07_one_shot",
         "exercise_7_1",  # images drawn with replacement: a query can also be a support
-        "torch.randperm(len(by_class[int(c)]), generator=generator)[:k_shot + n_query]",
+        "torch.randperm(len(by_class[int(c)]), generator=generator)[: k_shot + n_query]",
         "torch.randint(len(by_class[int(c)]), (k_shot + n_query,), generator=generator)",
     ),
     "bug_07_2": (
@@ -649,7 +650,7 @@ def test_blank_release_scores_0_and_is_graded(graded_class):
     """The unchanged release notebooks score 0 in every lesson, graded (not aborted, not flagged): a written answer
     left as handed out scores 0 at once and waits for no one."""
     row = graded_class[0]["blank"]
-    assert scores(row) == {lesson: 0.0 for lesson in LESSONS}
+    assert scores(row) == dict.fromkeys(LESSONS, 0.0)
     assert (row["total"], row["status"]) == ("0", "graded")
 
 
@@ -681,7 +682,7 @@ def test_alternative_correct_implementations_score_every_autograded_point(graded
 def test_a_bug_loses_only_its_exercise_points(graded_class, student):
     """One bug in one exercise fails exactly the graded cells listed for it; every other lesson scores full marks."""
     rows, out = graded_class
-    lesson, exercise, _, _ = BUGS[student]
+    lesson, _, _, _ = BUGS[student]
     row = rows[student]
     points = graded_points(lesson)
     cells, failed = failed_cells(out, student, lesson)
@@ -746,7 +747,8 @@ def test_a_bug_fails_no_cell_of_another_exercise(graded_class, student):
 
 @pytest.mark.slow
 def test_a_copied_exercise_cell_keeps_the_students_work(graded_class):
-    """A student who copied the exercise cell and solved it in the copy scores what their notebook shows (full points)."""
+    """A student who copied the exercise cell and solved it in the copy scores what their notebook shows (full
+    points)."""
     row = graded_class[0]["copied_exercise"]
     assert f"04_contrastive_loss: duplicated cells exercise_4_1: {DUPLICATES_KEPT}" in row["notes"], row[
         "notes"
@@ -776,7 +778,8 @@ def test_flat_lms_files_are_assigned_to_their_student(graded_class):
 
 @pytest.mark.slow
 def test_broken_notebooks_are_reported_repaired_or_graded(graded_class):
-    """Empty and invalid files are reported; stripped metadata, duplicated or deleted test cells are repaired and graded."""
+    """Empty and invalid files are reported; stripped metadata, duplicated or deleted test cells are repaired
+    and graded."""
     row = graded_class[0]["broken"]
     got = scores(row)
     status, notes = row["status"], row["notes"]
@@ -786,7 +789,8 @@ def test_broken_notebooks_are_reported_repaired_or_graded(graded_class):
     )
     assert got["02_cnn_backbone"] is None and "02_cnn_backbone not graded" in status
     assert "02_cnn_backbone.ipynb is not a readable notebook" in status, status
-    # Stripped metadata: the setup and exercise (and question) cells get theirs back (matched by source and "# Exercise N.M");
+    # Stripped metadata: the setup and exercise (and question) cells get theirs back (matched by source
+    # and "# Exercise N.M");
     # the solved test cells hold hidden tests, so they match no release cell and nbgrader re-adds its own.
     assert got["05_training_loop"] == MAX_POINTS["05_training_loop"], (got, notes)
     assert "05_training_loop: restored stripped nbgrader metadata of 5 cells" in notes, (
@@ -805,7 +809,7 @@ def test_broken_notebooks_are_reported_repaired_or_graded(graded_class):
 @pytest.mark.slow
 def test_feedback_written_for_graded_students(graded_class):
     """Every graded student's lessons have an HTML feedback file."""
-    rows, out = graded_class
+    _, out = graded_class
     for lesson in LESSONS:
         assert (out / "feedback" / "solved" / f"{lesson}.html").is_file()
         assert (out / "feedback" / "colab" / f"{lesson}.html").is_file()

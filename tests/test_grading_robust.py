@@ -13,8 +13,9 @@ them back. Run against the working tree, that repair would also undo the edits o
 Kernels run under bubblewrap (``autograder.grading.sandbox``); a smaller class is graded with
 ``--isolation off`` so that the grader's own defences are tested on their own. The exploit class
 attacks the sandbox itself: mounts, the network, forged results, other students' files, memory
-through forks, many processes, huge outputs, a process left running. Two more runs: students exploiting holes of the sandbox found
-while this test was first written, and a small class graded into a PostgreSQL gradebook (``--db-url``; the server comes from ``make postgres``, see
+through forks, many processes, huge outputs, a process left running. Two more runs:
+students exploiting holes of the sandbox found while this test was first written, and a small class
+graded into a PostgreSQL gradebook (``--db-url``; the server comes from ``make postgres``, see
 ``SIAMESE_TEST_PG_URL``; skipped, saying why, without one).
 """
 
@@ -35,13 +36,13 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from helpers import REPO, autograded_points, awaiting, isolation_args, lesson_points, subprocess_env
 
+from autograder.grading import sandbox
+from autograder.grading.run import MAX_PROCESSES
+from autograder.grading.sandbox import availability
 from autograder.syllabus import CORE
 from autograder.syllabus import NAMES as LESSONS
-from autograder.grading.run import MAX_PROCESSES
-from autograder.grading import sandbox
-from autograder.grading.sandbox import availability
-from helpers import REPO, autograded_points, awaiting, isolation_args, lesson_points, subprocess_env
 
 LESSON = "04_contrastive_loss"  # the cheapest lesson to grade (no data, no network): most cases use it alone
 OTHERS = [lesson for lesson in LESSONS if lesson != LESSON]
@@ -188,7 +189,8 @@ with open("autograder.py", "w") as f:
             "    def check_loss_gradients(*args, **kwargs):\\n"
             "        print('[PASS] faked')\\n"
             "    check_loss_similar_pairs = check_loss_hinge = check_loss_beyond_margin = check_loss_gradients\\n"
-            "    check_loss_margin_argument = check_loss_label_shapes = check_loss_label_count = check_loss_gradients\\n")
+            "    check_loss_margin_argument = check_loss_label_shapes = check_loss_gradients\\n"
+            "    check_loss_label_count = check_loss_gradients\\n")
 sys.path.insert(0, os.getcwd())
 """
 
@@ -668,7 +670,7 @@ def hostile_class(workspace):
 @pytest.mark.slow
 def test_the_run_completes_with_a_row_per_student(hostile_class):
     """One run over the whole hostile class exits 0, without a traceback, with one row per student."""
-    run, out, _, _ = hostile_class
+    run, _, _, _ = hostile_class
     assert run.process.returncode == 0, (run.process.stdout[-3000:], run.process.stderr[-3000:])
     assert "Traceback" not in run.process.stderr, run.process.stderr[-3000:]
     assert set(run.rows) == set(CASES)
@@ -839,7 +841,7 @@ def late_run(hostile_class, workspace):
 @pytest.mark.slow
 def test_a_second_run_completes_with_every_student(late_run):
     """The second run exits 0 with a row for everyone, old and new (its speed comes from grading 2 students)."""
-    first, run, _ = late_run
+    _, run, _ = late_run
     assert run.process.returncode == 0, run.process.stderr[-3000:]
     assert re.search(rf"graded \d+ students \({len(CASES) + 1} in grades.csv\)", run.process.stdout), (
         run.process.stdout
@@ -849,7 +851,7 @@ def test_a_second_run_completes_with_every_student(late_run):
 @pytest.mark.slow
 def test_a_second_run_grades_only_what_changed(late_run):
     """Only the new student and the changed notebook are graded again; no unchanged notebook is noted as replaced."""
-    first, run, _ = late_run
+    _, run, _ = late_run
     replaced = sorted(
         s for s, row in run.rows.items() if s != "buggy" and "a new submission replaced" in row["notes"]
     )
@@ -875,7 +877,7 @@ def test_a_second_run_keeps_the_earlier_rows(late_run):
 @pytest.mark.slow
 def test_a_replaced_submission_is_noted_and_kept(late_run):
     """The fixed notebook is graded, the note names the earlier grading, the old file is in course/history/."""
-    first, run, out = late_run
+    _, run, out = late_run
     row = run.rows["buggy"]
     assert lesson_score(row) == FULL_SCORE, row
     match = re.search(
@@ -965,7 +967,7 @@ def postgres_url():
 @pytest.mark.slow
 def test_grading_into_a_postgresql_gradebook(postgres_url, workspace, tmp_path):
     """`grade --db-url postgresql://...`: grades.csv as with SQLite, and the PostgreSQL gradebook holds the scores."""
-    root, code, solved = workspace
+    _, code, solved = workspace
     subs = tmp_path / "submissions"
     (subs / "solved").mkdir(parents=True)
     (subs / "blank").mkdir()
@@ -1083,7 +1085,7 @@ def test_shards_on_separate_processes_report_as_one_run(postgres_url, workspace,
     again changes nothing."""
     from autograder.grading.collect import Shard
 
-    root, code, solved = workspace
+    _, code, solved = workspace
     subs = tmp_path / "submissions"
     write_shard_class(subs, code, solved)
     halves = [[s for s in SHARD_STUDENTS if Shard(k, 2).holds(f"name:{s}")] for k in range(2)]
@@ -1200,7 +1202,8 @@ open(os.path.join(shadow, "autograder", "checks", "__init__.py"), "w").close()
 with open(os.path.join(shadow, "autograder", "checks", "loss.py"), "w") as f:
     f.write("def _passed(*args, **kwargs):\\n    print('[PASS] shadowed')\\n\\n"
             "check_loss_similar_pairs = check_loss_hinge = check_loss_beyond_margin = _passed\\n"
-            "check_loss_margin_argument = check_loss_label_shapes = check_loss_label_count = check_loss_gradients = _passed\\n")
+            "check_loss_margin_argument = check_loss_label_shapes = _passed\\n"
+            "check_loss_label_count = check_loss_gradients = _passed\\n")
 sys.path.insert(0, shadow)
 """
 
@@ -1354,8 +1357,10 @@ for pid in children:  # then the notebook goes on as if nothing happened
     os.kill(pid, signal.SIGKILL)
     os.waitpid(pid, 0)
 \'\'\'
-# A small Python forks far faster than the kernel, which holds torch: the loop meets the limit on a slow machine too.
-print("ATTACK " + subprocess.run([sys.executable, "-c", LOOP], capture_output=True, text=True, timeout=9).stdout.strip())
+# A small Python forks far faster than the kernel, which holds torch: the loop meets the limit on a slow
+# machine too.
+looped = subprocess.run([sys.executable, "-c", LOOP], capture_output=True, text=True, timeout=9)
+print("ATTACK " + looped.stdout.strip())
 """
 
 ATTACK_OUTPUT = """

@@ -17,12 +17,12 @@ from autograder.grading.collect import Submissions, TooLarge
 NB = "04_contrastive_loss.ipynb"
 
 
-def make_zip(path: Path, members: dict[str, bytes], links: dict[str, str] = {}) -> Path:
+def make_zip(path: Path, members: dict[str, bytes], links: dict[str, str] | None = None) -> Path:
     """A zip holding ``members`` (name → bytes) and symbolic links (name → target), names written as given."""
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
         for name, data in members.items():
             archive.writestr(zipfile.ZipInfo(name, (2026, 11, 20, 10, 0, 0)), data)
-        for name, target in links.items():
+        for name, target in (links or {}).items():
             info = zipfile.ZipInfo(name, (2026, 11, 20, 10, 0, 0))
             info.external_attr = (stat.S_IFLNK | 0o777) << 16
             archive.writestr(info, target)
@@ -54,7 +54,8 @@ def gathered(tmp_path: Path, members: dict[str, bytes], **links: str) -> intake.
     ],
 )
 def test_file_names_identify_lesson_and_student(filename, lesson, student):
-    """Lesson and student prefix are read from file names with Colab's and browsers' decorations; dots are the name's."""
+    """Lesson and student prefix are read from file names with Colab's and browsers' decorations; dots are the
+    name's."""
     assert intake.identify_lesson(filename) == lesson
     if lesson is not None:
         assert intake.student_prefix(filename, lesson) == student
@@ -280,10 +281,12 @@ def test_junk_is_ignored_and_strays_are_listed(tmp_path):
 def test_a_member_is_never_read_past_its_limit(tmp_path):
     """A 64 MiB member of a small zip: refused by its declared size, and by the bytes that arrive if the header lies."""
     path = tmp_path / "bomb.zip"
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
-        with archive.open(f"bomber/{NB}", "w") as member:
-            for _ in range(64):
-                member.write(bytes(1024 * 1024))
+    with (
+        zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive,
+        archive.open(f"bomber/{NB}", "w") as member,
+    ):
+        for _ in range(64):
+            member.write(bytes(1024 * 1024))
     assert path.stat().st_size < 1024 * 1024
     submissions = Submissions(path)
     upload = submissions.uploads[0]

@@ -23,19 +23,21 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from helpers import (
+    isolation_args,
+    run_module,
+    subprocess_env,
+    write_solved_notebooks,
+)
+from helpers import (
+    read_grades as read_rows,
+)
+from test_grading_robust import BUGGY_SCORE, COURSE_SCORE, COURSE_STATUS, FULL_SCORE
 
 from autograder.grading import collect as intake
 from autograder.grading import run as grading
 from autograder.syllabus import CORE
 from autograder.syllabus import NAMES as LESSONS
-from helpers import (
-    isolation_args,
-    read_grades as read_rows,
-    run_module,
-    subprocess_env,
-    write_solved_notebooks,
-)
-from test_grading_robust import BUGGY_SCORE, COURSE_SCORE, COURSE_STATUS, FULL_SCORE
 
 LESSON = "04_contrastive_loss"
 NB = f"{LESSON}.ipynb"
@@ -189,7 +191,7 @@ def grade_watched(zip_path: Path, out: Path, tmpdir: Path) -> tuple[subprocess.C
         reader.start()
         while process.poll() is None:
             try:
-                line = next(l for l in status.read_text().splitlines() if l.startswith("VmHWM:"))
+                line = next(entry for entry in status.read_text().splitlines() if entry.startswith("VmHWM:"))
                 peak = max(
                     peak, int(line.split()[1])
                 )  # the high-water mark only grows: the last look is the peak
@@ -391,7 +393,8 @@ def test_a_failure_at_any_stage_stays_with_its_student(injected_runs, student, r
     "student", ["intake_victim", "repair_victim", "exec_victim", "record_victim", "killed_victim"]
 )
 def test_the_next_run_grades_what_the_grader_failed_on(injected_runs, student):
-    """Without the failures, the same command grades every victim: full points, no trace of the failure in the status."""
+    """Without the failures, the same command grades every victim: full points, no trace of the failure in the
+    status."""
     _, second = injected_runs
     row = second[student]
     assert float(row[LESSON]) == FULL_SCORE and "internal error" not in row["status"], row

@@ -256,7 +256,8 @@ def test_answers_to_other_inputs_fail():
 
 
 def test_even_answers_that_fit_any_input_fail_in_another_run():
-    """The margin check's answers (0 at d = margin, above 0 inside it) would fit any inputs: the run tag stops a replay."""
+    """The margin check's answers (0 at d = margin, above 0 inside it) would fit any inputs: the run tag stops
+    a replay."""
     at_home = probe(loss_checks.check_loss_margin_argument, reference_loss, seed=0)
     assert not report.judge(loss_checks.check_loss_margin_argument, False, at_home, SEED).passed
     assert report.judge(loss_checks.check_loss_margin_argument, False, at_home, 0).passed
@@ -412,9 +413,10 @@ def test_each_lesson_hides_its_exercises_and_their_equivalents(lesson):
 @pytest.fixture(scope="module")
 def hidden_copies(tmp_path_factory):
     """The generated ``solutions`` of every lesson, as the sandbox binds them."""
+    from pathlib import Path
+
     import solutions
     from autograder.syllabus import NAMES as LESSONS
-    from pathlib import Path
 
     root = tmp_path_factory.mktemp("hidden")
     package = Path(solutions.__file__).parent
@@ -507,7 +509,8 @@ LESSON_4_HIDDEN = [
     [
         ("from solutions.loss import contrastive_loss", ["solutions.loss.contrastive_loss"]),
         (
-            "import solutions.loss as L\ndef contrastive_loss(a, b, y, margin=2.0):\n    return L.contrastive_loss(a, b, y)",
+            "import solutions.loss as L\n"
+            "def contrastive_loss(a, b, y, margin=2.0):\n    return L.contrastive_loss(a, b, y)",
             ["solutions.loss.contrastive_loss"],
         ),
         (
@@ -695,7 +698,8 @@ def test_no_helper_of_the_checks_is_left_unused_in_the_probe_copy(probe_copy):
         "def f():\n    if probing():\n        x = 1\n    elif True:\n        x = 2\n    return x\n",
         "def f():\n    return [probing() for _ in range(2)]\n",
         "def f():\n    for x in range(3):\n        if probing():\n            continue\n        judge(x)\n",
-        "def f(x):\n    if probing():\n        if x:\n            return 1\n        else:\n            return 2\n    return judge(x)\n",
+        "def f(x):\n    if probing():\n        if x:\n            return 1\n"
+        "        else:\n            return 2\n    return judge(x)\n",
         "def f():\n    p = probing\n    if p():\n        return\n    return judge()\n",
         "def f(probe=probing):\n    return probe()\n",
     ],

@@ -7,7 +7,8 @@ that worked on the in-kernel checks: a display hook's number, the checks' failur
 frames or ``gc``, ``torch.allclose`` and friends patched under an alias, fake ``[PASS]`` lines,
 ``print``/``sys.stdout`` replaced, exception and display hooks, a record of answers saved at home
 replayed. Each must score exactly the wrong loss's 18; ``test_the_tricks_fool_a_judge_in_the_kernel``
-shows that the tricks are real, by fooling the same checks when they decide in the student's kernel. Every delegating student hands in a loss that
+shows that the tricks are real, by fooling the same checks when they decide in the student's kernel. Every
+delegating student hands in a loss that
 uses the reference (or the checks) in one way or another: each scores 0 with the note that says so.
 A correct student scores 20 in the same run. And for each lesson whose checks have a judge side (2 to 6), two
 students build the exercise on one of the checks' helpers (reached through ``__wrapped__`` by a computed name, or
@@ -20,10 +21,6 @@ import json
 
 import nbformat
 import pytest
-
-from autograder.checks import loss as loss_checks
-from autograder.checks import transcript
-from solutions.loss import contrastive_loss as reference_loss
 from test_grading_robust import (
     FULL_SCORE,
     LESSON,
@@ -38,6 +35,10 @@ from test_grading_robust import (
     rewrite_exercise,
     workspace,
 )
+
+from autograder.checks import loss as loss_checks
+from autograder.checks import transcript
+from solutions.loss import contrastive_loss as reference_loss
 
 __all__ = ["workspace"]  # the fixture, shared with test_grading_robust
 
@@ -126,7 +127,8 @@ _display = shown.display
 
 
 def display(obj, *args, **kwargs):
-    if isinstance(obj, dict) and isinstance(obj.get(MIME), dict) and obj[MIME].get("check") == "check_loss_margin_argument":
+    if (isinstance(obj, dict) and isinstance(obj.get(MIME), dict)
+            and obj[MIME].get("check") == "check_loss_margin_argument"):
         obj = dict(obj, **{{MIME: dict(obj[MIME], answers=SAVED[str(obj[MIME]["hidden"])])}})
     return _display(obj, *args, **kwargs)
 
@@ -367,7 +369,7 @@ def make_judge_side_class(subs, solved) -> None:
         (subs / student).mkdir(parents=True)
         nbformat.write(nb, subs / student / f"{lesson}.ipynb")
 
-    for lesson, (grade_id, module, answer) in JUDGE_SIDE_ANSWERS.items():
+    for lesson, (grade_id, _, _) in JUDGE_SIDE_ANSWERS.items():
         nb = nbformat.read(solved / f"{lesson}.ipynb", as_version=4)
         blank_exercise(nb, lesson, grade_id)
         write(f"blank_{lesson[:2]}", lesson, nb)

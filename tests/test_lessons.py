@@ -1,4 +1,5 @@
-"""The lessons run: solved, every cell works and every graded check passes; as released, the first failure is an exercise."""
+"""The lessons run: solved, every cell works and every graded check passes; as released, the first failure is
+an exercise."""
 
 from pathlib import Path
 
@@ -112,7 +113,8 @@ def test_the_checks_print_the_same_with_the_demo_cells_skipped(lesson, sources, 
 @pytest.mark.slow
 @pytest.mark.parametrize("lesson", syllabus.NAMES)
 def test_student_lesson_first_error_is_an_exercise(lesson, tmp_path):
-    """The released lesson runs cleanly up to its first exercise; the first failure after it names the unfinished exercise."""
+    """The released lesson runs cleanly up to its first exercise; the first failure after it names the
+    unfinished exercise."""
     nb = nbformat.read(REPO / "lessons" / f"{lesson}.ipynb", as_version=4)
     with pytest.raises(
         CellExecutionError

@@ -11,7 +11,6 @@ import sys
 
 import nbformat
 import pytest
-
 from helpers import awaiting, lesson_points, read_grades, set_manual_score
 from test_grading_robust import (
     FULL_SCORE,
@@ -19,10 +18,8 @@ from test_grading_robust import (
     MISSING,
     course_env,
     grade,
-    lesson_score,  # noqa: F401
+    lesson_score,
     nbgrader_meta,
-    postgres_url,
-    workspace,
 )
 
 [(ANSWER_ID, ANSWER_POINTS)] = lesson_points(LESSON, "answer").items()  # the lesson's one written question
@@ -73,7 +70,8 @@ def summary(rows: dict[str, dict[str, str]]) -> dict[str, tuple[float | None, st
 @pytest.mark.slow
 @pytest.mark.parametrize("database", ["sqlite", "postgresql"])
 def test_written_answers_are_graded_by_hand_and_kept(answered, database, tmp_path, request):
-    """Awaiting after `grade`; scored by `report` once graded by hand; kept by a second `grade`; reset when resubmitted."""
+    """Awaiting after `grade`; scored by `report` once graded by hand; kept by a second `grade`; reset when
+    resubmitted."""
     code, solved = answered
     db_options = ["--db-url", request.getfixturevalue("postgres_url")] if database == "postgresql" else []
     subs, out = tmp_path / "submissions", tmp_path / "out"

@@ -1,5 +1,6 @@
 """Classes never seen: the held-out splits, N-way K-shot episodes, their accuracy, the baselines and the recipes."""
 
+import itertools
 import json
 import math
 
@@ -108,7 +109,7 @@ def test_the_support_cnn_learns_easy_episodes():
 
 def test_each_ablation_row_changes_one_thing_on_the_row_above():
     rows = list(recipes.RECIPES.values())
-    for above, row in zip(rows, rows[1:]):
+    for above, row in itertools.pairwise(rows):
         changed = {f for f in vars(row) if getattr(row, f) != getattr(above, f)}
         assert changed and changed <= {
             "lr",
@@ -147,7 +148,7 @@ def test_every_recipe_trains_within_its_budget_and_lowers_its_loss(row, syntheti
     monkeypatch.setattr(recipes, "CNNBackbone", PooledBackbone)
     recipe = {**recipes.RECIPES, **recipes.CANDIDATES}[row]
     budget = 80 * recipe.images_per_step()
-    net, losses = recipes.train(
+    _, losses = recipes.train(
         recipe, synthetic_train.data, synthetic_train.targets, torch.device("cpu"), budget=budget, seed=0
     )
     assert len(losses) == 8 and all(math.isfinite(x) for x in losses)

@@ -2,8 +2,8 @@
 
 import pytest
 import torch
-
 from helpers import png_ok
+
 from solutions.model import SiameseNetwork
 from solutions.plots import pca_2d, plot_embeddings, plot_loss_history, plot_similarity_pairs
 

@@ -19,15 +19,15 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from helpers import REPO, SANDBOX_REQUIRED, subprocess_env
 from traitlets.config import Config
 
-from autograder.grading import sandbox
 from autograder.build import CHECK_PREAMBLE, build_all
+from autograder.grading import sandbox
 from autograder.grading.judge import judge_cell, verdict_outputs
 from autograder.grading.record import verify_executed
 from autograder.grading.repair import is_test_cell
 from autograder.grading.worker import failure_reason, kernel_config
-from helpers import REPO, SANDBOX_REQUIRED, subprocess_env
 
 AVAILABLE, WHY_NOT = sandbox.availability()
 REQUIRED = SANDBOX_REQUIRED
@@ -42,7 +42,7 @@ def needs_sandbox():
 
 def test_availability_explains_itself():
     """Either the sandbox can be built, or the reason says why not and what to do."""
-    assert AVAILABLE == (WHY_NOT == ""), WHY_NOT
+    assert (WHY_NOT == "") == AVAILABLE, WHY_NOT
     if REQUIRED:
         assert AVAILABLE, WHY_NOT
 
@@ -276,7 +276,8 @@ def test_a_sandboxed_kernel_executes_a_notebook(needs_sandbox, tmp_path):
     nb = nbformat.v4.new_notebook(
         cells=[
             nbformat.v4.new_code_cell(
-                "import os, socket\nprint(os.getuid(), [n for _, n in socket.if_nameindex()], os.environ['NBGRADER_EXECUTION'])"
+                "import os, socket\n"
+                "print(os.getuid(), [n for _, n in socket.if_nameindex()], os.environ['NBGRADER_EXECUTION'])"
             )
         ]
     )

@@ -12,11 +12,11 @@ import time
 
 import pytest
 import torch
+from helpers import CUDA
 from torch import nn
 from torch.utils.data import DataLoader
 
 import solutions.main as reference_run
-from helpers import CUDA
 from solutions import fast, runtime
 from solutions.data import SiameseDataset
 from solutions.fast import TensorPairLoader, fast_train_one_epoch

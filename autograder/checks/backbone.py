@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import syllabus
+from . import questions
 from .report import (
     check,
     close,
@@ -31,7 +32,6 @@ from .report import (
     seed_parameters,
     type_name,
 )
-from . import questions
 from .transcript import generator_for, judge_only, probing
 
 EXERCISE = syllabus.label("2.1")
@@ -246,7 +246,10 @@ def check_backbone_layers(CNNBackbone: Any, hidden: bool = False) -> None:
         )
         hint = None
         if total == 0:
-            hint = "no parameters are registered: keep the layers as attributes or in nn.Sequential, not in a plain list"
+            hint = (
+                "no parameters are registered: keep the layers as attributes or in nn.Sequential, "
+                "not in a plain list"
+            )
         elif extra:
             hint = f"layers the original does not have: {', '.join(extra)}"
         fail(

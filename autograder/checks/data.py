@@ -1,4 +1,5 @@
-"""Checks for lesson 01: ``SiameseDataset(dataset)``, pairs ``(image1, image2, label)`` with 0 = same class, 1 = different.
+"""Checks for lesson 01: ``SiameseDataset(dataset)``, pairs ``(image1, image2, label)`` with 0 = same class, 1
+= different.
 
 The checks wrap small made-up datasets in the student's class: ``SyntheticFashionMNIST`` (Fashion-MNIST's
 format) and ``IndexedImages``, whose image ``i`` is the constant ``(i + 1) / (n + 1)``, so that every
@@ -16,6 +17,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from .. import syllabus
+from . import questions, transcript
 from .report import (
     CheckFailure,
     check,
@@ -27,7 +29,6 @@ from .report import (
     to_float,
     type_name,
 )
-from . import questions, transcript
 from .transcript import derive
 
 EXERCISE = syllabus.label("1.1")
@@ -35,7 +36,8 @@ SIGMAS = 5.0  # binomial tolerance of the balance checks
 
 
 class IndexedImages(Dataset):
-    """A torchvision-like dataset whose image ``i`` is the constant ``(i + 1) / (n + 1)`` and whose class is ``labels[i]``.
+    """A torchvision-like dataset whose image ``i`` is the constant ``(i + 1) / (n + 1)`` and whose class is
+    ``labels[i]``.
 
     With ``with_targets=False`` it has no ``.targets``: the classes are only known from the items.
     """
@@ -150,7 +152,7 @@ def _label_value(label: Any, index: int, description: str) -> float:
 
 
 def _draw(pairs: Any, lookup: _Lookup, index: int, description: str) -> _Draw:
-    image1, image2, label = _split_item(_item(pairs, index, description), index, description)
+    _, image2, label = _split_item(_item(pairs, index, description), index, description)
     partner = lookup.find(image2)
     if partner is None:
         fail(
@@ -698,7 +700,8 @@ def _fresh_without_seed(SiameseDataset: Any, dataset: Dataset, description: str,
 
 @check
 def check_pair_seeding(SiameseDataset: Any, hidden: bool = False) -> None:
-    """With ``seed``, item i is the same pair on every read and in a twin; ``set_epoch`` and another seed give new pairs."""
+    """With ``seed``, item i is the same pair on every read and in a twin; ``set_epoch`` and another seed give
+    new pairs."""
     seed = derive(41) % 10_000
     indexed = IndexedImages(class_counts_labels([10] * 4, seed=derive(3)))
     _seeding_on(SiameseDataset, indexed, "40 images of 4 classes", seed, list(range(24)))

@@ -262,7 +262,10 @@ def _threshold_case(best_threshold: Any, distances: torch.Tensor, labels: torch.
     if got < best - 1e-9:
         hint = None
         if abs(got - worst) <= 1e-9 and worst < best:
-            hint = "threshold direction reversed: 'same' means distance < threshold, so maximise the accuracy of that rule"
+            hint = (
+                "threshold direction reversed: 'same' means distance < threshold, "
+                "so maximise the accuracy of that rule"
+            )
         fail(
             "best_threshold gives the highest verification accuracy achievable on these pairs",
             input=where,

@@ -141,7 +141,10 @@ def _scalar(
     if result.numel() != 1:
         hint = "take the mean over the batch (.mean())"
         if tuple(result.shape) == (batch, batch) and batch > 1:
-            hint = "the [B,1] label broadcast against [B] distances gives a [B,B] matrix: flatten the label (label.view(-1))"
+            hint = (
+                "the [B,1] label broadcast against [B] distances gives a [B,B] matrix: "
+                "flatten the label (label.view(-1))"
+            )
         fail(
             "contrastive_loss returns a single number (the mean over the batch)",
             input=where,
@@ -444,7 +447,10 @@ def _check_shape_case(
                 "[B, 1] distances): bring label and distances to the same shape, e.g. label.view(-1)"
             )
         elif result.numel() == 1:
-            hint = "the mean of a [B, 1] tensor with keepdim, or a [1]-shaped result: return a 0-d tensor (.mean() of a [B] tensor)"
+            hint = (
+                "the mean of a [B, 1] tensor with keepdim, or a [1]-shaped result: "
+                "return a 0-d tensor (.mean() of a [B] tensor)"
+            )
         elif result.numel() == out1.shape[0]:
             hint = "take the mean over the batch (.mean())"
         fail(
@@ -769,7 +775,8 @@ def _mixed_pairs(
 
 @judge_only
 def hand_gradient(out1: torch.Tensor, out2: torch.Tensor, label: torch.Tensor, margin: float) -> torch.Tensor:
-    """``∂L/∂out1`` of the batch-mean loss (float64): ``2(out1 - out2)/B`` or ``-2 max(m - d, 0)(out1 - out2)/(d B)``."""
+    """``∂L/∂out1`` of the batch-mean loss (float64): ``2(out1 - out2)/B`` or ``-2 max(m - d, 0)(out1 -
+    out2)/(d B)``."""
     diff = (out1 - out2).double()
     d = diff.norm(dim=1, keepdim=True)
     y = label.double().reshape(-1, 1)
@@ -844,7 +851,10 @@ def _by_hand_case(
         expected=describe(expected),
         got=describe(got),
         hint=_gradient_mistake(got, out1, out2, label, margin)
-        or "work out each kind of pair apart: ∂(d²)/∂out1, then ∂(max(m - d, 0)²)/∂out1 with ∂d/∂out1 = (out1 - out2)/d",
+        or (
+            "work out each kind of pair apart: ∂(d²)/∂out1, "
+            "then ∂(max(m - d, 0)²)/∂out1 with ∂d/∂out1 = (out1 - out2)/d"
+        ),
     )
 
 
@@ -956,7 +966,8 @@ def _judge_numerical(got: torch.Tensor, exact: torch.Tensor, where: str, h: floa
 
 @check
 def check_numerical_gradient(numerical_gradient: Any, hidden: bool = False) -> None:
-    """Central differences of a function autograd cannot see into match its exact gradient, and ``x`` is left as it was."""
+    """Central differences of a function autograd cannot see into match its exact gradient, and ``x`` is left
+    as it was."""
     generator = generator_for(18)
     cases: list[tuple[tuple[int, ...], float | None]] = [((3,), None), ((2, 3), 1e-4)]
     if hidden:

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import syllabus
+from . import questions
 from .report import (
     check,
     close,
@@ -37,7 +38,6 @@ from .report import (
     seed_parameters,
     type_name,
 )
-from . import questions
 from .transcript import generator_for, judge_only, probing
 
 HEAD_EXERCISE = syllabus.label("3.1")
@@ -391,7 +391,8 @@ def _submodule(net: nn.Module, shapes: list[list[int]]) -> nn.Module | None:
 def _expected_embeddings(
     net: nn.Module, x: torch.Tensor, dtype: torch.dtype
 ) -> tuple[list[torch.Tensor], str]:
-    """What ``forward_ind(x)`` may equal: the reference backbone, then the network's head, with the network's weights."""
+    """What ``forward_ind(x)`` may equal: the reference backbone, then the network's head, with the network's
+    weights."""
     from solutions.backbone import CNNBackbone as ReferenceBackbone
     from solutions.model import EmbeddingHead as ReferenceHead
 
@@ -463,7 +464,8 @@ def _network_case(net: nn.Module, batch: int, dtype: torch.dtype, generator: tor
 
 @check
 def check_siamese_network(SiameseNetwork: Any, hidden: bool = False) -> None:
-    """Built around a stand-in head: one backbone and one head; ``forward_ind`` is ``head(backbone(x))``, ``[B, 256]``."""
+    """Built around a stand-in head: one backbone and one head; ``forward_ind`` is ``head(backbone(x))``,
+    ``[B, 256]``."""
     generator = generator_for(7)
     net = _make_network(SiameseNetwork)
     _check_count(net)
@@ -520,7 +522,10 @@ def _shared_case(
                 input=where,
                 expected=f"forward_ind(img2) = {describe(i2)}",
                 got=f"second output = {describe(o2)}",
-                hint="compute both embeddings with forward_ind: two separate networks (or layers) give different results",
+                hint=(
+                    "compute both embeddings with forward_ind: "
+                    "two separate networks (or layers) give different results"
+                ),
             )
         s1, s2 = _forward(net, a, a)
         if not close(s1, s2, dtype):
@@ -552,7 +557,8 @@ def _shared_case(
 
 @check
 def check_shared_weights(SiameseNetwork: Any, hidden: bool = False) -> None:
-    """``forward(a, b) == (forward_ind(a), forward_ind(b))``; identical inputs, identical embeddings; shared gradients."""
+    """``forward(a, b) == (forward_ind(a), forward_ind(b))``; identical inputs, identical embeddings; shared
+    gradients."""
     generator = generator_for(8)
     net = _make_network(SiameseNetwork)
     total = count_parameters(net)

@@ -32,7 +32,8 @@ PARTS = ("support", "query", "classes")
 
 
 def _episode_parts(sample_episodes: Any, *args: Any, **kwargs: Any) -> tuple:
-    """``sample_episodes(...)`` as its three tensors (what the probe records), or a ``TypeError`` saying what is missing."""
+    """``sample_episodes(...)`` as its three tensors (what the probe records), or a ``TypeError`` saying what
+    is missing."""
     episodes = sample_episodes(*args, **kwargs)
     missing = [name for name in PARTS if not isinstance(getattr(episodes, name, None), torch.Tensor)]
     if missing:
@@ -150,7 +151,10 @@ def _judge_images(parts: tuple, labels: torch.Tensor, setting: tuple, call: str)
                 input=call,
                 expected=f"episode {e}, row {n}: images of class {int(classes_drawn[e, n])}",
                 got=f"image {int(indices[e, n, k])} of class {int(labels[indices[e, n, k]])}",
-                hint="row n of support and query holds images of classes[e, n]: pick them among (labels == c).nonzero()",
+                hint=(
+                    "row n of support and query holds images of classes[e, n]: "
+                    "pick them among (labels == c).nonzero()"
+                ),
             )
     together = torch.cat([support.flatten(1), query.flatten(1)], dim=1)
     for e, row in enumerate(together.tolist()):
@@ -210,7 +214,7 @@ def _sampler_case(sample_episodes: Any, labels: torch.Tensor, setting: tuple, se
 def check_sample_episodes(sample_episodes: Any, hidden: bool = False) -> None:
     """Shapes, classes from the split and distinct, images of their class and distinct, random, seeded."""
     generator = generator_for(70)
-    labels = episode_labels({c: 12 for c in range(10)}, generator)
+    labels = episode_labels(dict.fromkeys(range(10), 12), generator)
     _sampler_case(sample_episodes, labels, ((1, 3, 4, 6, 8, 9), 3, 2, 3, 40), 7)
     if hidden:
         uneven = episode_labels({0: 6, 2: 9, 5: 30, 7: 4, 9: 11}, generator)
@@ -314,7 +318,7 @@ def loop_accuracies(
 
 @judge_only
 def _accuracy_hint(value: torch.Tensor, embeddings: torch.Tensor, episodes: Any) -> str | None:
-    e, n, k = episodes.support.shape
+    e, _, k = episodes.support.shape
     if k > 1:
         first = loop_accuracies(embeddings, episodes.support[:, :, :1], episodes.query)
         nearest = loop_accuracies(embeddings, episodes.support, episodes.query, "nearest support")
@@ -375,7 +379,7 @@ def _accuracy_case(episode_accuracies: Any, embeddings: torch.Tensor, episodes: 
 def check_episode_accuracies(episode_accuracies: Any, hidden: bool = False) -> None:
     """Per-episode accuracy of the nearest prototype (the mean support embedding), against a plain loop."""
     generator = generator_for(72)
-    labels = episode_labels({c: 10 for c in range(6)}, generator)
+    labels = episode_labels(dict.fromkeys(range(6), 10), generator)
     embeddings = torch.randn(len(labels), 4, generator=generator) + 1.5 * torch.nn.functional.one_hot(
         labels % 4, 4
     )

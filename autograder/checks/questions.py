@@ -56,7 +56,8 @@ def answers(question: str, func: Any, name: str, cases: list[tuple]) -> list[flo
 def verdict(
     name: str, given: list[float], cases: list[tuple], right: Callable[..., float], why: str, what: str
 ) -> None:
-    """The judge's side of a question: in a self-check the form only (``[PASS]``), else each answer against ``right``."""
+    """The judge's side of a question: in a self-check the form only (``[PASS]``), else each answer against
+    ``right``."""
     if self_checking():
         passed(f"{name}: returns a number for every input" + FORM_ONLY)
         return

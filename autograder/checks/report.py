@@ -56,7 +56,8 @@ class CheckFailure(AssertionError):
 
 
 class CheckTimeout(BaseException):
-    """Raised by the time limit inside student code; a ``BaseException`` so that ``except Exception`` cannot swallow it."""
+    """Raised by the time limit inside student code; a ``BaseException`` so that ``except Exception`` cannot
+    swallow it."""
 
 
 # ---------------------------------------------------------------- messages
@@ -150,7 +151,10 @@ def _error_hint(error: BaseException, what: str = "") -> str | None:
             "zero_grad(), then backward(), then step()"
         )
     if "Trying to backward through the graph a second time" in text:
-        return "backward() called twice on the same loss, or a tensor of an earlier step reused: compute a fresh loss per batch"
+        return (
+            "backward() called twice on the same loss, or a tensor of an earlier step reused: "
+            "compute a fresh loss per batch"
+        )
     unexpected = re.search(r"unexpected keyword argument '(\w+)'", text)
     if unexpected and "StandInHead" in text:
         return (
@@ -160,7 +164,10 @@ def _error_hint(error: BaseException, what: str = "") -> str | None:
     if (
         unexpected and f"{unexpected.group(1)}=" in what
     ):  # the check's own call: the student's signature lacks it
-        return f"the exercise asks for an argument named {unexpected.group(1)}: add it to the signature (see the exercise's text)"
+        return (
+            f"the exercise asks for an argument named {unexpected.group(1)}: "
+            "add it to the signature (see the exercise's text)"
+        )
     if "'StandInHead' object has no attribute" in text:
         return (
             "use the head only by calling it, self.head(features): the network checks put a stand-in "
@@ -265,7 +272,8 @@ def _call_student(exercise: str, what: str, func: Callable[..., Any], *args: Any
         detail = f" ({error})" if str(error) else ""
         raise CheckFailure(
             f"[FAIL] {exercise} is unfinished: {what} raised NotImplementedError{detail}\n"
-            "  Replace the `raise NotImplementedError(...)` line with your code, run that cell, then run this check again."
+            "  Replace the `raise NotImplementedError(...)` line with your code, run that cell, "
+            "then run this check again."
         ) from error
     except Exception as error:
         hint = _error_hint(error, what)
@@ -509,7 +517,8 @@ def parameter_shapes(net: nn.Module) -> list[list[int]]:
 
 
 def copy_parameters_by_order(source: nn.Module, target: nn.Module) -> None:
-    """Copy ``source``'s parameters into ``target``'s: each target parameter takes the first unused source one of its shape.
+    """Copy ``source``'s parameters into ``target``'s: each target parameter takes the first unused source one
+    of its shape.
 
     Attribute names and layer containers do not matter, only shapes and order. Raises ``ValueError``
     when the two sets of shapes differ.
@@ -518,7 +527,8 @@ def copy_parameters_by_order(source: nn.Module, target: nn.Module) -> None:
     tgt = list(target.parameters())
     if sorted(parameter_shapes(source)) != sorted(parameter_shapes(target)):
         raise ValueError(
-            f"parameter shapes differ from the reference: expected {parameter_shapes(target)}, got {parameter_shapes(source)}"
+            f"parameter shapes differ from the reference: expected {parameter_shapes(target)}, "
+            f"got {parameter_shapes(source)}"
         )
     used: set[int] = set()
     with torch.no_grad():

@@ -1,4 +1,5 @@
-"""Checks for lesson 05: ``get_device()`` and ``train_one_epoch(net, loader, optimizer, device, margin=2.0, log_every=10)``.
+"""Checks for lesson 05: ``get_device()`` and ``train_one_epoch(net, loader, optimizer, device, margin=2.0,
+log_every=10)``.
 
 The training checks use a tiny network with ``forward_ind``/``forward`` (an MLP, with batch norm so
 that a missing ``net.train()`` shows) and a loader that is a plain list of batches
@@ -439,7 +440,7 @@ def _history_case(
     if compare_all:
         reference_net = copy.deepcopy(start)
         expected = _reference_loop(reference_net, batches, make(reference_net), m, k)
-        for step, (got, want) in enumerate(zip(history, expected)):
+        for got, want in zip(history, expected):
             if abs(got - want) > 1e-4 * max(1.0, abs(want)):
                 fail(
                     "every logged value is the loss of its batch (steps 0, log_every, ...)",
@@ -451,7 +452,8 @@ def _history_case(
 
 @check
 def check_train_history(train_one_epoch: Any, hidden: bool = False) -> None:
-    """A list of Python floats, ``ceil(steps / log_every)`` long, starting with the first batch's loss before any update."""
+    """A list of Python floats, ``ceil(steps / log_every)`` long, starting with the first batch's loss before
+    any update."""
     generator = generator_for(12)
     _history_case(train_one_epoch, generator, 12, None, None)
     _history_case(train_one_epoch, generator, 12, None, 3)
@@ -507,7 +509,10 @@ def _step_case(
         hint = MISTAKES["no_step"]
     fail(
         "after one epoch the parameters equal those of the reference loop (forward, loss, zero_grad, backward, step)",
-        input=f"a tiny network in eval mode, {len(batches)} batches of sizes {sizes}, {optimizer_text}, margin={margin:g}",
+        input=(
+            f"a tiny network in eval mode, {len(batches)} batches of sizes {sizes}, "
+            f"{optimizer_text}, margin={margin:g}"
+        ),
         expected="the reference's parameters",
         got=f"parameters off by {gap:.3g} × the size of the reference's update",
         # The hint names what to check, not the loop itself: the loop is the exercise.
@@ -679,7 +684,8 @@ LOGGED_WHY = (
 
 @check
 def check_logged_losses(logged_losses: Any, hidden: bool = False) -> None:
-    """Question 5.4: the length of an epoch's loss history, for sizes drawn per run (often with a last, smaller batch)."""
+    """Question 5.4: the length of an epoch's loss history, for sizes drawn per run (often with a last,
+    smaller batch)."""
     generator = generator_for(41)
     cases = [
         (

@@ -62,7 +62,8 @@ DTYPES = {
 
 
 def _builtin_name(error: BaseException) -> str:
-    """The name of the nearest built-in class of ``error`` (a student's ``class BadLabel(ValueError)`` is a ValueError)."""
+    """The name of the nearest built-in class of ``error`` (a student's ``class BadLabel(ValueError)`` is a
+    ValueError)."""
     for cls in type(error).__mro__:
         if getattr(builtins, cls.__name__, None) is cls:
             return cls.__name__
@@ -516,7 +517,7 @@ def _shape(spec: dict) -> list[int]:
     shape = spec.get("shape")
     if (
         not isinstance(shape, list)
-        or not all(isinstance(s, int) and 0 <= s for s in shape)
+        or not all(isinstance(s, int) and s >= 0 for s in shape)
         or math.prod(shape) > MODULE_ELEMENTS
     ):
         raise TranscriptError("a shape in the record is malformed")

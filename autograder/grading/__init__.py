@@ -1,13 +1,13 @@
 """The instructor's trusted grading pipeline, one module per stage (see ``autograder.grading.run``).
 
-| stage    | module                                   | what it does                                          |
-| -------- | ---------------------------------------- | ----------------------------------------------------- |
-| collect  | ``collect``                              | uploads read file by file, students and their ids     |
-| repair   | ``repair``                               | each notebook checked and repaired before nbgrader    |
-| execute  | ``execute``, ``worker``, ``sandbox``, ``demos`` | a sandbox course per student, kernels under bubblewrap; demonstrations skipped |
-| judge    | ``judge``, ``reference``, ``judge_side`` | test cells decided outside the kernel; reference and the checks' judge side hidden |
-| record   | ``record``                               | executed notebooks checked and scored by nbgrader     |
-| report   | ``report``                               | manifest, grades.csv, intake.csv                      |
+- collect (``collect``): uploads read file by file, students and their ids
+- repair (``repair``): each notebook checked and repaired before nbgrader
+- execute (``execute``, ``worker``, ``sandbox``, ``demos``): a sandbox course per student, kernels under
+  bubblewrap; demonstrations skipped
+- judge (``judge``, ``reference``, ``judge_side``): test cells decided outside the kernel; the reference and
+  the checks' judge side hidden from it
+- record (``record``): executed notebooks checked and scored by nbgrader
+- report (``report``): manifest, grades.csv, intake.csv
 
 ``run`` strings the stages together (``grade``, from a copy of the course's code taken when it starts);
 ``timing`` records where the time goes (``grade --timings``); ``course`` holds the nbgrader configuration and

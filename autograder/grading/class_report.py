@@ -1,4 +1,5 @@
-"""``python -m autograder report``: the class's ``grades.csv`` and feedback again, from the gradebook, after manual grading.
+"""``python -m autograder report``: the class's ``grades.csv`` and feedback again, from the gradebook, after
+manual grading.
 
 ``grade`` writes ``grades.csv`` when it ends; written answers then await an instructor, who grades them in
 nbgrader's formgrader (on the course folder ``OUT/course``). This command reads what the gradebook holds
@@ -90,7 +91,8 @@ def unowned_files(runs: list[GradedRun]) -> list[tuple[str, str]]:
 
 
 def write_report(sources: list[Path], out: Path, db_url: str | None = None) -> list[records.StudentResult]:
-    """Write ``grades.csv``, ``intake.csv`` and the feedback of the runs in ``sources`` into ``out``, from the gradebook."""
+    """Write ``grades.csv``, ``intake.csv`` and the feedback of the runs in ``sources`` into ``out``, from the
+    gradebook."""
     runs = [read_run(source) for source in sources]
     students = merge_students(runs)
     out.mkdir(parents=True, exist_ok=True)

@@ -125,7 +125,7 @@ class Submissions:
             assert upload.path is not None
             # Never through a link, and never waiting on a pipe put where the file was.
             flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
-            stream = open(os.open(upload.path, flags), "rb")
+            stream = open(os.open(upload.path, flags), "rb")  # noqa: SIM115 (closed by the `with` below)
         with stream:
             data = stream.read(limit_bytes + 1)
         if len(data) > limit_bytes:
@@ -212,7 +212,8 @@ def _zip_time(info: zipfile.ZipInfo) -> float:
 
 
 def _walk_folder(root: Path):
-    """Every file under ``root``, without following links; links, special files and unreadable folders with their problem."""
+    """Every file under ``root``, without following links; links, special files and unreadable folders with
+    their problem."""
     unreadable: list[OSError] = []
     for folder, dirs, files in os.walk(root, onerror=unreadable.append, followlinks=False):
         here = Path(folder)

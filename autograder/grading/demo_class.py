@@ -177,7 +177,7 @@ def check_grades(
             expected, status = dict(points), awaiting
             expected[lesson] = None  # fewer points than the lesson is worth; checked below
         elif kind == "blank release":
-            expected, status = {name: 0.0 for name in LESSONS}, "graded"
+            expected, status = dict.fromkeys(LESSONS, 0.0), "graded"
         else:
             expected = {name: (None if name in LESSONS[:2] else points[name]) for name in LESSONS}
             status = (

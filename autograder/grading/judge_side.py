@@ -55,10 +55,8 @@ def _is_probing(node: ast.AST) -> bool:
         and not node.args
         and not node.keywords
         and (
-            isinstance(node.func, ast.Name)
-            and node.func.id == "probing"
-            or isinstance(node.func, ast.Attribute)
-            and node.func.attr == "probing"
+            (isinstance(node.func, ast.Name) and node.func.id == "probing")
+            or (isinstance(node.func, ast.Attribute) and node.func.attr == "probing")
         )
     )
 
@@ -69,10 +67,8 @@ def _is_not_probing(node: ast.AST) -> bool:
 
 def _is_judge_only(node: ast.AST) -> bool:
     return isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and any(
-        isinstance(d, ast.Name)
-        and d.id == "judge_only"
-        or isinstance(d, ast.Attribute)
-        and d.attr == "judge_only"
+        (isinstance(d, ast.Name) and d.id == "judge_only")
+        or (isinstance(d, ast.Attribute) and d.attr == "judge_only")
         for d in node.decorator_list
     )
 
@@ -192,10 +188,8 @@ def _references_of_probing(tree: ast.AST) -> list[ast.AST]:
     return [
         node
         for node in ast.walk(tree)
-        if isinstance(node, ast.Name)
-        and node.id == "probing"
-        or isinstance(node, ast.Attribute)
-        and node.attr == "probing"
+        if (isinstance(node, ast.Name) and node.id == "probing")
+        or (isinstance(node, ast.Attribute) and node.attr == "probing")
     ]
 
 
@@ -268,7 +262,8 @@ def checks_sources(autograder: Path) -> dict[str, str]:
 
 
 def stand_in_names(autograder: Path) -> set[str]:
-    """Every name a stand-in of the probe copy reports: the ``@judge_only`` helpers and the functions with a judge side."""
+    """Every name a stand-in of the probe copy reports: the ``@judge_only`` helpers and the functions with a
+    judge side."""
     return {
         region.name
         for module, text in checks_sources(autograder).items()

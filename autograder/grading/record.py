@@ -14,9 +14,9 @@ from pathlib import Path
 
 import nbformat
 
+from . import report as records
 from .course import db_url_for, nbgrader_config
 from .repair import _meta, is_test_cell
-from . import report as records
 
 
 def _fail_cell(cell, why: str) -> None:
@@ -125,7 +125,8 @@ def forget_manual_grades(notebook) -> None:
 
 
 def gradebook_entry(notebook) -> dict:
-    """What ``grades.csv`` shows of one submitted notebook: its score in the gradebook and its answers still to grade."""
+    """What ``grades.csv`` shows of one submitted notebook: its score in the gradebook and its answers still
+    to grade."""
     awaiting = sum(1 for grade in notebook.grades if grade.needs_manual_grade)
     return {
         "score": notebook.score,

@@ -84,7 +84,7 @@ def summarise(student_id: str, name: str, entries: dict, notes: list[str], late:
     A lesson's score is what nbgrader's gradebook holds: the autograded points, plus the points an
     instructor gave its written answers; answers not graded yet count 0 and are named in the status.
     """
-    scores: dict[str, float | None] = {lesson: None for lesson in NAMES}
+    scores: dict[str, float | None] = dict.fromkeys(NAMES)
     problems: list[str] = []
     notes = list(notes)
     awaiting = 0  # written answers no instructor has graded yet

@@ -34,12 +34,12 @@ from pathlib import Path
 import nbformat
 from tqdm import tqdm
 
+from .. import syllabus
+from ..build import build_all, generate_release, solved_notebook
 from . import collect as intake
 from . import judge_side
 from . import report as records
 from . import sandbox as sandbox_limits
-from .. import syllabus
-from ..build import build_all, generate_release, solved_notebook
 from .course import (
     CELL_TIMEOUT_S,
     changed_since,
@@ -265,7 +265,7 @@ class GradingRun:
             enrolled.late.append(lesson)
         entries = self.lessons(enrolled.sid)
         notebook_limit = self.limits.notebook_mb * intake.MB
-        sizes = [intake.newest(enrolled.student, l).upload.size for l in enrolled.student.files]
+        sizes = [intake.newest(enrolled.student, lesson).upload.size for lesson in enrolled.student.files]
         together = sum(
             size for size in sizes if size <= notebook_limit
         )  # a file over its own limit is never read

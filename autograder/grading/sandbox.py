@@ -100,7 +100,8 @@ def _system_binds() -> list[str]:
 
 
 def kernel_environment(work_dir: Path, extra: dict[str, str] | None = None) -> dict[str, str]:
-    """The whole environment of a sandboxed kernel: nothing of the grader's (no tokens, no database URLs), and ``extra``."""
+    """The whole environment of a sandboxed kernel: nothing of the grader's (no tokens, no database URLs), and
+    ``extra``."""
     env = {
         "PATH": os.pathsep.join([str(Path(sys.executable).parent), "/usr/local/bin", "/usr/bin", "/bin"]),
         "HOME": str(work_dir),

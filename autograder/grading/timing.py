@@ -13,9 +13,9 @@ import json
 import resource
 import threading
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 # The fields a record may carry, and for each its type: the worker's records cross a process boundary.
 FIELDS = {"stage": str, "student": str, "lesson": str, "cell": int, "kind": str, "wall": float, "cpu": float}

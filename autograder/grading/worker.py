@@ -9,8 +9,9 @@ student's cgroups, so that it and every process it starts share one memory and p
 The worker only *executes*: nbgrader restores the test cells from a pristine gradebook, runs the
 notebook and writes the executed copy. Scores are computed later by the grader, in the gradebook
 of record, from that copy, after checking that its test cells are the original ones. The worker
-writes one JSON line per lesson as soon as it is done (on ``--result-fd``, a pipe only it holds), so that the parent can enforce a time limit
-per notebook and keep the results of the lessons executed before a crash. Outputs are kept up to a
+writes one JSON line per lesson as soon as it is done (on ``--result-fd``, a pipe only it holds), so that
+the parent can enforce a time limit per notebook and keep the results of the lessons executed before a
+crash. Outputs are kept up to a
 size per cell and per notebook as they arrive, and no single message from a kernel may exceed
 ``MESSAGE_LIMIT_BYTES``.
 """
@@ -35,9 +36,9 @@ from nbgrader.preprocessors import Execute
 from nbgrader.utils import is_grade, is_solution
 
 from . import judge_side, reference
-from .timing import LapClock, cpu_counter
 from . import sandbox as kernel_sandbox
 from .course import nbgrader_config
+from .timing import LapClock, cpu_counter
 
 CELL_OUTPUT_LIMIT_BYTES = 2 * 1024 * 1024
 NOTEBOOK_OUTPUT_LIMIT_BYTES = 16 * 1024 * 1024
@@ -180,7 +181,8 @@ def kernel_config(config, sandbox: Path, lesson: str, student: str, run_dir: Pat
     if run_dir:
         work_dir = sandbox / "autograded" / student / lesson
         packages = {p.name: p for p in kernel_sandbox.package_folders()}
-        # The kernel reads neither the lesson's reference nor the checks' judge side: copies with stand-ins in their place.
+        # The kernel reads neither the lesson's reference nor the checks' judge side: copies with stand-ins in
+        # their place.
         hidden = reference.write_hidden_copy(lesson, packages["solutions"], sandbox / "hidden")
         probe = sandbox / "probe" / "autograder"
         if not probe.is_dir():  # the same for every lesson
@@ -190,7 +192,7 @@ def kernel_config(config, sandbox: Path, lesson: str, student: str, run_dir: Pat
             packages["autograder"]: probe,
         }  # target → what is bound there
         for name, copy in (("solutions", hidden), ("autograder", probe)):
-            overlays.update({other: copy for other in kernel_sandbox.other_copies(name, packages[name])})
+            overlays.update(dict.fromkeys(kernel_sandbox.other_copies(name, packages[name]), copy))
         kernel_sandbox.write_kernelspec(
             sandbox / "kernelspec", work_dir, run_dir, {CHECK_SEED_VARIABLE: str(seed)}, overlays
         )

@@ -181,7 +181,8 @@ checks.check_train_learns(train_one_epoch, hidden=True)
 # ## 5. Question 5.3 (predict): forgetting `zero_grad()`
 #
 # What if a training loop forgot `optimizer.zero_grad()`? Take the one-weight problem of section 3
-# and run its four steps twice, but without step 2. Starting from weight `w`, with the loss $(a\,w)^2$ and learning rate `lr`, what is the weight after the **second** step?
+# and run its four steps twice, but without step 2. Starting from weight `w`, with the loss $(a\,w)^2$
+# and learning rate `lr`, what is the weight after the **second** step?
 # Work it out on paper first: what is in `w.grad` when the second `step()` runs?
 #
 # Write `weight_without_zero_grad(a, w, lr)` returning that weight as a float. Its self-check checks

@@ -518,7 +518,8 @@ print(
     f"{'mean similarity, same class':34} {similarity(test_distances[same]).mean():>8.3f} {REFERENCE_SAME:>22}"
 )
 print(
-    f"{'mean similarity, different classes':34} {similarity(test_distances[~same]).mean():>8.3f} {REFERENCE_DIFFERENT:>22}"
+    f"{'mean similarity, different classes':34} "
+    f"{similarity(test_distances[~same]).mean():>8.3f} {REFERENCE_DIFFERENT:>22}"
 )
 
 # %% [markdown]

@@ -243,7 +243,8 @@ for k in (1, 5):
 # class in the batch has at least two images, and every batch at least two classes). For each image `i`,
 # with `d` the Euclidean distance,
 #
-# $$ \ell_i = \Big(\max_{j \ne i,\ y_j = y_i} d_{ij}\Big)^2 + \max\Big(\text{margin} - \min_{y_j \ne y_i} d_{ij},\ 0\Big)^2, $$
+# $$ \ell_i = \Big(\max_{j \ne i,\ y_j = y_i} d_{ij}\Big)^2 +
+#    \max\Big(\text{margin} - \min_{y_j \ne y_i} d_{ij},\ 0\Big)^2, $$
 #
 # the contrastive loss of lesson 4 on the image's two hardest pairs; return the mean over the batch, a
 # tensor connected to `embeddings` for `backward()`. `torch.cdist` gives all distances; a boolean mask

@@ -10,7 +10,7 @@ OUT ?= results/reference
 DEBIAN_DATA := /usr/share/datasets/fashion-mnist
 PYTEST_ARGS ?=
 
-.PHONY: install data debian-data postgres postgres-stop sandbox-tools reference improved smoke test lessons clean
+.PHONY: install data debian-data postgres postgres-stop sandbox-tools reference improved smoke test lint format lessons clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -130,7 +130,18 @@ smoke: data
 lessons: install
 	$(PY) -m autograder.build
 
-test: install debian-data postgres sandbox-tools
+# ruff, configured in pyproject.toml: `make test` fails on a lint error or an unformatted file before pytest runs.
+lint: install
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+# Format and fix what ruff can, then rebuild the notebooks, which show the formatted sources.
+format: install
+	$(PY) -m ruff format .
+	$(PY) -m ruff check --fix .
+	$(PY) -m autograder.build
+
+test: install lint debian-data postgres sandbox-tools
 	SIAMESE_TEST_PG_URL=$(PG_URL) SIAMESE_REQUIRE_SANDBOX=$(REQUIRE_SANDBOX) $(PY) -m pytest $(PYTEST_ARGS)
 
 clean:

@@ -1,10 +1,9 @@
 """The repository's set-up files agree with each other: environment.yml, pyproject.toml, .ci/run, README."""
 
 import re
-import tomllib
 
 import pytest
-
+import tomllib
 from helpers import REPO
 
 CONDA_TO_PIP = {"pytorch": "torch"}
@@ -18,26 +17,33 @@ def package_name(requirement):
 
 
 def parse_dependencies(text):
-    """The string entries of environment.yml's top-level ``dependencies:`` list, read line by line."""
-    entries, inside = [], False
+    """environment.yml's ``dependencies:`` as (conda entries, entries of its ``pip:`` list), read line by line."""
+    conda, pip, inside, in_pip = [], [], False, False
     for line in text.splitlines():
         if not line.strip() or line.lstrip().startswith("#"):
             continue
         if not line.startswith(" "):  # a top-level key
-            inside = line.startswith("dependencies:")
-        elif inside and line.startswith("  - ") and not line.rstrip().endswith(":"):
-            entries.append(line[4:].strip())
-    return entries
+            inside, in_pip = line.startswith("dependencies:"), False
+        elif inside and line.startswith("  - "):
+            entry = line[4:].strip()
+            in_pip = entry == "pip:"
+            if not in_pip:
+                conda.append(entry)
+        elif inside and in_pip and line.lstrip().startswith("- "):
+            pip.append(line.lstrip()[2:].strip())
+    return conda, pip
 
 
-def conda_dependencies(text):
-    """The ``dependencies:`` entries of environment.yml (PyYAML if installed, else the line parser)."""
+def read_dependencies(text):
+    """environment.yml's (conda entries, pip entries): PyYAML if installed, else the line parser."""
     try:
         import yaml
     except ImportError:
         return parse_dependencies(text)
     entries = yaml.safe_load(text)["dependencies"]
-    return [entry for entry in entries if isinstance(entry, str)]  # {pip: [...]} holds only "--editable ."
+    conda = [entry for entry in entries if isinstance(entry, str)]
+    pip = [item for entry in entries if isinstance(entry, dict) for item in entry.get("pip", [])]
+    return conda, pip
 
 
 def test_environment_yml_and_pyproject_name_the_same_packages():
@@ -49,27 +55,37 @@ def test_environment_yml_and_pyproject_name_the_same_packages():
         requirements.extend(extra)
     pip_names = {package_name(r) for r in requirements} - {self_name}
 
-    conda_names = set()
-    for entry in conda_dependencies((REPO / "environment.yml").read_text()):
-        if entry.startswith("-"):  # pip options such as "--editable ."
-            continue
-        name = package_name(entry)
-        conda_names.add(CONDA_TO_PIP.get(name, name))
-    conda_names -= NOT_PACKAGES
+    conda, pip = read_dependencies((REPO / "environment.yml").read_text())
+    listed = {CONDA_TO_PIP.get(package_name(entry), package_name(entry)) for entry in conda}
+    listed |= {package_name(entry) for entry in pip if not entry.startswith("-")}  # not "--editable ."
+    listed -= NOT_PACKAGES
 
-    assert conda_names == pip_names, (
-        f"only in environment.yml: {sorted(conda_names - pip_names)}; "
-        f"only in pyproject.toml: {sorted(pip_names - conda_names)}"
+    assert listed == pip_names, (
+        f"only in environment.yml: {sorted(listed - pip_names)}; "
+        f"only in pyproject.toml: {sorted(pip_names - listed)}"
     )
+
+
+def test_environment_yml_uses_conda_forge_alone_and_pip_for_pip_only_names():
+    """One channel, conda-forge; conda entries carry no pip extras or PyPI-only wheel names."""
+    text = (REPO / "environment.yml").read_text()
+    channels = re.search(r"^channels:\n((?:  - .*\n)+)", text, flags=re.MULTILINE)
+    assert channels and channels.group(1).split() == ["-", "conda-forge"], channels
+    conda, _ = read_dependencies(text)
+    wrong = [entry for entry in conda if "[" in entry or package_name(entry).endswith("-binary")]
+    assert not wrong, f"PyPI-only names in conda's list (move them under pip:): {wrong}"
 
 
 def test_line_parser_agrees_with_yaml():
     """The fallback line parser of environment.yml reads the same packages as PyYAML."""
     yaml = pytest.importorskip("yaml")
     text = (REPO / "environment.yml").read_text()
-    by_line = parse_dependencies(text)
-    by_yaml = [entry for entry in yaml.safe_load(text)["dependencies"] if isinstance(entry, str)]
-    assert by_line == by_yaml
+    entries = yaml.safe_load(text)["dependencies"]
+    by_yaml = (
+        [entry for entry in entries if isinstance(entry, str)],
+        [item for entry in entries if isinstance(entry, dict) for item in entry.get("pip", [])],
+    )
+    assert parse_dependencies(text) == by_yaml
 
 
 def test_environment_yml_installs_the_course_package():

@@ -139,10 +139,54 @@ def _padding(conv: nn.Conv2d) -> tuple[int, int] | str:
     return tuple(conv.padding)
 
 
-@check
-def check_backbone_layers(CNNBackbone: Any, hidden: bool = False) -> None:
-    """Three convolutions with the right channels, kernel sizes and padding; max pooling; 501,760 parameters."""
-    net = make_backbone(CNNBackbone)
+def _check_conv(k: int, conv: nn.Conv2d, cin: int, cout: int, size: int) -> None:
+    """Convolution ``k``: channels, kernel, stride 1, a side-keeping padding and a bias."""
+    pad = side_keeping_padding(size)
+    expected = f"Conv2d({cin}, {cout}, kernel_size={size}, stride=1, a padding that keeps the side)"
+    got = (
+        f"Conv2d({conv.in_channels}, {conv.out_channels}, kernel_size={tuple(conv.kernel_size)}, "
+        f"stride={tuple(conv.stride)}, padding={conv.padding})"
+    )
+    if (conv.in_channels, conv.out_channels) != (cin, cout):
+        fail(
+            f"convolution {k} has {cin} input and {cout} output channels",
+            expected=expected,
+            got=got,
+            hint=f"layer {k} differs: the channels go 1 → 64 → 128 → 256",
+        )
+    if tuple(conv.kernel_size) != (size, size):
+        fail(
+            f"convolution {k} has a {size}x{size} kernel",
+            expected=expected,
+            got=got,
+            hint=f"layer {k} differs: kernel sizes are 5, 5, 3",
+        )
+    if tuple(conv.stride) != (1, 1) or tuple(conv.dilation) != (1, 1) or conv.groups != 1:
+        fail(
+            f"convolution {k} has stride 1 (the pooling halves the size, not the convolution)",
+            expected=expected,
+            got=got,
+            hint=f"layer {k} differs: leave stride, dilation and groups at 1",
+        )
+    if _padding(conv) != (pad, pad):  # the number is the exercise's answer: the message names the rule only
+        fail(
+            f"convolution {k} keeps the image size (the shapes in the exercise's table)",
+            expected=expected,
+            got=got,
+            hint=f"layer {k} differs: with stride 1 the side becomes in + 2·padding − {size} + 1; "
+            "choose the padding that makes it equal to in",
+        )
+    if conv.bias is None:
+        fail(
+            f"convolution {k} has a bias",
+            expected=expected,
+            got=got + ", bias=False",
+            hint=f"layer {k} differs: keep the default bias=True",
+        )
+
+
+def _check_convolutions(net: nn.Module) -> None:
+    """Three Conv2d layers as in the table; or, written with F.conv2d, three weights of those shapes."""
     convs = [m for m in net.modules() if isinstance(m, nn.Conv2d)]
     if convs:
         if len(convs) != 3:
@@ -153,66 +197,26 @@ def check_backbone_layers(CNNBackbone: Any, hidden: bool = False) -> None:
                 hint="one Conv2d per block: 1 → 64 (5x5), 64 → 128 (5x5), 128 → 256 (3x3)",
             )
         for k, (conv, (cin, cout, size)) in enumerate(zip(convs, CONVS), start=1):
-            pad = side_keeping_padding(size)
-            expected = f"Conv2d({cin}, {cout}, kernel_size={size}, stride=1, a padding that keeps the side)"
-            got = (
-                f"Conv2d({conv.in_channels}, {conv.out_channels}, kernel_size={tuple(conv.kernel_size)}, "
-                f"stride={tuple(conv.stride)}, padding={conv.padding})"
-            )
-            if (conv.in_channels, conv.out_channels) != (cin, cout):
-                fail(
-                    f"convolution {k} has {cin} input and {cout} output channels",
-                    expected=expected,
-                    got=got,
-                    hint=f"layer {k} differs: the channels go 1 → 64 → 128 → 256",
-                )
-            if tuple(conv.kernel_size) != (size, size):
-                fail(
-                    f"convolution {k} has a {size}x{size} kernel",
-                    expected=expected,
-                    got=got,
-                    hint=f"layer {k} differs: kernel sizes are 5, 5, 3",
-                )
-            if tuple(conv.stride) != (1, 1) or tuple(conv.dilation) != (1, 1) or conv.groups != 1:
-                fail(
-                    f"convolution {k} has stride 1 (the pooling halves the size, not the convolution)",
-                    expected=expected,
-                    got=got,
-                    hint=f"layer {k} differs: leave stride, dilation and groups at 1",
-                )
-            if _padding(conv) != (
-                pad,
-                pad,
-            ):  # the number is the exercise's answer: the message names the rule only
-                fail(
-                    f"convolution {k} keeps the image size (the shapes in the exercise's table)",
-                    expected=expected,
-                    got=got,
-                    hint=f"layer {k} differs: with stride 1 the side becomes in + 2·padding − {size} + 1; "
-                    "choose the padding that makes it equal to in",
-                )
-            if conv.bias is None:
-                fail(
-                    f"convolution {k} has a bias",
-                    expected=expected,
-                    got=got + ", bias=False",
-                    hint=f"layer {k} differs: keep the default bias=True",
-                )
-    else:
-        # Functional style (F.conv2d with nn.Parameters): check the weight shapes; padding shows in the output shape.
-        weights = [list(p.shape) for p in net.parameters() if p.dim() == 4]
-        expected_weights = [[cout, cin, size, size] for cin, cout, size in CONVS]
-        if weights != expected_weights:
-            fail(
-                "CNNBackbone has three convolutions 1 → 64 (5x5), 64 → 128 (5x5), 128 → 256 (3x3)",
-                expected=f"convolution weights of shapes {expected_weights}",
-                got=f"{weights}",
-                hint="no convolution weights are registered: layers kept in a plain Python list are not registered "
-                "(use nn.Sequential, nn.ModuleList or attributes)"
-                if not weights
-                else None,
-            )
-        _check_shape(net, 2, torch.float32, generator_for(3))
+            _check_conv(k, conv, cin, cout, size)
+        return
+    # Functional style (F.conv2d with nn.Parameters): check the weight shapes; padding shows in the output shape.
+    weights = [list(p.shape) for p in net.parameters() if p.dim() == 4]
+    expected_weights = [[cout, cin, size, size] for cin, cout, size in CONVS]
+    if weights != expected_weights:
+        fail(
+            "CNNBackbone has three convolutions 1 → 64 (5x5), 64 → 128 (5x5), 128 → 256 (3x3)",
+            expected=f"convolution weights of shapes {expected_weights}",
+            got=f"{weights}",
+            hint="no convolution weights are registered: layers kept in a plain Python list are not registered "
+            "(use nn.Sequential, nn.ModuleList or attributes)"
+            if not weights
+            else None,
+        )
+    _check_shape(net, 2, torch.float32, generator_for(3))
+
+
+def _check_pooling(net: nn.Module) -> None:
+    """Max pooling only, each MaxPool2d with kernel 2 and stride 2."""
     avg = [
         type(m).__name__
         for m in net.modules()
@@ -235,56 +239,75 @@ def check_backbone_layers(CNNBackbone: Any, hidden: bool = False) -> None:
                     expected="MaxPool2d(2, stride=2)",
                     got=f"MaxPool2d(kernel_size={m.kernel_size}, stride={m.stride}, padding={m.padding})",
                 )
+
+
+def _check_parameter_count(net: nn.Module) -> None:
+    """501,760 parameters; else a hint naming the layers the original does not have."""
     total = count_parameters(net)
-    if total != NUM_PARAMETERS:
-        extra = sorted(
-            {
-                type(m).__name__
-                for m in net.modules()
-                if any(True for _ in m.parameters(recurse=False)) and not isinstance(m, nn.Conv2d)
-            }
+    if total == NUM_PARAMETERS:
+        return
+    extra = sorted(
+        {
+            type(m).__name__
+            for m in net.modules()
+            if any(True for _ in m.parameters(recurse=False)) and not isinstance(m, nn.Conv2d)
+        }
+    )
+    hint = None
+    if total == 0:
+        hint = (
+            "no parameters are registered: keep the layers as attributes or in nn.Sequential, "
+            "not in a plain list"
         )
-        hint = None
-        if total == 0:
-            hint = (
-                "no parameters are registered: keep the layers as attributes or in nn.Sequential, "
-                "not in a plain list"
-            )
-        elif extra:
-            hint = f"layers the original does not have: {', '.join(extra)}"
+    elif extra:
+        hint = f"layers the original does not have: {', '.join(extra)}"
+    fail(
+        "CNNBackbone has 501,760 parameters (64·1·5·5 + 64 + 128·64·5·5 + 128 + 256·128·3·3 + 256)",
+        expected=f"{NUM_PARAMETERS:,}",
+        got=f"{total:,} (parameter shapes {parameter_shapes(net)})",
+        hint=hint,
+    )
+
+
+def _check_registered(net: nn.Module, CNNBackbone: Any) -> None:
+    """Every parameter trainable, and a copy made with ``load_state_dict`` computes the same features."""
+    frozen = [list(p.shape) for p in net.parameters() if not p.requires_grad]
+    if frozen:
         fail(
-            "CNNBackbone has 501,760 parameters (64·1·5·5 + 64 + 128·64·5·5 + 128 + 256·128·3·3 + 256)",
-            expected=f"{NUM_PARAMETERS:,}",
-            got=f"{total:,} (parameter shapes {parameter_shapes(net)})",
-            hint=hint,
+            "every parameter is trainable (requires_grad=True)",
+            got=f"frozen parameters of shapes {frozen}",
         )
+    # Weights registered as parameters travel with state_dict and .to(): a fresh instance loaded
+    # from this one's state_dict computes the same features.
+    twin = make_backbone(CNNBackbone)
+    run_student(
+        EXERCISE,
+        "CNNBackbone().load_state_dict(net.state_dict())",
+        twin.load_state_dict,
+        net.state_dict(),
+    )
+    x = images(2, generator_for(4))
+    net.eval()
+    twin.eval()
+    with torch.no_grad():
+        a, b = forward_student(net, x), forward_student(twin, x)
+    if not close(a, b):
+        fail(
+            "the weights are all registered (a copy made with load_state_dict computes the same features)",
+            got=f"largest difference {max_error(a, b):.3g}",
+            hint="a weight stored as a plain tensor is neither saved nor trained: use nn.Parameter or nn.Conv2d",
+        )
+
+
+@check
+def check_backbone_layers(CNNBackbone: Any, hidden: bool = False) -> None:
+    """Three convolutions with the right channels, kernel sizes and padding; max pooling; 501,760 parameters."""
+    net = make_backbone(CNNBackbone)
+    _check_convolutions(net)
+    _check_pooling(net)
+    _check_parameter_count(net)
     if hidden:
-        frozen = [list(p.shape) for p in net.parameters() if not p.requires_grad]
-        if frozen:
-            fail(
-                "every parameter is trainable (requires_grad=True)",
-                got=f"frozen parameters of shapes {frozen}",
-            )
-        # Weights registered as parameters travel with state_dict and .to(): a fresh instance loaded
-        # from this one's state_dict computes the same features.
-        twin = make_backbone(CNNBackbone)
-        run_student(
-            EXERCISE,
-            "CNNBackbone().load_state_dict(net.state_dict())",
-            twin.load_state_dict,
-            net.state_dict(),
-        )
-        x = images(2, generator_for(4))
-        net.eval()
-        twin.eval()
-        with torch.no_grad():
-            a, b = forward_student(net, x), forward_student(twin, x)
-        if not close(a, b):
-            fail(
-                "the weights are all registered (a copy made with load_state_dict computes the same features)",
-                got=f"largest difference {max_error(a, b):.3g}",
-                hint="a weight stored as a plain tensor is neither saved nor trained: use nn.Parameter or nn.Conv2d",
-            )
+        _check_registered(net, CNNBackbone)
     passed(
         "CNNBackbone: Conv2d 1→64 (5x5, pad 2), 64→128 (5x5, pad 2), 128→256 (3x3, pad 1), max pooling, "
         "501,760 parameters" + (" [with hidden cases]" if hidden else "")

@@ -10,6 +10,7 @@ import hashlib
 import re
 
 import nbformat
+from nbgrader.nbgraderformat import MetadataValidator
 
 from ..build import solved_notebook
 
@@ -77,30 +78,72 @@ def check_notebook(
 
     Returns (repaired notebook, notes, reason it cannot be graded).
     """
+    nb, reason = read_notebook(data, name)
+    if nb is None:
+        return None, [], reason
     notes: list[str] = []
-    if not data:
-        return None, notes, f"{name} is an empty file"
-    try:
-        nb = nbformat.reads(data.decode("utf-8"), as_version=4)  # any nbformat 3 or 4.x (Colab saves 4.0)
-    except Exception as error:  # invalid JSON or UTF-8, not a notebook
-        return None, notes, f"{name} is not a readable notebook ({type(error).__name__})"
-    if not isinstance(nb.get("cells"), list) or not nb.cells:
-        return None, notes, f"{name} has no cells"
-
+    malformed = drop_malformed_metadata(nb)
+    if malformed:
+        notes.append(f"removed malformed nbgrader metadata of {malformed} cells")
     restored, unmatched = restore_metadata(nb, release_nb)
     if restored:
         notes.append(f"restored stripped nbgrader metadata of {restored} cells")
     if unmatched:
-        return (
-            None,
-            notes,
-            (
-                f"{name} lost its nbgrader metadata and exercise cells {', '.join(unmatched)} "
-                "cannot be recognised"
-            ),
-        )
-
+        reason = f"{name} lost its nbgrader metadata and exercise cells {', '.join(unmatched)} cannot be recognised"
+        return None, notes, reason
     reference = {_meta(c)["grade_id"]: c for c in release_nb.cells if _meta(c).get("grade_id")}
+    seen = repair_cells(nb, reference, notes)
+    notes.extend(missing_cells(reference, seen))
+    notes.extend(review_notes(nb, release_nb, source_nb))
+    upgrade_to_nbformat_4_5(nb)
+    return nb, notes, None
+
+
+def read_notebook(data: bytes, name: str) -> tuple[nbformat.NotebookNode | None, str | None]:
+    """The notebook in ``data`` (any nbformat 3 or 4.x), or None and why it cannot be read."""
+    if not data:
+        return None, f"{name} is an empty file"
+    try:
+        nb = nbformat.reads(data.decode("utf-8"), as_version=4)  # Colab saves 4.0
+    except Exception as error:  # invalid JSON or UTF-8, not a notebook
+        return None, f"{name} is not a readable notebook ({type(error).__name__})"
+    if not isinstance(nb.get("cells"), list) or not nb.cells:
+        return None, f"{name} has no cells"
+    return nb, None
+
+
+def drop_malformed_metadata(nb: nbformat.NotebookNode) -> int:
+    """Remove nbgrader metadata that is not a dict, has a grade id that is not text, or nbgrader's validator refuses.
+
+    Such a cell then counts as stripped, and ``restore_metadata`` gives it the release's metadata back.
+    Returns how many cells lost theirs.
+    """
+    validator = MetadataValidator()
+    dropped = 0
+    for cell in nb.cells:
+        if "nbgrader" not in cell.metadata:
+            continue
+        if not _well_formed(cell, validator):
+            del cell.metadata["nbgrader"]
+            dropped += 1
+    return dropped
+
+
+def _well_formed(cell: nbformat.NotebookNode, validator: MetadataValidator) -> bool:
+    meta = cell.metadata["nbgrader"]
+    if not isinstance(meta, dict) or not isinstance(meta.get("grade_id", ""), str):
+        return False
+    probe = nbformat.from_dict({**cell, "metadata": {"nbgrader": dict(meta)}})
+    try:
+        validator.upgrade_cell_metadata(probe)  # an older schema is not malformed
+        validator.validate_cell(probe)
+    except Exception:  # nbgrader raises AttributeError, TypeError or a schema error, depending on the field
+        return False
+    return True
+
+
+def repair_cells(nb: nbformat.NotebookNode, reference: dict, notes: list[str]) -> set[str]:
+    """Drop duplicated test cells, keep copied exercises, give changed cells their type back: the ids seen."""
     seen: set[str] = set()
     kept, duplicates, retyped = [], set(), []
     for cell in nb.cells:
@@ -121,12 +164,7 @@ def check_notebook(
                 notes.append(f"unknown grade id {grade_id} treated as a plain cell")
             elif cell.cell_type != reference[grade_id].cell_type:
                 retyped.append(grade_id)
-                make = (
-                    nbformat.v4.new_code_cell
-                    if reference[grade_id].cell_type == "code"
-                    else nbformat.v4.new_markdown_cell
-                )
-                cell = make(cell.source, metadata=cell.metadata)
+                cell = _as_type(cell, reference[grade_id].cell_type)
         kept.append(cell)
     nb.cells = kept
     if duplicates:
@@ -134,11 +172,21 @@ def check_notebook(
             f"duplicated cells {', '.join(sorted(duplicates))}: kept the last copy of an exercise, "
             "the first of a test"
         )
-    if retyped:
-        for kind in ("code", "markdown"):
-            these = [gid for gid in retyped if reference[gid].cell_type == kind]
-            if these:
-                notes.append(f"turned cells {', '.join(these)} back into {kind} cells")
+    for kind in ("code", "markdown"):
+        these = [gid for gid in retyped if reference[gid].cell_type == kind]
+        if these:
+            notes.append(f"turned cells {', '.join(these)} back into {kind} cells")
+    return seen
+
+
+def _as_type(cell: nbformat.NotebookNode, cell_type: str) -> nbformat.NotebookNode:
+    make = nbformat.v4.new_code_cell if cell_type == "code" else nbformat.v4.new_markdown_cell
+    return make(cell.source, metadata=cell.metadata)
+
+
+def missing_cells(reference: dict, seen: set[str]) -> list[str]:
+    """Notes on the release's test, exercise and answer cells that the submission no longer has."""
+    notes = []
     missing_tests = [gid for gid, c in reference.items() if is_test_cell(c) and gid not in seen]
     if missing_tests:
         notes.append(
@@ -157,6 +205,13 @@ def check_notebook(
             f"written answers {', '.join(missing_answers)} deleted or not recognised: nbgrader adds empty "
             "copies back, for an instructor to grade"
         )
+    return notes
+
+
+def review_notes(
+    nb: nbformat.NotebookNode, release_nb: nbformat.NotebookNode, source_nb: nbformat.NotebookNode | None
+) -> list[str]:
+    """Notes naming the code a correct answer never needs, in exercise cells and in the student's own cells."""
     given = {
         c.source.strip()
         for nb_ in (release_nb, source_nb, source_nb and solved_notebook(source_nb))
@@ -164,6 +219,7 @@ def check_notebook(
         for c in nb_.cells
         if c.cell_type == "code"
     }  # cells as handed out or solved: not the student's code
+    notes = []
     for label, cells in (
         ("exercise code uses", [c for c in nb.cells if _meta(c).get("solution") and c.cell_type == "code"]),
         (
@@ -174,7 +230,11 @@ def check_notebook(
         suspicious = sorted({m.group(0) for c in cells for m in SUSPICIOUS.finditer(c.source)})
         if suspicious:
             notes.append(f"review: {label} {', '.join(suspicious)}")
+    return notes
+
+
+def upgrade_to_nbformat_4_5(nb: nbformat.NotebookNode) -> None:
+    """Mark the notebook nbformat 4.5 and give every cell an id (required from 4.5 on; Colab's 4.0 has none)."""
     nb.nbformat, nb.nbformat_minor = 4, 5
-    for cell in nb.cells:  # ids are required from nbformat 4.5 on; Colab's 4.0 files have none
+    for cell in nb.cells:
         cell.setdefault("id", hashlib.sha1(cell.source.encode() + str(id(cell)).encode()).hexdigest()[:12])
-    return nb, notes, None

@@ -1,0 +1,78 @@
+"""Stage 2 of grading, repair (``autograder.grading.repair``): malformed nbgrader metadata is repaired, not a crash."""
+
+import copy
+import json
+
+import nbformat
+import pytest
+from helpers import REPO
+from nbgrader.nbgraderformat import MetadataValidator
+
+from autograder.grading import repair
+
+LESSON = "04_contrastive_loss"
+
+
+def release() -> nbformat.NotebookNode:
+    """The committed student notebook of lesson 4, as the grader's release."""
+    return nbformat.read(REPO / "lessons" / f"{LESSON}.ipynb", as_version=4)
+
+
+def first_test_cell(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """The first graded test cell of ``nb``."""
+    return next(cell for cell in nb.cells if repair.is_test_cell(cell))
+
+
+MALFORMED = {
+    "a number": 5,
+    "null": None,
+    "a list": [],
+    "text": "grade me",
+    "a list as grade id": {"grade_id": ["loss_similar_pairs"]},
+    "text as points": {
+        "grade": True,
+        "grade_id": "loss_similar_pairs",
+        "solution": False,
+        "locked": True,
+        "points": "all of them",
+        "schema_version": 3,
+    },
+    "text as grade": {
+        "grade": "yes",
+        "grade_id": "loss_similar_pairs",
+        "solution": False,
+        "locked": True,
+        "points": 1,
+        "schema_version": 3,
+    },
+}
+
+
+@pytest.mark.parametrize("kind", MALFORMED)
+def test_malformed_nbgrader_metadata_is_replaced_by_the_releases(kind):
+    """A test cell whose nbgrader metadata nbgrader would refuse gets the release's back, with a note."""
+    submitted = release()
+    cell = first_test_cell(submitted)
+    expected = copy.deepcopy(cell.metadata["nbgrader"])
+    cell.metadata["nbgrader"] = MALFORMED[kind]
+    data = json.dumps(submitted).encode()  # as a student's editor could save it: no validation
+
+    nb, notes, reason = repair.check_notebook(data, "mine.ipynb", release())
+
+    assert reason is None, reason
+    assert "removed malformed nbgrader metadata of 1 cells" in notes, notes
+    assert "restored stripped nbgrader metadata of 1 cells" in notes, notes
+    assert first_test_cell(nb).metadata["nbgrader"] == expected
+    validator = MetadataValidator()
+    for each in nb.cells:  # what nbgrader reads next is valid, cell by cell
+        if "nbgrader" in each.metadata:
+            validator.validate_cell(each)
+
+
+def test_well_formed_metadata_is_left_alone():
+    """An untouched release notebook is kept as it is: no note, every cell's metadata unchanged."""
+    nb, notes, reason = repair.check_notebook(nbformat.writes(release()).encode(), "mine.ipynb", release())
+    assert (reason, notes) == (None, [])
+    assert [c.metadata.get("nbgrader") for c in nb.cells] == [
+        c.metadata.get("nbgrader") for c in release().cells
+    ]

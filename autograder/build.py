@@ -304,7 +304,7 @@ def build_source(lesson: str) -> Lesson:
             )
         elif cell.kind == "exercise":
             number = cell.args[0]
-            grade_id = "exercise_" + number.replace(".", "_")
+            grade_id = syllabus.exercise(number).grade_id
             parts, messages = [], []
             for _, obj in exercise_objects(row, number):
                 code, names = solution_source(obj)

@@ -23,10 +23,14 @@ class Exercise:
     """One exercise: the ``solutions`` objects a student writes, and others that would answer it as well."""
 
     number: str  # "4.1"
-    writes: tuple[
-        str, ...
-    ]  # "solutions.loss:contrastive_loss": pulled into the exercise cell, hidden while graded
+    # "solutions.loss:contrastive_loss": pulled into the exercise cell, hidden while graded
+    writes: tuple[str, ...]
     also_answered_by: tuple[str, ...] = ()  # hidden while the lesson is graded too
+
+    @property
+    def grade_id(self) -> str:
+        """The nbgrader grade id of the exercise's cell: ``exercise_4_1``."""
+        return EXERCISE_GRADE_ID_PREFIX + self.number.replace(".", "_")
 
     def names(self) -> tuple[str, ...]:
         """The names the student defines: ``("contrastive_loss",)``."""
@@ -200,6 +204,17 @@ def exercise(number: str) -> Exercise:
             if item.number == number:
                 return item
     raise KeyError(f"no exercise {number!r} in the course table")
+
+
+EXERCISE_GRADE_ID_PREFIX = "exercise_"
+
+
+def exercise_number(grade_id: object) -> str | None:
+    """The exercise a grade id belongs to (``exercise_4_1`` → ``"4.1"``); None for any other cell's id."""
+    text = str(grade_id)
+    if not text.startswith(EXERCISE_GRADE_ID_PREFIX):
+        return None
+    return text.removeprefix(EXERCISE_GRADE_ID_PREFIX).replace("_", ".")
 
 
 def label(number: str, name: str | None = None) -> str:

@@ -259,3 +259,13 @@ def test_a_bonus_lesson_is_a_column_after_the_total_and_outside_it(monkeypatch, 
     assert rows[0][:6] == ["student", "student_id", "01_a", "02_b", "total", "03_bonus"]
     assert rows[1][2:6] == ["40", "40", "80", "7.5"] and rows[1][7] == "graded"
     assert rows[2][2:6] == ["40", "40", "80", ""] and rows[2][7] == "graded"
+
+
+def test_an_exercise_grade_id_names_its_exercise_and_no_other_cell_does():
+    """``exercise_4_1`` ↔ "4.1" for every exercise of the table; test, answer and given cells name none."""
+    for row in syllabus.LESSONS:
+        for item in row.exercises:
+            assert item.grade_id == "exercise_" + item.number.replace(".", "_")
+            assert syllabus.exercise_number(item.grade_id) == item.number
+    for other in ("loss_similar_pairs", "answer_4_1", "given_dataset_labels", "", None, 5):
+        assert syllabus.exercise_number(other) is None, other

@@ -122,8 +122,8 @@ def exercise_of_tests(source: nbformat.NotebookNode) -> dict[str, str]:
     owner, found = None, {}
     for cell in source.cells:
         grade_id = str(_meta(cell).get("grade_id", ""))
-        if grade_id.startswith("exercise_"):
-            owner = grade_id.removeprefix("exercise_").replace("_", ".")
+        if syllabus.exercise_number(grade_id):
+            owner = syllabus.exercise_number(grade_id)
         elif is_test_cell(cell) and owner:
             found[grade_id] = owner
     return found
@@ -136,9 +136,7 @@ def reference_uses(nb: nbformat.NotebookNode, lesson: str, owners: dict[str, str
     used: dict[str, list[str]] = {}
     for cell in nb.cells:
         grade_id = str(_meta(cell).get("grade_id", ""))
-        own = (
-            grade_id.removeprefix("exercise_").replace("_", ".") if grade_id.startswith("exercise_") else None
-        )
+        own = syllabus.exercise_number(grade_id)
         if own:
             used.setdefault(own, []).extend(reference.static_uses(cell.source, hidden, helpers))
         text = "\n".join(str(o.get("evalue", "")) + str(o.get("text", "")) for o in cell.get("outputs", []))
@@ -186,9 +184,9 @@ def judge_notebook(executed: Path, source: nbformat.NotebookNode, lesson: str, s
         cell.metadata.setdefault("siamese", {})["judged"] = True
     nbformat.write(nb, executed)
     exercises = {
-        str(_meta(c)["grade_id"]).removeprefix("exercise_").replace("_", "."): c.source
+        syllabus.exercise_number(_meta(c).get("grade_id")): c.source
         for c in nb.cells
-        if str(_meta(c).get("grade_id", "")).startswith("exercise_")
+        if syllabus.exercise_number(_meta(c).get("grade_id"))
     }
     return [
         f"exercise {exercise} {reference.describe(names)}; its checks score 0"

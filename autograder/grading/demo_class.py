@@ -75,13 +75,24 @@ def with_bug(nb: nbformat.NotebookNode, lesson: str) -> nbformat.NotebookNode:
     return nb
 
 
-def colab_text(nb: nbformat.NotebookNode) -> str:
-    """The notebook as Colab saves it: nbformat 4.0, Colab metadata, cell ids moved into metadata."""
+def colab_text(nb: nbformat.NotebookNode, name: str) -> str:
+    """``nb`` as Colab saves it as ``name``: nbformat 4.0, Colab's metadata, cell ids kept in each cell's
+    metadata, every code cell run once with an output."""
     data = json.loads(nbformat.writes(nb))
-    data["nbformat_minor"] = 0
-    data["metadata"]["colab"] = {"provenance": []}
+    data["nbformat"], data["nbformat_minor"] = 4, 0
+    data["metadata"] = {
+        "colab": {"provenance": [], "name": name},
+        "accelerator": "GPU",
+        "kernelspec": {"name": "python3", "display_name": "Python 3"},
+        "language_info": {"name": "python"},
+    }
     for k, cell in enumerate(data["cells"]):
         cell["metadata"]["id"] = cell.pop("id", f"cell{k}")
+        if cell["cell_type"] == "code":
+            cell["metadata"]["outputId"] = f"0ut{k:03d}-4b1e"
+            cell["metadata"]["colab"] = {"base_uri": "https://localhost:8080/"}
+            cell["execution_count"] = k + 1
+            cell["outputs"] = [{"output_type": "stream", "name": "stdout", "text": [f"output of cell {k}\n"]}]
     return json.dumps(data, indent=2)
 
 
@@ -104,7 +115,9 @@ def make_class(out: Path, students: int, seed: int = 0) -> dict[str, str]:
         elif roll < 0.5:
             kind = "correct, saved by Colab"
             for name in LESSONS:
-                (folder / f"Copy of {name}.ipynb").write_text(colab_text(solved[name]))
+                (folder / f"Copy of {name}.ipynb").write_text(
+                    colab_text(solved[name], f"Copy of {name}.ipynb")
+                )
         elif roll < 0.75:
             lesson = rng.choice(LESSONS)
             kind = f"bug in {lesson}"

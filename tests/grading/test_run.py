@@ -26,6 +26,7 @@ from helpers import (
 from autograder import syllabus
 from autograder.checks.loss import COLLAPSE_WHY
 from autograder.grading import repair
+from autograder.grading.demo_class import colab_text
 
 LESSONS = syllabus.NAMES
 CLASS_TIMEOUT_S = 3600
@@ -80,27 +81,6 @@ def rewrite_exercise(nb, grade_id: str, code: str) -> None:
     first = cell.source.split("\n", 1)[0]
     assert first.startswith("# Exercise "), first
     cell.source = first + "\n" + code.strip("\n")
-
-
-def colab_json(nb: nbformat.NotebookNode, name: str) -> str:
-    """``nb`` as Colab saves it: nbformat 4.0, no cell ids, Colab's metadata, cell ids in metadata, outputs."""
-    data = json.loads(nbformat.writes(nb))
-    data["nbformat"], data["nbformat_minor"] = 4, 0
-    data["metadata"] = {
-        "colab": {"provenance": [], "name": name},
-        "accelerator": "GPU",
-        "kernelspec": {"name": "python3", "display_name": "Python 3"},
-        "language_info": {"name": "python"},
-    }
-    for k, cell in enumerate(data["cells"]):
-        cell.pop("id", None)
-        cell["metadata"]["id"] = f"c0LaB{k:03d}xYz"
-        if cell["cell_type"] == "code":
-            cell["metadata"]["outputId"] = f"0ut{k:03d}-4b1e"
-            cell["metadata"]["colab"] = {"base_uri": "https://localhost:8080/"}
-            cell["execution_count"] = k + 1
-            cell["outputs"] = [{"output_type": "stream", "name": "stdout", "text": [f"output of cell {k}\n"]}]
-    return json.dumps(data, indent=2)
 
 
 # ---------------------------------------------------------------- the class
@@ -173,7 +153,7 @@ BONUS_BUGS = {
     ),
 }
 
-# The graded cells each bug fails: the properties it breaks (tests/test_autograder.py has the full tables).
+# The graded cells each bug fails: the properties it breaks (tests/checks/ has the full tables).
 BUG_FAILS = {
     "bug_01": {"pair_labels"},
     "bug_02": {"backbone_layers", "backbone_forward"},
@@ -411,7 +391,7 @@ def make_class(root: Path, solved: Path) -> Path:
         put("blank", lesson, release_notebook(lesson))
         (subs / "colab").mkdir(parents=True, exist_ok=True)
         name = f"Copy of {lesson}.ipynb"
-        (subs / "colab" / name).write_text(colab_json(solved_nb(lesson), name))
+        (subs / "colab" / name).write_text(colab_text(solved_nb(lesson), name))
     for student, (bug_lesson, grade_id, old, new) in BUGS.items():
         for lesson in LESSONS:
             nb = solved_nb(lesson)

@@ -1,7 +1,7 @@
 """The grading sandbox, piece by piece: bubblewrap around a kernel, cgroups per student, the checks' preamble,
 the grader's checks of an executed notebook.
 
-Fast tests on synthetic inputs; the hostile and exploit classes of test_grading_robust.py attack them
+Fast tests on synthetic inputs; the hostile and exploit classes of test_run_robust.py attack them
 together through the real grader. ``make test`` sets SIAMESE_REQUIRE_SANDBOX when it runs as root on
 Debian, where it installs bubblewrap: there a sandbox that cannot be built fails these tests.
 """

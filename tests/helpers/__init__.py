@@ -9,7 +9,7 @@ import torch
 
 import data_utils.fashion_mnist as fm
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 # Variables that would let a test find data (or write) outside its tmp folders.
 DATA_ENV_VARS = (fm.ENV_VAR, fm.ROOT_ENV_VAR)

@@ -1,7 +1,7 @@
 """Attacks from inside the kernel, graded for real: no trick changes a verdict, the reference is no answer.
 
 One class is graded in one run of ``python -m autograder grade`` (from a private copy of the course,
-as in ``test_grading_robust.py``), most students lesson 4 only. Every trickster hands in the same wrong loss (it
+as in ``test_run_robust.py``), most students lesson 4 only. Every trickster hands in the same wrong loss (it
 ignores its ``margin`` argument: it fails only ``loss_margin_argument``, 2 of 20 points) plus one trick
 that worked on the in-kernel checks: a display hook's number, the checks' failure function patched through
 frames or ``gc``, ``torch.allclose`` and friends patched under an alias, fake ``[PASS]`` lines,
@@ -21,7 +21,7 @@ import json
 
 import nbformat
 import pytest
-from test_grading_robust import (
+from helpers.grading import (
     FULL_SCORE,
     LESSON,
     LOSS_CELLS,
@@ -33,14 +33,11 @@ from test_grading_robust import (
     needs_isolation,
     replace_once,
     rewrite_exercise,
-    workspace,
 )
 
 from autograder.checks import loss as loss_checks
 from autograder.checks import transcript
 from solutions.loss import contrastive_loss as reference_loss
-
-__all__ = ["workspace"]  # the fixture, shared with test_grading_robust
 
 BUG_OLD, BUG_NEW = "torch.clamp(margin - d", "torch.clamp(2.0 - d"  # the margin argument is ignored
 BUGGY_SCORE = FULL_SCORE - POINTS["loss_margin_argument"]  # the one property the bug breaks

@@ -12,7 +12,7 @@ import sys
 import nbformat
 import pytest
 from helpers import awaiting, lesson_points, read_grades, set_manual_score
-from test_grading_robust import (
+from helpers.grading import (
     FULL_SCORE,
     LESSON,
     MISSING,
@@ -33,7 +33,7 @@ AWAITING = awaiting(1)
 @pytest.fixture(scope="module")
 def answered(request):
     """A copy of the course, and its solved lesson 4, whose written answer holds the model answer."""
-    _, code, solved = request.getfixturevalue("workspace")  # the robust tests' fixture, imported above
+    _, code, solved = request.getfixturevalue("workspace")  # tests/grading/conftest.py
     return code, nbformat.read(solved / f"{LESSON}.ipynb", as_version=4)
 
 

@@ -32,7 +32,7 @@ from helpers import (
 from helpers import (
     read_grades as read_rows,
 )
-from test_grading_robust import BUGGY_SCORE, COURSE_SCORE, COURSE_STATUS, FULL_SCORE
+from helpers.grading import BUGGY_SCORE, COURSE_SCORE, COURSE_STATUS, FULL_SCORE
 
 from autograder.grading import collect as intake
 from autograder.grading import run as grading

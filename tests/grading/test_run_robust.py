@@ -21,7 +21,6 @@ graded into a PostgreSQL gradebook (``--db-url``; the server comes from ``make p
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import re
@@ -36,63 +35,44 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from helpers import REPO, autograded_points, awaiting, isolation_args, lesson_points, subprocess_env
+from helpers import REPO, isolation_args, read_grades
+from helpers.grading import (
+    BUGGY_SCORE,
+    COURSE_SCORE,
+    COURSE_STATUS,
+    DEFAULT_PG_URL,
+    FULL_SCORE,
+    ISOLATED,
+    LESSON,
+    LIMITS,
+    LOSS_CELLS,
+    MISSING,
+    OTHERS,
+    PACKAGES,
+    PG_URL_ENV,
+    POINTS,
+    RUN_TIMEOUT_S,
+    WROTE,
+    append_to_exercise,
+    cell_with_id,
+    copy_course,
+    course_env,
+    git,
+    grade,
+    lesson_score,
+    nbgrader_meta,
+    needs_isolation,
+    replace_once,
+    rewrite_exercise,
+)
 
 from autograder.grading import sandbox
+from autograder.grading.demo_class import colab_text
 from autograder.grading.run import MAX_PROCESSES
-from autograder.grading.sandbox import availability
 from autograder.syllabus import CORE
 from autograder.syllabus import NAMES as LESSONS
 
-LESSON = "04_contrastive_loss"  # the cheapest lesson to grade (no data, no network): most cases use it alone
-OTHERS = [lesson for lesson in LESSONS if lesson != LESSON]
-# the status part of a student who handed in lesson 4 only (a missing bonus lesson is no problem)
-MISSING = f"no notebook for {', '.join(lesson for lesson in OTHERS if lesson in CORE)}"
-# ... who handed in lesson 4 only, its written answer written (the solved notebook's model answer): it awaits grading
-WROTE = f"{MISSING}; {awaiting(1)}"
-# 240 s per notebook: the endless loop's 8 test cells and the 5 teaching cells that call the loss each run out
-# their 10 s (130 s in all) well before the notebook's limit.
-LIMITS = ["--notebook-timeout", "240", "--cell-timeout", "10", "--memory-mb", "8192"]
-RUN_TIMEOUT_S = 1800
-PACKAGES = ("autograder", "solutions", "data_utils")
-ISOLATED, WHY_NOT_ISOLATED = availability()  # kernels run under bubblewrap where it can be built
-needs_isolation = pytest.mark.skipif(
-    not ISOLATED and not os.environ.get("SIAMESE_REQUIRE_SANDBOX"),
-    reason=f"no sandbox on this machine: {WHY_NOT_ISOLATED}",
-)
-
-
 # ---------------------------------------------------------------- notebooks
-
-
-def nbgrader_meta(cell) -> dict:
-    """The cell's nbgrader metadata ({} if none)."""
-    return cell.get("metadata", {}).get("nbgrader", {})
-
-
-def cell_with_id(nb, grade_id: str):
-    """The cell of ``nb`` whose nbgrader grade_id is ``grade_id``."""
-    return next(c for c in nb.cells if nbgrader_meta(c).get("grade_id") == grade_id)
-
-
-def replace_once(cell, old: str, new: str) -> None:
-    """Replace ``old`` by ``new`` in one cell; fail if ``old`` is not there exactly once (no silent no-op)."""
-    assert cell.source.count(old) == 1, f"{old!r} found {cell.source.count(old)} times in {cell.source!r}"
-    cell.source = cell.source.replace(old, new)
-
-
-def rewrite_exercise(nb, grade_id: str, code: str) -> None:
-    """Replace an exercise cell's code, keeping its first line (the "# Exercise N.M" comment) and its metadata."""
-    cell = cell_with_id(nb, grade_id)
-    first = cell.source.split("\n", 1)[0]
-    assert first.startswith("# Exercise "), first
-    cell.source = first + "\n" + code.strip("\n")
-
-
-def append_to_exercise(nb, code: str, grade_id: str = "exercise_4_1") -> None:
-    """Add ``code`` at the end of an exercise cell (after the student's definitions)."""
-    cell = cell_with_id(nb, grade_id)
-    cell.source = cell.source.rstrip("\n") + "\n\n" + code.strip("\n")
 
 
 def insert_plain_cells(nb, *sources: str, before: str = "exercise_4_1") -> None:
@@ -100,27 +80,6 @@ def insert_plain_cells(nb, *sources: str, before: str = "exercise_4_1") -> None:
     at = nb.cells.index(cell_with_id(nb, before))
     for k, source in enumerate(sources):
         nb.cells.insert(at + k, nbformat.v4.new_code_cell(source.strip("\n")))
-
-
-def colab_json(nb: nbformat.NotebookNode, name: str) -> str:
-    """``nb`` as Colab saves it: nbformat 4.0, no cell ids, Colab's metadata, cell ids in metadata, outputs."""
-    data = json.loads(nbformat.writes(nb))
-    data["nbformat"], data["nbformat_minor"] = 4, 0
-    data["metadata"] = {
-        "colab": {"provenance": [], "name": name},
-        "accelerator": "GPU",
-        "kernelspec": {"name": "python3", "display_name": "Python 3"},
-        "language_info": {"name": "python"},
-    }
-    for k, cell in enumerate(data["cells"]):
-        cell.pop("id", None)
-        cell["metadata"]["id"] = f"c0LaB{k:03d}xYz"
-        if cell["cell_type"] == "code":
-            cell["metadata"]["outputId"] = f"0ut{k:03d}-4b1e"
-            cell["metadata"]["colab"] = {"base_uri": "https://localhost:8080/"}
-            cell["execution_count"] = k + 1
-            cell["outputs"] = [{"output_type": "stream", "name": "stdout", "text": [f"output of cell {k}\n"]}]
-    return json.dumps(data, indent=2)
 
 
 def graded_points(nb) -> dict[str, float]:
@@ -134,19 +93,9 @@ def graded_points(nb) -> dict[str, float]:
 
 # ---------------------------------------------------------------- the cases
 
-# Lesson 4's autograded points (its written answer is graded by hand) and each test cell's.
-FULL_SCORE, POINTS = autograded_points(LESSON), lesson_points(LESSON)
 # The bug every tampering student hides: the loss is detached from the graph. It fails only the two gradient
-# checks, so "buggy" differs from both "cheated" (FULL_SCORE) and "graded nothing" (0).
+# checks, so "buggy" (BUGGY_SCORE) differs from both "cheated" (FULL_SCORE) and "graded nothing" (0).
 BUG_OLD, BUG_NEW = "min=0).pow(2))", "min=0).pow(2)).detach()"
-BUGGY_SCORE = FULL_SCORE - POINTS["loss_gradients"] - POINTS["loss_gradient_at_zero"]
-LOSS_CELLS = (
-    "loss_similar_pairs, loss_hinge, loss_beyond_margin, loss_margin_argument, loss_label_shapes, "
-    "loss_label_count, loss_gradients, loss_gradient_at_zero"
-)
-# A correct course: the total counts the core lessons; every written answer, the bonus lesson's too, awaits grading.
-COURSE_SCORE = sum(autograded_points(lesson) for lesson in CORE)
-COURSE_STATUS = awaiting(sum(len(lesson_points(lesson, "answer")) for lesson in LESSONS))
 
 NOISY_EXERCISE = """
 import sys
@@ -429,7 +378,7 @@ def make_corpus(subs: Path, solved: Path) -> None:
 
     for lesson in LESSONS:
         put("solved", solved_nb(lesson), f"{lesson}.ipynb")
-        put_text("colab", f"Copy of {lesson}.ipynb", colab_json(solved_nb(lesson), f"Copy of {lesson}.ipynb"))
+        put_text("colab", f"Copy of {lesson}.ipynb", colab_text(solved_nb(lesson), f"Copy of {lesson}.ipynb"))
     put("buggy", buggy_nb())
     nb = solved_nb()
     append_to_exercise(nb, HIDDEN_ONLY_BUG)
@@ -526,85 +475,6 @@ def make_corpus(subs: Path, solved: Path) -> None:
 # ---------------------------------------------------------------- running the grader from a private copy
 
 
-def git(repo: Path, *args: str) -> str:
-    """Run git in ``repo`` and return its output."""
-    return subprocess.run(
-        ["git", "-c", "user.name=test", "-c", "user.email=test@example.invalid", *args],
-        cwd=repo,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-
-
-def copy_course(root: Path) -> Path:
-    """A copy of the course's code and lessons, committed to a git repository of its own."""
-    for name in (*PACKAGES, "lessons"):
-        shutil.copytree(
-            REPO / name,
-            root / name,
-            ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".ipynb_checkpoints"),
-        )
-    shutil.copy(REPO / "pyproject.toml", root / "pyproject.toml")
-    (root / ".gitignore").write_text("__pycache__/\n")
-    git(root, "init", "-q")
-    git(root, "add", "-A")
-    git(root, "commit", "-q", "-m", "the course as the test found it")
-    return root
-
-
-def course_env(code: Path, **extra) -> dict[str, str]:
-    """The environment of a grading run: the course imported from ``code``, not from the working tree."""
-    env = subprocess_env(**extra)
-    env["PYTHONPATH"] = str(code)  # first on sys.path, before the editable install's finder
-    return env
-
-
-@dataclass
-class Run:
-    """One finished grading run."""
-
-    process: subprocess.CompletedProcess
-    seconds: float
-    rows: dict[str, dict[str, str]]
-
-
-def read_grades(path: Path) -> dict[str, dict[str, str]]:
-    """grades.csv as student → row."""
-    with open(path, newline="") as f:
-        return {row["student"]: row for row in csv.DictReader(f)}
-
-
-def grade(code: Path, submissions: Path, out: Path, *options: str, jobs: int = 2) -> Run:
-    """Run ``python -m autograder grade`` from the copy ``code``; return the process, its time and grades.csv."""
-    command = [
-        sys.executable,
-        "-m",
-        "autograder",
-        "grade",
-        str(submissions),
-        "--out",
-        str(out),
-        "--jobs",
-        str(jobs),
-        *LIMITS,
-        *options,
-        *isolation_args(),
-    ]
-    started = time.perf_counter()
-    process = subprocess.run(
-        command, cwd=out.parent, env=course_env(code), capture_output=True, text=True, timeout=RUN_TIMEOUT_S
-    )
-    seconds = time.perf_counter() - started
-    rows = read_grades(out / "grades.csv") if (out / "grades.csv").is_file() else {}
-    return Run(process, seconds, rows)
-
-
-def lesson_score(row: dict[str, str], lesson: str = LESSON) -> float | None:
-    """A row's score of one lesson (None if empty)."""
-    return float(row[lesson]) if row[lesson] else None
-
-
 def gradebook_scores(db_url: str, students: list[str]) -> dict[str, dict[str, float]]:
     """student → lesson → score, as the gradebook of record holds them."""
     from nbgrader.api import Gradebook, MissingEntry
@@ -621,24 +491,6 @@ def gradebook_scores(db_url: str, students: list[str]) -> dict[str, dict[str, fl
                 except MissingEntry:
                     pass
     return scores
-
-
-@pytest.fixture(scope="module")
-def workspace(tmp_path_factory):
-    """A private copy of the course and its solved notebooks (``python -m autograder solutions``)."""
-    root = tmp_path_factory.mktemp("robust")
-    code = copy_course(root / "course-code")
-    solved = root / "solved"
-    result = subprocess.run(
-        [sys.executable, "-m", "autograder", "solutions", str(solved)],
-        cwd=root,
-        env=course_env(code),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr
-    return root, code, solved
 
 
 @pytest.fixture(scope="module")
@@ -907,61 +759,6 @@ def test_a_second_run_keeps_the_earlier_notes(late_run):
 
 
 # ---------------------------------------------------------------- a PostgreSQL gradebook
-
-PG_URL_ENV = "SIAMESE_TEST_PG_URL"  # set by `make test` (its `postgres` target starts the server)
-DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:55432/siamese_test"  # where `make postgres` puts it
-
-
-def postgres_driver() -> str:
-    """The SQLAlchemy driver for the gradebook URL: the one a plain postgresql:// URL picks, else psycopg2."""
-    import importlib.util
-
-    from sqlalchemy.engine import make_url
-
-    default = (
-        make_url("postgresql://").get_dialect().driver
-    )  # psycopg (3) from SQLAlchemy 2.1, psycopg2 before
-    for driver in (default, "psycopg2"):
-        if importlib.util.find_spec(driver) is not None:
-            return "postgresql" if driver == default else f"postgresql+{driver}"
-    pytest.skip(
-        f"no PostgreSQL driver: a postgresql:// URL needs `{default}` with this SQLAlchemy "
-        "(`pip install 'psycopg[binary]'`), or psycopg2 for postgresql+psycopg2://"
-    )
-
-
-@pytest.fixture
-def postgres_url():
-    """A fresh, empty database on the test PostgreSQL server (dropped afterwards); skip if there is none."""
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import DBAPIError
-
-    drivername = postgres_driver()
-    given = os.environ.get(PG_URL_ENV)
-    url = make_url(given or DEFAULT_PG_URL).set(drivername=drivername)
-    admin = create_engine(
-        url.set(database=url.database or "postgres"),
-        isolation_level="AUTOCOMMIT",
-        connect_args={"connect_timeout": 5},
-    )
-    name = f"siamese_grading_{os.getpid()}_{int(time.time())}"
-    try:
-        with admin.connect() as connection:
-            connection.execute(text(f'CREATE DATABASE "{name}"'))
-    except DBAPIError as error:
-        admin.dispose()
-        where = f"{PG_URL_ENV}={given}" if given else f"{DEFAULT_PG_URL} (set {PG_URL_ENV} to use another)"
-        pytest.skip(
-            f"no PostgreSQL server that lets the test create a database at {where}: "
-            f"{str(error.orig).strip().splitlines()[0]}; `make postgres` starts a throwaway one"
-        )
-    try:
-        yield url.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 @pytest.mark.slow

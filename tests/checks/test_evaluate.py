@@ -1,0 +1,176 @@
+"""``autograder.checks.evaluate`` (lesson 06): other correct metrics pass; typical bugs fail what they break."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from helpers import assert_fails_exactly
+from helpers.checks import fails
+
+from autograder.checks import evaluate as evaluate_checks
+from solutions import evaluate as ref_evaluate
+
+# ---------------------------------------------------------------- lesson 06: embed, verification, ROC AUC
+
+
+def embed_inference_mode(net, images, device):
+    net.eval()
+    with torch.inference_mode():
+        return torch.cat([net.forward_ind(chunk.to(device)).float().cpu() for chunk in images.split(7)])
+
+
+def embed_no_eval(net, images, device):
+    with torch.no_grad():
+        return net.forward_ind(images.to(device)).cpu()
+
+
+def embed_detach(net, images, device):
+    net.eval()
+    return net.forward_ind(images.to(device)).detach().cpu()
+
+
+def embed_grad_off_globally(net, images, device):
+    net.eval()
+    torch.set_grad_enabled(False)
+    return net.forward_ind(images.to(device)).cpu()
+
+
+def embed_list(net, images, device):
+    net.eval()
+    with torch.no_grad():
+        return [net.forward_ind(images[i : i + 1]) for i in range(len(images))]
+
+
+def test_other_correct_embed_passes():
+    evaluate_checks.check_embed(embed_inference_mode)
+    evaluate_checks.check_embed(embed_inference_mode, hidden=True)
+
+
+@pytest.mark.parametrize(
+    "embed, match",
+    [
+        (embed_no_eval, "forgetting eval()"),
+        (embed_detach, "gradients tracked in embed"),
+        (embed_grad_off_globally, "torch.no_grad()"),
+        (embed_list, "torch.cat"),
+    ],
+    ids=lambda v: getattr(v, "__name__", None),
+)
+def test_embed_bugs_fail(embed, match):
+    fails(evaluate_checks.check_embed, embed, match=match)
+
+
+def accuracy_numpy(distances, pair_labels, threshold):
+    d = np.asarray(distances, dtype=np.float64).reshape(-1)
+    y = np.asarray(pair_labels).reshape(-1)
+    return float(np.mean(np.where(d < threshold, 0, 1) == y))
+
+
+def threshold_loop(distances, pair_labels):
+    """Try every distance (and one beyond the largest) as the threshold; keep the best."""
+    d = distances.reshape(-1).tolist()
+    candidates = sorted(set(d)) + [max(d) + 1.0]
+    best_t, best_acc = candidates[0], -1.0
+    for t in candidates:
+        acc = accuracy_numpy(distances, pair_labels, t)
+        if acc > best_acc:
+            best_t, best_acc = t, acc
+    return best_t
+
+
+def auc_brute_force(distances, pair_labels):
+    d = distances.reshape(-1).tolist()
+    y = pair_labels.reshape(-1).tolist()
+    total = count = 0
+    for di, yi in zip(d, y):
+        if yi != 1:
+            continue
+        for dj, yj in zip(d, y):
+            if yj == 0:
+                total += 1.0 if di > dj else 0.5 if di == dj else 0.0
+                count += 1
+    if count == 0:
+        raise ValueError("the AUC needs same-class and different-class pairs")
+    return total / count
+
+
+def test_other_correct_verification_and_auc_pass():
+    evaluate_checks.check_verification(accuracy_numpy, threshold_loop)
+    evaluate_checks.check_verification(accuracy_numpy, threshold_loop, hidden=True)
+    for check in AUC_CHECKS:
+        check(auc_brute_force)
+        check(auc_brute_force, hidden=True)
+
+
+def accuracy_reversed(distances, pair_labels, threshold):
+    """Calls a pair 'same' when its distance is LARGER than the threshold."""
+    return float(((distances.reshape(-1) < threshold) == pair_labels.reshape(-1).bool()).float().mean())
+
+
+def accuracy_le(distances, pair_labels, threshold):
+    return float(((distances.reshape(-1) > threshold) == pair_labels.reshape(-1).bool()).float().mean())
+
+
+def accuracy_tensor(distances, pair_labels, threshold):
+    return ((distances.reshape(-1) >= threshold) == pair_labels.reshape(-1).bool()).float().mean()
+
+
+def threshold_reversed(distances, pair_labels):
+    """Maximises the accuracy of the reversed rule ('same' when d > t)."""
+    d = distances.reshape(-1).tolist()
+    candidates = sorted(set(d)) + [max(d) + 1.0]
+    return max(candidates, key=lambda t: accuracy_reversed(distances, pair_labels, t))
+
+
+def auc_inverted(distances, pair_labels):
+    return 1 - auc_brute_force(distances, pair_labels)
+
+
+def auc_strict(distances, pair_labels):
+    d, y = distances.reshape(-1), pair_labels.reshape(-1).bool()
+    if y.all() or not y.any():
+        raise ValueError("one kind of pair only")
+    return float((d[y][:, None] > d[~y][None, :]).double().mean())
+
+
+def auc_without_check(distances, pair_labels):
+    d, y = distances.reshape(-1).double(), pair_labels.reshape(-1).bool()
+    wins = (d[y][:, None] > d[~y][None, :]).double() + 0.5 * (d[y][:, None] == d[~y][None, :]).double()
+    return float(wins.mean())  # NaN when one kind is missing
+
+
+@pytest.mark.parametrize(
+    "accuracy, threshold, match, hidden",
+    [
+        (accuracy_reversed, ref_evaluate.best_threshold, "threshold direction reversed", False),
+        (ref_evaluate.verification_accuracy, threshold_reversed, "threshold direction reversed", False),
+        (accuracy_tensor, ref_evaluate.best_threshold, ".item()", False),
+        (accuracy_le, ref_evaluate.best_threshold, "exactly at the threshold", True),
+    ],
+    ids=lambda v: getattr(v, "__name__", None),
+)
+def test_verification_bugs_fail(accuracy, threshold, match, hidden):
+    fails(evaluate_checks.check_verification, accuracy, threshold, match=match, hidden=hidden)
+
+
+AUC_CHECKS = [evaluate_checks.check_roc_auc, evaluate_checks.check_roc_auc_one_kind]
+AUC_BUGS = {
+    auc_inverted: {"roc_auc": "inverted"},
+    auc_strict: {"roc_auc": "ties count 1/2"},
+    auc_without_check: {"roc_auc_one_kind": "no same-class or no different-class pairs"},
+}
+
+
+@pytest.mark.parametrize("auc", AUC_BUGS, ids=lambda f: f.__name__)
+def test_a_roc_auc_bug_fails_exactly_the_checks_it_breaks(auc):
+    assert_fails_exactly(AUC_CHECKS, AUC_BUGS[auc], auc)
+
+
+def test_pairwise_auc_matches_reference():
+    generator = torch.Generator().manual_seed(0)
+    d = torch.round(torch.rand(50, generator=generator) * 5) / 5
+    y = (torch.rand(50, generator=generator) < 0.4).float()
+    assert math.isclose(evaluate_checks.pairwise_auc(d, y), ref_evaluate.roc_auc(d, y), abs_tol=1e-12)

@@ -195,10 +195,12 @@ importlib.invalidate_caches(); from data_utils.lessons import setup; QUICK = set
 # (or a package a notebook wrote next to itself or into its grading sandbox and put on sys.path)
 # changes what a self-check shows. While grading, what the cell shows decides nothing: the grader's
 # judge decides from the answers the checks recorded (autograder.checks.transcript).
-CHECK_PREAMBLE = """\
+SANDBOX_DIR_VAR = "SIAMESE_GRADING_SANDBOX"  # the kernel's working folder while grading: never imported from
+SANDBOXED_VAR = "SIAMESE_GRADING_SANDBOXED"  # set under bubblewrap, where trusted code is read-only
+CHECK_PREAMBLE = f"""\
 import os, sys
-_here = [os.path.realpath(p) for p in (os.getcwd(), os.environ.get("SIAMESE_GRADING_SANDBOX") or os.getcwd())]
-_sandboxed = bool(os.environ.get("SIAMESE_GRADING_SANDBOXED"))  # in the grading sandbox, trusted code is read-only
+_here = [os.path.realpath(p) for p in (os.getcwd(), os.environ.get("{SANDBOX_DIR_VAR}") or os.getcwd())]
+_sandboxed = bool(os.environ.get("{SANDBOXED_VAR}"))  # in the grading sandbox, trusted code is read-only
 for _name in [m for m in sys.modules if m.split(".")[0] in ("autograder", "solutions", "data_utils")]:
     del sys.modules[_name]
 sys.path[:] = [p for p in sys.path if p not in ("", ".") and not any(
@@ -206,7 +208,7 @@ sys.path[:] = [p for p in sys.path if p not in ("", ".") and not any(
     and not (_sandboxed and (not os.path.isdir(p) or os.access(p, os.W_OK)))]
 sys.path_importer_cache.clear()
 sys.meta_path[:] = [f for f in sys.meta_path if getattr(f, "__module__", None) != "__main__"]
-from autograder.checks import {module} as checks
+from autograder.checks import {{module}} as checks
 
 """
 
@@ -437,9 +439,11 @@ def execute_notebook(
     from .grading.course import put_environment_on_path
 
     put_environment_on_path()
-    previous = os.environ.get("SIAMESE_COURSE_QUICK")
+    from data_utils.lessons import QUICK_ENV_VAR
+
+    previous = os.environ.get(QUICK_ENV_VAR)
     if quick:
-        os.environ["SIAMESE_COURSE_QUICK"] = "1"  # the kernel inherits it
+        os.environ[QUICK_ENV_VAR] = "1"  # the kernel inherits it
     try:
         client = NotebookClient(
             nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(cwd)}}
@@ -447,9 +451,9 @@ def execute_notebook(
         client.execute()
     finally:
         if previous is None:
-            os.environ.pop("SIAMESE_COURSE_QUICK", None)
+            os.environ.pop(QUICK_ENV_VAR, None)
         else:
-            os.environ["SIAMESE_COURSE_QUICK"] = previous
+            os.environ[QUICK_ENV_VAR] = previous
     return nb
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from torch.utils.data import Dataset
 
+GRADING_ENV_VAR = "NBGRADER_EXECUTION"  # set by nbgrader while it executes a notebook (autograde, validate)
 QUICK_ENV_VAR = "SIAMESE_COURSE_QUICK"
 DRIVE_ENV_VAR = "SIAMESE_DRIVE_DIR"  # a folder standing in for Google Drive (tests; any machine)
 DRIVE_FOLDER = "/content/drive/MyDrive/siamese-course"
@@ -17,7 +18,7 @@ CHECKPOINT_NAME = "siamese.pt"
 
 def grading() -> bool:
     """True while nbgrader executes the notebook (autograde or validate)."""
-    return bool(os.environ.get("NBGRADER_EXECUTION"))
+    return bool(os.environ.get(GRADING_ENV_VAR))
 
 
 def quick_mode() -> bool:

@@ -21,7 +21,7 @@ from .report import (
     check,
     close,
     copy_parameters_by_order,
-    count_parameters,
+    count_all_parameters,
     describe,
     fail,
     images,
@@ -243,7 +243,7 @@ def _check_pooling(net: nn.Module) -> None:
 
 def _check_parameter_count(net: nn.Module) -> None:
     """501,760 parameters; else a hint naming the layers the original does not have."""
-    total = count_parameters(net)
+    total = count_all_parameters(net)
     if total == NUM_PARAMETERS:
         return
     extra = sorted(

@@ -27,7 +27,7 @@ from .report import (
     check,
     close,
     copy_parameters_by_order,
-    count_parameters,
+    count_all_parameters,
     describe,
     fail,
     images,
@@ -201,7 +201,7 @@ def check_head(EmbeddingHead: Any, hidden: bool = False) -> None:
     """Shape ``[B, 256]``, 2,622,720 parameters, and the reference's output with the same weights."""
     generator = generator_for(6)
     head = _make(EmbeddingHead, HEAD_EXERCISE, "EmbeddingHead")
-    total = count_parameters(head)
+    total = count_all_parameters(head)
     if total != HEAD_PARAMETERS or sorted(parameter_shapes(head)) != HEAD_SHAPES:
         hint = (
             "no parameters are registered: keep the layers as attributes or in nn.Sequential"
@@ -318,7 +318,7 @@ def _count_hint(total: int, expected: int, head: int) -> str | None:
 
 
 def _check_count(net: nn.Module) -> None:
-    total = count_parameters(net)
+    total = count_all_parameters(net)
     expected, _, parts = _layout(net)
     if total != expected:
         head = expected - BACKBONE_PARAMETERS
@@ -561,7 +561,7 @@ def check_shared_weights(SiameseNetwork: Any, hidden: bool = False) -> None:
     gradients."""
     generator = generator_for(8)
     net = _make_network(SiameseNetwork)
-    total = count_parameters(net)
+    total = count_all_parameters(net)
     expected, _, parts = _layout(net)
     hint = _count_hint(total, expected, expected - BACKBONE_PARAMETERS)
     if total != expected and hint and "separate" in hint:

@@ -506,8 +506,8 @@ def images(batch: int, generator: torch.Generator, dtype: torch.dtype = torch.fl
     return torch.rand(batch, 1, 28, 28, generator=generator, dtype=torch.float64).to(dtype)
 
 
-def count_parameters(net: nn.Module) -> int:
-    """All parameters of ``net`` (shared ones once)."""
+def count_all_parameters(net: nn.Module) -> int:
+    """All parameters of ``net``, trainable or frozen (shared ones once): what a check compares with the original."""
     return sum(p.numel() for p in net.parameters())
 
 

@@ -22,7 +22,7 @@ import nbformat
 
 from ..build import LESSONS_DIR, build_all, solved_notebook
 from ..syllabus import NAMES as LESSONS
-from .repair import is_answer_cell, is_test_cell
+from .repair import is_answer_cell, is_test_cell, nbgrader_metadata
 
 # lesson → (exercise cell, text in the reference solution, the same text with a typical mistake)
 BUGS: dict[str, tuple[str, str, str]] = {
@@ -61,7 +61,7 @@ def _copy(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
 
 
 def _cell(nb: nbformat.NotebookNode, grade_id: str):
-    return next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == grade_id)
+    return next(c for c in nb.cells if nbgrader_metadata(c).get("grade_id") == grade_id)
 
 
 def with_bug(nb: nbformat.NotebookNode, lesson: str) -> nbformat.NotebookNode:
@@ -154,7 +154,7 @@ def lesson_points() -> dict[str, float]:
     """The points each lesson's test cells are worth (its written answers aside: those are graded by hand)."""
     return {
         lesson.name: float(
-            sum(c.metadata["nbgrader"].get("points", 0) for c in lesson.source.cells if is_test_cell(c))
+            sum(nbgrader_metadata(c).get("points", 0) for c in lesson.source.cells if is_test_cell(c))
         )
         for lesson in build_all()
     }

@@ -73,7 +73,7 @@ def run_worker(
             student,
             *remaining,
         ]
-        worker_env = {k: v for k, v in base.items() if k not in ("SIAMESE_COURSE_QUICK",)}
+        worker_env = dict(base)
         worker_env["PYTHONDONTWRITEBYTECODE"] = "1"  # the grader's packages stay byte for byte as snapshotted
         # Results come back on a pipe of their own that only the worker holds: kernels inherit its stdout
         # and stderr, so those lead nowhere, and nothing a notebook writes can pass for a result.

@@ -20,7 +20,7 @@ import nbformat
 
 from .. import syllabus
 from . import reference
-from .repair import _meta, is_test_cell
+from .repair import is_test_cell, nbgrader_metadata
 
 TRANSCRIPT_MIME = "application/vnd.siamese.transcript+json"  # autograder.checks.transcript.TRANSCRIPT_MIME
 
@@ -121,7 +121,7 @@ def exercise_of_tests(source: nbformat.NotebookNode) -> dict[str, str]:
     """``{test cell grade id: the exercise it checks ("4.1")}``: each test cell checks the exercise above it."""
     owner, found = None, {}
     for cell in source.cells:
-        grade_id = str(_meta(cell).get("grade_id", ""))
+        grade_id = str(nbgrader_metadata(cell).get("grade_id", ""))
         if syllabus.exercise_number(grade_id):
             owner = syllabus.exercise_number(grade_id)
         elif is_test_cell(cell) and owner:
@@ -135,7 +135,7 @@ def reference_uses(nb: nbformat.NotebookNode, lesson: str, owners: dict[str, str
     hidden, helpers = reference.exercises(lesson), reference.check_helpers()
     used: dict[str, list[str]] = {}
     for cell in nb.cells:
-        grade_id = str(_meta(cell).get("grade_id", ""))
+        grade_id = str(nbgrader_metadata(cell).get("grade_id", ""))
         own = syllabus.exercise_number(grade_id)
         if own:
             used.setdefault(own, []).extend(reference.static_uses(cell.source, hidden, helpers))
@@ -156,13 +156,13 @@ def judge_notebook(executed: Path, source: nbformat.NotebookNode, lesson: str, s
     from .record import ADDED_BACK
 
     nb = nbformat.read(executed, as_version=4)
-    originals = {_meta(c)["grade_id"]: c.source for c in source.cells if is_test_cell(c)}
+    originals = {nbgrader_metadata(c)["grade_id"]: c.source for c in source.cells if is_test_cell(c)}
     owners = exercise_of_tests(source)
     uses = reference_uses(
         nb, lesson, owners
     )  # before the test cells' outputs are replaced: they may show a stand-in
     for cell in nb.cells:
-        grade_id = _meta(cell).get("grade_id")
+        grade_id = nbgrader_metadata(cell).get("grade_id")
         if (
             cell.cell_type != "code" or grade_id not in originals
         ):  # the source's tests, whatever the file's flags
@@ -184,9 +184,9 @@ def judge_notebook(executed: Path, source: nbformat.NotebookNode, lesson: str, s
         cell.metadata.setdefault("siamese", {})["judged"] = True
     nbformat.write(nb, executed)
     exercises = {
-        syllabus.exercise_number(_meta(c).get("grade_id")): c.source
+        syllabus.exercise_number(nbgrader_metadata(c).get("grade_id")): c.source
         for c in nb.cells
-        if syllabus.exercise_number(_meta(c).get("grade_id"))
+        if syllabus.exercise_number(nbgrader_metadata(c).get("grade_id"))
     }
     return [
         f"exercise {exercise} {reference.describe(names)}; its checks score 0"

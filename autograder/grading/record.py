@@ -16,7 +16,7 @@ import nbformat
 
 from . import report as records
 from .course import db_url_for, nbgrader_config
-from .repair import _meta, is_test_cell
+from .repair import is_test_cell, nbgrader_metadata
 
 
 def _fail_cell(cell, why: str) -> None:
@@ -42,10 +42,14 @@ def verify_executed(
     Cells that fail either check are scored 0; cells stopped at the cell time limit are noted.
     """
     originals = {
-        _meta(c)["grade_id"]: c for c in source_nb.cells if is_test_cell(c)
+        nbgrader_metadata(c)["grade_id"]: c for c in source_nb.cells if is_test_cell(c)
     }  # written answers: by hand
     # Which cells are tests is the instructor's notebook's word, never the flags of the student's file.
-    cells = {_meta(c).get("grade_id"): c for c in executed.cells if _meta(c).get("grade_id") in originals}
+    cells = {
+        nbgrader_metadata(c).get("grade_id"): c
+        for c in executed.cells
+        if nbgrader_metadata(c).get("grade_id") in originals
+    }
     missing = sorted(set(originals) - set(cells))
     if missing:
         return [], f"test cells {', '.join(missing)} are missing from the executed notebook"

@@ -24,18 +24,22 @@ SUSPICIOUS = re.compile(
 )  # the last: replacing a torch function the checks rely on
 
 
-def _meta(cell) -> dict:
+def nbgrader_metadata(cell) -> dict:
+    """A cell's nbgrader metadata ({} if none), from a NotebookNode or the raw JSON of a submitted file.
+
+    nbgrader's own ``utils.is_grade`` and ``is_solution`` read ``cell.metadata``, which a plain dict lacks.
+    """
     return cell.get("metadata", {}).get("nbgrader", {})
 
 
 def is_test_cell(cell) -> bool:
     """A test cell: nbgrader grades it by its outputs (a grade cell that is not also a solution)."""
-    return bool(_meta(cell).get("grade")) and not _meta(cell).get("solution")
+    return bool(nbgrader_metadata(cell).get("grade")) and not nbgrader_metadata(cell).get("solution")
 
 
 def is_answer_cell(cell) -> bool:
     """A written answer: a cell the student writes and an instructor grades by hand (grade and solution)."""
-    return bool(_meta(cell).get("grade")) and bool(_meta(cell).get("solution"))
+    return bool(nbgrader_metadata(cell).get("grade")) and bool(nbgrader_metadata(cell).get("solution"))
 
 
 def _exercise_header(cell) -> str | None:
@@ -49,17 +53,21 @@ def restore_metadata(nb: nbformat.NotebookNode, release_nb: nbformat.NotebookNod
     Locked cells are matched by identical source, exercise cells by their "# Exercise N.M" first line;
     anything ambiguous is left alone. A written answer cannot be recognised: nbgrader adds an empty copy back.
     """
-    present = {_meta(c).get("grade_id") for c in nb.cells if _meta(c).get("grade_id")}
+    present = {nbgrader_metadata(c).get("grade_id") for c in nb.cells if nbgrader_metadata(c).get("grade_id")}
     restored, unmatched = 0, []
     for ref in release_nb.cells:
-        meta = _meta(ref)
+        meta = nbgrader_metadata(ref)
         if not meta.get("grade_id") or meta["grade_id"] in present:
             continue
         if meta.get("solution"):
             header = _exercise_header(ref)
-            matches = [c for c in nb.cells if not _meta(c) and header and _exercise_header(c) == header]
+            matches = [
+                c for c in nb.cells if not nbgrader_metadata(c) and header and _exercise_header(c) == header
+            ]
         else:
-            matches = [c for c in nb.cells if not _meta(c) and c.source.strip() == ref.source.strip()]
+            matches = [
+                c for c in nb.cells if not nbgrader_metadata(c) and c.source.strip() == ref.source.strip()
+            ]
         if len(matches) == 1:
             matches[0].metadata["nbgrader"] = dict(meta)
             restored += 1
@@ -91,7 +99,9 @@ def check_notebook(
     if unmatched:
         reason = f"{name} lost its nbgrader metadata and exercise cells {', '.join(unmatched)} cannot be recognised"
         return None, notes, reason
-    reference = {_meta(c)["grade_id"]: c for c in release_nb.cells if _meta(c).get("grade_id")}
+    reference = {
+        nbgrader_metadata(c)["grade_id"]: c for c in release_nb.cells if nbgrader_metadata(c).get("grade_id")
+    }
     seen = repair_cells(nb, reference, notes)
     notes.extend(missing_cells(reference, seen))
     notes.extend(review_notes(nb, release_nb, source_nb))
@@ -147,13 +157,13 @@ def repair_cells(nb: nbformat.NotebookNode, reference: dict, notes: list[str]) -
     seen: set[str] = set()
     kept, duplicates, retyped = [], set(), []
     for cell in nb.cells:
-        grade_id = _meta(cell).get("grade_id")
+        grade_id = nbgrader_metadata(cell).get("grade_id")
         if grade_id in seen:
             duplicates.add(grade_id)  # nbgrader aborts the whole batch on a duplicated grade id
-            if _meta(reference.get(grade_id, {})).get("solution"):
+            if nbgrader_metadata(reference.get(grade_id, {})).get("solution"):
                 # A copied exercise cell: keep every copy, as the student ran them; the last one stays graded.
                 for earlier in kept:
-                    if _meta(earlier).get("grade_id") == grade_id:
+                    if nbgrader_metadata(earlier).get("grade_id") == grade_id:
                         earlier.metadata.pop("nbgrader")
                 kept.append(cell)
             continue
@@ -195,7 +205,7 @@ def missing_cells(reference: dict, seen: set[str]) -> list[str]:
     missing_exercises = [
         gid
         for gid, c in reference.items()
-        if _meta(c).get("solution") and not is_answer_cell(c) and gid not in seen
+        if nbgrader_metadata(c).get("solution") and not is_answer_cell(c) and gid not in seen
     ]
     if missing_exercises:
         notes.append(f"exercise cells {', '.join(missing_exercises)} were deleted (their tests will fail)")
@@ -221,10 +231,17 @@ def review_notes(
     }  # cells as handed out or solved: not the student's code
     notes = []
     for label, cells in (
-        ("exercise code uses", [c for c in nb.cells if _meta(c).get("solution") and c.cell_type == "code"]),
+        (
+            "exercise code uses",
+            [c for c in nb.cells if nbgrader_metadata(c).get("solution") and c.cell_type == "code"],
+        ),
         (
             "other cells use",
-            [c for c in nb.cells if c.cell_type == "code" and not _meta(c) and c.source.strip() not in given],
+            [
+                c
+                for c in nb.cells
+                if c.cell_type == "code" and not nbgrader_metadata(c) and c.source.strip() not in given
+            ],
         ),
     ):
         suspicious = sorted({m.group(0) for c in cells for m in SUSPICIOUS.finditer(c.source)})

@@ -102,17 +102,21 @@ def _system_binds() -> list[str]:
 def kernel_environment(work_dir: Path, extra: dict[str, str] | None = None) -> dict[str, str]:
     """The whole environment of a sandboxed kernel: nothing of the grader's (no tokens, no database URLs), and
     ``extra``."""
+    from data_utils.lessons import GRADING_ENV_VAR  # here, not above: the grader itself never imports torch
+
+    from ..build import SANDBOX_DIR_VAR, SANDBOXED_VAR
+
     env = {
         "PATH": os.pathsep.join([str(Path(sys.executable).parent), "/usr/local/bin", "/usr/bin", "/bin"]),
         "HOME": str(work_dir),
         "TMPDIR": "/var/tmp",
         "LANG": "C.UTF-8",
         "MPLCONFIGDIR": "/var/tmp/matplotlib",
-        "NBGRADER_EXECUTION": "autograde",
+        GRADING_ENV_VAR: "autograde",
         "OMP_NUM_THREADS": "1",
         "PYTHONDONTWRITEBYTECODE": "1",
-        "SIAMESE_GRADING_SANDBOX": str(work_dir),
-        "SIAMESE_GRADING_SANDBOXED": "1",  # the checks' preamble: import nothing from a folder the notebook can write
+        SANDBOX_DIR_VAR: str(work_dir),
+        SANDBOXED_VAR: "1",  # the checks' preamble: import nothing from a folder the notebook can write
     }
     if os.environ.get("PYTHONPATH"):  # a course imported from a copy (tests, an instructor's checkout)
         env["PYTHONPATH"] = os.environ["PYTHONPATH"]

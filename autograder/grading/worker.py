@@ -35,15 +35,19 @@ from jupyter_client.asynchronous import AsyncKernelClient
 from nbgrader.preprocessors import Execute
 from nbgrader.utils import is_grade, is_solution
 
+from data_utils.lessons import QUICK_ENV_VAR
+
+from ..build import SANDBOX_DIR_VAR
+from ..checks.transcript import SEED_VARIABLE
 from . import judge_side, reference
 from . import sandbox as kernel_sandbox
 from .course import nbgrader_config
+from .repair import nbgrader_metadata
 from .timing import LapClock, cpu_counter
 
 CELL_OUTPUT_LIMIT_BYTES = 2 * 1024 * 1024
 NOTEBOOK_OUTPUT_LIMIT_BYTES = 16 * 1024 * 1024
 MESSAGE_LIMIT_BYTES = 32 * 1024 * 1024  # ZeroMQ drops a larger message before it is read into memory
-CHECK_SEED_VARIABLE = "SIAMESE_CHECK_SEED"  # autograder.checks.transcript.SEED_VARIABLE
 
 # A one-line exception at the start of a line of nbgrader's log, e.g. "sqlite3.OperationalError: ..."
 EXCEPTION_LINE = re.compile(
@@ -194,7 +198,7 @@ def kernel_config(config, sandbox: Path, lesson: str, student: str, run_dir: Pat
         for name, copy in (("solutions", hidden), ("autograder", probe)):
             overlays.update(dict.fromkeys(kernel_sandbox.other_copies(name, packages[name]), copy))
         kernel_sandbox.write_kernelspec(
-            sandbox / "kernelspec", work_dir, run_dir, {CHECK_SEED_VARIABLE: str(seed)}, overlays
+            sandbox / "kernelspec", work_dir, run_dir, {SEED_VARIABLE: str(seed)}, overlays
         )
         os.environ["JUPYTER_PATH"] = str(sandbox / "kernelspec")
         config.KernelManager.connection_file = str(run_dir / "kernel.json")  # the kernel reads it there
@@ -226,7 +230,7 @@ def locate_kernel_death(notebook: Path, config) -> str:
                 try:
                     client.execute_cell(cell, index)
                 except DeadKernelError:
-                    grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
+                    grade_id = nbgrader_metadata(cell).get("grade_id")
                     first_line = cell.source.strip().splitlines()[0][:60] if cell.source.strip() else ""
                     return f"cell {index + 1}" + (f" ({grade_id})" if grade_id else f" ({first_line!r})")
                 except (CellExecutionError, CellTimeoutError):
@@ -274,7 +278,7 @@ def _execute_lesson(
     seed = (
         secrets.randbits(62) | 1
     )  # this run's inputs for the checks: drawn now, so no answer exists in advance
-    os.environ[CHECK_SEED_VARIABLE] = str(seed)  # a kernel started without the sandbox inherits it
+    os.environ[SEED_VARIABLE] = str(seed)  # a kernel started without the sandbox inherits it
     try:
         config = kernel_config(
             nbgrader_config(sandbox, timeout=cell_timeout), sandbox, lesson, student, run_dir, seed
@@ -295,7 +299,7 @@ def _execute_lesson(
         notes = judge_notebook(executed, source, lesson, seed)
         return {"executed": str(executed), "notes": notes}
     finally:
-        os.environ.pop(CHECK_SEED_VARIABLE, None)
+        os.environ.pop(SEED_VARIABLE, None)
         if run_dir:
             shutil.rmtree(run_dir, ignore_errors=True)
 
@@ -313,11 +317,12 @@ def kernel_environment(sandbox: Path) -> None:
             "MPLCONFIGDIR": str(home / ".config" / "matplotlib"),
             "JUPYTER_RUNTIME_DIR": str(home / "runtime"),
             "PYTHONDONTWRITEBYTECODE": "1",  # the grader checks its packages' files, .pyc included
-            "SIAMESE_GRADING_SANDBOX": str(sandbox),  # the checks' preamble never imports from here
+            SANDBOX_DIR_VAR: str(sandbox),  # the checks' preamble never imports from here
         }
     )
     # The checks are small, and one thread each keeps parallel graders from spinning against each other.
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ.pop(QUICK_ENV_VAR, None)  # a developer's quick mode never reaches a graded kernel
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,9 +17,34 @@ import argparse
 import sys
 from pathlib import Path
 
+# The grading limits a run may change: (option, its Limits field, metavar, help); None keeps Limits' default.
+LIMIT_OPTIONS = (
+    ("--notebook-timeout", "notebook_timeout", "S", "seconds one notebook may run in all (default 300)"),
+    ("--cell-timeout", "cell_timeout", "S", "seconds one cell may run (default 30)"),
+    (
+        "--memory-mb",
+        "memory_mb",
+        "MB",
+        "address-space limit of each grading process and its kernel (default 8192; 0 = none)",
+    ),
+    (
+        "--max-notebook-mb",
+        "notebook_mb",
+        "MB",
+        "largest notebook file read (default 20); a larger one is that student's 'file too large'",
+    ),
+    ("--max-student-mb", "student_mb", "MB", "one student's notebooks together (default 100)"),
+    (
+        "--max-archive-mb",
+        "archive_mb",
+        "MB",
+        "largest zip file accepted (default 4096); a larger one is refused before it is read",
+    ),
+)
 
-def main(argv: list[str] | None = None) -> int:
-    """Parse the command line and run one command."""
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line: release, solutions, grade and report."""
     parser = argparse.ArgumentParser(
         prog="python -m autograder", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -29,6 +54,28 @@ def main(argv: list[str] | None = None) -> int:
     p_release.add_argument("--db-url", default=None, help="gradebook URL (default: SQLite in OUT)")
     p_solutions = commands.add_parser("solutions", help="write the solved notebooks")
     p_solutions.add_argument("out", type=Path)
+    add_grade_command(commands)
+    p_report = commands.add_parser("report", help="write grades.csv and feedback again from the gradebook")
+    p_report.add_argument(
+        "--from",
+        dest="sources",
+        type=Path,
+        action="append",
+        required=True,
+        metavar="OUT",
+        help="the --out folder of a grade run (repeat it to merge several)",
+    )
+    p_report.add_argument(
+        "--db-url", default=None, help="the gradebook URL the runs used (default: SQLite in each OUT)"
+    )
+    p_report.add_argument(
+        "--out", type=Path, required=True, help="where grades.csv, intake.csv and feedback/ go"
+    )
+    return parser
+
+
+def add_grade_command(commands: argparse._SubParsersAction) -> None:
+    """``grade SUBMISSIONS --out OUT`` and its options."""
     p_grade = commands.add_parser("grade", help="autograde a class's submissions")
     p_grade.add_argument(
         "submissions", type=Path, help="a folder (one sub-folder or file prefix per student) or a zip"
@@ -40,44 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     p_grade.add_argument(
         "--db-url", default=None, help="gradebook URL, e.g. postgresql://... (default: SQLite in OUT)"
     )
-    p_grade.add_argument(
-        "--notebook-timeout",
-        type=int,
-        default=None,
-        metavar="S",
-        help="seconds one notebook may run in all (default 300)",
-    )
-    p_grade.add_argument(
-        "--cell-timeout", type=int, default=None, metavar="S", help="seconds one cell may run (default 30)"
-    )
-    p_grade.add_argument(
-        "--memory-mb",
-        type=int,
-        default=None,
-        metavar="MB",
-        help="address-space limit of each grading process and its kernel (default 8192; 0 = none)",
-    )
-    p_grade.add_argument(
-        "--max-notebook-mb",
-        type=int,
-        default=None,
-        metavar="MB",
-        help="largest notebook file read (default 20); a larger one is that student's 'file too large'",
-    )
-    p_grade.add_argument(
-        "--max-student-mb",
-        type=int,
-        default=None,
-        metavar="MB",
-        help="one student's notebooks together (default 100)",
-    )
-    p_grade.add_argument(
-        "--max-archive-mb",
-        type=int,
-        default=None,
-        metavar="MB",
-        help="largest zip file accepted (default 4096); a larger one is refused before it is read",
-    )
+    for option, field, metavar, text in LIMIT_OPTIONS:
+        p_grade.add_argument(option, dest=field, type=int, default=None, metavar=metavar, help=text)
     p_grade.add_argument(
         "--isolation",
         choices=("on", "off"),
@@ -101,26 +112,41 @@ def main(argv: list[str] | None = None) -> int:
         help="write the wall and CPU seconds of every grading stage to FILE (JSON lines), as "
         "`python -m autograder.benchmark` does",
     )
-    p_report = commands.add_parser("report", help="write grades.csv and feedback again from the gradebook")
-    p_report.add_argument(
-        "--from",
-        dest="sources",
-        type=Path,
-        action="append",
-        required=True,
-        metavar="OUT",
-        help="the --out folder of a grade run (repeat it to merge several)",
-    )
-    p_report.add_argument(
-        "--db-url", default=None, help="the gradebook URL the runs used (default: SQLite in each OUT)"
-    )
-    p_report.add_argument(
-        "--out", type=Path, required=True, help="where grades.csv, intake.csv and feedback/ go"
-    )
-    args = parser.parse_args(argv)
 
+
+def run_grade(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    """Grade the submissions; list the students not fully graded."""
     from .grading import run as grading
-    from .grading.collect import printable
+    from .grading.collect import Shard, printable
+
+    if args.jobs < 1:
+        parser.error(f"--jobs must be at least 1, got {args.jobs}")
+    try:
+        shard = Shard.parse(args.shard) if args.shard else None
+    except ValueError as error:
+        parser.error(str(error))
+    given = {field: getattr(args, field) for _, field, _, _ in LIMIT_OPTIONS}
+    limits = grading.Limits(**{name: value for name, value in given.items() if value is not None})
+    results = grading.grade(
+        args.submissions,
+        args.out,
+        jobs=args.jobs,
+        db_url=args.db_url,
+        isolate=args.isolation == "on",
+        limits=limits,
+        shard=shard,
+        timings=args.timings,
+    )
+    for result in results:
+        if result.status != "graded":
+            print(f"{printable(result.student)} ({result.student_id}): {result.status}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse the command line and run one command."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from .grading import run as grading
 
     try:
         if args.command == "release":
@@ -136,37 +162,7 @@ def main(argv: list[str] | None = None) -> int:
                 grading.check_database(args.db_url)
             write_report(args.sources, args.out, args.db_url)
         else:
-            if args.jobs < 1:
-                parser.error(f"--jobs must be at least 1, got {args.jobs}")
-            from .grading.collect import Shard
-
-            try:
-                shard = Shard.parse(args.shard) if args.shard else None
-            except ValueError as error:
-                parser.error(str(error))
-            given = {
-                "notebook_timeout": args.notebook_timeout,
-                "cell_timeout": args.cell_timeout,
-                "memory_mb": args.memory_mb,
-                "notebook_mb": args.max_notebook_mb,
-                "student_mb": args.max_student_mb,
-                "archive_mb": args.max_archive_mb,
-            }
-            limits = grading.Limits(**{name: value for name, value in given.items() if value is not None})
-            isolate = args.isolation == "on"
-            results = grading.grade(
-                args.submissions,
-                args.out,
-                jobs=args.jobs,
-                db_url=args.db_url,
-                isolate=isolate,
-                limits=limits,
-                shard=shard,
-                timings=args.timings,
-            )
-            not_graded = [r for r in results if r.status != "graded"]
-            for r in not_graded:
-                print(f"{printable(r.student)} ({r.student_id}): {r.status}")
+            run_grade(args, parser)
     except (FileNotFoundError, ValueError, RuntimeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

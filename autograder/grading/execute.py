@@ -55,82 +55,91 @@ def run_worker(
     ``env`` is the worker's environment (default: this process's), e.g. with the course imported from a copy.
     """
     base = env if env is not None else dict(os.environ)
+    options = ["--cell-timeout", str(cell_timeout), "--memory-mb", str(memory_mb)]
+    if sandboxed:
+        options.append("--sandboxed")
+    options += group.join_command() if group else []
     results: dict[str, dict] = {}
     remaining = list(lessons)
-    while remaining:
-        options = ["--cell-timeout", str(cell_timeout), "--memory-mb", str(memory_mb)]
-        if sandboxed:
-            options.append("--sandboxed")
-        options += group.join_command() if group else []
-        # Options first, then "--": nothing after it is read as an option, whatever a name looks like.
-        command = [
-            sys.executable,
-            "-m",
-            "autograder.grading.worker",
-            *options,
-            "--",
-            str(sandbox),
-            student,
-            *remaining,
-        ]
-        worker_env = dict(base)
-        worker_env["PYTHONDONTWRITEBYTECODE"] = "1"  # the grader's packages stay byte for byte as snapshotted
-        # Results come back on a pipe of their own that only the worker holds: kernels inherit its stdout
-        # and stderr, so those lead nowhere, and nothing a notebook writes can pass for a result.
-        read_end, write_end = os.pipe()
-        command[command.index("--") : command.index("--")] = ["--result-fd", str(write_end)]
-        try:
-            process = subprocess.Popen(
-                command,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                env=worker_env,
-                cwd=sandbox,
-                start_new_session=True,
-                pass_fds=(write_end,),
-            )
-        finally:
-            os.close(write_end)
-        lines: queue.Queue = queue.Queue()
-        threading.Thread(
-            target=_read_lines,
-            args=(os.fdopen(read_end, encoding="utf-8", errors="replace"), lines),
-            daemon=True,
-        ).start()
-        current, deadline = None, time.monotonic() + notebook_timeout + 60
-        while True:
-            try:
-                line = lines.get(timeout=max(0.1, deadline - time.monotonic()))
-            except queue.Empty:
-                line = "timeout"
-            if line == "timeout" or line is None:
-                _kill_group(process)
-                lesson = current or remaining[0]
-                if line == "timeout":
-                    results[lesson] = {
-                        "error": f"ran past the limit of {notebook_timeout} s for one notebook"
-                    }
-                else:  # the worker itself was killed (out of memory?): not a verdict on the notebook
-                    results[lesson] = {
-                        "error": "the grading process died (out of memory?); it is graded again on the "
-                        "next run",
-                        "retry": True,
-                    }
-                remaining.remove(lesson)
-                break
-            message = worker_message(line, remaining)
-            if message is None:
-                continue
-            if "start" in message:
-                current, deadline = message["start"], time.monotonic() + notebook_timeout
-                continue
-            results[message["lesson"]] = message
-            remaining.remove(message["lesson"])
-            if not remaining:
-                process.wait()
-                break
+    while remaining:  # a worker that dies or hangs loses its lesson; the next one goes on with the rest
+        process, lines = _start_worker(sandbox, student, remaining, options, base)
+        _follow_worker(process, lines, remaining, results, notebook_timeout)
     return results
+
+
+def _start_worker(
+    sandbox: Path, student: str, lessons: list[str], options: list[str], env: dict[str, str]
+) -> tuple[subprocess.Popen, queue.Queue]:
+    """Start a worker for ``lessons``; its result lines arrive on the returned queue (None when it ends)."""
+    # Options first, then "--": nothing after it is read as an option, whatever a name looks like.
+    command = [sys.executable, "-m", "autograder.grading.worker", *options]
+    worker_env = {
+        **env,
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }  # the grader's packages stay byte for byte as snapshotted
+    # Results come back on a pipe of their own that only the worker holds: kernels inherit its stdout
+    # and stderr, so those lead nowhere, and nothing a notebook writes can pass for a result.
+    read_end, write_end = os.pipe()
+    command += ["--result-fd", str(write_end), "--", str(sandbox), student, *lessons]
+    try:
+        process = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=worker_env,
+            cwd=sandbox,
+            start_new_session=True,
+            pass_fds=(write_end,),
+        )
+    finally:
+        os.close(write_end)
+    lines: queue.Queue = queue.Queue()
+    threading.Thread(
+        target=_read_lines,
+        args=(os.fdopen(read_end, encoding="utf-8", errors="replace"), lines),
+        daemon=True,
+    ).start()
+    return process, lines
+
+
+def _follow_worker(
+    process: subprocess.Popen,
+    lines: queue.Queue,
+    remaining: list[str],
+    results: dict[str, dict],
+    notebook_timeout: int,
+) -> None:
+    """Record the worker's lessons as they come, until it is done, dies or runs past a notebook's limit."""
+    current, deadline = None, time.monotonic() + notebook_timeout + 60
+    while True:
+        try:
+            line = lines.get(timeout=max(0.1, deadline - time.monotonic()))
+        except queue.Empty:
+            line = "timeout"
+        if line == "timeout" or line is None:
+            _kill_group(process)
+            lesson = current or remaining[0]
+            if line == "timeout":
+                results[lesson] = {"error": f"ran past the limit of {notebook_timeout} s for one notebook"}
+            else:  # the worker itself was killed (out of memory?): not a verdict on the notebook
+                results[lesson] = {
+                    "error": "the grading process died (out of memory?); it is graded again on the next run",
+                    "retry": True,
+                }
+            remaining.remove(lesson)
+            return
+        message = worker_message(line, remaining)
+        if message is None:
+            continue
+        if "start" in message:
+            current, deadline = message["start"], time.monotonic() + notebook_timeout
+            continue
+        results[message["lesson"]] = message
+        remaining.remove(message["lesson"])
+        if not remaining:
+            process.wait()
+            return
 
 
 def _read_lines(stream, lines: queue.Queue) -> None:

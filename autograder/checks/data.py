@@ -189,75 +189,80 @@ def _check_items_on(SiameseDataset: Any, dataset: Dataset, description: str, ind
         )
     lookup = _Lookup(dataset)
     for index in indices:
-        item = _item(pairs, index, description)
-        image1, image2, label = _split_item(item, index, description)
+        image1, image2, label = _split_item(_item(pairs, index, description), index, description)
         where = f"pairs[{index}] on {description}"
-        reference_image = lookup.images[index]
-        for name, image in (("image1", image1), ("image2", image2)):
-            if not isinstance(image, torch.Tensor):
-                fail(
-                    f"{name} is an image tensor like the dataset's",
-                    input=where,
-                    expected=describe(reference_image).split(", values")[0],
-                    got=type_name(image),
-                    hint="dataset[j] returns (image, label): keep only the image, image, _ = dataset[j]"
-                    if isinstance(image, (tuple, list))
-                    else None,
-                )
-            if image.shape != reference_image.shape or image.dtype != reference_image.dtype:
-                fail(
-                    f"{name} has the shape and dtype of the dataset's images",
-                    input=where,
-                    expected=f"shape {list(reference_image.shape)}, dtype {reference_image.dtype}",
-                    got=f"shape {list(image.shape)}, dtype {image.dtype}",
-                    hint="return the dataset's image tensor as it is (no squeeze, no conversion)",
-                )
-        if not torch.equal(image1, reference_image):
-            found = lookup.find(image1)
-            fail(
-                "image1 of pairs[i] is image i of the dataset",
-                input=where,
-                expected=f"dataset[{index}][0]",
-                got=f"image {found} of the dataset"
-                if found is not None
-                else "an image that is not in the dataset",
-                hint="image1 must be dataset[index][0]; only the second image is drawn at random",
-            )
-        if lookup.find(image2) is None:
-            fail(
-                "image2 is one of the wrapped dataset's images, unchanged", input=where, got=describe(image2)
-            )
-        if not isinstance(label, torch.Tensor):
-            fail(
-                "the label is a tensor",
-                input=where,
-                expected="a float32 tensor of shape [1], e.g. torch.tensor([1.0])",
-                got=type_name(label),
-                hint="wrap the value: torch.tensor([float(label1 != label2)])",
-            )
-        if label.dtype != torch.float32:
-            fail(
-                "the label is float32",
-                input=where,
-                expected="dtype float32",
-                got=f"dtype {label.dtype}",
-                hint="torch.tensor([1.0]) is float32; torch.tensor([1]) or a bool gives another dtype "
-                "(use dtype=torch.float32)",
-            )
-        if tuple(label.shape) != (1,):
-            hint = (
-                "use torch.tensor([value]) (a list of one value) to get shape [1]"
-                if label.dim() == 0
-                else None
-            )
-            fail(
-                "the label has shape [1]",
-                input=where,
-                expected="shape [1]",
-                got=f"shape {list(label.shape)}",
-                hint=hint,
-            )
+        _check_item_images(image1, image2, lookup, index, where)
+        _check_label_type(label, where)
         _label_value(label, index, description)
+
+
+def _check_item_images(image1: Any, image2: Any, lookup: _Lookup, index: int, where: str) -> None:
+    """Both images are the dataset's tensors, unchanged; the first is image ``index``."""
+    reference_image = lookup.images[index]
+    for name, image in (("image1", image1), ("image2", image2)):
+        if not isinstance(image, torch.Tensor):
+            fail(
+                f"{name} is an image tensor like the dataset's",
+                input=where,
+                expected=describe(reference_image).split(", values")[0],
+                got=type_name(image),
+                hint="dataset[j] returns (image, label): keep only the image, image, _ = dataset[j]"
+                if isinstance(image, (tuple, list))
+                else None,
+            )
+        if image.shape != reference_image.shape or image.dtype != reference_image.dtype:
+            fail(
+                f"{name} has the shape and dtype of the dataset's images",
+                input=where,
+                expected=f"shape {list(reference_image.shape)}, dtype {reference_image.dtype}",
+                got=f"shape {list(image.shape)}, dtype {image.dtype}",
+                hint="return the dataset's image tensor as it is (no squeeze, no conversion)",
+            )
+    if not torch.equal(image1, reference_image):
+        found = lookup.find(image1)
+        fail(
+            "image1 of pairs[i] is image i of the dataset",
+            input=where,
+            expected=f"dataset[{index}][0]",
+            got=f"image {found} of the dataset"
+            if found is not None
+            else "an image that is not in the dataset",
+            hint="image1 must be dataset[index][0]; only the second image is drawn at random",
+        )
+    if lookup.find(image2) is None:
+        fail("image2 is one of the wrapped dataset's images, unchanged", input=where, got=describe(image2))
+
+
+def _check_label_type(label: Any, where: str) -> None:
+    """The label is a float32 tensor of shape [1]."""
+    if not isinstance(label, torch.Tensor):
+        fail(
+            "the label is a tensor",
+            input=where,
+            expected="a float32 tensor of shape [1], e.g. torch.tensor([1.0])",
+            got=type_name(label),
+            hint="wrap the value: torch.tensor([float(label1 != label2)])",
+        )
+    if label.dtype != torch.float32:
+        fail(
+            "the label is float32",
+            input=where,
+            expected="dtype float32",
+            got=f"dtype {label.dtype}",
+            hint="torch.tensor([1.0]) is float32; torch.tensor([1]) or a bool gives another dtype "
+            "(use dtype=torch.float32)",
+        )
+    if tuple(label.shape) != (1,):
+        hint = (
+            "use torch.tensor([value]) (a list of one value) to get shape [1]" if label.dim() == 0 else None
+        )
+        fail(
+            "the label has shape [1]",
+            input=where,
+            expected="shape [1]",
+            got=f"shape {list(label.shape)}",
+            hint=hint,
+        )
 
 
 def _check_loader(SiameseDataset: Any, dataset: Dataset, description: str, batch_size: int) -> None:

@@ -104,6 +104,11 @@ def _embed_case(
         )
     with torch.no_grad():
         expected = reference.forward_ind(x)
+    _check_embeddings(result, expected, calls, where)
+
+
+def _check_embeddings(result: torch.Tensor, expected: torch.Tensor, calls: list, where: str) -> None:
+    """Shape, dtype and device of what ``embed`` returned, how it ran the network, and its values."""
     if tuple(result.shape) != tuple(expected.shape):
         fail(
             "embed returns one embedding per image, [N, D]",

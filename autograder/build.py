@@ -261,7 +261,6 @@ class Lesson:
 def build_source(lesson: str) -> Lesson:
     """The nbgrader source notebook (solutions and hidden tests in) of one lesson."""
     row = syllabus.lesson(lesson)
-    cells = parse_lesson(SOURCES_DIR / f"{lesson}.py")
     nb = nbformat.v4.new_notebook()
     nb.metadata = {
         "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
@@ -271,71 +270,72 @@ def build_source(lesson: str) -> Lesson:
     }
     nb.cells.append(nbformat.v4.new_markdown_cell(badge_markdown(lesson)))
     stubs: dict[str, list[str]] = {}
-    seen_ids: set[str] = set()
-
-    def add(cell: nbformat.NotebookNode, **meta) -> None:
+    for cell in parse_lesson(SOURCES_DIR / f"{lesson}.py"):
+        made, meta, messages = notebook_cell(cell, row)
         if meta:
-            grade_id = meta["grade_id"]
-            if grade_id in seen_ids:
-                raise ValueError(f"{lesson}: grade id {grade_id!r} used twice")
-            seen_ids.add(grade_id)
-            cell.metadata.update(_nbgrader(**meta))
-        nb.cells.append(cell)
-
-    def add_code(source: str, **meta) -> None:
-        add(nbformat.v4.new_code_cell(source), **meta)
-
-    for cell in cells:
-        if cell.kind == "markdown":
-            nb.cells.append(nbformat.v4.new_markdown_cell(markdown_text(cell)))
-        elif cell.kind == "code":
-            add_code(cell.body)
-        elif (
-            cell.kind == "demo"
-        ):  # a plain cell that only demonstrates: the grader may skip it (grading/demos.py)
-            add_code(cell.body)
-            nb.cells[-1].metadata[demos.MARK] = {"demo": True}
-        elif cell.kind == "setup":
-            add_code(setup_source(), grade_id="setup", locked=True)
-        elif cell.kind == "given":
-            objects = resolve(cell.rest)
-            add_code(
-                "\n\n\n".join(textwrap.dedent(inspect.getsource(obj)).rstrip() for _, obj in objects),
-                grade_id="given_" + "_".join(name.lower() for name, _ in objects),
-                locked=True,
-            )
-        elif cell.kind == "exercise":
-            number = cell.args[0]
-            grade_id = syllabus.exercise(number).grade_id
-            parts, messages = [], []
-            for _, obj in exercise_objects(row, number):
-                code, names = solution_source(obj)
-                parts.append(code)
-                messages += [f"Exercise {number}: write the body of {name}" for name in names]
-            header = f"# Exercise {number}: replace each `raise NotImplementedError(...)` with your code.\n"
-            add_code(header + "\n\n\n".join(parts), grade_id=grade_id, solution=True)
-            stubs[grade_id] = messages
-        elif cell.kind == "check":
-            grade_id, points = cell.args[0], int(cell.args[1])
-            # The preamble runs while grading only: nbgrader restores it from this source; students see the check alone.
-            preamble = CHECK_PREAMBLE.format(module=row.checks_module.rpartition(".")[2]).strip("\n")
-            body = f"{BEGIN_HIDDEN}\n{preamble}\n{END_HIDDEN}\n{cell.body}"
-            add_code(body, grade_id=grade_id, grade=True, locked=True, points=points)
-        elif cell.kind == "answer":
-            # A written answer, graded by hand: the model answer and rubric here; students get nbgrader's stub.
-            grade_id, points = cell.args[0], int(cell.args[1])
-            add(
-                nbformat.v4.new_markdown_cell(markdown_text(cell)),
-                grade_id=grade_id,
-                solution=True,
-                grade=True,
-                points=points,
-            )
+            if any(nbgrader_id(earlier) == meta["grade_id"] for earlier in nb.cells):
+                raise ValueError(f"{lesson}: grade id {meta['grade_id']!r} used twice")
+            made.metadata.update(_nbgrader(**meta))
+        if messages is not None:
+            stubs[meta["grade_id"]] = messages
+        nb.cells.append(made)
     nb.cells.append(nbformat.v4.new_markdown_cell(HAND_IN))
     for index, cell in enumerate(nb.cells):
         cell.id = f"{lesson[:2]}-{index:03d}"  # stable ids: a rebuild changes nothing that did not change
     check_demos(lesson, nb)
     return Lesson(lesson, nb, stubs)
+
+
+def nbgrader_id(cell: nbformat.NotebookNode) -> str | None:
+    """The grade id of a built cell, if it has one."""
+    return cell.metadata.get("nbgrader", {}).get("grade_id")
+
+
+def notebook_cell(cell: Cell, row: syllabus.Lesson) -> tuple[nbformat.NotebookNode, dict, list[str] | None]:
+    """One notebook cell from one cell of a lesson source: the cell, the arguments of its nbgrader metadata
+    ({} for a plain cell) and, for an exercise, the messages of its stubs."""
+    code = nbformat.v4.new_code_cell
+    if cell.kind == "markdown":
+        return nbformat.v4.new_markdown_cell(markdown_text(cell)), {}, None
+    if cell.kind == "code":
+        return code(cell.body), {}, None
+    if cell.kind == "demo":  # a plain cell that only demonstrates: the grader may skip it (grading/demos.py)
+        made = code(cell.body)
+        made.metadata[demos.MARK] = {"demo": True}
+        return made, {}, None
+    if cell.kind == "setup":
+        return code(setup_source()), {"grade_id": "setup", "locked": True}, None
+    if cell.kind == "given":
+        objects = resolve(cell.rest)
+        source = "\n\n\n".join(textwrap.dedent(inspect.getsource(obj)).rstrip() for _, obj in objects)
+        grade_id = "given_" + "_".join(name.lower() for name, _ in objects)
+        return code(source), {"grade_id": grade_id, "locked": True}, None
+    if cell.kind == "exercise":
+        return exercise_cell(cell.args[0], row)
+    if cell.kind == "check":
+        grade_id, points = cell.args[0], int(cell.args[1])
+        # The preamble runs while grading only: nbgrader restores it from this source; students see the check alone.
+        preamble = CHECK_PREAMBLE.format(module=row.checks_module.rpartition(".")[2]).strip("\n")
+        body = f"{BEGIN_HIDDEN}\n{preamble}\n{END_HIDDEN}\n{cell.body}"
+        return code(body), {"grade_id": grade_id, "grade": True, "locked": True, "points": points}, None
+    if cell.kind == "answer":
+        # A written answer, graded by hand: the model answer and rubric here; students get nbgrader's stub.
+        grade_id, points = cell.args[0], int(cell.args[1])
+        meta = {"grade_id": grade_id, "solution": True, "grade": True, "points": points}
+        return nbformat.v4.new_markdown_cell(markdown_text(cell)), meta, None
+    raise ValueError(f"unknown cell kind {cell.kind!r}")
+
+
+def exercise_cell(number: str, row: syllabus.Lesson) -> tuple[nbformat.NotebookNode, dict, list[str]]:
+    """The solved exercise cell: the objects the course table lists for it, and one stub message per function."""
+    parts, messages = [], []
+    for _, obj in exercise_objects(row, number):
+        code, names = solution_source(obj)
+        parts.append(code)
+        messages += [f"Exercise {number}: write the body of {name}" for name in names]
+    header = f"# Exercise {number}: replace each `raise NotImplementedError(...)` with your code.\n"
+    cell = nbformat.v4.new_code_cell(header + "\n\n\n".join(parts))
+    return cell, {"grade_id": syllabus.exercise(number).grade_id, "solution": True}, messages
 
 
 def check_demos(lesson: str, nb: nbformat.NotebookNode) -> None:

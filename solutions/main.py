@@ -95,6 +95,14 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m solutions.train",
         description="Train the Siamese network on Fashion-MNIST and write metrics, plots and a checkpoint.",
     )
+    add_training_options(parser)
+    add_run_options(parser)
+    add_recipe_options(parser)
+    return parser
+
+
+def add_training_options(parser: argparse.ArgumentParser) -> None:
+    """The original's hyperparameters, the device and the fast path's options."""
     parser.add_argument("--epochs", type=int, default=5, help="number of epochs (default 5, as the original)")
     parser.add_argument("--batch-size", type=int, default=64, help="pairs per batch (default 64)")
     parser.add_argument("--lr", type=float, default=1e-5, help="Adam learning rate (default 1e-5)")
@@ -114,13 +122,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="train on the first N training images only (smoke runs)",
     )
     parser.add_argument(
-        "--data-root", default=None, help="data folder (default $SIAMESE_DATA_ROOT or ./data)"
-    )
-    parser.add_argument(
-        "--out", default="results/reference", help="output folder (default results/reference)"
-    )
-    parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
-    parser.add_argument(
         "--fast",
         action=argparse.BooleanOptionalAction,
         default=True,
@@ -138,6 +139,17 @@ def build_parser() -> argparse.ArgumentParser:
         default=False,
         help="fast path only: torch.compile the network (off by default: see the README)",
     )
+
+
+def add_run_options(parser: argparse.ArgumentParser) -> None:
+    """Where the data comes from and the results go, logging and resuming."""
+    parser.add_argument(
+        "--data-root", default=None, help="data folder (default $SIAMESE_DATA_ROOT or ./data)"
+    )
+    parser.add_argument(
+        "--out", default="results/reference", help="output folder (default results/reference)"
+    )
+    parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     parser.add_argument(
         "--log-every", type=int, default=10, help="log the batch loss every N steps (default 10)"
     )
@@ -150,6 +162,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="use N synthetic images instead of Fashion-MNIST (tests; no data needed)",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def add_recipe_options(parser: argparse.ArgumentParser) -> None:
+    """The improved recipe and the few-shot evaluation on held-out classes."""
     parser.add_argument(
         "--recipe",
         default="original",
@@ -165,7 +181,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --recipe improved: the classes the second network never sees (default anchor)",
     )
     parser.add_argument("--episodes", type=int, default=2000, help="random episodes per few-shot setting")
-    return parser
 
 
 def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
@@ -462,10 +477,6 @@ def train_recipe(
 def run_improved(args: argparse.Namespace) -> dict[str, Any]:
     """The improved recipe: a network on all classes, scored and plotted as the original run, and one that never
     sees the ``--holdout`` classes, scored on them (few-shot episodes and verification) next to raw pixels."""
-    from .evaluate import embed
-    from .oneshot import few_shot_accuracy, pixel_embeddings, unseen_class_scores
-    from .plots import plot_episodes, plot_few_shot
-
     started, out = time.perf_counter(), Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     device = select_device(args.device)
@@ -480,13 +491,43 @@ def run_improved(args: argparse.Namespace) -> dict[str, Any]:
     torch.save({"model": net.state_dict(), "recipe": settings}, out / "checkpoint.pt")
     metrics = evaluate_and_plot(args, net, (train_set, validation_set, test_set), history, device, out)
 
+    holdout = holdout_run(args, (train_set, validation_set, test_set), device, precision, out)
+    result = {
+        **{key: metrics[key] for key in METRICS},
+        "loss_history": history["loss_history"],
+        "num_validation_images": len(validation_set),
+        "recipe": "improved",
+        "recipe_settings": settings,
+        "image_passes": history["image_passes"],
+        "training_time_s": history["training_time_s"],
+        "holdout": holdout,
+        "wall_time_s": time.perf_counter() - started,
+        "device": device_name(device),
+        "precision": precision,
+        "versions": versions(),
+        "seed": args.seed,
+        "args": dict(vars(args)),
+    }
+    (out / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+def holdout_run(
+    args: argparse.Namespace, data: tuple, device: torch.device, precision: str, out: Path
+) -> dict[str, Any]:
+    """A network that never sees the ``--holdout`` classes, scored on them next to raw pixels, with its plots."""
+    from .evaluate import embed
+    from .oneshot import few_shot_accuracy, pixel_embeddings, unseen_class_scores
+    from .plots import plot_episodes, plot_few_shot
+
+    train_set, validation_set, test_set = data
     unseen = HOLDOUT_SPLITS[args.holdout]
     seen_train = with_classes(train_set, seen_classes(args.holdout))
     holdout_net, holdout_history = train_recipe(
         args, recipes.IMPROVED, seen_train, device, precision, f"improved, without {args.holdout} classes"
     )
     torch.save(
-        {"model": holdout_net.state_dict(), "recipe": settings, "holdout": list(unseen)},
+        {"model": holdout_net.state_dict(), "recipe": asdict(recipes.IMPROVED), "holdout": list(unseen)},
         out / "checkpoint-holdout.pt",
     )
     scores = unseen_class_scores(holdout_net, validation_set, test_set, unseen, device, args.episodes)
@@ -504,30 +545,12 @@ def run_improved(args: argparse.Namespace) -> dict[str, Any]:
     )
     plot_few_shot(scores, path=out / "few_shot.png")
     plt_close_all()
-
-    result = {
-        **{key: metrics[key] for key in METRICS},
-        "loss_history": history["loss_history"],
-        "num_validation_images": len(validation_set),
-        "recipe": "improved",
-        "recipe_settings": settings,
-        "image_passes": history["image_passes"],
-        "training_time_s": history["training_time_s"],
-        "holdout": {
-            "split": args.holdout,
-            "seen_classes": list(seen_classes(args.holdout)),
-            "training_time_s": holdout_history["training_time_s"],
-            **scores,
-        },
-        "wall_time_s": time.perf_counter() - started,
-        "device": device_name(device),
-        "precision": precision,
-        "versions": versions(),
-        "seed": args.seed,
-        "args": dict(vars(args)),
+    return {
+        "split": args.holdout,
+        "seen_classes": list(seen_classes(args.holdout)),
+        "training_time_s": holdout_history["training_time_s"],
+        **scores,
     }
-    (out / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
-    return result
 
 
 def plt_close_all() -> None:

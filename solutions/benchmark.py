@@ -196,11 +196,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     for run in runners.values():  # warm-up: workers started, kernels chosen, caches filled
         run(max(3, args.steps // 4))
+    interleave(runners, args.rounds, args.steps, flop)
+    return 0
+
+
+def interleave(runners: dict[str, Callable[[int], float]], rounds: int, steps: int, flop: float) -> None:
+    """Run the pipelines in turn, ``rounds`` times ``steps`` steps each; print every round and the medians
+    (``flop`` per training pair gives the GFLOP/s)."""
     rates: dict[str, list[float]] = {name: [] for name in runners}
     ratios = []
-    for r in range(args.rounds):
+    for r in range(rounds):
         for name, run in runners.items():
-            rates[name].append(run(args.steps))
+            rates[name].append(run(steps))
         ratios.append(rates["fast"][-1] / rates["original"][-1])
         print(
             f"round {r + 1}: original {rates['original'][-1]:7.0f} pairs/s   fast {rates['fast'][-1]:7.0f} pairs/s   "
@@ -218,7 +225,6 @@ def main(argv: list[str] | None = None) -> int:
         f"   ratio: fast / original = {statistics.median(rates['fast']) / statistics.median(rates['original']):.2f} "
         f"(median of medians); per-round median {statistics.median(ratios):.2f}"
     )
-    return 0
 
 
 if __name__ == "__main__":

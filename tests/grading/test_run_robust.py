@@ -353,38 +353,62 @@ TAMPERING = [
 ]
 
 
-def make_corpus(subs: Path, solved: Path) -> None:
-    """Write one sub-folder per student of CASES under ``subs``."""
+@dataclass
+class Corpus:
+    """Where the hostile class is written, and the solved notebooks its students start from."""
 
-    def solved_nb(lesson: str = LESSON) -> nbformat.NotebookNode:
-        return nbformat.read(solved / f"{lesson}.ipynb", as_version=4)
+    subs: Path
+    solved: Path
 
-    def buggy_nb() -> nbformat.NotebookNode:
-        nb = solved_nb()
+    def solved_nb(self, lesson: str = LESSON) -> nbformat.NotebookNode:
+        """A fresh copy of a solved lesson."""
+        return nbformat.read(self.solved / f"{lesson}.ipynb", as_version=4)
+
+    def buggy_nb(self) -> nbformat.NotebookNode:
+        """Lesson 4 with the bug every tampering student hides."""
+        nb = self.solved_nb()
         replace_once(cell_with_id(nb, "exercise_4_1"), BUG_OLD, BUG_NEW)
         return nb
 
-    def put(student: str, nb: nbformat.NotebookNode, name: str = f"{LESSON}.ipynb") -> Path:
-        path = subs / student / name
+    def put(self, student: str, nb: nbformat.NotebookNode, name: str = f"{LESSON}.ipynb") -> Path:
+        """Hand in ``nb`` as ``student``'s file ``name``."""
+        path = self.subs / student / name
         path.parent.mkdir(parents=True, exist_ok=True)
         nbformat.write(nb, path)
         return path
 
-    def put_text(student: str, name: str, text: str) -> Path:
-        path = subs / student / name
+    def put_text(self, student: str, name: str, text: str) -> Path:
+        """Hand in ``text`` as ``student``'s file ``name``."""
+        path = self.subs / student / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
         return path
 
-    for lesson in LESSONS:
-        put("solved", solved_nb(lesson), f"{lesson}.ipynb")
-        put_text("colab", f"Copy of {lesson}.ipynb", colab_text(solved_nb(lesson), f"Copy of {lesson}.ipynb"))
-    put("buggy", buggy_nb())
-    nb = solved_nb()
-    append_to_exercise(nb, HIDDEN_ONLY_BUG)
-    put("hidden_only_bug", nb)
 
-    nb = solved_nb()
+def make_corpus(subs: Path, solved: Path) -> None:
+    """Write one sub-folder per student of CASES under ``subs``."""
+    corpus = Corpus(subs, solved)
+    write_correct_and_noisy(corpus)
+    write_time_and_kernel_deaths(corpus)
+    write_tampering(corpus)
+    write_damaged_files(corpus)
+
+
+def write_correct_and_noisy(corpus: Corpus) -> None:
+    """Correct submissions, Colab's copies, and notebooks that raise, print to stderr or warn."""
+    for lesson in LESSONS:
+        corpus.put("solved", corpus.solved_nb(lesson), f"{lesson}.ipynb")
+        corpus.put_text(
+            "colab",
+            f"Copy of {lesson}.ipynb",
+            colab_text(corpus.solved_nb(lesson), f"Copy of {lesson}.ipynb"),
+        )
+    corpus.put("buggy", corpus.buggy_nb())
+    nb = corpus.solved_nb()
+    append_to_exercise(nb, HIDDEN_ONLY_BUG)
+    corpus.put("hidden_only_bug", nb)
+
+    nb = corpus.solved_nb()
     insert_plain_cells(
         nb,
         'raise RuntimeError("a plain cell that raises")',
@@ -392,20 +416,23 @@ def make_corpus(subs: Path, solved: Path) -> None:
         'import warnings\nwarnings.warn("a plain cell that warns")',
         '"a plain cell ending with a string"',
     )
-    put("noisy_plain", nb)
-    nb = solved_nb()
+    corpus.put("noisy_plain", nb)
+    nb = corpus.solved_nb()
     rewrite_exercise(nb, "exercise_4_1", NOISY_EXERCISE)
-    put("noisy_exercise", nb)
-    nb = solved_nb()
+    corpus.put("noisy_exercise", nb)
+    nb = corpus.solved_nb()
     append_to_exercise(nb, 'raise RuntimeError("the student left a raise below the definition")')
-    put("raising_exercise", nb)
+    corpus.put("raising_exercise", nb)
 
-    nb = solved_nb()
+
+def write_time_and_kernel_deaths(corpus: Corpus) -> None:
+    """Endless loops, slow cells, and kernels that exit, crash or run out of memory."""
+    nb = corpus.solved_nb()
     rewrite_exercise(nb, "exercise_4_1", ENDLESS_EXERCISE)
-    put("endless_loop", nb)
-    nb = solved_nb()
+    corpus.put("endless_loop", nb)
+    nb = corpus.solved_nb()
     insert_plain_cells(nb, "import time\ntime.sleep(25)  # the cell timeout is 10 s")
-    put("slow_cell", nb)
+    corpus.put("slow_cell", nb)
 
     for student, code in (
         ("os_exit", "import os\nos._exit(1)"),
@@ -413,16 +440,19 @@ def make_corpus(subs: Path, solved: Path) -> None:
         ("segfault", "import ctypes\nctypes.string_at(0)"),
         ("memory_hog", "hog = bytearray(20 * 2**30)"),
     ):
-        nb = solved_nb()
+        nb = corpus.solved_nb()
         append_to_exercise(nb, code)
-        put(student, nb)
+        corpus.put(student, nb)
 
-    nb = buggy_nb()
+
+def write_tampering(corpus: Corpus) -> None:
+    """Students who edit, delete or outwit the tests, the checks or the gradebook (all with the bug)."""
+    nb = corpus.buggy_nb()
     cell_with_id(nb, "loss_gradients").source = "pass"
-    put("edited_test", nb)
-    nb = buggy_nb()
+    corpus.put("edited_test", nb)
+    nb = corpus.buggy_nb()
     nb.cells.remove(cell_with_id(nb, "loss_gradients"))
-    put("deleted_test", nb)
+    corpus.put("deleted_test", nb)
     for student, code in (
         ("redefined_check", REDEFINE_CHECKS),
         ("fake_module", FAKE_MODULE),
@@ -431,17 +461,20 @@ def make_corpus(subs: Path, solved: Path) -> None:
         ("package_overwriter", OVERWRITE_PACKAGE),
         ("hidden_tracebacks", HIDE_TRACEBACKS),
     ):
-        nb = buggy_nb()
+        nb = corpus.buggy_nb()
         append_to_exercise(nb, code)
-        put(student, nb)
+        corpus.put(student, nb)
 
-    nb = solved_nb()
+
+def write_damaged_files(corpus: Corpus) -> None:
+    """Duplicated, deleted, stripped and retyped cells, odd file names, and files that are no notebook."""
+    nb = corpus.solved_nb()
     original = cell_with_id(nb, "loss_gradients")
     copy = nbformat.from_dict(json.loads(json.dumps(original)))
     copy["id"] = "copied-test-cell"
     nb.cells.insert(nb.cells.index(original) + 1, copy)
-    put("duplicated", nb)
-    nb = solved_nb()
+    corpus.put("duplicated", nb)
+    nb = corpus.solved_nb()
     keep = {"setup", *graded_points(nb)}  # and every exercise, and the cell of imports the exercises use
     nb.cells = [
         c
@@ -450,26 +483,26 @@ def make_corpus(subs: Path, solved: Path) -> None:
         or str(nbgrader_meta(c).get("grade_id", "")).startswith("exercise_")
         or "\nimport torch\n" in c.source
     ]
-    put("deleted_cells", nb)
-    nb = solved_nb()
+    corpus.put("deleted_cells", nb)
+    nb = corpus.solved_nb()
     for cell in nb.cells:
         cell.metadata.pop("nbgrader", None)
-    put("stripped", nb)
-    nb = solved_nb()
+    corpus.put("stripped", nb)
+    nb = corpus.solved_nb()
     graded = cell_with_id(nb, "loss_gradients")
     markdown = nbformat.v4.new_markdown_cell(graded.source, metadata=graded.metadata)
     markdown["id"] = graded["id"]
     nb.cells[nb.cells.index(graded)] = markdown
-    put("retyped", nb)
-    put("renamed", solved_nb(), f"Copy of {LESSON} (3).ipynb")
-    older = put("two_files", buggy_nb())
-    newer = put("two_files", solved_nb(), f"{LESSON} (1).ipynb")
+    corpus.put("retyped", nb)
+    corpus.put("renamed", corpus.solved_nb(), f"Copy of {LESSON} (3).ipynb")
+    older = corpus.put("two_files", corpus.buggy_nb())
+    newer = corpus.put("two_files", corpus.solved_nb(), f"{LESSON} (1).ipynb")
     os.utime(older, (time.time() - 3600, time.time() - 3600))
     os.utime(newer, (time.time() - 60, time.time() - 60))
-    put_text("empty_file", f"{LESSON}.ipynb", "")
-    put_text("invalid_json", f"{LESSON}.ipynb", (solved / f"{LESSON}.ipynb").read_text()[:3000])
-    put("stray_file", solved_nb())
-    put_text("stray_file", "notes.txt", "my notes for lesson 4\n")
+    corpus.put_text("empty_file", f"{LESSON}.ipynb", "")
+    corpus.put_text("invalid_json", f"{LESSON}.ipynb", (corpus.solved / f"{LESSON}.ipynb").read_text()[:3000])
+    corpus.put("stray_file", corpus.solved_nb())
+    corpus.put_text("stray_file", "notes.txt", "my notes for lesson 4\n")
 
 
 # ---------------------------------------------------------------- running the grader from a private copy

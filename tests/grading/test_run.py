@@ -22,6 +22,7 @@ from helpers import (
     set_manual_score,
     write_solved_notebooks,
 )
+from helpers.grading import cell_with_id, nbgrader_meta, replace_once, rewrite_exercise
 
 from autograder import syllabus
 from autograder.checks.loss import COLLAPSE_WHY
@@ -33,11 +34,6 @@ CLASS_TIMEOUT_S = 3600
 
 
 # ---------------------------------------------------------------- notebook helpers
-
-
-def nbgrader_meta(cell) -> dict:
-    """The cell's nbgrader metadata ({} if none)."""
-    return cell.metadata.get("nbgrader", {})
 
 
 def release_notebook(lesson: str) -> nbformat.NotebookNode:
@@ -61,26 +57,6 @@ AUTOGRADED = sum(
 # answers are graded by hand (a bonus lesson's points are a column of their own, outside it)
 # A student who wrote every written answer (the solved notebooks hold the model answers) waits for them.
 WROTE_ALL = awaiting(sum(len(lesson_points(lesson, "answer")) for lesson in LESSONS))
-
-
-def cell_with_id(nb, grade_id: str):
-    """The cell of ``nb`` whose nbgrader grade_id is ``grade_id``."""
-    return next(c for c in nb.cells if nbgrader_meta(c).get("grade_id") == grade_id)
-
-
-def replace_once(nb, grade_id: str, old: str, new: str) -> None:
-    """Replace ``old`` by ``new`` in one cell; fail if ``old`` is not there exactly once (no silent no-op)."""
-    cell = cell_with_id(nb, grade_id)
-    assert cell.source.count(old) == 1, f"{grade_id}: {old!r} found {cell.source.count(old)} times"
-    cell.source = cell.source.replace(old, new)
-
-
-def rewrite_exercise(nb, grade_id: str, code: str) -> None:
-    """Replace an exercise cell's code, keeping its first line (the "# Exercise N.M" comment) and its metadata."""
-    cell = cell_with_id(nb, grade_id)
-    first = cell.source.split("\n", 1)[0]
-    assert first.startswith("# Exercise "), first
-    cell.source = first + "\n" + code.strip("\n")
 
 
 # ---------------------------------------------------------------- the class
@@ -396,11 +372,11 @@ def make_class(root: Path, solved: Path) -> Path:
         for lesson in LESSONS:
             nb = solved_nb(lesson)
             if lesson == bug_lesson:
-                replace_once(nb, grade_id, old, new)
+                replace_once(cell_with_id(nb, grade_id), old, new)
             put(student, lesson, nb)
     for student, (bug_lesson, grade_id, old, new) in BONUS_BUGS.items():
         nb = solved_nb(bug_lesson)
-        replace_once(nb, grade_id, old, new)
+        replace_once(cell_with_id(nb, grade_id), old, new)
         put(student, bug_lesson, nb)
     alternative = {lesson: solved_nb(lesson) for lesson in LESSONS}
     for (lesson, grade_id), code in ALTERNATIVES.items():

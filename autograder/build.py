@@ -29,6 +29,8 @@ from pathlib import Path
 import nbformat
 import tomllib
 
+from data_utils.env import SANDBOX_DIR_VAR, SANDBOXED_VAR
+
 from . import syllabus
 from .grading import demos
 
@@ -195,8 +197,6 @@ importlib.invalidate_caches(); from data_utils.lessons import setup; QUICK = set
 # (or a package a notebook wrote next to itself or into its grading sandbox and put on sys.path)
 # changes what a self-check shows. While grading, what the cell shows decides nothing: the grader's
 # judge decides from the answers the checks recorded (autograder.checks.transcript).
-SANDBOX_DIR_VAR = "SIAMESE_GRADING_SANDBOX"  # the kernel's working folder while grading: never imported from
-SANDBOXED_VAR = "SIAMESE_GRADING_SANDBOXED"  # set under bubblewrap, where trusted code is read-only
 CHECK_PREAMBLE = f"""\
 import os, sys
 _here = [os.path.realpath(p) for p in (os.getcwd(), os.environ.get("{SANDBOX_DIR_VAR}") or os.getcwd())]
@@ -439,7 +439,7 @@ def execute_notebook(
     from .grading.course import put_environment_on_path
 
     put_environment_on_path()
-    from data_utils.lessons import QUICK_ENV_VAR
+    from data_utils.env import QUICK_ENV_VAR
 
     previous = os.environ.get(QUICK_ENV_VAR)
     if quick:

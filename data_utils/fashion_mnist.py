@@ -16,6 +16,8 @@ from pathlib import Path
 
 import torch
 
+from .env import DATA_DIR_VAR, DATA_ROOT_VAR
+
 CLASS_NAMES: tuple[str, ...] = (
     "T-shirt/top",
     "Trouser",
@@ -38,8 +40,8 @@ MD5: dict[str, str] = {
     "t10k-labels-idx1-ubyte": "15d484375f8d13e6eb1aabb0c3f46965",
 }
 
-ENV_VAR = "FASHION_MNIST_DIR"
-ROOT_ENV_VAR = "SIAMESE_DATA_ROOT"
+ENV_VAR = DATA_DIR_VAR
+ROOT_ENV_VAR = DATA_ROOT_VAR
 DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
 DOWNLOAD_TIMEOUT_S = 30.0
 

@@ -9,9 +9,8 @@ from pathlib import Path
 
 from torch.utils.data import Dataset
 
-GRADING_ENV_VAR = "NBGRADER_EXECUTION"  # set by nbgrader while it executes a notebook (autograde, validate)
-QUICK_ENV_VAR = "SIAMESE_COURSE_QUICK"
-DRIVE_ENV_VAR = "SIAMESE_DRIVE_DIR"  # a folder standing in for Google Drive (tests; any machine)
+from .env import DRIVE_ENV_VAR, GRADING_ENV_VAR, QUICK_ENV_VAR
+
 DRIVE_FOLDER = "/content/drive/MyDrive/siamese-course"
 CHECKPOINT_NAME = "siamese.pt"
 

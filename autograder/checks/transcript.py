@@ -35,7 +35,9 @@ from typing import Any
 import torch
 from torch import nn
 
-SEED_VARIABLE = "SIAMESE_CHECK_SEED"
+from data_utils.env import CHECK_SEED_VAR
+
+SEED_VARIABLE = CHECK_SEED_VAR
 TRANSCRIPT_MIME = "application/vnd.siamese.transcript+json"
 MAX_ELEMENTS = 1 << 20  # per tensor: far above what any check asks for (25,000 at most), far below what hurts
 DECODE_LIMIT = 1 << 24  # all the tensors the judge unpacks from one record (zlib makes zeros tiny to send)

@@ -36,6 +36,8 @@ import time
 from functools import lru_cache
 from pathlib import Path
 
+from data_utils.env import GRADING_ENV_VAR, SANDBOX_DIR_VAR, SANDBOXED_VAR
+
 from .timing import cpu_counter, group_cpu_seconds
 
 SANDBOX_UID = 65534  # "nobody"
@@ -102,10 +104,6 @@ def _system_binds() -> list[str]:
 def kernel_environment(work_dir: Path, extra: dict[str, str] | None = None) -> dict[str, str]:
     """The whole environment of a sandboxed kernel: nothing of the grader's (no tokens, no database URLs), and
     ``extra``."""
-    from data_utils.lessons import GRADING_ENV_VAR  # here, not above: the grader itself never imports torch
-
-    from ..build import SANDBOX_DIR_VAR, SANDBOXED_VAR
-
     env = {
         "PATH": os.pathsep.join([str(Path(sys.executable).parent), "/usr/local/bin", "/usr/bin", "/bin"]),
         "HOME": str(work_dir),

@@ -35,10 +35,9 @@ from jupyter_client.asynchronous import AsyncKernelClient
 from nbgrader.preprocessors import Execute
 from nbgrader.utils import is_grade, is_solution
 
-from data_utils.lessons import QUICK_ENV_VAR
+from data_utils.env import CHECK_SEED_VAR as SEED_VARIABLE
+from data_utils.env import QUICK_ENV_VAR, SANDBOX_DIR_VAR
 
-from ..build import SANDBOX_DIR_VAR
-from ..checks.transcript import SEED_VARIABLE
 from . import judge_side, reference
 from . import sandbox as kernel_sandbox
 from .course import nbgrader_config

@@ -123,17 +123,17 @@ def read_notebook(data: bytes, name: str) -> tuple[nbformat.NotebookNode | None,
 
 
 def drop_malformed_metadata(nb: nbformat.NotebookNode) -> int:
-    """Remove nbgrader metadata that is not a dict, has a grade id that is not text, or nbgrader's validator refuses.
+    """Remove nbgrader metadata that nbgrader's own check would refuse (``5``, a list as grade id, text as
+    points, an older schema, a key it does not know).
 
-    Such a cell then counts as stripped, and ``restore_metadata`` gives it the release's metadata back.
-    Returns how many cells lost theirs.
+    nbgrader validates each cell's metadata as it is, without upgrading it, and refuses the whole
+    notebook for one bad cell. Such a cell now counts as stripped, and ``restore_metadata`` gives it the
+    release's metadata back. Returns how many cells lost theirs.
     """
     validator = MetadataValidator()
     dropped = 0
     for cell in nb.cells:
-        if "nbgrader" not in cell.metadata:
-            continue
-        if not _well_formed(cell, validator):
+        if "nbgrader" in cell.metadata and not _well_formed(cell, validator):
             del cell.metadata["nbgrader"]
             dropped += 1
     return dropped
@@ -143,10 +143,8 @@ def _well_formed(cell: nbformat.NotebookNode, validator: MetadataValidator) -> b
     meta = cell.metadata["nbgrader"]
     if not isinstance(meta, dict) or not isinstance(meta.get("grade_id", ""), str):
         return False
-    probe = nbformat.from_dict({**cell, "metadata": {"nbgrader": dict(meta)}})
     try:
-        validator.upgrade_cell_metadata(probe)  # an older schema is not malformed
-        validator.validate_cell(probe)
+        validator.validate_cell(cell)
     except Exception:  # nbgrader raises AttributeError, TypeError or a schema error, depending on the field
         return False
     return True

@@ -37,6 +37,24 @@ MALFORMED = {
         "points": "all of them",
         "schema_version": 3,
     },
+    "an older schema": {"grade_id": "loss_similar_pairs"},
+    "no schema version": {
+        "grade": True,
+        "grade_id": "loss_similar_pairs",
+        "solution": False,
+        "locked": True,
+        "points": 1,
+    },
+    "empty": {},
+    "a key nbgrader does not know": {
+        "grade": True,
+        "grade_id": "loss_similar_pairs",
+        "solution": False,
+        "locked": True,
+        "points": 1,
+        "schema_version": 3,
+        "extra": 1,
+    },
     "text as grade": {
         "grade": "yes",
         "grade_id": "loss_similar_pairs",
@@ -63,10 +81,7 @@ def test_malformed_nbgrader_metadata_is_replaced_by_the_releases(kind):
     assert "removed malformed nbgrader metadata of 1 cells" in notes, notes
     assert "restored stripped nbgrader metadata of 1 cells" in notes, notes
     assert first_test_cell(nb).metadata["nbgrader"] == expected
-    validator = MetadataValidator()
-    for each in nb.cells:  # what nbgrader reads next is valid, cell by cell
-        if "nbgrader" in each.metadata:
-            validator.validate_cell(each)
+    MetadataValidator().validate_nb(nb)  # what nbgrader's own check reads next, as it reads it
 
 
 def test_well_formed_metadata_is_left_alone():

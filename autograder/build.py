@@ -23,11 +23,11 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import nbformat
-import tomllib
 
 from data_utils.env import SANDBOX_DIR_VAR, SANDBOXED_VAR
 

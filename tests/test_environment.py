@@ -1,9 +1,9 @@
 """The repository's set-up files agree with each other: environment.yml, pyproject.toml, .ci/run, README."""
 
 import re
+import tomllib
 
 import pytest
-import tomllib
 from helpers import REPO
 
 CONDA_TO_PIP = {"pytorch": "torch"}

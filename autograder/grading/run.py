@@ -207,7 +207,7 @@ class GradingRun:
             self.env = code_environment(self.code)
             self.course = prepare_course(out, db_url, self.code)
         self.manifest = records.load_manifest(self.course.course)
-        self.now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+        self.now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
         self.enrolled: dict[str, Enrolled] = {}  # student id → this run's student
         self.unowned: list[tuple[str, str]] = []
         self.lock = threading.Lock()  # one writer for the gradebook of record, the manifest and grades.csv

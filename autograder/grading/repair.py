@@ -90,7 +90,7 @@ def check_notebook(
     if nb is None:
         return None, [], reason
     notes: list[str] = []
-    malformed = drop_malformed_metadata(nb)
+    malformed = drop_malformed_metadata(nb, release_nb)
     if malformed:
         notes.append(f"removed malformed nbgrader metadata of {malformed} cells")
     restored, unmatched = restore_metadata(nb, release_nb)
@@ -122,29 +122,32 @@ def read_notebook(data: bytes, name: str) -> tuple[nbformat.NotebookNode | None,
     return nb, None
 
 
-def drop_malformed_metadata(nb: nbformat.NotebookNode) -> int:
+def drop_malformed_metadata(nb: nbformat.NotebookNode, release_nb: nbformat.NotebookNode) -> int:
     """Remove nbgrader metadata that nbgrader's own check would refuse (``5``, a list as grade id, text as
     points, an older schema, a key it does not know).
 
     nbgrader validates each cell's metadata as it is, without upgrading it, and refuses the whole
     notebook for one bad cell. Such a cell now counts as stripped, and ``restore_metadata`` gives it the
-    release's metadata back. Returns how many cells lost theirs.
+    release's metadata back. A cell whose type was changed is validated as the type the release gives its
+    grade id: ``repair_cells`` turns it back. Returns how many cells lost their metadata.
     """
     validator = MetadataValidator()
+    types = {nbgrader_metadata(c).get("grade_id"): c.cell_type for c in release_nb.cells}
     dropped = 0
     for cell in nb.cells:
-        if "nbgrader" in cell.metadata and not _well_formed(cell, validator):
+        if "nbgrader" in cell.metadata and not _well_formed(cell, validator, types):
             del cell.metadata["nbgrader"]
             dropped += 1
     return dropped
 
 
-def _well_formed(cell: nbformat.NotebookNode, validator: MetadataValidator) -> bool:
+def _well_formed(cell: nbformat.NotebookNode, validator: MetadataValidator, types: dict[str, str]) -> bool:
     meta = cell.metadata["nbgrader"]
     if not isinstance(meta, dict) or not isinstance(meta.get("grade_id", ""), str):
         return False
+    probe = nbformat.from_dict({**cell, "cell_type": types.get(meta.get("grade_id"), cell.cell_type)})
     try:
-        validator.validate_cell(cell)
+        validator.validate_cell(probe)
     except Exception:  # nbgrader raises AttributeError, TypeError or a schema error, depending on the field
         return False
     return True

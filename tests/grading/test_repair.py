@@ -91,3 +91,19 @@ def test_well_formed_metadata_is_left_alone():
     assert [c.metadata.get("nbgrader") for c in nb.cells] == [
         c.metadata.get("nbgrader") for c in release().cells
     ]
+
+
+def test_a_test_cell_turned_into_markdown_keeps_its_metadata_and_is_turned_back():
+    """Its metadata is validated as the code cell the release has: repaired as retyped, not as malformed."""
+    submitted = release()
+    cell = first_test_cell(submitted)
+    markdown = nbformat.v4.new_markdown_cell(cell.source, metadata=cell.metadata)
+    markdown["id"] = cell["id"]
+    submitted.cells[submitted.cells.index(cell)] = markdown
+
+    nb, notes, reason = repair.check_notebook(json.dumps(submitted).encode(), "mine.ipynb", release())
+
+    grade_id = cell.metadata["nbgrader"]["grade_id"]
+    assert (reason, notes) == (None, [f"turned cells {grade_id} back into code cells"])
+    assert first_test_cell(nb).cell_type == "code"
+    MetadataValidator().validate_nb(nb)

@@ -333,6 +333,7 @@ class GradingRun:
         with self.timings.stage("grader snapshot"):
             self.watch_grader()
         to_grade = sorted(sid for sid, enrolled in self.enrolled.items() if enrolled.planned)
+        self.report()  # the whole class, from the gradebook, before the first student's row changes
         # Progress on stdout, and only on a terminal: nbgrader's own messages are on stderr.
         with tqdm(
             total=len(to_grade), unit="student", desc="grading", file=sys.stdout, disable=None
@@ -387,7 +388,9 @@ class GradingRun:
                     }
             with self.timings.stage("report", student=sid):
                 records.save_manifest(self.course.course, self.manifest)
-                self.report()  # grades.csv as it stands: a stopped run loses only the students in flight
+                # grades.csv as it stands: a stopped run loses only the students in flight. Only this student's
+                # scores changed; reading the whole class again after every student would grow with its square.
+                self.report(refresh=[sid])
         shutil.rmtree(sandbox, ignore_errors=True)
         progress.update()
 
@@ -514,10 +517,15 @@ class GradingRun:
         return outcome
 
     # -- stage 5: the report
-    def report(self) -> list[records.StudentResult]:
-        """Write ``grades.csv`` (a row for every student, this batch's and earlier ones') and ``intake.csv``."""
+    def report(self, refresh: list[str] | None = None) -> list[records.StudentResult]:
+        """Write ``grades.csv`` (a row for every student, this batch's and earlier ones') and ``intake.csv``.
+
+        ``refresh``: the students whose scores are read again from the gradebook (default: all of them).
+        """
+        students = self.manifest["students"]
+        chosen = students if refresh is None else {sid: students[sid] for sid in refresh if sid in students}
         try:  # scores as the gradebook holds them: an instructor's manual grades of unchanged notebooks are kept
-            refresh_from_gradebook(self.course.course, self.db_url, self.manifest["students"])
+            refresh_from_gradebook(self.course.course, self.db_url, chosen)
         except Exception as error:
             print(
                 f"warning: could not read the gradebook ({type(error).__name__}: {error}); grades.csv shows the "

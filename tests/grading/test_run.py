@@ -837,3 +837,48 @@ def test_an_unrecognisable_stripped_notebook_names_its_file():
     assert (
         reason == "mine.ipynb lost its nbgrader metadata and exercise cells exercise_4_1 cannot be recognised"
     )
+
+
+# ---------------------------------------------------------------- cost of a class
+
+
+def test_each_student_recorded_reads_only_that_student_back_from_the_gradebook(tmp_path, monkeypatch):
+    """grades.csv is rewritten after every student; reading the whole class back from the gradebook each time made
+    a run's cost grow with the square of the class (1.5 ms per lesson read, under the lock that recording holds).
+    Each student's turn reads that student alone; the whole class is read once before and once after."""
+    import threading
+    from types import SimpleNamespace
+
+    from autograder.grading import collect, run
+    from autograder.grading.timing import Timings
+
+    class_size = 30
+    refreshed: list[list[str]] = []
+    monkeypatch.setattr(
+        run, "refresh_from_gradebook", lambda course, db_url, students: refreshed.append(list(students))
+    )
+    grading = object.__new__(run.GradingRun)  # the run's state, without building a course
+    sids = [f"student{i:03d}" for i in range(class_size)]
+    grading.__dict__.update(
+        manifest={"students": {sid: {"name": sid, "lessons": {}} for sid in sids}},
+        enrolled={sid: run.Enrolled(collect.Student(key=sid, name=sid), sid) for sid in sids},
+        course=SimpleNamespace(course=tmp_path),
+        db_url=None,
+        out=tmp_path,
+        unowned=[],
+        workdir=tmp_path,
+        lock=threading.Lock(),
+        running=set(),
+        timings=Timings(),
+        execute=lambda enrolled, sandbox: {},
+        record=lambda enrolled, sandbox, outcomes, alone: None,
+    )
+    progress = SimpleNamespace(update=lambda: None)
+    for sid in sids:
+        grading.grade_student(sid, progress)
+    assert refreshed == [[sid] for sid in sids], (
+        "a student's turn read other students back from the gradebook"
+    )
+    grading.report()
+    assert refreshed[-1] == sids
+    assert len(read_grades(tmp_path / "grades.csv")) == class_size

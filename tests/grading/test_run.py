@@ -455,6 +455,7 @@ WORKER_STAGES = (
 )
 
 
+@pytest.mark.slow
 def test_grade_timings_cover_every_stage_of_every_lesson(graded_class):
     """``grade --timings``: each lesson has each worker stage once and a record per code cell, graded tests among them;
     the laps inside the student's cgroup add up to no more than the cgroup counted for the whole worker."""

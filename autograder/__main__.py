@@ -52,6 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     p_release = commands.add_parser("release", help="build the nbgrader course and the student release")
     p_release.add_argument("out", type=Path)
     p_release.add_argument("--db-url", default=None, help="gradebook URL (default: SQLite in OUT)")
+    # grade's own: the sandbox template, built from the same build of the lessons (not an instructor's option)
+    p_release.add_argument("--sandbox-template", type=Path, default=None, help=argparse.SUPPRESS)
     p_solutions = commands.add_parser("solutions", help="write the solved notebooks")
     p_solutions.add_argument("out", type=Path)
     add_grade_command(commands)
@@ -150,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         if args.command == "release":
-            folder = grading.release(args.out, args.db_url)
+            folder = grading.release(args.out, args.db_url, args.sandbox_template)
             print(f"student release in {folder}; nbgrader course in {args.out}")
         elif args.command == "solutions":
             for path in grading.write_solutions(args.out):

@@ -69,15 +69,27 @@ MAX_PROCESSES = 512  # one student's processes and threads together (cgroups): t
 EXECUTED_LIMIT_MB = 64  # an executed notebook coming back from the sandbox (nbgrader limits each output)
 
 
-def release(out: Path, db_url: str | None = None) -> Path:
-    """Build the nbgrader course in ``out``: config, source and release notebooks, gradebook."""
+def release(out: Path, db_url: str | None = None, sandbox_template: Path | None = None) -> Path:
+    """Build the nbgrader course in ``out``: config, source and release notebooks, gradebook.
+
+    With ``sandbox_template``, build the same course there too, with a SQLite gradebook of its own (what ``grade``
+    makes each student's sandbox from): one process and one build of the lessons serve both.
+    """
     if db_url:
         check_database(db_url)
+    lessons = build_all()
     with gradebook_sync_lock(db_url):  # shards building their course into one gradebook take turns
-        released = generate_release(build_all(), out, db_url)
-    for name, nb in released.items():  # the release with exercise-named stubs, as in lessons/
-        nbformat.write(nb, out / "release" / name / f"{name}.ipynb")
+        released = generate_release(lessons, out, db_url)
+    write_release(released, out)
+    if sandbox_template is not None:
+        write_release(generate_release(lessons, sandbox_template), sandbox_template)
     return out / "release"
+
+
+def write_release(released: dict[str, nbformat.NotebookNode], course: Path) -> None:
+    """Write the release with exercise-named stubs over nbgrader's, as in ``lessons/``."""
+    for name, nb in released.items():
+        nbformat.write(nb, course / "release" / name / f"{name}.ipynb")
 
 
 def write_solutions(out: Path) -> list[Path]:
@@ -104,26 +116,11 @@ class Course:
 def prepare_course(out: Path, db_url: str | None, code: Path) -> Course:
     """The real course and the sandbox template, each built once (in a child process, from the code copy ``code``)."""
     course, template = out / "course", out / "sandbox-template"
-    for folder, url in ((course, db_url), (template, None)):
-        if not all((folder / "release" / n / f"{n}.ipynb").is_file() for n in syllabus.NAMES):
-            # Building imports the solutions and torch: a child process keeps the grader itself small.
-            command = [
-                sys.executable,
-                "-m",
-                "autograder",
-                "release",
-                str(folder.resolve()),
-                *(["--db-url", url] if url else []),
-            ]
-            # Started in the copy, which `-m` puts first on the path (never this process's folder: a checkout, often).
-            built = subprocess.run(
-                command, capture_output=True, text=True, env=code_environment(code), cwd=code
-            )
-            if built.returncode != 0:
-                raise RuntimeError(
-                    f"could not build the nbgrader course in {folder}: "
-                    f"{(built.stderr or built.stdout).strip()[-2000:]}"
-                )
+    course_missing, template_missing = not is_released(course), not is_released(template)
+    if course_missing:  # the usual first run builds both from one build of the lessons
+        build_course(course, code, db_url, template if template_missing else None)
+    elif template_missing:
+        build_course(template, code)
 
     def read(kind: str, lesson: str) -> nbformat.NotebookNode:
         return nbformat.read(course / kind / lesson / f"{lesson}.ipynb", as_version=4)
@@ -132,6 +129,27 @@ def prepare_course(out: Path, db_url: str | None, code: Path) -> Course:
     return Course(
         course, template, {n: read("release", n) for n in names}, {n: read("source", n) for n in names}
     )
+
+
+def is_released(course: Path) -> bool:
+    """Whether ``course`` holds every lesson's release (else it is built, or built again after a crash)."""
+    return all((course / "release" / n / f"{n}.ipynb").is_file() for n in syllabus.NAMES)
+
+
+def build_course(course: Path, code: Path, db_url: str | None = None, template: Path | None = None) -> None:
+    """Run ``python -m autograder release`` for ``course`` (and ``template``) from the code copy ``code``.
+
+    Building imports the solutions and torch: a child process keeps the grader itself small. It starts in the copy,
+    which ``-m`` puts first on the path (never this process's folder: a checkout, often).
+    """
+    command = [sys.executable, "-m", "autograder", "release", str(course.resolve())]
+    command += ["--db-url", db_url] if db_url else []
+    command += ["--sandbox-template", str(template.resolve())] if template else []
+    built = subprocess.run(command, capture_output=True, text=True, env=code_environment(code), cwd=code)
+    if built.returncode != 0:
+        raise RuntimeError(
+            f"could not build the nbgrader course in {course}: {(built.stderr or built.stdout).strip()[-2000:]}"
+        )
 
 
 @dataclass

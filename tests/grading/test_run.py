@@ -792,11 +792,28 @@ def test_release_matches_the_committed_lessons(tmp_path):
         )
 
 
+def assignments_and_students(db: Path) -> tuple[list[str], int]:
+    """The assignments and the number of students in a SQLite gradebook."""
+    with sqlite3.connect(db) as connection:
+        names = sorted(name for (name,) in connection.execute("SELECT name FROM assignment"))
+        return names, connection.execute("SELECT count(*) FROM student").fetchone()[0]
+
+
 @pytest.mark.slow
 def test_the_sandbox_template_is_the_same_course_with_a_gradebook_of_its_own(tmp_path):
-    """`release OUT --sandbox-template T` (grade's one build): T has OUT's notebooks, its own config and gradebook."""
-    course, template = tmp_path / "course", tmp_path / "template"
-    result = run_module("autograder", "release", course, "--sandbox-template", template, cwd=tmp_path)
+    """`release OUT --db-url URL --sandbox-template T` (grade's one build): T has OUT's notebooks, and a config and
+    SQLite gradebook of its own, never the course's URL."""
+    course, template, record = tmp_path / "course", tmp_path / "template", tmp_path / "record.db"
+    result = run_module(
+        "autograder",
+        "release",
+        course,
+        "--db-url",
+        f"sqlite:///{record}",
+        "--sandbox-template",
+        template,
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     for lesson in LESSONS:
         for kind in ("source", "release"):
@@ -805,12 +822,53 @@ def test_the_sandbox_template_is_the_same_course_with_a_gradebook_of_its_own(tmp
             ]
             assert built[0] == built[1], (lesson, kind)
     config = (template / "nbgrader_config.py").read_text()
-    assert f'root = r"{template.resolve()}"' in config and str(course.resolve()) not in config, config
-    for folder in (course, template):
-        with sqlite3.connect(folder / "gradebook.db") as db:
-            assignments = sorted(name for (name,) in db.execute("SELECT name FROM assignment"))
-            students = db.execute("SELECT count(*) FROM student").fetchone()[0]
-        assert (assignments, students) == (sorted(LESSONS), 0), folder
+    assert f'root = r"{template.resolve()}"' in config, config
+    assert str(course.resolve()) not in config and str(record) not in config, config
+    assert str(record) in (course / "nbgrader_config.py").read_text()
+    assert not (course / "gradebook.db").exists()
+    for db in (record, template / "gradebook.db"):
+        assert assignments_and_students(db) == (sorted(LESSONS), 0), db
+
+
+@pytest.mark.parametrize("inside", ["same folder", "inside the course", "around the course"])
+def test_a_sandbox_template_overlapping_the_course_is_refused(tmp_path, inside):
+    """The template's gradebook is its own: a template that is the course, or inside it or around it, is refused."""
+    course = tmp_path / "out" / "course"
+    template = {
+        "same folder": course,
+        "inside the course": course / "t",
+        "around the course": tmp_path / "out",
+    }[inside]
+    result = run_module("autograder", "release", course, "--sandbox-template", template, cwd=tmp_path)
+    assert result.returncode == 1, (result.stdout, result.stderr)
+    assert "must be separate folders" in result.stderr and "Traceback" not in result.stderr, result.stderr
+    assert not course.exists()
+
+
+def files_and_times(folder: Path) -> dict[str, int]:
+    """Every file under ``folder`` with its modification time (ns)."""
+    return {
+        str(p.relative_to(folder)): p.stat().st_mtime_ns for p in sorted(folder.rglob("*")) if p.is_file()
+    }
+
+
+@pytest.mark.slow
+def test_a_missing_course_or_template_is_built_alone_and_the_other_left_as_it_is(tmp_path):
+    """grade's course build: both on the first run; after that only the folder that is missing, the other untouched."""
+    from autograder.grading.course import copy_course_code
+    from autograder.grading.run import is_released, prepare_course
+
+    code, out = copy_course_code(tmp_path / "code"), tmp_path / "out"
+    course, template = out / "course", out / "sandbox-template"
+    prepare_course(out, None, code)
+    assert is_released(course) and is_released(template)
+    for missing, kept in ((template, course), (course, template)):
+        before = files_and_times(kept)
+        shutil.rmtree(missing)
+        prepare_course(out, None, code)
+        assert is_released(missing), missing
+        assert assignments_and_students(missing / "gradebook.db") == (sorted(LESSONS), 0), missing
+        assert files_and_times(kept) == before, kept
 
 
 def test_grade_missing_path_exits_1_cleanly(tmp_path):

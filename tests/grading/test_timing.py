@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
+from pathlib import Path
+
+import nbformat
 
 from autograder.benchmark import STAGES, summarise
 from autograder.grading.execute import worker_message
@@ -115,3 +120,34 @@ def test_the_benchmark_adds_stages_per_student_and_lesson():
     assert summary["lessons"] == {"01": [2.5, 4.5]}
     assert summary["cells"] == [{"lesson": "01", "cell": 2, "kind": "teaching", "wall": 2.0, "cpu": 4.0}]
     assert set(summary["stages"]) <= set(STAGES)
+
+
+def string_formats(schema) -> set[str]:
+    """Every value of a ``format`` keyword in a JSON schema (a property *named* format holds a schema, not a string)."""
+    if isinstance(schema, dict):
+        found = {schema["format"]} if isinstance(schema.get("format"), str) else set()
+        return found.union(*(string_formats(value) for value in schema.values()))
+    if isinstance(schema, list):
+        return set().union(*(string_formats(value) for value in schema))
+    return set()
+
+
+def test_no_notebook_schema_asks_for_the_iri_checker_the_grader_goes_without():
+    """The grader blocks ``rfc3987_syntax`` (1 s of import per process): no nbformat schema may need it."""
+    assert string_formats({"properties": {"format": {"type": "string", "format": "iri"}}}) == {"iri"}
+    schemas = sorted(Path(nbformat.__file__).parent.glob("v*/*.schema.json"))
+    assert schemas, "nbformat's schemas were not found"
+    formats = set().union(*(string_formats(json.loads(path.read_text())) for path in schemas))
+    assert not formats & {"iri", "iri-reference"}, (formats, schemas)
+
+
+def test_grader_processes_import_nbformat_without_compiling_the_iri_grammars():
+    """A worker's imports (nbgrader, nbformat, jsonschema) leave ``rfc3987_syntax`` out; nbformat still validates."""
+    code = (
+        "import sys, autograder.grading.worker, nbformat; "
+        "nbformat.validate(nbformat.v4.new_notebook()); "
+        "print(repr(sys.modules.get('rfc3987_syntax', 'never asked for')))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "None", "rfc3987_syntax was imported: " + result.stdout

@@ -382,9 +382,10 @@ def generate_release(
     """Run nbgrader's generate_assignment on every lesson; return the student notebooks with named stubs."""
     from nbgrader.utils import compute_checksum
 
-    from .grading.course import nbgrader_api
+    from .grading.course import create_gradebook, db_url_for, nbgrader_api
 
     write_course(lessons, course, db_url)
+    create_gradebook(db_url_for(course, db_url))
     api = nbgrader_api(course, db_url)
     released = {}
     for lesson in lessons:

@@ -92,6 +92,32 @@ def check_database(db_url: str) -> None:
         ) from None
 
 
+def create_gradebook(db_url: str) -> None:
+    """Make an empty gradebook as nbgrader does (its tables, stamped with its newest migration), unless one is there.
+
+    nbgrader asks a fresh ``alembic heads`` process for the migration (3 s, 2.2 s of CPU, for every new gradebook);
+    alembic's own API reads the same scripts in this process. An existing gradebook is left to nbgrader.
+    """
+    from alembic.script import ScriptDirectory
+    from nbgrader.api import Base
+    from nbgrader.dbutil import ALEMBIC_DIR
+    from sqlalchemy import create_engine, inspect, text
+
+    engine = create_engine(db_url)
+    try:
+        with engine.begin() as connection:
+            if inspect(connection).get_table_names():
+                return
+            Base.metadata.create_all(bind=connection)
+            connection.execute(text("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL)"))
+            connection.execute(
+                text("INSERT INTO alembic_version (version_num) VALUES (:head)"),
+                {"head": ScriptDirectory(ALEMBIC_DIR).get_current_head()},
+            )
+    finally:
+        engine.dispose()
+
+
 def nbgrader_config(course: Path, db_url: str | None = None, timeout: int = CELL_TIMEOUT_S):
     """A traitlets ``Config`` for nbgrader rooted at ``course``."""
     from traitlets.config import Config

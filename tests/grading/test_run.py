@@ -799,6 +799,76 @@ def assignments_and_students(db: Path) -> tuple[list[str], int]:
         return names, connection.execute("SELECT count(*) FROM student").fetchone()[0]
 
 
+def schema_of(db_url: str) -> dict:
+    """Every table of a database with its columns, keys, constraints and indexes, as SQLAlchemy reads them."""
+    from sqlalchemy import create_engine, inspect
+
+    engine = create_engine(db_url)
+    try:
+        found = inspect(engine)
+        return {
+            table: {
+                "columns": [(c["name"], str(c["type"]), c["nullable"]) for c in found.get_columns(table)],
+                "primary key": found.get_pk_constraint(table)["constrained_columns"],
+                "foreign keys": sorted(
+                    (tuple(k["constrained_columns"]), k["referred_table"], tuple(k["referred_columns"]))
+                    for k in found.get_foreign_keys(table)
+                ),
+                "unique": sorted(tuple(u["column_names"]) for u in found.get_unique_constraints(table)),
+                "indexes": sorted((tuple(i["column_names"]), i["unique"]) for i in found.get_indexes(table)),
+            }
+            for table in found.get_table_names()
+        }
+    finally:
+        engine.dispose()
+
+
+def test_a_gradebook_made_in_process_is_the_one_nbgrader_makes(tmp_path, monkeypatch):
+    """``create_gradebook`` gives nbgrader's tables and migration stamp, which nbgrader then opens without asking an
+    ``alembic`` process; nbgrader's own gradebook (made the slow way) is the reference."""
+    import nbgrader.api
+    from nbgrader.api import Gradebook
+
+    from autograder.grading.course import create_gradebook, put_environment_on_path
+
+    put_environment_on_path()  # nbgrader runs `alembic` by name
+    theirs, ours = f"sqlite:///{tmp_path / 'nbgrader.db'}", f"sqlite:///{tmp_path / 'ours.db'}"
+    Gradebook(theirs).close()
+    create_gradebook(ours)
+    assert schema_of(ours) == schema_of(theirs)
+    stamps = [
+        sqlite3.connect(tmp_path / name).execute("SELECT * FROM alembic_version").fetchall()
+        for name in (
+            "nbgrader.db",
+            "ours.db",
+        )
+    ]
+    assert stamps[0] == stamps[1] and len(stamps[0]) == 1, stamps
+
+    def no_alembic():
+        raise AssertionError("nbgrader asked alembic for a gradebook create_gradebook had made")
+
+    monkeypatch.setattr(nbgrader.api, "get_alembic_version", no_alembic)
+    with Gradebook(ours) as gradebook:
+        gradebook.add_student("ada")
+        assert [s.id for s in gradebook.students] == ["ada"]
+
+
+def test_an_existing_gradebook_is_left_as_it_is(tmp_path):
+    """``create_gradebook`` on a gradebook with a student in it changes no byte of it."""
+    from nbgrader.api import Gradebook
+
+    from autograder.grading.course import create_gradebook
+
+    url = f"sqlite:///{tmp_path / 'gradebook.db'}"
+    create_gradebook(url)
+    with Gradebook(url) as gradebook:
+        gradebook.add_student("ada")
+    before = (tmp_path / "gradebook.db").read_bytes()
+    create_gradebook(url)
+    assert (tmp_path / "gradebook.db").read_bytes() == before
+
+
 @pytest.mark.slow
 def test_the_sandbox_template_is_the_same_course_with_a_gradebook_of_its_own(tmp_path):
     """`release OUT --db-url URL --sandbox-template T` (grade's one build): T has OUT's notebooks, and a config and

@@ -49,6 +49,7 @@ from .course import (
     db_url_for,
     gradebook_sync_lock,
     put_environment_on_path,
+    write_config,
 )
 from .demos import skip_demos
 from .execute import make_sandbox, run_worker
@@ -86,9 +87,22 @@ def release(out: Path, db_url: str | None = None, sandbox_template: Path | None 
     with gradebook_sync_lock(db_url):  # shards building their course into one gradebook take turns
         released = generate_release(lessons, out, db_url)
     write_release(released, out)
-    if sandbox_template is not None:
+    if sandbox_template is None:
+        return out / "release"
+    if db_url:  # the course's gradebook is given: the template's is a SQLite file of its own
         write_release(generate_release(lessons, sandbox_template), sandbox_template)
+    else:  # the course's own SQLite gradebook, with no student in it yet, serves as the template's
+        copy_as_template(out, sandbox_template)
     return out / "release"
+
+
+def copy_as_template(course: Path, template: Path) -> None:
+    """The template as a copy of a course just built with its own SQLite gradebook (no student in it yet): its
+    notebooks and a byte copy of that gradebook, with a configuration rooted in the template."""
+    for folder in ("source", "release"):
+        shutil.copytree(course / folder, template / folder, dirs_exist_ok=True)
+    shutil.copyfile(course / "gradebook.db", template / "gradebook.db")
+    write_config(template)
 
 
 def overlap(first: Path, second: Path) -> bool:

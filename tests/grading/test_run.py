@@ -870,20 +870,15 @@ def test_an_existing_gradebook_is_left_as_it_is(tmp_path):
 
 
 @pytest.mark.slow
-def test_the_sandbox_template_is_the_same_course_with_a_gradebook_of_its_own(tmp_path):
-    """`release OUT --db-url URL --sandbox-template T` (grade's one build): T has OUT's notebooks, and a config and
-    SQLite gradebook of its own, never the course's URL."""
-    course, template, record = tmp_path / "course", tmp_path / "template", tmp_path / "record.db"
-    result = run_module(
-        "autograder",
-        "release",
-        course,
-        "--db-url",
-        f"sqlite:///{record}",
-        "--sandbox-template",
-        template,
-        cwd=tmp_path,
-    )
+@pytest.mark.parametrize("gradebook", ["given by --db-url", "the course's own"])
+def test_the_sandbox_template_is_the_same_course_with_a_gradebook_of_its_own(tmp_path, gradebook):
+    """`release OUT [--db-url URL] --sandbox-template T` (grade's one build): T has OUT's notebooks, and a config and
+    SQLite gradebook of its own (built, or copied from the course's own before any student is in it), never the
+    course's."""
+    course, template = tmp_path / "course", tmp_path / "template"
+    record = tmp_path / "record.db" if gradebook == "given by --db-url" else course / "gradebook.db"
+    given = ["--db-url", f"sqlite:///{record}"] if gradebook == "given by --db-url" else []
+    result = run_module("autograder", "release", course, *given, "--sandbox-template", template, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     for lesson in LESSONS:
         for kind in ("source", "release"):
@@ -894,10 +889,15 @@ def test_the_sandbox_template_is_the_same_course_with_a_gradebook_of_its_own(tmp
     config = (template / "nbgrader_config.py").read_text()
     assert f'root = r"{template.resolve()}"' in config, config
     assert str(course.resolve()) not in config and str(record) not in config, config
-    assert str(record) in (course / "nbgrader_config.py").read_text()
-    assert not (course / "gradebook.db").exists()
+    assert str(record.resolve()) in (course / "nbgrader_config.py").read_text()
+    assert (course / "gradebook.db").exists() == (not given)
     for db in (record, template / "gradebook.db"):
         assert assignments_and_students(db) == (sorted(LESSONS), 0), db
+    with sqlite3.connect(
+        template / "gradebook.db"
+    ) as connection:  # a student in the template's gradebook ...
+        connection.execute("INSERT INTO student (id) VALUES ('ada')")
+    assert assignments_and_students(record) == (sorted(LESSONS), 0)  # ... is not in the course's
 
 
 @pytest.mark.parametrize("inside", ["same folder", "inside the course", "around the course"])

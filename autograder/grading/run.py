@@ -209,6 +209,14 @@ class Enrolled:
     planned: dict[str, Planned] = field(default_factory=dict)  # lesson → notebook to execute
 
 
+def grading_order(enrolled: dict[str, Enrolled]) -> list[str]:
+    """The students with notebooks to execute, those with the most first (then by id): with several jobs, a run
+    ends on short students rather than on one long student while the other cores wait."""
+    return sorted(
+        (sid for sid, e in enrolled.items() if e.planned), key=lambda sid: (-len(enrolled[sid].planned), sid)
+    )
+
+
 def internal_error(stage: str, error: BaseException) -> dict:
     """A manifest entry for a lesson the grader itself failed on: reported, and graded again on the next run."""
     return {
@@ -376,7 +384,7 @@ class GradingRun:
         """Execute every student's planned notebooks, ``jobs`` students at once; then those to grade again alone."""
         with self.timings.stage("grader snapshot"):
             self.watch_grader()
-        to_grade = sorted(sid for sid, enrolled in self.enrolled.items() if enrolled.planned)
+        to_grade = grading_order(self.enrolled)
         self.report()  # the whole class, from the gradebook, before the first student's row changes
         # Progress on stdout, and only on a terminal: nbgrader's own messages are on stderr.
         with tqdm(

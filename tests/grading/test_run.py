@@ -1033,3 +1033,17 @@ def test_each_student_recorded_reads_only_that_student_back_from_the_gradebook(t
     grading.report()
     assert refreshed[-1] == sids
     assert len(read_grades(tmp_path / "grades.csv")) == class_size
+
+
+def test_students_with_the_most_notebooks_are_graded_first():
+    """With several jobs, the long students go first and the run ends on short ones; ties and the rest by id, and a
+    student with nothing to execute is not scheduled."""
+    from autograder.grading import collect, run
+
+    def enrolled(sid: str, lessons: int) -> run.Enrolled:
+        planned = {LESSONS[k]: run.Planned(nbformat.v4.new_notebook(), "v", []) for k in range(lessons)}
+        return run.Enrolled(collect.Student(key=sid, name=sid), sid, planned=planned)
+
+    sizes = {"ada": 1, "bob": 7, "cyd": 0, "dee": 2, "eve": 7, "fay": 1}
+    order = run.grading_order({sid: enrolled(sid, n) for sid, n in sizes.items()})
+    assert order == ["bob", "eve", "dee", "ada", "fay"], order

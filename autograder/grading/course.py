@@ -28,9 +28,12 @@ c.OverwriteCells.add_missing_cells = True  # a deleted test cell is put back and
 """
 
 
+GRADEBOOK_FILE = "gradebook.db"  # a course's own SQLite gradebook, inside its folder
+
+
 def db_url_for(course: Path, db_url: str | None = None) -> str:
     """The gradebook URL: the given one, else a SQLite file inside the course folder."""
-    return db_url or f"sqlite:///{(course / 'gradebook.db').resolve()}"
+    return db_url or f"sqlite:///{(course / GRADEBOOK_FILE).resolve()}"
 
 
 GRADEBOOK_LOCK = 0x5A1A3E5E  # the PostgreSQL advisory lock that gradebook syncs of this course take in turn

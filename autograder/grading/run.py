@@ -20,8 +20,10 @@ of the grader itself is graded again by the next run.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import shutil
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -42,6 +44,7 @@ from . import report as records
 from . import sandbox as sandbox_limits
 from .course import (
     CELL_TIMEOUT_S,
+    GRADEBOOK_FILE,
     changed_since,
     check_database,
     code_environment,
@@ -73,8 +76,9 @@ EXECUTED_LIMIT_MB = 64  # an executed notebook coming back from the sandbox (nbg
 def release(out: Path, db_url: str | None = None, sandbox_template: Path | None = None) -> Path:
     """Build the nbgrader course in ``out``: config, source and release notebooks, gradebook.
 
-    With ``sandbox_template``, build the same course there too, with a SQLite gradebook of its own (what ``grade``
-    makes each student's sandbox from): one process and one build of the lessons serve both.
+    With ``sandbox_template``, make the same course there too, with a SQLite gradebook of its own (what ``grade``
+    makes each student's sandbox from): one process and one build of the lessons serve both, and a course whose
+    own gradebook holds no student yet is simply copied.
     """
     if sandbox_template is not None and overlap(out, sandbox_template):
         raise ValueError(
@@ -89,19 +93,27 @@ def release(out: Path, db_url: str | None = None, sandbox_template: Path | None 
     write_release(released, out)
     if sandbox_template is None:
         return out / "release"
-    if db_url:  # the course's gradebook is given: the template's is a SQLite file of its own
+    if db_url or holds_students(out):  # a given gradebook, or one already graded: the template gets its own
         write_release(generate_release(lessons, sandbox_template), sandbox_template)
-    else:  # the course's own SQLite gradebook, with no student in it yet, serves as the template's
+    else:
         copy_as_template(out, sandbox_template)
     return out / "release"
 
 
+def holds_students(course: Path) -> bool:
+    """Whether the course's own gradebook has students in it (a course built again after grading)."""
+    # Read-only: opening nbgrader's Gradebook would add a course row of its own to the file.
+    uri = f"{(course / GRADEBOOK_FILE).resolve().as_uri()}?mode=ro"
+    with contextlib.closing(sqlite3.connect(uri, uri=True)) as connection:
+        return connection.execute("SELECT count(*) FROM student").fetchone()[0] > 0
+
+
 def copy_as_template(course: Path, template: Path) -> None:
-    """The template as a copy of a course just built with its own SQLite gradebook (no student in it yet): its
+    """The template as a copy of a course just built with its own SQLite gradebook (no student in it): its
     notebooks and a byte copy of that gradebook, with a configuration rooted in the template."""
     for folder in ("source", "release"):
         shutil.copytree(course / folder, template / folder, dirs_exist_ok=True)
-    shutil.copyfile(course / "gradebook.db", template / "gradebook.db")
+    shutil.copyfile(course / GRADEBOOK_FILE, template / GRADEBOOK_FILE)
     write_config(template)
 
 

@@ -1,6 +1,7 @@
 """The instructor's grading from the command line: one class of made-up submissions through the real nbgrader
 pipeline."""
 
+import contextlib
 import csv
 import html
 import json
@@ -792,9 +793,15 @@ def test_release_matches_the_committed_lessons(tmp_path):
         )
 
 
+def add_student(db: Path, student: str) -> None:
+    """Put a student into a SQLite gradebook, as grading would."""
+    with contextlib.closing(sqlite3.connect(db)) as connection, connection:
+        connection.execute("INSERT INTO student (id) VALUES (?)", (student,))
+
+
 def assignments_and_students(db: Path) -> tuple[list[str], int]:
     """The assignments and the number of students in a SQLite gradebook."""
-    with sqlite3.connect(db) as connection:
+    with contextlib.closing(sqlite3.connect(db)) as connection:
         names = sorted(name for (name,) in connection.execute("SELECT name FROM assignment"))
         return names, connection.execute("SELECT count(*) FROM student").fetchone()[0]
 
@@ -836,13 +843,10 @@ def test_a_gradebook_made_in_process_is_the_one_nbgrader_makes(tmp_path, monkeyp
     Gradebook(theirs).close()
     create_gradebook(ours)
     assert schema_of(ours) == schema_of(theirs)
-    stamps = [
-        sqlite3.connect(tmp_path / name).execute("SELECT * FROM alembic_version").fetchall()
-        for name in (
-            "nbgrader.db",
-            "ours.db",
-        )
-    ]
+    stamps = []
+    for name in ("nbgrader.db", "ours.db"):
+        with contextlib.closing(sqlite3.connect(tmp_path / name)) as connection:
+            stamps.append(connection.execute("SELECT * FROM alembic_version").fetchall())
     assert stamps[0] == stamps[1] and len(stamps[0]) == 1, stamps
 
     def no_alembic():
@@ -876,8 +880,9 @@ def test_the_sandbox_template_is_the_same_course_with_a_gradebook_of_its_own(tmp
     SQLite gradebook of its own (built, or copied from the course's own before any student is in it), never the
     course's."""
     course, template = tmp_path / "course", tmp_path / "template"
-    record = tmp_path / "record.db" if gradebook == "given by --db-url" else course / "gradebook.db"
-    given = ["--db-url", f"sqlite:///{record}"] if gradebook == "given by --db-url" else []
+    given_url = gradebook == "given by --db-url"
+    record = tmp_path / "record.db" if given_url else course / "gradebook.db"
+    given = ["--db-url", f"sqlite:///{record}"] if given_url else []
     result = run_module("autograder", "release", course, *given, "--sandbox-template", template, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     for lesson in LESSONS:
@@ -893,11 +898,24 @@ def test_the_sandbox_template_is_the_same_course_with_a_gradebook_of_its_own(tmp
     assert (course / "gradebook.db").exists() == (not given)
     for db in (record, template / "gradebook.db"):
         assert assignments_and_students(db) == (sorted(LESSONS), 0), db
-    with sqlite3.connect(
-        template / "gradebook.db"
-    ) as connection:  # a student in the template's gradebook ...
-        connection.execute("INSERT INTO student (id) VALUES ('ada')")
+    add_student(template / "gradebook.db", "ada")  # a student in the template's gradebook ...
     assert assignments_and_students(record) == (sorted(LESSONS), 0)  # ... is not in the course's
+
+
+@pytest.mark.slow
+def test_a_course_built_again_after_grading_gives_a_template_without_its_students(tmp_path):
+    """A course whose gradebook already holds students (its release deleted, or a lesson added) is built again:
+    the template gets a gradebook of its own with no student, not a copy of the course's."""
+    course, template = tmp_path / "course", tmp_path / "template"
+    for attempt in ("first build", "build after grading"):
+        result = run_module("autograder", "release", course, "--sandbox-template", template, cwd=tmp_path)
+        assert result.returncode == 0, (attempt, result.stderr)
+        if attempt == "first build":
+            add_student(course / "gradebook.db", "ada")
+            shutil.rmtree(course / "release")
+            shutil.rmtree(template)
+    assert assignments_and_students(course / "gradebook.db") == (sorted(LESSONS), 1)
+    assert assignments_and_students(template / "gradebook.db") == (sorted(LESSONS), 0)
 
 
 @pytest.mark.parametrize("inside", ["same folder", "inside the course", "around the course"])

@@ -21,6 +21,7 @@ from pathlib import Path
 from . import sandbox as sandbox_limits
 from .course import write_config
 from .timing import clean_record
+from .zygote import ForkedWorker, Zygote
 
 
 def make_sandbox(template: dict[Path, bytes], template_root: Path, root: Path, student: str) -> Path:
@@ -48,13 +49,15 @@ def run_worker(
     sandboxed: bool = True,
     group: sandbox_limits.StudentGroup | None = None,
     env: dict[str, str] | None = None,
+    zygote: Zygote | None = None,
 ) -> dict[str, dict]:
     """Execute ``lessons`` in the sandbox course in a child process; a lesson that hangs or crashes it is reported.
 
     ``sandboxed`` runs every kernel under bubblewrap; ``group`` is the student's cgroups, which the worker joins;
-    ``env`` is the worker's environment (default: this process's), e.g. with the course imported from a copy.
+    ``env`` is the worker's environment (default: this process's), e.g. with the course imported from a copy;
+    ``zygote`` forks the worker where it can (``autograder.grading.zygote``), else it starts afresh.
     """
-    base = env if env is not None else dict(os.environ)
+    base = worker_environment(env if env is not None else dict(os.environ))
     options = ["--cell-timeout", str(cell_timeout), "--memory-mb", str(memory_mb)]
     if sandboxed:
         options.append("--sandboxed")
@@ -62,36 +65,50 @@ def run_worker(
     results: dict[str, dict] = {}
     remaining = list(lessons)
     while remaining:  # a worker that dies or hangs loses its lesson; the next one goes on with the rest
-        process, lines = _start_worker(sandbox, student, remaining, options, base)
+        process, lines = _start_worker(sandbox, student, remaining, options, base, zygote)
         _follow_worker(process, lines, remaining, results, notebook_timeout)
     return results
 
 
+def worker_environment(env: dict[str, str]) -> dict[str, str]:
+    """A worker's environment: ``env``, writing no bytecode (the grader's packages stay as snapshotted)."""
+    return {**env, "PYTHONDONTWRITEBYTECODE": "1"}
+
+
 def _start_worker(
-    sandbox: Path, student: str, lessons: list[str], options: list[str], env: dict[str, str]
-) -> tuple[subprocess.Popen, queue.Queue]:
+    sandbox: Path,
+    student: str,
+    lessons: list[str],
+    options: list[str],
+    env: dict[str, str],
+    zygote: Zygote | None,
+) -> tuple[subprocess.Popen | ForkedWorker, queue.Queue]:
     """Start a worker for ``lessons``; its result lines arrive on the returned queue (None when it ends)."""
     # Options first, then "--": nothing after it is read as an option, whatever a name looks like.
-    command = [sys.executable, "-m", "autograder.grading.worker", *options]
-    worker_env = {
-        **env,
-        "PYTHONDONTWRITEBYTECODE": "1",
-    }  # the grader's packages stay byte for byte as snapshotted
+    arguments = [*options, "--", str(sandbox), student, *lessons]
     # Results come back on a pipe of their own that only the worker holds: kernels inherit its stdout
     # and stderr, so those lead nowhere, and nothing a notebook writes can pass for a result.
     read_end, write_end = os.pipe()
-    command += ["--result-fd", str(write_end), "--", str(sandbox), student, *lessons]
     try:
-        process = subprocess.Popen(
-            command,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            env=worker_env,
-            cwd=sandbox,
-            start_new_session=True,
-            pass_fds=(write_end,),
-        )
+        process = zygote.fork(arguments, sandbox, write_end) if zygote else None
+        if process is None:
+            process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "autograder.grading.worker",
+                    "--result-fd",
+                    str(write_end),
+                    *arguments,
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                env=env,
+                cwd=sandbox,
+                start_new_session=True,
+                pass_fds=(write_end,),
+            )
     finally:
         os.close(write_end)
     lines: queue.Queue = queue.Queue()
@@ -104,7 +121,7 @@ def _start_worker(
 
 
 def _follow_worker(
-    process: subprocess.Popen,
+    process: subprocess.Popen | ForkedWorker,
     lines: queue.Queue,
     remaining: list[str],
     results: dict[str, dict],
@@ -178,7 +195,7 @@ def worker_message(line: str, remaining: list[str]) -> dict | None:
     return kept
 
 
-def _kill_group(process: subprocess.Popen) -> None:
+def _kill_group(process: subprocess.Popen | ForkedWorker) -> None:
     """Stop the worker and every kernel it started (in namespaces, the kernel stops all that is left)."""
     try:
         os.killpg(process.pid, signal.SIGKILL)

@@ -55,7 +55,7 @@ from .course import (
     write_config,
 )
 from .demos import skip_demos
-from .execute import make_sandbox, run_worker
+from .execute import make_sandbox, run_worker, worker_environment
 from .record import (
     file_digest,
     grader_snapshot,
@@ -66,6 +66,7 @@ from .record import (
 )
 from .repair import check_notebook
 from .timing import Timings
+from .zygote import Zygote, start_zygote
 
 NOTEBOOK_TIMEOUT_S = 300  # one lesson, all cells together
 MEMORY_LIMIT_MB = 8192  # one student's processes together (cgroups), else each process's address space
@@ -275,6 +276,7 @@ class GradingRun:
         self.enrolled: dict[str, Enrolled] = {}  # student id → this run's student
         self.unowned: list[tuple[str, str]] = []
         self.lock = threading.Lock()  # one writer for the gradebook of record, the manifest and grades.csv
+        self.zygote: Zygote | None = None  # the workers are forked from it while students are executed
 
     # -- stage 1: intake
     def take_in(self, submissions: intake.Submissions) -> None:
@@ -398,17 +400,41 @@ class GradingRun:
             self.watch_grader()
         to_grade = grading_order(self.enrolled)
         self.report()  # the whole class, from the gradebook, before the first student's row changes
-        # Progress on stdout, and only on a terminal: nbgrader's own messages are on stderr.
-        with tqdm(
-            total=len(to_grade), unit="student", desc="grading", file=sys.stdout, disable=None
-        ) as progress:
-            with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-                list(pool.map(lambda sid: self.grade_student(sid, progress), to_grade))
-            if self.discard:
-                progress.total += len(self.discard)
-                progress.set_description("grading again, one at a time")
-            for sid in sorted(self.discard):
-                self.grade_student(sid, progress, alone=True)
+        # The zygote's imports cost about what a worker's do: it pays for itself from the second student.
+        self.zygote = self.start_zygote() if len(to_grade) > 1 else None
+        try:
+            # Progress on stdout, and only on a terminal: nbgrader's own messages are on stderr.
+            with tqdm(
+                total=len(to_grade), unit="student", desc="grading", file=sys.stdout, disable=None
+            ) as progress:
+                with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+                    list(pool.map(lambda sid: self.grade_student(sid, progress), to_grade))
+                if self.discard:
+                    progress.total += len(self.discard)
+                    progress.set_description("grading again, one at a time")
+                for sid in sorted(self.discard):
+                    self.grade_student(sid, progress, alone=True)
+        finally:
+            if self.zygote:
+                self.zygote.close()
+                self.timings.add(
+                    {
+                        "stage": "worker zygote",
+                        "wall": self.zygote.wall,
+                        "cpu": self.zygote.cpu,
+                        "workers": self.zygote.forked,
+                    }
+                )
+
+    def start_zygote(self) -> Zygote | None:
+        """The process the workers are forked from, where every kernel is sandboxed (``zygote.py`` says why only
+        there); ``None`` elsewhere, or where it cannot start: each worker then starts afresh."""
+        if not self.sandboxed:
+            return None
+        zygote = start_zygote(worker_environment(self.env), self.workdir)
+        if zygote is None:
+            print("note: the workers' zygote did not start; each student's worker starts afresh (slower)")
+        return zygote
 
     def watch_grader(self) -> None:
         """Take the snapshots that each student's grading is checked against."""
@@ -483,6 +509,7 @@ class GradingRun:
                 self.sandboxed,
                 group,
                 self.env,
+                self.zygote,
             )
             left = group.stop_all()
             whole = {"stage": "worker, all", "student": enrolled.sid, "wall": time.perf_counter() - started}

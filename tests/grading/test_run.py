@@ -466,6 +466,9 @@ def test_grade_timings_cover_every_stage_of_every_lesson(graded_class):
         json.loads(line) for line in (out.parent / "one-student-timings.jsonl").read_text().splitlines()
     ]
     assert [r["stage"] for r in records].count("course build") == 1
+    assert "worker zygote" not in {
+        r["stage"] for r in records
+    }  # one student: the zygote would not pay for itself
     solved = json.loads((out.parent / "one-student" / "solved" / f"{LESSONS[0]}.ipynb").read_text())
     for lesson in LESSONS:
         laps = [r for r in records if r.get("lesson") == lesson]

@@ -91,6 +91,11 @@ def _start_worker(
     read_end, write_end = os.pipe()
     try:
         process = zygote.fork(arguments, sandbox, write_end) if zygote else None
+        if process is None and zygote:
+            # A fresh pipe: whatever the zygote may still have started can never write on this worker's.
+            for end in (read_end, write_end):
+                os.close(end)
+            read_end, write_end = os.pipe()
         if process is None:
             process = subprocess.Popen(
                 [
@@ -201,4 +206,5 @@ def _kill_group(process: subprocess.Popen | ForkedWorker) -> None:
         os.killpg(process.pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
+    process.kill()  # the worker itself, should it not lead its group yet (a forked one calls setsid first thing)
     process.wait()

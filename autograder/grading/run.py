@@ -401,8 +401,8 @@ class GradingRun:
         to_grade = grading_order(self.enrolled)
         self.report()  # the whole class, from the gradebook, before the first student's row changes
         # The zygote's imports cost about what a worker's do: it pays for itself from the second student.
-        self.zygote = self.start_zygote() if len(to_grade) > 1 else None
         try:
+            self.zygote = self.start_zygote() if len(to_grade) > 1 else None
             # Progress on stdout, and only on a terminal: nbgrader's own messages are on stderr.
             with tqdm(
                 total=len(to_grade), unit="student", desc="grading", file=sys.stdout, disable=None

@@ -29,6 +29,7 @@ import importlib
 import json
 import os
 import select
+import signal
 import socket
 import subprocess
 import sys
@@ -87,22 +88,61 @@ def reseed() -> None:
     numpy.random.seed()
 
 
-def become_worker(control: socket.socket, argv: list[str], cwd: str, result_fd: int) -> None:
-    """In the forked child: run ``worker.main`` with ``argv`` in ``cwd``, results on ``result_fd``; never returns."""
+def prepare_child(cwd: str) -> None:
+    """In a forked child, before it runs anything: what a fresh worker would have (a session of its own, so that the
+    grader kills it whole; its working folder; its own random seeds) and a collector of its own."""
+    gc.enable()
+    os.setsid()
+    os.chdir(cwd)
+    reseed()
+
+
+def become_worker(control: socket.socket, go: int, argv: list[str], cwd: str, result_fd: int) -> None:
+    """In the forked child: once the zygote says go, run ``worker.main`` with ``argv`` in ``cwd``; never returns.
+
+    The zygote says go only after the grader has the child's pid: a child the grader never heard of (the zygote
+    died, or could not answer) reads nothing and ends before it touches the student's sandbox.
+    """
     code = 1
     try:
         control.close()
-        gc.enable()
-        os.setsid()  # a session of its own, as ``start_new_session`` gives a fresh worker: the grader kills it whole
-        os.chdir(cwd)
-        reseed()
+        if os.read(go, 1) != b"1":
+            os._exit(1)
+        os.close(go)
+        prepare_child(cwd)
         from autograder.grading import worker
 
-        code = worker.main(["--result-fd", str(result_fd), *argv])
+        sys.argv = [worker.__file__, "--result-fd", str(result_fd), *argv]  # what a fresh worker's would be
+        code = worker.main(sys.argv[1:])
     except BaseException:  # whatever happens, the child must never return into the zygote's loop
         code = 1
     finally:
         os._exit(code)
+
+
+def fork_worker(control: socket.socket, request: dict, result_fd: int) -> int:
+    """Fork a worker for ``request``, send the grader its pid and pidfd, then let it run; return its pid."""
+    go_read, go_write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(go_write)
+        become_worker(control, go_read, request["argv"], request["cwd"], result_fd)
+    os.close(go_read)
+    os.close(result_fd)
+    try:
+        pidfd = os.pidfd_open(pid)
+        try:
+            socket.send_fds(control, [json.dumps({"pid": pid}).encode()], [pidfd])
+        finally:
+            os.close(pidfd)
+        os.write(go_write, b"1")
+    except BaseException:
+        os.kill(pid, signal.SIGKILL)  # never told go: it has not started, and nobody else knows of it
+        os.waitpid(pid, 0)
+        raise
+    finally:
+        os.close(go_write)
+    return pid
 
 
 def serve(control: socket.socket) -> None:
@@ -120,28 +160,14 @@ def serve(control: socket.socket) -> None:
                 children.discard(pid)
             control.send(json.dumps({"reaped": pid}).encode())
             continue
-        if len(fds) != 1:
+        threads = thread_count()
+        if len(fds) != 1 or threads != 1:
             for fd in fds:
                 os.close(fd)
-            control.send(json.dumps({"error": "no result pipe attached"}).encode())
+            why = "no result pipe attached" if len(fds) != 1 else f"the zygote has {threads} threads, not one"
+            control.send(json.dumps({"error": why}).encode())
             continue
-        threads = thread_count()
-        if threads != 1:
-            os.close(fds[0])
-            control.send(
-                json.dumps({"error": f"the zygote has {threads} threads; it forks with one"}).encode()
-            )
-            continue
-        pid = os.fork()
-        if pid == 0:
-            become_worker(control, request["argv"], request["cwd"], fds[0])
-        os.close(fds[0])
-        children.add(pid)
-        pidfd = os.pidfd_open(pid)
-        try:
-            socket.send_fds(control, [json.dumps({"pid": pid}).encode()], [pidfd])
-        finally:
-            os.close(pidfd)
+        children.add(fork_worker(control, request, fds[0]))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -156,6 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     gc.disable()
     preload()
     gc.freeze()
+    os.close(os.pidfd_open(os.getpid()))  # no pidfds (Linux before 5.3, some seccomp profiles): no zygote
     usage = os.times()
     control.send(
         json.dumps({"ready": True, "cpu": usage.user + usage.system, "threads": thread_count()}).encode()
@@ -174,11 +201,18 @@ class ForkedWorker:
         self.zygote, self.pid, self.pidfd = zygote, pid, pidfd
         self.returned = False
 
+    def kill(self) -> None:
+        """SIGKILL the worker itself (through its pidfd: never another process that took its pid)."""
+        if not self.returned:
+            signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)
+
     def wait(self) -> None:
         """Wait until the worker has ended, then let the zygote reap it (its pid stays taken until then)."""
         if self.returned:
             return
-        select.select([self.pidfd], [], [])
+        ended = select.poll()
+        ended.register(self.pidfd, select.POLLIN)
+        ended.poll()
         os.close(self.pidfd)
         self.returned = True
         self.zygote.reap(self.pid)
@@ -195,6 +229,7 @@ class Zygote:
         self.forked = 0  # workers forked so far
         started = time.perf_counter()
         mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self.control: socket.socket | None = mine
         try:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "autograder.grading.zygote", "--control-fd", str(theirs.fileno())],
@@ -206,9 +241,11 @@ class Zygote:
                 start_new_session=True,
                 pass_fds=(theirs.fileno(),),
             )
+        except OSError:
+            mine.close()
+            raise
         finally:
             theirs.close()
-        self.control: socket.socket | None = mine
         ready = self._answer(READY_TIMEOUT_S)
         if not ready or not ready[0].get("ready") or ready[0].get("threads") != 1:
             self.close()

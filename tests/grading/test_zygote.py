@@ -9,19 +9,25 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 from helpers import subprocess_env
 from helpers.grading import FULL_SCORE, LESSON, grade, lesson_score, needs_isolation
 
-from autograder.grading.execute import worker_environment
+from autograder.grading.execute import _kill_group, worker_environment
 from autograder.grading.zygote import start_zygote
 
 
 def parent_of(pid: int) -> int:
     """The parent pid of process ``pid`` (a zombie's too)."""
     return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
+def state_of(pid: int) -> str:
+    """The state letter of process ``pid`` (``Z`` for a zombie)."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
 
 
 @pytest.fixture
@@ -42,13 +48,32 @@ def test_a_worker_is_forked_by_the_zygote_and_reaped_once_the_grader_is_done(zyg
     assert worker is not None and zygote.forked == 1
     assert parent_of(worker.pid) == zygote.process.pid
     with os.fdopen(read_end, "rb") as results:
-        assert (
-            results.read() == b""
-        )  # the worker found no gradebook in the course: it ended before any lesson
+        assert results.read() == b""  # no gradebook in that course: the worker ended before any lesson
+    deadline = time.monotonic() + 60
+    while state_of(worker.pid) != "Z" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert state_of(worker.pid) == "Z"  # ended, and not reaped before the grader is done: its pid stays taken
     worker.wait()
-    assert not Path(f"/proc/{worker.pid}").exists()  # reaped, not left a zombie
+    assert not Path(f"/proc/{worker.pid}").exists()  # reaped now
     zygote.close()
     assert zygote.process.returncode == 0 and not zygote.alive
+
+
+def test_a_forked_worker_that_hangs_is_killed_like_a_fresh_one(zygote, tmp_path):
+    """The grader's kill on a notebook's time limit (``execute._kill_group``) ends a forked worker too: here one
+    blocked reading its course's gradebook (a FIFO nobody writes)."""
+    course = tmp_path / "course"
+    course.mkdir()
+    os.mkfifo(course / "gradebook.db")
+    read_end, write_end = os.pipe()
+    worker = zygote.fork(["--", str(course), "student", LESSON], tmp_path, write_end)
+    os.close(write_end)
+    os.close(read_end)
+    assert worker is not None
+    time.sleep(1)
+    assert state_of(worker.pid) in "SR"  # still there, waiting
+    _kill_group(worker)
+    assert not Path(f"/proc/{worker.pid}").exists()
 
 
 def test_a_zygote_that_is_gone_forks_nothing_so_workers_start_afresh(zygote, tmp_path):
@@ -86,7 +111,7 @@ def test_a_zygote_with_a_second_thread_refuses_to_fork():
         socket.send_fds(mine, [json.dumps({"argv": [], "cwd": "/"}).encode()], [write_end])
         mine.settimeout(120)
         message, fds, _, _ = socket.recv_fds(mine, 65536, 1)
-        assert fds == [] and "2 threads" in json.loads(message)["error"], message
+        assert fds == [] and "threads, not one" in json.loads(message)["error"], message
     finally:
         mine.close()
         os.close(read_end)
@@ -98,7 +123,7 @@ def test_a_zygote_with_a_second_thread_refuses_to_fork():
 RESEEDED = """
 import json, os
 import numpy, torch
-from autograder.grading.zygote import reseed
+from autograder.grading.zygote import prepare_child
 
 def state():
     return [torch.initial_seed(), int(numpy.random.get_state()[1][1])]  # [1][0] is the same after any seeding
@@ -108,7 +133,7 @@ def child(fresh):
     pid = os.fork()
     if pid == 0:
         if fresh:
-            reseed()
+            prepare_child("/")
         os.write(write_end, json.dumps(state()).encode())
         os._exit(0)
     os.close(write_end)
@@ -121,8 +146,8 @@ print(json.dumps({"zygote": state(), "plain": child(False), "reseeded": [child(T
 
 
 def test_forked_workers_draw_random_seeds_of_their_own():
-    """A forked child would share the zygote's torch and NumPy states (the "plain" child shows it); ``reseed`` gives
-    each worker fresh ones, as a new process has."""
+    """A forked child would share the zygote's torch and NumPy states (the "plain" child shows it); the preparation
+    every forked worker goes through (``prepare_child``) gives each fresh ones, as a new process has."""
     result = subprocess.run(
         [sys.executable, "-c", RESEEDED], capture_output=True, text=True, env=subprocess_env(), timeout=300
     )

@@ -13,7 +13,6 @@ import queue
 import shutil
 import signal
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -21,7 +20,7 @@ from pathlib import Path
 from . import sandbox as sandbox_limits
 from .course import write_config
 from .timing import clean_record
-from .zygote import ForkedWorker, Zygote
+from .zygote import ForkedWorker, Zygote, start_quietly
 
 
 def make_sandbox(template: dict[Path, bytes], template_root: Path, root: Path, student: str) -> Path:
@@ -97,22 +96,8 @@ def _start_worker(
                 os.close(end)
             read_end, write_end = os.pipe()
         if process is None:
-            process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "autograder.grading.worker",
-                    "--result-fd",
-                    str(write_end),
-                    *arguments,
-                ],
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                env=env,
-                cwd=sandbox,
-                start_new_session=True,
-                pass_fds=(write_end,),
+            process = start_quietly(
+                "autograder.grading.worker", "--result-fd", write_end, arguments, env, sandbox
             )
     finally:
         os.close(write_end)

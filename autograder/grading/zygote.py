@@ -194,6 +194,24 @@ def main(argv: list[str] | None = None) -> int:
 # ---------------------------------------------------------------- the grader's side
 
 
+def start_quietly(
+    module: str, fd_option: str, fd: int, arguments: list[str], env: dict[str, str], cwd: Path
+) -> subprocess.Popen:
+    """Start ``python -m module FD_OPTION FD *arguments`` as the grader starts its helpers: in a session of its own
+    (killed whole), with no input, an output that leads nowhere (kernels inherit it) and, of the grader's
+    descriptors, ``fd`` alone."""
+    return subprocess.Popen(
+        [sys.executable, "-m", module, fd_option, str(fd), *arguments],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+        cwd=cwd,
+        start_new_session=True,
+        pass_fds=(fd,),
+    )
+
+
 class ForkedWorker:
     """A worker forked by the zygote: waited for and killed like a ``subprocess.Popen`` of it."""
 
@@ -231,15 +249,8 @@ class Zygote:
         mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self.control: socket.socket | None = mine
         try:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "autograder.grading.zygote", "--control-fd", str(theirs.fileno())],
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                env=env,
-                cwd=cwd,
-                start_new_session=True,
-                pass_fds=(theirs.fileno(),),
+            self.process = start_quietly(
+                "autograder.grading.zygote", "--control-fd", theirs.fileno(), [], env, cwd
             )
         except OSError:
             mine.close()

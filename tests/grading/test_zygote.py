@@ -61,7 +61,7 @@ def test_a_worker_is_forked_by_the_zygote_and_reaped_once_the_grader_is_done(zyg
 
 def test_a_forked_worker_that_hangs_is_killed_like_a_fresh_one(zygote, tmp_path):
     """The grader's kill on a notebook's time limit (``execute._kill_group``) ends a forked worker too: here one
-    blocked reading its course's gradebook (a FIFO nobody writes)."""
+    blocked reading its course's gradebook (a FIFO nobody writes), holding no socket."""
     course = tmp_path / "course"
     course.mkdir()
     os.mkfifo(course / "gradebook.db")
@@ -70,9 +70,14 @@ def test_a_forked_worker_that_hangs_is_killed_like_a_fresh_one(zygote, tmp_path)
     os.close(write_end)
     os.close(read_end)
     assert worker is not None
-    time.sleep(1)
-    assert state_of(worker.pid) in "SR"  # still there, waiting
-    _kill_group(worker)
+    try:
+        time.sleep(1)
+        assert state_of(worker.pid) in "SR"  # still there, waiting
+        # What it holds: no socket, so neither it nor a kernel it starts can ask the zygote for anything.
+        held = [os.readlink(fd) for fd in Path(f"/proc/{worker.pid}/fd").iterdir()]
+        assert not [target for target in held if target.startswith("socket:")], held
+    finally:
+        _kill_group(worker)
     assert not Path(f"/proc/{worker.pid}").exists()
 
 

@@ -222,7 +222,10 @@ class ForkedWorker:
     def kill(self) -> None:
         """SIGKILL the worker itself (through its pidfd: never another process that took its pid)."""
         if not self.returned:
-            signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)
+            try:
+                signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)
+            except ProcessLookupError:  # already ended
+                pass
 
     def wait(self) -> None:
         """Wait until the worker has ended, then let the zygote reap it (its pid stays taken until then)."""

@@ -35,6 +35,7 @@ from helpers import (
 from helpers.grading import BUGGY_SCORE, COURSE_SCORE, COURSE_STATUS, FULL_SCORE
 
 from autograder.grading import collect as intake
+from autograder.grading import execute
 from autograder.grading import run as grading
 from autograder.syllabus import CORE
 from autograder.syllabus import NAMES as LESSONS
@@ -327,13 +328,13 @@ def injected_runs(tmp_path_factory, solved):
 
 def inject(patch: pytest.MonkeyPatch) -> None:
     """Make each stage of the grader fail for one student: intake, repair, execution, recording, a killed worker."""
-    real_place, real_check, real_run, real_record = (
+    real_place, real_check, real_run, real_record, real_start = (
         intake.place,
         grading.check_notebook,
         grading.run_worker,
         grading.record_scores,
+        execute._start_worker,
     )
-    real_popen = grading.subprocess.Popen
 
     def place(upload, parts, *args):
         if "intake_victim" in parts[-1]:
@@ -355,17 +356,17 @@ def inject(patch: pytest.MonkeyPatch) -> None:
             raise Injected("recording")
         return real_record(course, db_url, student, *args)
 
-    class Popen(real_popen):
-        def __init__(self, command, *args, **kwargs):
-            if "autograder.grading.worker" in command and "killed_victim" in command:
-                command = ["sh", "-c", "kill -KILL $$"]  # the worker dies the way the OOM killer ends it
-            super().__init__(command, *args, **kwargs)
+    def start_worker(sandbox, student, *args):
+        process, lines = real_start(sandbox, student, *args)  # forked from the zygote, or started afresh
+        if student == "killed_victim":
+            process.kill()  # the worker dies the way the OOM killer ends it
+        return process, lines
 
     patch.setattr(intake, "place", place)
     patch.setattr(grading, "check_notebook", check_notebook)
     patch.setattr(grading, "run_worker", run_worker)
     patch.setattr(grading, "record_scores", record_scores)
-    patch.setattr(grading.subprocess, "Popen", Popen)
+    patch.setattr(execute, "_start_worker", start_worker)
 
 
 @pytest.mark.slow

@@ -16,3 +16,7 @@ DRIVE_ENV_VAR = "SIAMESE_DRIVE_DIR"  # a folder standing in for Google Drive (te
 CHECK_SEED_VAR = "SIAMESE_CHECK_SEED"  # the hidden cases' seed: its presence makes a check only probe
 SANDBOX_DIR_VAR = "SIAMESE_GRADING_SANDBOX"  # the kernel's working folder while grading: never imported from
 SANDBOXED_VAR = "SIAMESE_GRADING_SANDBOXED"  # set under bubblewrap, where trusted code is read-only
+
+# Set by the grader for a graded kernel: matplotlib makes figures but never draws them (data_utils.grading_figures).
+MPL_BACKEND_VAR = "MPLBACKEND"  # matplotlib's own
+GRADING_FIGURES_BACKEND = "module://data_utils.grading_figures"

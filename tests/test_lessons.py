@@ -97,17 +97,29 @@ WITH_DEMOS = [
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("lesson", WITH_DEMOS)
-def test_the_checks_print_the_same_with_the_demo_cells_skipped(lesson, sources, solved_runs, tmp_path):
-    """Run as grading runs it, without its demonstrations, the solved lesson's graded test cells print exactly what
-    they print after a run of every cell: skipping the demos changes nothing the checks see."""
+@pytest.mark.parametrize("lesson", syllabus.NAMES)
+def test_the_checks_print_the_same_when_run_as_graded(lesson, sources, solved_runs, tmp_path, monkeypatch):
+    """Run as grading runs it (its demonstration cells skipped, its figures made but never drawn), the solved
+    lesson's graded test cells print exactly what they print after a full run: what grading leaves out changes
+    nothing the checks see."""
     from autograder.grading.demos import skip_demos
+    from data_utils.env import GRADING_FIGURES_BACKEND, MPL_BACKEND_VAR
+    from data_utils.grading_figures import NOT_DRAWN
 
     nb, skipped = skip_demos(build.solved_notebook(sources[lesson].source), sources[lesson].source)
-    assert skipped, f"{lesson}'s source marks demo cells, but none is skipped"
-    without = build.execute_notebook(nb, cwd=tmp_path)
-    assert all(not c.get("outputs") for c in without.cells if c.get("id") in skipped)  # they did not run
-    assert graded_outputs(without) == graded_outputs(solved_runs.get(lesson))
+    assert bool(skipped) == (lesson in WITH_DEMOS), (
+        f"{lesson}: demo cells marked but none skipped, or the reverse"
+    )
+    monkeypatch.setenv(
+        MPL_BACKEND_VAR, GRADING_FIGURES_BACKEND
+    )  # the kernel inherits it, as a graded kernel does
+    as_graded = build.execute_notebook(nb, cwd=tmp_path)
+    assert all(not c.get("outputs") for c in as_graded.cells if c.get("id") in skipped)  # they did not run
+    outputs = [o for c in as_graded.cells for o in c.get("outputs", [])]
+    assert not [o for o in outputs if "image/png" in o.get("data", {})], f"{lesson}: a figure was drawn"
+    if any("plt.show()" in c.source for c in as_graded.cells if c.get("outputs")):
+        assert any(NOT_DRAWN in o.get("text", "") for o in outputs), f"{lesson}: no figure was left undrawn"
+    assert graded_outputs(as_graded) == graded_outputs(solved_runs.get(lesson))
 
 
 @pytest.mark.slow

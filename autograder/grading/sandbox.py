@@ -36,7 +36,13 @@ import time
 from functools import lru_cache
 from pathlib import Path
 
-from data_utils.env import GRADING_ENV_VAR, SANDBOX_DIR_VAR, SANDBOXED_VAR
+from data_utils.env import (
+    GRADING_ENV_VAR,
+    GRADING_FIGURES_BACKEND,
+    MPL_BACKEND_VAR,
+    SANDBOX_DIR_VAR,
+    SANDBOXED_VAR,
+)
 
 from .timing import cpu_counter, group_cpu_seconds
 
@@ -110,6 +116,7 @@ def kernel_environment(work_dir: Path, extra: dict[str, str] | None = None) -> d
         "TMPDIR": "/var/tmp",
         "LANG": "C.UTF-8",
         "MPLCONFIGDIR": "/var/tmp/matplotlib",
+        MPL_BACKEND_VAR: GRADING_FIGURES_BACKEND,  # figures made, never drawn: no check reads a picture
         GRADING_ENV_VAR: "autograde",
         "OMP_NUM_THREADS": "1",
         "PYTHONDONTWRITEBYTECODE": "1",

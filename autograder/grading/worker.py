@@ -36,7 +36,7 @@ from nbgrader.preprocessors import Execute
 from nbgrader.utils import is_grade, is_solution
 
 from data_utils.env import CHECK_SEED_VAR as SEED_VARIABLE
-from data_utils.env import QUICK_ENV_VAR, SANDBOX_DIR_VAR
+from data_utils.env import GRADING_FIGURES_BACKEND, MPL_BACKEND_VAR, QUICK_ENV_VAR, SANDBOX_DIR_VAR
 
 from . import judge_side, reference
 from . import sandbox as kernel_sandbox
@@ -314,6 +314,7 @@ def kernel_environment(sandbox: Path) -> None:
             "TMPDIR": str(sandbox / "tmp"),
             "XDG_CACHE_HOME": str(home / ".cache"),
             "MPLCONFIGDIR": str(home / ".config" / "matplotlib"),
+            MPL_BACKEND_VAR: GRADING_FIGURES_BACKEND,  # figures made, never drawn: no check reads a picture
             "JUPYTER_RUNTIME_DIR": str(home / "runtime"),
             "PYTHONDONTWRITEBYTECODE": "1",  # the grader checks its packages' files, .pyc included
             SANDBOX_DIR_VAR: str(sandbox),  # the checks' preamble never imports from here

@@ -291,6 +291,48 @@ def test_a_sandboxed_kernel_executes_a_notebook(needs_sandbox, tmp_path):
     assert nb.cells[0].outputs[0]["text"] == "65534 ['lo'] autograde\n", nb.cells[0].outputs
 
 
+def test_a_sandboxed_kernel_makes_figures_but_draws_none(needs_sandbox, tmp_path):
+    """A figure shown and one left open are both closed undrawn, each with a line in its place: grading pays
+    for no picture (no check reads one), and the next cell starts with no figure, as after the inline backend."""
+    from nbclient import NotebookClient
+
+    from data_utils.grading_figures import NOT_DRAWN
+
+    work = tmp_path / "sandbox" / "autograded" / "alice" / "01_pair_dataset"
+    work.mkdir(parents=True)
+    (tmp_path / "run").mkdir()
+    config = kernel_config(Config(), tmp_path / "sandbox", "01_pair_dataset", "alice", tmp_path / "run")
+    cells = [
+        "import matplotlib.pyplot as plt\nplt.plot([0, 1], [1, 0])\nplt.show()",
+        "plt.figure()\nplt.imshow([[0, 1], [1, 0]])",  # left open, as a cell whose last line draws
+        "print(plt.get_fignums(), plt.get_backend())",
+    ]
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source) for source in cells])
+    NotebookClient(
+        nb,
+        config=config,
+        kernel_name=config.ExecutePreprocessor.kernel_name,
+        timeout=60,
+        resources={"metadata": {"path": str(work)}},
+    ).execute()
+    texts = ["".join(o.get("text", "") for o in c.outputs) for c in nb.cells]
+    assert not [o for c in nb.cells for o in c.outputs if "image/png" in o.get("data", {})], (
+        "a figure was drawn"
+    )
+    assert texts[:2] == [f"{NOT_DRAWN}\n"] * 2, texts
+    assert texts[2] == "[] module://data_utils.grading_figures\n", texts
+
+
+def test_a_kernel_outside_the_sandbox_draws_no_figure_either(tmp_path, monkeypatch):
+    """``--isolation off``: the kernel inherits the worker's environment, which selects the same backend."""
+    from autograder.grading.worker import kernel_environment
+    from data_utils.env import GRADING_FIGURES_BACKEND, MPL_BACKEND_VAR
+
+    monkeypatch.setattr(os, "environ", {**os.environ, MPL_BACKEND_VAR: "agg"})  # what a kernel would inherit
+    kernel_environment(tmp_path)
+    assert os.environ[MPL_BACKEND_VAR] == GRADING_FIGURES_BACKEND
+
+
 # ---------------------------------------------------------------- limits per student
 
 

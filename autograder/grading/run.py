@@ -277,6 +277,7 @@ class GradingRun:
         self.unowned: list[tuple[str, str]] = []
         self.lock = threading.Lock()  # one writer for the gradebook of record, the manifest and grades.csv
         self.zygote: Zygote | None = None  # the workers are forked from it while students are executed
+        self.font_list: Path | None = None  # matplotlib's, built once for every sandboxed kernel of the run
 
     # -- stage 1: intake
     def take_in(self, submissions: intake.Submissions) -> None:
@@ -400,6 +401,9 @@ class GradingRun:
             self.watch_grader()
         to_grade = grading_order(self.enrolled)
         self.report()  # the whole class, from the gradebook, before the first student's row changes
+        if self.sandboxed and to_grade:
+            with self.timings.stage("font list", children=True):
+                self.font_list = sandbox_limits.build_font_list(self.workdir / "fonts")
         # The zygote's imports cost about what a worker's do: it pays for itself from the second student.
         try:
             self.zygote = self.start_zygote() if len(to_grade) > 1 else None
@@ -510,6 +514,7 @@ class GradingRun:
                 group,
                 self.env,
                 self.zygote,
+                self.font_list,
             )
             left = group.stop_all()
             whole = {"stage": "worker, all", "student": enrolled.sid, "wall": time.perf_counter() - started}

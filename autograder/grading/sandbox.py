@@ -9,7 +9,8 @@ whose command is ``bwrap ... python -m ipykernel_launcher``:
   kernel talks to the grader over Unix sockets (ZeroMQ's ``ipc`` transport) in one folder;
 * nothing of the host but what the kernel needs, read-only: ``/usr``, the Python installation and
   environment, the course packages (each package folder alone: never the repository's ``.git``),
-  the loader cache, the user database and the font configuration; a private ``/var/tmp``
+  the loader cache, the user database, the font configuration and matplotlib's list of those fonts
+  (built once a run under these same walls: ``build_font_list``); a private ``/var/tmp``
   (``TMPDIR``), ``/dev/shm`` and working folder, all of them tmpfs that vanish with the kernel;
   ``/`` and ``/tmp`` read-only; the only host folder it can write to is the one holding its
   sockets, on ``/dev/shm`` (memory) where there is one, so that what it writes there counts
@@ -59,6 +60,9 @@ ETC_FILES = (
     "/etc/fonts",
 )
 CGROUP_ROOT = Path("/sys/fs/cgroup")
+KERNEL_MPLCONFIGDIR = Path(
+    "/var/tmp/matplotlib"
+)  # matplotlib's settings and font list, in the kernel's tmpfs
 
 
 def package_folders() -> list[Path]:
@@ -115,7 +119,7 @@ def kernel_environment(work_dir: Path, extra: dict[str, str] | None = None) -> d
         "HOME": str(work_dir),
         "TMPDIR": "/var/tmp",
         "LANG": "C.UTF-8",
-        "MPLCONFIGDIR": "/var/tmp/matplotlib",
+        "MPLCONFIGDIR": str(KERNEL_MPLCONFIGDIR),
         MPL_BACKEND_VAR: GRADING_FIGURES_BACKEND,  # figures made, never drawn: no check reads a picture
         GRADING_ENV_VAR: "autograde",
         "OMP_NUM_THREADS": "1",
@@ -175,6 +179,34 @@ def bwrap_command(
     # The folders made to hold the mounts (under / and /tmp, where grading folders often are) stay read-only:
     # a notebook cannot plant a package next to the course's. The mounts themselves keep their own flags.
     return args + ["--remount-ro", "/tmp", "--remount-ro", "/"]
+
+
+def build_font_list(folder: Path) -> Path | None:
+    """matplotlib's list of the fonts a kernel sees, built once under the kernels' own walls into ``folder``.
+
+    Each kernel starts with an empty ``/var/tmp``, where matplotlib would spend about 0.3 s of CPU building this
+    list at its first import; bound read-only into every kernel (``font_list_overlay``), it is built once a run,
+    by a sandboxed process that runs no student's code. ``None`` if it could not be built: each kernel then
+    builds its own, as before.
+    """
+    run_dir = folder / "run"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    command = bwrap_command(folder / "home", run_dir, {"MPLCONFIGDIR": str(run_dir)})
+    try:
+        built = subprocess.run(
+            [*command, sys.executable, "-c", "import matplotlib.font_manager"],
+            capture_output=True,
+            timeout=300,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    found = sorted(run_dir.glob("fontlist-*.json"))
+    return found[0] if built.returncode == 0 and len(found) == 1 else None
+
+
+def font_list_overlay(font_list: Path | None) -> dict[Path, Path]:
+    """The overlay that puts the run's font list where a kernel's matplotlib reads it (none without one)."""
+    return {KERNEL_MPLCONFIGDIR / font_list.name: font_list} if font_list else {}
 
 
 def write_kernelspec(

@@ -171,10 +171,19 @@ def kernel_run_dir() -> Path:
     return Path(tempfile.mkdtemp(prefix="siamese-kernel-", dir=base))
 
 
-def kernel_config(config, sandbox: Path, lesson: str, student: str, run_dir: Path | None, seed: int = 0):
+def kernel_config(
+    config,
+    sandbox: Path,
+    lesson: str,
+    student: str,
+    run_dir: Path | None,
+    seed: int = 0,
+    font_list: Path | None = None,
+):
     """Point nbgrader's executor at the lesson's kernel: sandboxed, with its sockets in ``run_dir``, or plain (None).
 
-    ``seed`` is this run's seed for the checks' inputs (given to the sandboxed kernel's environment).
+    ``seed`` is this run's seed for the checks' inputs (given to the sandboxed kernel's environment); ``font_list``
+    is the run's matplotlib font list (``sandbox.build_font_list``), bound read-only into the sandboxed kernel.
     """
     config.ExecutePreprocessor.kernel_name = kernel_sandbox.KERNEL_NAME if run_dir else "python3"
     config.KernelManager.client_class = f"{__name__}.CappedKernelClient"
@@ -196,6 +205,7 @@ def kernel_config(config, sandbox: Path, lesson: str, student: str, run_dir: Pat
         }  # target → what is bound there
         for name, copy in (("solutions", hidden), ("autograder", probe)):
             overlays.update(dict.fromkeys(kernel_sandbox.other_copies(name, packages[name]), copy))
+        overlays.update(kernel_sandbox.font_list_overlay(font_list))
         kernel_sandbox.write_kernelspec(
             sandbox / "kernelspec", work_dir, run_dir, {SEED_VARIABLE: str(seed)}, overlays
         )
@@ -258,16 +268,28 @@ def execute_only_api(sandbox: Path, config):
 
 
 def execute_lesson(
-    sandbox: Path, student: str, lesson: str, cell_timeout: int, sandboxed: bool, clock: LapClock
+    sandbox: Path,
+    student: str,
+    lesson: str,
+    cell_timeout: int,
+    sandboxed: bool,
+    clock: LapClock,
+    font_list: Path | None = None,
 ) -> dict:
     """Restore the test cells of one lesson, execute it, and judge its test cells, timing each stage; never raise."""
-    result = _execute_lesson(sandbox, student, lesson, cell_timeout, sandboxed, clock)
+    result = _execute_lesson(sandbox, student, lesson, cell_timeout, sandboxed, clock, font_list)
     clock.lap("judge" if "executed" in result else "nbgrader after execution")
     return {**result, "timings": clock.records}
 
 
 def _execute_lesson(
-    sandbox: Path, student: str, lesson: str, cell_timeout: int, sandboxed: bool, clock: LapClock
+    sandbox: Path,
+    student: str,
+    lesson: str,
+    cell_timeout: int,
+    sandboxed: bool,
+    clock: LapClock,
+    font_list: Path | None,
 ) -> dict:
     """``execute_lesson`` without its timings."""
     LimitedExecute.clock = clock
@@ -280,7 +302,7 @@ def _execute_lesson(
     os.environ[SEED_VARIABLE] = str(seed)  # a kernel started without the sandbox inherits it
     try:
         config = kernel_config(
-            nbgrader_config(sandbox, timeout=cell_timeout), sandbox, lesson, student, run_dir, seed
+            nbgrader_config(sandbox, timeout=cell_timeout), sandbox, lesson, student, run_dir, seed, font_list
         )
         clock.lap("sandbox set-up")
         outcome = execute_only_api(sandbox, config).autograde(lesson, student, force=True, create=True)
@@ -336,6 +358,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sandboxed", action="store_true", help="run every kernel under bubblewrap")
     parser.add_argument("--cgroup", type=Path, action="append", default=[], help="a cgroup to join first")
     parser.add_argument("--result-fd", type=int, default=1, help="the file descriptor the JSON lines go to")
+    parser.add_argument(
+        "--font-list", type=Path, help="the run's matplotlib font list, for sandboxed kernels"
+    )
     args = parser.parse_args(argv)
     kernel_sandbox.join_groups(args.cgroup)
     if args.result_fd != 1:
@@ -358,7 +383,9 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps({"start": lesson}), file=results, flush=True)
         clock = LapClock(counter)
         clock.records, started = started, []
-        result = execute_lesson(sandbox, args.student, lesson, args.cell_timeout, args.sandboxed, clock)
+        result = execute_lesson(
+            sandbox, args.student, lesson, args.cell_timeout, args.sandboxed, clock, args.font_list
+        )
         print(json.dumps({"lesson": lesson, **result}), file=results, flush=True)
     return 0
 

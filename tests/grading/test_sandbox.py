@@ -323,6 +323,81 @@ def test_a_sandboxed_kernel_makes_figures_but_draws_none(needs_sandbox, tmp_path
     assert texts[2] == "[] module://data_utils.grading_figures\n", texts
 
 
+FONT_PROBE = """
+import logging, os
+logging.basicConfig(level=logging.INFO)  # matplotlib says at INFO when it builds a font list of its own
+import matplotlib.pyplot
+listed = [os.path.join(d, n) for d, _, names in os.walk("/var/tmp/matplotlib") for n in names if "fontlist" in n]
+print([(os.path.basename(p), os.access(p, os.W_OK)) for p in listed])
+"""
+
+
+def run_font_probe(tmp_path: Path, font_list: Path | None):
+    """The font probe in a sandboxed kernel of lesson 1, given ``font_list``; the executed cell."""
+    from nbclient import NotebookClient
+
+    work = tmp_path / "sandbox" / "autograded" / "alice" / "01_pair_dataset"
+    work.mkdir(parents=True, exist_ok=True)
+    (tmp_path / "run").mkdir(exist_ok=True)
+    config = kernel_config(
+        Config(), tmp_path / "sandbox", "01_pair_dataset", "alice", tmp_path / "run", font_list=font_list
+    )
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(FONT_PROBE)])
+    NotebookClient(
+        nb,
+        config=config,
+        kernel_name=config.ExecutePreprocessor.kernel_name,
+        timeout=60,
+        resources={"metadata": {"path": str(work)}},
+    ).execute()
+    return nb.cells[0]
+
+
+def test_every_kernel_reads_the_font_list_built_once_under_the_same_walls(needs_sandbox, tmp_path):
+    """The run's font list, built by a sandboxed process, is bound read-only where a kernel's matplotlib looks:
+    the kernel builds none of its own (about 0.3 s of CPU each); without it, the kernel builds one, as before."""
+    font_list = sandbox.build_font_list(tmp_path / "fonts")
+    assert font_list is not None and font_list.name.startswith("fontlist-"), font_list
+    given = run_font_probe(tmp_path / "given", font_list)
+    assert stream_text(given, "stdout") == f"[('{font_list.name}', False)]\n"  # the bound copy, read-only
+    assert "generated new fontManager" not in stream_text(given, "stderr"), stream_text(given, "stderr")
+    alone = run_font_probe(tmp_path / "alone", None)
+    assert stream_text(alone, "stdout") == f"[('{font_list.name}', True)]\n"  # its own, in its own tmpfs
+    assert "generated new fontManager" in stream_text(alone, "stderr"), stream_text(alone, "stderr")
+
+
+def stream_text(cell, name: str) -> str:
+    """What a cell wrote to one stream."""
+    return "".join(o.get("text", "") for o in cell.outputs if o.get("name") == name)
+
+
+def test_the_font_list_reaches_every_lesson_of_a_worker(tmp_path, monkeypatch):
+    """``run_worker`` passes the run's font list to a sandboxed worker, and the worker to each lesson it runs."""
+    from autograder.grading import execute, worker
+
+    font_list = tmp_path / "fontlist-v1.json"
+    started = []
+
+    def start(sandbox_dir, student, lessons, options, env, zygote):
+        started.append(options)
+        raise RuntimeError("stop here: the options are what this test reads")
+
+    monkeypatch.setattr(execute, "_start_worker", start)
+    with pytest.raises(RuntimeError, match="stop here"):
+        execute.run_worker(tmp_path, "alice", ["01_pair_dataset"], 60, 10, 0, True, font_list=font_list)
+    assert started[0][started[0].index("--font-list") + 1] == str(font_list), started
+
+    (tmp_path / "gradebook.db").write_bytes(b"")
+    handed = []
+    monkeypatch.setattr(worker, "execute_lesson", lambda *args: handed.append(args[-1]) or {})
+    monkeypatch.setattr(
+        os, "environ", dict(os.environ)
+    )  # the worker points HOME and the rest into the sandbox
+    lessons = ["01_pair_dataset", "02_cnn_backbone"]
+    assert worker.main([*started[0], "--", str(tmp_path), "alice", *lessons]) == 0
+    assert handed == [font_list] * len(lessons)
+
+
 def test_a_kernel_outside_the_sandbox_draws_no_figure_either(tmp_path, monkeypatch):
     """``--isolation off``: the kernel inherits the worker's environment, which selects the same backend."""
     from autograder.grading.worker import kernel_environment

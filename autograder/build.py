@@ -16,8 +16,7 @@ from __future__ import annotations
 
 import argparse
 import ast
-import importlib
-import inspect
+import importlib.util
 import re
 import subprocess
 import sys
@@ -122,15 +121,35 @@ def markdown_text(cell: Cell) -> str:
     return "\n".join(out).strip("\n")
 
 
-def resolve(spec: str) -> list[tuple[str, object]]:
-    """``solutions.loss:contrastive_loss,ContrastiveLoss`` → ``[(name, object), ...]``."""
+def resolve(spec: str) -> list[tuple[str, str]]:
+    """``solutions.loss:contrastive_loss,ContrastiveLoss`` → ``[(name, its source), ...]``.
+
+    Read from the module's file, never imported: building the course runs none of its code (nor imports torch).
+    """
     module_name, _, names = spec.partition(":")
-    module = importlib.import_module(module_name)
-    return [(name, getattr(module, name)) for name in names.split(",")]
+    found = importlib.util.find_spec(module_name)
+    if found is None or not found.origin or not found.origin.endswith(".py"):
+        raise ValueError(f"{spec}: no Python source for the module {module_name}")
+    text = Path(found.origin).read_text()
+    lines = text.splitlines()
+    definitions = {
+        node.name: node
+        for node in ast.parse(text).body
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef)
+    }
+    pairs = []
+    for name in names.split(","):
+        if name not in definitions:
+            raise ValueError(f"{spec}: {module_name} defines no function or class {name} at its top level")
+        node = definitions[name]
+        first = min([node.lineno, *(d.lineno for d in node.decorator_list)])  # decorators belong to it
+        pairs.append((name, "\n".join(lines[first - 1 : node.end_lineno]) + "\n"))
+    return pairs
 
 
-def exercise_objects(lesson: syllabus.Lesson, number: str) -> list[tuple[str, object]]:
-    """The ``solutions`` objects exercise ``number`` asks for, as the course table lists them for ``lesson``."""
+def exercise_objects(lesson: syllabus.Lesson, number: str) -> list[tuple[str, str]]:
+    """The sources of the ``solutions`` objects exercise ``number`` asks for, as the course table lists them for
+    ``lesson``: ``[(name, source), ...]``."""
     found = [item for item in lesson.exercises if item.number == number]
     if not found:
         raise ValueError(
@@ -166,9 +185,9 @@ def _function_regions(tree: ast.AST) -> list[tuple[str, int, int]]:
     return regions
 
 
-def solution_source(obj: object) -> tuple[str, list[str]]:
-    """The object's source with every function body between solution markers, and the names of those bodies."""
-    source = textwrap.dedent(inspect.getsource(obj))
+def solution_source(definition: str) -> tuple[str, list[str]]:
+    """A definition's source with every function body between solution markers, and the names of those bodies."""
+    source = textwrap.dedent(definition)
     lines = source.splitlines()
     regions = _function_regions(ast.parse(source))
     names = []
@@ -307,7 +326,7 @@ def notebook_cell(cell: Cell, row: syllabus.Lesson) -> tuple[nbformat.NotebookNo
         return code(setup_source()), {"grade_id": "setup", "locked": True}, None
     if cell.kind == "given":
         objects = resolve(cell.rest)
-        source = "\n\n\n".join(textwrap.dedent(inspect.getsource(obj)).rstrip() for _, obj in objects)
+        source = "\n\n\n".join(textwrap.dedent(text).rstrip() for _, text in objects)
         grade_id = "given_" + "_".join(name.lower() for name, _ in objects)
         return code(source), {"grade_id": grade_id, "locked": True}, None
     if cell.kind == "exercise":
@@ -329,8 +348,8 @@ def notebook_cell(cell: Cell, row: syllabus.Lesson) -> tuple[nbformat.NotebookNo
 def exercise_cell(number: str, row: syllabus.Lesson) -> tuple[nbformat.NotebookNode, dict, list[str]]:
     """The solved exercise cell: the objects the course table lists for it, and one stub message per function."""
     parts, messages = [], []
-    for _, obj in exercise_objects(row, number):
-        code, names = solution_source(obj)
+    for _, definition in exercise_objects(row, number):
+        code, names = solution_source(definition)
         parts.append(code)
         messages += [f"Exercise {number}: write the body of {name}" for name in names]
     header = f"# Exercise {number}: replace each `raise NotImplementedError(...)` with your code.\n"

@@ -70,9 +70,8 @@ def test_hidden_tests_only_in_the_instructor_version(fresh_notebooks):
 
 def test_solution_source_wraps_every_function_body():
     """A class gets one solution region per method, after the docstring."""
-    from solutions.loss import ContrastiveLoss
-
-    code, names = build.solution_source(ContrastiveLoss)
+    [(_, definition)] = build.resolve("solutions.loss:ContrastiveLoss")
+    code, names = build.solution_source(definition)
     assert names == ["ContrastiveLoss.__init__", "ContrastiveLoss.forward"]
     assert code.count(build.BEGIN_SOLUTION) == 2 and code.count(build.END_SOLUTION) == 2
     docstring_line = code.splitlines().index(
@@ -172,3 +171,27 @@ def test_an_exercise_the_table_does_not_list_stops_the_build():
     ):
         build.exercise_objects(lesson, "4.9")
     assert [name for name, _ in build.exercise_objects(lesson, "4.1")] == ["contrastive_loss"]
+
+
+def test_a_definition_is_read_from_its_source_as_it_stands():
+    """``resolve`` gives each definition's text as inspect shows the imported object (decorators included),
+    without importing it; a name the module does not define at its top level stops the build."""
+    import importlib
+    import inspect
+
+    given = [
+        cell.rest
+        for name in syllabus.NAMES
+        for cell in build.parse_lesson(build.SOURCES_DIR / f"{name}.py")
+        if cell.kind == "given"
+    ]
+    written = [
+        spec for name in syllabus.NAMES for item in syllabus.lesson(name).exercises for spec in item.writes
+    ]
+    assert given and written
+    for spec in given + written:
+        module = importlib.import_module(spec.partition(":")[0])
+        for name, text in build.resolve(spec):
+            assert text == inspect.getsource(getattr(module, name)), spec
+    with pytest.raises(ValueError, match="defines no function or class torch at its top level"):
+        build.resolve("solutions.loss:torch")

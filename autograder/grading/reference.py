@@ -230,7 +230,7 @@ def reference_tokens(lesson: str) -> dict[str, list[str] | None]:
     """``{exercise: the tokens of its reference solution}``, as the solved exercise cell holds it."""
     found = {}
     for item in syllabus.lesson(lesson).exercises:
-        code = "\n\n\n".join(solution_source(obj)[0] for spec in item.writes for _, obj in resolve(spec))
+        code = "\n\n\n".join(solution_source(text)[0] for spec in item.writes for _, text in resolve(spec))
         found[item.number] = tokens(code.replace(BEGIN_SOLUTION, ""))
     return found
 

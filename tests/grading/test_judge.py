@@ -571,7 +571,7 @@ def test_a_copy_of_the_reference_is_flagged_for_review_not_scored():
 
     from autograder.build import solution_source
 
-    code = solution_source(reference_loss)[0]
+    code = solution_source(inspect.getsource(reference_loss))[0]
     assert reference.copies({"4.1": "# my answer\n" + code.replace("    ", "  ")}, "04_contrastive_loss") == [
         "4.1"
     ]

@@ -93,7 +93,7 @@ def repository_problem(configured: str, origin: str | None) -> str | None:
 def parse_lesson(path: Path) -> list[Cell]:
     """Split a lesson source into cells at ``# %%`` headers."""
     cells: list[Cell] = []
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         match = HEADER.match(line)
         if match:
             tag = (match.group("tag") or "code").split()
@@ -124,14 +124,16 @@ def markdown_text(cell: Cell) -> str:
 def resolve(spec: str) -> list[tuple[str, str]]:
     """``solutions.loss:contrastive_loss,ContrastiveLoss`` → ``[(name, its source), ...]``.
 
-    Read from the module's file, never imported: building the course runs none of its code (nor imports torch).
+    Each name must be a function or class defined at the module's top level; its text is read from the module's
+    file, which is never executed (only its package's ``__init__``, to find it): building the course runs none
+    of the solutions' code, nor imports torch.
     """
     module_name, _, names = spec.partition(":")
     found = importlib.util.find_spec(module_name)
     if found is None or not found.origin or not found.origin.endswith(".py"):
         raise ValueError(f"{spec}: no Python source for the module {module_name}")
-    text = Path(found.origin).read_text()
-    lines = text.splitlines()
+    text = Path(found.origin).read_text(encoding="utf-8")
+    lines = text.split("\n")  # as ast counts lines (splitlines would also split at form feeds and the like)
     definitions = {
         node.name: node
         for node in ast.parse(text).body

@@ -1,7 +1,8 @@
 """The matplotlib backend of a graded kernel: figures are made as in any run, but never drawn.
 
 Drawing a figure into the PNG a notebook shows costs about a third of a second of CPU, a dozen times a student,
-and no check or question reads a picture. The grader alone selects this backend for its kernels
+and no check reads a picture (the questions are answered in words, and a graded run's pictures are of quick
+mode's synthetic data, not the student's). The grader alone selects this backend for its kernels
 (``MPLBACKEND=module://data_utils.grading_figures``); in Colab, Jupyter and the tests' runs of the lessons,
 figures show as usual. Every figure a cell made is still closed after it, with one line in its place, as the
 inline backend closes the figures it shows.

@@ -177,8 +177,8 @@ def is_released(course: Path) -> bool:
 def build_course(course: Path, code: Path, db_url: str | None = None, template: Path | None = None) -> None:
     """Run ``python -m autograder release`` for ``course`` (and ``template``) from the code copy ``code``.
 
-    Building imports the solutions and torch: a child process keeps the grader itself small. It starts in the copy,
-    which ``-m`` puts first on the path (never this process's folder: a checkout, often).
+    A child process, so that the course is built from the copy's code: it starts in the copy, which ``-m`` puts
+    first on the path (never this process's folder: a checkout, often).
     """
     command = [sys.executable, "-m", "autograder", "release", str(course.resolve())]
     command += ["--db-url", db_url] if db_url else []
@@ -404,6 +404,8 @@ class GradingRun:
         if self.sandboxed and to_grade:
             with self.timings.stage("font list", children=True):
                 self.font_list = sandbox_limits.build_font_list(self.workdir / "fonts")
+            if self.font_list is None:
+                print("note: matplotlib's font list could not be built; each kernel builds its own (slower)")
         # The zygote's imports cost about what a worker's do: it pays for itself from the second student.
         try:
             self.zygote = self.start_zygote() if len(to_grade) > 1 else None

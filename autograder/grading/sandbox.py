@@ -196,7 +196,7 @@ def build_font_list(folder: Path) -> Path | None:
         built = subprocess.run(
             [*command, sys.executable, "-c", "import matplotlib.font_manager"],
             capture_output=True,
-            timeout=300,
+            timeout=60,
         )
     except (OSError, subprocess.TimeoutExpired):
         return None

@@ -323,6 +323,14 @@ def test_a_sandboxed_kernel_makes_figures_but_draws_none(needs_sandbox, tmp_path
     assert texts[2] == "[] module://data_utils.grading_figures\n", texts
 
 
+FIGURE_PROBE = """
+import matplotlib.pyplot as plt
+plt.plot([0, 1], [1, 0])
+plt.show()
+print(plt.get_fignums(), plt.get_backend())
+"""
+
+
 FONT_PROBE = """
 import logging, os
 logging.basicConfig(level=logging.INFO)  # matplotlib says at INFO when it builds a font list of its own
@@ -399,13 +407,25 @@ def test_the_font_list_reaches_every_lesson_of_a_worker(tmp_path, monkeypatch):
 
 
 def test_a_kernel_outside_the_sandbox_draws_no_figure_either(tmp_path, monkeypatch):
-    """``--isolation off``: the kernel inherits the worker's environment, which selects the same backend."""
-    from autograder.grading.worker import kernel_environment
-    from data_utils.env import GRADING_FIGURES_BACKEND, MPL_BACKEND_VAR
+    """``--isolation off``: a plain kernel inherits the worker's environment, which selects the same backend."""
+    from nbclient import NotebookClient
 
-    monkeypatch.setattr(os, "environ", {**os.environ, MPL_BACKEND_VAR: "agg"})  # what a kernel would inherit
-    kernel_environment(tmp_path)
-    assert os.environ[MPL_BACKEND_VAR] == GRADING_FIGURES_BACKEND
+    from autograder.grading.worker import kernel_environment
+
+    monkeypatch.setattr(os, "environ", {**os.environ, "MPLBACKEND": "agg"})  # a setting the worker overrides
+    kernel_environment(tmp_path)  # the worker's, before it starts any kernel
+    config = kernel_config(Config(), tmp_path, "01_pair_dataset", "alice", None)
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(FIGURE_PROBE)])
+    NotebookClient(
+        nb,
+        config=config,
+        kernel_name=config.ExecutePreprocessor.kernel_name,
+        timeout=60,
+        resources={"metadata": {"path": str(tmp_path)}},
+    ).execute()
+    from data_utils.grading_figures import NOT_DRAWN
+
+    assert stream_text(nb.cells[0], "stdout") == f"{NOT_DRAWN}\n[] module://data_utils.grading_figures\n"
 
 
 # ---------------------------------------------------------------- limits per student

@@ -49,21 +49,21 @@ def run_worker(
     group: sandbox_limits.StudentGroup | None = None,
     env: dict[str, str] | None = None,
     zygote: Zygote | None = None,
-    font_list: Path | None = None,
+    kernel_files: Path | None = None,
 ) -> dict[str, dict]:
     """Execute ``lessons`` in the sandbox course in a child process; a lesson that hangs or crashes it is reported.
 
     ``sandboxed`` runs every kernel under bubblewrap; ``group`` is the student's cgroups, which the worker joins;
     ``env`` is the worker's environment (default: this process's), e.g. with the course imported from a copy;
-    ``zygote`` forks the worker where it can (``autograder.grading.zygote``), else it starts afresh; ``font_list``
-    is the run's matplotlib font list for the sandboxed kernels (``sandbox.build_font_list``).
+    ``zygote`` forks the worker where it can (``autograder.grading.zygote``), else it starts afresh; ``kernel_files``
+    holds what the run made for its sandboxed kernels (``autograder.grading.kernel_files``).
     """
     base = worker_environment(env if env is not None else dict(os.environ))
     options = ["--cell-timeout", str(cell_timeout), "--memory-mb", str(memory_mb)]
     if sandboxed:
         options.append("--sandboxed")
-    if sandboxed and font_list:
-        options += ["--font-list", str(font_list)]
+    if sandboxed and kernel_files:
+        options += ["--kernel-files", str(kernel_files)]
     options += group.join_command() if group else []
     results: dict[str, dict] = {}
     remaining = list(lessons)

@@ -39,7 +39,7 @@ from tqdm import tqdm
 from .. import syllabus
 from ..build import build_all, generate_release, solved_notebook
 from . import collect as intake
-from . import judge_side
+from . import judge_side, kernel_files
 from . import report as records
 from . import sandbox as sandbox_limits
 from .course import (
@@ -277,7 +277,9 @@ class GradingRun:
         self.unowned: list[tuple[str, str]] = []
         self.lock = threading.Lock()  # one writer for the gradebook of record, the manifest and grades.csv
         self.zygote: Zygote | None = None  # the workers are forked from it while students are executed
-        self.font_list: Path | None = None  # matplotlib's, built once for every sandboxed kernel of the run
+        self.kernel_files: Path | None = (
+            None  # made once for every sandboxed kernel of the run (kernel_files.py)
+        )
 
     # -- stage 1: intake
     def take_in(self, submissions: intake.Submissions) -> None:
@@ -402,9 +404,11 @@ class GradingRun:
         to_grade = grading_order(self.enrolled)
         self.report()  # the whole class, from the gradebook, before the first student's row changes
         if self.sandboxed and to_grade:
-            with self.timings.stage("font list", children=True):
-                self.font_list = sandbox_limits.build_font_list(self.workdir / "fonts")
-            if self.font_list is None:
+            with self.timings.stage("kernel files", children=True):
+                self.kernel_files, fonts = kernel_files.make(
+                    self.code, self.workdir / "kernel-files", syllabus.NAMES
+                )
+            if fonts is None:
                 print("note: matplotlib's font list could not be built; each kernel builds its own (slower)")
         # The zygote's imports cost about what a worker's do: it pays for itself from the second student.
         try:
@@ -516,7 +520,7 @@ class GradingRun:
                 group,
                 self.env,
                 self.zygote,
-                self.font_list,
+                self.kernel_files,
             )
             left = group.stop_all()
             whole = {"stage": "worker, all", "student": enrolled.sid, "wall": time.perf_counter() - started}

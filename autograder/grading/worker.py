@@ -38,7 +38,7 @@ from nbgrader.utils import is_grade, is_solution
 from data_utils.env import CHECK_SEED_VAR as SEED_VARIABLE
 from data_utils.env import GRADING_FIGURES_BACKEND, MPL_BACKEND_VAR, QUICK_ENV_VAR, SANDBOX_DIR_VAR
 
-from . import judge_side, reference
+from . import kernel_files
 from . import sandbox as kernel_sandbox
 from .course import nbgrader_config
 from .repair import nbgrader_metadata
@@ -178,12 +178,13 @@ def kernel_config(
     student: str,
     run_dir: Path | None,
     seed: int = 0,
-    font_list: Path | None = None,
+    files: Path | None = None,
 ):
     """Point nbgrader's executor at the lesson's kernel: sandboxed, with its sockets in ``run_dir``, or plain (None).
 
-    ``seed`` is this run's seed for the checks' inputs (given to the sandboxed kernel's environment); ``font_list``
-    is the run's matplotlib font list (``sandbox.build_font_list``), bound read-only into the sandboxed kernel.
+    ``seed`` is this run's seed for the checks' inputs (given to the sandboxed kernel's environment); ``files``
+    holds what the run made for its sandboxed kernels (``kernel_files``), else this student's copies are made
+    in the sandbox.
     """
     config.ExecutePreprocessor.kernel_name = kernel_sandbox.KERNEL_NAME if run_dir else "python3"
     config.KernelManager.client_class = f"{__name__}.CappedKernelClient"
@@ -195,17 +196,11 @@ def kernel_config(
         packages = {p.name: p for p in kernel_sandbox.package_folders()}
         # The kernel reads neither the lesson's reference nor the checks' judge side: copies with stand-ins in
         # their place.
-        hidden = reference.write_hidden_copy(lesson, packages["solutions"], sandbox / "hidden")
-        probe = sandbox / "probe" / "autograder"
-        if not probe.is_dir():  # the same for every lesson
-            judge_side.write_probe_copy(packages["autograder"], sandbox / "probe")
-        overlays = {
-            packages["solutions"]: hidden,
-            packages["autograder"]: probe,
-        }  # target → what is bound there
-        for name, copy in (("solutions", hidden), ("autograder", probe)):
-            overlays.update(dict.fromkeys(kernel_sandbox.other_copies(name, packages[name]), copy))
-        overlays.update(kernel_sandbox.font_list_overlay(font_list))
+        if files is None:
+            files = kernel_files.write_copies(
+                packages["solutions"], packages["autograder"], sandbox / "kernel-files", [lesson]
+            )
+        overlays = kernel_files.overlays(packages, lesson, files)
         kernel_sandbox.write_kernelspec(
             sandbox / "kernelspec", work_dir, run_dir, {SEED_VARIABLE: str(seed)}, overlays
         )
@@ -274,10 +269,10 @@ def execute_lesson(
     cell_timeout: int,
     sandboxed: bool,
     clock: LapClock,
-    font_list: Path | None = None,
+    files: Path | None = None,
 ) -> dict:
     """Restore the test cells of one lesson, execute it, and judge its test cells, timing each stage; never raise."""
-    result = _execute_lesson(sandbox, student, lesson, cell_timeout, sandboxed, clock, font_list)
+    result = _execute_lesson(sandbox, student, lesson, cell_timeout, sandboxed, clock, files)
     clock.lap("judge" if "executed" in result else "nbgrader after execution")
     return {**result, "timings": clock.records}
 
@@ -289,7 +284,7 @@ def _execute_lesson(
     cell_timeout: int,
     sandboxed: bool,
     clock: LapClock,
-    font_list: Path | None,
+    files: Path | None,
 ) -> dict:
     """``execute_lesson`` without its timings."""
     LimitedExecute.clock = clock
@@ -302,7 +297,7 @@ def _execute_lesson(
     os.environ[SEED_VARIABLE] = str(seed)  # a kernel started without the sandbox inherits it
     try:
         config = kernel_config(
-            nbgrader_config(sandbox, timeout=cell_timeout), sandbox, lesson, student, run_dir, seed, font_list
+            nbgrader_config(sandbox, timeout=cell_timeout), sandbox, lesson, student, run_dir, seed, files
         )
         clock.lap("sandbox set-up")
         outcome = execute_only_api(sandbox, config).autograde(lesson, student, force=True, create=True)
@@ -359,7 +354,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cgroup", type=Path, action="append", default=[], help="a cgroup to join first")
     parser.add_argument("--result-fd", type=int, default=1, help="the file descriptor the JSON lines go to")
     parser.add_argument(
-        "--font-list", type=Path, help="the run's matplotlib font list, for sandboxed kernels"
+        "--kernel-files", type=Path, help="what the run made for its sandboxed kernels (kernel_files.py)"
     )
     args = parser.parse_args(argv)
     kernel_sandbox.join_groups(args.cgroup)
@@ -384,7 +379,7 @@ def main(argv: list[str] | None = None) -> int:
         clock = LapClock(counter)
         clock.records, started = started, []
         result = execute_lesson(
-            sandbox, args.student, lesson, args.cell_timeout, args.sandboxed, clock, args.font_list
+            sandbox, args.student, lesson, args.cell_timeout, args.sandboxed, clock, args.kernel_files
         )
         print(json.dumps({"lesson": lesson, **result}), file=results, flush=True)
     return 0

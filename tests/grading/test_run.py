@@ -469,8 +469,8 @@ def test_grade_timings_cover_every_stage_of_every_lesson(graded_class):
     assert "worker zygote" not in {
         r["stage"] for r in records
     }  # one student: the zygote would not pay for itself
-    sandboxed = not isolation_args()  # a sandboxed run builds the kernels' font list once, whatever its size
-    assert [r["stage"] for r in records].count("font list") == (1 if sandboxed else 0)
+    sandboxed = not isolation_args()  # a sandboxed run makes its kernels' files once, whatever its size
+    assert [r["stage"] for r in records].count("kernel files") == (1 if sandboxed else 0)
     solved = json.loads((out.parent / "one-student" / "solved" / f"{LESSONS[0]}.ipynb").read_text())
     for lesson in LESSONS:
         laps = [r for r in records if r.get("lesson") == lesson]

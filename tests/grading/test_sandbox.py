@@ -172,15 +172,13 @@ def judge_side_needles():
 
 
 def lesson_overlays(lesson: str, root: Path) -> dict[Path, Path]:
-    """What the grader binds over the course packages in ``lesson``'s kernel: no reference, no judge side."""
-    from autograder.grading.judge_side import write_probe_copy
-    from autograder.grading.reference import write_hidden_copy
+    """What the grader binds over the course packages in ``lesson``'s kernel (compiled copies, as a run makes
+    them): no reference, no judge side."""
+    from autograder.grading import kernel_files
 
     packages = course_packages()
-    return {
-        packages["solutions"]: write_hidden_copy(lesson, packages["solutions"], root / "hidden"),
-        packages["autograder"]: write_probe_copy(packages["autograder"], root / "probe" / lesson),
-    }
+    files = kernel_files.write_copies(packages["solutions"], packages["autograder"], root / lesson, [lesson])
+    return kernel_files.overlays(packages, lesson, files)
 
 
 def search(
@@ -340,15 +338,15 @@ print([(os.path.basename(p), os.access(p, os.W_OK)) for p in listed])
 """
 
 
-def run_font_probe(tmp_path: Path, font_list: Path | None):
-    """The font probe in a sandboxed kernel of lesson 1, given ``font_list``; the executed cell."""
+def run_font_probe(tmp_path: Path, files: Path | None):
+    """The font probe in a sandboxed kernel of lesson 1, given the run's kernel files ``files``; the executed cell."""
     from nbclient import NotebookClient
 
     work = tmp_path / "sandbox" / "autograded" / "alice" / "01_pair_dataset"
     work.mkdir(parents=True, exist_ok=True)
     (tmp_path / "run").mkdir(exist_ok=True)
     config = kernel_config(
-        Config(), tmp_path / "sandbox", "01_pair_dataset", "alice", tmp_path / "run", font_list=font_list
+        Config(), tmp_path / "sandbox", "01_pair_dataset", "alice", tmp_path / "run", files=files
     )
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(FONT_PROBE)])
     NotebookClient(
@@ -364,12 +362,14 @@ def run_font_probe(tmp_path: Path, font_list: Path | None):
 def test_every_kernel_reads_the_font_list_built_once_under_the_same_walls(needs_sandbox, tmp_path):
     """The run's font list, built by a sandboxed process, is bound read-only where a kernel's matplotlib looks:
     the kernel builds none of its own (about 0.3 s of CPU each); without it, the kernel builds one, as before."""
-    font_list = sandbox.build_font_list(tmp_path / "fonts")
+    from autograder.grading import kernel_files
+
+    files, font_list = kernel_files.make(REPO, tmp_path / "files", ["01_pair_dataset"])
     assert font_list is not None and font_list.name.startswith("fontlist-"), font_list
-    given = run_font_probe(tmp_path / "given", font_list)
+    given = run_font_probe(tmp_path / "given", files)
     assert stream_text(given, "stdout") == f"[('{font_list.name}', False)]\n"  # the bound copy, read-only
     assert "generated new fontManager" not in stream_text(given, "stderr"), stream_text(given, "stderr")
-    alone = run_font_probe(tmp_path / "alone", None)
+    alone = run_font_probe(tmp_path / "alone", None)  # a student's own copies, made without a font list
     assert stream_text(alone, "stdout") == f"[('{font_list.name}', True)]\n"  # its own, in its own tmpfs
     assert "generated new fontManager" in stream_text(alone, "stderr"), stream_text(alone, "stderr")
 
@@ -379,11 +379,11 @@ def stream_text(cell, name: str) -> str:
     return "".join(o.get("text", "") for o in cell.outputs if o.get("name") == name)
 
 
-def test_the_font_list_reaches_every_lesson_of_a_worker(tmp_path, monkeypatch):
-    """``run_worker`` passes the run's font list to a sandboxed worker, and the worker to each lesson it runs."""
+def test_the_runs_kernel_files_reach_every_lesson_of_a_worker(tmp_path, monkeypatch):
+    """``run_worker`` passes the run's kernel files to a sandboxed worker, and the worker to each lesson it runs."""
     from autograder.grading import execute, worker
 
-    font_list = tmp_path / "fontlist-v1.json"
+    files = tmp_path / "kernel-files"
     started = []
 
     def start(sandbox_dir, student, lessons, options, env, zygote):
@@ -392,8 +392,8 @@ def test_the_font_list_reaches_every_lesson_of_a_worker(tmp_path, monkeypatch):
 
     monkeypatch.setattr(execute, "_start_worker", start)
     with pytest.raises(RuntimeError, match="stop here"):
-        execute.run_worker(tmp_path, "alice", ["01_pair_dataset"], 60, 10, 0, True, font_list=font_list)
-    assert started[0][started[0].index("--font-list") + 1] == str(font_list), started
+        execute.run_worker(tmp_path, "alice", ["01_pair_dataset"], 60, 10, 0, True, kernel_files=files)
+    assert started[0][started[0].index("--kernel-files") + 1] == str(files), started
 
     (tmp_path / "gradebook.db").write_bytes(b"")
     handed = []
@@ -403,7 +403,32 @@ def test_the_font_list_reaches_every_lesson_of_a_worker(tmp_path, monkeypatch):
     )  # the worker points HOME and the rest into the sandbox
     lessons = ["01_pair_dataset", "02_cnn_backbone"]
     assert worker.main([*started[0], "--", str(tmp_path), "alice", *lessons]) == 0
-    assert handed == [font_list] * len(lessons)
+    assert handed == [files] * len(lessons)
+
+
+def test_the_kernels_bytecode_is_compiled_from_the_copies_they_read(tmp_path):
+    """Every compiled file among the kernels' copies is the compilation of its own copy's source (which holds no
+    answer: the walks above), and every source has one: no kernel compiles the checks again."""
+    import importlib.util
+    import marshal
+
+    from autograder import syllabus
+    from autograder.grading import kernel_files
+
+    packages = course_packages()
+    folder = kernel_files.write_copies(
+        packages["solutions"], packages["autograder"], tmp_path, syllabus.NAMES
+    )
+    sources = sorted(folder.rglob("*.py"))
+    assert len(sources) > 20, sources
+    for source in sources:
+        compiled = Path(importlib.util.cache_from_source(str(source)))
+        assert compiled.is_file(), f"{source} has no bytecode: each kernel would compile it again"
+        code = marshal.loads(compiled.read_bytes()[16:])
+        assert code == compile(source.read_bytes(), str(source), "exec", dont_inherit=True), source
+    assert sorted(folder.rglob("*.pyc")) == sorted(
+        Path(importlib.util.cache_from_source(str(source))) for source in sources
+    )
 
 
 def test_a_kernel_outside_the_sandbox_draws_no_figure_either(tmp_path, monkeypatch):

@@ -39,7 +39,7 @@ from tqdm import tqdm
 from .. import syllabus
 from ..build import build_all, generate_release, solved_notebook
 from . import collect as intake
-from . import judge_side, kernel_files
+from . import judge_side
 from . import report as records
 from . import sandbox as sandbox_limits
 from .course import (
@@ -191,6 +191,21 @@ def build_course(course: Path, code: Path, db_url: str | None = None, template: 
         )
 
 
+def make_kernel_files(folder: Path, code: Path) -> Path:
+    """Run ``python -m autograder.grading.kernel_files`` for ``folder`` from the code copy ``code``, as the course is
+    built: the kernels' copies come from the code the run grades with."""
+    command = [sys.executable, "-m", "autograder.grading.kernel_files", str(folder.resolve())]
+    made = subprocess.run(command, capture_output=True, text=True, env=code_environment(code), cwd=code)
+    if made.returncode != 0:
+        raise RuntimeError(
+            f"could not make the kernels' copies of the course in {folder}: "
+            f"{(made.stderr or made.stdout).strip()[-2000:]}"
+        )
+    if made.stdout.strip():
+        print(made.stdout.strip())  # a note: the font list could not be built
+    return folder
+
+
 @dataclass
 class Limits:
     """What one student may hand in and use."""
@@ -277,9 +292,7 @@ class GradingRun:
         self.unowned: list[tuple[str, str]] = []
         self.lock = threading.Lock()  # one writer for the gradebook of record, the manifest and grades.csv
         self.zygote: Zygote | None = None  # the workers are forked from it while students are executed
-        self.kernel_files: Path | None = (
-            None  # made once for every sandboxed kernel of the run (kernel_files.py)
-        )
+        self.kernel_files: Path | None = None  # made once a run for its sandboxed kernels
 
     # -- stage 1: intake
     def take_in(self, submissions: intake.Submissions) -> None:
@@ -405,11 +418,7 @@ class GradingRun:
         self.report()  # the whole class, from the gradebook, before the first student's row changes
         if self.sandboxed and to_grade:
             with self.timings.stage("kernel files", children=True):
-                self.kernel_files, fonts = kernel_files.make(
-                    self.code, self.workdir / "kernel-files", syllabus.NAMES
-                )
-            if fonts is None:
-                print("note: matplotlib's font list could not be built; each kernel builds its own (slower)")
+                self.kernel_files = make_kernel_files(self.workdir / "kernel-files", self.code)
         # The zygote's imports cost about what a worker's do: it pays for itself from the second student.
         try:
             self.zygote = self.start_zygote() if len(to_grade) > 1 else None

@@ -193,15 +193,22 @@ def build_font_list(folder: Path) -> Path | None:
     run_dir.mkdir(parents=True, exist_ok=True)
     command = bwrap_command(folder / "home", run_dir, {"MPLCONFIGDIR": str(run_dir)})
     try:
-        built = subprocess.run(
-            [*command, sys.executable, "-c", "import matplotlib.font_manager"],
-            capture_output=True,
-            timeout=60,
+        built = (
+            subprocess.run(
+                [*command, sys.executable, "-c", "import matplotlib.font_manager"],
+                capture_output=True,
+                timeout=60,
+            ).returncode
+            == 0
         )
     except (OSError, subprocess.TimeoutExpired):
-        return None
+        built = False
     found = sorted(run_dir.glob("fontlist-*.json"))
-    return found[0] if built.returncode == 0 and len(found) == 1 else None
+    if built and len(found) == 1:
+        return found[0]
+    for partial in found:  # never bound into a kernel: matplotlib would complain in every notebook
+        partial.unlink()
+    return None
 
 
 def font_list_overlay(font_list: Path | None) -> dict[Path, Path]:

@@ -364,7 +364,7 @@ def test_every_kernel_reads_the_font_list_built_once_under_the_same_walls(needs_
     the kernel builds none of its own (about 0.3 s of CPU each); without it, the kernel builds one, as before."""
     from autograder.grading import kernel_files
 
-    files, font_list = kernel_files.make(REPO, tmp_path / "files", ["01_pair_dataset"])
+    files, font_list = kernel_files.make(course_packages(), tmp_path / "files", ["01_pair_dataset"])
     assert font_list is not None and font_list.name.startswith("fontlist-"), font_list
     given = run_font_probe(tmp_path / "given", files)
     assert stream_text(given, "stdout") == f"[('{font_list.name}', False)]\n"  # the bound copy, read-only
@@ -377,6 +377,20 @@ def test_every_kernel_reads_the_font_list_built_once_under_the_same_walls(needs_
 def stream_text(cell, name: str) -> str:
     """What a cell wrote to one stream."""
     return "".join(o.get("text", "") for o in cell.outputs if o.get("name") == name)
+
+
+def test_a_font_list_whose_build_failed_is_never_bound(tmp_path, monkeypatch):
+    """A build that fails after writing part of the list leaves none behind: no kernel reads a broken list."""
+    from autograder.grading import kernel_files
+
+    def failing_build(command, **kwargs):
+        (tmp_path / "files" / "fonts" / "run" / "fontlist-v1.json").write_text('{"_version": ')
+        return subprocess.CompletedProcess(command, 1)
+
+    monkeypatch.setattr(sandbox.subprocess, "run", failing_build)
+    assert sandbox.build_font_list(tmp_path / "files" / "fonts") is None
+    assert kernel_files.font_list(tmp_path / "files") is None
+    assert not list((tmp_path / "files").rglob("fontlist-*")), "a partial font list was left behind"
 
 
 def test_the_runs_kernel_files_reach_every_lesson_of_a_worker(tmp_path, monkeypatch):
@@ -424,7 +438,12 @@ def test_the_kernels_bytecode_is_compiled_from_the_copies_they_read(tmp_path):
     for source in sources:
         compiled = Path(importlib.util.cache_from_source(str(source)))
         assert compiled.is_file(), f"{source} has no bytecode: each kernel would compile it again"
-        code = marshal.loads(compiled.read_bytes()[16:])
+        data, stat = compiled.read_bytes(), source.stat()
+        # The header Python checks before it uses the file: stamped with the source's time and size.
+        assert data[:4] == importlib.util.MAGIC_NUMBER and int.from_bytes(data[4:8], "little") == 0, source
+        assert int.from_bytes(data[8:12], "little") == int(stat.st_mtime) & 0xFFFFFFFF, source
+        assert int.from_bytes(data[12:16], "little") == stat.st_size & 0xFFFFFFFF, source
+        code = marshal.loads(data[16:])
         assert code == compile(source.read_bytes(), str(source), "exec", dont_inherit=True), source
     assert sorted(folder.rglob("*.pyc")) == sorted(
         Path(importlib.util.cache_from_source(str(source))) for source in sources

@@ -27,6 +27,7 @@ import secrets
 import shutil
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
@@ -262,34 +263,31 @@ def execute_only_api(sandbox: Path, config):
     return NbGraderAPI(coursedir=CourseDirectory(config=config), config=config)
 
 
-def execute_lesson(
-    sandbox: Path,
-    student: str,
-    lesson: str,
-    cell_timeout: int,
-    sandboxed: bool,
-    clock: LapClock,
-    files: Path | None = None,
-) -> dict:
+@dataclass(frozen=True)
+class LessonJob:
+    """One lesson of one student to execute in the sandbox course ``sandbox``, and how."""
+
+    sandbox: Path
+    student: str
+    lesson: str
+    cell_timeout: int
+    sandboxed: bool  # every kernel under bubblewrap
+    files: Path | None = None  # what the run made for its sandboxed kernels (kernel_files.py)
+
+
+def execute_lesson(job: LessonJob, clock: LapClock) -> dict:
     """Restore the test cells of one lesson, execute it, and judge its test cells, timing each stage; never raise."""
-    result = _execute_lesson(sandbox, student, lesson, cell_timeout, sandboxed, clock, files)
+    result = _execute_lesson(job, clock)
     clock.lap("judge" if "executed" in result else "nbgrader after execution")
     return {**result, "timings": clock.records}
 
 
-def _execute_lesson(
-    sandbox: Path,
-    student: str,
-    lesson: str,
-    cell_timeout: int,
-    sandboxed: bool,
-    clock: LapClock,
-    files: Path | None,
-) -> dict:
+def _execute_lesson(job: LessonJob, clock: LapClock) -> dict:
     """``execute_lesson`` without its timings."""
+    sandbox, student, lesson = job.sandbox, job.student, job.lesson
     LimitedExecute.clock = clock
     run_dir = (
-        kernel_run_dir() if sandboxed else None
+        kernel_run_dir() if job.sandboxed else None
     )  # the kernel's sockets and connection file: nothing else
     seed = (
         secrets.randbits(62) | 1
@@ -297,7 +295,13 @@ def _execute_lesson(
     os.environ[SEED_VARIABLE] = str(seed)  # a kernel started without the sandbox inherits it
     try:
         config = kernel_config(
-            nbgrader_config(sandbox, timeout=cell_timeout), sandbox, lesson, student, run_dir, seed, files
+            nbgrader_config(sandbox, timeout=job.cell_timeout),
+            sandbox,
+            lesson,
+            student,
+            run_dir,
+            seed,
+            job.files,
         )
         clock.lap("sandbox set-up")
         outcome = execute_only_api(sandbox, config).autograde(lesson, student, force=True, create=True)
@@ -378,9 +382,8 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps({"start": lesson}), file=results, flush=True)
         clock = LapClock(counter)
         clock.records, started = started, []
-        result = execute_lesson(
-            sandbox, args.student, lesson, args.cell_timeout, args.sandboxed, clock, args.kernel_files
-        )
+        job = LessonJob(sandbox, args.student, lesson, args.cell_timeout, args.sandboxed, args.kernel_files)
+        result = execute_lesson(job, clock)
         print(json.dumps({"lesson": lesson, **result}), file=results, flush=True)
     return 0
 

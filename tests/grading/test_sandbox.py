@@ -265,20 +265,32 @@ def _cmdline(process: Path) -> bytes:
 
 def test_a_sandboxed_kernel_executes_a_notebook(needs_sandbox, tmp_path):
     """The worker's kernelspec: nbclient drives a kernel under bubblewrap over Unix sockets."""
+    source = (
+        "import os, socket\n"
+        "print(os.getuid(), [n for _, n in socket.if_nameindex()], os.environ['NBGRADER_EXECUTION'])"
+    )
+    nb = run_cells(tmp_path, [source], lesson="04_contrastive_loss")
+    assert nb.cells[0].outputs[0]["text"] == "65534 ['lo'] autograde\n", nb.cells[0].outputs
+
+
+def run_cells(
+    tmp_path: Path,
+    sources: list[str],
+    sandboxed: bool = True,
+    files: Path | None = None,
+    lesson: str = "01_pair_dataset",
+):
+    """``sources`` as the cells of a notebook run by the worker's kernel for ``lesson`` (under bubblewrap, or plain),
+    given the run's kernel files ``files``; the executed notebook."""
     from nbclient import NotebookClient
 
-    work = tmp_path / "sandbox" / "autograded" / "alice" / "04_contrastive_loss"
-    work.mkdir(parents=True)
-    (tmp_path / "run").mkdir()
-    config = kernel_config(Config(), tmp_path / "sandbox", "04_contrastive_loss", "alice", tmp_path / "run")
-    nb = nbformat.v4.new_notebook(
-        cells=[
-            nbformat.v4.new_code_cell(
-                "import os, socket\n"
-                "print(os.getuid(), [n for _, n in socket.if_nameindex()], os.environ['NBGRADER_EXECUTION'])"
-            )
-        ]
-    )
+    work = tmp_path / "sandbox" / "autograded" / "alice" / lesson
+    work.mkdir(parents=True, exist_ok=True)
+    run_dir = tmp_path / "run" if sandboxed else None
+    if run_dir:
+        run_dir.mkdir(exist_ok=True)
+    config = kernel_config(Config(), tmp_path / "sandbox", lesson, "alice", run_dir, files=files)
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source) for source in sources])
     NotebookClient(
         nb,
         config=config,
@@ -286,33 +298,21 @@ def test_a_sandboxed_kernel_executes_a_notebook(needs_sandbox, tmp_path):
         timeout=60,
         resources={"metadata": {"path": str(work)}},
     ).execute()
-    assert nb.cells[0].outputs[0]["text"] == "65534 ['lo'] autograde\n", nb.cells[0].outputs
+    return nb
 
 
 def test_a_sandboxed_kernel_makes_figures_but_draws_none(needs_sandbox, tmp_path):
     """A figure shown and one left open are both closed undrawn, each with a line in its place: grading pays
     for no picture (no check reads one), and the next cell starts with no figure, as after the inline backend."""
-    from nbclient import NotebookClient
 
     from data_utils.grading_figures import NOT_DRAWN
 
-    work = tmp_path / "sandbox" / "autograded" / "alice" / "01_pair_dataset"
-    work.mkdir(parents=True)
-    (tmp_path / "run").mkdir()
-    config = kernel_config(Config(), tmp_path / "sandbox", "01_pair_dataset", "alice", tmp_path / "run")
     cells = [
         "import matplotlib.pyplot as plt\nplt.plot([0, 1], [1, 0])\nplt.show()",
         "plt.figure()\nplt.imshow([[0, 1], [1, 0]])",  # left open, as a cell whose last line draws
         "print(plt.get_fignums(), plt.get_backend())",
     ]
-    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source) for source in cells])
-    NotebookClient(
-        nb,
-        config=config,
-        kernel_name=config.ExecutePreprocessor.kernel_name,
-        timeout=60,
-        resources={"metadata": {"path": str(work)}},
-    ).execute()
+    nb = run_cells(tmp_path, cells)
     texts = ["".join(o.get("text", "") for o in c.outputs) for c in nb.cells]
     assert not [o for c in nb.cells for o in c.outputs if "image/png" in o.get("data", {})], (
         "a figure was drawn"
@@ -338,27 +338,6 @@ print([(os.path.basename(p), os.access(p, os.W_OK)) for p in listed])
 """
 
 
-def run_font_probe(tmp_path: Path, files: Path | None):
-    """The font probe in a sandboxed kernel of lesson 1, given the run's kernel files ``files``; the executed cell."""
-    from nbclient import NotebookClient
-
-    work = tmp_path / "sandbox" / "autograded" / "alice" / "01_pair_dataset"
-    work.mkdir(parents=True, exist_ok=True)
-    (tmp_path / "run").mkdir(exist_ok=True)
-    config = kernel_config(
-        Config(), tmp_path / "sandbox", "01_pair_dataset", "alice", tmp_path / "run", files=files
-    )
-    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(FONT_PROBE)])
-    NotebookClient(
-        nb,
-        config=config,
-        kernel_name=config.ExecutePreprocessor.kernel_name,
-        timeout=60,
-        resources={"metadata": {"path": str(work)}},
-    ).execute()
-    return nb.cells[0]
-
-
 def test_every_kernel_reads_the_font_list_built_once_under_the_same_walls(needs_sandbox, tmp_path):
     """The run's font list, built by a sandboxed process, is bound read-only where a kernel's matplotlib looks:
     the kernel builds none of its own (about 0.3 s of CPU each); without it, the kernel builds one, as before."""
@@ -366,10 +345,12 @@ def test_every_kernel_reads_the_font_list_built_once_under_the_same_walls(needs_
 
     files, font_list = kernel_files.make(course_packages(), tmp_path / "files", ["01_pair_dataset"])
     assert font_list is not None and font_list.name.startswith("fontlist-"), font_list
-    given = run_font_probe(tmp_path / "given", files)
+    given = run_cells(tmp_path / "given", [FONT_PROBE], files=files).cells[0]
     assert stream_text(given, "stdout") == f"[('{font_list.name}', False)]\n"  # the bound copy, read-only
     assert "generated new fontManager" not in stream_text(given, "stderr"), stream_text(given, "stderr")
-    alone = run_font_probe(tmp_path / "alone", None)  # a student's own copies, made without a font list
+    alone = run_cells(tmp_path / "alone", [FONT_PROBE]).cells[
+        0
+    ]  # a student's own copies, made without a font list
     assert stream_text(alone, "stdout") == f"[('{font_list.name}', True)]\n"  # its own, in its own tmpfs
     assert "generated new fontManager" in stream_text(alone, "stderr"), stream_text(alone, "stderr")
 
@@ -411,7 +392,7 @@ def test_the_runs_kernel_files_reach_every_lesson_of_a_worker(tmp_path, monkeypa
 
     (tmp_path / "gradebook.db").write_bytes(b"")
     handed = []
-    monkeypatch.setattr(worker, "execute_lesson", lambda *args: handed.append(args[-1]) or {})
+    monkeypatch.setattr(worker, "execute_lesson", lambda job, clock: handed.append(job.files) or {})
     monkeypatch.setattr(
         os, "environ", dict(os.environ)
     )  # the worker points HOME and the rest into the sandbox
@@ -452,23 +433,12 @@ def test_the_kernels_bytecode_is_compiled_from_the_copies_they_read(tmp_path):
 
 def test_a_kernel_outside_the_sandbox_draws_no_figure_either(tmp_path, monkeypatch):
     """``--isolation off``: a plain kernel inherits the worker's environment, which selects the same backend."""
-    from nbclient import NotebookClient
-
     from autograder.grading.worker import kernel_environment
+    from data_utils.grading_figures import NOT_DRAWN
 
     monkeypatch.setattr(os, "environ", {**os.environ, "MPLBACKEND": "agg"})  # a setting the worker overrides
     kernel_environment(tmp_path)  # the worker's, before it starts any kernel
-    config = kernel_config(Config(), tmp_path, "01_pair_dataset", "alice", None)
-    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(FIGURE_PROBE)])
-    NotebookClient(
-        nb,
-        config=config,
-        kernel_name=config.ExecutePreprocessor.kernel_name,
-        timeout=60,
-        resources={"metadata": {"path": str(tmp_path)}},
-    ).execute()
-    from data_utils.grading_figures import NOT_DRAWN
-
+    nb = run_cells(tmp_path, [FIGURE_PROBE], sandboxed=False)
     assert stream_text(nb.cells[0], "stdout") == f"{NOT_DRAWN}\n[] module://data_utils.grading_figures\n"
 
 

@@ -123,7 +123,7 @@ else:
 # The original notebook used neither.
 
 # %%
-x = torch.rand(256, 1, 28, 28, device=device)
+x = torch.rand(8, 1, 28, 28, device=device)  # a small batch: only what PyTorch records matters here
 out = net.forward_ind(x)
 print("without no_grad: requires_grad =", out.requires_grad, ", grad_fn =", type(out.grad_fn).__name__)
 with torch.no_grad():

@@ -292,7 +292,7 @@ log_every = 10
 
 train_set = course_dataset("train")  # the training images, less the 5,000 validation images
 if QUICK:
-    num_epochs, num_images, num_workers = 1, min(len(train_set), 256), 0
+    num_epochs, num_images, num_workers = 1, min(len(train_set), 128), 0  # two steps: every line runs
     log_every = 1  # a tiny run has only a few steps: log every one of them
     print(f"QUICK run (grading or testing): {num_epochs} epoch on {num_images} synthetic images.")
 elif device.type != "cpu":

@@ -414,12 +414,16 @@ def arrange_points(margin: float, steps: int = 300, seed: int = 0) -> tuple[torc
     points = (0.1 * torch.randn(40, 2, generator=generator)).requires_grad_(True)
     first, second = torch.triu_indices(40, 40, offset=1)
     pair_labels = (classes[first] != classes[second]).float()  # 1 = different
-    lr = 1.0  # larger than question 4.4's: the loss is a mean over 780 pairs, so each pair pulls 1/780 as hard
+    # Larger than question 4.4's steps: the loss is the mean over 780 pairs, so each pair pulls or pushes
+    # with 1/780 of its own gradient.
+    lr = 1.0
     for _ in range(steps):
         contrastive_loss(points[first], points[second], pair_labels, margin=margin).backward()
-        with torch.no_grad():  # the step is not part of the loss: autograd must not record it
+        # The step is not part of the loss: PyTorch refuses to change a leaf that requires grad in place
+        # unless autograd is told not to record it.
+        with torch.no_grad():
             points -= lr * points.grad
-            points.grad.zero_()
+            points.grad.zero_()  # backward() adds to .grad: clear it for the next step (lesson 5 shows why)
     return points.detach(), classes
 
 
@@ -453,10 +457,10 @@ plt.show()
 
 # %% [answer written_4_6 2]
 # **Model answer.** (a) It would grow, roughly in proportion: the loss pulls same-class pairs towards
-# 0 and pushes different-class pairs to just beyond the margin, so the distances between classes
-# scale with $m$, and the best threshold lies between the two groups. (b) The distances a network
-# actually reaches depend on much more than $m$: how long and how well it trained, which classes are
-# hard to tell apart (their pairs never reach the margin), the data. A threshold fixed in advance
+# 0 and pushes different-class pairs out to the margin (the nearest settle at $m$, the rest beyond
+# it), so the distances between classes scale with $m$, and the best threshold lies between the two
+# groups. (b) The distances a network actually reaches depend on much more than $m$: how long and how
+# well it trained, which classes are hard to tell apart (their pairs never reach the margin), the data. A threshold fixed in advance
 # ignores all that; one chosen from measured distances sits where the two groups actually separate.
 # (The reference run's threshold came out at 0.90, near $m/2 = 1$, but nobody could know that before
 # training.)

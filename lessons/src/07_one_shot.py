@@ -276,7 +276,7 @@ checks.check_batch_hard_loss(batch_hard_loss, hidden=True)
 # 128-d embeddings, flips and shifts, 8 × 16 class batches): one with **all the pairs** of each batch,
 # one with **your** `batch_hard_loss`. On a GPU each gets the original notebook's full budget of 600,000
 # image passes (about a minute each on a T4); on a CPU a short run of 40,000 (a minute or two each) that
-# says so; while grading, a few steps on stand-in data.
+# says so; while grading, one step on stand-in data.
 
 # %%
 hard = RECIPES["+ flips and shifts"]  # its loss: the recipe's own batch-hard, replaced by yours below

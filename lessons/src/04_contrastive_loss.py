@@ -460,10 +460,10 @@ plt.show()
 # 0 and pushes different-class pairs out to the margin (the nearest settle at $m$, the rest beyond
 # it), so the distances between classes scale with $m$, and the best threshold lies between the two
 # groups. (b) The distances a network actually reaches depend on much more than $m$: how long and how
-# well it trained, which classes are hard to tell apart (their pairs never reach the margin), the data. A threshold fixed in advance
-# ignores all that; one chosen from measured distances sits where the two groups actually separate.
-# (The reference run's threshold came out at 0.90, near $m/2 = 1$, but nobody could know that before
-# training.)
+# well it trained, which classes are hard to tell apart (their pairs never reach the margin), the data.
+# A threshold fixed in advance ignores all that; one chosen from measured distances sits where the two
+# groups actually separate. (The reference run's threshold came out at 0.90, near $m/2 = 1$, but nobody
+# could know that before training.)
 #
 # **Rubric (2 points).** 1 point for (a): the threshold grows with the margin (roughly doubles), because
 # distances between classes scale with it (no reason: half a point). 1 point for (b): the distances

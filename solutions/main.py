@@ -448,7 +448,8 @@ def train_recipe(
 ) -> tuple[nn.Module, dict[str, Any]]:
     """Train ``recipe`` for the image passes of ``--epochs`` of the original (two per training image and epoch)."""
     budget = 2 * len(train_set) * args.epochs
-    steps = max(budget // recipe.images_per_step(), 1)
+    steps = recipe.steps(budget, train_set.targets)
+    images_per_step = recipe.images_per_step(len(torch.as_tensor(train_set.targets).unique()))
     progress = make_progress(steps, what, enabled=not args.no_progress)
     started = time.perf_counter()
     net, losses = recipes.train(
@@ -464,12 +465,12 @@ def train_recipe(
     )
     progress.close()
     seconds = time.perf_counter() - started
-    print(f"{what}: {steps} steps of {recipe.images_per_step()} images, {seconds:.1f} s", flush=True)
+    print(f"{what}: {steps} steps of {images_per_step} images, {seconds:.1f} s", flush=True)
     history = {
         "loss_history": losses,
         "steps_per_epoch": max(steps // args.epochs, 1),
         "training_time_s": seconds,
-        "image_passes": steps * recipe.images_per_step(),
+        "image_passes": steps * images_per_step,
     }
     return net, history
 

@@ -62,13 +62,16 @@ class Recipe:
     classes_per_batch: int = 8  # with class batches: P classes ...
     images_per_class: int = 16  # ... of K images each
 
-    def images_per_step(self) -> int:
-        """Image passes of one optimisation step."""
-        return (
-            2 * self.batch_pairs
-            if self.batches == "pairs"
-            else self.classes_per_batch * self.images_per_class
-        )
+    def images_per_step(self, num_classes: int) -> int:
+        """Image passes of one optimisation step on images of ``num_classes`` classes (a class batch holds at
+        most that many classes: five seen classes give 5 x 16 images, not 8 x 16)."""
+        if self.batches == "pairs":
+            return 2 * self.batch_pairs
+        return min(self.classes_per_batch, num_classes) * self.images_per_class
+
+    def steps(self, budget: int, labels: torch.Tensor) -> int:
+        """Optimisation steps that spend ``budget`` image passes on images of these ``labels`` (at least one)."""
+        return max(budget // self.images_per_step(len(torch.as_tensor(labels).unique())), 1)
 
 
 ORIGINAL = Recipe()
@@ -239,7 +242,7 @@ def train(
     labels = torch.as_tensor(labels)
     net = prepare_model(build_network(recipe), device)
     optimizer = make_optimizer(net, recipe.lr, device)
-    steps = max(budget // recipe.images_per_step(), 1)
+    steps = recipe.steps(budget, labels)
     scheduler = (
         torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=recipe.lr, total_steps=steps)
         if recipe.schedule

@@ -147,7 +147,7 @@ def test_every_recipe_trains_within_its_budget_and_lowers_its_loss(row, syntheti
     monkeypatch.setattr(model, "CNNBackbone", PooledBackbone)
     monkeypatch.setattr(recipes, "CNNBackbone", PooledBackbone)
     recipe = {**recipes.RECIPES, **recipes.CANDIDATES}[row]
-    budget = 80 * recipe.images_per_step()
+    budget = 80 * recipe.images_per_step(NUM_CLASSES)
     _, losses = recipes.train(
         recipe, synthetic_train.data, synthetic_train.targets, torch.device("cpu"), budget=budget, seed=0
     )
@@ -280,11 +280,39 @@ def test_a_given_batch_loss_replaces_the_recipes(synthetic_train, monkeypatch):
         synthetic_train.data,
         synthetic_train.targets,
         torch.device("cpu"),
-        budget=3 * recipe.images_per_step(),
+        budget=3 * recipe.images_per_step(NUM_CLASSES),
         seed=0,
         batch_loss=batch_loss,
     )
-    assert len(seen) == 3 and all(len(labels) == recipe.images_per_step() for labels in seen)
+    assert len(seen) == 3 and all(len(labels) == recipe.images_per_step(NUM_CLASSES) for labels in seen)
+
+
+def test_a_budget_buys_the_steps_of_the_images_a_class_batch_really_holds(synthetic_train, monkeypatch):
+    """On the five seen classes a class batch holds 5 x 16 images, not P x K = 8 x 16: a budget of three such
+    batches buys three steps (counting 8 x 16 would buy one, and train 62.5% of the stated image passes)."""
+    from solutions import model
+
+    monkeypatch.setattr(model, "CNNBackbone", PooledBackbone)
+    monkeypatch.setattr(recipes, "CNNBackbone", PooledBackbone)
+    seen_train = with_classes(synthetic_train, seen_classes("anchor"))
+    drawn = []
+
+    def batch_loss(embeddings, labels):
+        drawn.append(len(labels))
+        return oneshot.batch_hard_loss(embeddings, labels, 1.0)
+
+    recipe = recipes.RECIPES["+ flips and shifts"]
+    assert recipe.images_per_step(5) == 5 * recipe.images_per_class
+    recipes.train(
+        recipe,
+        seen_train.data,
+        seen_train.targets,
+        torch.device("cpu"),
+        budget=3 * 5 * recipe.images_per_class,
+        seed=0,
+        batch_loss=batch_loss,
+    )
+    assert drawn == [5 * recipe.images_per_class] * 3, drawn
 
 
 def test_batch_hard_loss_is_the_recipes_hard_mining():

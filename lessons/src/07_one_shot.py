@@ -275,7 +275,7 @@ checks.check_batch_hard_loss(batch_hard_loss, hidden=True)
 # only, with the course's improved recipe (learning rate 1e-3 with a one-cycle schedule, L2-normalised
 # 128-d embeddings, flips and shifts, 8 × 16 class batches): one with **all the pairs** of each batch,
 # one with **your** `batch_hard_loss`. On a GPU each gets the original notebook's full budget of 600,000
-# image passes (about a minute each on a T4); on a CPU a short run of 40,000 (a minute or two each) that
+# image passes (one to two minutes each on a T4); on a CPU a short run of 40,000 (a minute or two each) that
 # says so; while grading, one step on stand-in data.
 
 # %%

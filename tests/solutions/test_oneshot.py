@@ -302,17 +302,19 @@ def test_a_budget_buys_the_steps_of_the_images_a_class_batch_really_holds(synthe
         return oneshot.batch_hard_loss(embeddings, labels, 1.0)
 
     recipe = recipes.RECIPES["+ flips and shifts"]
-    assert recipe.images_per_step(5) == 5 * recipe.images_per_class
+    assert (recipe.classes_per_batch, recipe.images_per_class) == (8, 16)  # P x K: 128 images on ten classes
     recipes.train(
         recipe,
         seen_train.data,
         seen_train.targets,
         torch.device("cpu"),
-        budget=3 * 5 * recipe.images_per_class,
+        budget=240,
         seed=0,
         batch_loss=batch_loss,
     )
-    assert drawn == [5 * recipe.images_per_class] * 3, drawn
+    assert drawn == [80, 80, 80], (
+        f"a budget of 3 x 80 image passes on five classes should buy 3 steps of 80, drew {drawn}"
+    )
 
 
 def test_batch_hard_loss_is_the_recipes_hard_mining():

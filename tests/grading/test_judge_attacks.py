@@ -2,17 +2,18 @@
 
 One class is graded in one run of ``python -m autograder grade`` (from a private copy of the course,
 as in ``test_run_robust.py``), most students lesson 4 only. Every trickster hands in the same wrong loss (it
-ignores its ``margin`` argument: it fails only ``loss_margin_argument``, 2 of 20 points) plus one trick
-that worked on the in-kernel checks: a display hook's number, the checks' failure function patched through
-frames or ``gc``, ``torch.allclose`` and friends patched under an alias, fake ``[PASS]`` lines,
+ignores its ``margin`` argument: it fails only ``loss_margin_argument``, 1 of lesson 4's 18 autograded points)
+plus one trick that worked on the in-kernel checks: a display hook's number, the checks' failure function patched
+through frames or ``gc``, ``torch.allclose`` and friends patched under an alias, fake ``[PASS]`` lines,
 ``print``/``sys.stdout`` replaced, exception and display hooks, a record of answers saved at home
-replayed. Each must score exactly the wrong loss's 18; ``test_the_tricks_fool_a_judge_in_the_kernel``
+replayed. Each must score exactly the wrong loss's 17; ``test_the_tricks_fool_a_judge_in_the_kernel``
 shows that the tricks are real, by fooling the same checks when they decide in the student's kernel. Every
 delegating student hands in a loss that
 uses the reference (or the checks) in one way or another: each scores 0 with the note that says so.
-A correct student scores 20 in the same run. And for each lesson whose checks have a judge side (2 to 6), two
-students build the exercise on one of the checks' helpers (reached through ``__wrapped__`` by a computed name, or
-with the probe guard switched off): each scores what a student who leaves the exercise blank scores, with the note.
+A correct student scores 18 in the same run. And for lessons 2 to 6, whose checks have a judge side (lesson 7's
+helpers are hidden the same way but not attacked here), two students build the exercise on one of the checks'
+helpers (reached through ``__wrapped__`` by a computed name, or with the probe guard switched off): each scores what a
+student who leaves the exercise blank scores, with the note.
 """
 
 from __future__ import annotations

@@ -10,10 +10,9 @@ replayed. Each must score exactly the wrong loss's 17; ``test_the_tricks_fool_a_
 shows that the tricks are real, by fooling the same checks when they decide in the student's kernel. Every
 delegating student hands in a loss that
 uses the reference (or the checks) in one way or another: each scores 0 with the note that says so.
-A correct student scores 18 in the same run. And for lessons 2 to 6, whose checks have a judge side (lesson 7's
-helpers are hidden the same way but not attacked here), two students build the exercise on one of the checks'
-helpers (reached through ``__wrapped__`` by a computed name, or with the probe guard switched off): each scores what a
-student who leaves the exercise blank scores, with the note.
+A correct student scores 18 in the same run. And for each lesson whose checks have a judge side (2 to 7), two
+students build the exercise on one of the checks' helpers (reached through ``__wrapped__`` by a computed name, or
+with the probe guard switched off): each scores what a student who leaves the exercise blank scores, with the note.
 """
 
 from __future__ import annotations
@@ -240,7 +239,7 @@ def contrastive_loss(out1, out2, label, margin=2.0):
 }
 
 
-# ---------------------------------------------------------------- the checks' judge side as an answer (lessons 2-6)
+# ---------------------------------------------------------------- the checks' judge side as an answer (lessons 2-7)
 
 #: How an exercise reaches a helper of the checks: through ``__wrapped__`` past the probe guard, by a name built at
 #: run time; or directly, with the probe guard switched off around the call (the transcript told it is judging).
@@ -344,6 +343,18 @@ def roc_auc(distances, pair_labels):
     if bool(labels.min() == labels.max()):
         raise ValueError("roc_auc needs pairs of both kinds")
     return _helper("pairwise" + "_auc", torch.as_tensor(distances), labels)
+""",
+    ),
+    "07_one_shot": (
+        "exercise_7_2",
+        "oneshot",
+        """
+import torch
+
+
+def episode_accuracies(embeddings, episodes):
+    found = _helper("loop" + "_accuracies", embeddings, episodes.support, episodes.query)
+    return torch.tensor(found, dtype=torch.float32)
 """,
     ),
 }

@@ -9,9 +9,9 @@ margins and distances where only the margin argument matters, and labels whose s
 value only when it is broadcast wrongly. So a wrong formula fails exactly the properties it breaks.
 
 Expected values come from a plain Python loop (as pytorch-metric-learning's loss tests do), with a
-tolerance that accepts ``F.pairwise_distance``'s ``eps = 1e-6`` as well as ``torch.norm`` or a
-square root with an epsilon. When a value is wrong, the check recomputes the usual mistakes and names the
-one that matches.
+tolerance that accepts ``F.pairwise_distance``'s ``eps = 1e-6`` as well as ``torch.norm`` or
+``sqrt(sum + eps)`` with an ``eps`` up to 1e-6 (which moves d = 0 to 1e-3). When a value is wrong, the
+check recomputes the usual mistakes and names the one that matches.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from .transcript import generator_for, judge_only, probing
 
 EXERCISE = syllabus.label("4.1")
 PAIRWISE_EPS = 1e-6  # F.pairwise_distance adds it to the difference
+SQRT_EPS = 1e-6  # the largest eps accepted in sqrt(sum of squares + eps), the hint of the check at d = 0
 
 
 @judge_only
@@ -100,12 +101,16 @@ def _mistakes(
 def allowed_error(
     out1: torch.Tensor, out2: torch.Tensor, expected: float, margin: float, dtype: torch.dtype
 ) -> float:
-    """Tolerance: the dtype's rounding plus the effect of ``F.pairwise_distance``'s eps on d."""
+    """Tolerance: the dtype's rounding plus the effect on d of ``F.pairwise_distance``'s eps or of an eps under the
+    square root (up to ``SQRT_EPS``: d becomes sqrt(d² + eps), 1e-3 at d = 0)."""
     rtol, atol = tolerance(dtype)
     d = (out1.detach().double() - out2.detach().double()).pow(2).sum(1).sqrt()
     dim = out1.shape[1] if out1.dim() == 2 else 1
     eps_effect = 4 * (float(d.max()) + margin + 1) * math.sqrt(dim) * PAIRWISE_EPS
-    return atol + rtol * abs(expected) + eps_effect
+    # A pair's term moves by at most 2 (d + margin) Δd + Δd² when d moves by Δd; twice that, as a margin.
+    shift = (d.pow(2) + SQRT_EPS).sqrt() - d
+    sqrt_effect = 2 * float((2 * (d + margin) * shift + shift.pow(2)).mean()) if d.numel() else 0.0
+    return atol + rtol * abs(expected) + max(eps_effect, sqrt_effect)
 
 
 def _call(
@@ -657,7 +662,7 @@ SQRT_AT_ZERO = (
     "a bare square root at d = 0: the derivative of sqrt(x) at x = 0 is infinite, and 0 · ∞ gives NaN. "
     "Identical embeddings happen in training (an image paired with itself, two all-zero embeddings after "
     "the final ReLU) and one NaN step turns every weight into NaN: use F.pairwise_distance (its eps), "
-    "torch.linalg.vector_norm (gradient 0 at 0) or sqrt(sum + eps)"
+    "torch.linalg.vector_norm (gradient 0 at 0) or sqrt(sum + eps) with a small eps (1e-6 or less)"
 )
 
 
@@ -931,12 +936,19 @@ def _numerical_case(
             got=type_name(got) if not isinstance(got, torch.Tensor) else f"shape {list(got.shape)}",
         )
     if not torch.equal(after, start):
+        moved = (after.double() - start.double()).abs()
+        tiny = bool(moved.max() < 1e-9 * max(1.0, float(start.abs().max())))
         fail(
             "numerical_gradient leaves x as it was",
             input=where,
             expected=describe(start),
-            got=describe(after),
-            hint="put each element back after its two evaluations, or work on x.clone()",
+            got=describe(after)
+            + f" ({int((moved > 0).sum())} elements changed, by up to {float(moved.max()):.3g})",
+            hint="x[i] += h, then -= 2h, then += h leaves rounding errors (x + h - 2h + h is not always x "
+            "in floating point): keep the old value (old = x[i].item()) and put it back with x[i] = old, "
+            "or work on x.clone()"
+            if tiny
+            else "put each element back after its two evaluations, or work on x.clone()",
         )
     if probing():
         return

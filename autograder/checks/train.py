@@ -1,8 +1,9 @@
 """Checks for lesson 05: ``get_device()`` and ``train_one_epoch(net, loader, optimizer, device, margin=2.0,
 log_every=10)``.
 
-The training checks use a tiny network with ``forward_ind``/``forward`` (an MLP, with batch norm so
-that a missing ``net.train()`` shows) and a loader that is a plain list of batches
+The training checks use a tiny network with ``forward_ind``/``forward`` (an MLP with a layer that, like
+dropout or batch norm, computes differently in eval mode, so that a missing ``net.train()`` shows) and a
+loader that is a plain list of batches
 ``(img1 [B, 1, 28, 28], img2, label [B, 1])``. The student's loop runs on one copy of the network
 and optimizer, the reference ``solutions.train.train_one_epoch`` on an identical copy, and the
 parameters afterwards must agree. When they do not, the usual mistakes are replayed to name the cause.
@@ -130,15 +131,30 @@ def check_get_device(get_device: Any, hidden: bool = False) -> None:
 # ---------------------------------------------------------------- tiny problems
 
 
+class HalvedInEval(nn.Module):
+    """A layer that, like Dropout or batch norm, computes differently in eval mode (it halves its input there).
+
+    Unlike batch norm it works image by image, so that a loop may embed a batch's two images in one call
+    (``forward_ind(torch.cat([img1, img2]))``, lesson 5's section 10) or in two, as it likes.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` in training mode, ``x / 2`` in eval mode."""
+        return x if self.training else 0.5 * x
+
+
 class TinySiamese(nn.Module):
     """A small stand-in for ``SiameseNetwork``: the same interface, a few thousand parameters."""
 
-    def __init__(self, hidden: int = 16, embedding_dim: int = 4, batch_norm: bool = False) -> None:
+    def __init__(self, hidden: int = 16, embedding_dim: int = 4, mode_dependent: bool = False) -> None:
         super().__init__()
-        layers: list[nn.Module] = [nn.Flatten(), nn.Linear(28 * 28, hidden)]
-        if batch_norm:
-            layers.append(nn.BatchNorm1d(hidden))
-        layers += [nn.ReLU(), nn.Linear(hidden, embedding_dim)]
+        # No biases: a bias shifts both images of a pair alike, so it mostly cancels in out1 - out2 and its
+        # gradient is 0 up to rounding; Adam turns rounding noise into full steps, and a loop that sums in
+        # another order (both images in one call, say) would seem to train differently.
+        layers: list[nn.Module] = [nn.Flatten(), nn.Linear(28 * 28, hidden, bias=False)]
+        if mode_dependent:
+            layers.append(HalvedInEval())
+        layers += [nn.ReLU(), nn.Linear(hidden, embedding_dim, bias=False)]
         self.body = nn.Sequential(*layers)
 
     def forward_ind(self, x: torch.Tensor) -> torch.Tensor:
@@ -165,10 +181,12 @@ def random_batches(
     return batches
 
 
-def _new_net(seed: int, batch_norm: bool = False, hidden: int = 16, embedding_dim: int = 4) -> TinySiamese:
+def _new_net(
+    seed: int, mode_dependent: bool = False, hidden: int = 16, embedding_dim: int = 4
+) -> TinySiamese:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return TinySiamese(hidden, embedding_dim, batch_norm)
+        return TinySiamese(hidden, embedding_dim, mode_dependent)
 
 
 class NotOnDevice(torch.Tensor):
@@ -176,8 +194,9 @@ class NotOnDevice(torch.Tensor):
 
     On a CPU-only machine a loop that forgets ``.to(device)`` runs exactly like a correct one; with these,
     it fails as it would on a GPU. Alone, such a tensor can be reshaped or converted (the results stay
-    "not on the device"); ``.to(device)`` (or any call given a ``device``) returns a plain tensor; meeting
-    a plain tensor (the network's weights, say) raises PyTorch's own device error.
+    "not on the device"); ``.to(device)``, ``.to(tensor)``, ``.type_as(tensor)`` with a tensor on the device
+    (they move it there on a GPU) or any call given a ``device`` return a plain tensor; meeting a plain
+    tensor (the network's weights, say) raises PyTorch's own device error.
     """
 
     @classmethod
@@ -185,7 +204,7 @@ class NotOnDevice(torch.Tensor):
         kwargs = kwargs or {}
         flat = [*args, *kwargs.values()]
         moving = "device" in kwargs or (
-            func in (torch.Tensor.to, torch.Tensor.cuda)
+            func in (torch.Tensor.to, torch.Tensor.cuda, torch.Tensor.type_as)
             and any(
                 isinstance(a, (torch.device, str, int))
                 or (isinstance(a, torch.Tensor) and not isinstance(a, cls))
@@ -392,11 +411,15 @@ def _history(result: Any, expected_length: int, log_every: int, steps: int, wher
 
 
 @judge_only
-def _first_loss(net: nn.Module, batches: list, margin: float) -> float:
+def _first_loss(net: nn.Module, batches: list, margin: float, lr: float = 0.0) -> float:
+    """The loss of the first batch under ``net``'s weights; with ``lr``, after one reference step on it."""
     from solutions.loss import contrastive_loss
 
+    net = copy.deepcopy(net).train()
+    if lr:
+        _reference_loop(net, batches[:1], torch.optim.SGD(net.parameters(), lr=lr), margin)
     with torch.no_grad():
-        out1, out2 = copy.deepcopy(net).train()(batches[0][0], batches[0][1])
+        out1, out2 = net(batches[0][0], batches[0][1])
         return float(contrastive_loss(out1, out2, batches[0][2], margin))
 
 
@@ -407,17 +430,24 @@ def _history_case(
     margin: float | None,
     log_every: int | None,
     compare_all: bool = False,
+    lr: float = 0.0,
 ) -> None:
     net = _new_net(int(torch.randint(1 << 30, (1,), generator=generator)))
     batches = random_batches(generator, [4] * steps)
     # lr = 0: the weights never move, so each logged value is its batch's loss under the first weights
     # whatever the loop does with zero_grad() and step() (the update is check_train_step's property).
-    make = lambda model: torch.optim.SGD(model.parameters(), lr=0.0)  # noqa: E731
+    # lr > 0 only tells whether the first value was measured before the first update, which needs nothing
+    # of the update but that it changes the weights.
+    if compare_all and lr:
+        raise ValueError("only the first value of a moving network depends on the loop's logging alone")
+    make = lambda model: torch.optim.SGD(model.parameters(), lr=lr)  # noqa: E731
     m = 2.0 if margin is None else margin
     k = 10 if log_every is None else log_every
     start = copy.deepcopy(net)
-    where = f"{steps} batches of 4 pairs, margin={m:g}, log_every={k}" + (
-        " (defaults)" if margin is None and log_every is None else ""
+    where = (
+        f"{steps} batches of 4 pairs, margin={m:g}, log_every={k}"
+        + (" (defaults)" if margin is None and log_every is None else "")
+        + f", SGD(lr={lr:g})"
     )
     result = _call_train(train_one_epoch, net, batches, make(net), margin, log_every)
     history = _history(result, math.ceil(steps / k), k, steps, where)
@@ -430,6 +460,11 @@ def _history_case(
             1.0, abs(history[0])
         ):
             hint = MISTAKES["margin"]
+        elif lr and abs(history[0] - _first_loss(start, batches, m, lr)) <= 1e-5 * max(1.0, abs(history[0])):
+            hint = (
+                "this is the batch's loss after its update: log the loss you called backward() on "
+                "(loss.item()), not one computed again after optimizer.step()"
+            )
         fail(
             "the first logged value is the loss of the first batch, before any update",
             input=where,
@@ -458,13 +493,14 @@ def check_train_history(train_one_epoch: Any, hidden: bool = False) -> None:
     _history_case(train_one_epoch, generator, 12, None, None)
     _history_case(train_one_epoch, generator, 12, None, 3)
     _history_case(train_one_epoch, generator, 4, None, 1)
+    _history_case(train_one_epoch, generator, 3, None, 1, lr=0.5)
     if hidden:
         _history_case(train_one_epoch, generator, 5, None, 1, compare_all=True)
         _history_case(train_one_epoch, generator, 11, None, 5, compare_all=True)
         _history_case(train_one_epoch, generator, 1, None, 10)
     passed(
-        "train_one_epoch: returns the batch losses (Python floats) of steps 0, log_every, 2·log_every, ..."
-        + (" [with hidden cases]" if hidden else "")
+        "train_one_epoch: returns the batch losses (Python floats, each before its update) of steps 0, "
+        "log_every, 2·log_every, ..." + (" [with hidden cases]" if hidden else "")
     )
 
 
@@ -479,7 +515,7 @@ def _step_case(
     make_optimizer: Callable[[nn.Module], torch.optim.Optimizer],
     optimizer_text: str,
 ) -> None:
-    start = _new_net(int(torch.randint(1 << 30, (1,), generator=generator)), batch_norm=True)
+    start = _new_net(int(torch.randint(1 << 30, (1,), generator=generator)), mode_dependent=True)
     start.eval()  # the loop must switch to training mode itself
     batches = random_batches(generator, sizes)
     student_net, reference_net = copy.deepcopy(start), copy.deepcopy(start)

@@ -40,6 +40,16 @@ def loss_sqrt_eps(out1, out2, label, margin=2.0):
     return torch.mean((1 - y) * d.pow(2) + y * torch.clamp(margin - d, min=0).pow(2))
 
 
+def loss_sqrt_eps_1e6(out1, out2, label, margin=2.0):
+    """The usual eps = 1e-6 under the root, as the check at d = 0 suggests: d = 0 becomes 1e-3, which the checks
+    allow."""
+    d = ((out1 - out2).pow(2).sum(1) + 1e-6).sqrt()
+    y = label.reshape(-1).to(out1.dtype)
+    if y.shape != d.shape:
+        raise ValueError(f"label {tuple(label.shape)} for {len(d)} pairs")
+    return torch.mean((1 - y) * d.pow(2) + y * torch.clamp(margin - d, min=0).pow(2))
+
+
 def loss_original(out1, out2, label, margin=2.0):
     """The original's keepdim distance [B, 1], with the label brought to [B, 1]."""
     if label.numel() != out1.size(0):
@@ -70,7 +80,7 @@ def loss_linalg(out1, out2, label, margin=2.0):
     return torch.mean((1 - y) * d.square() + y * (margin - d).clamp_min(0).square())
 
 
-CORRECT_LOSSES = [loss_norm_relu, loss_sqrt_eps, loss_original, loss_cdist, loss_linalg]
+CORRECT_LOSSES = [loss_norm_relu, loss_sqrt_eps, loss_sqrt_eps_1e6, loss_original, loss_cdist, loss_linalg]
 
 
 @pytest.mark.parametrize("loss", CORRECT_LOSSES, ids=lambda f: f.__name__)
@@ -314,6 +324,20 @@ def numerical_in_place(f, x, h=1e-5):
     return grad
 
 
+def numerical_drifting(f, x, h=1e-5):
+    """Each element moved in place by +h, -2h, +h: back only up to rounding, which the check names."""
+    grad = torch.zeros_like(x)
+    flat, flat_grad = x.view(-1), grad.view(-1)
+    for i in range(flat.numel()):
+        flat[i] += h
+        plus = float(f(x))
+        flat[i] -= 2 * h
+        minus = float(f(x))
+        flat[i] += h
+        flat_grad[i] = (plus - minus) / (2 * h)
+    return grad
+
+
 def numerical_all_at_once(f, x, h=1e-5):
     """One shared step for every element: right only for functions of independent elements."""
     return torch.full_like(x, (float(f(x + h)) - float(f(x - h))) / (2 * h))
@@ -329,11 +353,12 @@ def numerical_by_autograd(f, x, h=1e-5):
     "numerical, match",
     [
         (numerical_one_sided, "one-sided difference"),
-        (numerical_in_place, "leaves x as it was"),
+        (numerical_in_place, "put each element back after its two evaluations"),
+        (numerical_drifting, "leaves rounding errors"),
         (numerical_all_at_once, "one element at a time"),
         (numerical_by_autograd, "raised RuntimeError"),
     ],
-    ids=["one_sided", "moves_x", "all_at_once", "autograd"],
+    ids=["one_sided", "moves_x", "drifts", "all_at_once", "autograd"],
 )
 def test_numerical_gradient_mistakes_are_named(numerical, match):
     fails(loss_checks.check_numerical_gradient, numerical, match=match, hidden=True)

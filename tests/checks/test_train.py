@@ -131,6 +131,37 @@ def train_zero_grad_after_step(net, loader, optimizer, device, margin=2.0, log_e
     return history
 
 
+def train_one_forward_pass(net, loader, optimizer, device, margin=2.0, log_every=10):
+    """Both images of each pair embedded in one call, as lesson 5's section 10 shows (the same computation)."""
+    net.train()
+    history = []
+    for step, (img1, img2, label) in enumerate(loader):
+        img1, img2, label = img1.to(device), img2.to(device), label.to(device)
+        out1, out2 = net.forward_ind(torch.cat([img1, img2])).chunk(2)
+        loss = ref_loss.contrastive_loss(out1, out2, label, margin)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        if step % log_every == 0:
+            history.append(loss.item())
+    return history
+
+
+def train_label_type_as(net, loader, optimizer, device, margin=2.0, log_every=10):
+    """The label moved with ``type_as(out1)``, which on a GPU moves it to out1's device (and dtype)."""
+    net.train()
+    history = []
+    for step, (img1, img2, label) in enumerate(loader):
+        out1, out2 = net(img1.to(device), img2.to(device))
+        loss = ref_loss.contrastive_loss(out1, out2, label.type_as(out1), margin)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        if step % log_every == 0:
+            history.append(loss.item())
+    return history
+
+
 def train_with_tqdm(net, loader, optimizer, device, margin=2.0, log_every=10):
     """A correct loop with a progress bar (on stderr, which the checks hide)."""
     from tqdm.auto import tqdm
@@ -147,7 +178,14 @@ TRAIN_CHECKS = [
 
 @pytest.mark.parametrize(
     "train",
-    [train_zero_grad_first, train_zero_grad_after_step, train_with_tqdm, _loop],
+    [
+        train_zero_grad_first,
+        train_zero_grad_after_step,
+        train_one_forward_pass,
+        train_label_type_as,
+        train_with_tqdm,
+        _loop,
+    ],
     ids=lambda f: f.__name__,
 )
 @pytest.mark.parametrize("check", TRAIN_CHECKS, ids=lambda c: c.__name__)
@@ -226,3 +264,25 @@ def test_training_without_return_fails():
         _loop(net, loader, optimizer, device, margin, log_every)
 
     fails(train_checks.check_train_history, loop, match="return the list")
+
+
+def test_a_loss_logged_again_after_the_update_fails_the_history_check():
+    """The contract logs each batch's loss before its update; a loop that measures it again after step() is told so
+    (at lr = 0 the two are equal, so one case trains for real)."""
+
+    def loop(net, loader, optimizer, device, margin=2.0, log_every=10):
+        net.train()
+        history = []
+        for step, (img1, img2, label) in enumerate(loader):
+            img1, img2, label = img1.to(device), img2.to(device), label.to(device)
+            loss = ref_loss.contrastive_loss(*net(img1, img2), label, margin)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            if step % log_every == 0:
+                with torch.no_grad():
+                    history.append(ref_loss.contrastive_loss(*net(img1, img2), label, margin).item())
+        return history
+
+    fails(train_checks.check_train_history, loop, match="the batch's loss after its update")
+    train_checks.check_train_step(loop)  # the updates themselves are right

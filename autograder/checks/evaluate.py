@@ -9,6 +9,7 @@ interval is right), ``roc_auc`` against the reference and a brute-force pairwise
 from __future__ import annotations
 
 import copy
+import math
 from typing import Any
 
 import torch
@@ -20,6 +21,7 @@ from .report import (
     check,
     close,
     describe,
+    differs,
     fail,
     images,
     max_error,
@@ -211,6 +213,13 @@ def _number(result: Any, what: str, where: str, exercise_hint: str) -> float:
     value = to_float(result)
     if value is None:
         fail(f"{what} returns a Python float", input=where, expected="a float", got=type_name(result))
+    if not math.isfinite(value):
+        fail(
+            f"{what} returns a finite number",
+            input=where,
+            expected="a float between 0 and 1",
+            got=repr(value),
+        )
     return value
 
 
@@ -230,7 +239,7 @@ def _accuracy_case(
     if probing():
         return  # the reference's accuracy is the judge's to compute
     expected = _accuracy(distances, labels, threshold)
-    if abs(value - expected) > 1e-6:
+    if differs(value, expected, 1e-6):
         hint = None
         flat = labels.reshape(-1)
         reversed_ = float(((distances.reshape(-1) < threshold) == flat.bool()).double().mean())
@@ -349,7 +358,7 @@ def _auc_case(
     from solutions.evaluate import roc_auc as reference
 
     want = reference(distances, labels) if expected is None else expected
-    if abs(value - want) > 1e-6:
+    if differs(value, want, 1e-6):
         hint = None
         no_ties = pairwise_auc(distances, labels)
         d = distances.double().reshape(-1)

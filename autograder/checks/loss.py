@@ -24,7 +24,17 @@ import torch
 
 from .. import syllabus
 from . import questions
-from .report import check, describe, fail, passed, run_student, run_student_expecting, tolerance, type_name
+from .report import (
+    check,
+    describe,
+    differs,
+    fail,
+    passed,
+    run_student,
+    run_student_expecting,
+    tolerance,
+    type_name,
+)
 from .transcript import generator_for, judge_only, probing
 
 EXERCISE = syllabus.label("4.1")
@@ -477,7 +487,7 @@ def _check_shape_case(
         return
     expected = loop_loss(out1, out2, label)
     allowed = allowed_error(out1, out2, expected, 2.0, out1.dtype)
-    if abs(value - expected) > allowed:
+    if differs(value, expected, allowed):
         hint = _likely_mistake(
             value, expected, allowed, out1, out2, label.reshape(-1, 1), 2.0, suspect="broadcast"
         )

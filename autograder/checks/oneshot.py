@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from .. import syllabus
-from .report import check, describe, fail, passed, require_refusal, run_student, to_float, type_name
+from .report import check, describe, differs, fail, passed, require_refusal, run_student, to_float, type_name
 from .transcript import generator_for, judge_only, probing
 
 SAMPLER_EXERCISE = syllabus.label("7.1")
@@ -465,14 +465,14 @@ def _interval_case(mean_with_interval: Any, values: torch.Tensor) -> None:
         return
     expected_mean = float(values.double().mean())
     expected_half = Z_95 * float(values.double().std()) / math.sqrt(len(values))
-    if abs(mean - expected_mean) > 1e-6:
+    if differs(mean, expected_mean, 1e-6):
         fail(
             "the first number is the mean of the values",
             input=call,
             expected=f"{expected_mean:.6g}",
             got=f"{mean:.6g}",
         )
-    if abs(half_width - expected_half) > 2e-5 * (1 + expected_half):  # 1.96 or 1.959964 both pass
+    if differs(half_width, expected_half, 2e-5 * (1 + expected_half)):  # 1.96 or 1.959964 both pass
         fail(
             "the half-width is 1.96 standard errors of the mean",
             input=call,
@@ -570,7 +570,7 @@ def _hard_case(
             hint="an amax or amin over entries that are all hidden gives -inf or inf: hide the excluded distances "
             "with 0 for the farthest same-class image (distances are >= 0) and with inf for the nearest other",
         )
-    if abs(value - expected) > 1e-4 * (1 + abs(expected)):
+    if differs(value, expected, 1e-4 * (1 + abs(expected))):
         hint = next(
             (
                 why

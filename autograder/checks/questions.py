@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from .report import fail, passed, run_student, to_float
+from .report import differs, fail, passed, run_student, to_float
 from .transcript import judge_only, self_checking
 
 FORM_ONLY = " (its form only: whether the answers are right is decided when your notebook is graded)"
@@ -72,7 +72,7 @@ def judge_answers(
     """Each answer equals ``right(*case)``; a wrong one is told the right value and the reasoning ``why``."""
     for case, answer in zip(cases, given):
         expected = right(*case)
-        if abs(answer - expected) > 1e-6 * (1 + abs(expected)):
+        if differs(answer, expected, 1e-6 * (1 + abs(expected))):
             fail(
                 f"{name} predicts the right value",
                 input=call_text(name, case),

@@ -556,6 +556,15 @@ def seed_parameters(net: nn.Module, generator: torch.Generator) -> None:
             parameter.copy_(values.to(parameter.dtype))
 
 
+def differs(value: float, expected: float, allowed: float) -> bool:
+    """Whether ``value`` is not within ``allowed`` of ``expected``: NaN and the infinities always differ.
+
+    Write every comparison of a student's number this way, never ``abs(value - expected) > allowed``, which is
+    False for NaN and so lets a NaN answer pass.
+    """
+    return not (math.isfinite(value) and abs(value - expected) <= allowed)
+
+
 def to_float(value: Any) -> float | None:
     """A Python float from a number or a one-element tensor/array, else ``None``."""
     if isinstance(value, bool):

@@ -22,7 +22,7 @@ from torch import nn
 
 from .. import syllabus
 from . import questions
-from .report import check, describe, fail, passed, run_student, to_float, type_name
+from .report import check, describe, differs, fail, passed, run_student, to_float, type_name
 from .transcript import generator_for, judge_only, probing
 
 DEVICE_EXERCISE = syllabus.label("5.1")
@@ -454,7 +454,7 @@ def _history_case(
     if probing():
         return  # the reference's losses are the judge's to compute
     expected_first = _first_loss(start, batches, m)
-    if abs(history[0] - expected_first) > 1e-5 * max(1.0, abs(expected_first)):
+    if differs(history[0], expected_first, 1e-5 * max(1.0, abs(expected_first))):
         hint = None
         if margin is not None and abs(history[0] - _first_loss(start, batches, 2.0)) <= 1e-5 * max(
             1.0, abs(history[0])
@@ -476,7 +476,7 @@ def _history_case(
         reference_net = copy.deepcopy(start)
         expected = _reference_loop(reference_net, batches, make(reference_net), m, k)
         for got, want in zip(history, expected):
-            if abs(got - want) > 1e-4 * max(1.0, abs(want)):
+            if differs(got, want, 1e-4 * max(1.0, abs(want))):
                 fail(
                     "every logged value is the loss of its batch (steps 0, log_every, ...)",
                     input=where,

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import functools
+import itertools
 import json
+import math
 import random
 
 import numpy as np
@@ -114,3 +117,95 @@ def test_checks_leave_global_random_state_alone():
     assert np.array_equal(np.random.get_state()[1], before[2])
     assert torch.get_num_threads() == threads
     assert torch.is_grad_enabled()
+
+
+# ---------------------------------------------------------------- NaN is never an answer
+
+
+def _nan_like(value, bad=math.nan):
+    """``value`` with every number in it made ``bad`` (a float tensor keeps its graph: ``value * 0 + bad``)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return bad
+    if isinstance(value, torch.Tensor) and value.is_floating_point():
+        return value * 0 + bad
+    if isinstance(value, list):
+        return [_nan_like(v, bad) for v in value]
+    if isinstance(value, tuple) and not hasattr(value, "_fields"):
+        return tuple(_nan_like(v, bad) for v in value)
+    return value
+
+
+def _answering_nan(function, only_call=None, bad=math.nan):
+    """``function`` whose answers are ``bad``: every answer, or only that of call number ``only_call`` (from 0)."""
+    calls = itertools.count()
+
+    @functools.wraps(function)
+    def wrapped(*args, **kwargs):
+        value = function(*args, **kwargs)
+        return _nan_like(value, bad) if only_call in (None, next(calls)) else value
+
+    return wrapped
+
+
+def _graded(check, args) -> report.Verdict:
+    """The verdict of ``check`` on ``args`` as grading decides it: probe with seed 1, then the judge."""
+    record = transcript.Transcript(1)
+    with transcript.running(record):
+        try:
+            check(*args, hidden=True)
+        except CheckFailure:
+            pass  # the probe may already see it
+    return report.judge(check, True, json.loads(json.dumps(record.answers)), 1)
+
+
+# Checks that read no number the function returns: a refusal, a device, the parameters a loop leaves, indices.
+READS_NO_NUMBER = {
+    "check_sample_episodes",
+    "check_get_device",
+    "check_train_step",
+    "check_roc_auc_one_kind",
+    "check_sample_episodes_refuses",
+    "check_loss_label_count",
+}
+NUMERIC_CASES = [
+    case
+    for case in REFERENCE_CASES
+    if case[0].__name__ not in READS_NO_NUMBER and not any(isinstance(a, type) for a in case[1])
+]
+
+
+@pytest.mark.parametrize("case", NUMERIC_CASES, ids=_id)
+def test_an_answer_of_nan_passes_no_check(case):
+    """NaN compares False with everything, so ``abs(value - expected) > tolerance`` lets it through: every check
+    that reads a returned number fails a function whose numbers are all NaN, graded and self-checked."""
+    check, args = case
+    nan_args = tuple(_answering_nan(a) for a in args)
+    verdict = _graded(check, nan_args)
+    assert not verdict.passed, verdict.text
+    with pytest.raises(CheckFailure):
+        check(*nan_args, hidden=True)
+
+
+@pytest.mark.parametrize("case", NUMERIC_CASES, ids=_id)
+def test_one_answer_of_nan_among_right_ones_passes_no_check(case):
+    """The same with one NaN among right answers (a loss NaN only for labels [B, 1], say), in each of a check's
+    first calls, graded: where a NaN passes, so does a wrong number in its place (the check asks for either of two
+    answers, by design), so that NaN is never judged better than a wrong answer."""
+    check, args = case
+    calls = 0
+
+    def counting(function):
+        @functools.wraps(function)
+        def wrapped(*a, **k):
+            nonlocal calls
+            calls += 1
+            return function(*a, **k)
+
+        return wrapped
+
+    check(*(counting(a) for a in args), hidden=True)
+    for only_call in range(min(calls, 12)):
+        verdict = _graded(check, tuple(_answering_nan(a, only_call) for a in args))
+        if verdict.passed:
+            wrong = _graded(check, tuple(_answering_nan(a, only_call, bad=12345.5) for a in args))
+            assert wrong.passed, (only_call, verdict.text, wrong.text)

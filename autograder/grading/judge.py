@@ -175,13 +175,17 @@ def judge_notebook(executed: Path, source: nbformat.NotebookNode, lesson: str, s
                 [],
                 (
                     f"[FAIL] exercise {owners[grade_id]} {reference.describe(used)}\n"
-                    "  The exercise is yours to write: the reference is not an answer."
+                    + (
+                        "  The grader must read an exercise's code to judge it."
+                        if reference.UNREADABLE in used
+                        else "  The exercise is yours to write: the reference is not an answer."
+                    )
                 ),
             )
         else:
             passes, failure = judge_cell(lesson, originals[grade_id], cell.get("outputs", []), seed)
         cell.outputs = verdict_outputs(passes, failure)
-        cell.metadata.setdefault("siamese", {})["judged"] = True
+        cell.metadata["siamese"] = {"judged": True}  # the grader's own key: intake removed any the file had
     nbformat.write(nb, executed)
     exercises = {
         syllabus.exercise_number(nbgrader_metadata(c).get("grade_id")): c.source

@@ -59,7 +59,7 @@ def verify_executed(
         if ADDED_BACK.sub("", cell.source) != original.source:
             _fail_cell(cell, "this test cell is not the original one")
             changed.append(grade_id)
-        elif not cell.metadata.get("siamese", {}).get("judged"):
+        elif cell.metadata.get("siamese") != {"judged": True}:
             cell.outputs = []
             _fail_cell(cell, "the judge gave no verdict on this cell")
             silent.append(grade_id)

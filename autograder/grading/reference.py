@@ -129,7 +129,9 @@ def static_uses(source: str, hidden: dict[str, str], helpers: set[str] = frozens
     try:
         tree = ast.parse(source)
     except SyntaxError:
-        return []
+        return []  # it cannot run either
+    except (RecursionError, MemoryError):  # nested too deeply for the parser: what it uses cannot be known
+        return [UNREADABLE]
     modules = {name.rpartition(".")[0] for name in hidden}
     aliases: dict[str, str] = {}  # local name → the module or object it stands for
     for node in ast.walk(tree):
@@ -188,8 +190,16 @@ def runtime_uses(text: str) -> list[str]:
     return sorted(set(MARKER.findall(text)))
 
 
+UNREADABLE = (
+    "(code nested too deeply to read)"  # what ``static_uses`` reports of a cell Python's parser refuses
+)
+
+
 def describe(names: list[str]) -> str:
-    """``uses the reference solution (solutions.loss.contrastive_loss)``, or the course's checks, or both."""
+    """``uses the reference solution (solutions.loss.contrastive_loss)``, or the course's checks, or both; or that the
+    grader could not read the exercise's code."""
+    if UNREADABLE in names:
+        return "is nested too deeply for the grader to read what it uses (write it plainly)"
     parts = []
     reference = [n for n in names if not n.startswith(COURSE_CHECKS)]
     checks = [n for n in names if n.startswith(COURSE_CHECKS)]

@@ -13,6 +13,7 @@ import nbformat
 from nbgrader.nbgraderformat import MetadataValidator
 
 from ..build import solved_notebook
+from .demos import MARK as GRADER_KEY  # the grader's own cell metadata: never the submission's word
 
 # Code that a correct answer never needs, in an exercise cell or a cell the student added: noted for a human
 # to look at, because code that patches the Python process the tests run in is beyond any check's reach.
@@ -89,7 +90,9 @@ def check_notebook(
     nb, reason = read_notebook(data, name)
     if nb is None:
         return None, [], reason
-    notes: list[str] = []
+    notes, reason = normalize_cells(nb, name)
+    if reason:
+        return None, notes, reason
     malformed = drop_malformed_metadata(nb, release_nb)
     if malformed:
         notes.append(f"removed malformed nbgrader metadata of {malformed} cells")
@@ -120,6 +123,47 @@ def read_notebook(data: bytes, name: str) -> tuple[nbformat.NotebookNode | None,
     if not isinstance(nb.get("cells"), list) or not nb.cells:
         return None, f"{name} has no cells"
     return nb, None
+
+
+CELL_ID = re.compile(
+    r"[a-zA-Z0-9_-]{1,64}"
+)  # nbformat 4.5's cell id; the schema refuses the whole notebook else
+
+
+def normalize_cells(nb: nbformat.NotebookNode, name: str) -> tuple[list[str], str | None]:
+    """Make every cell what the later stages may read without a second thought; return (notes, why unreadable).
+
+    A cell must have a known type and text (nbformat's reader has refused cells and metadata that are no objects);
+    its metadata loses the grader's own key (``siamese``: only the grader writes it, after the judge), and it loses
+    an id nbformat would refuse (not text, not ``[a-zA-Z0-9_-]{1,64}``, or taken by an earlier cell), which
+    ``upgrade_to_nbformat_4_5`` then gives anew.
+    """
+    unmarked, renamed = 0, 0
+    ids: set[str] = set()
+    for number, cell in enumerate(nb.cells, start=1):
+        if not isinstance(cell, dict) or cell.get("cell_type") not in ("code", "markdown", "raw"):
+            return (
+                [],
+                f"{name} is not a readable notebook (cell {number} is not a code, markdown or raw cell)",
+            )
+        if not isinstance(cell.get("source", ""), str):
+            return [], f"{name} is not a readable notebook (cell {number} has no text)"
+        cell.setdefault("metadata", nbformat.NotebookNode())
+        cell.setdefault("source", "")
+        if cell.metadata.pop(GRADER_KEY, None) is not None:
+            unmarked += 1
+        if "id" in cell:
+            if isinstance(cell.id, str) and CELL_ID.fullmatch(cell.id) and cell.id not in ids:
+                ids.add(cell.id)
+            else:
+                del cell["id"]
+                renamed += 1
+    notes = []
+    if unmarked:
+        notes.append(f"removed the grader's own metadata ({GRADER_KEY}) from {unmarked} cells")
+    if renamed:
+        notes.append(f"gave {renamed} cells a new id (theirs was not a valid cell id, or a repeated one)")
+    return notes, None
 
 
 def drop_malformed_metadata(nb: nbformat.NotebookNode, release_nb: nbformat.NotebookNode) -> int:
@@ -254,5 +298,11 @@ def review_notes(
 def upgrade_to_nbformat_4_5(nb: nbformat.NotebookNode) -> None:
     """Mark the notebook nbformat 4.5 and give every cell an id (required from 4.5 on; Colab's 4.0 has none)."""
     nb.nbformat, nb.nbformat_minor = 4, 5
+    taken = {cell.id for cell in nb.cells if "id" in cell}
     for cell in nb.cells:
-        cell.setdefault("id", hashlib.sha1(cell.source.encode() + str(id(cell)).encode()).hexdigest()[:12])
+        if "id" not in cell:
+            new = hashlib.sha1(cell.source.encode() + str(id(cell)).encode()).hexdigest()[:12]
+            while new in taken:  # never one a cell already holds
+                new = hashlib.sha1(new.encode()).hexdigest()[:12]
+            cell["id"] = new
+            taken.add(new)

@@ -316,7 +316,16 @@ def _execute_lesson(job: LessonJob, clock: LapClock) -> dict:
         from .judge import judge_notebook
 
         source = nbformat.read(sandbox / "source" / lesson / f"{lesson}.ipynb", as_version=4)
-        notes = judge_notebook(executed, source, lesson, seed)
+        try:
+            notes = judge_notebook(executed, source, lesson, seed)
+        except (
+            Exception
+        ) as error:  # a bug of the judge's: this lesson alone, said as such (never a dead worker)
+            return {
+                "error": f"internal error while judging ({type(error).__name__}: {str(error)[:200]}); "
+                "it is graded again on the next run",
+                "retry": True,
+            }
         return {"executed": str(executed), "notes": notes}
     finally:
         os.environ.pop(SEED_VARIABLE, None)

@@ -544,6 +544,20 @@ def test_the_syntax_tree_shows_a_use_of_the_reference(source, found):
     )
 
 
+def test_code_too_deep_for_the_parser_is_judged_unreadable_not_a_crash():
+    """``1 + 1 + ...`` 60,000 times runs in a kernel but makes ``ast.parse`` raise RecursionError: the judge
+    cannot know what it uses, so it says so (its checks score 0) instead of dying and retrying forever."""
+    source = "def contrastive_loss(a, b, y, margin=2.0):\n    pass\n_total = " + " + ".join(["1"] * 60_000)
+    used = reference.static_uses(
+        source, reference.exercises("04_contrastive_loss"), reference.check_helpers()
+    )
+    assert used == [reference.UNREADABLE]
+    assert (
+        reference.describe(used)
+        == "is nested too deeply for the grader to read what it uses (write it plainly)"
+    )
+
+
 def test_the_checks_expected_values_refuse_to_run_during_a_probe():
     """A helper that computes expected values runs for the judge, never while the student's code may call it."""
     out1, out2, label = torch.zeros(2, 3), torch.ones(2, 3), torch.tensor([0.0, 1.0])

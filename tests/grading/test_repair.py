@@ -107,3 +107,70 @@ def test_a_test_cell_turned_into_markdown_keeps_its_metadata_and_is_turned_back(
     assert (reason, notes) == (None, [f"turned cells {grade_id} back into code cells"])
     assert first_test_cell(nb).cell_type == "code"
     MetadataValidator().validate_nb(nb)
+
+
+# ---------------------------------------------------------------- cells the later stages can read
+
+
+@pytest.mark.parametrize(
+    "bad_id",
+    ["a" * 65, "has spaces", "semi;colon", "ünïcode", "", 5, None],
+    ids=["too_long", "spaces", "punctuation", "non_ascii", "empty", "a_number", "null"],
+)
+def test_a_cell_id_nbformat_would_refuse_is_given_anew(bad_id):
+    """An id that nbformat 4.5's schema refuses would lose the whole lesson (nbgrader validates the notebook):
+    the cell gets a new, valid and unique id, with a note, and the notebook validates."""
+    submitted = release()
+    cell = first_test_cell(submitted)
+    cell["id"] = bad_id
+    nb, notes, reason = repair.check_notebook(json.dumps(submitted).encode(), "mine.ipynb", release())
+    assert reason is None, reason
+    assert "gave 1 cells a new id (theirs was not a valid cell id, or a repeated one)" in notes, notes
+    ids = [c.id for c in nb.cells]
+    assert len(set(ids)) == len(ids) and all(repair.CELL_ID.fullmatch(i) for i in ids)
+    nbformat.validate(nb)
+
+
+def test_a_repeated_cell_id_is_given_anew_in_the_later_cell():
+    """(nbformat's reader already does it, with a warning; the repair would too.)"""
+    submitted = release()
+    cells = [c for c in submitted.cells if c.cell_type == "code"]
+    cells[1]["id"] = cells[0]["id"]
+    nb, _, reason = repair.check_notebook(json.dumps(submitted).encode(), "mine.ipynb", release())
+    assert reason is None, reason
+    assert nb.cells[submitted.cells.index(cells[0])].id == cells[0]["id"]  # the first keeps its id
+    assert len({c.id for c in nb.cells}) == len(nb.cells)
+    nbformat.validate(nb)
+
+
+@pytest.mark.parametrize("value", ["x", 5, [], {"judged": True}], ids=["text", "number", "list", "a_verdict"])
+def test_the_graders_own_metadata_is_removed_from_a_submission(value):
+    """``siamese`` is the grader's key (the judge marks its verdicts with it): a submission's is dropped, noted,
+    whatever its value (a string once crashed the judge; a forged verdict mark must never count)."""
+    submitted = release()
+    first_test_cell(submitted).metadata["siamese"] = value
+    nb, notes, reason = repair.check_notebook(json.dumps(submitted).encode(), "mine.ipynb", release())
+    assert reason is None, reason
+    assert "removed the grader's own metadata (siamese) from 1 cells" in notes, notes
+    assert not any("siamese" in c.metadata for c in nb.cells)
+
+
+@pytest.mark.parametrize(
+    "cell, why",
+    [
+        ("a cell", "(ValidationError)"),
+        ({"cell_type": "markdown", "source": "x", "metadata": "metadata"}, "(ValidationError)"),
+        (
+            {"cell_type": "heading", "source": "x", "metadata": {}},
+            "(cell 2 is not a code, markdown or raw cell)",
+        ),
+        ({"cell_type": "code", "source": 5, "metadata": {}, "outputs": []}, "(cell 2 has no text)"),
+    ],
+    ids=["a_string", "metadata_as_text", "an_unknown_type", "a_number_as_source"],
+)
+def test_a_cell_that_is_no_cell_makes_the_notebook_unreadable(cell, why):
+    """Not repaired but refused, saying why: nothing a student wrote could be in such a cell."""
+    submitted = json.loads(nbformat.writes(release()))
+    submitted["cells"].insert(1, cell)
+    nb, _, reason = repair.check_notebook(json.dumps(submitted).encode(), "mine.ipynb", release())
+    assert nb is None and reason == f"mine.ipynb is not a readable notebook {why}", reason

@@ -340,6 +340,21 @@ CASES: dict[str, Case] = {
         FULL_SCORE,
         notes=["ignored stray_file/notes.txt (not a lesson notebook)"],
     ),
+    "grader_metadata": Case(
+        "the grader's own cell metadata key set to text on a test cell (it once crashed the judge)",
+        FULL_SCORE,
+        notes=[f"{LESSON}: removed the grader's own metadata (siamese) from 1 cells"],
+    ),
+    "invalid_cell_ids": Case(
+        "cell ids nbformat refuses: 65 characters, and a space (nbgrader refused the whole notebook)",
+        FULL_SCORE,
+        notes=[f"{LESSON}: gave 2 cells a new id"],
+    ),
+    "unreadable_exercise": Case(
+        "a 60,000-term sum in exercise 4.5's cell: ast.parse raises RecursionError (it once killed the worker)",
+        FULL_SCORE - POINTS["collapsed_loss"],
+        notes=[f"{LESSON}: exercise 4.5 is nested too deeply for the grader to read what it uses"],
+    ),
 }
 
 TAMPERING = [
@@ -503,6 +518,18 @@ def write_damaged_files(corpus: Corpus) -> None:
     corpus.put_text("invalid_json", f"{LESSON}.ipynb", (corpus.solved / f"{LESSON}.ipynb").read_text()[:3000])
     corpus.put("stray_file", corpus.solved_nb())
     corpus.put_text("stray_file", "notes.txt", "my notes for lesson 4\n")
+    nb = corpus.solved_nb()
+    cell_with_id(nb, "loss_similar_pairs").metadata["siamese"] = "x"
+    corpus.put("grader_metadata", nb)
+    nb = corpus.solved_nb()
+    cell_with_id(nb, "exercise_4_1")["id"] = "a" * 65
+    cell_with_id(nb, "loss_hinge")["id"] = "my test"
+    corpus.put_text(
+        "invalid_cell_ids", f"{LESSON}.ipynb", json.dumps(nb)
+    )  # as an editor saves it, unvalidated
+    nb = corpus.solved_nb()
+    cell_with_id(nb, "exercise_4_5").source += "\n\n_total = 1" + " + 1" * 60_000 + "\n"
+    corpus.put("unreadable_exercise", nb)
 
 
 # ---------------------------------------------------------------- running the grader from a private copy

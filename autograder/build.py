@@ -322,7 +322,7 @@ def notebook_cell(cell: Cell, row: syllabus.Lesson) -> tuple[nbformat.NotebookNo
         return code(cell.body), {}, None
     if cell.kind == "demo":  # a plain cell that only demonstrates: the grader may skip it (grading/demos.py)
         made = code(cell.body)
-        made.metadata[demos.MARK] = {"demo": True}
+        made.metadata[demos.MARK] = dict(demos.DEMO)
         return made, {}, None
     if cell.kind == "setup":
         return code(setup_source()), {"grade_id": "setup", "locked": True}, None

@@ -18,7 +18,8 @@ import re
 import nbformat
 
 SKIP_TAG = "skip-execution"  # nbclient's default ``skip_cells_with_tag``
-MARK = "siamese"  # the source notebook's cell metadata key: {"demo": true}
+MARK = "siamese"  # the source notebook's cell metadata key, whose value marks a demo cell:
+DEMO = {"demo": True}
 MAGIC = re.compile(r"^\s*[%!]")  # IPython's magics and shell lines, which are not Python
 
 

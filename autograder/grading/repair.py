@@ -13,6 +13,7 @@ import nbformat
 from nbgrader.nbgraderformat import MetadataValidator
 
 from ..build import solved_notebook
+from .demos import DEMO as HANDED_OUT  # the mark a demo cell of a student notebook carries
 from .demos import MARK as GRADER_KEY  # the grader's own cell metadata: never the submission's word
 
 # Code that a correct answer never needs, in an exercise cell or a cell the student added: noted for a human
@@ -150,8 +151,8 @@ def normalize_cells(nb: nbformat.NotebookNode, name: str) -> tuple[list[str], st
             return [], f"{name} is not a readable notebook (cell {number} has no text)"
         cell.setdefault("metadata", nbformat.NotebookNode())
         cell.setdefault("source", "")
-        if cell.metadata.pop(GRADER_KEY, None) is not None:
-            unmarked += 1
+        if cell.metadata.pop(GRADER_KEY, None) not in (None, HANDED_OUT):
+            unmarked += 1  # only a value other than the handed-out notebook's is worth a note
         if "id" in cell:
             if isinstance(cell.id, str) and CELL_ID.fullmatch(cell.id) and cell.id not in ids:
                 ids.add(cell.id)

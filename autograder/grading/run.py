@@ -39,7 +39,7 @@ from tqdm import tqdm
 from .. import syllabus
 from ..build import build_all, generate_release, solved_notebook
 from . import collect as intake
-from . import judge_side
+from . import judge_side, safe_view
 from . import report as records
 from . import sandbox as sandbox_limits
 from .course import (
@@ -619,6 +619,12 @@ class GradingRun:
         notes += found
         if reason:
             return {"error": reason}
+        trusted = safe_view.lesson_text(self.course.sources[lesson], self.course.released[lesson])
+        changed = safe_view.make_safe_to_view(executed, trusted)
+        if changed:
+            notes.append(
+                f"made {changed} cells safe to open in a browser (HTML that would run is shown as text)"
+            )
         nbformat.write(executed, executed_path)
         outcome = record_scores(self.course.course, self.db_url, sid, lesson, executed_path)
         feedback = self.course.course / "feedback" / sid / lesson / f"{lesson}.html"

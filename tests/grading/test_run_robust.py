@@ -123,6 +123,12 @@ def contrastive_loss(out1, out2, label, margin=2.0):
         pass
 """
 
+ACTIVE_CONTENT = """
+from IPython.display import HTML, Javascript, display
+display(HTML("<script>alert('PWN-html')</script>"))
+display(Javascript("alert('PWN-javascript')"))
+"""
+
 REDEFINE_CHECKS = """
 import autograder.checks.loss as L
 L.check_loss_gradients = lambda *args, **kwargs: print("[PASS] the loss can be differentiated")
@@ -350,6 +356,12 @@ CASES: dict[str, Case] = {
         FULL_SCORE,
         notes=[f"{LESSON}: gave 2 cells a new id"],
     ),
+    "active_content": Case(
+        "HTML and JavaScript that would run in formgrader: a script output, a JavaScript output, a markdown cell "
+        "with an onerror image",
+        FULL_SCORE,
+        notes=[f"{LESSON}: made 2 cells safe to open in a browser"],
+    ),
     "unreadable_exercise": Case(
         "a 60,000-term sum in exercise 4.5's cell: ast.parse raises RecursionError (it once killed the worker)",
         FULL_SCORE - POINTS["collapsed_loss"],
@@ -528,6 +540,10 @@ def write_damaged_files(corpus: Corpus) -> None:
         "invalid_cell_ids", f"{LESSON}.ipynb", json.dumps(nb)
     )  # as an editor saves it, unvalidated
     nb = corpus.solved_nb()
+    insert_plain_cells(nb, ACTIVE_CONTENT)
+    nb.cells.append(nbformat.v4.new_markdown_cell("My notes <img src=x onerror=\"alert('PWN-markdown')\">"))
+    corpus.put("active_content", nb)
+    nb = corpus.solved_nb()
     cell_with_id(nb, "exercise_4_5").source += "\n\n_total = 1" + " + 1" * 60_000 + "\n"
     corpus.put("unreadable_exercise", nb)
 
@@ -637,6 +653,16 @@ def test_tampering_cannot_raise_a_grade(hostile_class, student):
         assert row["status"].startswith(f"{LESSON} not graded: "), row
     else:
         assert lesson_score(row) == lesson_score(rows["buggy"]), row
+
+
+@pytest.mark.slow
+def test_nothing_a_student_wrote_runs_in_the_feedback(hostile_class):
+    """The feedback (and the autograded notebook formgrader shows) holds the payloads as text only."""
+    _, out, _, _ = hostile_class
+    page = (out / "feedback" / "active_content" / f"{LESSON}.html").read_text()
+    assert "PWN-markdown" in page  # still there to read
+    for live in ("<script>alert('PWN", "<img src=x onerror", "alert('PWN-javascript')\n</script>"):
+        assert live not in page, live
 
 
 @pytest.mark.slow

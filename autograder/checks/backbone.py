@@ -9,6 +9,7 @@ attribute names) and compares the outputs on the same images.
 from __future__ import annotations
 
 import copy
+import functools
 from typing import Any
 
 import torch
@@ -185,6 +186,41 @@ def _check_conv(k: int, conv: nn.Conv2d, cin: int, cout: int, size: int) -> None
         )
 
 
+def _note_call(order: list[int], index: int, module: nn.Module, args: Any) -> None:
+    order.append(index)
+
+
+def _call_order(net: nn.Module) -> list[int] | None:
+    """The indices (in registration order) of ``net``'s convolutions in the order ``net(x)`` first applies them; None
+    when its forward fails (the forward checks say why)."""
+    convs = [m for m in net.modules() if isinstance(m, nn.Conv2d)]
+    order: list[int] = []
+    hooks = [
+        conv.register_forward_pre_hook(functools.partial(_note_call, order, k))
+        for k, conv in enumerate(convs)
+    ]
+    try:
+        with torch.no_grad():
+            net(torch.zeros(1, 1, 28, 28))
+    except Exception:
+        return None
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return list(dict.fromkeys(order))
+
+
+def _in_call_order(net: nn.Module, convs: list[nn.Conv2d]) -> list[nn.Conv2d]:
+    """``convs`` in the order the forward pass applies them (attributes may be registered in any order), else as
+    registered."""
+    order = run_student(
+        EXERCISE, "the order in which CNNBackbone()(x) applies its convolutions", _call_order, net
+    )
+    if isinstance(order, list) and sorted(o for o in order if isinstance(o, int)) == list(range(len(convs))):
+        return [convs[k] for k in order]
+    return convs
+
+
 def _check_convolutions(net: nn.Module) -> None:
     """Three Conv2d layers as in the table; or, written with F.conv2d, three weights of those shapes."""
     convs = [m for m in net.modules() if isinstance(m, nn.Conv2d)]
@@ -196,7 +232,7 @@ def _check_convolutions(net: nn.Module) -> None:
                 got=len(convs),
                 hint="one Conv2d per block: 1 → 64 (5x5), 64 → 128 (5x5), 128 → 256 (3x3)",
             )
-        for k, (conv, (cin, cout, size)) in enumerate(zip(convs, CONVS), start=1):
+        for k, (conv, (cin, cout, size)) in enumerate(zip(_in_call_order(net, convs), CONVS), start=1):
             _check_conv(k, conv, cin, cout, size)
         return
     # Functional style (F.conv2d with nn.Parameters): check the weight shapes; padding shows in the output shape.

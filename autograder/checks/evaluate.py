@@ -52,11 +52,13 @@ class DropoutNet(nn.Module):
         self.body = nn.Sequential(
             nn.Flatten(), nn.Linear(28 * 28, 24), nn.ReLU(), nn.Dropout(0.5), nn.Linear(24, embedding_dim)
         )
-        self.calls: list[tuple[bool, bool]] = []  # (gradients enabled, training mode) of each forward_ind
+        # (gradients enabled, training mode, images) of each forward_ind
+        self.calls: list[tuple[bool, bool, int]] = []
 
     def forward_ind(self, x: torch.Tensor) -> torch.Tensor:
         """Embeddings of a batch of images."""
-        self.calls.append((torch.is_grad_enabled() and not torch.is_inference_mode_enabled(), self.training))
+        grad = torch.is_grad_enabled() and not torch.is_inference_mode_enabled()
+        self.calls.append((grad, self.training, len(x)))
         return self.body(x)
 
     def forward(self, img1: torch.Tensor, img2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -64,10 +66,12 @@ class DropoutNet(nn.Module):
         return self.forward_ind(img1), self.forward_ind(img2)
 
 
-def _observed_embed(embed: Any, net: DropoutNet, x: torch.Tensor, device: Any) -> tuple[Any, list, bool]:
-    """``embed(net, x, device)``, how it called the network, and whether it left gradients switched off."""
+def _observed_embed(
+    embed: Any, net: DropoutNet, x: torch.Tensor, device: Any, options: dict
+) -> tuple[Any, list, bool]:
+    """``embed(net, x, device, **options)``, how it called the network, and whether it left gradients off."""
     try:
-        result = embed(net, x, device)
+        result = embed(net, x, device, **options)
     finally:
         grad_left_off = not torch.is_grad_enabled()
         torch.set_grad_enabled(True)
@@ -75,18 +79,33 @@ def _observed_embed(embed: Any, net: DropoutNet, x: torch.Tensor, device: Any) -
 
 
 def _embed_case(
-    embed: Any, generator: torch.Generator, count: int, device: Any, train_mode: bool = True
+    embed: Any,
+    generator: torch.Generator,
+    count: int,
+    device: Any,
+    train_mode: bool = True,
+    batch_size: int | None = None,
+    raw: bool = False,
 ) -> None:
+    """One call of ``embed``: float images ``[N, 1, 28, 28]``, or with ``raw`` the dataset's uint8 ``[N, 28, 28]``."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(torch.randint(1 << 30, (1,), generator=generator)))
         net = DropoutNet()
     reference = copy.deepcopy(net).eval()
     net.train(train_mode)
     x = images(count, generator)
+    if raw:
+        x = (x * 255).round().to(torch.uint8).reshape(count, 28, 28)
     mode = "training" if train_mode else "eval"
-    where = f"{count} images {list(x.shape)}, device={device!r}, a network with Dropout in {mode} mode"
+    options = {} if batch_size is None else {"batch_size": batch_size}
+    where = (
+        f"{count} {'uint8 ' if raw else ''}images {list(x.shape)}, device={device!r}"
+        + (f", batch_size={batch_size}" if batch_size is not None else "")
+        + f", a network with Dropout in {mode} mode"
+    )
+    call = f"embed(net, images, {device!r}" + (f", batch_size={batch_size})" if batch_size else ")")
     result, calls, grad_left_off = run_student(
-        EMBED_EXERCISE, f"embed(net, images, {device!r})", _observed_embed, embed, net, x, device
+        EMBED_EXERCISE, call, _observed_embed, embed, net, x, device, options
     )
     if grad_left_off:
         fail(
@@ -105,11 +124,34 @@ def _embed_case(
             hint="concatenate the batches with torch.cat" if isinstance(result, (list, tuple)) else None,
         )
     with torch.no_grad():
-        expected = reference.forward_ind(x)
-    _check_embeddings(result, expected, calls, where)
+        floats = x.float().div(255).reshape(count, 1, 28, 28) if raw else x
+        expected = reference.forward_ind(floats)
+        unscaled = reference.forward_ind(x.float().reshape(count, 1, 28, 28)) if raw else None
+    _check_batches(calls, 1024 if batch_size is None else batch_size, where)
+    hint = None
+    if unscaled is not None and isinstance(result, torch.Tensor) and close(result, unscaled):
+        hint = (
+            "uint8 pixels go from 0 to 255: turn each batch into float images in [0, 1] with to_float_images"
+        )
+    _check_embeddings(result, expected, calls, where, hint)
 
 
-def _check_embeddings(result: torch.Tensor, expected: torch.Tensor, calls: list, where: str) -> None:
+def _check_batches(calls: list, batch_size: int, where: str) -> None:
+    """No call of ``forward_ind`` on more than ``batch_size`` images."""
+    sizes = [size for *_, size in calls]
+    if sizes and max(sizes) > batch_size:
+        fail(
+            "embed never runs more than batch_size images through the network in one call",
+            input=where,
+            expected=f"calls of at most {batch_size} images",
+            got=f"calls of {sizes} images",
+            hint="take the images in slices, images[start : start + batch_size], and embed each slice",
+        )
+
+
+def _check_embeddings(
+    result: torch.Tensor, expected: torch.Tensor, calls: list, where: str, hint: str | None = None
+) -> None:
     """Shape, dtype and device of what ``embed`` returned, how it ran the network, and its values."""
     if tuple(result.shape) != tuple(expected.shape):
         fail(
@@ -134,7 +176,7 @@ def _check_embeddings(result: torch.Tensor, expected: torch.Tensor, calls: list,
             got=str(result.device),
             hint="call .cpu()",
         )
-    if any(training for _, training in calls):
+    if any(training for _, training, *_ in calls):
         fail(
             "embed runs the network in eval mode",
             input=where,
@@ -142,7 +184,7 @@ def _check_embeddings(result: torch.Tensor, expected: torch.Tensor, calls: list,
             got="forward_ind called in training mode",
             hint="forgetting eval(): model left in training mode, Dropout (and batch norm) change the embeddings",
         )
-    if any(grad for grad, _ in calls) or result.requires_grad:
+    if any(grad for grad, *_ in calls) or result.requires_grad:
         fail(
             "embed does not track gradients",
             input=where,
@@ -159,7 +201,7 @@ def _check_embeddings(result: torch.Tensor, expected: torch.Tensor, calls: list,
             input=where,
             expected=describe(expected),
             got=describe(result) + f" (largest difference {max_error(result, expected):.3g})",
-            hint="embed every image once, in order, and concatenate the batches",
+            hint=hint or "embed every image once, in order, and concatenate the batches",
         )
 
 
@@ -168,12 +210,16 @@ def check_embed(embed: Any, hidden: bool = False) -> None:
     """Shape ``[N, D]``, float32 on the CPU, eval mode, no gradients, equal to ``forward_ind`` in eval mode."""
     generator = generator_for(15)
     _embed_case(embed, generator, 10, torch.device("cpu"))
+    _embed_case(embed, generator, 12, "cpu", raw=True)
+    _embed_case(embed, generator, 10, "cpu", batch_size=4)
     if hidden:
         _embed_case(embed, generator, 1, "cpu")
         _embed_case(embed, generator, 37, torch.device("cpu"), train_mode=False)
         _embed_case(embed, generator, 130, "cpu")
+        _embed_case(embed, generator, 29, "cpu", batch_size=7, raw=True)
     passed(
-        "embed: float32 [N, D] embeddings on the CPU, in eval mode, without gradients, equal to forward_ind"
+        "embed: float32 [N, D] embeddings on the CPU, in eval mode, without gradients, at most batch_size images "
+        "a call, equal to forward_ind (uint8 images scaled to [0, 1])"
         + (" [with hidden cases]" if hidden else "")
     )
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import inspect
 from collections.abc import Iterator
 from typing import Any
 
@@ -196,6 +197,31 @@ def _check_embedding_dim(EmbeddingHead: Any, size: int, generator: torch.Generat
         )
 
 
+def _check_in_features(EmbeddingHead: Any, in_features: int, size: int, generator: torch.Generator) -> None:
+    """``EmbeddingHead(in_features=..., embedding_dim=...)`` sizes both layers from its arguments (a backbone of
+    another shape needs another ``in_features``)."""
+    call = f"EmbeddingHead(in_features={in_features}, embedding_dim={size})"
+    head = run_student(HEAD_EXERCISE, call, EmbeddingHead, in_features=in_features, embedding_dim=size)
+    expected = sorted([[1024, in_features], [1024], [size, 1024], [size]])
+    got = parameter_shapes(head) if isinstance(head, nn.Module) else type_name(head)
+    if not isinstance(head, nn.Module) or sorted(parameter_shapes(head)) != expected:
+        fail(
+            f"{call} has layers Linear({in_features}, 1024) and Linear(1024, {size})",
+            expected=f"parameter shapes {expected}",
+            got=f"parameter shapes {got}",
+            hint="size the first layer from the in_features argument: nn.Linear(in_features, 1024)",
+        )
+    x = F.relu(torch.randn(2, in_features // 4, 2, 2, generator=generator, dtype=torch.float64)).float()
+    with torch.no_grad():
+        out = run_student(HEAD_EXERCISE, f"{call}(features) with features of shape {list(x.shape)}", head, x)
+    if not isinstance(out, torch.Tensor) or tuple(out.shape) != (2, size):
+        fail(
+            f"{call} maps features {list(x.shape)} to embeddings [2, {size}]",
+            expected=f"shape [2, {size}]",
+            got=f"shape {list(out.shape)}" if isinstance(out, torch.Tensor) else type_name(out),
+        )
+
+
 @check
 def check_head(EmbeddingHead: Any, hidden: bool = False) -> None:
     """Shape ``[B, 256]``, 2,622,720 parameters, and the reference's output with the same weights."""
@@ -219,6 +245,7 @@ def check_head(EmbeddingHead: Any, hidden: bool = False) -> None:
     if hidden:
         _compare_head(head, 1, torch.float32, generator)
         _compare_head(copy.deepcopy(head).to(torch.float64), 6, torch.float64, generator)
+        _check_in_features(EmbeddingHead, 128, 16, generator)
     passed(
         "EmbeddingHead: [B, 256, 3, 3] → flatten → Linear(2304, 1024) → ReLU → Linear(1024, 256) → ReLU → "
         "[B, 256]" + (" [with hidden cases]" if hidden else "")
@@ -462,6 +489,39 @@ def _network_case(net: nn.Module, batch: int, dtype: torch.dtype, generator: tor
     )
 
 
+def _takes_embedding_dim(SiameseNetwork: Any) -> bool:
+    try:
+        return "embedding_dim" in inspect.signature(SiameseNetwork).parameters
+    except (TypeError, ValueError):  # no signature to read
+        return False
+
+
+def _check_network_size(SiameseNetwork: Any, size: int, generator: torch.Generator) -> None:
+    """``SiameseNetwork(embedding_dim=size)`` passes the size on to its head: ``[B, size]`` embeddings. (A network
+    in the original notebook's style, without the argument, is not asked.)"""
+    if not run_student(
+        NETWORK_EXERCISE, "the arguments of SiameseNetwork", _takes_embedding_dim, SiameseNetwork
+    ):
+        return
+    call = f"SiameseNetwork(embedding_dim={size})"
+    with stand_in_head(SiameseNetwork):
+        net = run_student(NETWORK_EXERCISE, call, SiameseNetwork, embedding_dim=size)
+    if not isinstance(net, nn.Module):
+        fail(f"{call} creates an nn.Module", expected="an nn.Module", got=type_name(net))
+    x = images(2, generator)
+    net.eval()
+    with torch.no_grad():
+        out = _forward_ind(net, x)
+    if tuple(out.shape) != (2, size):
+        fail(
+            f"{call} gives embeddings of {size} coordinates",
+            input=f"images of shape {list(x.shape)}",
+            expected=f"shape [2, {size}]",
+            got=f"shape {list(out.shape)}",
+            hint="pass the size on: EmbeddingHead(embedding_dim=embedding_dim)",
+        )
+
+
 @check
 def check_siamese_network(SiameseNetwork: Any, hidden: bool = False) -> None:
     """Built around a stand-in head: one backbone and one head; ``forward_ind`` is ``head(backbone(x))``,
@@ -473,6 +533,7 @@ def check_siamese_network(SiameseNetwork: Any, hidden: bool = False) -> None:
     if hidden:
         _network_case(net, 1, torch.float32, generator)
         _network_case(copy.deepcopy(net).to(torch.float64), 3, torch.float64, generator)
+        _check_network_size(SiameseNetwork, 32, generator)
     passed(
         "SiameseNetwork (built around the checks' stand-in head, so that exercise 3.1 is not graded twice): "
         "one backbone and one head, forward_ind(x) = head(backbone(x)) → [B, 256], "

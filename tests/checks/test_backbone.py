@@ -49,6 +49,21 @@ class FunctionalBackbone(nn.Module):
         return x
 
 
+class OutOfOrderAttributesBackbone(nn.Module):
+    """The third convolution registered first: ``forward`` decides the order, not ``__init__``."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv3 = nn.Conv2d(128, 256, 3, padding=1)
+        self.conv1 = nn.Conv2d(1, 64, 5, padding=2)
+        self.conv2 = nn.Conv2d(64, 128, 5, padding=2)
+
+    def forward(self, x):
+        for conv in (self.conv1, self.conv2, self.conv3):
+            x = F.max_pool2d(F.relu(conv(x)), 2)
+        return x
+
+
 class ModuleListBackbone(nn.Module):
     def __init__(self):
         super().__init__()
@@ -131,7 +146,13 @@ BACKBONE_CHECKS = [
 
 @pytest.mark.parametrize(
     "cls",
-    [SeparateAttributesBackbone, FunctionalBackbone, ModuleListBackbone, SequentialSubclassBackbone],
+    [
+        SeparateAttributesBackbone,
+        OutOfOrderAttributesBackbone,
+        FunctionalBackbone,
+        ModuleListBackbone,
+        SequentialSubclassBackbone,
+    ],
     ids=lambda c: c.__name__,
 )
 @pytest.mark.parametrize("check", BACKBONE_CHECKS, ids=lambda c: c.__name__)

@@ -16,10 +16,32 @@ from solutions import evaluate as ref_evaluate
 # ---------------------------------------------------------------- lesson 06: embed, verification, ROC AUC
 
 
-def embed_inference_mode(net, images, device):
+def embed_inference_mode(net, images, device, batch_size=1024):
+    """inference_mode instead of no_grad, tensor.split for the batches, the scaling written out."""
     net.eval()
     with torch.inference_mode():
-        return torch.cat([net.forward_ind(chunk.to(device)).float().cpu() for chunk in images.split(7)])
+        chunks = []
+        for chunk in images.split(batch_size):
+            if chunk.dtype == torch.uint8:
+                chunk = chunk.float() / 255
+            chunks.append(net.forward_ind(chunk.reshape(-1, 1, 28, 28).to(device)).float().cpu())
+        return torch.cat(chunks)
+
+
+def embed_unscaled(net, images, device, batch_size=1024):
+    """Wrong: uint8 pixels go in as 0 to 255."""
+    net.eval()
+    with torch.no_grad():
+        return torch.cat(
+            [net.forward_ind(c.float().reshape(-1, 1, 28, 28)) for c in images.split(batch_size)]
+        )
+
+
+def embed_all_at_once(net, images, device, batch_size=1024):
+    """Wrong: every image in one call, whatever batch_size says."""
+    net.eval()
+    with torch.no_grad():
+        return net.forward_ind(ref_evaluate.to_float_images(images).to(device)).cpu()
 
 
 def embed_no_eval(net, images, device):
@@ -56,6 +78,8 @@ def test_other_correct_embed_passes():
         (embed_detach, "gradients tracked in embed"),
         (embed_grad_off_globally, "torch.no_grad()"),
         (embed_list, "torch.cat"),
+        (embed_unscaled, "uint8 pixels go from 0 to 255"),
+        (embed_all_at_once, "never runs more than batch_size images"),
     ],
     ids=lambda v: getattr(v, "__name__", None),
 )

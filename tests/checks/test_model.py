@@ -338,3 +338,41 @@ def test_separate_networks_with_the_right_count_are_caught():
             return self.forward_ind(a), self.head(self.backbone(b) * 1.5)
 
     fails(model_checks.check_shared_weights, Split, match="forward_ind")
+
+
+class HeadIgnoringInFeatures(nn.Module):
+    """Wrong: takes in_features but always builds Linear(2304, ...)."""
+
+    def __init__(self, in_features=2304, embedding_dim=256):
+        super().__init__()
+        self.layers = nn.Sequential(
+            nn.Flatten(), nn.Linear(2304, 1024), nn.ReLU(), nn.Linear(1024, embedding_dim), nn.ReLU()
+        )
+
+    def forward(self, x):
+        return self.layers(x)
+
+
+class NetworkIgnoringEmbeddingDim(nn.Module):
+    """Wrong: takes embedding_dim but builds the head with its default size."""
+
+    def __init__(self, embedding_dim=256):
+        super().__init__()
+        self.backbone = ref_backbone.CNNBackbone()
+        self.head = ref_model.EmbeddingHead()
+
+    def forward_ind(self, x):
+        return self.head(self.backbone(x))
+
+    def forward(self, img1, img2):
+        return self.forward_ind(img1), self.forward_ind(img2)
+
+
+def test_a_size_argument_taken_and_ignored_fails_the_hidden_cases():
+    """The visible cases use the default sizes; the graded ones ask for others, as the exercises' contracts allow."""
+    model_checks.check_head(HeadIgnoringInFeatures)
+    fails(model_checks.check_head, HeadIgnoringInFeatures, match="nn.Linear(in_features, 1024)", hidden=True)
+    model_checks.check_siamese_network(NetworkIgnoringEmbeddingDim)
+    fails(
+        model_checks.check_siamese_network, NetworkIgnoringEmbeddingDim, match="pass the size on", hidden=True
+    )

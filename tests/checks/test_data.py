@@ -59,7 +59,7 @@ class TargetsIndexLists(Dataset):
 
 
 class PrecomputedPairs(Dataset):
-    """Draws all partners once in __init__ (fresh pairs per instance), class-uniform for different pairs."""
+    """Draws all partners once in __init__ (fresh pairs per instance), uniform over the fitting images."""
 
     def __init__(self, dataset):
         self.dataset = dataset
@@ -72,8 +72,7 @@ class PrecomputedPairs(Dataset):
             if torch.rand(1).item() < 0.5:
                 j = random.choice(by_class[c])
             else:
-                other = random.choice([k for k in by_class if k != c])
-                j = random.choice(by_class[other])
+                j = random.choice([k for k, label in enumerate(labels) if label != c])
             self.pairs.append((j, float(labels[j] != c)))
 
     def __len__(self):
@@ -236,6 +235,24 @@ class PartnerFromAllWhenDifferent(_Modified):
         return image1, image2, torch.tensor([float(label1 != label2)])
 
 
+class ClassFirstPartner(_Modified):
+    """The coin says 'different': first a class, uniformly among the others, then an image of it (on a dataset with
+    one large class its images are partners far less often than their number says)."""
+
+    def __getitem__(self, index):
+        image1, label1 = self.dataset[index]
+        coin, u = self._uniforms(index)
+        if coin < 0.5:
+            pool = self.same_class[int(label1)]
+        else:
+            classes = [c for c in sorted(self.same_class) if c != int(label1) and len(self.same_class[c])]
+            scaled = u * len(classes)
+            pool = self.same_class[classes[int(scaled)]]
+            u = scaled % 1
+        image2, label2 = self.dataset[int(pool[int(u * len(pool))])]
+        return image1, image2, torch.tensor([float(int(label1) != int(label2))])
+
+
 class SeedIgnored(_Modified):
     """Takes the seed but always draws from the global generator."""
 
@@ -294,6 +311,7 @@ DATASET_BUGS = {
     SelfAsPartner: {"pair_balance": "image2 is image1 itself"},
     NextClassOnly: {"pair_balance": "all images of other classes"},
     PartnerFromAllWhenDifferent: {"pair_balance": "same-class pairs"},
+    ClassFirstPartner: {"pair_balance": "not first a class and then an image"},
     SeedIgnored: {"pair_seeding": "np.random.default_rng([self.seed, self.epoch, index])"},
     EpochIgnored: {"pair_seeding": "set_epoch(1) gives new pairs"},
     OneSeededGenerator: {"pair_seeding": "reading item i again gives the same pair"},

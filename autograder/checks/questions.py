@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from .report import differs, fail, passed, run_student, to_float
+from .report import differs, fail, passed, run_student, to_float, type_name
 from .transcript import judge_only, self_checking
 
 FORM_ONLY = " (its form only: whether the answers are right is decided when your notebook is graded)"
@@ -39,14 +39,15 @@ def answers(question: str, func: Any, name: str, cases: list[tuple]) -> list[flo
     found = []
     for case in cases:
         call = call_text(name, case)
-        value = to_float(run_student(question, call, func, *case))
+        answer = run_student(question, call, func, *case)
+        value = to_float(answer)
         if value is None or not math.isfinite(value):
             fail(
                 f"{name} returns a number",
                 input=call,
                 expected="a finite number",
-                got="something else",
-                hint="return a Python number (or a 0-d tensor) computed from the arguments",
+                got=repr(value) if value is not None else type_name(answer),
+                hint="return a float or an int (or a 0-d tensor) computed from the arguments",
             )
         found.append(value)
     return found

@@ -27,6 +27,7 @@ import inspect
 import io
 import json
 import math
+import numbers
 import random
 import re
 import signal
@@ -569,8 +570,10 @@ def to_float(value: Any) -> float | None:
     """A Python float from a number or a one-element tensor/array, else ``None``."""
     if isinstance(value, bool):
         return None
-    if isinstance(value, (int, float, np.floating, np.integer)):
+    if isinstance(value, (numbers.Real, np.floating, np.integer)):  # a Fraction too
         return float(value)
     if isinstance(value, torch.Tensor) and value.numel() == 1:
         return float(value.detach().cpu().reshape(-1)[0])
+    if isinstance(value, np.ndarray) and value.size == 1 and value.dtype.kind in "iuf":
+        return float(value.reshape(-1)[0])  # as a one-element tensor: the judge reads it back as one
     return None

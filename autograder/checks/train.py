@@ -15,6 +15,7 @@ import contextlib
 import copy
 import math
 from collections.abc import Callable, Iterator
+from types import SimpleNamespace
 from typing import Any
 
 import torch
@@ -30,6 +31,7 @@ TRAIN_EXERCISE = syllabus.label("5.2")
 ZERO_GRAD_QUESTION = "weight_without_zero_grad (question 5.3)"
 LOGGED_QUESTION = "logged_losses (question 5.4)"
 CPU = torch.device("cpu")
+SIMULATED_GPU = "a simulated GPU (the check pretends CUDA is there)"
 
 
 # ---------------------------------------------------------------- get_device
@@ -45,6 +47,12 @@ def simulated_devices(cuda: bool, mps: bool) -> Iterator[None]:
         (torch.backends.mps, "is_available", lambda: mps),
         (torch.backends.mps, "is_built", lambda: mps),
     ]
+    if cuda:  # what lesson 5 itself asks of a GPU: its name (a loop may print it)
+        patches += [
+            (torch.cuda, "current_device", lambda: 0),
+            (torch.cuda, "get_device_name", lambda *a, **k: SIMULATED_GPU),
+            (torch.cuda, "get_device_properties", lambda *a, **k: SimpleNamespace(name=SIMULATED_GPU)),
+        ]
     if hasattr(torch, "accelerator"):
         patches += [
             (torch.accelerator, "is_available", lambda *a, **k: accelerator is not None),
@@ -70,11 +78,12 @@ def _device_case(get_device: Any, cuda: bool, mps: bool, simulated: bool) -> Non
         + ("available" if mps else "not available")
         + (" (simulated)" if simulated else " (this machine)")
     )
+    call = f"get_device() with {situation}"
     if simulated:
         with simulated_devices(cuda, mps):
-            device = run_student(DEVICE_EXERCISE, "get_device()", get_device)
+            device = run_student(DEVICE_EXERCISE, call, get_device)
     else:
-        device = run_student(DEVICE_EXERCISE, "get_device()", get_device)
+        device = run_student(DEVICE_EXERCISE, call, get_device)
     if not isinstance(device, torch.device):
         fail(
             "get_device() returns a torch.device",

@@ -27,11 +27,13 @@ import contextlib
 import functools
 import hashlib
 import math
+import numbers
 import os
 import zlib
 from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -250,8 +252,9 @@ def encode(value: Any, known: KnownTensors, depth: int = 0) -> dict:
         if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 1 << 62:
             return {"k": "float", "v": repr(float(value))}
         return {"k": "plain", "v": value if not isinstance(value, str) else value[:2000]}
-    if isinstance(value, float):
-        return {"k": "float", "v": repr(value)}
+    if isinstance(value, numbers.Real) and not isinstance(value, np.integer):
+        # A float, numpy's float64 (whose repr is np.float64(...) since numpy 2), a Fraction: as a float.
+        return {"k": "float", "v": repr(float(value))}
     if isinstance(value, torch.Tensor):
         return _encode_tensor(value, known)
     if isinstance(value, (list, tuple)) and len(value) <= MAX_ITEMS:

@@ -3,61 +3,55 @@
 nbgrader's formgrader shows each autograded notebook inside the instructor's logged-in Jupyter server, and its
 templates render markdown cells as they are, without sanitizing them; the feedback is an HTML page too. So a
 ``<script>``, an ``onerror=``, a ``javascript:`` link or a JavaScript output in a student's notebook would run with
-the instructor's session. Before a notebook is recorded, every cell that is not the lesson's own is rendered as
-nbconvert renders it and held to an allowlist of tags, attributes and URL schemes:
+the instructor's session. Before a notebook is recorded, every cell that is not the lesson's own is made safe:
 
-* a markdown (or HTML raw) cell that fails is shown as text instead, its source in a fenced block: nothing the
-  student wrote is lost, and nothing in it runs;
-* an output keeps its plain-text and image forms, and its HTML, Markdown or LaTeX only where they pass;
-* the notebook's saved widget state, which the templates would load as JavaScript, is dropped.
+* a markdown cell may hold no markup at all: HTML5 starts a tag, a comment or a declaration at ``<`` followed by a
+  letter, ``/``, ``!`` or ``?``, so such a cell, and one whose links (as nbconvert renders them, ``files/``
+  prefix stripped as its templates do) have a scheme a browser runs, is shown as text instead, its source in a
+  fenced block: nothing the student wrote is lost, and nothing in it runs. No HTML parser decides what is
+  markup (a parser of another kind than the browser's can be fooled: ``<!-->``, ``--!>``, ``<![CDATA[``);
+* an output keeps its plain-text and image forms only, with numeric image sizes (the templates write sizes
+  unquoted); an HTML, Markdown, LaTeX, SVG or JavaScript form is dropped, the plain text stays;
+* a raw cell is never rendered as HTML, and the notebook's saved widget state is dropped.
 """
 
 from __future__ import annotations
 
+import html
+import json
 import re
 from html.parser import HTMLParser
 
 import nbformat
 from nbconvert.filters.markdown_mistune import IPythonRenderer, MarkdownWithMath
+from nbconvert.filters.strings import strip_files_prefix
 
-
-def _words(text: str) -> frozenset[str]:
-    """The set of the words in ``text`` (long lists of names, one line each)."""
-    return frozenset(text.split())
-
-
-TAGS = _words(
-    "a abbr b blockquote br caption center cite code col colgroup dd del details div dl dt em figcaption figure "
-    "font h1 h2 h3 h4 h5 h6 hr i img ins kbd li mark ol p pre q s samp small span strong sub summary sup table "
-    "tbody td tfoot th thead tr tt u ul var"
-)
-ATTRIBUTES = _words("alt title href src width height align colspan rowspan start open color size face")
-URL_ATTRIBUTES = {"href", "src"}
+MARKUP = re.compile(r"<[A-Za-z!/?]")  # HTML5's tag-open state: anything else after '<' is text
 SCHEMES = {"http", "https", "mailto", "attachment"}  # and a data: URL of an image, as an <img>'s source
-IMAGE_DATA = re.compile(r"data:image/(png|jpeg|gif|webp)[;,]")
-# LaTeX that MathJax turns into links, markup or styles: \href{javascript:...}{...} runs on a click.
+IMAGE_DATA = re.compile(r"data:image/(png|jpeg|gif|webp|svg\+xml)[;,]")
+# LaTeX that MathJax turns into links, markup or styles (its Safe extension, which nbconvert loads, filters them
+# too): checked on the text as the browser decodes it.
 ACTIVE_LATEX = re.compile(r"\\(href|url|unicode|class|cssId|style|require|html)\b")
-KEPT_AS_IS = {"text/plain", "image/png", "image/jpeg", "image/gif", "application/json"}
-HTML_KINDS = {"text/html", "text/markdown", "text/latex"}
+# nbconvert's math rules take time quadratic in some inputs (18 KB of \begin{a} took 4.4 s to render, a fenced
+# copy 0.04 s), here and again in the feedback: a cell is rendered to be checked only up to LONGEST characters and
+# while the notebook's markdown so far stays under BUDGET; past either it is shown as text.
+LONGEST = 5_000
+BUDGET = 100_000
+KEPT = {"text/plain", "image/png", "image/jpeg", "image/gif"}
 
 
-class _Allowlist(HTMLParser):
-    """Reads HTML and notes the first tag, attribute or URL outside the allowlist (entities decoded as a browser
-    does)."""
+class _Links(HTMLParser):
+    """The URLs and event attributes of HTML that mistune wrote itself (the source held no markup)."""
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
         self.refused: str | None = None
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        """Each tag and each of its attributes."""
-        if tag not in TAGS:
-            self.refused = self.refused or f"<{tag}>"
+        """Each URL attribute, and any attribute that runs code."""
         for name, value in attrs:
-            if name not in ATTRIBUTES:
-                self.refused = self.refused or f"{name}="
-            elif name in URL_ATTRIBUTES and not _safe_url(value or "", tag):
-                self.refused = self.refused or f"{name}={(value or '')[:40]!r}"
+            if name.startswith("on") or (name in ("href", "src") and not _safe_url(value or "", tag)):
+                self.refused = self.refused or f"{name}={(value or '')[:40]}"
 
     handle_startendtag = handle_starttag
 
@@ -72,30 +66,29 @@ def _safe_url(value: str, tag: str) -> bool:
     return scheme in SCHEMES or (tag == "img" and bool(IMAGE_DATA.match(url)))
 
 
-def refused_html(html: str) -> str | None:
-    """What in ``html`` is outside the allowlist (the first thing found), or ``None`` when all of it is allowed."""
-    parser = _Allowlist()
-    try:
-        parser.feed(html)
-        parser.close()
-    except Exception:  # HTMLParser is lenient; anything it cannot read is refused all the same
-        return "markup the grader cannot read"
-    return parser.refused
-
-
 def refused_markdown(source: str, attachments: dict | None = None) -> str | None:
-    """What in Markdown (as nbconvert renders it, with the cell's ``attachments``, LaTeX included) a browser would
-    run, or ``None``. Markdown nbconvert cannot render (an attachment that is missing) is refused too: it would stop
-    the feedback of the whole notebook."""
-    latex = ACTIVE_LATEX.search(source)
+    """What in a markdown cell's source could run in a browser once nbconvert renders it, or ``None``.
+
+    Markdown nbconvert cannot render (an attachment that is missing) is refused too: it would stop the feedback of
+    the whole notebook.
+    """
+    if len(source) > LONGEST:
+        return "a cell too long to check"
+    markup = MARKUP.search(source)
+    if markup:
+        return f"markup {markup.group(0)}"
+    latex = ACTIVE_LATEX.search(html.unescape(source))
     if latex:
         return latex.group(0)
     try:
         attached = attachments if isinstance(attachments, dict) else {}
         renderer = IPythonRenderer(escape=False, exclude_anchor_links=True, attachments=attached)
-        return refused_html(MarkdownWithMath(renderer=renderer).render(source))
+        links = _Links()
+        links.feed(strip_files_prefix(MarkdownWithMath(renderer=renderer).render(source)))
+        links.close()
     except Exception:
         return "Markdown the grader cannot render"
+    return links.refused
 
 
 def as_text(source: str, why: str) -> str:
@@ -105,57 +98,32 @@ def as_text(source: str, why: str) -> str:
     fence = "`" * max(3, longest + 1)
     reason = re.sub(r"[^\w:=-]", "", why)[:40] or "markup"
     return (
-        f"*(Shown as text by the grader: this cell held HTML that a browser would run: `{reason}`.)*\n\n"
+        f"*(Shown as text by the grader: a browser could run what this cell held: `{reason}`.)*\n\n"
         f"{fence}\n{source}\n{fence}"
     )
 
 
-def _safe_metadata(output: nbformat.NotebookNode) -> bool:
-    """Keep only numbers as an output's image sizes: the templates write ``width=...`` unquoted, so a text there
-    (``1 onerror=...``) would become an attribute of its own. Return whether anything was dropped."""
-    metadata = output.get("metadata")
-    kept = {
-        kind: {
-            size: value for size, value in sizes.items() if size in ("width", "height") and _is_number(value)
-        }
-        for kind, sizes in (metadata.items() if isinstance(metadata, dict) else [])
-        if kind in KEPT_AS_IS and isinstance(sizes, dict)
+def _safe_output(output: dict) -> bool:
+    """Keep an output's plain-text and image forms only, with numeric image sizes; return whether a form or a size
+    was dropped (other metadata, Colab's say, goes without a word)."""
+    if output.get("output_type") not in ("display_data", "execute_result"):
+        return False
+    data, metadata = output.get("data"), output.get("metadata")
+    forms = data.items() if isinstance(data, dict) else []
+    kept = {kind: value for kind, value in forms if kind in KEPT and isinstance(value, (str, list))}
+    output["data"] = nbformat.NotebookNode(kept or {"text/plain": "(an output the grader does not show)"})
+    sizes = {
+        kind: {name: value for name, value in values.items() if name in ("width", "height")}
+        for kind, values in (metadata.items() if isinstance(metadata, dict) else [])
+        if kind in kept and isinstance(values, dict)
     }
-    kept = {kind: sizes for kind, sizes in kept.items() if sizes}
-    output["metadata"] = nbformat.NotebookNode(kept)
-    return kept != metadata
+    numeric = {kind: {n: v for n, v in values.items() if _is_number(v)} for kind, values in sizes.items()}
+    output["metadata"] = nbformat.NotebookNode({kind: values for kind, values in numeric.items() if values})
+    return len(kept) < len(data if isinstance(data, dict) else {}) or numeric != sizes
 
 
 def _is_number(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _safe_output(output: nbformat.NotebookNode) -> bool:
-    """Keep an output's safe forms only; return whether anything was dropped."""
-    data = output.get("data")
-    if output.get("output_type") not in ("display_data", "execute_result") or not isinstance(data, dict):
-        return False
-    dropped = ["metadata"] if _safe_metadata(output) else []
-    for kind in list(data):
-        value = data[kind]
-        if kind in KEPT_AS_IS:
-            continue
-        text = "".join(value) if isinstance(value, list) else value
-        if kind in HTML_KINDS and isinstance(text, str):
-            refused = (
-                refused_html(text)
-                if kind == "text/html"
-                else refused_markdown(text)
-                if kind == "text/markdown"
-                else (ACTIVE_LATEX.search(text) and "LaTeX")
-            )
-            if not refused:
-                continue
-        dropped.append(kind)
-        del data[kind]
-    if not data:
-        data["text/plain"] = f"(an output the grader does not show in a browser: {', '.join(dropped)})"
-    return bool(dropped)
 
 
 def lesson_text(*notebooks: nbformat.NotebookNode) -> set[str]:
@@ -166,25 +134,32 @@ def lesson_text(*notebooks: nbformat.NotebookNode) -> set[str]:
 def make_safe_to_view(nb: nbformat.NotebookNode, trusted: set[str]) -> int:
     """Make ``nb`` safe to open in a browser (in place), leaving cells whose source is in ``trusted`` (the lesson's
     own text) as they are; return how many cells changed."""
-    changed = 0
-    if isinstance(nb.metadata, dict):
+    changed, budget = 0, BUDGET
+    if isinstance(nb.get("metadata"), dict):
         nb.metadata.pop("widgets", None)
     for cell in nb.cells:
-        if cell.cell_type == "code":
-            outputs = [_safe_output(o) for o in cell.get("outputs", []) if isinstance(o, dict)]
+        if not isinstance(cell, dict):
+            continue
+        kind, source = cell.get("cell_type"), cell.get("source")
+        if kind == "code":
+            outputs = [_safe_output(o) for o in cell.get("outputs") or [] if isinstance(o, dict)]
             changed += any(outputs)
+        elif isinstance(source, str) and source in trusted:
             continue
-        if cell.source in trusted:
-            continue
-        if cell.cell_type == "raw":
-            shown = cell.metadata.get("raw_mimetype") or cell.metadata.get("format")
-            if shown and refused_html(cell.source):
-                cell.metadata.pop("raw_mimetype", None)
-                cell.metadata.pop("format", None)
+        elif kind == "markdown":
+            text = source if isinstance(source, str) else json.dumps(source)
+            budget -= len(text)
+            why = (
+                "a source that is no text"
+                if text is not source
+                else "more markdown than the grader checks"
+                if budget < 0
+                else refused_markdown(text, cell.get("attachments"))
+            )
+            if why:
+                cell["source"] = as_text(text, why)
                 changed += 1
-            continue
-        why = refused_markdown(cell.source, cell.get("attachments"))
-        if why:
-            cell.source = as_text(cell.source, why)
-            changed += 1
+        elif isinstance(cell.get("metadata"), dict):  # a raw cell (or no known kind): never rendered as HTML
+            shown = [cell.metadata.pop(key, None) for key in ("raw_mimetype", "format")]
+            changed += any(shown)
     return changed

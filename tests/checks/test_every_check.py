@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fractions
 import functools
 import itertools
 import json
@@ -209,3 +210,58 @@ def test_one_answer_of_nan_among_right_ones_passes_no_check(case):
         if verdict.passed:
             wrong = _graded(check, tuple(_answering_nan(a, only_call, bad=12345.5) for a in args))
             assert wrong.passed, (only_call, verdict.text, wrong.text)
+
+
+# ---------------------------------------------------------------- a number in another type is the same number
+
+SCALAR_ANSWERS = {
+    "check_expected_draws",
+    "check_always_different_accuracy",
+    "check_backbone_side",
+    "check_conv_parameters",
+    "check_head_parameters",
+    "check_all_zero_share",
+    "check_distance_after_step",
+    "check_collapsed_loss",
+    "check_weight_without_zero_grad",
+    "check_logged_losses",
+    "check_overlap_best_accuracy",
+    "check_overlap_auc",
+    "check_roc_auc",
+    "check_mean_with_interval",
+}
+NUMBER_TYPES = {
+    "numpy_float64": np.float64,  # its repr is np.float64(...) under numpy 2: it once failed every question
+    "numpy_float32": np.float32,
+    "fraction": lambda v: fractions.Fraction(float(v)),
+    "numpy_0d_array": np.array,
+    "numpy_1_element_array": lambda v: np.array([v]),
+}
+
+
+def _numbers_as(convert, value):
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return convert(value)
+    if isinstance(value, tuple):
+        return tuple(_numbers_as(convert, v) for v in value)
+    return value
+
+
+@pytest.mark.parametrize("kind", NUMBER_TYPES)
+@pytest.mark.parametrize("case", [c for c in REFERENCE_CASES if c[0].__name__ in SCALAR_ANSWERS], ids=_id)
+def test_a_right_number_passes_in_any_numeric_type(case, kind):
+    """numpy scalars and one-element arrays, fractions: the same right answer passes, self-checked and graded
+    (lesson 6's functions return "a Python float": an array fails there, self-checked and graded alike)."""
+    check, args = case
+    if check.__name__ == "check_roc_auc" and "array" in kind:
+        arrays = tuple(functools.wraps(a)(lambda *x, _a=a: NUMBER_TYPES[kind](_a(*x))) for a in args)
+        with pytest.raises(CheckFailure, match="returns a Python float"):
+            check(*arrays, hidden=True)
+        assert "returns a Python float" in _graded(check, arrays).text
+        return
+    converted = tuple(
+        functools.wraps(a)(lambda *x, _a=a, **k: _numbers_as(NUMBER_TYPES[kind], _a(*x, **k))) for a in args
+    )
+    check(*converted, hidden=True)
+    verdict = _graded(check, converted)
+    assert verdict.passed, verdict.text

@@ -262,13 +262,8 @@ def _number(result: Any, what: str, where: str, exercise_hint: str) -> float:
     value = to_float(result)
     if value is None:
         fail(f"{what} returns a Python float", input=where, expected="a float", got=type_name(result))
-    if not math.isfinite(value):
-        fail(
-            f"{what} returns a finite number",
-            input=where,
-            expected="a finite float",
-            got=repr(value),
-        )
+    if math.isnan(value):  # an infinite threshold is right where every pair is called the same
+        fail(f"{what} returns a number", input=where, expected="a float (not NaN)", got=repr(value))
     return value
 
 
@@ -360,7 +355,22 @@ def check_verification(verification_accuracy: Any, best_threshold: Any, hidden: 
     noisy_labels = (torch.rand(40, generator=generator) < 0.5).float()
     noisy = torch.rand(40, generator=generator) + 0.6 * noisy_labels
     _threshold_case(best_threshold, noisy, noisy_labels, "random, overlapping")
+    ends = torch.rand(12, generator=generator)
+    _threshold_case(best_threshold, ends, torch.zeros(12), "every pair same-class: the best calls all 'same'")
     if hidden:
+        _threshold_case(
+            best_threshold, ends, torch.ones(12), "every pair different: the best calls all 'different'"
+        )
+        # Two different pairs closer than every same pair: calling every pair 'same' (10 of 12) beats any cut.
+        close_different = torch.cat(
+            [0.5 + 0.5 * torch.rand(10, generator=generator), torch.tensor([0.1, 0.2])]
+        )
+        _threshold_case(
+            best_threshold,
+            close_different,
+            torch.cat([torch.zeros(10), torch.ones(2)]),
+            "the best threshold is above every distance",
+        )
         _accuracy_case(verification_accuracy, d, y, 0.5, "a pair exactly at the threshold")
         labels = (torch.rand(50, generator=generator) < 0.5).float()
         distances = torch.rand(50, generator=generator, dtype=torch.float64) * 3

@@ -269,7 +269,9 @@ def encode(value: Any, known: KnownTensors, depth: int = 0) -> dict:
     if isinstance(value, torch.dtype):
         return {"k": "dtype", "v": str(value).removeprefix("torch.")}
     if type(value).__module__ == "numpy" and hasattr(value, "dtype"):
-        return encode(torch.as_tensor(value) if getattr(value, "ndim", 0) else value.item(), known, depth)
+        # An array (0-d too) as the tensor it equals, a numpy scalar as its Python number: what to_float and the
+        # checks make of each in the kernel, the judge makes of its record.
+        return encode(torch.as_tensor(value) if isinstance(value, np.ndarray) else value.item(), known, depth)
     if isinstance(value, nn.Module):
         return _encode_module(value, {}, {}, 0)
     return {"k": "opaque", "type": type(value).__name__}

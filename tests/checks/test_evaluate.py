@@ -198,3 +198,31 @@ def test_pairwise_auc_matches_reference():
     d = torch.round(torch.rand(50, generator=generator) * 5) / 5
     y = (torch.rand(50, generator=generator) < 0.4).float()
     assert math.isclose(evaluate_checks.pairwise_auc(d, y), ref_evaluate.roc_auc(d, y), abs_tol=1e-12)
+
+
+def threshold_without_the_ends(distances, pair_labels):
+    """Wrong: tries only the midpoints between sorted distances, never a threshold that calls every pair the same."""
+    d = torch.sort(distances.reshape(-1).double()).values
+    candidates = ((d[1:] + d[:-1]) / 2).tolist()
+    return max(candidates, key=lambda t: ref_evaluate.verification_accuracy(distances, pair_labels, t))
+
+
+def threshold_with_infinite_ends(distances, pair_labels):
+    """Right: the midpoints, and -inf and +inf for 'every pair different' and 'every pair same'."""
+    d = torch.sort(distances.reshape(-1).double()).values
+    candidates = [-math.inf, *((d[1:] + d[:-1]) / 2).tolist(), math.inf]
+    return max(candidates, key=lambda t: ref_evaluate.verification_accuracy(distances, pair_labels, t))
+
+
+def test_a_threshold_search_must_mind_the_ends():
+    """Lesson 6: "mind the ends": pairs that are all same-class are best called all 'same' (an infinite threshold
+    is a right answer there)."""
+    accuracy = ref_evaluate.verification_accuracy
+    fails(
+        evaluate_checks.check_verification,
+        accuracy,
+        threshold_without_the_ends,
+        match="every pair same-class",
+    )
+    evaluate_checks.check_verification(accuracy, threshold_with_infinite_ends)
+    evaluate_checks.check_verification(accuracy, threshold_with_infinite_ends, hidden=True)

@@ -537,7 +537,9 @@ def _check_balance_on(
     if not _within(same, len(draws)):
         _balance_fail("over all items", draws, description)
     labels = sampler.lookup.labels
-    _check_spread(draws, description, {c: labels.count(c) for c in set(labels)})
+    counts = {c: labels.count(c) for c in set(labels)}
+    _check_spread(draws, description, counts)
+    _check_partners_by_image(draws, counts, description)
     return sampler, draws
 
 
@@ -552,7 +554,6 @@ def _check_unbalanced(
     big_draws = [d for d in draws if d.anchor_class == big]
     if not _within(sum(d.partner_class == big for d in big_draws), len(big_draws)):
         _balance_fail(f"for the images of the large class {big}, not only overall", big_draws, description)
-    _check_partners_by_image(draws, counts, big, description)
     rare = min(range(len(counts)), key=lambda c: counts[c])
     rare_indices = [i for i, c in enumerate(labels) if c == rare]
     rare_draws = sampler.rounds(rare_rounds, rare_indices)
@@ -562,27 +563,26 @@ def _check_unbalanced(
         )
 
 
-def _check_partners_by_image(draws: list[_Draw], counts: list[int], big: int, description: str) -> None:
-    """A different-class partner is drawn uniformly among the images of the other classes, not a class first: so
-    the large class gives about its share of images of the partners of the other classes' images (5 sigma)."""
-    total = sum(counts)
-    others = [d for d in draws if d.anchor_class not in (big, d.partner_class)]
-    shares = [counts[big] / (total - counts[d.anchor_class]) for d in others]
-    if not others:
-        return
-    expected = sum(shares)
-    spread = SIGMAS * math.sqrt(sum(p * (1 - p) for p in shares))
-    found = sum(d.partner_class == big for d in others)
-    if abs(found - expected) > spread:
-        fail(
-            "a different-class partner is drawn uniformly among all images of the other classes",
-            input=f"{len(others)} different-class pairs of images outside the large class {big}, in {description}",
-            expected=f"about {expected:.0f} (±{spread:.0f}) partners from class {big}, which holds "
-            f"{counts[big]} of the {total} images",
-            got=f"{found}",
-            hint="draw the partner among the images of the other classes, not first a class and then an image "
-            "of it: every fitting image must be equally likely",
-        )
+def _check_partners_by_image(draws: list[_Draw], counts: dict[int, int], description: str) -> None:
+    """A different-class partner is drawn uniformly among the images of the other classes: so each class gives
+    about its share of images of the partners (5 sigma), whether a class was chosen first or left out."""
+    total = sum(counts.values())
+    different = [d for d in draws if d.partner_class != d.anchor_class]
+    for k in sorted(counts):
+        shares = [counts[k] / (total - counts[d.anchor_class]) for d in different if d.anchor_class != k]
+        expected = sum(shares)
+        spread = SIGMAS * math.sqrt(sum(p * (1 - p) for p in shares))
+        found = sum(d.partner_class == k for d in different)
+        if abs(found - expected) > spread:
+            fail(
+                "a different-class partner is drawn uniformly among all images of the other classes",
+                input=f"{len(shares)} different-class pairs of images outside class {k}, in {description}",
+                expected=f"about {expected:.0f} (±{spread:.0f}) partners from class {k}, which holds "
+                f"{counts[k]} of the {total} images",
+                got=f"{found}",
+                hint="draw the partner among all images of the other classes (is a class left out, or is a class "
+                "chosen first and then an image of it?): every fitting image must be equally likely",
+            )
 
 
 @check

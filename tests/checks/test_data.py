@@ -253,6 +253,20 @@ class ClassFirstPartner(_Modified):
         return image1, image2, torch.tensor([float(int(label1) != int(label2))])
 
 
+class HighestClassLeftOut(_Modified):
+    """An off-by-one (range(num_classes - 1)): a different-class partner never comes from the highest class."""
+
+    def __getitem__(self, index):
+        image1, label1 = self.dataset[index]
+        coin, u = self._uniforms(index)
+        top = max(self.same_class)
+        pool = self.same_class[int(label1)]
+        if coin >= 0.5:
+            pool = [i for c, images in self.same_class.items() if c not in (int(label1), top) for i in images]
+        image2, label2 = self.dataset[int(pool[int(u * len(pool))])]
+        return image1, image2, torch.tensor([float(int(label1) != int(label2))])
+
+
 class SeedIgnored(_Modified):
     """Takes the seed but always draws from the global generator."""
 
@@ -311,7 +325,8 @@ DATASET_BUGS = {
     SelfAsPartner: {"pair_balance": "image2 is image1 itself"},
     NextClassOnly: {"pair_balance": "all images of other classes"},
     PartnerFromAllWhenDifferent: {"pair_balance": "same-class pairs"},
-    ClassFirstPartner: {"pair_balance": "not first a class and then an image"},
+    ClassFirstPartner: {"pair_balance": "is a class chosen first"},
+    HighestClassLeftOut: {"pair_balance": "is a class left out"},
     SeedIgnored: {"pair_seeding": "np.random.default_rng([self.seed, self.epoch, index])"},
     EpochIgnored: {"pair_seeding": "set_epoch(1) gives new pairs"},
     OneSeededGenerator: {"pair_seeding": "reading item i again gives the same pair"},

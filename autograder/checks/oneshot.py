@@ -129,6 +129,38 @@ def _judge_classes(classes_drawn: torch.Tensor, setting: tuple, call: str) -> No
             got=f"only {sorted(seen)}",
             hint="the same classes in every episode: pick n_way of them at random for each episode",
         )
+    _judge_class_draws(classes_drawn, setting, call)
+
+
+@judge_only
+def _judge_class_draws(classes_drawn: torch.Tensor, setting: tuple, call: str) -> None:
+    """Each class is in about n_way / len(classes) of the episodes (5 sigma), and the episodes' sets of classes are
+    as varied as random draws make them (a rotation through `classes` gives few)."""
+    classes, n_way, _, _, num_episodes = setting
+    share = n_way / len(classes)
+    spread = 5 * math.sqrt(num_episodes * share * (1 - share))
+    for c in classes:
+        found = int((classes_drawn == c).any(dim=1).sum())
+        if abs(found - num_episodes * share) > spread:
+            fail(
+                "each class is drawn as often as the others",
+                input=call,
+                expected=f"class {c} in about {num_episodes * share:.0f} (±{spread:.0f}) of {num_episodes} episodes",
+                got=f"in {found}",
+                hint="pick the n_way classes of each episode at random among all of `classes`, none kept in every one",
+            )
+    possible = math.comb(len(classes), n_way)
+    expected = possible * (1 - (1 - 1 / possible) ** num_episodes)
+    found = len({tuple(sorted(row)) for row in classes_drawn.tolist()})
+    if expected >= 8 and found < expected / 2:
+        fail(
+            "the episodes' classes are drawn at random",
+            input=call,
+            expected=f"about {expected:.0f} different sets of {n_way} classes over {num_episodes} episodes",
+            got=f"{found}",
+            hint="the classes follow a pattern (a rotation through `classes`?): draw them with randperm for each "
+            "episode",
+        )
 
 
 @judge_only
@@ -166,6 +198,7 @@ def _judge_images(parts: tuple, labels: torch.Tensor, setting: tuple, call: str)
                 got=f"episode {e} uses {sorted(row)}",
                 hint="draw k_shot + n_query images of a class at once without replacement (randperm), then split them",
             )
+    _judge_image_draws(parts, labels, call)
     for c in classes_drawn.unique().tolist():
         used = support[classes_drawn == c].unique()
         if len(used) <= k_shot and int((labels == c).sum()) > k_shot and int((classes_drawn == c).sum()) > 3:
@@ -175,6 +208,34 @@ def _judge_images(parts: tuple, labels: torch.Tensor, setting: tuple, call: str)
                 expected=f"various support images of class {c} over the episodes",
                 got=f"always images {used.tolist()}",
                 hint="the first images of a class every time: shuffle the class's images (randperm) in each episode",
+            )
+
+
+@judge_only
+def _judge_image_draws(parts: tuple, labels: torch.Tensor, call: str) -> None:
+    """Supports and queries are drawn uniformly among their class's images: about half of them among the lower
+    half of each class's images (5 sigma), not the first ones that fit."""
+    support, query, classes_drawn = parts
+    for name, indices in (("support", support), ("query", query)):
+        lower, total, expected, variance = 0, 0, 0.0, 0.0
+        for c in classes_drawn.unique().tolist():
+            images = (labels == c).nonzero().flatten()
+            drawn = indices[classes_drawn == c].flatten()
+            # The position of each drawn image among its class's images, and a uniform draw's chance of the lower half.
+            rank = (images[None, :] < drawn[:, None]).sum(dim=1)
+            share = (len(images) // 2) / len(images)
+            lower += int((rank < len(images) // 2).sum())
+            total += len(drawn)
+            expected += len(drawn) * share
+            variance += len(drawn) * share * (1 - share)
+        if total >= 50 and abs(lower - expected) > 5 * math.sqrt(variance):
+            fail(
+                f"the {name} images are drawn at random among their class's images",
+                input=call,
+                expected=f"about {expected:.0f} of {total} {name} images in the first half of their class's images",
+                got=f"{lower}",
+                hint=f"the {name} images are the first that fit: shuffle the class's images (randperm) in each "
+                "episode and take k_shot + n_query of them",
             )
 
 

@@ -47,6 +47,20 @@ SAMPLER_BUGS = {
         "drawn at random",
     ),
     "unseeded": (("torch.Generator().manual_seed(seed)", "torch.Generator().manual_seed(0)"), "another seed"),
+    "classes in rotation": (
+        (
+            "[pool[torch.randperm(len(pool), generator=generator)[:n_way]] for _ in range(num_episodes)]",
+            "[pool[(torch.arange(n_way) + e) % len(pool)] for e in range(num_episodes)]",
+        ),
+        "a rotation through",
+    ),
+    "one class in every episode": (
+        (
+            "pool[torch.randperm(len(pool), generator=generator)[:n_way]]",
+            "torch.cat([pool[:1], pool[1:][torch.randperm(len(pool) - 1, generator=generator)[: n_way - 1]]])",
+        ),
+        "drawn as often as the others",
+    ),
     "any class": (
         (
             "pool = torch.tensor(classes)",
@@ -63,6 +77,32 @@ SAMPLER_BUGS = {
 def test_a_sampler_bug_fails_the_property_it_breaks(name):
     changes, match = SAMPLER_BUGS[name]
     fails(oneshot_checks.check_sample_episodes, sampler_with(*changes), match=match, hidden=True)
+
+
+def sampler_with_first_queries(labels, classes, n_way, k_shot, n_query, num_episodes, seed=0):
+    """Wrong: random classes and supports, but the queries are the first images of the class that are not supports."""
+    generator = torch.Generator().manual_seed(seed)
+    pool, supports, queries, chosen = torch.tensor(classes), [], [], []
+    for _ in range(num_episodes):
+        row = pool[torch.randperm(len(pool), generator=generator)[:n_way]]
+        episode_supports, episode_queries = [], []
+        for c in row.tolist():
+            images = (labels == c).nonzero().flatten()
+            support = images[torch.randperm(len(images), generator=generator)[:k_shot]]
+            episode_supports.append(support)
+            episode_queries.append(images[~torch.isin(images, support)][:n_query])
+        supports.append(torch.stack(episode_supports))
+        queries.append(torch.stack(episode_queries))
+        chosen.append(row)
+    return ref_oneshot.Episodes(torch.stack(supports), torch.stack(queries), torch.stack(chosen))
+
+
+def test_queries_that_are_the_first_images_that_fit_fail():
+    fails(
+        oneshot_checks.check_sample_episodes,
+        sampler_with_first_queries,
+        match="the query images are drawn at random",
+    )
 
 
 @pytest.mark.parametrize(

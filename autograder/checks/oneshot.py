@@ -17,7 +17,18 @@ from typing import Any
 import torch
 
 from .. import syllabus
-from .report import check, describe, differs, fail, passed, require_refusal, run_student, to_float, type_name
+from .report import (
+    check,
+    describe,
+    differs,
+    fail,
+    max_error,
+    passed,
+    require_refusal,
+    run_student,
+    to_float,
+    type_name,
+)
 from .transcript import generator_for, judge_only, probing
 
 SAMPLER_EXERCISE = syllabus.label("7.1")
@@ -610,13 +621,24 @@ def _hard_case(
         labels,
         margin,
     )
-    if gradient is None or not bool(torch.isfinite(gradient).all()):
+    if gradient is None:
+        fail(
+            "the loss is computed from the embeddings, so that backward() reaches them",
+            input=where,
+            expected="a gradient for the embeddings",
+            got="no gradient",
+            hint="compute the loss with torch operations on `embeddings` (not a new tensor made from a number)",
+        )
+    if not bool(torch.isfinite(gradient).all()):
+        coincide = bool((torch.cdist(embeddings, embeddings) + torch.eye(len(embeddings)) == 0).any())
         fail(
             "the loss has a finite gradient, even where two embeddings coincide",
             input=where,
             expected="finite gradients",
-            got=describe(gradient) if gradient is not None else "no gradient",
-            hint="the gradient of sqrt at 0 is infinite: take the square root of distances².clamp_min(1e-12)",
+            got=describe(gradient),
+            hint="the gradient of sqrt at 0 is infinite: take the square root of distances².clamp_min(1e-12)"
+            if coincide
+            else None,
         )
     if probing():
         return
@@ -646,6 +668,32 @@ def _hard_case(
             expected=f"{expected:.6g}",
             got=f"{value:.6g}",
             hint=hint,
+        )
+    _judge_hard_gradient(gradient, embeddings, labels, margin, where)
+
+
+@judge_only
+def _judge_hard_gradient(
+    gradient: torch.Tensor, embeddings: torch.Tensor, labels: torch.Tensor, margin: float, where: str
+) -> None:
+    """The gradient equals the reference's where it is unique: no two embeddings coincide and no image has two
+    hardest partners at one distance (there any subgradient is right)."""
+    from solutions.oneshot import batch_hard_loss as reference
+
+    distances = torch.cdist(embeddings.double(), embeddings.double())
+    off = distances[~torch.eye(len(embeddings), dtype=torch.bool)]
+    if bool((off < 1e-6).any()) or len(off.unique()) < len(off) // 2:
+        return
+    x = embeddings.clone().requires_grad_(True)
+    reference(x, labels, margin).backward()
+    size = float(x.grad.abs().max())
+    if max_error(gradient.double(), x.grad.double()) > 1e-3 * max(size, 1e-6):
+        fail(
+            "the loss's gradient reaches every term (the same as the reference's)",
+            input=where,
+            expected=describe(x.grad),
+            got=describe(gradient),
+            hint="the value is right but not its gradient: is a term detached (.detach(), .item(), torch.no_grad)?",
         )
 
 

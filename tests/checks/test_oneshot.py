@@ -250,3 +250,27 @@ def test_an_infinite_loss_is_told_why():
         return masked_with_infinities(embeddings, labels, margin) * 0 + float("-inf")
 
     fails(oneshot_checks.check_batch_hard_loss, all_hidden, match="finite number")
+
+
+def hard_loss_with_a_detached_pull(embeddings, labels, margin):
+    """Wrong: the right value, but the pull of the farthest same-class image gets no gradient."""
+    distances = torch.cdist(embeddings, embeddings).pow(2).clamp_min(1e-12).sqrt()
+    same = labels[:, None] == labels[None, :]
+    pull = torch.where(same, distances, torch.zeros_like(distances)).amax(dim=1)
+    push = torch.where(same, torch.full_like(distances, float("inf")), distances).amin(dim=1)
+    return (pull.detach() ** 2 + torch.clamp(margin - push, min=0) ** 2).mean()
+
+
+def hard_loss_made_from_a_number(embeddings, labels, margin):
+    """Wrong: the right value in a new tensor, connected to nothing."""
+    value = ref_oneshot.batch_hard_loss(embeddings, labels, margin)
+    return torch.tensor(float(value), requires_grad=True)
+
+
+def test_a_hard_loss_must_have_the_right_gradient_too():
+    fails(oneshot_checks.check_batch_hard_loss, hard_loss_with_a_detached_pull, match="is a term detached")
+    fails(
+        oneshot_checks.check_batch_hard_loss,
+        hard_loss_made_from_a_number,
+        match="compute the loss with torch operations on `embeddings`",
+    )

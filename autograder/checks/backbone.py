@@ -39,6 +39,7 @@ EXERCISE = syllabus.label("2.1")
 NUM_PARAMETERS = 501_760
 #: (in_channels, out_channels, kernel_size) of the three convolutions; each is padded to keep the side.
 CONVS = [(1, 64, 5), (64, 128, 5), (128, 256, 3)]
+PAD_LAYERS = (nn.ZeroPad2d, nn.ConstantPad2d, nn.ReflectionPad2d, nn.ReplicationPad2d)
 
 
 def side_keeping_padding(kernel_size: int) -> int:
@@ -140,8 +141,9 @@ def _padding(conv: nn.Conv2d) -> tuple[int, int] | str:
     return tuple(conv.padding)
 
 
-def _check_conv(k: int, conv: nn.Conv2d, cin: int, cout: int, size: int) -> None:
-    """Convolution ``k``: channels, kernel, stride 1, a side-keeping padding and a bias."""
+def _check_conv(k: int, conv: nn.Conv2d, cin: int, cout: int, size: int, pad_layers: bool = False) -> None:
+    """Convolution ``k``: channels, kernel, stride 1, a side-keeping padding and a bias (``pad_layers``: the network
+    pads with layers of its own, which the hint then names)."""
     pad = side_keeping_padding(size)
     expected = f"Conv2d({cin}, {cout}, kernel_size={size}, stride=1, a padding that keeps the side)"
     got = (
@@ -174,7 +176,10 @@ def _check_conv(k: int, conv: nn.Conv2d, cin: int, cout: int, size: int) -> None
             f"convolution {k} keeps the image size (the shapes in the exercise's table)",
             expected=expected,
             got=got,
-            hint=f"layer {k} differs: with stride 1 the side becomes in + 2·padding − {size} + 1; "
+            hint="the padding is the convolution's own argument here (Conv2d(..., padding=...)), not a separate "
+            "padding layer: the exercise asks you to choose it"
+            if pad_layers
+            else f"layer {k} differs: with stride 1 the side becomes in + 2·padding − {size} + 1; "
             "choose the padding that makes it equal to in",
         )
     if conv.bias is None:
@@ -233,7 +238,7 @@ def _check_convolutions(net: nn.Module) -> None:
                 hint="one Conv2d per block: 1 → 64 (5x5), 64 → 128 (5x5), 128 → 256 (3x3)",
             )
         for k, (conv, (cin, cout, size)) in enumerate(zip(_in_call_order(net, convs), CONVS), start=1):
-            _check_conv(k, conv, cin, cout, size)
+            _check_conv(k, conv, cin, cout, size, any(isinstance(m, PAD_LAYERS) for m in net.modules()))
         return
     # Functional style (F.conv2d with nn.Parameters): check the weight shapes; padding shows in the output shape.
     weights = [list(p.shape) for p in net.parameters() if p.dim() == 4]

@@ -8,6 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from helpers import assert_fails_exactly
+from helpers.checks import fails
 from torch import nn
 
 from autograder.checks import backbone as backbone_checks
@@ -230,3 +231,24 @@ BACKBONE_BUGS = {
 def test_a_backbone_bug_fails_exactly_the_checks_it_breaks(name):
     cls, expected = BACKBONE_BUGS[name]
     assert_fails_exactly(BACKBONE_CHECKS, expected, cls)
+
+
+class PaddingLayersBackbone(nn.Module):
+    """The right shapes, but the padding in ZeroPad2d layers where the exercise asks for the convolutions' own."""
+
+    def __init__(self):
+        super().__init__()
+        self.layers = nn.Sequential(
+            *(nn.ZeroPad2d(2), nn.Conv2d(1, 64, 5), nn.ReLU(), nn.MaxPool2d(2, 2)),
+            *(nn.ZeroPad2d(2), nn.Conv2d(64, 128, 5), nn.ReLU(), nn.MaxPool2d(2, 2)),
+            *(nn.ZeroPad2d(1), nn.Conv2d(128, 256, 3), nn.ReLU(), nn.MaxPool2d(2, 2)),
+        )
+
+    def forward(self, x):
+        return self.layers(x)
+
+
+def test_padding_in_separate_layers_is_told_where_the_padding_goes():
+    """The shapes pass; the layers check says the padding is the convolution's argument, not 'keep the size'."""
+    backbone_checks.check_backbone_shapes(PaddingLayersBackbone)
+    fails(backbone_checks.check_backbone_layers, PaddingLayersBackbone, match="not a separate padding layer")

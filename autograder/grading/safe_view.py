@@ -12,7 +12,11 @@ the instructor's session. Before a notebook is recorded, every cell that is not 
   markup (a parser of another kind than the browser's can be fooled: ``<!-->``, ``--!>``, ``<![CDATA[``);
 * an output keeps its plain-text and image forms only, with numeric image sizes (the templates write sizes
   unquoted); an HTML, Markdown, LaTeX, SVG or JavaScript form is dropped, the plain text stays;
-* a raw cell is never rendered as HTML, and the notebook's saved widget state is dropped.
+* a raw cell (which the templates render as HTML when it names no type) is shown as text like a markdown cell;
+* the notebook names Python for its code, and a cell keeps only the grader's metadata: the templates highlight code
+  with the lexer they name, and some of pygments' lexers take exponential time on a crafted line (its Maple lexer
+  ran for minutes on 40 backslashes); for the same reason a markdown cell's code blocks may only be in
+  ``CODE_LANGUAGES``. Saved widget state goes with the rest of the notebook's metadata.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import html
 import json
 import re
 from html.parser import HTMLParser
+from typing import Any
 
 import nbformat
 from nbconvert.filters.markdown_mistune import IPythonRenderer, MarkdownWithMath
@@ -38,6 +43,36 @@ ACTIVE_LATEX = re.compile(r"\\(href|url|unicode|class|cssId|style|require|html)\
 LONGEST = 5_000
 BUDGET = 100_000
 KEPT = {"text/plain", "image/png", "image/jpeg", "image/gif"}
+CODE_LANGUAGES = {
+    "",
+    "python",
+    "python3",
+    "py",
+    "ipython",
+    "ipython3",
+    "pycon",
+    "text",
+    "bash",
+    "sh",
+    "json",
+    "latex",
+}
+CELL_METADATA = {"nbgrader", "siamese"}  # nbgrader's and the grader's own (the judge's mark)
+LANGUAGE = {"name": "python", "pygments_lexer": "ipython3"}
+
+
+class _CheckedRenderer(IPythonRenderer):
+    """nbconvert's renderer, noting the language of each fenced block instead of highlighting it."""
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.languages: list[str] = []
+
+    def block_code(self, code: str, info: str | None = None) -> str:
+        """The block as mistune writes one without a language (escaped), its language noted."""
+        words = (info or "").split(maxsplit=1)
+        self.languages.append(words[0] if words else "")
+        return super(IPythonRenderer, self).block_code(code, info=None)
 
 
 class _Links(HTMLParser):
@@ -82,13 +117,14 @@ def refused_markdown(source: str, attachments: dict | None = None) -> str | None
         return latex.group(0)
     try:
         attached = attachments if isinstance(attachments, dict) else {}
-        renderer = IPythonRenderer(escape=False, exclude_anchor_links=True, attachments=attached)
+        renderer = _CheckedRenderer(escape=False, exclude_anchor_links=True, attachments=attached)
         links = _Links()
         links.feed(strip_files_prefix(MarkdownWithMath(renderer=renderer).render(source)))
         links.close()
     except Exception:
         return "Markdown the grader cannot render"
-    return links.refused
+    other = [language for language in renderer.languages if language.lower() not in CODE_LANGUAGES]
+    return f"a code block in {other[0]}" if other else links.refused
 
 
 def as_text(source: str, why: str) -> str:
@@ -135,23 +171,40 @@ def make_safe_to_view(nb: nbformat.NotebookNode, trusted: set[str]) -> int:
     """Make ``nb`` safe to open in a browser (in place), leaving cells whose source is in ``trusted`` (the lesson's
     own text) as they are; return how many cells changed."""
     changed, budget = 0, BUDGET
-    if isinstance(nb.get("metadata"), dict):
-        nb.metadata.pop("widgets", None)
+    nb["metadata"] = nbformat.NotebookNode(
+        {
+            "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
+            "language_info": LANGUAGE,
+        }
+    )
     for cell in nb.cells:
         if not isinstance(cell, dict):
             continue
+        metadata = cell.get("metadata")
+        cell["metadata"] = nbformat.NotebookNode(
+            {
+                key: value
+                for key, value in (metadata.items() if isinstance(metadata, dict) else [])
+                if key in CELL_METADATA
+            }
+        )
         kind, source = cell.get("cell_type"), cell.get("source")
         if kind == "code":
             outputs = [_safe_output(o) for o in cell.get("outputs") or [] if isinstance(o, dict)]
             changed += any(outputs)
         elif isinstance(source, str) and source in trusted:
             continue
-        elif kind == "markdown":
+        elif kind in ("markdown", "raw"):
+            if kind == "raw":  # shown as text, as a markdown cell that must be
+                cell["cell_type"] = "markdown"
+                cell.pop("attachments", None)
             text = source if isinstance(source, str) else json.dumps(source)
             budget -= len(text)
             why = (
                 "a source that is no text"
                 if text is not source
+                else "a raw cell"
+                if kind == "raw"
                 else "more markdown than the grader checks"
                 if budget < 0
                 else refused_markdown(text, cell.get("attachments"))
@@ -159,7 +212,4 @@ def make_safe_to_view(nb: nbformat.NotebookNode, trusted: set[str]) -> int:
             if why:
                 cell["source"] = as_text(text, why)
                 changed += 1
-        elif isinstance(cell.get("metadata"), dict):  # a raw cell (or no known kind): never rendered as HTML
-            shown = [cell.metadata.pop(key, None) for key in ("raw_mimetype", "format")]
-            changed += any(shown)
     return changed

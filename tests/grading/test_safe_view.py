@@ -131,7 +131,7 @@ def test_a_lessons_own_text_is_left_as_it_is(lesson):
     solved = solved_notebook(source)
     made_safe = copy.deepcopy(solved)
     assert safe_view.make_safe_to_view(made_safe, safe_view.lesson_text(source, release)) == 0
-    assert made_safe == solved
+    assert made_safe.cells == solved.cells  # (the notebook's own metadata is the grader's: Python, nothing else)
 
 
 def test_an_honest_written_answer_is_left_as_it_is():
@@ -219,3 +219,31 @@ def test_a_malformed_cell_is_made_safe_without_a_crash(cell):
     """(Intake refuses such cells in a submission; this stage must not fail on them all the same.)"""
     nb = nbformat.from_dict({"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": [cell]})
     safe_view.make_safe_to_view(nb, trusted=set())
+
+
+def test_no_lexer_a_student_names_is_run():
+    """Some pygments lexers take exponential time on a crafted line (Maple's on 40 backslashes ran for minutes, in
+    the check and again wherever the notebook is rendered): a markdown code block in a language outside
+    CODE_LANGUAGES is shown as text, a cell's metadata (magics_language) and the notebook's language are the
+    grader's."""
+    slow = '"' + "\\\\a" * 40
+    markdown = nbformat.v4.new_markdown_cell(f"```maple\n{slow}\n```")
+    code = nbformat.v4.new_code_cell(slow, metadata={"magics_language": "maple", "tags": ["x"]})
+    nb = nbformat.v4.new_notebook(cells=[markdown, code])
+    nb.metadata["language_info"] = {"name": "maple", "pygments_lexer": "maple"}
+    assert safe_view.refused_markdown(markdown.source) == "a code block in maple"
+    safe_view.make_safe_to_view(nb, trusted=set())
+    assert nb.cells[0].source.startswith("*(Shown as text") and "```maple" in nb.cells[0].source
+    assert nb.cells[1].metadata == {} and nb.metadata.language_info["pygments_lexer"] == "ipython3"
+    assert "```python\nx = 1\n```" in safe_view.as_text("```python\nx = 1\n```", "x")  # a fence shows as text
+    assert safe_view.refused_markdown("```python\nx = 1\n```") is None
+
+
+def test_a_raw_cell_is_shown_as_text():
+    """The templates render a raw cell that names no type as HTML, whatever its source."""
+    nb = nbformat.v4.new_notebook(
+        cells=[nbformat.v4.new_raw_cell("<b>RAW</b><img src=x onerror=alert('PWN50')>")]
+    )
+    assert safe_view.make_safe_to_view(nb, trusted=set()) == 1
+    assert nb.cells[0].cell_type == "markdown" and "<b>RAW</b>" in nb.cells[0].source
+    assert live_markers(rendered(nb)) == []

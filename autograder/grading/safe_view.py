@@ -162,12 +162,15 @@ def _is_number(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def lesson_text(*notebooks: nbformat.NotebookNode) -> set[str]:
-    """The sources of the lesson's own markdown and raw cells, which need no check (the badge's HTML, say)."""
-    return {cell.source for nb in notebooks for cell in nb.cells if cell.cell_type != "code"}
+def lesson_text(*notebooks: nbformat.NotebookNode) -> set[tuple[str, str]]:
+    """The lesson's own markdown and raw cells, as (type, source), which need no check (the badge's HTML, say): a
+    cell is the lesson's only with its type too (the same text in a raw cell would be rendered as HTML)."""
+    return {
+        (cell.cell_type, cell.source) for nb in notebooks for cell in nb.cells if cell.cell_type != "code"
+    }
 
 
-def make_safe_to_view(nb: nbformat.NotebookNode, trusted: set[str]) -> int:
+def make_safe_to_view(nb: nbformat.NotebookNode, trusted: set[tuple[str, str]]) -> int:
     """Make ``nb`` safe to open in a browser (in place), leaving cells whose source is in ``trusted`` (the lesson's
     own text) as they are; return how many cells changed."""
     changed, budget = 0, BUDGET
@@ -192,7 +195,7 @@ def make_safe_to_view(nb: nbformat.NotebookNode, trusted: set[str]) -> int:
         if kind == "code":
             outputs = [_safe_output(o) for o in cell.get("outputs") or [] if isinstance(o, dict)]
             changed += any(outputs)
-        elif isinstance(source, str) and source in trusted:
+        elif isinstance(source, str) and (kind, source) in trusted:
             continue
         elif kind in ("markdown", "raw"):
             if kind == "raw":  # shown as text, as a markdown cell that must be

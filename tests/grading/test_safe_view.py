@@ -131,7 +131,9 @@ def test_a_lessons_own_text_is_left_as_it_is(lesson):
     solved = solved_notebook(source)
     made_safe = copy.deepcopy(solved)
     assert safe_view.make_safe_to_view(made_safe, safe_view.lesson_text(source, release)) == 0
-    assert made_safe.cells == solved.cells  # (the notebook's own metadata is the grader's: Python, nothing else)
+    assert (
+        made_safe.cells == solved.cells
+    )  # (the notebook's own metadata is the grader's: Python, nothing else)
 
 
 def test_an_honest_written_answer_is_left_as_it_is():
@@ -247,3 +249,13 @@ def test_a_raw_cell_is_shown_as_text():
     assert safe_view.make_safe_to_view(nb, trusted=set()) == 1
     assert nb.cells[0].cell_type == "markdown" and "<b>RAW</b>" in nb.cells[0].source
     assert live_markers(rendered(nb)) == []
+
+
+def test_a_lessons_text_is_trusted_only_in_its_own_cell_type():
+    """The badge's markdown turned into a raw cell would be rendered as raw HTML: it is not the lesson's cell."""
+    badge = build_source("01_pair_dataset").source.cells[0]
+    trusted = safe_view.lesson_text(build_source("01_pair_dataset").source)
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_raw_cell(badge.source), copy.deepcopy(badge)])
+    assert safe_view.make_safe_to_view(nb, trusted) == 1
+    assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith("*(Shown as text")
+    assert nb.cells[1].source == badge.source
